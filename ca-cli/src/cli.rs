@@ -1,0 +1,157 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 the operation failed (not found, refused by policy, invalid input);
+2 usage error.
+
+The data directory is --data-dir, else $CA_DATA_DIR, else /var/lib/ca for root and
+~/.local/share/ca for other users.";
+
+/// `ca`: administer a Puppet-compatible certificate authority.
+#[derive(Debug, Parser)]
+#[command(name = "ca", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The CA's data directory (database, CA key, certificates).
+    #[arg(long, global = true, env = "CA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Human-readable, as `puppetserver ca list`.
+    #[default]
+    Text,
+    /// The puppetserver certificate-status JSON.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new CA: CA key and certificate, first CRL, server and admin certificates.
+    Setup(SetupArgs),
+    /// Submit a PEM CSR from a file, exactly as an agent would over the API.
+    Submit {
+        /// The PEM CSR file.
+        file: PathBuf,
+        /// Submit under this name (default: the CSR's CN).
+        #[arg(long)]
+        certname: Option<String>,
+    },
+    /// List pending requests (default), or signed/revoked certificates.
+    List {
+        /// Requests and all certificates.
+        #[arg(long, conflicts_with_all = ["signed", "revoked"])]
+        all: bool,
+        /// Signed (not revoked) certificates.
+        #[arg(long)]
+        signed: bool,
+        /// Revoked certificates.
+        #[arg(long)]
+        revoked: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Sign pending requests.
+    Sign(SignArgs),
+    /// Revoke certificates (every unexpired certificate of each name).
+    Revoke {
+        /// Certnames.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// RFC 5280 reason (keyCompromise, superseded, cessationOfOperation, ...).
+        #[arg(long, default_value = "keyCompromise")]
+        reason: String,
+    },
+    /// Revoke, then remove certificates and requests (like `puppetserver ca clean`).
+    Clean {
+        /// Certnames.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Generate a key and a certificate on the CA (like `puppet cert generate`).
+    Generate {
+        /// Certname.
+        name: String,
+        /// Alt names (comma-separated; `IP:` prefix for addresses). Giving them here is the permission.
+        #[arg(long, value_delimiter = ',')]
+        dns_alt_names: Vec<String>,
+        /// Directory to write `certs/NAME.pem`, `certs/ca.pem` and `private_keys/NAME.pem` into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Key type: rsa-4096, rsa-2048 or ec-p256.
+        #[arg(long, default_value = "rsa-4096")]
+        key_type: String,
+        /// Validity (5y, 90d, ...).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Print a certificate as text, then its PEM (`ca print ca` for the CA chain).
+    Print {
+        /// Certname, or `ca`.
+        name: String,
+    },
+    /// Print the current CRL as PEM, or as text.
+    Crl {
+        /// Text instead of PEM.
+        #[arg(long)]
+        text: bool,
+    },
+    /// Print the fingerprint of a certificate (or pending request).
+    Fingerprint {
+        /// Certname, or `ca`.
+        name: String,
+        /// sha256, sha1 or sha512.
+        #[arg(long, default_value = "sha256")]
+        digest: String,
+    },
+}
+
+/// `ca setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The server's certname (default: this host's FQDN).
+    #[arg(long)]
+    pub certname: Option<String>,
+    /// Extra alt names for the server certificate (comma-separated; `IP:` for addresses).
+    #[arg(long, value_delimiter = ',')]
+    pub dns_alt_names: Vec<String>,
+    /// Key type for every key made: rsa-4096, rsa-2048 or ec-p256.
+    #[arg(long, default_value = "rsa-4096")]
+    pub key_type: String,
+    /// The CA's subject CN (default "Puppet CA: <certname>").
+    #[arg(long)]
+    pub ca_name: Option<String>,
+    /// The CA certificate's validity.
+    #[arg(long, default_value = "15y")]
+    pub ca_ttl: String,
+}
+
+/// `ca sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Certnames to sign.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Sign every pending request.
+    #[arg(long)]
+    pub all: bool,
+    /// Permit subject alternative names beyond DNS:<certname>.
+    #[arg(long)]
+    pub allow_dns_alt_names: bool,
+    /// Permit authorization extensions (1.3.6.1.4.1.34380.1.3.*).
+    #[arg(long)]
+    pub allow_authorization_extensions: bool,
+    /// Validity instead of the configured one (5y, 90d, ...).
+    #[arg(long)]
+    pub ttl: Option<String>,
+}

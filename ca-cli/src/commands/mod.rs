@@ -1,0 +1,60 @@
+//! One module per subcommand. Each returns the exit code, or an error message (exit 1).
+
+mod clean;
+mod generate;
+mod list;
+mod print;
+mod revoke;
+mod setup;
+mod sign;
+mod submit;
+
+use ca_server::ca::csr::San;
+
+use crate::cli::{Cli, Command};
+use crate::{local, Out};
+
+/// Result of a command: an exit code, or a message for an exit code of 1.
+pub type CmdResult = Result<i32, String>;
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
+    let dir = local::data_dir(cli.data_dir);
+    match cli.command {
+        Command::Setup(args) => setup::run(&dir, args, out).await,
+        Command::Submit { file, certname } => submit::run(&dir, &file, certname, out).await,
+        Command::List {
+            all,
+            signed,
+            revoked,
+            format,
+        } => list::run(&dir, all, signed, revoked, format, out).await,
+        Command::Sign(args) => sign::run(&dir, args, out).await,
+        Command::Revoke { names, reason } => revoke::run(&dir, &names, &reason, out).await,
+        Command::Clean { names } => clean::run(&dir, &names, out).await,
+        Command::Generate {
+            name,
+            dns_alt_names,
+            out: out_dir,
+            key_type,
+            ttl,
+        } => generate::run(&dir, &name, &dns_alt_names, &out_dir, &key_type, ttl.as_deref(), out).await,
+        Command::Print { name } => print::print(&dir, &name, out).await,
+        Command::Crl { text } => print::crl(&dir, text, out).await,
+        Command::Fingerprint { name, digest } => print::fingerprint(&dir, &name, &digest, out).await,
+    }
+}
+
+/// Parses a list of alt names (`a`, `DNS:a`, `IP:1.2.3.4`).
+pub fn parse_alt_names(list: &[String]) -> Result<Vec<San>, String> {
+    list.iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| San::parse_alt_name(s).ok_or_else(|| format!("invalid alt name '{s}'")))
+        .collect()
+}
+
+/// Parses an optional duration flag.
+pub fn parse_ttl(ttl: Option<&str>) -> Result<Option<time::Duration>, String> {
+    ttl.map(|t| ca_server::ca::duration::parse(t).map_err(|e| e.to_string()))
+        .transpose()
+}

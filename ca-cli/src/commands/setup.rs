@@ -1,0 +1,48 @@
+use std::sync::Arc;
+
+use ca_server::authority::{self, CaSettings, SetupOptions};
+use ca_server::ca::duration;
+use ca_server::clock::SystemClock;
+use ca_server::datadir::DataDir;
+
+use super::{parse_alt_names, CmdResult};
+use crate::cli::SetupArgs;
+use crate::Out;
+
+/// This host's fully qualified name, lowercased (`hostname -f`, else the kernel's hostname).
+pub fn host_fqdn() -> String {
+    let fqdn = std::process::Command::new("hostname")
+        .arg("-f")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    fqdn.or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .unwrap_or_else(|| "localhost".into())
+    .to_ascii_lowercase()
+}
+
+pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult {
+    let certname = args.certname.unwrap_or_else(host_fqdn);
+    let mut opts = SetupOptions::new(&certname);
+    opts.dns_alt_names = parse_alt_names(&args.dns_alt_names)?;
+    opts.key_type = args.key_type.parse().map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    opts.ca_name = args.ca_name;
+    opts.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
+    let (authority, report) = authority::setup(dir, &opts, CaSettings::default(), Arc::new(SystemClock))
+        .await
+        .map_err(|e| e.to_string())?;
+    authority.store().close().await;
+    out.line(&format!("Created a new CA in {}", dir.root().display()));
+    out.line(&format!("  CA:          {} ({})", report.ca_name, dir.ca_cert().display()));
+    out.line(&format!("  CA key:      {} (mode 0600)", dir.ca_key().display()));
+    out.line(&format!("  server cert: {} ({})", report.server_certname, dir.server_cert().display()));
+    out.line(&format!("  admin cert:  {} ({})", report.admin_certname, dir.admin_cert().display()));
+    Ok(0)
+}

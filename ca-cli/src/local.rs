@@ -1,0 +1,34 @@
+//! Local mode: the engine and the database of a data directory, used directly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ca_server::authority::{Authority, CaSettings};
+use ca_server::clock::SystemClock;
+use ca_server::datadir::{default_data_dir, DataDir};
+
+/// The data directory chosen by flag, environment or default.
+pub fn data_dir(flag: Option<PathBuf>) -> DataDir {
+    DataDir::new(flag.unwrap_or_else(default_data_dir))
+}
+
+/// Opens the CA of a data directory.
+pub async fn open(dir: &DataDir) -> Result<Authority, String> {
+    if !dir.db().exists() {
+        return Err(format!(
+            "no CA in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
+            dir.root().display()
+        ));
+    }
+    Authority::open(dir, CaSettings::default(), Arc::new(SystemClock))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Who runs the command, for the audit log.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}

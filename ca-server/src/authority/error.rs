@@ -1,0 +1,56 @@
+use crate::ca::csr::CsrError;
+use crate::ca::names::NameError;
+use crate::ca::CaError;
+use crate::policy::PolicyError;
+use crate::storage::StoreError;
+
+/// Why an operation of the authority did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    /// The CSR body is refused.
+    #[error("{0}")]
+    Csr(#[from] CsrError),
+    /// The certname is refused.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// The signing policy refuses.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    /// A request or certificate already exists for the name.
+    #[error("{0}")]
+    Duplicate(String),
+    /// Signing asked for a name with no pending request.
+    #[error("{}", no_request(.certname, *.has_cert))]
+    NoRequest {
+        /// The name.
+        certname: String,
+        /// Whether it has a certificate (already signed).
+        has_cert: bool,
+    },
+    /// Revoking asked for a name with no signed certificate.
+    #[error("Cannot revoke certificate for host {0} without a signed certificate")]
+    NoCertificate(String),
+    /// Nothing is held for the name.
+    #[error("Nothing is known for {0}")]
+    NotFound(String),
+    /// Invalid operator input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine failed.
+    #[error("{0}")]
+    Ca(#[from] CaError),
+    /// Storage failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A bug or a crashed task.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn no_request(certname: &str, has_cert: bool) -> String {
+    if has_cert {
+        format!("Cannot sign certificate for host {certname} without a certificate request (it is already signed)")
+    } else {
+        format!("Could not find certificate request for {certname}")
+    }
+}

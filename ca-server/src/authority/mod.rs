@@ -1,0 +1,488 @@
+//! The CA's operations, shared by the server and the CLI: each one is a single write transaction that
+//! runs the engine and the policy and leaves an audit row, whatever the outcome.
+
+mod error;
+mod setup;
+pub mod status;
+
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::ca::crl::{self, Reason, RevokedEntry};
+use crate::ca::csr::{self, Csr, San};
+use crate::ca::issue::{self, Validity};
+use crate::ca::keys::{self, KeyType};
+use crate::ca::{names, pem_encode, CaError, CaSigner};
+use crate::clock::Clock;
+use crate::datadir::DataDir;
+use crate::policy::{signing, Permit, SigningOptions};
+use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
+
+pub use error::AuthorityError;
+pub use setup::{setup, SetupOptions, SetupReport};
+pub use status::{CertStatus, ListFilter};
+
+/// Settings of the CA's behaviour (from the config file or defaults).
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    /// Validity of issued certificates (`ca-ttl`), default 5 years.
+    pub cert_ttl: Duration,
+    /// How far ahead `nextUpdate` of a new CRL lies, default 5 years.
+    pub crl_lifetime: Duration,
+    /// Global permissions (puppetserver's `allow-subject-alt-names` / `allow-authorization-extensions`).
+    pub signing: SigningOptions,
+    /// Accept a CSR for a name that already has a certificate or request.
+    pub allow_duplicate_certs: bool,
+}
+
+impl Default for CaSettings {
+    fn default() -> Self {
+        CaSettings {
+            cert_ttl: Duration::days(5 * 365),
+            crl_lifetime: Duration::days(5 * 365),
+            signing: SigningOptions::default(),
+            allow_duplicate_certs: false,
+        }
+    }
+}
+
+/// Per-signing options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignRequest {
+    /// Flags given with this signing.
+    pub options: SigningOptions,
+    /// TTL instead of the configured one.
+    pub ttl: Option<Duration>,
+}
+
+/// A certificate just issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Serial.
+    pub serial: u64,
+    /// DER.
+    pub der: Vec<u8>,
+}
+
+impl Issued {
+    /// PEM of the certificate.
+    pub fn pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.der)
+    }
+}
+
+/// What `clean` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Serials revoked by this clean.
+    pub revoked: Vec<u64>,
+    /// Whether a pending request was removed.
+    pub removed_request: bool,
+    /// How many certificates were removed from the listing.
+    pub removed_certificates: u64,
+}
+
+/// The certificate authority.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    store: Store,
+    signer: Arc<CaSigner>,
+    settings: CaSettings,
+    clock: Arc<dyn Clock>,
+}
+
+fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CaError> + Send + 'static,
+) -> Result<T, AuthorityError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuthorityError::Internal(format!("signing task failed: {e}")))?
+        .map_err(AuthorityError::Ca)
+}
+
+impl Authority {
+    /// Opens the CA in a data directory: its database and its key.
+    pub async fn open(
+        dir: &DataDir,
+        settings: CaSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority, AuthorityError> {
+        let store = Store::open(&dir.db(), false).await?;
+        let (chain_pem, _) = store
+            .ca()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the database holds no CA".into()))?;
+        let key_path = dir.ca_key();
+        let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
+            AuthorityError::Ca(CaError::Key(format!(
+                "cannot read the CA key {}: {e}",
+                key_path.display()
+            )))
+        })?;
+        let signer = CaSigner::new(&chain_pem, keys::load_pem(&key_pem)?)?;
+        Ok(Authority {
+            store,
+            signer: Arc::new(signer),
+            settings,
+            clock,
+        })
+    }
+
+    /// The store (read access for listings and serving).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    /// The signing CA.
+    pub fn signer(&self) -> &CaSigner {
+        &self.signer
+    }
+    /// The settings.
+    pub fn settings(&self) -> &CaSettings {
+        &self.settings
+    }
+    /// Now, from the authority's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    async fn refuse(
+        &self,
+        mut tx: WriteTx,
+        actor: &str,
+        action: &str,
+        certname: &str,
+        err: AuthorityError,
+    ) -> AuthorityError {
+        let detail = err.to_string();
+        let name = names::printable(certname);
+        let rec = AuditRecord {
+            at: unix(self.now()),
+            actor,
+            action,
+            certname: Some(&name),
+            serial: None,
+            outcome: "refused",
+            detail: Some(&detail),
+        };
+        let res = async {
+            tx.audit(&rec).await?;
+            tx.commit().await
+        }
+        .await;
+        match res {
+            Ok(()) => err,
+            Err(e) => AuthorityError::Store(e),
+        }
+    }
+
+    /// Accepts a CSR submitted for `certname` (§1.4): parses it, checks the name and the signature and
+    /// the duplicate policy, and stores it as pending. Refusals leave only an audit row.
+    pub async fn submit(&self, actor: &str, certname: &str, body: &[u8]) -> Result<Csr, AuthorityError> {
+        let tx = self.store.write().await?;
+        let checked = csr::parse(body)
+            .map_err(AuthorityError::from)
+            .and_then(|c| {
+                names::validate_subject(certname, &c.common_name)?;
+                Ok(c)
+            });
+        let parsed = match checked {
+            Ok(c) => c,
+            Err(e) => return Err(self.refuse(tx, actor, "submit", certname, e).await),
+        };
+        self.store_request(tx, actor, parsed).await
+    }
+
+    async fn store_request(&self, mut tx: WriteTx, actor: &str, parsed: Csr) -> Result<Csr, AuthorityError> {
+        let name = parsed.common_name.clone();
+        if !self.settings.allow_duplicate_certs {
+            let existing = match tx.current_certificate(&name).await? {
+                Some(c) if c.revoked.is_some() => Some("revoked"),
+                Some(_) => Some("signed"),
+                None if tx.request(&name).await?.is_some() => Some("requested"),
+                None => None,
+            };
+            if let Some(state) = existing {
+                let err = AuthorityError::Duplicate(format!(
+                    "{name} already has a {state} certificate; ignoring certificate request"
+                ));
+                return Err(self.refuse(tx, actor, "submit", &name, err).await);
+            }
+        }
+        let now = unix(self.now());
+        tx.put_request(&name, &parsed.der, now, actor, true).await?;
+        tx.audit(&AuditRecord {
+            at: now,
+            actor,
+            action: "submit",
+            certname: Some(&name),
+            serial: None,
+            outcome: "ok",
+            detail: None,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(parsed)
+    }
+
+    /// Signs the pending request of `certname` if the policy allows it.
+    pub async fn sign(&self, actor: &str, certname: &str, req: SignRequest) -> Result<Issued, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let Some(row) = tx.request(certname).await? else {
+            let has_cert = tx.current_certificate(certname).await?.is_some();
+            let err = AuthorityError::NoRequest {
+                certname: certname.to_string(),
+                has_cert,
+            };
+            return Err(self.refuse(tx, actor, "sign", certname, err).await);
+        };
+        let parsed = csr::parse_der(&row.csr_der)?;
+        let options = req.options.or(self.settings.signing);
+        let permit = match signing::check(&parsed, options) {
+            Ok(p) => p,
+            Err(e) => return Err(self.refuse(tx, actor, "sign", certname, e.into()).await),
+        };
+        let ttl = req.ttl.unwrap_or(self.settings.cert_ttl);
+        let issued = self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
+        tx.delete_request(certname).await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    /// Issues within `tx` (serial from the same transaction), stores the certificate and audits it.
+    async fn issue(
+        &self,
+        tx: &mut WriteTx,
+        actor: &str,
+        spki_der: Vec<u8>,
+        permit: Permit,
+        ttl: Duration,
+    ) -> Result<Issued, AuthorityError> {
+        let serial = tx.next_serial().await?;
+        let validity = Validity::from_now(self.now(), ttl);
+        let signer = Arc::clone(&self.signer);
+        let certname = permit.certname().to_string();
+        let der = blocking(move || issue::issue_leaf(&signer, &spki_der, &permit, serial, validity)).await?;
+        let now = unix(self.now());
+        tx.insert_certificate(
+            &CertRow {
+                serial,
+                certname: certname.clone(),
+                der: der.clone(),
+                not_before: unix(validity.not_before),
+                not_after: unix(validity.not_after),
+                revoked: None,
+            },
+            now,
+            actor,
+        )
+        .await?;
+        tx.audit(&AuditRecord {
+            at: now,
+            actor,
+            action: "sign",
+            certname: Some(&certname),
+            serial: Some(serial),
+            outcome: "ok",
+            detail: None,
+        })
+        .await?;
+        Ok(Issued { serial, der })
+    }
+
+    /// Generates a key and a certificate for `certname` on the CA (`puppet cert generate`): the alt names
+    /// given are the admin's explicit permission. Returns the key PEM and the certificate.
+    pub async fn generate(
+        &self,
+        actor: &str,
+        certname: &str,
+        alt_names: &[San],
+        key_type: KeyType,
+        ttl: Option<Duration>,
+    ) -> Result<(String, Issued), AuthorityError> {
+        let permit = Self::generated_permit(certname, alt_names, false)?;
+        let key = blocking(move || keys::generate(key_type)).await?;
+        let mut tx = self.store.write().await?;
+        if tx.current_certificate(certname).await?.is_some() || tx.request(certname).await?.is_some() {
+            let err = AuthorityError::Duplicate(format!(
+                "{certname} already has a certificate or a request; clean it first"
+            ));
+            return Err(self.refuse(tx, actor, "generate", certname, err).await);
+        }
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let issued = self
+            .issue(&mut tx, actor, spki, permit, ttl.unwrap_or(self.settings.cert_ttl))
+            .await?;
+        tx.commit().await?;
+        Ok((key.serialize_pem(), issued))
+    }
+
+    fn generated_permit(certname: &str, alt_names: &[San], cli_auth: bool) -> Result<Permit, AuthorityError> {
+        names::validate_certname(certname)?;
+        Ok(Permit::for_generated(certname, alt_names, cli_auth)?)
+    }
+
+    /// Revokes every unexpired certificate of `certname` and publishes a new CRL. Returns the serials
+    /// revoked now (empty when they all were already).
+    pub async fn revoke(&self, actor: &str, certname: &str, reason: Reason) -> Result<Vec<u64>, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let serials = tx.revocable_serials(certname, unix(self.now())).await?;
+        if serials.is_empty() {
+            match tx.current_certificate(certname).await? {
+                Some(c) if c.revoked.is_some() => return Ok(Vec::new()),
+                _ => {
+                    let err = AuthorityError::NoCertificate(certname.to_string());
+                    return Err(self.refuse(tx, actor, "revoke", certname, err).await);
+                }
+            }
+        }
+        self.revoke_serials(&mut tx, actor, certname, &serials, reason).await?;
+        tx.commit().await?;
+        Ok(serials)
+    }
+
+    async fn revoke_serials(
+        &self,
+        tx: &mut WriteTx,
+        actor: &str,
+        certname: &str,
+        serials: &[u64],
+        reason: Reason,
+    ) -> Result<(), AuthorityError> {
+        let now = unix(self.now());
+        for &serial in serials {
+            tx.revoke(serial, Some(certname), now, reason.code()).await?;
+            tx.audit(&AuditRecord {
+                at: now,
+                actor,
+                action: "revoke",
+                certname: Some(certname),
+                serial: Some(serial),
+                outcome: "ok",
+                detail: Some(&reason.to_string()),
+            })
+            .await?;
+        }
+        self.publish_crl(tx).await?;
+        Ok(())
+    }
+
+    /// Signs a new CRL from every revocation in the database, with the next CRL number.
+    pub(crate) async fn publish_crl(&self, tx: &mut WriteTx) -> Result<CrlRow, AuthorityError> {
+        let entries = tx
+            .revocations()
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(RevokedEntry {
+                    serial: r.serial,
+                    revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+                        .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
+                    reason: Reason::from_code(r.reason).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let number = tx.next_crl_number().await?;
+        let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
+        let this_update = now - Duration::seconds(1);
+        let next_update = now + self.settings.crl_lifetime;
+        let signer = Arc::clone(&self.signer);
+        let der = blocking(move || crl::sign_crl(&signer, number, this_update, next_update, &entries)).await?;
+        let row = CrlRow {
+            number,
+            this_update: unix(this_update),
+            next_update: unix(next_update),
+            der,
+        };
+        tx.store_crl(&row).await?;
+        Ok(row)
+    }
+
+    /// Revokes (if signed and not yet revoked) and then removes everything held for `certname`, like
+    /// `puppetserver ca clean`.
+    pub async fn clean(&self, actor: &str, certname: &str) -> Result<Cleaned, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let now = unix(self.now());
+        let revoked = tx.revocable_serials(certname, now).await?;
+        if !revoked.is_empty() {
+            self.revoke_serials(&mut tx, actor, certname, &revoked, Reason::default())
+                .await?;
+        }
+        let removed_request = tx.delete_request(certname).await?;
+        let removed_certificates = tx.clean_certificates(certname, now).await?;
+        if !removed_request && removed_certificates == 0 {
+            let err = AuthorityError::NotFound(certname.to_string());
+            return Err(self.refuse(tx, actor, "clean", certname, err).await);
+        }
+        tx.audit(&AuditRecord {
+            at: now,
+            actor,
+            action: "clean",
+            certname: Some(certname),
+            serial: None,
+            outcome: "ok",
+            detail: None,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(Cleaned {
+            revoked,
+            removed_request,
+            removed_certificates,
+        })
+    }
+
+    /// Removes the certificate and request of `certname` without revoking (certificate_status DELETE).
+    pub async fn delete(&self, actor: &str, certname: &str) -> Result<(), AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let now = unix(self.now());
+        let removed_request = tx.delete_request(certname).await?;
+        let removed = tx.clean_certificates(certname, now).await?;
+        if !removed_request && removed == 0 {
+            let err = AuthorityError::NotFound(certname.to_string());
+            return Err(self.refuse(tx, actor, "delete", certname, err).await);
+        }
+        tx.audit(&AuditRecord {
+            at: now,
+            actor,
+            action: "delete",
+            certname: Some(certname),
+            serial: None,
+            outcome: "ok",
+            detail: None,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The current certificate of `certname` as PEM.
+    pub async fn certificate_pem(&self, certname: &str) -> Result<Option<String>, AuthorityError> {
+        Ok(self
+            .store
+            .current_certificate(certname)
+            .await?
+            .map(|c| pem_encode("CERTIFICATE", &c.der)))
+    }
+
+    /// The pending request of `certname` as PEM.
+    pub async fn request_pem(&self, certname: &str) -> Result<Option<String>, AuthorityError> {
+        Ok(self
+            .store
+            .request(certname)
+            .await?
+            .map(|r| pem_encode("CERTIFICATE REQUEST", &r.csr_der)))
+    }
+
+    /// The current CRL (DER) and its row.
+    pub async fn crl(&self) -> Result<CrlRow, AuthorityError> {
+        self.store
+            .crl()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no CRL has been published".into()).into())
+    }
+}

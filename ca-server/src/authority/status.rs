@@ -1,0 +1,226 @@
+//! puppetserver's certificate-status objects (§1.10), for `ca list` and `certificate_status(es)`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{Authority, AuthorityError};
+use crate::ca::csr::{self, San};
+use crate::ca::digest::{fingerprint, Digest};
+use crate::ca::text::puppet_time;
+use crate::ca::{der, oids};
+use crate::storage::{CertRow, RequestRow, StatusFilter};
+
+/// The fingerprints object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// SHA-1.
+    #[serde(rename = "SHA1")]
+    pub sha1: String,
+    /// SHA-256.
+    #[serde(rename = "SHA256")]
+    pub sha256: String,
+    /// SHA-512.
+    #[serde(rename = "SHA512")]
+    pub sha512: String,
+    /// Same as SHA-256.
+    pub default: String,
+}
+
+/// One status object, as puppetserver serialises it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertStatus {
+    /// Certname.
+    pub name: String,
+    /// `requested`, `signed` or `revoked`.
+    pub state: String,
+    /// SHA-256 fingerprint.
+    pub fingerprint: String,
+    /// All fingerprints.
+    pub fingerprints: Fingerprints,
+    /// `DNS:x` entries.
+    pub dns_alt_names: Vec<String>,
+    /// `IP:` entries first, then `DNS:`.
+    pub subject_alt_names: Vec<String>,
+    /// Authorization extensions by short name or OID.
+    pub authorization_extensions: BTreeMap<String, String>,
+    /// Serial (certificates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<u64>,
+    /// notBefore (certificates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// notAfter (certificates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+/// Which states to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Pending requests.
+    pub requested: bool,
+    /// Signed, not revoked.
+    pub signed: bool,
+    /// Revoked.
+    pub revoked: bool,
+}
+
+impl ListFilter {
+    /// Everything.
+    pub const ALL: ListFilter = ListFilter {
+        requested: true,
+        signed: true,
+        revoked: true,
+    };
+    /// Pending requests only.
+    pub const REQUESTED: ListFilter = ListFilter {
+        requested: true,
+        signed: false,
+        revoked: false,
+    };
+}
+
+fn fingerprints(der_bytes: &[u8]) -> Fingerprints {
+    let sha256 = fingerprint(Digest::Sha256, der_bytes);
+    Fingerprints {
+        sha1: fingerprint(Digest::Sha1, der_bytes),
+        sha512: fingerprint(Digest::Sha512, der_bytes),
+        default: sha256.clone(),
+        sha256,
+    }
+}
+
+fn alt_names(sans: &[San]) -> (Vec<String>, Vec<String>) {
+    let dns: Vec<String> = sans
+        .iter()
+        .filter(|s| matches!(s, San::Dns(_)))
+        .map(San::to_string)
+        .collect();
+    let mut all: Vec<String> = sans
+        .iter()
+        .filter(|s| matches!(s, San::Ip(_)))
+        .map(San::to_string)
+        .collect();
+    all.extend(dns.iter().cloned());
+    (dns, all)
+}
+
+fn auth_extension(oid: &[u64], value: &[u8], out: &mut BTreeMap<String, String>) {
+    if oids::is_under(oid, oids::PP_AUTH_CERT_EXT) {
+        let v = der::decode_string(value).unwrap_or_default();
+        out.insert(oids::display_name(oid), v);
+    }
+}
+
+/// Status of a pending request.
+pub fn request_status(row: &RequestRow) -> Result<CertStatus, AuthorityError> {
+    let c = csr::parse_der(&row.csr_der)?;
+    let (dns, all) = alt_names(&c.sans);
+    let mut auth = BTreeMap::new();
+    for e in &c.extensions {
+        auth_extension(&e.oid, &e.value, &mut auth);
+    }
+    let fps = fingerprints(&row.csr_der);
+    Ok(CertStatus {
+        name: row.certname.clone(),
+        state: "requested".into(),
+        fingerprint: fps.sha256.clone(),
+        fingerprints: fps,
+        dns_alt_names: dns,
+        subject_alt_names: all,
+        authorization_extensions: auth,
+        serial_number: None,
+        not_before: None,
+        not_after: None,
+    })
+}
+
+/// Status of a certificate.
+pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
+    let (_, cert) = X509Certificate::from_der(&row.der)
+        .map_err(|e| AuthorityError::Internal(format!("stored certificate {}: {e}", row.serial)))?;
+    let mut sans = Vec::new();
+    let mut auth = BTreeMap::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::SubjectAlternativeName(s) = ext.parsed_extension() {
+            for gn in &s.general_names {
+                match gn {
+                    x509_parser::extensions::GeneralName::DNSName(n) => sans.push(San::Dns(n.to_string())),
+                    x509_parser::extensions::GeneralName::IPAddress(b) => {
+                        if let Some(San::Ip(ip)) = ip_from(b) {
+                            sans.push(San::Ip(ip));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else if let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) {
+            auth_extension(&arcs, ext.value, &mut auth);
+        }
+    }
+    let (dns, all) = alt_names(&sans);
+    let fps = fingerprints(&row.der);
+    let time = |t: i64| time::OffsetDateTime::from_unix_timestamp(t).map(puppet_time).ok();
+    Ok(CertStatus {
+        name: row.certname.clone(),
+        state: if row.revoked.is_some() { "revoked" } else { "signed" }.into(),
+        fingerprint: fps.sha256.clone(),
+        fingerprints: fps,
+        dns_alt_names: dns,
+        subject_alt_names: all,
+        authorization_extensions: auth,
+        serial_number: Some(row.serial),
+        not_before: time(row.not_before),
+        not_after: time(row.not_after),
+    })
+}
+
+fn ip_from(b: &[u8]) -> Option<San> {
+    match b.len() {
+        4 => Some(San::Ip(std::net::IpAddr::from([b[0], b[1], b[2], b[3]]))),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            Some(San::Ip(std::net::IpAddr::from(a)))
+        }
+        _ => None,
+    }
+}
+
+impl Authority {
+    /// The status of one name: its current certificate, else its pending request.
+    pub async fn status(&self, certname: &str) -> Result<Option<CertStatus>, AuthorityError> {
+        if let Some(c) = self.store.current_certificate(certname).await? {
+            return certificate_status(&c).map(Some);
+        }
+        match self.store.request(certname).await? {
+            Some(r) => request_status(&r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Statuses: pending requests first, then certificates, each by name.
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, AuthorityError> {
+        let mut out = Vec::new();
+        if filter.requested {
+            for r in self.store.requests().await? {
+                out.push(request_status(&r)?);
+            }
+        }
+        let certs = match (filter.signed, filter.revoked) {
+            (true, true) => Some(StatusFilter::All),
+            (true, false) => Some(StatusFilter::Signed),
+            (false, true) => Some(StatusFilter::Revoked),
+            (false, false) => None,
+        };
+        if let Some(f) = certs {
+            for c in self.store.certificates(f).await? {
+                out.push(certificate_status(&c)?);
+            }
+        }
+        Ok(out)
+    }
+}

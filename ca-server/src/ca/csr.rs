@@ -1,0 +1,263 @@
+//! Parsing a PEM CSR into what policy and issuance need. Every refusal is a `CsrError` with a short
+//! message fit for a client; nothing here panics on any input.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+
+use super::{der, oids};
+
+/// The largest CSR body we look at.
+pub const MAX_CSR_BYTES: usize = 64 * 1024;
+
+/// Why a CSR body is refused before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsrError {
+    /// No bytes at all.
+    Empty,
+    /// Larger than [`MAX_CSR_BYTES`].
+    TooLarge,
+    /// Not a PEM CSR, or its DER is broken.
+    Unparsable(String),
+    /// More than one PEM block.
+    MultiplePem,
+    /// No CN in the subject.
+    NoCommonName,
+    /// The self-signature does not verify.
+    BadSignature,
+}
+
+impl fmt::Display for CsrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CsrError::Empty => f.write_str("The certificate request is empty"),
+            CsrError::TooLarge => write!(
+                f,
+                "The certificate request is larger than {} KiB",
+                MAX_CSR_BYTES / 1024
+            ),
+            CsrError::Unparsable(why) => {
+                write!(f, "Could not parse the certificate request: {why}")
+            }
+            CsrError::MultiplePem => {
+                f.write_str("The body must contain exactly one PEM certificate request")
+            }
+            CsrError::NoCommonName => f.write_str("The certificate request has no subject CN"),
+            CsrError::BadSignature => f.write_str(
+                "CSR contains a public key that does not correspond to the signing key",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CsrError {}
+
+/// One subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum San {
+    /// `DNS:name`
+    Dns(String),
+    /// `IP:addr`
+    Ip(IpAddr),
+    /// Any other type, in its display form (`email:x`, `URI:x`, ...): never issued.
+    Other(String),
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(n) => write!(f, "DNS:{n}"),
+            San::Ip(ip) => write!(f, "IP:{ip}"),
+            San::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl San {
+    /// Parses `DNS:x`, `IP:x` or a bare name (taken as DNS), as `dns_alt_names` lists are written.
+    pub fn parse_alt_name(s: &str) -> Option<San> {
+        let s = s.trim();
+        if let Some(ip) = s.strip_prefix("IP:") {
+            return ip.trim().parse().ok().map(San::Ip);
+        }
+        let name = s.strip_prefix("DNS:").unwrap_or(s).trim();
+        if name.is_empty() || name.contains(',') || name.chars().any(char::is_whitespace) {
+            return None;
+        }
+        Some(San::Dns(name.to_ascii_lowercase()))
+    }
+}
+
+/// An extension the CSR asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedExtension {
+    /// Its OID arcs.
+    pub oid: Vec<u64>,
+    /// Whether it is marked critical.
+    pub critical: bool,
+    /// The DER of the extension value (the contents of extnValue).
+    pub value: Vec<u8>,
+}
+
+/// A parsed, self-signature-checked CSR.
+#[derive(Debug, Clone)]
+pub struct Csr {
+    /// The PEM as stored and served back.
+    pub pem: String,
+    /// The DER.
+    pub der: Vec<u8>,
+    /// The subject CN.
+    pub common_name: String,
+    /// DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    /// The SAN entries of the extension request, in request order.
+    pub sans: Vec<San>,
+    /// Every requested extension except the SAN.
+    pub extensions: Vec<RequestedExtension>,
+    /// challengePassword, if present.
+    pub challenge_password: Option<String>,
+    /// Other attributes with a string value (dotted OID, value).
+    pub attributes: Vec<(String, String)>,
+}
+
+fn oid_arcs(oid: &x509_parser::der_parser::oid::Oid<'_>) -> Result<Vec<u64>, CsrError> {
+    oid.iter()
+        .map(|it| it.collect())
+        .ok_or_else(|| CsrError::Unparsable("an OID has an arc too large to handle".into()))
+}
+
+fn general_name(gn: &GeneralName<'_>) -> San {
+    match gn {
+        GeneralName::DNSName(n) => San::Dns(n.to_string()),
+        GeneralName::IPAddress(b) => match b.len() {
+            4 => San::Ip(IpAddr::from([b[0], b[1], b[2], b[3]])),
+            16 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                San::Ip(IpAddr::from(a))
+            }
+            _ => San::Other("IP:<invalid>".into()),
+        },
+        GeneralName::RFC822Name(n) => San::Other(format!("email:{n}")),
+        GeneralName::URI(u) => San::Other(format!("URI:{u}")),
+        GeneralName::DirectoryName(n) => San::Other(format!("DirName:{n}")),
+        GeneralName::RegisteredID(o) => San::Other(format!("RID:{o}")),
+        GeneralName::OtherName(o, _) => San::Other(format!("othername:{o}")),
+        GeneralName::X400Address(_) => San::Other("X400Name:<unsupported>".into()),
+        GeneralName::EDIPartyName(_) => San::Other("EdiPartyName:<unsupported>".into()),
+        GeneralName::Invalid(..) => San::Other("<invalid>".into()),
+    }
+}
+
+/// Parses and checks the body of a CSR submission: exactly one PEM CSR, a CN, a valid self-signature.
+pub fn parse(body: &[u8]) -> Result<Csr, CsrError> {
+    if body.len() > MAX_CSR_BYTES {
+        return Err(CsrError::TooLarge);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(CsrError::Empty);
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| CsrError::Unparsable("the body is not PEM text".into()))?;
+    let mut blocks = pem::parse_many(text)
+        .map_err(|e| CsrError::Unparsable(format!("bad PEM ({e})")))?
+        .into_iter();
+    let block = blocks
+        .next()
+        .ok_or_else(|| CsrError::Unparsable("no PEM block found".into()))?;
+    if blocks.next().is_some() {
+        return Err(CsrError::MultiplePem);
+    }
+    if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
+        return Err(CsrError::Unparsable(format!(
+            "expected a CERTIFICATE REQUEST PEM block, found {}",
+            super::names::printable(block.tag())
+        )));
+    }
+    parse_der(block.contents())
+}
+
+/// Parses and checks a DER CSR.
+pub fn parse_der(der_bytes: &[u8]) -> Result<Csr, CsrError> {
+    let (rest, req) = X509CertificationRequest::from_der(der_bytes)
+        .map_err(|e| CsrError::Unparsable(format!("invalid DER ({e})")))?;
+    if !rest.is_empty() {
+        return Err(CsrError::Unparsable("trailing bytes after the request".into()));
+    }
+    let info = &req.certification_request_info;
+    let mut cns = info.subject.iter_common_name();
+    let common_name = cns
+        .next()
+        .ok_or(CsrError::NoCommonName)?
+        .as_str()
+        .map_err(|_| CsrError::Unparsable("the subject CN is not a string".into()))?
+        .to_string();
+    if cns.next().is_some() {
+        return Err(CsrError::Unparsable("the subject has more than one CN".into()));
+    }
+    req.verify_signature().map_err(|_| CsrError::BadSignature)?;
+
+    let mut sans = Vec::new();
+    let mut extensions = Vec::new();
+    let mut challenge_password = None;
+    let mut attributes = Vec::new();
+    for attr in info.iter_attributes() {
+        match attr.parsed_attribute() {
+            ParsedCriAttribute::ChallengePassword(p) => challenge_password = Some(p.0.clone()),
+            ParsedCriAttribute::ExtensionRequest(er) => {
+                for ext in &er.extensions {
+                    let oid = oid_arcs(&ext.oid)?;
+                    if oid == oids::SUBJECT_ALT_NAME {
+                        match ext.parsed_extension() {
+                            ParsedExtension::SubjectAlternativeName(s) => {
+                                sans.extend(s.general_names.iter().map(general_name));
+                            }
+                            _ => {
+                                return Err(CsrError::Unparsable(
+                                    "the subjectAltName extension is malformed".into(),
+                                ))
+                            }
+                        }
+                    } else {
+                        extensions.push(RequestedExtension {
+                            oid,
+                            critical: ext.critical,
+                            value: ext.value.to_vec(),
+                        });
+                    }
+                }
+            }
+            ParsedCriAttribute::UnsupportedAttribute => {
+                let oid = oids::dotted(&oid_arcs(&attr.oid)?);
+                if let Some(v) = der::decode_set_of_string(attr.value) {
+                    attributes.push((oid, v));
+                }
+            }
+        }
+    }
+    Ok(Csr {
+        pem: super::pem_encode("CERTIFICATE REQUEST", der_bytes),
+        der: der_bytes.to_vec(),
+        common_name,
+        spki_der: info.subject_pki.raw.to_vec(),
+        sans,
+        extensions,
+        challenge_password,
+        attributes,
+    })
+}
+
+impl Csr {
+    /// Value of a string attribute by dotted OID.
+    pub fn attribute(&self, oid: &[u64]) -> Option<&str> {
+        let dotted = oids::dotted(oid);
+        self.attributes
+            .iter()
+            .find(|(o, _)| *o == dotted)
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,153 @@
+//! The CA's signing identity: its certificate chain and its key, ready to issue and to sign CRLs.
+
+use std::fmt;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber,
+};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{der, digest, oids, pem_encode, CaError};
+
+/// The comment puppetserver puts in every certificate it issues.
+pub const NETSCAPE_COMMENT_TEXT: &str = "Puppet Server Internal Certificate";
+
+/// A CA certificate parsed once: what issuance and the CRL need from it.
+#[derive(Clone)]
+pub struct CaCert {
+    /// DER of the certificate.
+    pub der: Vec<u8>,
+    /// Subject key identifier (the AKI of everything this CA signs).
+    pub key_id: Vec<u8>,
+    /// Subject CN.
+    pub common_name: String,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
+}
+
+impl CaCert {
+    /// Parses a CA certificate from DER.
+    pub fn from_der(der_bytes: &[u8]) -> Result<(Self, Vec<u8>), CaError> {
+        let (_, cert) = X509Certificate::from_der(der_bytes)
+            .map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+        let spk = cert.public_key().subject_public_key.data.to_vec();
+        let ski = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        });
+        let key_id = ski.unwrap_or_else(|| digest::key_identifier(&spk));
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let not_after = cert.validity().not_after.to_datetime();
+        Ok((
+            CaCert {
+                der: der_bytes.to_vec(),
+                key_id,
+                common_name,
+                not_after,
+            },
+            spk,
+        ))
+    }
+}
+
+/// The signing CA: chain (signing CA first) and key. `Debug` never shows the key.
+pub struct CaSigner {
+    issuer: Issuer<'static, KeyPair>,
+    /// The signing CA's certificate.
+    pub cert: CaCert,
+    /// The whole chain as PEM, signing CA first (served on `certificate/ca`).
+    pub chain_pem: String,
+    /// DER of every certificate in the chain, signing CA first.
+    pub chain_der: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for CaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaSigner")
+            .field("ca", &self.cert.common_name)
+            .field("key", &"[secret key elided]")
+            .finish()
+    }
+}
+
+/// Parses every `CERTIFICATE` block of a PEM bundle to DER.
+pub fn parse_cert_bundle(pem_text: &str) -> Result<Vec<Vec<u8>>, CaError> {
+    let blocks = pem::parse_many(pem_text).map_err(|e| CaError::Parse(format!("PEM: {e}")))?;
+    let ders: Vec<Vec<u8>> = blocks
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents)
+        .collect();
+    if ders.is_empty() {
+        return Err(CaError::Parse("no certificate in the CA bundle".into()));
+    }
+    Ok(ders)
+}
+
+impl CaSigner {
+    /// Builds the signer from a chain (signing CA first) and its key; refuses a key that does not match.
+    pub fn new(chain_pem: &str, key: KeyPair) -> Result<Self, CaError> {
+        let chain_der = parse_cert_bundle(chain_pem)?;
+        let (cert, spk) = CaCert::from_der(&chain_der[0])?;
+        if key.der_bytes() != spk.as_slice() {
+            return Err(CaError::Key(
+                "the CA private key does not match the CA certificate".into(),
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_der(&chain_der[0].clone().into(), key)?;
+        let chain_pem = chain_der
+            .iter()
+            .map(|d| pem_encode("CERTIFICATE", d))
+            .collect::<String>();
+        Ok(CaSigner {
+            issuer,
+            cert,
+            chain_pem,
+            chain_der,
+        })
+    }
+
+    /// The rcgen issuer (for `issue` and `crl`).
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+}
+
+/// Netscape comment extension with puppetserver's text.
+pub(crate) fn netscape_comment() -> CustomExtension {
+    CustomExtension::from_oid_content(
+        oids::NETSCAPE_COMMENT,
+        der::encode_tlv(0x16, NETSCAPE_COMMENT_TEXT.as_bytes()),
+    )
+}
+
+/// A self-signed CA certificate (§5.1): CA:TRUE critical, keyCertSign+cRLSign critical, SHA-1 SKI and AKI.
+pub fn self_signed_ca(
+    name: &str,
+    key: &KeyPair,
+    serial: u64,
+    now: OffsetDateTime,
+    ttl: time::Duration,
+) -> Result<Vec<u8>, CaError> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.serial_number = Some(SerialNumber::from(serial));
+    p.not_before = now - time::Duration::days(1);
+    p.not_after = now + ttl;
+    p.key_identifier_method = KeyIdMethod::PreSpecified(digest::key_identifier(key.der_bytes()));
+    p.use_authority_key_identifier_extension = true;
+    p.custom_extensions = vec![netscape_comment()];
+    Ok(p.self_signed(key)?.der().to_vec())
+}

@@ -1,0 +1,103 @@
+//! The data directory: the SQLite database, the CA key (0600), and the PEM files that clients need
+//! (the CA chain, the server's and the admin's identities).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides the default data directory.
+pub const DATA_DIR_ENV: &str = "CA_DATA_DIR";
+
+/// The default data directory: `/var/lib/ca` for root, else `$XDG_DATA_HOME/ca` or
+/// `~/.local/share/ca`.
+pub fn default_data_dir() -> PathBuf {
+    let is_root = fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/ca");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("ca");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/share/ca"),
+        None => PathBuf::from("/var/lib/ca"),
+    }
+}
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Wraps a directory path.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The SQLite database.
+    pub fn db(&self) -> PathBuf {
+        self.root.join("ca.db")
+    }
+    /// The CA private key (mode 0600).
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca_key.pem")
+    }
+    /// The CA chain, signing CA first.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca_crt.pem")
+    }
+    /// The server's TLS certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("server/cert.pem")
+    }
+    /// The server's TLS key.
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("server/key.pem")
+    }
+    /// The admin client certificate (carries `pp_cli_auth`).
+    pub fn admin_cert(&self) -> PathBuf {
+        self.root.join("admin/cert.pem")
+    }
+    /// The admin client key.
+    pub fn admin_key(&self) -> PathBuf {
+        self.root.join("admin/key.pem")
+    }
+    /// Whether a CA already lives here (database or key present).
+    pub fn has_ca(&self) -> bool {
+        self.db().exists() || self.ca_key().exists()
+    }
+}
+
+/// Writes a new file with `mode`, refusing to overwrite, creating parent directories (0700).
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent)?;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    // The umask may have narrowed the mode; set it exactly.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Creates a directory (and parents) with mode 0700 when it does not exist.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+use std::os::unix::fs::DirBuilderExt;

@@ -1,0 +1,11 @@
+//! ca-server: a Puppet-compatible certificate authority.
+//!
+//! Layers: [`ca`] is the engine (pure X.509), [`policy`] the decisions, [`storage`] the SQLite state,
+//! and [`authority`] the operations both the server and the `ca` CLI call.
+
+pub mod authority;
+pub mod ca;
+pub mod clock;
+pub mod datadir;
+pub mod policy;
+pub mod storage;

@@ -1,0 +1,184 @@
+//! Persistence: the only module that speaks SQL. One SQLite database in WAL mode; every change is one
+//! `BEGIN IMMEDIATE` transaction, so the CLI and a running server can write the same file safely.
+
+mod queries;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+pub use queries::{AuditRecord, AuditRow, CertRow, CrlRow, RequestRow, RevocationRow, StatusFilter};
+
+/// Storage errors. Constraint violations become domain errors by name.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file does not exist (no CA set up here).
+    #[error("no CA database at {0} (run `ca setup` first)")]
+    Missing(String),
+    /// A row that must be unique already exists.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// The database holds something we cannot read back.
+    #[error("corrupt database: {0}")]
+    Corrupt(String),
+    /// Migration failure.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A handle on the CA database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if asked) the database and brings its schema up to date.
+    ///
+    /// Durability: WAL with `synchronous = FULL`, so an issuance or revocation acknowledged to a client
+    /// has reached the disk before the answer leaves.
+    pub async fn open(path: &Path, create: bool) -> Result<Store, StoreError> {
+        if !create && !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`: takes the write lock now, never mid-way).
+    pub async fn write(&self) -> Result<WriteTx, StoreError> {
+        Ok(WriteTx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
+    /// Closes the pool (flushes WAL on last connection).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The CA chain PEM and its key id, if a CA is set up.
+    pub async fn ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        queries::ca(&self.pool).await
+    }
+    /// A pending request.
+    pub async fn request(&self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
+        queries::request(&self.pool, certname).await
+    }
+    /// The current (highest, not cleaned) certificate of a certname.
+    pub async fn current_certificate(&self, certname: &str) -> Result<Option<CertRow>, StoreError> {
+        queries::current_certificate(&self.pool, certname).await
+    }
+    /// All pending requests, by name.
+    pub async fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        queries::requests(&self.pool).await
+    }
+    /// Current certificates, by name, filtered by state.
+    pub async fn certificates(&self, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
+        queries::certificates(&self.pool, filter).await
+    }
+    /// The current CRL.
+    pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
+        queries::crl(&self.pool).await
+    }
+    /// Audit rows, oldest first.
+    pub async fn audit_rows(&self, certname: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+        queries::audit_rows(&self.pool, certname).await
+    }
+    /// The next serial that will be issued.
+    pub async fn peek_serial(&self) -> Result<u64, StoreError> {
+        queries::counter(&self.pool, "serial").await
+    }
+}
+
+/// One write transaction. Dropped without `commit`, it rolls back.
+pub struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl WriteTx {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    /// Records the CA and its counters (setup and import).
+    pub async fn init_ca(&mut self, chain_pem: &str, key_id: &[u8], first_serial: u64, now: i64) -> Result<(), StoreError> {
+        queries::init_ca(&mut self.tx, chain_pem, key_id, first_serial, now).await
+    }
+    /// Allocates the next serial.
+    pub async fn next_serial(&mut self) -> Result<u64, StoreError> {
+        // The counter holds the next serial to issue: hand out the value before the increment.
+        let next = queries::bump(&mut self.tx, "serial").await?;
+        queries::to_u64(next - 1, "serial")
+    }
+    /// Allocates the next CRL number.
+    pub async fn next_crl_number(&mut self) -> Result<u64, StoreError> {
+        // The counter holds the number of the last CRL (-1 before the first, so the first is 0).
+        let n = queries::bump(&mut self.tx, "crl_number").await?;
+        queries::to_u64(n, "crl number")
+    }
+    /// Stores a pending request, replacing one of the same name when `replace`.
+    pub async fn put_request(&mut self, certname: &str, csr_der: &[u8], now: i64, by: &str, replace: bool) -> Result<(), StoreError> {
+        queries::put_request(&mut self.tx, certname, csr_der, now, by, replace).await
+    }
+    /// A pending request.
+    pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
+        queries::request(&mut *self.tx, certname).await
+    }
+    /// Removes a pending request; false when there was none.
+    pub async fn delete_request(&mut self, certname: &str) -> Result<bool, StoreError> {
+        queries::delete_request(&mut self.tx, certname).await
+    }
+    /// Stores an issued certificate.
+    pub async fn insert_certificate(&mut self, row: &CertRow, issued_at: i64, by: &str) -> Result<(), StoreError> {
+        queries::insert_certificate(&mut self.tx, row, issued_at, by).await
+    }
+    /// The current certificate of a certname.
+    pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
+        queries::current_certificate(&mut *self.tx, certname).await
+    }
+    /// Serials of a certname's certificates that are neither cleaned, revoked nor expired at `now`.
+    pub async fn revocable_serials(&mut self, certname: &str, now: i64) -> Result<Vec<u64>, StoreError> {
+        queries::revocable_serials(&mut self.tx, certname, now).await
+    }
+    /// Records a revocation; false when the serial was already revoked.
+    pub async fn revoke(&mut self, serial: u64, certname: Option<&str>, at: i64, reason: i64) -> Result<bool, StoreError> {
+        queries::revoke(&mut self.tx, serial, certname, at, reason).await
+    }
+    /// Marks every certificate of a certname cleaned; returns how many.
+    pub async fn clean_certificates(&mut self, certname: &str, at: i64) -> Result<u64, StoreError> {
+        queries::clean_certificates(&mut self.tx, certname, at).await
+    }
+    /// Every revocation, by serial.
+    pub async fn revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
+        queries::revocations(&mut self.tx).await
+    }
+    /// Replaces the current CRL.
+    pub async fn store_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
+        queries::store_crl(&mut self.tx, row).await
+    }
+    /// Appends an audit row.
+    pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+        queries::audit(&mut self.tx, rec).await
+    }
+}

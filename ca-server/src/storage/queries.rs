@@ -1,0 +1,384 @@
+//! The SQL. Runtime-checked queries (`query_as` + `FromRow`); the schema is in `migrations/`.
+
+use sqlx::{Executor, Row, Sqlite, SqliteConnection};
+
+use super::StoreError;
+
+/// A pending request.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// Certname.
+    pub certname: String,
+    /// DER of the CSR.
+    pub csr_der: Vec<u8>,
+    /// Submission time.
+    pub submitted_at: i64,
+}
+
+/// A certificate, with its revocation if any.
+#[derive(Debug, Clone)]
+pub struct CertRow {
+    /// Serial.
+    pub serial: u64,
+    /// Certname.
+    pub certname: String,
+    /// DER.
+    pub der: Vec<u8>,
+    /// notBefore (Unix seconds).
+    pub not_before: i64,
+    /// notAfter (Unix seconds).
+    pub not_after: i64,
+    /// (revoked_at, reason code) when revoked.
+    pub revoked: Option<(i64, i64)>,
+}
+
+/// A revocation.
+#[derive(Debug, Clone)]
+pub struct RevocationRow {
+    /// Serial.
+    pub serial: u64,
+    /// When.
+    pub revoked_at: i64,
+    /// RFC 5280 reason code.
+    pub reason: i64,
+}
+
+/// The current CRL.
+#[derive(Debug, Clone)]
+pub struct CrlRow {
+    /// CRL number.
+    pub number: u64,
+    /// thisUpdate.
+    pub this_update: i64,
+    /// nextUpdate.
+    pub next_update: i64,
+    /// DER.
+    pub der: Vec<u8>,
+}
+
+/// An audit row to write.
+#[derive(Debug, Clone)]
+pub struct AuditRecord<'a> {
+    /// When.
+    pub at: i64,
+    /// Who: `cli:<user>`, `cert:<cn>`, `autosign`, ...
+    pub actor: &'a str,
+    /// What: `submit`, `sign`, `revoke`, ...
+    pub action: &'a str,
+    /// On which certname.
+    pub certname: Option<&'a str>,
+    /// Which serial.
+    pub serial: Option<u64>,
+    /// `ok` or `refused`.
+    pub outcome: &'a str,
+    /// The message, for refusals.
+    pub detail: Option<&'a str>,
+}
+
+/// An audit row as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    /// Row id.
+    pub id: i64,
+    /// When.
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Certname.
+    pub certname: Option<String>,
+    /// Serial.
+    pub serial: Option<i64>,
+    /// Outcome.
+    pub outcome: String,
+    /// Detail.
+    pub detail: Option<String>,
+}
+
+/// Which current certificates to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Signed and revoked.
+    All,
+    /// Not revoked.
+    Signed,
+    /// Revoked.
+    Revoked,
+}
+
+pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt("serial beyond 2^63".into()))
+}
+
+pub(super) async fn ca<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    let row = sqlx::query("SELECT chain_pem, key_id FROM ca WHERE id = 1")
+        .fetch_optional(e)
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+pub(super) async fn init_ca(c: &mut SqliteConnection, chain_pem: &str, key_id: &[u8], first_serial: u64, now: i64) -> Result<(), StoreError> {
+    let res = sqlx::query("INSERT INTO ca (id, chain_pem, key_id, created_at) VALUES (1, ?, ?, ?)")
+        .bind(chain_pem)
+        .bind(key_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await;
+    if let Err(sqlx::Error::Database(d)) = &res {
+        if d.is_unique_violation() {
+            return Err(StoreError::Duplicate("a CA in this database".into()));
+        }
+    }
+    res?;
+    sqlx::query("INSERT INTO counters (name, value) VALUES ('serial', ?), ('crl_number', -1)")
+        .bind(to_i64(first_serial)?)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn counter<'e, E: Executor<'e, Database = Sqlite>>(e: E, name: &str) -> Result<u64, StoreError> {
+    let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?")
+        .bind(name)
+        .fetch_optional(e)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))?;
+    to_u64(v, name)
+}
+
+/// Increments a counter and returns its new value.
+pub(super) async fn bump(c: &mut SqliteConnection, name: &str) -> Result<i64, StoreError> {
+    let v: Option<i64> = sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    v.ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))
+}
+
+pub(super) async fn request<'e, E: Executor<'e, Database = Sqlite>>(e: E, certname: &str) -> Result<Option<RequestRow>, StoreError> {
+    let row = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests WHERE certname = ?")
+        .bind(certname)
+        .fetch_optional(e)
+        .await?;
+    Ok(row.map(|r| RequestRow {
+        certname: r.get(0),
+        csr_der: r.get(1),
+        submitted_at: r.get(2),
+    }))
+}
+
+pub(super) async fn requests<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Vec<RequestRow>, StoreError> {
+    let rows = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests ORDER BY certname")
+        .fetch_all(e)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| RequestRow {
+            certname: r.get(0),
+            csr_der: r.get(1),
+            submitted_at: r.get(2),
+        })
+        .collect())
+}
+
+pub(super) async fn put_request(c: &mut SqliteConnection, certname: &str, csr_der: &[u8], now: i64, by: &str, replace: bool) -> Result<(), StoreError> {
+    let sql = if replace {
+        "INSERT INTO requests (certname, csr_der, submitted_at, submitted_by) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
+    } else {
+        "INSERT INTO requests (certname, csr_der, submitted_at, submitted_by) VALUES (?, ?, ?, ?)"
+    };
+    let res = sqlx::query(sql)
+        .bind(certname)
+        .bind(csr_der)
+        .bind(now)
+        .bind(by)
+        .execute(&mut *c)
+        .await;
+    match res {
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            Err(StoreError::Duplicate(format!("a certificate request for {certname}")))
+        }
+        other => other.map(|_| ()).map_err(StoreError::from),
+    }
+}
+
+pub(super) async fn delete_request(c: &mut SqliteConnection, certname: &str) -> Result<bool, StoreError> {
+    let res = sqlx::query("DELETE FROM requests WHERE certname = ?")
+        .bind(certname)
+        .execute(&mut *c)
+        .await?;
+    Ok(res.rows_affected() > 0)
+}
+
+const CERT_COLUMNS: &str = "c.serial, c.certname, c.der, c.not_before, c.not_after, r.revoked_at, r.reason";
+
+fn cert_row(r: &sqlx::sqlite::SqliteRow) -> Result<CertRow, StoreError> {
+    let revoked_at: Option<i64> = r.get(5);
+    let reason: Option<i64> = r.get(6);
+    Ok(CertRow {
+        serial: to_u64(r.get(0), "serial")?,
+        certname: r.get(1),
+        der: r.get(2),
+        not_before: r.get(3),
+        not_after: r.get(4),
+        revoked: revoked_at.map(|at| (at, reason.unwrap_or(0))),
+    })
+}
+
+pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Sqlite>>(e: E, certname: &str) -> Result<Option<CertRow>, StoreError> {
+    let sql = format!(
+        "SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+         WHERE c.certname = ? AND c.cleaned_at IS NULL ORDER BY c.serial DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql).bind(certname).fetch_optional(e).await?;
+    row.as_ref().map(cert_row).transpose()
+}
+
+pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(e: E, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
+    let state = match filter {
+        StatusFilter::All => "",
+        StatusFilter::Signed => "AND r.serial IS NULL",
+        StatusFilter::Revoked => "AND r.serial IS NOT NULL",
+    };
+    let sql = format!(
+        "SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+         WHERE c.cleaned_at IS NULL AND c.serial = \
+           (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+         {state} ORDER BY c.certname"
+    );
+    let rows = sqlx::query(&sql).fetch_all(e).await?;
+    rows.iter().map(cert_row).collect()
+}
+
+pub(super) async fn insert_certificate(c: &mut SqliteConnection, row: &CertRow, issued_at: i64, by: &str) -> Result<(), StoreError> {
+    let res = sqlx::query(
+        "INSERT INTO certificates (serial, certname, der, not_before, not_after, issued_at, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(to_i64(row.serial)?)
+    .bind(&row.certname)
+    .bind(&row.der)
+    .bind(row.not_before)
+    .bind(row.not_after)
+    .bind(issued_at)
+    .bind(by)
+    .execute(&mut *c)
+    .await;
+    match res {
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            Err(StoreError::Duplicate(format!("a certificate with serial {}", row.serial)))
+        }
+        other => other.map(|_| ()).map_err(StoreError::from),
+    }
+}
+
+pub(super) async fn revocable_serials(c: &mut SqliteConnection, certname: &str, now: i64) -> Result<Vec<u64>, StoreError> {
+    let v: Vec<i64> = sqlx::query_scalar(
+        "SELECT c.serial FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+         WHERE c.certname = ? AND c.cleaned_at IS NULL AND r.serial IS NULL AND c.not_after > ? ORDER BY c.serial",
+    )
+    .bind(certname)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    v.into_iter().map(|s| to_u64(s, "serial")).collect()
+}
+
+pub(super) async fn revoke(c: &mut SqliteConnection, serial: u64, certname: Option<&str>, at: i64, reason: i64) -> Result<bool, StoreError> {
+    let res = sqlx::query(
+        "INSERT INTO revocations (serial, certname, revoked_at, reason) VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
+    )
+    .bind(to_i64(serial)?)
+    .bind(certname)
+    .bind(at)
+    .bind(reason)
+    .execute(&mut *c)
+    .await?;
+    Ok(res.rows_affected() > 0)
+}
+
+pub(super) async fn clean_certificates(c: &mut SqliteConnection, certname: &str, at: i64) -> Result<u64, StoreError> {
+    let res = sqlx::query("UPDATE certificates SET cleaned_at = ? WHERE certname = ? AND cleaned_at IS NULL")
+        .bind(at)
+        .bind(certname)
+        .execute(&mut *c)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+pub(super) async fn revocations(c: &mut SqliteConnection) -> Result<Vec<RevocationRow>, StoreError> {
+    let rows = sqlx::query("SELECT serial, revoked_at, reason FROM revocations ORDER BY serial")
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RevocationRow {
+                serial: to_u64(r.get(0), "serial")?,
+                revoked_at: r.get(1),
+                reason: r.get(2),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<CrlRow>, StoreError> {
+    let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
+        .fetch_optional(e)
+        .await?;
+    row.map(|r| {
+        Ok(CrlRow {
+            number: to_u64(r.get(0), "crl number")?,
+            this_update: r.get(1),
+            next_update: r.get(2),
+            der: r.get(3),
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn store_crl(c: &mut SqliteConnection, row: &CrlRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
+         next_update = excluded.next_update, der = excluded.der",
+    )
+    .bind(to_i64(row.number)?)
+    .bind(row.this_update)
+    .bind(row.next_update)
+    .bind(&row.der)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(rec.at)
+    .bind(rec.actor)
+    .bind(rec.action)
+    .bind(rec.certname)
+    .bind(rec.serial.map(to_i64).transpose()?)
+    .bind(rec.outcome)
+    .bind(rec.detail)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Sqlite>>(e: E, certname: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+    let rows = sqlx::query_as::<_, AuditRow>(
+        "SELECT id, at, actor, action, certname, serial, outcome, detail FROM audit \
+         WHERE (?1 IS NULL OR certname = ?1) ORDER BY id",
+    )
+    .bind(certname)
+    .fetch_all(e)
+    .await?;
+    Ok(rows)
+}
