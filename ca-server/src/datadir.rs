@@ -13,7 +13,10 @@ pub const DATA_DIR_ENV: &str = "CA_DATA_DIR";
 /// `~/.local/share/ca`.
 pub fn default_data_dir() -> PathBuf {
     let is_root = fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if is_root {
         return PathBuf::from("/var/lib/ca");

@@ -6,7 +6,14 @@ use super::CmdResult;
 use crate::cli::Format;
 use crate::{local, out, Out};
 
-pub async fn run(dir: &DataDir, all: bool, signed: bool, revoked: bool, format: Format, out: &mut Out<'_>) -> CmdResult {
+pub async fn run(
+    dir: &DataDir,
+    all: bool,
+    signed: bool,
+    revoked: bool,
+    format: Format,
+    out: &mut Out<'_>,
+) -> CmdResult {
     let filter = if all {
         ListFilter::ALL
     } else if signed || revoked {

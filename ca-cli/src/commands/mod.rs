@@ -38,7 +38,18 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             out: out_dir,
             key_type,
             ttl,
-        } => generate::run(&dir, &name, &dns_alt_names, &out_dir, &key_type, ttl.as_deref(), out).await,
+        } => {
+            generate::run(
+                &dir,
+                &name,
+                &dns_alt_names,
+                &out_dir,
+                &key_type,
+                ttl.as_deref(),
+                out,
+            )
+            .await
+        }
         Command::Print { name } => print::print(&dir, &name, out).await,
         Command::Crl { text } => print::crl(&dir, text, out).await,
         Command::Fingerprint { name, digest } => print::fingerprint(&dir, &name, &digest, out).await,

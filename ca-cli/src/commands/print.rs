@@ -20,7 +20,11 @@ pub async fn print(dir: &DataDir, name: &str, out: &mut Out<'_>) -> CmdResult {
     let ders = if name == "ca" {
         parse_cert_bundle(&authority.signer().chain_pem).map_err(|e| e.to_string())?
     } else {
-        let cert = authority.store().current_certificate(name).await.map_err(|e| e.to_string())?;
+        let cert = authority
+            .store()
+            .current_certificate(name)
+            .await
+            .map_err(|e| e.to_string())?;
         authority.store().close().await;
         vec![cert.ok_or_else(|| format!("no certificate for {name}"))?.der]
     };
@@ -44,7 +48,8 @@ pub async fn crl(dir: &DataDir, text: bool, out: &mut Out<'_>) -> CmdResult {
 }
 
 pub async fn fingerprint(dir: &DataDir, name: &str, digest: &str, out: &mut Out<'_>) -> CmdResult {
-    let digest = Digest::parse(digest).ok_or_else(|| format!("unknown digest '{digest}': use sha256, sha1 or sha512"))?;
+    let digest = Digest::parse(digest)
+        .ok_or_else(|| format!("unknown digest '{digest}': use sha256, sha1 or sha512"))?;
     check_name(name)?;
     let authority = local::open(dir).await?;
     let der = if name == "ca" {
@@ -53,7 +58,11 @@ pub async fn fingerprint(dir: &DataDir, name: &str, digest: &str, out: &mut Out<
         let store = authority.store();
         match store.current_certificate(name).await.map_err(|e| e.to_string())? {
             Some(c) => Some(c.der),
-            None => store.request(name).await.map_err(|e| e.to_string())?.map(|r| r.csr_der),
+            None => store
+                .request(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|r| r.csr_der),
         }
     };
     authority.store().close().await;

@@ -5,7 +5,9 @@ use super::CmdResult;
 use crate::{local, Out};
 
 pub async fn run(dir: &DataDir, names: &[String], reason: &str, out: &mut Out<'_>) -> CmdResult {
-    let reason: Reason = reason.parse().map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    let reason: Reason = reason
+        .parse()
+        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     let authority = local::open(dir).await?;
     let actor = local::actor();
     let mut failed = false;
@@ -14,7 +16,10 @@ pub async fn run(dir: &DataDir, names: &[String], reason: &str, out: &mut Out<'_
             Ok(serials) if serials.is_empty() => out.line(&format!("{name} is already revoked")),
             Ok(serials) => {
                 let list: Vec<String> = serials.iter().map(u64::to_string).collect();
-                out.line(&format!("Revoked certificate for {name} (serial {}, reason {reason})", list.join(", ")));
+                out.line(&format!(
+                    "Revoked certificate for {name} (serial {}, reason {reason})",
+                    list.join(", ")
+                ));
             }
             Err(e) => {
                 failed = true;

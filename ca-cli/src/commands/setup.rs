@@ -32,7 +32,10 @@ pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult
     let certname = args.certname.unwrap_or_else(host_fqdn);
     let mut opts = SetupOptions::new(&certname);
     opts.dns_alt_names = parse_alt_names(&args.dns_alt_names)?;
-    opts.key_type = args.key_type.parse().map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    opts.key_type = args
+        .key_type
+        .parse()
+        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     opts.ca_name = args.ca_name;
     opts.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
     let (authority, report) = authority::setup(dir, &opts, CaSettings::default(), Arc::new(SystemClock))
@@ -40,9 +43,21 @@ pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult
         .map_err(|e| e.to_string())?;
     authority.store().close().await;
     out.line(&format!("Created a new CA in {}", dir.root().display()));
-    out.line(&format!("  CA:          {} ({})", report.ca_name, dir.ca_cert().display()));
+    out.line(&format!(
+        "  CA:          {} ({})",
+        report.ca_name,
+        dir.ca_cert().display()
+    ));
     out.line(&format!("  CA key:      {} (mode 0600)", dir.ca_key().display()));
-    out.line(&format!("  server cert: {} ({})", report.server_certname, dir.server_cert().display()));
-    out.line(&format!("  admin cert:  {} ({})", report.admin_certname, dir.admin_cert().display()));
+    out.line(&format!(
+        "  server cert: {} ({})",
+        report.server_certname,
+        dir.server_cert().display()
+    ));
+    out.line(&format!(
+        "  admin cert:  {} ({})",
+        report.admin_certname,
+        dir.admin_cert().display()
+    ));
     Ok(0)
 }

@@ -16,7 +16,10 @@ pub async fn run(dir: &DataDir, args: SignArgs, out: &mut Out<'_>) -> CmdResult 
     };
     let authority = local::open(dir).await?;
     let names = if args.all {
-        let pending = authority.list(ListFilter::REQUESTED).await.map_err(|e| e.to_string())?;
+        let pending = authority
+            .list(ListFilter::REQUESTED)
+            .await
+            .map_err(|e| e.to_string())?;
         pending.into_iter().map(|s| s.name).collect()
     } else {
         args.names
@@ -28,7 +31,10 @@ pub async fn run(dir: &DataDir, args: SignArgs, out: &mut Out<'_>) -> CmdResult 
     let mut failed = false;
     for name in &names {
         match authority.sign(&actor, name, req).await {
-            Ok(issued) => out.line(&format!("Signed certificate for {name} (serial {})", issued.serial)),
+            Ok(issued) => out.line(&format!(
+                "Signed certificate for {name} (serial {})",
+                issued.serial
+            )),
             Err(e) => {
                 failed = true;
                 out.error(&e.to_string());

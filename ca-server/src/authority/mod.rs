@@ -184,12 +184,10 @@ impl Authority {
     /// the duplicate policy, and stores it as pending. Refusals leave only an audit row.
     pub async fn submit(&self, actor: &str, certname: &str, body: &[u8]) -> Result<Csr, AuthorityError> {
         let tx = self.store.write().await?;
-        let checked = csr::parse(body)
-            .map_err(AuthorityError::from)
-            .and_then(|c| {
-                names::validate_subject(certname, &c.common_name)?;
-                Ok(c)
-            });
+        let checked = csr::parse(body).map_err(AuthorityError::from).and_then(|c| {
+            names::validate_subject(certname, &c.common_name)?;
+            Ok(c)
+        });
         let parsed = match checked {
             Ok(c) => c,
             Err(e) => return Err(self.refuse(tx, actor, "submit", certname, e).await),
@@ -230,7 +228,12 @@ impl Authority {
     }
 
     /// Signs the pending request of `certname` if the policy allows it.
-    pub async fn sign(&self, actor: &str, certname: &str, req: SignRequest) -> Result<Issued, AuthorityError> {
+    pub async fn sign(
+        &self,
+        actor: &str,
+        certname: &str,
+        req: SignRequest,
+    ) -> Result<Issued, AuthorityError> {
         let mut tx = self.store.write().await?;
         let Some(row) = tx.request(certname).await? else {
             let has_cert = tx.current_certificate(certname).await?.is_some();
@@ -315,7 +318,13 @@ impl Authority {
         }
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
         let issued = self
-            .issue(&mut tx, actor, spki, permit, ttl.unwrap_or(self.settings.cert_ttl))
+            .issue(
+                &mut tx,
+                actor,
+                spki,
+                permit,
+                ttl.unwrap_or(self.settings.cert_ttl),
+            )
             .await?;
         tx.commit().await?;
         Ok((key.serialize_pem(), issued))
@@ -328,7 +337,12 @@ impl Authority {
 
     /// Revokes every unexpired certificate of `certname` and publishes a new CRL. Returns the serials
     /// revoked now (empty when they all were already).
-    pub async fn revoke(&self, actor: &str, certname: &str, reason: Reason) -> Result<Vec<u64>, AuthorityError> {
+    pub async fn revoke(
+        &self,
+        actor: &str,
+        certname: &str,
+        reason: Reason,
+    ) -> Result<Vec<u64>, AuthorityError> {
         let mut tx = self.store.write().await?;
         let serials = tx.revocable_serials(certname, unix(self.now())).await?;
         if serials.is_empty() {
@@ -340,7 +354,8 @@ impl Authority {
                 }
             }
         }
-        self.revoke_serials(&mut tx, actor, certname, &serials, reason).await?;
+        self.revoke_serials(&mut tx, actor, certname, &serials, reason)
+            .await?;
         tx.commit().await?;
         Ok(serials)
     }
@@ -391,7 +406,8 @@ impl Authority {
         let this_update = now - Duration::seconds(1);
         let next_update = now + self.settings.crl_lifetime;
         let signer = Arc::clone(&self.signer);
-        let der = blocking(move || crl::sign_crl(&signer, number, this_update, next_update, &entries)).await?;
+        let der =
+            blocking(move || crl::sign_crl(&signer, number, this_update, next_update, &entries)).await?;
         let row = CrlRow {
             number,
             this_update: unix(this_update),

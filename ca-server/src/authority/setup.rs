@@ -73,7 +73,9 @@ pub async fn setup(
         .clone()
         .unwrap_or_else(|| format!("Puppet CA: {}", opts.certname));
     if ca_name.trim().is_empty() || ca_name.len() > 200 {
-        return Err(AuthorityError::Invalid("the CA name must be 1 to 200 characters".into()));
+        return Err(AuthorityError::Invalid(
+            "the CA name must be 1 to 200 characters".into(),
+        ));
     }
     let kt = opts.key_type;
     let ca_key = blocking(move || keys::generate(kt)).await?;
@@ -88,7 +90,8 @@ pub async fn setup(
 
     let store = Store::open(&dir.db(), true).await?;
     let mut tx = store.write().await?;
-    tx.init_ca(&signer.chain_pem, &signer.cert.key_id, 2, unix(now)).await?;
+    tx.init_ca(&signer.chain_pem, &signer.cert.key_id, 2, unix(now))
+        .await?;
     tx.commit().await?;
     let authority = Authority {
         store,
@@ -134,8 +137,7 @@ pub async fn setup(
         (dir.ca_cert(), authority.signer.chain_pem.as_str(), 0o644),
     ];
     for (path, contents, mode) in files {
-        write_new(&path, contents.as_bytes(), mode)
-            .map_err(|e| io(&path.display().to_string(), e))?;
+        write_new(&path, contents.as_bytes(), mode).map_err(|e| io(&path.display().to_string(), e))?;
     }
     Ok((
         authority,

@@ -166,7 +166,12 @@ pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
     let time = |t: i64| time::OffsetDateTime::from_unix_timestamp(t).map(puppet_time).ok();
     Ok(CertStatus {
         name: row.certname.clone(),
-        state: if row.revoked.is_some() { "revoked" } else { "signed" }.into(),
+        state: if row.revoked.is_some() {
+            "revoked"
+        } else {
+            "signed"
+        }
+        .into(),
         fingerprint: fps.sha256.clone(),
         fingerprints: fps,
         dns_alt_names: dns,

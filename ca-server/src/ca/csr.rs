@@ -43,13 +43,11 @@ impl fmt::Display for CsrError {
             CsrError::Unparsable(why) => {
                 write!(f, "Could not parse the certificate request: {why}")
             }
-            CsrError::MultiplePem => {
-                f.write_str("The body must contain exactly one PEM certificate request")
-            }
+            CsrError::MultiplePem => f.write_str("The body must contain exactly one PEM certificate request"),
             CsrError::NoCommonName => f.write_str("The certificate request has no subject CN"),
-            CsrError::BadSignature => f.write_str(
-                "CSR contains a public key that does not correspond to the signing key",
-            ),
+            CsrError::BadSignature => {
+                f.write_str("CSR contains a public key that does not correspond to the signing key")
+            }
         }
     }
 }
@@ -161,8 +159,8 @@ pub fn parse(body: &[u8]) -> Result<Csr, CsrError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(CsrError::Empty);
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| CsrError::Unparsable("the body is not PEM text".into()))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| CsrError::Unparsable("the body is not PEM text".into()))?;
     let mut blocks = pem::parse_many(text)
         .map_err(|e| CsrError::Unparsable(format!("bad PEM ({e})")))?
         .into_iter();

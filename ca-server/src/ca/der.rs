@@ -14,7 +14,9 @@ pub fn read_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -93,6 +95,9 @@ mod tests {
         assert_eq!(decode_string(&[0x04, 0x01, b'a']), None);
         assert_eq!(decode_string(&[]), None);
         assert_eq!(decode_string(&[0x0c, 0x85, 0, 0, 0, 0, 1]), None);
-        assert_eq!(decode_set_of_string(&[0x31, 0x03, 0x13, 0x01, b'y']).as_deref(), Some("y"));
+        assert_eq!(
+            decode_set_of_string(&[0x31, 0x03, 0x13, 0x01, b'y']).as_deref(),
+            Some("y")
+        );
     }
 }

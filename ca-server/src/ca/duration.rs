@@ -7,7 +7,11 @@ use super::CaError;
 /// Parses a Puppet duration (`y` = 365 days). Refuses zero, negative and absurd values.
 pub fn parse(s: &str) -> Result<Duration, CaError> {
     let s = s.trim();
-    let bad = || CaError::Invalid(format!("invalid duration '{s}': use a number with a unit y, d, h, m or s (e.g. 5y, 90d)"));
+    let bad = || {
+        CaError::Invalid(format!(
+            "invalid duration '{s}': use a number with a unit y, d, h, m or s (e.g. 5y, 90d)"
+        ))
+    };
     let (digits, unit) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
         Some(_) => (s, 's'),

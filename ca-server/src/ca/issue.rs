@@ -1,8 +1,8 @@
 //! Issuing leaf certificates with puppetserver's profile (§5.3), from a [`Permit`] only.
 
 use rcgen::{
-    CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, KeyIdMethod,
-    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SubjectPublicKeyInfo,
+    CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, KeyIdMethod, KeyUsagePurpose,
+    PublicKeyData, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -33,8 +33,8 @@ impl Validity {
 
 /// DER of `SEQUENCE { serverAuth, clientAuth }`, for a critical extKeyUsage as puppetserver writes it.
 const EKU_SERVER_CLIENT: [u8; 22] = [
-    0x30, 0x14, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01, 0x06, 0x08, 0x2b, 0x06,
-    0x01, 0x05, 0x05, 0x07, 0x03, 0x02,
+    0x30, 0x14, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01, 0x06, 0x08, 0x2b, 0x06, 0x01,
+    0x05, 0x05, 0x07, 0x03, 0x02,
 ];
 
 /// Issues a leaf certificate for the public key `spki_der` as the permit allows. CPU-heavy (one

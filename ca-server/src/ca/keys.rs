@@ -56,7 +56,6 @@ pub fn generate(kind: KeyType) -> Result<KeyPair, CaError> {
 /// Loads a PEM private key (PKCS#8, PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`).
 pub fn load_pem(pem: &str) -> Result<KeyPair, CaError> {
     // The error from rcgen never contains key material, but keep it short anyway.
-    KeyPair::from_pem(pem).map_err(|_| {
-        CaError::Key("the private key is not an unencrypted PEM RSA or EC key".into())
-    })
+    KeyPair::from_pem(pem)
+        .map_err(|_| CaError::Key("the private key is not an unencrypted PEM RSA or EC key".into()))
 }

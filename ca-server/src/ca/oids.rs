@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(short_name(&[1, 3, 6, 1, 4, 1, 34380, 1, 1, 26]), Some("pp_owner"));
         assert_eq!(short_name(&[1, 3, 6, 1, 4, 1, 34380, 1, 1, 27]), None);
         assert_eq!(short_name(PP_CLI_AUTH), Some("pp_cli_auth"));
-        assert_eq!(from_name("pp_role").as_deref(), Some(&[1, 3, 6, 1, 4, 1, 34380, 1, 1, 13][..]));
+        assert_eq!(
+            from_name("pp_role").as_deref(),
+            Some(&[1, 3, 6, 1, 4, 1, 34380, 1, 1, 13][..])
+        );
         assert_eq!(from_name("pp_cli_auth").as_deref(), Some(PP_CLI_AUTH));
         assert_eq!(from_name("1.2.3").as_deref(), Some(&[1, 2, 3][..]));
         assert_eq!(from_name("nonsense"), None);

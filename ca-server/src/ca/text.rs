@@ -57,16 +57,33 @@ fn san_list(names: &[x509_parser::extensions::GeneralName<'_>]) -> String {
 
 /// A certificate as text: the fields an operator checks, Puppet extensions by short name.
 pub fn describe_certificate(der_bytes: &[u8]) -> Result<String, CaError> {
-    let (_, c) = X509Certificate::from_der(der_bytes)
-        .map_err(|e| CaError::Parse(format!("certificate: {e}")))?;
+    let (_, c) =
+        X509Certificate::from_der(der_bytes).map_err(|e| CaError::Parse(format!("certificate: {e}")))?;
     let mut s = String::new();
     let _ = writeln!(s, "Certificate:");
-    let _ = writeln!(s, "    Serial Number: {} (0x{})", c.serial, c.raw_serial_as_string().replace(':', ""));
-    let _ = writeln!(s, "    Signature Algorithm: {}", oid_label(&c.signature_algorithm.algorithm));
+    let _ = writeln!(
+        s,
+        "    Serial Number: {} (0x{})",
+        c.serial,
+        c.raw_serial_as_string().replace(':', "")
+    );
+    let _ = writeln!(
+        s,
+        "    Signature Algorithm: {}",
+        oid_label(&c.signature_algorithm.algorithm)
+    );
     let _ = writeln!(s, "    Issuer: {}", c.issuer());
     let _ = writeln!(s, "    Validity");
-    let _ = writeln!(s, "        Not Before: {}", puppet_time(c.validity().not_before.to_datetime()));
-    let _ = writeln!(s, "        Not After : {}", puppet_time(c.validity().not_after.to_datetime()));
+    let _ = writeln!(
+        s,
+        "        Not Before: {}",
+        puppet_time(c.validity().not_before.to_datetime())
+    );
+    let _ = writeln!(
+        s,
+        "        Not After : {}",
+        puppet_time(c.validity().not_after.to_datetime())
+    );
     let _ = writeln!(s, "    Subject: {}", c.subject());
     let key = match c.public_key().parsed() {
         Ok(PublicKey::RSA(k)) => format!("RSA ({} bit)", k.key_size()),
@@ -74,7 +91,11 @@ pub fn describe_certificate(der_bytes: &[u8]) -> Result<String, CaError> {
         _ => oid_label(&c.public_key().algorithm.algorithm),
     };
     let _ = writeln!(s, "    Public Key: {key}");
-    let _ = writeln!(s, "    Fingerprint (SHA256): {}", digest::fingerprint(digest::Digest::Sha256, der_bytes));
+    let _ = writeln!(
+        s,
+        "    Fingerprint (SHA256): {}",
+        digest::fingerprint(digest::Digest::Sha256, der_bytes)
+    );
     let _ = writeln!(s, "    X509v3 extensions:");
     for ext in c.extensions() {
         let crit = if ext.critical { " (critical)" } else { "" };
@@ -106,12 +127,16 @@ pub fn describe_certificate(der_bytes: &[u8]) -> Result<String, CaError> {
 
 /// A CRL as text: issuer, dates, number and every entry.
 pub fn describe_crl(der_bytes: &[u8]) -> Result<String, CaError> {
-    let (_, crl) = CertificateRevocationList::from_der(der_bytes)
-        .map_err(|e| CaError::Parse(format!("CRL: {e}")))?;
+    let (_, crl) =
+        CertificateRevocationList::from_der(der_bytes).map_err(|e| CaError::Parse(format!("CRL: {e}")))?;
     let mut s = String::new();
     let _ = writeln!(s, "Certificate Revocation List (CRL):");
     let _ = writeln!(s, "    Issuer: {}", crl.issuer());
-    let _ = writeln!(s, "    Last Update: {}", puppet_time(crl.last_update().to_datetime()));
+    let _ = writeln!(
+        s,
+        "    Last Update: {}",
+        puppet_time(crl.last_update().to_datetime())
+    );
     if let Some(n) = crl.next_update() {
         let _ = writeln!(s, "    Next Update: {}", puppet_time(n.to_datetime()));
     }

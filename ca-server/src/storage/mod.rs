@@ -7,7 +7,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, Transaction};
 
 pub use queries::{AuditRecord, AuditRow, CertRow, CrlRow, RequestRow, RevocationRow, StatusFilter};
@@ -122,7 +124,13 @@ impl WriteTx {
     }
 
     /// Records the CA and its counters (setup and import).
-    pub async fn init_ca(&mut self, chain_pem: &str, key_id: &[u8], first_serial: u64, now: i64) -> Result<(), StoreError> {
+    pub async fn init_ca(
+        &mut self,
+        chain_pem: &str,
+        key_id: &[u8],
+        first_serial: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         queries::init_ca(&mut self.tx, chain_pem, key_id, first_serial, now).await
     }
     /// Allocates the next serial.
@@ -138,7 +146,14 @@ impl WriteTx {
         queries::to_u64(n, "crl number")
     }
     /// Stores a pending request, replacing one of the same name when `replace`.
-    pub async fn put_request(&mut self, certname: &str, csr_der: &[u8], now: i64, by: &str, replace: bool) -> Result<(), StoreError> {
+    pub async fn put_request(
+        &mut self,
+        certname: &str,
+        csr_der: &[u8],
+        now: i64,
+        by: &str,
+        replace: bool,
+    ) -> Result<(), StoreError> {
         queries::put_request(&mut self.tx, certname, csr_der, now, by, replace).await
     }
     /// A pending request.
@@ -150,7 +165,12 @@ impl WriteTx {
         queries::delete_request(&mut self.tx, certname).await
     }
     /// Stores an issued certificate.
-    pub async fn insert_certificate(&mut self, row: &CertRow, issued_at: i64, by: &str) -> Result<(), StoreError> {
+    pub async fn insert_certificate(
+        &mut self,
+        row: &CertRow,
+        issued_at: i64,
+        by: &str,
+    ) -> Result<(), StoreError> {
         queries::insert_certificate(&mut self.tx, row, issued_at, by).await
     }
     /// The current certificate of a certname.
@@ -162,7 +182,13 @@ impl WriteTx {
         queries::revocable_serials(&mut self.tx, certname, now).await
     }
     /// Records a revocation; false when the serial was already revoked.
-    pub async fn revoke(&mut self, serial: u64, certname: Option<&str>, at: i64, reason: i64) -> Result<bool, StoreError> {
+    pub async fn revoke(
+        &mut self,
+        serial: u64,
+        certname: Option<&str>,
+        at: i64,
+        reason: i64,
+    ) -> Result<bool, StoreError> {
         queries::revoke(&mut self.tx, serial, certname, at, reason).await
     }
     /// Marks every certificate of a certname cleaned; returns how many.

@@ -115,14 +115,22 @@ fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt("serial beyond 2^63".into()))
 }
 
-pub(super) async fn ca<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+pub(super) async fn ca<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<Option<(String, Vec<u8>)>, StoreError> {
     let row = sqlx::query("SELECT chain_pem, key_id FROM ca WHERE id = 1")
         .fetch_optional(e)
         .await?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-pub(super) async fn init_ca(c: &mut SqliteConnection, chain_pem: &str, key_id: &[u8], first_serial: u64, now: i64) -> Result<(), StoreError> {
+pub(super) async fn init_ca(
+    c: &mut SqliteConnection,
+    chain_pem: &str,
+    key_id: &[u8],
+    first_serial: u64,
+    now: i64,
+) -> Result<(), StoreError> {
     let res = sqlx::query("INSERT INTO ca (id, chain_pem, key_id, created_at) VALUES (1, ?, ?, ?)")
         .bind(chain_pem)
         .bind(key_id)
@@ -142,7 +150,10 @@ pub(super) async fn init_ca(c: &mut SqliteConnection, chain_pem: &str, key_id: &
     Ok(())
 }
 
-pub(super) async fn counter<'e, E: Executor<'e, Database = Sqlite>>(e: E, name: &str) -> Result<u64, StoreError> {
+pub(super) async fn counter<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+    name: &str,
+) -> Result<u64, StoreError> {
     let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?")
         .bind(name)
         .fetch_optional(e)
@@ -153,14 +164,18 @@ pub(super) async fn counter<'e, E: Executor<'e, Database = Sqlite>>(e: E, name: 
 
 /// Increments a counter and returns its new value.
 pub(super) async fn bump(c: &mut SqliteConnection, name: &str) -> Result<i64, StoreError> {
-    let v: Option<i64> = sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value")
-        .bind(name)
-        .fetch_optional(&mut *c)
-        .await?;
+    let v: Option<i64> =
+        sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value")
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?;
     v.ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))
 }
 
-pub(super) async fn request<'e, E: Executor<'e, Database = Sqlite>>(e: E, certname: &str) -> Result<Option<RequestRow>, StoreError> {
+pub(super) async fn request<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+    certname: &str,
+) -> Result<Option<RequestRow>, StoreError> {
     let row = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests WHERE certname = ?")
         .bind(certname)
         .fetch_optional(e)
@@ -172,7 +187,9 @@ pub(super) async fn request<'e, E: Executor<'e, Database = Sqlite>>(e: E, certna
     }))
 }
 
-pub(super) async fn requests<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Vec<RequestRow>, StoreError> {
+pub(super) async fn requests<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<Vec<RequestRow>, StoreError> {
     let rows = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests ORDER BY certname")
         .fetch_all(e)
         .await?;
@@ -186,7 +203,14 @@ pub(super) async fn requests<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Re
         .collect())
 }
 
-pub(super) async fn put_request(c: &mut SqliteConnection, certname: &str, csr_der: &[u8], now: i64, by: &str, replace: bool) -> Result<(), StoreError> {
+pub(super) async fn put_request(
+    c: &mut SqliteConnection,
+    certname: &str,
+    csr_der: &[u8],
+    now: i64,
+    by: &str,
+    replace: bool,
+) -> Result<(), StoreError> {
     let sql = if replace {
         "INSERT INTO requests (certname, csr_der, submitted_at, submitted_by) VALUES (?, ?, ?, ?) \
          ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
@@ -201,9 +225,9 @@ pub(super) async fn put_request(c: &mut SqliteConnection, certname: &str, csr_de
         .execute(&mut *c)
         .await;
     match res {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            Err(StoreError::Duplicate(format!("a certificate request for {certname}")))
-        }
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(format!(
+            "a certificate request for {certname}"
+        ))),
         other => other.map(|_| ()).map_err(StoreError::from),
     }
 }
@@ -231,7 +255,10 @@ fn cert_row(r: &sqlx::sqlite::SqliteRow) -> Result<CertRow, StoreError> {
     })
 }
 
-pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Sqlite>>(e: E, certname: &str) -> Result<Option<CertRow>, StoreError> {
+pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+    certname: &str,
+) -> Result<Option<CertRow>, StoreError> {
     let sql = format!(
         "SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
          WHERE c.certname = ? AND c.cleaned_at IS NULL ORDER BY c.serial DESC LIMIT 1"
@@ -240,7 +267,10 @@ pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Sqlite>>(
     row.as_ref().map(cert_row).transpose()
 }
 
-pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(e: E, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
+pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+    filter: StatusFilter,
+) -> Result<Vec<CertRow>, StoreError> {
     let state = match filter {
         StatusFilter::All => "",
         StatusFilter::Signed => "AND r.serial IS NULL",
@@ -256,7 +286,12 @@ pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(e: E, f
     rows.iter().map(cert_row).collect()
 }
 
-pub(super) async fn insert_certificate(c: &mut SqliteConnection, row: &CertRow, issued_at: i64, by: &str) -> Result<(), StoreError> {
+pub(super) async fn insert_certificate(
+    c: &mut SqliteConnection,
+    row: &CertRow,
+    issued_at: i64,
+    by: &str,
+) -> Result<(), StoreError> {
     let res = sqlx::query(
         "INSERT INTO certificates (serial, certname, der, not_before, not_after, issued_at, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -270,14 +305,19 @@ pub(super) async fn insert_certificate(c: &mut SqliteConnection, row: &CertRow, 
     .execute(&mut *c)
     .await;
     match res {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            Err(StoreError::Duplicate(format!("a certificate with serial {}", row.serial)))
-        }
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(format!(
+            "a certificate with serial {}",
+            row.serial
+        ))),
         other => other.map(|_| ()).map_err(StoreError::from),
     }
 }
 
-pub(super) async fn revocable_serials(c: &mut SqliteConnection, certname: &str, now: i64) -> Result<Vec<u64>, StoreError> {
+pub(super) async fn revocable_serials(
+    c: &mut SqliteConnection,
+    certname: &str,
+    now: i64,
+) -> Result<Vec<u64>, StoreError> {
     let v: Vec<i64> = sqlx::query_scalar(
         "SELECT c.serial FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
          WHERE c.certname = ? AND c.cleaned_at IS NULL AND r.serial IS NULL AND c.not_after > ? ORDER BY c.serial",
@@ -289,7 +329,13 @@ pub(super) async fn revocable_serials(c: &mut SqliteConnection, certname: &str, 
     v.into_iter().map(|s| to_u64(s, "serial")).collect()
 }
 
-pub(super) async fn revoke(c: &mut SqliteConnection, serial: u64, certname: Option<&str>, at: i64, reason: i64) -> Result<bool, StoreError> {
+pub(super) async fn revoke(
+    c: &mut SqliteConnection,
+    serial: u64,
+    certname: Option<&str>,
+    at: i64,
+    reason: i64,
+) -> Result<bool, StoreError> {
     let res = sqlx::query(
         "INSERT INTO revocations (serial, certname, revoked_at, reason) VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
     )
@@ -302,7 +348,11 @@ pub(super) async fn revoke(c: &mut SqliteConnection, serial: u64, certname: Opti
     Ok(res.rows_affected() > 0)
 }
 
-pub(super) async fn clean_certificates(c: &mut SqliteConnection, certname: &str, at: i64) -> Result<u64, StoreError> {
+pub(super) async fn clean_certificates(
+    c: &mut SqliteConnection,
+    certname: &str,
+    at: i64,
+) -> Result<u64, StoreError> {
     let res = sqlx::query("UPDATE certificates SET cleaned_at = ? WHERE certname = ? AND cleaned_at IS NULL")
         .bind(at)
         .bind(certname)
@@ -372,7 +422,10 @@ pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Re
     Ok(())
 }
 
-pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Sqlite>>(e: E, certname: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+    certname: Option<&str>,
+) -> Result<Vec<AuditRow>, StoreError> {
     let rows = sqlx::query_as::<_, AuditRow>(
         "SELECT id, at, actor, action, certname, serial, outcome, detail FROM audit \
          WHERE (?1 IS NULL OR certname = ?1) ORDER BY id",
