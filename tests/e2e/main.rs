@@ -1,1 +1,9 @@
+//! End-to-end tests: one test binary (every extra one is another slow link).
+//!
+//! `cli_*` drive the `ca` CLI in process (captured output, exit codes) and, where it matters, as the
+//! real binary; everything issued is checked with `openssl` and re-parsed with x509-parser.
 
+mod cli_corpus;
+mod cli_lifecycle;
+mod cli_scenario;
+mod harness;

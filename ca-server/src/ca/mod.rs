@@ -26,3 +26,6 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! Engine tests: the fixture corpus through the parser and the policy, issuance and CRLs re-parsed with
+//! x509-parser, and a mutation run that must never panic.
+
+use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use super::crl::{sign_crl, Reason, RevokedEntry};
+use super::csr::{self, CsrError, San};
+use super::issue::{issue_leaf, Validity};
+use super::keys::{self, KeyType};
+use super::{der, digest, oids, pem_encode, signer, CaSigner};
+use crate::policy::signing::{check, SigningOptions};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../fixtures/csr/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
+
+fn test_ca() -> CaSigner {
+    let key = keys::generate(KeyType::EcP256).unwrap();
+    let der = signer::self_signed_ca("Puppet CA: test", &key, 1, now(), Duration::days(3650)).unwrap();
+    CaSigner::new(&pem_encode("CERTIFICATE", &der), key).unwrap()
+}
+
+#[test]
+fn corpus_parses_with_expected_errors() {
+    for ok in [
+        "rsa2048.pem",
+        "rsa4096.pem",
+        "ec-p256.pem",
+        "altnames.pem",
+        "pp-extensions.pem",
+        "challenge.pem",
+        "wildcard-cn.pem",
+        "uppercase.pem",
+        "email-san.pem",
+    ] {
+        assert!(csr::parse(&fixture(ok)).is_ok(), "{ok}");
+    }
+    assert_eq!(
+        csr::parse(&fixture("bad-signature.pem")).err(),
+        Some(CsrError::BadSignature)
+    );
+    assert_eq!(csr::parse(&fixture("empty.pem")).err(), Some(CsrError::Empty));
+    assert!(matches!(
+        csr::parse(&fixture("garbage.pem")),
+        Err(CsrError::Unparsable(_))
+    ));
+    assert!(matches!(
+        csr::parse(&fixture("truncated.pem")),
+        Err(CsrError::Unparsable(_))
+    ));
+    let two = [fixture("rsa2048.pem"), fixture("ec-p256.pem")].concat();
+    assert_eq!(csr::parse(&two).err(), Some(CsrError::MultiplePem));
+    assert_eq!(
+        csr::parse(&vec![b'a'; csr::MAX_CSR_BYTES + 1]).err(),
+        Some(CsrError::TooLarge)
+    );
+}
+
+#[test]
+fn csr_fields_are_extracted() {
+    let c = csr::parse(&fixture("challenge.pem")).unwrap();
+    assert_eq!(c.common_name, "agent-challenge.example.test");
+    assert_eq!(c.challenge_password.as_deref(), Some("s3cr3t-token"));
+    let c = csr::parse(&fixture("altnames.pem")).unwrap();
+    assert_eq!(
+        c.sans,
+        vec![
+            San::Dns("master-2".into()),
+            San::Dns("puppet".into()),
+            San::Dns("puppet.example.test".into())
+        ]
+    );
+    let c = csr::parse(&fixture("ip-san.pem")).unwrap();
+    assert!(c.sans.contains(&San::Ip("192.0.2.10".parse().unwrap())));
+}
+
+#[test]
+fn issued_certificate_has_puppet_profile() {
+    let ca = test_ca();
+    let c = csr::parse(&fixture("pp-extensions.pem")).unwrap();
+    let permit = check(&c, SigningOptions::default()).unwrap();
+    let validity = Validity::from_now(now(), Duration::days(5 * 365));
+    let der_bytes = issue_leaf(&ca, &c.spki_der, &permit, 42, validity).unwrap();
+    let (_, cert) = X509Certificate::from_der(&der_bytes).unwrap();
+
+    cert.verify_signature(Some(
+        X509Certificate::from_der(&ca.cert.der).unwrap().1.public_key(),
+    ))
+    .unwrap();
+    assert_eq!(cert.serial.to_string(), "42");
+    assert_eq!(cert.subject().to_string(), "CN=agent-pp.example.test");
+    assert_eq!(cert.issuer().to_string(), "CN=Puppet CA: test");
+    assert_eq!(cert.public_key().raw, c.spki_der.as_slice());
+    assert_eq!(
+        cert.validity().not_before.to_datetime(),
+        now() - Duration::days(1)
+    );
+    assert_eq!(
+        cert.validity().not_after.to_datetime(),
+        now() + Duration::days(5 * 365)
+    );
+
+    let mut seen_uuid = false;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::BasicConstraints(bc) => assert!(ext.critical && !bc.ca),
+            ParsedExtension::KeyUsage(ku) => {
+                assert!(ext.critical && ku.digital_signature() && ku.key_encipherment())
+            }
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                assert!(ext.critical && eku.server_auth && eku.client_auth)
+            }
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                assert_eq!(aki.key_identifier.as_ref().unwrap().0, ca.cert.key_id.as_slice())
+            }
+            ParsedExtension::SubjectKeyIdentifier(ski) => {
+                assert_eq!(
+                    ski.0,
+                    digest::key_identifier(&cert.public_key().subject_public_key.data)
+                )
+            }
+            ParsedExtension::SubjectAlternativeName(san) => {
+                assert_eq!(
+                    san.general_names,
+                    vec![GeneralName::DNSName("agent-pp.example.test")]
+                )
+            }
+            _ => {
+                let arcs: Vec<u64> = ext.oid.iter().unwrap().collect();
+                if arcs == [1, 3, 6, 1, 4, 1, 34380, 1, 1, 1] {
+                    seen_uuid = true;
+                    assert_eq!(
+                        ext.value,
+                        der::utf8_string("ED803750-E3C7-44F5-BB08-41A04433FE2E")
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen_uuid, "pp_uuid copied");
+}
+
+#[test]
+fn policy_refusals_name_the_permission() {
+    let c = csr::parse(&fixture("altnames.pem")).unwrap();
+    let msg = check(&c, SigningOptions::default()).unwrap_err().to_string();
+    assert!(
+        msg.contains("DNS:puppet, DNS:puppet.example.test") && msg.contains("--allow-dns-alt-names"),
+        "{msg}"
+    );
+    let allowed = SigningOptions {
+        allow_dns_alt_names: true,
+        ..Default::default()
+    };
+    assert!(check(&c, allowed).is_ok());
+
+    let c = csr::parse(&fixture("cli-auth.pem")).unwrap();
+    let all = SigningOptions {
+        allow_dns_alt_names: true,
+        allow_authorization_extensions: true,
+    };
+    let msg = check(&c, all).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        "Found extensions that are not permitted: 1.3.6.1.4.1.34380.1.3.39"
+    );
+
+    let c = csr::parse(&fixture("wildcard-san.pem")).unwrap();
+    assert!(check(&c, all)
+        .unwrap_err()
+        .to_string()
+        .contains("DNS:*.example.test"));
+}
+
+#[test]
+fn crl_carries_number_aki_and_reasons() {
+    let ca = test_ca();
+    let entries = vec![
+        RevokedEntry {
+            serial: 2,
+            revoked_at: now(),
+            reason: Reason::default(),
+        },
+        RevokedEntry {
+            serial: 99,
+            revoked_at: now(),
+            reason: "superseded".parse().unwrap(),
+        },
+    ];
+    let der_bytes = sign_crl(
+        &ca,
+        7,
+        now() - Duration::seconds(1),
+        now() + Duration::days(1825),
+        &entries,
+    )
+    .unwrap();
+    let (_, crl) = CertificateRevocationList::from_der(&der_bytes).unwrap();
+    assert_eq!(crl.crl_number().map(|n| n.to_string()).as_deref(), Some("7"));
+    let (_, ca_cert) = X509Certificate::from_der(&ca.cert.der).unwrap();
+    crl.verify_signature(ca_cert.public_key()).unwrap();
+    let aki = crl
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(aki, ca.cert.key_id);
+    let got: Vec<(String, u8)> = crl
+        .iter_revoked_certificates()
+        .map(|e| (e.user_certificate.to_string(), e.reason_code().unwrap().1 .0))
+        .collect();
+    assert_eq!(got, vec![("2".to_string(), 1), ("99".to_string(), 4)]);
+}
+
+#[test]
+fn reasons_parse_and_print() {
+    assert_eq!("key-compromise".parse::<Reason>().unwrap(), Reason::default());
+    assert_eq!(Reason::from_code(5).unwrap().to_string(), "cessationOfOperation");
+    assert!("nope".parse::<Reason>().is_err());
+}
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn no_panic_on_mutated_or_random_input() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let seeds: Vec<Vec<u8>> = ["rsa2048.pem", "pp-extensions.pem", "altnames.pem", "ec-p256.pem"]
+        .iter()
+        .map(|f| pem::parse(fixture(f)).unwrap().into_contents())
+        .collect();
+    let permissive = SigningOptions {
+        allow_dns_alt_names: true,
+        allow_authorization_extensions: true,
+    };
+    for i in 0..4000 {
+        let mut der_bytes = seeds[i % seeds.len()].clone();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(der_bytes.len());
+            match rng.below(3) {
+                0 if !der_bytes.is_empty() => der_bytes[at] ^= 1 << rng.below(8),
+                1 => der_bytes.truncate(at),
+                _ => der_bytes.insert(at, rng.next() as u8),
+            }
+        }
+        if let Ok(c) = csr::parse_der(&der_bytes) {
+            let _ = check(&c, permissive);
+        }
+        let pem_text = pem_encode("CERTIFICATE REQUEST", &der_bytes);
+        let _ = csr::parse(pem_text.as_bytes());
+        let random: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+        let _ = csr::parse(&random);
+        let _ = csr::parse_der(&random);
+        let _ = der::decode_string(&random);
+    }
+    assert_eq!(oids::short_name(oids::PP_CLI_AUTH), Some("pp_cli_auth"));
+}

@@ -1,0 +1,206 @@
+//! Test harness: temporary CAs, the CLI in process, openssl, and direct reads of the store.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ca_server::storage::{AuditRow, Store};
+use tempfile::TempDir;
+
+/// The output of one `ca` invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self
+    }
+    #[track_caller]
+    pub fn fails_with(self, code: i32, needle: &str) -> Run {
+        assert_eq!(self.code, code, "expected exit {code}: {self:#?}");
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {self:#?}");
+        self
+    }
+}
+
+/// Runs the CLI in process.
+pub fn ca<S: AsRef<str>>(args: &[S]) -> Run {
+    let mut argv = vec!["ca".to_string()];
+    argv.extend(args.iter().map(|a| a.as_ref().to_string()));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = ca_cli::run(argv, &mut out, &mut err);
+    Run {
+        code,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+/// A CA in a temporary directory.
+pub struct TestCa {
+    pub tmp: TempDir,
+    pub data: PathBuf,
+}
+
+impl TestCa {
+    /// `ca setup` with an EC P-256 CA (fast), certname ca.example.test.
+    pub fn new() -> TestCa {
+        Self::with_key("ec-p256")
+    }
+
+    pub fn with_key(key_type: &str) -> TestCa {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("ca");
+        let ca = TestCa { tmp, data };
+        ca.ca(&["setup", "--certname", "ca.example.test", "--key-type", key_type])
+            .ok();
+        ca
+    }
+
+    /// Runs `ca --data-dir <this CA> args...`.
+    pub fn ca<S: AsRef<str>>(&self, args: &[S]) -> Run {
+        let mut argv = vec!["--data-dir".to_string(), self.data.display().to_string()];
+        argv.extend(args.iter().map(|a| a.as_ref().to_string()));
+        ca(&argv)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data.join("ca_crt.pem")
+    }
+
+    /// The PEM of `certname`'s certificate, from `ca print`, written to a file.
+    pub fn cert_file(&self, certname: &str) -> PathBuf {
+        let out = self.ca(&["print", certname]).ok().stdout;
+        let pem = &out[out
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("PEM in print output")..];
+        let path = self.path(&format!("{certname}.crt.pem"));
+        std::fs::write(&path, pem).expect("write cert");
+        path
+    }
+
+    /// The current CRL, from `ca crl`, written to a file.
+    pub fn crl_file(&self) -> PathBuf {
+        let pem = self.ca(&["crl"]).ok().stdout;
+        let path = self.path("crl.pem");
+        std::fs::write(&path, pem).expect("write crl");
+        path
+    }
+
+    /// Reads the store directly.
+    pub fn with_store<T>(&self, f: impl AsyncFnOnce(&Store) -> T) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async {
+            let store = Store::open(&self.data.join("ca.db"), false)
+                .await
+                .expect("open store");
+            let out = f(&store).await;
+            store.close().await;
+            out
+        })
+    }
+
+    pub fn audit(&self, certname: &str) -> Vec<AuditRow> {
+        self.with_store(async |s| s.audit_rows(Some(certname)).await.expect("audit"))
+    }
+
+    /// Whether anything but audit rows is held for `certname`.
+    pub fn holds(&self, certname: &str) -> bool {
+        self.with_store(async |s| {
+            s.request(certname).await.expect("request").is_some()
+                || s.current_certificate(certname).await.expect("cert").is_some()
+        })
+    }
+}
+
+/// Runs openssl; panics with its output when it cannot start (the test command installs it).
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed (scripts/test installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `openssl verify -CAfile ca cert` succeeds.
+#[track_caller]
+pub fn assert_verifies(ca: &Path, cert: &Path) {
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        &ca.display().to_string(),
+        &cert.display().to_string(),
+    ]);
+    assert!(ok && text.contains(": OK"), "openssl verify failed: {text}");
+}
+
+/// `openssl crl -verify` accepts the CRL.
+#[track_caller]
+pub fn assert_crl_verifies(ca: &Path, crl: &Path) {
+    let (ok, text) = openssl(&[
+        "crl",
+        "-in",
+        &crl.display().to_string(),
+        "-CAfile",
+        &ca.display().to_string(),
+        "-noout",
+        "-verify",
+    ]);
+    assert!(
+        ok && text.contains("verify OK"),
+        "openssl crl -verify failed: {text}"
+    );
+}
+
+/// `openssl verify -crl_check`: Ok(()) when valid, Err(output) otherwise.
+pub fn crl_check(ca: &Path, crl: &Path, cert: &Path) -> Result<(), String> {
+    let (ok, text) = openssl(&[
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        &ca.display().to_string(),
+        "-CRLfile",
+        &crl.display().to_string(),
+        &cert.display().to_string(),
+    ]);
+    if ok {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+/// A fixture path.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// The real `ca` binary next to this test binary (built by `cargo build --workspace` in scripts/test).
+pub fn ca_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("ca");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --workspace` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
