@@ -8,6 +8,9 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 success; 1 the operation failed (not found, refused by policy, invalid input);
 2 usage error.
 
+Local mode (default) works on the data directory's database; remote mode (--server URL) uses the
+CA's HTTPS API with the admin certificate, with the same output and exit codes.
+
 The data directory is --data-dir, else $CA_DATA_DIR, else /var/lib/ca for root and
 ~/.local/share/ca for other users.";
 
@@ -18,6 +21,18 @@ pub struct Cli {
     /// The CA's data directory (database, CA key, certificates).
     #[arg(long, global = true, env = "CA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Remote mode: the CA's HTTPS API (e.g. https://ca.example.com:8140) instead of the database.
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// Remote mode: client certificate (default: <data-dir>/admin/cert.pem).
+    #[arg(long, global = true, value_name = "FILE", requires = "server")]
+    pub cert: Option<PathBuf>,
+    /// Remote mode: client key (default: <data-dir>/admin/key.pem).
+    #[arg(long, global = true, value_name = "FILE", requires = "server")]
+    pub key: Option<PathBuf>,
+    /// Remote mode: CA bundle to trust (default: <data-dir>/ca_crt.pem).
+    #[arg(long, global = true, value_name = "FILE", requires = "server")]
+    pub cacert: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

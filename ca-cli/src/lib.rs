@@ -1,10 +1,12 @@
 //! `ca`, the admin CLI. [`run`] takes the arguments and the output streams, so tests capture
 //! everything it prints and its exit code without spawning a process.
 
+pub mod backend;
 pub mod cli;
 mod commands;
 mod local;
 pub mod out;
+pub mod remote;
 
 use std::ffi::OsString;
 use std::io::Write;

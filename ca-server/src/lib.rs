@@ -6,6 +6,10 @@
 pub mod authority;
 pub mod ca;
 pub mod clock;
+pub mod config;
 pub mod datadir;
+pub mod http;
 pub mod policy;
+pub mod server;
 pub mod storage;
+pub mod tls;

@@ -1,1 +1,92 @@
-fn main() {}
+//! `ca-server`: arguments → settings → logging → serve.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ca_server::clock::SystemClock;
+use ca_server::config::{Overrides, Settings};
+use ca_server::datadir::default_data_dir;
+use ca_server::server;
+use clap::Parser;
+
+/// A Puppet-compatible certificate authority server (Puppet's CA API over HTTPS).
+#[derive(Debug, Parser)]
+#[command(name = "ca-server", version, about)]
+struct Args {
+    /// Configuration file (TOML; unknown keys are refused).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database, CA key, certificates); created with a new CA when empty.
+    #[arg(long, env = "CA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address (default 0.0.0.0:8140).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Certname of this server, used when a new CA is created (default: the host's FQDN).
+    #[arg(long)]
+    certname: Option<String>,
+    /// Extra alt names of the server certificate made with a new CA (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    dns_alt_names: Option<Vec<String>>,
+    /// Validate the configuration (and the auth.conf it names), then exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::load(
+        args.config.as_deref(),
+        Overrides {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            certname: args.certname,
+            dns_alt_names: args.dns_alt_names,
+        },
+        default_data_dir(),
+    )?;
+    init_logging(settings.json_logs);
+    if args.check_config {
+        server::load_rules(&settings)?;
+        println!("configuration OK (data directory {})", settings.data_dir.display());
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let authority = server::open_or_setup(&settings, Arc::new(SystemClock)).await?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        tracing::info!(data_dir = %settings.data_dir.display(), "data directory");
+        server::serve(settings, authority, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("signal received");
+}

@@ -54,11 +54,23 @@ impl TestCa {
     }
 
     pub fn with_key(key_type: &str) -> TestCa {
+        Self::setup(&["--key-type", key_type])
+    }
+
+    /// EC P-256 with extra setup arguments.
+    pub fn with_args(extra: &[&str]) -> TestCa {
+        let mut args = vec!["--key-type", "ec-p256"];
+        args.extend_from_slice(extra);
+        Self::setup(&args)
+    }
+
+    fn setup(extra: &[&str]) -> TestCa {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("ca");
         let ca = TestCa { tmp, data };
-        ca.ca(&["setup", "--certname", "ca.example.test", "--key-type", key_type])
-            .ok();
+        let mut args = vec!["setup", "--certname", "ca.example.test"];
+        args.extend_from_slice(extra);
+        ca.ca(&args).ok();
         ca
     }
 

@@ -7,3 +7,6 @@ mod cli_corpus;
 mod cli_lifecycle;
 mod cli_scenario;
 mod harness;
+mod http_api;
+mod real_clients;
+mod server;

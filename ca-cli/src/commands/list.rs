@@ -1,19 +1,12 @@
 use ca_server::authority::ListFilter;
-use ca_server::datadir::DataDir;
 use serde_json::{Map, Value};
 
 use super::CmdResult;
+use crate::backend::Backend;
 use crate::cli::Format;
-use crate::{local, out, Out};
+use crate::{out, Out};
 
-pub async fn run(
-    dir: &DataDir,
-    all: bool,
-    signed: bool,
-    revoked: bool,
-    format: Format,
-    out: &mut Out<'_>,
-) -> CmdResult {
+pub async fn run(b: &Backend, all: bool, signed: bool, revoked: bool, format: Format, out: &mut Out<'_>) -> CmdResult {
     let filter = if all {
         ListFilter::ALL
     } else if signed || revoked {
@@ -25,10 +18,7 @@ pub async fn run(
     } else {
         ListFilter::REQUESTED
     };
-    let authority = local::open(dir).await?;
-    let res = authority.list(filter).await;
-    authority.store().close().await;
-    let statuses = res.map_err(|e| e.to_string())?;
+    let statuses = b.list(filter).await?;
     match format {
         Format::Text => out.raw(&out::list_text(&statuses)),
         Format::Json => {

@@ -11,6 +11,7 @@ mod submit;
 
 use ca_server::ca::csr::San;
 
+use crate::backend::{Backend, RemoteOptions};
 use crate::cli::{Cli, Command};
 use crate::{local, Out};
 
@@ -20,39 +21,47 @@ pub type CmdResult = Result<i32, String>;
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
     let dir = local::data_dir(cli.data_dir);
-    match cli.command {
-        Command::Setup(args) => setup::run(&dir, args, out).await,
-        Command::Submit { file, certname } => submit::run(&dir, &file, certname, out).await,
+    let remote = RemoteOptions {
+        server: cli.server,
+        cert: cli.cert,
+        key: cli.key,
+        cacert: cli.cacert,
+    };
+    if let Command::Setup(args) = cli.command {
+        if remote.server.is_some() {
+            return Err("setup works on a data directory only (no --server)".into());
+        }
+        return setup::run(&dir, args, out).await;
+    }
+    let backend = Backend::open(&dir, &remote).await?;
+    let res = run(&backend, cli.command, out).await;
+    backend.close().await;
+    res
+}
+
+async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
+    match command {
+        Command::Setup(_) => Err("setup is handled before opening the CA".into()),
+        Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,
             signed,
             revoked,
             format,
-        } => list::run(&dir, all, signed, revoked, format, out).await,
-        Command::Sign(args) => sign::run(&dir, args, out).await,
-        Command::Revoke { names, reason } => revoke::run(&dir, &names, &reason, out).await,
-        Command::Clean { names } => clean::run(&dir, &names, out).await,
+        } => list::run(b, all, signed, revoked, format, out).await,
+        Command::Sign(args) => sign::run(b, args, out).await,
+        Command::Revoke { names, reason } => revoke::run(b, &names, &reason, out).await,
+        Command::Clean { names } => clean::run(b, &names, out).await,
         Command::Generate {
             name,
             dns_alt_names,
             out: out_dir,
             key_type,
             ttl,
-        } => {
-            generate::run(
-                &dir,
-                &name,
-                &dns_alt_names,
-                &out_dir,
-                &key_type,
-                ttl.as_deref(),
-                out,
-            )
-            .await
-        }
-        Command::Print { name } => print::print(&dir, &name, out).await,
-        Command::Crl { text } => print::crl(&dir, text, out).await,
-        Command::Fingerprint { name, digest } => print::fingerprint(&dir, &name, &digest, out).await,
+        } => generate::run(b, &name, &dns_alt_names, &out_dir, &key_type, ttl.as_deref(), out).await,
+        Command::Print { name } => print::print(b, &name, out).await,
+        Command::Crl { text } => print::crl(b, text, out).await,
+        Command::Fingerprint { name, digest } => print::fingerprint(b, &name, &digest, out).await,
     }
 }
 
@@ -69,3 +78,4 @@ pub fn parse_ttl(ttl: Option<&str>) -> Result<Option<time::Duration>, String> {
     ttl.map(|t| ca_server::ca::duration::parse(t).map_err(|e| e.to_string()))
         .transpose()
 }
+

@@ -9,27 +9,8 @@ use super::{parse_alt_names, CmdResult};
 use crate::cli::SetupArgs;
 use crate::Out;
 
-/// This host's fully qualified name, lowercased (`hostname -f`, else the kernel's hostname).
-pub fn host_fqdn() -> String {
-    let fqdn = std::process::Command::new("hostname")
-        .arg("-f")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    fqdn.or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|s| s.trim().to_string())
-    })
-    .unwrap_or_else(|| "localhost".into())
-    .to_ascii_lowercase()
-}
-
 pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult {
-    let certname = args.certname.unwrap_or_else(host_fqdn);
+    let certname = args.certname.unwrap_or_else(authority::host_fqdn);
     let mut opts = SetupOptions::new(&certname);
     opts.dns_alt_names = parse_alt_names(&args.dns_alt_names)?;
     opts.key_type = args

@@ -1,12 +1,12 @@
 use ca_server::authority::{ListFilter, SignRequest};
-use ca_server::datadir::DataDir;
 use ca_server::policy::SigningOptions;
 
 use super::{parse_ttl, CmdResult};
+use crate::backend::Backend;
 use crate::cli::SignArgs;
-use crate::{local, Out};
+use crate::Out;
 
-pub async fn run(dir: &DataDir, args: SignArgs, out: &mut Out<'_>) -> CmdResult {
+pub async fn run(b: &Backend, args: SignArgs, out: &mut Out<'_>) -> CmdResult {
     let req = SignRequest {
         options: SigningOptions {
             allow_dns_alt_names: args.allow_dns_alt_names,
@@ -14,33 +14,25 @@ pub async fn run(dir: &DataDir, args: SignArgs, out: &mut Out<'_>) -> CmdResult 
         },
         ttl: parse_ttl(args.ttl.as_deref())?,
     };
-    let authority = local::open(dir).await?;
     let names = if args.all {
-        let pending = authority
-            .list(ListFilter::REQUESTED)
-            .await
-            .map_err(|e| e.to_string())?;
-        pending.into_iter().map(|s| s.name).collect()
+        b.list(ListFilter::REQUESTED).await?.into_iter().map(|s| s.name).collect()
     } else {
         args.names
     };
     if names.is_empty() {
         out.line("No certificate requests to sign");
+        return Ok(0);
     }
-    let actor = local::actor();
     let mut failed = false;
-    for name in &names {
-        match authority.sign(&actor, name, req).await {
-            Ok(issued) => out.line(&format!(
-                "Signed certificate for {name} (serial {})",
-                issued.serial
-            )),
+    for (name, res) in b.sign(&names, req).await? {
+        match res {
+            Ok(Some(serial)) => out.line(&format!("Signed certificate for {name} (serial {serial})")),
+            Ok(None) => out.line(&format!("Signed certificate for {name}")),
             Err(e) => {
                 failed = true;
-                out.error(&e.to_string());
+                out.error(&e);
             }
         }
     }
-    authority.store().close().await;
     Ok(i32::from(failed))
 }

@@ -2,6 +2,7 @@
 //! runs the engine and the policy and leaves an audit row, whatever the outcome.
 
 mod error;
+mod lifecycle;
 mod setup;
 pub mod status;
 
@@ -20,7 +21,8 @@ use crate::policy::{signing, Permit, SigningOptions};
 use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
 
 pub use error::AuthorityError;
-pub use setup::{setup, SetupOptions, SetupReport};
+pub use lifecycle::BatchOutcome;
+pub use setup::{host_fqdn, setup, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
 
 /// Settings of the CA's behaviour (from the config file or defaults).
@@ -34,6 +36,10 @@ pub struct CaSettings {
     pub signing: SigningOptions,
     /// Accept a CSR for a name that already has a certificate or request.
     pub allow_duplicate_certs: bool,
+    /// Serve `/certificate_renewal` (Puppet 8 agents renew their own certificate).
+    pub allow_auto_renewal: bool,
+    /// Validity of renewed certificates.
+    pub auto_renewal_cert_ttl: Duration,
 }
 
 impl Default for CaSettings {
@@ -43,6 +49,8 @@ impl Default for CaSettings {
             crl_lifetime: Duration::days(5 * 365),
             signing: SigningOptions::default(),
             allow_duplicate_certs: false,
+            allow_auto_renewal: false,
+            auto_renewal_cert_ttl: Duration::days(90),
         }
     }
 }

@@ -15,6 +15,25 @@ use crate::storage::{AuditRecord, Store};
 /// Name of the admin client certificate made by setup.
 pub const ADMIN_CERTNAME: &str = "ca-admin";
 
+/// This host's fully qualified name, lowercased (`hostname -f`, else the kernel's hostname).
+pub fn host_fqdn() -> String {
+    let fqdn = std::process::Command::new("hostname")
+        .arg("-f")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    fqdn.or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .unwrap_or_else(|| "localhost".into())
+    .to_ascii_lowercase()
+}
+
 /// What `setup` is asked to make.
 #[derive(Debug, Clone)]
 pub struct SetupOptions {

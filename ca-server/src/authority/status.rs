@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -14,7 +14,7 @@ use crate::ca::{der, oids};
 use crate::storage::{CertRow, RequestRow, StatusFilter};
 
 /// The fingerprints object.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Fingerprints {
     /// SHA-1.
     #[serde(rename = "SHA1")]
@@ -30,7 +30,7 @@ pub struct Fingerprints {
 }
 
 /// One status object, as puppetserver serialises it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertStatus {
     /// Certname.
     pub name: String,
@@ -45,6 +45,7 @@ pub struct CertStatus {
     /// `IP:` entries first, then `DNS:`.
     pub subject_alt_names: Vec<String>,
     /// Authorization extensions by short name or OID.
+    #[serde(default)]
     pub authorization_extensions: BTreeMap<String, String>,
     /// Serial (certificates only).
     #[serde(skip_serializing_if = "Option::is_none")]

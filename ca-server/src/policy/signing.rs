@@ -162,6 +162,29 @@ impl Permit {
     }
 }
 
+impl Permit {
+    /// A renewal (§1.13): the alt names and Puppet extensions of the certificate being renewed, which this
+    /// CA already signed once.
+    pub(crate) fn for_renewal(
+        certname: &str,
+        sans: Vec<San>,
+        extensions: Vec<(Vec<u64>, bool, Vec<u8>)>,
+    ) -> Result<Permit, PolicyError> {
+        let mut sans = sans;
+        check_san_shapes(certname, &sans)?;
+        let own = San::Dns(certname.to_string());
+        if !sans.contains(&own) {
+            sans.insert(0, own);
+        }
+        dedup_in_order(&mut sans);
+        Ok(Permit {
+            certname: certname.to_string(),
+            sans,
+            extensions,
+        })
+    }
+}
+
 fn dedup_in_order(sans: &mut Vec<San>) {
     let mut seen = std::collections::BTreeSet::new();
     sans.retain(|s| seen.insert(s.clone()));

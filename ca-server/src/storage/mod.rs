@@ -102,6 +102,10 @@ impl Store {
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
         queries::crl(&self.pool).await
     }
+    /// The number of the current CRL (a one-row read: tells whether someone published a new CRL).
+    pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
+        queries::crl_number(&self.pool).await
+    }
     /// Audit rows, oldest first.
     pub async fn audit_rows(&self, certname: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
         queries::audit_rows(&self.pool, certname).await

@@ -1,0 +1,324 @@
+//! The two ways a command reaches the CA: the data directory's database directly (local mode) or the
+//! HTTPS API with the admin certificate (remote mode, `--server`). Commands call these methods and do
+//! not care which.
+
+use std::path::PathBuf;
+
+use ca_server::authority::{Authority, AuthorityError, CertStatus, ListFilter, SignRequest};
+use ca_server::ca::crl::Reason;
+use ca_server::ca::csr::San;
+use ca_server::ca::keys::{self, KeyType};
+use ca_server::datadir::DataDir;
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::local;
+use crate::remote::{Answer, Client};
+
+/// Where the CA is.
+pub enum Backend {
+    /// The database and key of a data directory.
+    Local(Authority),
+    /// The HTTPS API.
+    Remote(Client),
+}
+
+/// How to reach a remote CA.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    /// `https://host:port`.
+    pub server: Option<String>,
+    /// Client certificate (default: the data directory's admin certificate).
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// CA bundle to trust (default: the data directory's `ca_crt.pem`).
+    pub cacert: Option<PathBuf>,
+}
+
+/// Result of signing one name: the serial when known (local mode), or why not.
+pub type SignResult = Result<Option<u64>, String>;
+
+fn status_error(a: &Answer) -> String {
+    let body = a.text();
+    let body = body.trim();
+    if body.is_empty() {
+        format!("the server answered {}", a.status)
+    } else {
+        body.to_string()
+    }
+}
+
+fn json_body(v: &Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+const JSON: [(&str, &str); 2] = [("content-type", "application/json"), ("accept", "application/json")];
+
+impl Backend {
+    /// Opens the backend the flags ask for.
+    pub async fn open(dir: &DataDir, remote: &RemoteOptions) -> Result<Backend, String> {
+        let Some(server) = &remote.server else {
+            return local::open(dir).await.map(Backend::Local);
+        };
+        let cacert = remote.cacert.clone().unwrap_or_else(|| dir.ca_cert());
+        let cert = remote.cert.clone().unwrap_or_else(|| dir.admin_cert());
+        let key = remote.key.clone().unwrap_or_else(|| dir.admin_key());
+        Client::new(server, &cacert, Some((&cert, &key))).map(Backend::Remote)
+    }
+
+    /// Releases the database (local mode).
+    pub async fn close(&self) {
+        if let Backend::Local(a) = self {
+            a.store().close().await;
+        }
+    }
+
+    /// Statuses.
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, String> {
+        match self {
+            Backend::Local(a) => a.list(filter).await.map_err(|e| e.to_string()),
+            Backend::Remote(c) => {
+                let mut out = Vec::new();
+                let fetch = |q: &'static str| {
+                    let c = c.clone();
+                    async move {
+                        let a = c.get(&format!("/puppet-ca/v1/certificate_statuses/any_key{q}")).await?;
+                        if a.status != StatusCode::OK {
+                            return Err(status_error(&a));
+                        }
+                        serde_json::from_slice::<Vec<CertStatus>>(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))
+                    }
+                };
+                if filter.requested {
+                    out.extend(fetch("?state=requested").await?);
+                }
+                if filter.signed {
+                    out.extend(fetch("?state=signed").await?);
+                }
+                if filter.revoked {
+                    out.extend(fetch("?state=revoked").await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Submits a CSR under `name`.
+    pub async fn submit(&self, name: &str, body: &[u8]) -> Result<(), String> {
+        match self {
+            Backend::Local(a) => a.submit(&local::actor(), name, body).await.map(|_| ()).map_err(|e| e.to_string()),
+            Backend::Remote(c) => {
+                let path = format!("/puppet-ca/v1/certificate_request/{name}");
+                let a = c.send(Method::PUT, &path, &[("content-type", "text/plain")], body.to_vec()).await?;
+                if a.status.is_success() { Ok(()) } else { Err(status_error(&a)) }
+            }
+        }
+    }
+
+    /// Signs each name.
+    pub async fn sign(&self, names: &[String], req: SignRequest) -> Result<Vec<(String, SignResult)>, String> {
+        match self {
+            Backend::Local(a) => {
+                let mut out = Vec::new();
+                for n in names {
+                    let r = a.sign(&local::actor(), n, req).await.map(|i| Some(i.serial)).map_err(|e| e.to_string());
+                    out.push((n.clone(), r));
+                }
+                Ok(out)
+            }
+            Backend::Remote(c) if req.ttl.is_some() => {
+                let ttl = req.ttl.map(|t| t.whole_seconds()).unwrap_or_default();
+                let mut out = Vec::new();
+                for n in names {
+                    let body = json_body(&json!({"desired_state": "signed", "cert_ttl": ttl}));
+                    let a = c.send(Method::PUT, &format!("/puppet-ca/v1/certificate_status/{n}"), &JSON, body).await?;
+                    let r = if a.status.is_success() { Ok(None) } else { Err(status_error(&a)) };
+                    out.push((n.clone(), r));
+                }
+                Ok(out)
+            }
+            Backend::Remote(c) => {
+                let body = json!({
+                    "certnames": names,
+                    "allow-dns-alt-names": req.options.allow_dns_alt_names,
+                    "allow-authorization-extensions": req.options.allow_authorization_extensions,
+                });
+                let a = c.send(Method::POST, "/puppet-ca/v1/sign", &JSON, json_body(&body)).await?;
+                if a.status != StatusCode::OK {
+                    return Err(status_error(&a));
+                }
+                let v: Value = serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                let has = |k: &str, n: &str| v[k].as_array().is_some_and(|l| l.iter().any(|x| x == n));
+                Ok(names
+                    .iter()
+                    .map(|n| {
+                        let r = if has("signed", n) {
+                            Ok(None)
+                        } else if has("no-csr", n) {
+                            Err(format!("Could not find certificate request for {n}"))
+                        } else {
+                            let why = v["signing-error-messages"][n.as_str()].as_str().unwrap_or("refused by the server");
+                            Err(why.to_string())
+                        };
+                        (n.clone(), r)
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Revokes a name: the serials revoked now (local mode; empty = already revoked), None when remote.
+    pub async fn revoke(&self, name: &str, reason: Reason) -> Result<Option<Vec<u64>>, String> {
+        match self {
+            Backend::Local(a) => a.revoke(&local::actor(), name, reason).await.map(Some).map_err(|e| e.to_string()),
+            Backend::Remote(c) => {
+                let body = json_body(&json!({"desired_state": "revoked", "reason": reason.to_string()}));
+                let a = c.send(Method::PUT, &format!("/puppet-ca/v1/certificate_status/{name}"), &JSON, body).await?;
+                if a.status.is_success() { Ok(None) } else { Err(status_error(&a)) }
+            }
+        }
+    }
+
+    /// Cleans a name; returns a summary.
+    pub async fn clean(&self, name: &str) -> Result<String, String> {
+        match self {
+            Backend::Local(a) => {
+                let c = a.clean(&local::actor(), name).await.map_err(|e| e.to_string())?;
+                let mut what = Vec::new();
+                if !c.revoked.is_empty() {
+                    let list: Vec<String> = c.revoked.iter().map(u64::to_string).collect();
+                    what.push(format!("revoked serial {}", list.join(", ")));
+                }
+                if c.removed_certificates > 0 {
+                    what.push("removed the certificate".to_string());
+                }
+                if c.removed_request {
+                    what.push("removed the pending request".to_string());
+                }
+                Ok(what.join(", "))
+            }
+            Backend::Remote(c) => {
+                let body = json_body(&json!({"certnames": [name]}));
+                let a = c.send(Method::PUT, "/puppet-ca/v1/clean", &JSON, body).await?;
+                let text = a.text();
+                if a.status == StatusCode::OK && text.starts_with("Successfully") {
+                    Ok("revoked and removed".to_string())
+                } else if a.status == StatusCode::OK {
+                    Err(format!("Nothing is known for {name}"))
+                } else {
+                    Err(status_error(&a))
+                }
+            }
+        }
+    }
+
+    /// Makes a key and a certificate for `name`: (key PEM, certificate DER, serial when known).
+    pub async fn generate(
+        &self,
+        name: &str,
+        sans: &[San],
+        key_type: KeyType,
+        ttl: Option<time::Duration>,
+    ) -> Result<(String, Vec<u8>, Option<u64>), String> {
+        match self {
+            Backend::Local(a) => {
+                let (key, issued) = a
+                    .generate(&local::actor(), name, sans, key_type, ttl)
+                    .await
+                    .map_err(|e: AuthorityError| e.to_string())?;
+                Ok((key, issued.der, Some(issued.serial)))
+            }
+            Backend::Remote(_) => {
+                // As `puppetserver ca generate`: key and CSR here, the CA signs; the alt names given on
+                // the command line are the admin's permission.
+                let key = tokio::task::spawn_blocking(move || keys::generate(key_type))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                let mut params = rcgen::CertificateParams::default();
+                params.distinguished_name.push(rcgen::DnType::CommonName, name);
+                let mut all = vec![San::Dns(name.to_string())];
+                all.extend(sans.iter().cloned());
+                for s in &all {
+                    params.subject_alt_names.push(match s {
+                        San::Dns(d) => rcgen::SanType::DnsName(d.as_str().try_into().map_err(|_| format!("invalid DNS name {d}"))?),
+                        San::Ip(ip) => rcgen::SanType::IpAddress(*ip),
+                        San::Other(o) => return Err(format!("unsupported alt name {o}")),
+                    });
+                }
+                let csr = params.serialize_request(&key).map_err(|e| e.to_string())?.pem().map_err(|e| e.to_string())?;
+                self.submit(name, csr.as_bytes()).await?;
+                let req = SignRequest {
+                    options: ca_server::policy::SigningOptions { allow_dns_alt_names: !sans.is_empty(), allow_authorization_extensions: false },
+                    ttl,
+                };
+                let results = self.sign(&[name.to_string()], req).await?;
+                if let Some((_, Err(e))) = results.into_iter().next() {
+                    return Err(e);
+                }
+                let der = self.certificate(name).await?.ok_or_else(|| format!("no certificate for {name} after signing"))?;
+                Ok((key.serialize_pem(), der, None))
+            }
+        }
+    }
+
+    async fn fetch_pem(&self, path: &str) -> Result<Option<String>, String> {
+        let Backend::Remote(c) = self else { return Ok(None) };
+        let a = c.send(Method::GET, path, &[("accept", "text/plain")], Vec::new()).await?;
+        match a.status {
+            StatusCode::OK => Ok(Some(a.text())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(&a)),
+        }
+    }
+
+    /// DER of `name`'s current certificate.
+    pub async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Backend::Local(a) => Ok(a.store().current_certificate(name).await.map_err(|e| e.to_string())?.map(|c| c.der)),
+            Backend::Remote(_) => Ok(self
+                .fetch_pem(&format!("/puppet-ca/v1/certificate/{name}"))
+                .await?
+                .and_then(|p| pem::parse(p).ok())
+                .map(pem::Pem::into_contents)),
+        }
+    }
+
+    /// DER of `name`'s pending request.
+    pub async fn request(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Backend::Local(a) => Ok(a.store().request(name).await.map_err(|e| e.to_string())?.map(|r| r.csr_der)),
+            Backend::Remote(_) => Ok(self
+                .fetch_pem(&format!("/puppet-ca/v1/certificate_request/{name}"))
+                .await?
+                .and_then(|p| pem::parse(p).ok())
+                .map(pem::Pem::into_contents)),
+        }
+    }
+
+    /// The CA chain PEM.
+    pub async fn ca_chain(&self) -> Result<String, String> {
+        match self {
+            Backend::Local(a) => Ok(a.signer().chain_pem.clone()),
+            Backend::Remote(_) => self
+                .fetch_pem("/puppet-ca/v1/certificate/ca")
+                .await?
+                .ok_or_else(|| "the server has no CA certificate".to_string()),
+        }
+    }
+
+    /// DER of the current CRL.
+    pub async fn crl(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Backend::Local(a) => a.crl().await.map(|r| r.der).map_err(|e| e.to_string()),
+            Backend::Remote(_) => {
+                let pem_text = self
+                    .fetch_pem("/puppet-ca/v1/certificate_revocation_list/ca")
+                    .await?
+                    .ok_or_else(|| "the server has no CRL".to_string())?;
+                pem::parse(pem_text).map(pem::Pem::into_contents).map_err(|e| e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Batch signing, renewal, and removing a pending request.
+
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{unix, Authority, AuthorityError, Issued, SignRequest};
+use crate::ca::csr::{self, San};
+use crate::ca::oids;
+use crate::policy::{signing, Permit};
+use crate::storage::AuditRecord;
+
+/// What a batch signing did, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Signed.
+    pub signed: Vec<String>,
+    /// No pending request.
+    pub no_csr: Vec<String>,
+    /// Refused by policy: (name, why); each also has an audit row.
+    pub errors: Vec<(String, String)>,
+}
+
+impl Authority {
+    /// Signs every named request in one transaction: a request the policy refuses stays pending.
+    pub async fn sign_many(&self, actor: &str, names: &[String], req: SignRequest) -> Result<BatchOutcome, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let mut out = BatchOutcome::default();
+        let options = req.options.or(self.settings.signing);
+        let ttl = req.ttl.unwrap_or(self.settings.cert_ttl);
+        for name in names {
+            let Some(row) = tx.request(name).await? else {
+                out.no_csr.push(name.clone());
+                continue;
+            };
+            let parsed = csr::parse_der(&row.csr_der)?;
+            match signing::check(&parsed, options) {
+                Ok(permit) => {
+                    self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
+                    tx.delete_request(name).await?;
+                    out.signed.push(name.clone());
+                }
+                Err(e) => {
+                    let detail = e.to_string();
+                    tx.audit(&AuditRecord {
+                        at: unix(self.now()),
+                        actor,
+                        action: "sign",
+                        certname: Some(name),
+                        serial: None,
+                        outcome: "refused",
+                        detail: Some(&detail),
+                    })
+                    .await?;
+                    out.errors.push((name.clone(), detail));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Renews the caller's certificate (§1.13): same subject, key, alt names and Puppet extensions; a new
+    /// serial and the auto-renewal TTL. Refuses a certificate this CA did not issue.
+    pub async fn renew(&self, actor: &str, cert_der: &[u8]) -> Result<Issued, AuthorityError> {
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|_| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?;
+        let mut aki = None;
+        let mut sans = Vec::new();
+        let mut exts = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => aki = a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                ParsedExtension::SubjectAlternativeName(s) => {
+                    for gn in &s.general_names {
+                        if let x509_parser::extensions::GeneralName::DNSName(n) = gn {
+                            sans.push(San::Dns(n.to_string()));
+                        } else if let x509_parser::extensions::GeneralName::IPAddress(b) = gn {
+                            if let Some(ip) = ip_from(b) {
+                                sans.push(San::Ip(ip));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) {
+                        if oids::is_under(&arcs, oids::PUPPET_ARC) {
+                            exts.push((arcs, ext.critical, ext.value.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+        if aki.as_deref() != Some(self.signer.cert.key_id.as_slice()) {
+            return Err(AuthorityError::Invalid("Certificate present, but does not match signature".into()));
+        }
+        let certname = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .ok_or_else(|| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?
+            .to_string();
+        let permit = Permit::for_renewal(&certname, sans, exts)?;
+        let spki = cert.public_key().raw.to_vec();
+        let mut tx = self.store.write().await?;
+        let issued = self
+            .issue(&mut tx, actor, spki, permit, self.settings.auto_renewal_cert_ttl)
+            .await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    /// Removes a pending request; false when there was none.
+    pub async fn delete_request(&self, actor: &str, certname: &str) -> Result<bool, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let removed = tx.delete_request(certname).await?;
+        if removed {
+            tx.audit(&AuditRecord {
+                at: unix(self.now()),
+                actor,
+                action: "delete-request",
+                certname: Some(certname),
+                serial: None,
+                outcome: "ok",
+                detail: None,
+            })
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(removed)
+    }
+}
+
+fn ip_from(b: &[u8]) -> Option<std::net::IpAddr> {
+    match b.len() {
+        4 => Some(std::net::IpAddr::from([b[0], b[1], b[2], b[3]])),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            Some(std::net::IpAddr::from(a))
+        }
+        _ => None,
+    }
+}

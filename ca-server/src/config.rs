@@ -1,0 +1,285 @@
+//! The configuration file (TOML, strict: unknown keys are refused) and the validated [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use time::Duration;
+
+use crate::authority::CaSettings;
+use crate::ca::csr::San;
+use crate::ca::duration;
+use crate::ca::keys::KeyType;
+use crate::policy::SigningOptions;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8140";
+
+/// A configuration problem, with the key or file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error (unknown key, wrong type).
+    #[error("invalid configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// toml's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    certname: Option<String>,
+    dns_alt_names: Option<Vec<String>>,
+    key_type: Option<String>,
+    #[serde(default)]
+    ca: FileCa,
+    #[serde(default)]
+    authorization: FileAuthorization,
+    #[serde(default)]
+    limits: FileLimits,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileCa {
+    cert_ttl: Option<String>,
+    crl_next_update: Option<String>,
+    allow_subject_alt_names: Option<bool>,
+    allow_authorization_extensions: Option<bool>,
+    allow_duplicate_certs: Option<bool>,
+    allow_auto_renewal: Option<bool>,
+    auto_renewal_cert_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileAuthorization {
+    auth_conf: Option<PathBuf>,
+    legacy_auth_conf: Option<PathBuf>,
+    allow_header_cert_info: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileLimits {
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    request_timeout: Option<String>,
+}
+
+/// Where the access rules come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSource {
+    /// puppetserver's default rules, built in.
+    Defaults,
+    /// A puppetserver HOCON auth.conf.
+    Hocon(PathBuf),
+    /// A Puppet 3 legacy auth.conf.
+    Legacy(PathBuf),
+}
+
+/// Connection and request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent connections; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Time allowed for the TLS handshake and for each request's headers (also the keep-alive idle time).
+    pub header_read_timeout: std::time::Duration,
+    /// Time allowed for a whole request (body included).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Validated settings of the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Certname for a new CA (setup on an empty data directory).
+    pub certname: Option<String>,
+    /// Extra alt names of the server certificate made at setup.
+    pub dns_alt_names: Vec<San>,
+    /// Key type for a new CA.
+    pub key_type: KeyType,
+    /// CA behaviour.
+    pub ca: CaSettings,
+    /// Access rules.
+    pub auth: AuthSource,
+    /// Trust `X-Client-*` headers from a TLS-terminating proxy.
+    pub allow_header_cert_info: bool,
+    /// Limits.
+    pub limits: Limits,
+    /// `json` for JSON logs.
+    pub json_logs: bool,
+}
+
+/// Overrides from the command line (they win over the file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--certname`.
+    pub certname: Option<String>,
+    /// `--dns-alt-names`.
+    pub dns_alt_names: Option<Vec<String>>,
+}
+
+fn dur(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => duration::parse(&s).map_err(|e| ConfigError::Invalid(format!("{name}: {e}"))),
+    }
+}
+
+fn std_dur(name: &str, v: Option<String>, default: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
+    let d = dur(name, v, Duration::try_from(default).unwrap_or(Duration::seconds(10)))?;
+    std::time::Duration::try_from(d).map_err(|_| ConfigError::Invalid(format!("{name}: out of range")))
+}
+
+impl Settings {
+    /// Loads `file` (if given) and applies the overrides. `default_data_dir` is used when neither sets one.
+    pub fn load(file: Option<&Path>, ov: Overrides, default_data_dir: PathBuf) -> Result<Settings, ConfigError> {
+        let fc: FileConfig = match file {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        Self::from_file_config(fc, ov, default_data_dir)
+    }
+
+    fn from_file_config(fc: FileConfig, ov: Overrides, default_data_dir: PathBuf) -> Result<Settings, ConfigError> {
+        let listen_text = ov.listen.or(fc.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("listen: '{listen_text}' is not ADDRESS:PORT")))?;
+        let alt_texts = ov.dns_alt_names.or(fc.dns_alt_names).unwrap_or_default();
+        let dns_alt_names = alt_texts
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| San::parse_alt_name(s).ok_or_else(|| ConfigError::Invalid(format!("dns-alt-names: invalid '{s}'"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_type = match fc.key_type {
+            None => KeyType::default(),
+            Some(k) => k.parse().map_err(|e| ConfigError::Invalid(format!("key-type: {e}")))?,
+        };
+        let d = CaSettings::default();
+        let ca = CaSettings {
+            cert_ttl: dur("ca.cert-ttl", fc.ca.cert_ttl, d.cert_ttl)?,
+            crl_lifetime: dur("ca.crl-next-update", fc.ca.crl_next_update, d.crl_lifetime)?,
+            signing: SigningOptions {
+                allow_dns_alt_names: fc.ca.allow_subject_alt_names.unwrap_or(false),
+                allow_authorization_extensions: fc.ca.allow_authorization_extensions.unwrap_or(false),
+            },
+            allow_duplicate_certs: fc.ca.allow_duplicate_certs.unwrap_or(false),
+            allow_auto_renewal: fc.ca.allow_auto_renewal.unwrap_or(false),
+            auto_renewal_cert_ttl: dur("ca.auto-renewal-cert-ttl", fc.ca.auto_renewal_cert_ttl, d.auto_renewal_cert_ttl)?,
+        };
+        let auth = match (fc.authorization.auth_conf, fc.authorization.legacy_auth_conf) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "authorization: set auth-conf (puppetserver HOCON) or legacy-auth-conf (Puppet 3), not both".into(),
+                ))
+            }
+            (Some(p), None) => AuthSource::Hocon(p),
+            (None, Some(p)) => AuthSource::Legacy(p),
+            (None, None) => AuthSource::Defaults,
+        };
+        let dl = Limits::default();
+        let limits = Limits {
+            max_connections: fc.limits.max_connections.unwrap_or(dl.max_connections),
+            header_read_timeout: std_dur("limits.header-read-timeout", fc.limits.header_read_timeout, dl.header_read_timeout)?,
+            request_timeout: std_dur("limits.request-timeout", fc.limits.request_timeout, dl.request_timeout)?,
+        };
+        if limits.max_connections == 0 {
+            return Err(ConfigError::Invalid("limits.max-connections must be at least 1".into()));
+        }
+        let json_logs = match fc.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(ConfigError::Invalid(format!("log-format: '{other}' (use text or json)"))),
+        };
+        Ok(Settings {
+            data_dir: ov.data_dir.or(fc.data_dir).unwrap_or(default_data_dir),
+            listen,
+            certname: ov.certname.or(fc.certname),
+            dns_alt_names,
+            key_type,
+            ca,
+            auth,
+            allow_header_cert_info: fc.authorization.allow_header_cert_info.unwrap_or(false),
+            limits,
+            json_logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        let fc: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
+        Settings::from_file_config(fc, Overrides::default(), PathBuf::from("/d"))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = parse("").unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8140");
+        assert_eq!(s.data_dir, PathBuf::from("/d"));
+        assert_eq!(s.auth, AuthSource::Defaults);
+        let s = parse("listen = \"127.0.0.1:9\"\n[ca]\nallow-subject-alt-names = true\ncert-ttl = \"90d\"\n").unwrap();
+        assert!(s.ca.signing.allow_dns_alt_names);
+        assert_eq!(s.ca.cert_ttl, Duration::days(90));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let e = parse("lisen = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = parse("[ca]\nallow-alt-names = true").unwrap_err().to_string();
+        assert!(e.contains("allow-alt-names"), "{e}");
+        assert!(parse("listen = \"nope\"").is_err());
+        assert!(parse("[ca]\ncert-ttl = \"5w\"").is_err());
+        assert!(parse("[authorization]\nauth-conf = \"a\"\nlegacy-auth-conf = \"b\"").is_err());
+        assert!(parse("[limits]\nmax-connections = 0").is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! Who is calling: the TLS client certificate, or (only when `allow-header-cert-info` is on) the
+//! `X-Client-*` headers of a TLS-terminating proxy (§3.3).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::http::HeaderMap;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::error::ApiError;
+use crate::ca::{der, oids};
+use crate::policy::access::Identity;
+
+/// What the TLS layer knows of the peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// DER of the verified client certificate, if one was presented.
+    pub cert_der: Option<Vec<u8>>,
+}
+
+/// The caller as the handlers see it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Identity (None = unauthenticated).
+    pub identity: Option<Identity>,
+    /// The client certificate (TLS or proxy header) for renewal.
+    pub cert_der: Option<Vec<u8>>,
+    /// Remote address.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Caller {
+    /// The actor name for the audit log.
+    pub fn actor(&self) -> String {
+        match &self.identity {
+            Some(i) => format!("cert:{}", i.certname),
+            None => "anonymous".to_string(),
+        }
+    }
+}
+
+/// The identity in a certificate: its CN and its Puppet extensions (by short name, else dotted OID).
+pub fn identity_from_der(cert_der: &[u8]) -> Option<Identity> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    let certname = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let mut extensions = BTreeMap::new();
+    for ext in cert.extensions() {
+        let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) else {
+            continue;
+        };
+        if oids::is_under(&arcs, oids::PUPPET_ARC) {
+            if let Some(v) = der::decode_string(ext.value) {
+                extensions.insert(oids::display_name(&arcs), v);
+            }
+        }
+    }
+    Some(Identity { certname, extensions })
+}
+
+/// Decodes `%XX` escapes (and `+` as space, as form encoding does); None when malformed.
+pub fn percent_decode(s: &str, plus_as_space: bool) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let s = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(s, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_as_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Reads the CN from an RFC 2253 (`CN=a,O=b`) or OpenSSL (`/O=b/CN=a`) DN.
+fn cn_from_dn(dn: &str) -> Option<String> {
+    let parts: Vec<&str> = if dn.starts_with('/') { dn.split('/').collect() } else { dn.split(',').collect() };
+    parts
+        .iter()
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("CN"))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The caller from proxy headers (header mode on). Errors are 400s with puppetserver's messages.
+pub fn caller_from_headers(headers: &HeaderMap) -> Result<(Option<Identity>, Option<Vec<u8>>), ApiError> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let cert_der = match get("x-client-cert") {
+        None => None,
+        Some(enc) => {
+            let bytes = percent_decode(enc, false)
+                .ok_or_else(|| ApiError::bad_request("Unable to URL decode the x-client-cert header"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request("Unable to URL decode the x-client-cert header"))?;
+            let blocks: Vec<pem::Pem> = pem::parse_many(&text)
+                .map_err(|_| ApiError::bad_request("No certs found in PEM read from x-client-cert"))?
+                .into_iter()
+                .filter(|p| p.tag() == "CERTIFICATE")
+                .collect();
+            match blocks.len() {
+                0 => return Err(ApiError::bad_request("No certs found in PEM read from x-client-cert")),
+                1 => blocks.into_iter().next().map(pem::Pem::into_contents),
+                n => {
+                    return Err(ApiError::bad_request(format!(
+                        "Only 1 PEM should be supplied for x-client-cert but {n} found"
+                    )))
+                }
+            }
+        }
+    };
+    if get("x-client-verify") != Some("SUCCESS") {
+        return Ok((None, None));
+    }
+    let Some(dn) = get("x-client-dn") else {
+        return Ok((None, None));
+    };
+    let certname = cn_from_dn(dn).ok_or_else(|| ApiError::bad_request("No CN found in the x-client-dn header"))?;
+    let extensions = cert_der
+        .as_deref()
+        .and_then(identity_from_der)
+        .map(|i| i.extensions)
+        .unwrap_or_default();
+    Ok((Some(Identity { certname, extensions }), cert_der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dn_forms() {
+        assert_eq!(cn_from_dn("CN=agent1,O=x").as_deref(), Some("agent1"));
+        assert_eq!(cn_from_dn("/O=x/CN=agent2").as_deref(), Some("agent2"));
+        assert_eq!(cn_from_dn("O=x"), None);
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%2Fb+c", true).unwrap(), b"a/b c");
+        assert_eq!(percent_decode("%zz", false), None);
+        assert_eq!(percent_decode("%4", false), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! Transport: axum only. Handlers translate HTTP to one authority call and back.
+
+pub mod error;
+pub mod extract;
+pub mod legacy;
+mod status;
+mod v1;
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use self::error::{text, ApiError};
+use self::extract::{caller_from_headers, identity_from_der, Caller, PeerInfo};
+use crate::authority::{Authority, AuthorityError};
+use crate::ca::pem_encode;
+use crate::policy::access::{AccessRequest, AccessRules, Decision, Method};
+use crate::tls::TlsState;
+
+/// The API level we implement, reported as `X-Puppet-Version` and as the `ca` service version (≥ 8.4.0
+/// makes the real `puppetserver ca` CLI use bulk signing).
+pub const PUPPET_VERSION: &str = "8.4.0";
+
+/// The CRL as served: pre-encoded PEM.
+#[derive(Debug, Clone)]
+pub struct CrlCache {
+    /// CRL number.
+    pub number: u64,
+    /// PEM text (the CRL chain).
+    pub pem: axum::body::Bytes,
+    /// When it was published (for `Last-Modified` / `If-Modified-Since`).
+    pub published: SystemTime,
+}
+
+/// Shared state of the server.
+pub struct AppState {
+    /// The CA.
+    pub authority: Authority,
+    /// Access rules.
+    pub rules: AccessRules,
+    /// Trust `X-Client-*` headers.
+    pub header_cert_info: bool,
+    /// The TLS layer, told about new CRLs.
+    pub tls: Arc<TlsState>,
+    /// Time allowed for one request.
+    pub request_timeout: std::time::Duration,
+    crl: Mutex<Option<Arc<CrlCache>>>,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(
+        authority: Authority,
+        rules: AccessRules,
+        header_cert_info: bool,
+        tls: Arc<TlsState>,
+        request_timeout: std::time::Duration,
+    ) -> Self {
+        AppState {
+            authority,
+            rules,
+            header_cert_info,
+            tls,
+            request_timeout,
+            crl: Mutex::new(None),
+        }
+    }
+
+    /// The current CRL: served from memory; one cheap read of the CRL number tells whether the database
+    /// (this server or the `ca` CLI) has published a newer one, which then also reaches the TLS layer.
+    pub async fn current_crl(&self) -> Result<Arc<CrlCache>, AuthorityError> {
+        let number = self.authority.store().crl_number().await?;
+        if let Ok(guard) = self.crl.lock() {
+            if let Some(c) = guard.as_ref().filter(|c| Some(c.number) == number) {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let row = self.authority.crl().await?;
+        let pem = pem_encode("X509 CRL", &row.der);
+        let published = SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(row.this_update + 1).unwrap_or(0));
+        let cache = Arc::new(CrlCache {
+            number: row.number,
+            pem: pem.into(),
+            published,
+        });
+        if let Err(e) = self.tls.update_crl(row.number, std::slice::from_ref(&row.der)) {
+            tracing::error!(error = %e, "could not install the new CRL in the TLS layer");
+        }
+        if let Ok(mut guard) = self.crl.lock() {
+            *guard = Some(Arc::clone(&cache));
+        }
+        Ok(cache)
+    }
+}
+
+/// The application: routes under the normalisation, legacy translation and authorization layers.
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/puppet-ca/v1/certificate/{subject}", get(v1::certificate::get))
+        .route(
+            "/puppet-ca/v1/certificate_request/{subject}",
+            get(v1::certificate_request::get)
+                .put(v1::certificate_request::put)
+                .delete(v1::certificate_request::delete),
+        )
+        .route("/puppet-ca/v1/certificate_revocation_list/{any}", get(v1::crl::get))
+        .route("/puppet-ca/v1/certificate_revocation_list", put(v1::crl::put))
+        .route(
+            "/puppet-ca/v1/certificate_status/{subject}",
+            get(v1::certificate_status::get)
+                .put(v1::certificate_status::put)
+                .delete(v1::certificate_status::delete)
+                .fallback(v1::method_not_allowed),
+        )
+        .route(
+            "/puppet-ca/v1/certificate_statuses/{key}",
+            get(v1::certificate_status::list).fallback(v1::method_not_allowed),
+        )
+        .route("/puppet-ca/v1/certificate_statuses/", axum::routing::any(v1::missing_segment))
+        .route("/puppet-ca/v1/expirations", get(v1::admin::expirations))
+        .route("/puppet-ca/v1/clean", put(v1::admin::clean))
+        .route("/puppet-ca/v1/sign", post(v1::admin::sign))
+        .route("/puppet-ca/v1/sign/all", post(v1::admin::sign_all))
+        .route("/puppet-ca/v1/certificate_renewal", post(v1::renewal::post))
+        .route("/status/v1/services", get(status::services))
+        .route("/status/v1/services/{service}", get(status::service))
+        .route("/status/v1/simple", get(status::simple))
+        .route("/status/v1/simple/{service}", get(status::simple))
+        .fallback(not_found)
+        .with_state(Arc::clone(&state));
+    Router::new()
+        .fallback_service(api)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
+        .layer(middleware::from_fn_with_state(state, deadline))
+        .layer(middleware::from_fn(normalize))
+        .layer(middleware::map_response(version_header))
+}
+
+/// Bounds a whole request (a slow client cannot hold a worker forever) and logs it.
+async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let res = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => text(StatusCode::REQUEST_TIMEOUT, "Request timed out"),
+    };
+    tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    res
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn version_header(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert("x-puppet-version", HeaderValue::from_static(PUPPET_VERSION));
+    res
+}
+
+/// The Puppet environment of a translated legacy request.
+#[derive(Debug, Clone)]
+pub struct LegacyEnvironment(pub String);
+
+/// Percent-decodes the path, refuses traversal, and translates legacy routes.
+async fn normalize(mut req: Request, next: Next) -> Response {
+    let path = match legacy::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(legacy::PathError::BadEncoding) => return text(StatusCode::BAD_REQUEST, "Invalid URL encoding"),
+        Err(legacy::PathError::Forbidden) => return text(StatusCode::BAD_REQUEST, "Invalid path"),
+    };
+    let (path, env) = match legacy::translate(&path, req.method()) {
+        Some(t) => (t.path, Some(t.environment)),
+        None => (path, None),
+    };
+    let mut pq = legacy::encode_path(&path);
+    if let Some(q) = req.uri().query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    match Uri::builder().path_and_query(pq).build() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "Invalid path"),
+    }
+    if let Some(e) = env {
+        req.extensions_mut().insert(LegacyEnvironment(e));
+    }
+    next.run(req).await
+}
+
+fn access_method(m: &axum::http::Method) -> Option<Method> {
+    Some(match *m {
+        axum::http::Method::GET => Method::Get,
+        axum::http::Method::HEAD => Method::Head,
+        axum::http::Method::POST => Method::Post,
+        axum::http::Method::PUT => Method::Put,
+        axum::http::Method::DELETE => Method::Delete,
+        _ => return None,
+    })
+}
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                extract::percent_decode(s, true)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// Identifies the caller and applies the access rules; 403 with puppetserver's body when denied.
+async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<PeerInfo>().cloned();
+    let (identity, cert_der) = if state.header_cert_info {
+        match caller_from_headers(req.headers()) {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        let der = peer.as_ref().and_then(|p| p.cert_der.clone());
+        (der.as_deref().and_then(identity_from_der), der)
+    };
+    let caller = Caller {
+        identity,
+        cert_der,
+        addr: peer.as_ref().map(|p| p.addr),
+    };
+    let path = req.uri().path().to_string();
+    let query = query_pairs(req.uri().query());
+    let env = req.extensions().get::<LegacyEnvironment>().map(|e| e.0.clone());
+    let decision = match access_method(req.method()) {
+        None => Decision::Deny {
+            rule: "method".into(),
+            reason: format!("method {} is not served", req.method()),
+        },
+        Some(method) => state.rules.check(&AccessRequest {
+            path: &path,
+            method,
+            query: &query,
+            identity: caller.identity.as_ref(),
+            ip: caller.addr.map(|a| a.ip()),
+            environment: env.as_deref(),
+        }),
+    };
+    if let Decision::Deny { rule, reason } = decision {
+        let who = caller.identity.as_ref().map_or("(unauthenticated)", |i| i.certname.as_str());
+        tracing::warn!(%path, method = %req.method(), caller = who, rule = %rule, reason = %reason, "access denied");
+        let m = req.method().as_str().to_ascii_lowercase();
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("Forbidden request: {path} (method {m}). Please see the server logs for details."),
+        );
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// A body read with a size cap; 413 beyond it.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {} KiB", limit / 1024),
+        )
+    })
+}
+
+/// A `text/plain` response of PEM.
+pub fn pem_response(pem: impl Into<Body>) -> Response {
+    let mut r = Response::new(pem.into());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}

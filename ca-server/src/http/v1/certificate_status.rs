@@ -1,0 +1,197 @@
+//! `/certificate_status/{subject}` (GET, PUT sign/revoke, DELETE) and `/certificate_statuses/{key}`,
+//! with liberator's content negotiation (§1.8, §1.9).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::plausible;
+use crate::authority::{ListFilter, SignRequest};
+use crate::ca::crl::Reason;
+use crate::http::error::{text, ApiError, Context};
+use crate::http::extract::Caller;
+use crate::http::{read_body, AppState};
+
+/// JSON bodies are capped at 1 MiB.
+pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+const MEDIA_TYPES: [&str; 3] = ["application/json", "text/pson", "pson"];
+
+/// The negotiated response type, or 406.
+fn negotiate(headers: &HeaderMap) -> Result<&'static str, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok("application/json");
+    };
+    for range in accept.split(',') {
+        let mt = range.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if let Some(t) = MEDIA_TYPES.iter().find(|t| **t == mt) {
+            return Ok(t);
+        }
+        if mt == "*/*" || mt == "application/*" {
+            return Ok("application/json");
+        }
+    }
+    Err(ApiError::new(StatusCode::NOT_ACCEPTABLE, "No acceptable resource available."))
+}
+
+fn json_response(ct: &'static str, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r
+        }
+        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+    }
+}
+
+/// GET: the status object.
+pub async fn get(State(state): State<Arc<AppState>>, Path(subject): Path<String>, headers: HeaderMap) -> Response {
+    let ct = match negotiate(&headers) {
+        Ok(ct) => ct,
+        Err(e) => return e.into_response(),
+    };
+    if !plausible(&subject) {
+        return text(StatusCode::NOT_FOUND, "Resource not found.");
+    }
+    match state.authority.status(&subject).await {
+        Ok(Some(s)) => json_response(ct, &s),
+        Ok(None) => text(StatusCode::NOT_FOUND, "Resource not found."),
+        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    }
+}
+
+/// Parses the PUT body with puppetserver's checks and messages (plus our optional `reason`).
+fn desired(bytes: &[u8], subject: &str) -> Result<(String, Option<i64>, Reason), ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("Empty request body."));
+    }
+    let v: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::bad_request("Request body is not JSON."))?;
+    let state = match v.get("desired_state") {
+        None | Some(Value::Null) => return Err(ApiError::bad_request("Missing required parameter \"desired_state\"")),
+        Some(Value::String(s)) if s == "signed" || s == "revoked" => s.clone(),
+        Some(other) => {
+            let shown = other.as_str().map_or_else(|| other.to_string(), str::to_string);
+            return Err(ApiError::bad_request(format!(
+                "State {shown} invalid; Must specify desired state of 'signed' or 'revoked' for host {subject}."
+            )));
+        }
+    };
+    let ttl = match v.get("cert_ttl") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|t| t > 0) => n.as_i64(),
+        Some(other) => {
+            let shown = other.as_str().map_or_else(|| other.to_string(), str::to_string);
+            return Err(ApiError::bad_request(format!(
+                "cert_ttl specified for host {subject} must be an integer, not \"{shown}\""
+            )));
+        }
+    };
+    let reason = match v.get("reason").and_then(Value::as_str) {
+        None => Reason::default(),
+        Some(r) => r.parse().map_err(|e: crate::ca::CaError| ApiError::bad_request(e.to_string()))?,
+    };
+    Ok((state, ttl, reason))
+}
+
+/// PUT: sign (`{"desired_state":"signed","cert_ttl":N}`) or revoke. 204 on success.
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let mt = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !MEDIA_TYPES.contains(&mt.as_str()) {
+            return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type.");
+        }
+    }
+    let bytes = match read_body(body, MAX_JSON_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let (desired_state, ttl, reason) = match desired(&bytes, &subject) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    if !plausible(&subject) {
+        return text(StatusCode::NOT_FOUND, "Invalid certificate subject.");
+    }
+    let a = &state.authority;
+    let actor = caller.actor();
+    let res = if desired_state == "signed" {
+        let req = SignRequest {
+            ttl: ttl.map(time::Duration::seconds),
+            ..SignRequest::default()
+        };
+        a.sign(&actor, &subject, req).await.map(|_| ())
+    } else {
+        match a.status(&subject).await {
+            Ok(None) => return text(StatusCode::NOT_FOUND, "Invalid certificate subject."),
+            Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
+            Ok(Some(_)) => a.revoke(&actor, &subject, reason).await.map(|_| ()),
+        }
+    };
+    match res {
+        Ok(()) => {
+            if desired_state == "revoked" {
+                // Publish the new CRL to the TLS layer now, not at the next CRL fetch.
+                let _ = state.current_crl().await;
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    }
+}
+
+/// DELETE: remove certificate and request without revoking. 204.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+) -> Response {
+    if !plausible(&subject) {
+        return text(StatusCode::NOT_FOUND, "Invalid certificate subject.");
+    }
+    match state.authority.delete(&caller.actor(), &subject).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    }
+}
+
+/// `?state=` of the listing.
+#[derive(Debug, Deserialize)]
+pub struct StatesQuery {
+    state: Option<String>,
+}
+
+/// GET `/certificate_statuses/{key}`: requests, then certificates.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(_key): Path<String>,
+    Query(q): Query<StatesQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let ct = match negotiate(&headers) {
+        Ok(ct) => ct,
+        Err(e) => return e.into_response(),
+    };
+    let filter = match q.state.as_deref() {
+        Some("requested") => ListFilter::REQUESTED,
+        Some("signed") => ListFilter { requested: false, signed: true, revoked: false },
+        Some("revoked") => ListFilter { requested: false, signed: false, revoked: true },
+        _ => ListFilter::ALL,
+    };
+    match state.authority.list(filter).await {
+        Ok(list) => json_response(ct, &list),
+        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    }
+}

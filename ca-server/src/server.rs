@@ -1,0 +1,157 @@
+//! The HTTPS server: a hand-written accept loop over tokio-rustls (peer certificate per connection,
+//! hot-swapped TLS config), hyper HTTP/1.1, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::authority::{self, Authority, SetupOptions};
+use crate::ca::signer::parse_cert_bundle;
+use crate::clock::Clock;
+use crate::config::{AuthSource, Settings};
+use crate::datadir::DataDir;
+use crate::http::extract::PeerInfo;
+use crate::http::{self, AppState};
+use crate::policy::access::AccessRules;
+use crate::tls::TlsState;
+
+/// Why the server cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The CA could not be opened or created.
+    #[error("{0}")]
+    Authority(#[from] crate::authority::AuthorityError),
+    /// TLS material.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The access rules file.
+    #[error("{0}")]
+    Rules(String),
+    /// Socket errors.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the CA in the data directory, or creates one there (as `ca setup`) when it is empty.
+pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Authority, ServeError> {
+    let dir = DataDir::new(&settings.data_dir);
+    if dir.has_ca() {
+        return Ok(Authority::open(&dir, settings.ca.clone(), clock).await?);
+    }
+    let certname = settings.certname.clone().unwrap_or_else(authority::host_fqdn);
+    let mut opts = SetupOptions::new(&certname);
+    opts.dns_alt_names = settings.dns_alt_names.clone();
+    opts.key_type = settings.key_type;
+    tracing::info!(data_dir = %dir.root().display(), %certname, "no CA in the data directory: creating one");
+    let (authority, report) = authority::setup(&dir, &opts, settings.ca.clone(), clock).await?;
+    tracing::info!(ca = %report.ca_name, server = %report.server_certname, admin = %report.admin_certname, "CA created");
+    Ok(authority)
+}
+
+/// Loads the configured access rules.
+pub fn load_rules(settings: &Settings) -> Result<AccessRules, ServeError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| ServeError::Rules(format!("cannot read {}: {e}", p.display())))
+    };
+    match &settings.auth {
+        AuthSource::Defaults => Ok(AccessRules::puppetserver_defaults()),
+        AuthSource::Hocon(p) => AccessRules::from_hocon(&read(p)?)
+            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0))),
+        AuthSource::Legacy(p) => AccessRules::from_legacy(&read(p)?)
+            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0))),
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets open requests finish (up to 10 s).
+pub async fn serve(
+    settings: Settings,
+    authority: Authority,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let rules = load_rules(&settings)?;
+    let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
+    let dir = DataDir::new(&settings.data_dir);
+    let crl = authority.crl().await?;
+    let chain = parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
+    let tls = Arc::new(TlsState::new(&dir, &chain, crl.number, std::slice::from_ref(&crl.der))?);
+    let state = Arc::new(AppState::new(authority, rules, header_mode, tls, settings.limits.request_timeout));
+    state.current_crl().await?;
+    let app = http::app(Arc::clone(&state));
+    let limits = settings.limits.clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    tracing::info!(listen = %listener.local_addr()?, "serving the Puppet CA API");
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        let hrt = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            // A CRL published by anyone (this server or the CLI) is in force before the handshake.
+            if let Err(e) = state.current_crl().await {
+                tracing::warn!(error = %e, "could not refresh the CRL");
+            }
+            let acceptor = state.tls.acceptor();
+            let tls = match tokio::time::timeout(hrt, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::info!(%addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%addr, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let cert_der = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+            let peer = PeerInfo { addr, cert_der };
+            let svc = app.map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                req
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(hrt).keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for open requests");
+    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("open connections did not finish within 10 s");
+    }
+    state.authority.store().close().await;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! A `ca-server` in process on 127.0.0.1:0, on a temporary data directory, with HTTPS clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ca_cli::remote::{Answer, Client};
+use ca_server::clock::SystemClock;
+use ca_server::config::{Overrides, Settings};
+use hyper::Method;
+
+use crate::harness::TestCa;
+
+/// A running server.
+pub struct TestServer {
+    pub ca: TestCa,
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Which client identity to use.
+#[derive(Debug, Clone)]
+pub enum As {
+    Anonymous,
+    Admin,
+    Cert(PathBuf, PathBuf),
+}
+
+impl TestServer {
+    /// A CA whose server certificate also names `localhost` and 127.0.0.1, served with `config` applied.
+    pub fn start_with(config_toml: &str) -> TestServer {
+        let ca = TestCa::with_args(&["--dns-alt-names", "localhost,IP:127.0.0.1"]);
+        let config_path = ca.path("ca-server.toml");
+        std::fs::write(&config_path, config_toml).unwrap();
+        let overrides = Overrides {
+            data_dir: Some(ca.data.clone()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let settings = Settings::load(Some(&config_path), overrides, PathBuf::from("/nonexistent")).expect("settings");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let authority = ca_server::server::open_or_setup(&settings, Arc::new(SystemClock)).await.unwrap();
+                let listener = tokio::net::TcpListener::bind(settings.listen).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                ca_server::server::serve(settings, authority, listener, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().expect("server started");
+        TestServer { ca, addr, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    pub fn start() -> TestServer {
+        Self::start_with("")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    pub fn client(&self, who: &As) -> Client {
+        let cacert = self.ca.ca_cert();
+        let d = &self.ca.data;
+        let (cert, key) = (d.join("admin/cert.pem"), d.join("admin/key.pem"));
+        match who {
+            As::Anonymous => Client::new(&self.url(), &cacert, None),
+            As::Admin => Client::new(&self.url(), &cacert, Some((&cert, &key))),
+            As::Cert(c, k) => Client::new(&self.url(), &cacert, Some((c, k))),
+        }
+        .expect("client")
+    }
+
+    /// One request; Err is a connection/TLS failure.
+    pub fn try_send(&self, who: &As, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
+        let client = self.client(who);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(client.send(method, path, headers, body.to_vec()))
+    }
+
+    #[track_caller]
+    pub fn send(&self, who: &As, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let m = method.clone();
+        self.try_send(who, method, path, headers, body).unwrap_or_else(|e| panic!("{m} {path}: {e}"))
+    }
+
+    #[track_caller]
+    pub fn get(&self, who: &As, path: &str) -> Answer {
+        self.send(who, Method::GET, path, &[], b"")
+    }
+
+    /// Runs the `ca` CLI against this server (remote mode).
+    pub fn remote_ca(&self, args: &[&str]) -> crate::harness::Run {
+        let mut argv: Vec<String> = vec!["--server".into(), self.url()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        self.ca.ca(&argv)
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.ca.data
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
