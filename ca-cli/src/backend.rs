@@ -53,7 +53,10 @@ fn json_body(v: &Value) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-const JSON: [(&str, &str); 2] = [("content-type", "application/json"), ("accept", "application/json")];
+const JSON: [(&str, &str); 2] = [
+    ("content-type", "application/json"),
+    ("accept", "application/json"),
+];
 
 impl Backend {
     /// Opens the backend the flags ask for.
@@ -83,11 +86,14 @@ impl Backend {
                 let fetch = |q: &'static str| {
                     let c = c.clone();
                     async move {
-                        let a = c.get(&format!("/puppet-ca/v1/certificate_statuses/any_key{q}")).await?;
+                        let a = c
+                            .get(&format!("/puppet-ca/v1/certificate_statuses/any_key{q}"))
+                            .await?;
                         if a.status != StatusCode::OK {
                             return Err(status_error(&a));
                         }
-                        serde_json::from_slice::<Vec<CertStatus>>(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))
+                        serde_json::from_slice::<Vec<CertStatus>>(&a.body)
+                            .map_err(|e| format!("bad JSON from the server: {e}"))
                     }
                 };
                 if filter.requested {
@@ -107,22 +113,45 @@ impl Backend {
     /// Submits a CSR under `name`.
     pub async fn submit(&self, name: &str, body: &[u8]) -> Result<(), String> {
         match self {
-            Backend::Local(a) => a.submit(&local::actor(), name, body).await.map(|_| ()).map_err(|e| e.to_string()),
+            Backend::Local(a) => a
+                .submit(&local::actor(), name, body)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Backend::Remote(c) => {
                 let path = format!("/puppet-ca/v1/certificate_request/{name}");
-                let a = c.send(Method::PUT, &path, &[("content-type", "text/plain")], body.to_vec()).await?;
-                if a.status.is_success() { Ok(()) } else { Err(status_error(&a)) }
+                let a = c
+                    .send(
+                        Method::PUT,
+                        &path,
+                        &[("content-type", "text/plain")],
+                        body.to_vec(),
+                    )
+                    .await?;
+                if a.status.is_success() {
+                    Ok(())
+                } else {
+                    Err(status_error(&a))
+                }
             }
         }
     }
 
     /// Signs each name.
-    pub async fn sign(&self, names: &[String], req: SignRequest) -> Result<Vec<(String, SignResult)>, String> {
+    pub async fn sign(
+        &self,
+        names: &[String],
+        req: SignRequest,
+    ) -> Result<Vec<(String, SignResult)>, String> {
         match self {
             Backend::Local(a) => {
                 let mut out = Vec::new();
                 for n in names {
-                    let r = a.sign(&local::actor(), n, req).await.map(|i| Some(i.serial)).map_err(|e| e.to_string());
+                    let r = a
+                        .sign(&local::actor(), n, req)
+                        .await
+                        .map(|i| Some(i.serial))
+                        .map_err(|e| e.to_string());
                     out.push((n.clone(), r));
                 }
                 Ok(out)
@@ -132,8 +161,19 @@ impl Backend {
                 let mut out = Vec::new();
                 for n in names {
                     let body = json_body(&json!({"desired_state": "signed", "cert_ttl": ttl}));
-                    let a = c.send(Method::PUT, &format!("/puppet-ca/v1/certificate_status/{n}"), &JSON, body).await?;
-                    let r = if a.status.is_success() { Ok(None) } else { Err(status_error(&a)) };
+                    let a = c
+                        .send(
+                            Method::PUT,
+                            &format!("/puppet-ca/v1/certificate_status/{n}"),
+                            &JSON,
+                            body,
+                        )
+                        .await?;
+                    let r = if a.status.is_success() {
+                        Ok(None)
+                    } else {
+                        Err(status_error(&a))
+                    };
                     out.push((n.clone(), r));
                 }
                 Ok(out)
@@ -144,11 +184,14 @@ impl Backend {
                     "allow-dns-alt-names": req.options.allow_dns_alt_names,
                     "allow-authorization-extensions": req.options.allow_authorization_extensions,
                 });
-                let a = c.send(Method::POST, "/puppet-ca/v1/sign", &JSON, json_body(&body)).await?;
+                let a = c
+                    .send(Method::POST, "/puppet-ca/v1/sign", &JSON, json_body(&body))
+                    .await?;
                 if a.status != StatusCode::OK {
                     return Err(status_error(&a));
                 }
-                let v: Value = serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                let v: Value =
+                    serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))?;
                 let has = |k: &str, n: &str| v[k].as_array().is_some_and(|l| l.iter().any(|x| x == n));
                 Ok(names
                     .iter()
@@ -158,7 +201,9 @@ impl Backend {
                         } else if has("no-csr", n) {
                             Err(format!("Could not find certificate request for {n}"))
                         } else {
-                            let why = v["signing-error-messages"][n.as_str()].as_str().unwrap_or("refused by the server");
+                            let why = v["signing-error-messages"][n.as_str()]
+                                .as_str()
+                                .unwrap_or("refused by the server");
                             Err(why.to_string())
                         };
                         (n.clone(), r)
@@ -171,11 +216,26 @@ impl Backend {
     /// Revokes a name: the serials revoked now (local mode; empty = already revoked), None when remote.
     pub async fn revoke(&self, name: &str, reason: Reason) -> Result<Option<Vec<u64>>, String> {
         match self {
-            Backend::Local(a) => a.revoke(&local::actor(), name, reason).await.map(Some).map_err(|e| e.to_string()),
+            Backend::Local(a) => a
+                .revoke(&local::actor(), name, reason)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string()),
             Backend::Remote(c) => {
                 let body = json_body(&json!({"desired_state": "revoked", "reason": reason.to_string()}));
-                let a = c.send(Method::PUT, &format!("/puppet-ca/v1/certificate_status/{name}"), &JSON, body).await?;
-                if a.status.is_success() { Ok(None) } else { Err(status_error(&a)) }
+                let a = c
+                    .send(
+                        Method::PUT,
+                        &format!("/puppet-ca/v1/certificate_status/{name}"),
+                        &JSON,
+                        body,
+                    )
+                    .await?;
+                if a.status.is_success() {
+                    Ok(None)
+                } else {
+                    Err(status_error(&a))
+                }
             }
         }
     }
@@ -242,22 +302,36 @@ impl Backend {
                 all.extend(sans.iter().cloned());
                 for s in &all {
                     params.subject_alt_names.push(match s {
-                        San::Dns(d) => rcgen::SanType::DnsName(d.as_str().try_into().map_err(|_| format!("invalid DNS name {d}"))?),
+                        San::Dns(d) => rcgen::SanType::DnsName(
+                            d.as_str()
+                                .try_into()
+                                .map_err(|_| format!("invalid DNS name {d}"))?,
+                        ),
                         San::Ip(ip) => rcgen::SanType::IpAddress(*ip),
                         San::Other(o) => return Err(format!("unsupported alt name {o}")),
                     });
                 }
-                let csr = params.serialize_request(&key).map_err(|e| e.to_string())?.pem().map_err(|e| e.to_string())?;
+                let csr = params
+                    .serialize_request(&key)
+                    .map_err(|e| e.to_string())?
+                    .pem()
+                    .map_err(|e| e.to_string())?;
                 self.submit(name, csr.as_bytes()).await?;
                 let req = SignRequest {
-                    options: ca_server::policy::SigningOptions { allow_dns_alt_names: !sans.is_empty(), allow_authorization_extensions: false },
+                    options: ca_server::policy::SigningOptions {
+                        allow_dns_alt_names: !sans.is_empty(),
+                        allow_authorization_extensions: false,
+                    },
                     ttl,
                 };
                 let results = self.sign(&[name.to_string()], req).await?;
                 if let Some((_, Err(e))) = results.into_iter().next() {
                     return Err(e);
                 }
-                let der = self.certificate(name).await?.ok_or_else(|| format!("no certificate for {name} after signing"))?;
+                let der = self
+                    .certificate(name)
+                    .await?
+                    .ok_or_else(|| format!("no certificate for {name} after signing"))?;
                 Ok((key.serialize_pem(), der, None))
             }
         }
@@ -265,7 +339,9 @@ impl Backend {
 
     async fn fetch_pem(&self, path: &str) -> Result<Option<String>, String> {
         let Backend::Remote(c) = self else { return Ok(None) };
-        let a = c.send(Method::GET, path, &[("accept", "text/plain")], Vec::new()).await?;
+        let a = c
+            .send(Method::GET, path, &[("accept", "text/plain")], Vec::new())
+            .await?;
         match a.status {
             StatusCode::OK => Ok(Some(a.text())),
             StatusCode::NOT_FOUND => Ok(None),
@@ -276,7 +352,12 @@ impl Backend {
     /// DER of `name`'s current certificate.
     pub async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
         match self {
-            Backend::Local(a) => Ok(a.store().current_certificate(name).await.map_err(|e| e.to_string())?.map(|c| c.der)),
+            Backend::Local(a) => Ok(a
+                .store()
+                .current_certificate(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|c| c.der)),
             Backend::Remote(_) => Ok(self
                 .fetch_pem(&format!("/puppet-ca/v1/certificate/{name}"))
                 .await?
@@ -288,7 +369,12 @@ impl Backend {
     /// DER of `name`'s pending request.
     pub async fn request(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
         match self {
-            Backend::Local(a) => Ok(a.store().request(name).await.map_err(|e| e.to_string())?.map(|r| r.csr_der)),
+            Backend::Local(a) => Ok(a
+                .store()
+                .request(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|r| r.csr_der)),
             Backend::Remote(_) => Ok(self
                 .fetch_pem(&format!("/puppet-ca/v1/certificate_request/{name}"))
                 .await?
@@ -317,7 +403,9 @@ impl Backend {
                     .fetch_pem("/puppet-ca/v1/certificate_revocation_list/ca")
                     .await?
                     .ok_or_else(|| "the server has no CRL".to_string())?;
-                pem::parse(pem_text).map(pem::Pem::into_contents).map_err(|e| e.to_string())
+                pem::parse(pem_text)
+                    .map(pem::Pem::into_contents)
+                    .map_err(|e| e.to_string())
             }
         }
     }

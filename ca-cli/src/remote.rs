@@ -53,9 +53,10 @@ impl Client {
             .ok_or_else(|| format!("--server must be an https:// URL, not '{url}'"))?
             .trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h.trim_matches(['[', ']']).to_string(), p.parse().map_err(|_| format!("bad port in '{url}'"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse().map_err(|_| format!("bad port in '{url}'"))?,
+            ),
             _ => (rest.to_string(), 8140),
         };
         let mut roots = RootCertStore::empty();
@@ -72,13 +73,15 @@ impl Client {
                 let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("{}: {e}", cert.display()))?;
-                let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| format!("{}: {e}", key.display()))?;
+                let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+                    .map_err(|e| format!("{}: {e}", key.display()))?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| format!("client certificate: {e}"))?
             }
         };
-        let server_name = ServerName::try_from(host.clone()).map_err(|_| format!("bad host name in '{url}'"))?;
+        let server_name =
+            ServerName::try_from(host.clone()).map_err(|_| format!("bad host name in '{url}'"))?;
         Ok(Client {
             host,
             port,
@@ -116,7 +119,9 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| format!("request: {e}"))?;
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("request: {e}"))?;
         let res = sender.send_request(req).await.map_err(|e| format!("HTTP: {e}"))?;
         let status = res.status();
         let headers = res.headers().clone();
@@ -126,11 +131,16 @@ impl Client {
             .await
             .map_err(|e| format!("HTTP body: {e}"))?
             .to_bytes();
-        Ok(Answer { status, headers, body })
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// GET.
     pub async fn get(&self, path: &str) -> Result<Answer, String> {
-        self.send(Method::GET, path, &[("accept", "application/json")], Vec::new()).await
+        self.send(Method::GET, path, &[("accept", "application/json")], Vec::new())
+            .await
     }
 }

@@ -161,14 +161,26 @@ fn dur(name: &str, v: Option<String>, default: Duration) -> Result<Duration, Con
     }
 }
 
-fn std_dur(name: &str, v: Option<String>, default: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
-    let d = dur(name, v, Duration::try_from(default).unwrap_or(Duration::seconds(10)))?;
+fn std_dur(
+    name: &str,
+    v: Option<String>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    let d = dur(
+        name,
+        v,
+        Duration::try_from(default).unwrap_or(Duration::seconds(10)),
+    )?;
     std::time::Duration::try_from(d).map_err(|_| ConfigError::Invalid(format!("{name}: out of range")))
 }
 
 impl Settings {
     /// Loads `file` (if given) and applies the overrides. `default_data_dir` is used when neither sets one.
-    pub fn load(file: Option<&Path>, ov: Overrides, default_data_dir: PathBuf) -> Result<Settings, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        ov: Overrides,
+        default_data_dir: PathBuf,
+    ) -> Result<Settings, ConfigError> {
         let fc: FileConfig = match file {
             None => FileConfig::default(),
             Some(p) => {
@@ -185,8 +197,15 @@ impl Settings {
         Self::from_file_config(fc, ov, default_data_dir)
     }
 
-    fn from_file_config(fc: FileConfig, ov: Overrides, default_data_dir: PathBuf) -> Result<Settings, ConfigError> {
-        let listen_text = ov.listen.or(fc.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    fn from_file_config(
+        fc: FileConfig,
+        ov: Overrides,
+        default_data_dir: PathBuf,
+    ) -> Result<Settings, ConfigError> {
+        let listen_text = ov
+            .listen
+            .or(fc.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| ConfigError::Invalid(format!("listen: '{listen_text}' is not ADDRESS:PORT")))?;
@@ -194,11 +213,16 @@ impl Settings {
         let dns_alt_names = alt_texts
             .iter()
             .filter(|s| !s.trim().is_empty())
-            .map(|s| San::parse_alt_name(s).ok_or_else(|| ConfigError::Invalid(format!("dns-alt-names: invalid '{s}'"))))
+            .map(|s| {
+                San::parse_alt_name(s)
+                    .ok_or_else(|| ConfigError::Invalid(format!("dns-alt-names: invalid '{s}'")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let key_type = match fc.key_type {
             None => KeyType::default(),
-            Some(k) => k.parse().map_err(|e| ConfigError::Invalid(format!("key-type: {e}")))?,
+            Some(k) => k
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("key-type: {e}")))?,
         };
         let d = CaSettings::default();
         let ca = CaSettings {
@@ -210,14 +234,17 @@ impl Settings {
             },
             allow_duplicate_certs: fc.ca.allow_duplicate_certs.unwrap_or(false),
             allow_auto_renewal: fc.ca.allow_auto_renewal.unwrap_or(false),
-            auto_renewal_cert_ttl: dur("ca.auto-renewal-cert-ttl", fc.ca.auto_renewal_cert_ttl, d.auto_renewal_cert_ttl)?,
+            auto_renewal_cert_ttl: dur(
+                "ca.auto-renewal-cert-ttl",
+                fc.ca.auto_renewal_cert_ttl,
+                d.auto_renewal_cert_ttl,
+            )?,
         };
         let auth = match (fc.authorization.auth_conf, fc.authorization.legacy_auth_conf) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid(
-                    "authorization: set auth-conf (puppetserver HOCON) or legacy-auth-conf (Puppet 3), not both".into(),
-                ))
-            }
+            (Some(_), Some(_)) => return Err(ConfigError::Invalid(
+                "authorization: set auth-conf (puppetserver HOCON) or legacy-auth-conf (Puppet 3), not both"
+                    .into(),
+            )),
             (Some(p), None) => AuthSource::Hocon(p),
             (None, Some(p)) => AuthSource::Legacy(p),
             (None, None) => AuthSource::Defaults,
@@ -225,16 +252,30 @@ impl Settings {
         let dl = Limits::default();
         let limits = Limits {
             max_connections: fc.limits.max_connections.unwrap_or(dl.max_connections),
-            header_read_timeout: std_dur("limits.header-read-timeout", fc.limits.header_read_timeout, dl.header_read_timeout)?,
-            request_timeout: std_dur("limits.request-timeout", fc.limits.request_timeout, dl.request_timeout)?,
+            header_read_timeout: std_dur(
+                "limits.header-read-timeout",
+                fc.limits.header_read_timeout,
+                dl.header_read_timeout,
+            )?,
+            request_timeout: std_dur(
+                "limits.request-timeout",
+                fc.limits.request_timeout,
+                dl.request_timeout,
+            )?,
         };
         if limits.max_connections == 0 {
-            return Err(ConfigError::Invalid("limits.max-connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max-connections must be at least 1".into(),
+            ));
         }
         let json_logs = match fc.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
-            Some(other) => return Err(ConfigError::Invalid(format!("log-format: '{other}' (use text or json)"))),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "log-format: '{other}' (use text or json)"
+                )))
+            }
         };
         Ok(Settings {
             data_dir: ov.data_dir.or(fc.data_dir).unwrap_or(default_data_dir),
@@ -256,7 +297,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {
-        let fc: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
+        let fc: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "t".into(),
+            message: e.to_string(),
+        })?;
         Settings::from_file_config(fc, Overrides::default(), PathBuf::from("/d"))
     }
 
@@ -266,7 +310,8 @@ mod tests {
         assert_eq!(s.listen.to_string(), "0.0.0.0:8140");
         assert_eq!(s.data_dir, PathBuf::from("/d"));
         assert_eq!(s.auth, AuthSource::Defaults);
-        let s = parse("listen = \"127.0.0.1:9\"\n[ca]\nallow-subject-alt-names = true\ncert-ttl = \"90d\"\n").unwrap();
+        let s = parse("listen = \"127.0.0.1:9\"\n[ca]\nallow-subject-alt-names = true\ncert-ttl = \"90d\"\n")
+            .unwrap();
         assert!(s.ca.signing.allow_dns_alt_names);
         assert_eq!(s.ca.cert_ttl, Duration::days(90));
     }

@@ -49,7 +49,10 @@ fn main() -> anyhow::Result<()> {
     init_logging(settings.json_logs);
     if args.check_config {
         server::load_rules(&settings)?;
-        println!("configuration OK (data directory {})", settings.data_dir.display());
+        println!(
+            "configuration OK (data directory {})",
+            settings.data_dir.display()
+        );
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -67,7 +70,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

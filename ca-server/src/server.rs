@@ -81,9 +81,21 @@ pub async fn serve(
     let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
     let dir = DataDir::new(&settings.data_dir);
     let crl = authority.crl().await?;
-    let chain = parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
-    let tls = Arc::new(TlsState::new(&dir, &chain, crl.number, std::slice::from_ref(&crl.der))?);
-    let state = Arc::new(AppState::new(authority, rules, header_mode, tls, settings.limits.request_timeout));
+    let chain =
+        parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
+    let tls = Arc::new(TlsState::new(
+        &dir,
+        &chain,
+        crl.number,
+        std::slice::from_ref(&crl.der),
+    )?);
+    let state = Arc::new(AppState::new(
+        authority,
+        rules,
+        header_mode,
+        tls,
+        settings.limits.request_timeout,
+    ));
     state.current_crl().await?;
     let app = http::app(Arc::clone(&state));
     let limits = settings.limits.clone();
@@ -133,14 +145,22 @@ pub async fn serve(
                     return;
                 }
             };
-            let cert_der = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+            let cert_der = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec());
             let peer = PeerInfo { addr, cert_der };
             let svc = app.map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 req
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(hrt).keep_alive(true);
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(hrt)
+                .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
@@ -149,7 +169,10 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for open requests");
-    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("open connections did not finish within 10 s");
     }
     state.authority.store().close().await;

@@ -45,7 +45,9 @@ pub struct TlsState {
 
 impl std::fmt::Debug for TlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsState").field("crl_number", &self.crl_number).finish_non_exhaustive()
+        f.debug_struct("TlsState")
+            .field("crl_number", &self.crl_number)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,8 +59,10 @@ fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
 }
 
 fn build(m: &Material, crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
-    let crls: Vec<CertificateRevocationListDer<'static>> =
-        crls.iter().map(|d| CertificateRevocationListDer::from(d.clone())).collect();
+    let crls: Vec<CertificateRevocationListDer<'static>> = crls
+        .iter()
+        .map(|d| CertificateRevocationListDer::from(d.clone()))
+        .collect();
     let verifier = WebPkiClientVerifier::builder(Arc::clone(&m.roots))
         .with_crls(crls)
         .allow_unauthenticated()
@@ -75,7 +79,12 @@ fn build(m: &Material, crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
 
 impl TlsState {
     /// Loads the server identity from the data directory and trusts `ca_chain` for client certificates.
-    pub fn new(dir: &DataDir, ca_chain: &[Vec<u8>], crl_number: u64, crls: &[Vec<u8>]) -> Result<TlsState, TlsError> {
+    pub fn new(
+        dir: &DataDir,
+        ca_chain: &[Vec<u8>],
+        crl_number: u64,
+        crls: &[Vec<u8>],
+    ) -> Result<TlsState, TlsError> {
         let cert_path = dir.server_cert();
         let key_path = dir.server_key();
         let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
@@ -115,7 +124,10 @@ impl TlsState {
 
     /// Installs a new CRL (no-op when `number` is the one installed).
     pub fn update_crl(&self, number: u64, crls: &[Vec<u8>]) -> Result<(), TlsError> {
-        let mut current = self.crl_number.lock().map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
+        let mut current = self
+            .crl_number
+            .lock()
+            .map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
         if *current == Some(number) {
             return Ok(());
         }

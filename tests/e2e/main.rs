@@ -9,4 +9,6 @@ mod cli_scenario;
 mod harness;
 mod http_api;
 mod real_clients;
+mod remote_cli;
 mod server;
+mod server_binary;

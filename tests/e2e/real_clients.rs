@@ -10,7 +10,11 @@ use crate::harness::{assert_verifies, openssl};
 use crate::server::TestServer;
 
 fn require(cmd: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().map(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .map(|o| o.status.success());
     assert!(found.unwrap_or(false), "`{cmd}` is missing: scripts/test installs it (Debian packages puppet-agent, ruby-puppetserver-ca-cli)");
 }
 
@@ -19,10 +23,36 @@ fn agent_args(s: &TestServer, dir: &Path, certname: &str) -> Vec<String> {
     let d = |sub: &str| dir.join(sub).display().to_string();
     let port = s.addr.port().to_string();
     [
-        "--color", "false", "--confdir", &d("conf"), "--vardir", &d("var"), "--ssldir", &d("ssl"), "--rundir",
-        &d("run"), "--logdir", &d("log"), "--codedir", &d("code"), "--publicdir", &d("public"), "--certname",
-        certname, "--server", "localhost", "--ca_server", "localhost", "--ca_port", &port, "--keylength", "2048",
-        "--http_connect_timeout", "5", "--http_read_timeout", "20",
+        "--color",
+        "false",
+        "--confdir",
+        &d("conf"),
+        "--vardir",
+        &d("var"),
+        "--ssldir",
+        &d("ssl"),
+        "--rundir",
+        &d("run"),
+        "--logdir",
+        &d("log"),
+        "--codedir",
+        &d("code"),
+        "--publicdir",
+        &d("public"),
+        "--certname",
+        certname,
+        "--server",
+        "localhost",
+        "--ca_server",
+        "localhost",
+        "--ca_port",
+        &port,
+        "--keylength",
+        "2048",
+        "--http_connect_timeout",
+        "5",
+        "--http_read_timeout",
+        "20",
     ]
     .iter()
     .map(|a| a.to_string())
@@ -46,13 +76,19 @@ fn bootstrap(s: &TestServer, dir: &Path, certname: &str, extra: &[&str]) -> Comm
 }
 
 fn text(o: &Output) -> String {
-    format!("rc={:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "rc={:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn wait_for_request(s: &TestServer, certname: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pending = s.ca.with_store(async |st| st.request(certname).await.unwrap().is_some());
+        let pending =
+            s.ca.with_store(async |st| st.request(certname).await.unwrap().is_some());
         if pending {
             return;
         }
@@ -67,7 +103,14 @@ fn puppet_agent_bootstraps_after_ca_sign() {
     let dir = tempfile::tempdir().unwrap();
     let name = "agent1.example.test";
     let started = Instant::now();
-    let child = bootstrap(&s, dir.path(), name, &["--waitforcert", "1", "--maxwaitforcert", "60"]).spawn().unwrap();
+    let child = bootstrap(
+        &s,
+        dir.path(),
+        name,
+        &["--waitforcert", "1", "--maxwaitforcert", "60"],
+    )
+    .spawn()
+    .unwrap();
     wait_for_request(&s, name);
     let listed = s.ca.ca(&["list"]).ok().stdout;
     assert!(listed.contains(name), "{listed}");
@@ -78,20 +121,43 @@ fn puppet_agent_bootstraps_after_ca_sign() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Completed SSL initialization"), "{}", text(&out));
-    println!("puppet ssl bootstrap: {:.2} s in all, {:.2} s after signing", total.as_secs_f64(), signed_at.elapsed().as_secs_f64());
+    println!(
+        "puppet ssl bootstrap: {:.2} s in all, {:.2} s after signing",
+        total.as_secs_f64(),
+        signed_at.elapsed().as_secs_f64()
+    );
     // A Ruby client stalled by a late TLS 1.3 session ticket waits 30 s per session; this run must not.
-    assert!(signed_at.elapsed() < Duration::from_secs(20), "the agent stalled: {:?}", signed_at.elapsed());
+    assert!(
+        signed_at.elapsed() < Duration::from_secs(20),
+        "the agent stalled: {:?}",
+        signed_at.elapsed()
+    );
 
     let ssl = dir.path().join("ssl");
     let cert = ssl.join(format!("certs/{name}.pem"));
     assert_verifies(&s.ca.ca_cert(), &cert);
-    assert_eq!(std::fs::read_to_string(ssl.join("certs/ca.pem")).unwrap(), std::fs::read_to_string(s.ca.ca_cert()).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(ssl.join("certs/ca.pem")).unwrap(),
+        std::fs::read_to_string(s.ca.ca_cert()).unwrap()
+    );
     let crl: PathBuf = ssl.join("crl.pem");
-    let (ok, t) = openssl(&["crl", "-in", crl.to_str().unwrap(), "-noout", "-CAfile", s.ca.ca_cert().to_str().unwrap(), "-verify"]);
+    let (ok, t) = openssl(&[
+        "crl",
+        "-in",
+        crl.to_str().unwrap(),
+        "-noout",
+        "-CAfile",
+        s.ca.ca_cert().to_str().unwrap(),
+        "-verify",
+    ]);
     assert!(ok && t.contains("verify OK"), "{t}");
     // The agent itself verifies what it holds.
     let out = puppet_ssl("verify", &s, dir.path(), name, &[]).output().unwrap();
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified client certificate"), "{}", text(&out));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified client certificate"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -99,15 +165,29 @@ fn puppet_agent_gives_up_while_unsigned_and_resubmits_harmlessly() {
     let s = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
     let name = "agent2.example.test";
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"]).output().unwrap();
+    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out).contains("Couldn't fetch certificate from CA server"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Couldn't fetch certificate from CA server"),
+        "{}",
+        text(&out)
+    );
     // Second run: the server answers the re-submitted CSR with 400 (already requested) and the agent waits on.
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"]).output().unwrap();
+    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("Failed to submit the CSR"), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Failed to submit the CSR"),
+        "{}",
+        text(&out)
+    );
     s.ca.ca(&["sign", name]).ok();
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"]).output().unwrap();
+    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -140,11 +220,18 @@ impl RealCli {
 
     fn run(&self, args: &[&str]) -> Output {
         let mut c = Command::new("ruby");
-        c.args(["-e", "require 'puppetserver/ca/cli'; exit Puppetserver::Ca::Cli.run(ARGV)", "--"]);
+        c.args([
+            "-e",
+            "require 'puppetserver/ca/cli'; exit Puppetserver::Ca::Cli.run(ARGV)",
+            "--",
+        ]);
         c.args(args).arg("--config").arg(&self.conf);
         let out = c.output().expect("ruby");
         let t = text(&out);
-        assert!(!t.contains("cannot load such file"), "ruby-puppetserver-ca-cli is missing: {t}");
+        assert!(
+            !t.contains("cannot load such file"),
+            "ruby-puppetserver-ca-cli is missing: {t}"
+        );
         out
     }
 
@@ -152,7 +239,10 @@ impl RealCli {
     fn ok(&self, args: &[&str], needle: &str) -> String {
         let out = self.run(args);
         let t = text(&out);
-        assert!(out.status.success() && t.contains(needle), "puppetserver ca {args:?}: {t}");
+        assert!(
+            out.status.success() && t.contains(needle),
+            "puppetserver ca {args:?}: {t}"
+        );
         t
     }
 }
@@ -169,23 +259,54 @@ fn real_puppetserver_ca_cli_administers_us() {
     assert!(listed.contains(name), "{listed}");
     let json = cli.ok(&["list", "--all", "--format", "json"], "\"signed\"");
     assert!(json.contains("ca-admin"), "{json}");
-    cli.ok(&["sign", "--certname", name], &format!("Successfully signed certificate request for {name}"));
+    cli.ok(
+        &["sign", "--certname", name],
+        &format!("Successfully signed certificate request for {name}"),
+    );
     let all = cli.ok(&["list", "--all"], "Signed Certificates:");
     assert!(all.contains(name), "{all}");
-    cli.ok(&["revoke", "--certname", name], &format!("Certificate for {name} has been revoked"));
+    cli.ok(
+        &["revoke", "--certname", name],
+        &format!("Certificate for {name} has been revoked"),
+    );
     let all = cli.ok(&["list", "--all"], "Revoked Certificates:");
     assert!(all.contains(name), "{all}");
-    cli.ok(&["clean", "--certname", name], &format!("Cleaned files related to {name}"));
+    cli.ok(
+        &["clean", "--certname", name],
+        &format!("Cleaned files related to {name}"),
+    );
     assert!(!cli.ok(&["list", "--all"], "Signed Certificates:").contains(name));
 
-    let gen = cli.ok(&["generate", "--certname", "gen1.example.test"], "Successfully saved certificate for gen1.example.test");
-    assert!(gen.contains("Successfully signed certificate request for gen1.example.test"), "{gen}");
-    assert!(s.ca.ca(&["list", "--all"]).ok().stdout.contains("gen1.example.test"));
+    let gen = cli.ok(
+        &["generate", "--certname", "gen1.example.test"],
+        "Successfully saved certificate for gen1.example.test",
+    );
+    assert!(
+        gen.contains("Successfully signed certificate request for gen1.example.test"),
+        "{gen}"
+    );
+    assert!(s
+        .ca
+        .ca(&["list", "--all"])
+        .ok()
+        .stdout
+        .contains("gen1.example.test"));
     // Alt names need the admin's explicit permission: the CLI's per-certificate signing has no flag for it.
-    let refused = cli.run(&["generate", "--certname", "gen2.example.test", "--subject-alt-names", "gen2alt.example.test"]);
+    let refused = cli.run(&[
+        "generate",
+        "--certname",
+        "gen2.example.test",
+        "--subject-alt-names",
+        "gen2alt.example.test",
+    ]);
     assert!(!refused.status.success(), "{}", text(&refused));
-    assert!(text(&refused).contains("DNS:gen2alt.example.test"), "{}", text(&refused));
-    s.ca.ca(&["sign", "--allow-dns-alt-names", "gen2.example.test"]).ok();
+    assert!(
+        text(&refused).contains("DNS:gen2alt.example.test"),
+        "{}",
+        text(&refused)
+    );
+    s.ca.ca(&["sign", "--allow-dns-alt-names", "gen2.example.test"])
+        .ok();
 
     let missing = cli.run(&["sign", "--certname", "ghost.example.test"]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));

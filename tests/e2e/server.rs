@@ -38,13 +38,20 @@ impl TestServer {
             listen: Some("127.0.0.1:0".into()),
             ..Overrides::default()
         };
-        let settings = Settings::load(Some(&config_path), overrides, PathBuf::from("/nonexistent")).expect("settings");
+        let settings =
+            Settings::load(Some(&config_path), overrides, PathBuf::from("/nonexistent")).expect("settings");
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
-                let authority = ca_server::server::open_or_setup(&settings, Arc::new(SystemClock)).await.unwrap();
+                let authority = ca_server::server::open_or_setup(&settings, Arc::new(SystemClock))
+                    .await
+                    .unwrap();
                 let listener = tokio::net::TcpListener::bind(settings.listen).await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 ca_server::server::serve(settings, authority, listener, async {
@@ -55,7 +62,12 @@ impl TestServer {
             });
         });
         let addr = addr_rx.recv().expect("server started");
-        TestServer { ca, addr, stop: Some(stop_tx), thread: Some(thread) }
+        TestServer {
+            ca,
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     pub fn start() -> TestServer {
@@ -79,16 +91,34 @@ impl TestServer {
     }
 
     /// One request; Err is a connection/TLS failure.
-    pub fn try_send(&self, who: &As, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
+    pub fn try_send(
+        &self,
+        who: &As,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, String> {
         let client = self.client(who);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(client.send(method, path, headers, body.to_vec()))
     }
 
     #[track_caller]
-    pub fn send(&self, who: &As, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    pub fn send(
+        &self,
+        who: &As,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
         let m = method.clone();
-        self.try_send(who, method, path, headers, body).unwrap_or_else(|e| panic!("{m} {path}: {e}"))
+        self.try_send(who, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{m} {path}: {e}"))
     }
 
     #[track_caller]

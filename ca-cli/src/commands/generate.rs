@@ -20,7 +20,9 @@ pub async fn run(
     out: &mut Out<'_>,
 ) -> CmdResult {
     let sans = parse_alt_names(alt_names)?;
-    let key_type: KeyType = key_type.parse().map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    let key_type: KeyType = key_type
+        .parse()
+        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     let ttl = parse_ttl(ttl)?;
     ca_server::ca::names::validate_certname(name).map_err(|e| e.to_string())?;
     // Refuse early if the files exist: nothing is issued that cannot be written.

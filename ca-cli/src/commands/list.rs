@@ -6,7 +6,14 @@ use crate::backend::Backend;
 use crate::cli::Format;
 use crate::{out, Out};
 
-pub async fn run(b: &Backend, all: bool, signed: bool, revoked: bool, format: Format, out: &mut Out<'_>) -> CmdResult {
+pub async fn run(
+    b: &Backend,
+    all: bool,
+    signed: bool,
+    revoked: bool,
+    format: Format,
+    out: &mut Out<'_>,
+) -> CmdResult {
     let filter = if all {
         ListFilter::ALL
     } else if signed || revoked {

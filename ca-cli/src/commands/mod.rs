@@ -78,4 +78,3 @@ pub fn parse_ttl(ttl: Option<&str>) -> Result<Option<time::Duration>, String> {
     ttl.map(|t| ca_server::ca::duration::parse(t).map_err(|e| e.to_string()))
         .transpose()
 }
-

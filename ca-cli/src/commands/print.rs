@@ -19,7 +19,10 @@ pub async fn print(b: &Backend, name: &str, out: &mut Out<'_>) -> CmdResult {
     let ders = if name == "ca" {
         parse_cert_bundle(&b.ca_chain().await?).map_err(|e| e.to_string())?
     } else {
-        vec![b.certificate(name).await?.ok_or_else(|| format!("no certificate for {name}"))?]
+        vec![b
+            .certificate(name)
+            .await?
+            .ok_or_else(|| format!("no certificate for {name}"))?]
     };
     for der in ders {
         out.raw(&describe_certificate(&der).map_err(|e| e.to_string())?);
@@ -39,11 +42,14 @@ pub async fn crl(b: &Backend, text: bool, out: &mut Out<'_>) -> CmdResult {
 }
 
 pub async fn fingerprint(b: &Backend, name: &str, digest: &str, out: &mut Out<'_>) -> CmdResult {
-    let digest =
-        Digest::parse(digest).ok_or_else(|| format!("unknown digest '{digest}': use sha256, sha1 or sha512"))?;
+    let digest = Digest::parse(digest)
+        .ok_or_else(|| format!("unknown digest '{digest}': use sha256, sha1 or sha512"))?;
     check_name(name)?;
     let der = if name == "ca" {
-        parse_cert_bundle(&b.ca_chain().await?).map_err(|e| e.to_string())?.into_iter().next()
+        parse_cert_bundle(&b.ca_chain().await?)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
     } else {
         match b.certificate(name).await? {
             Some(d) => Some(d),

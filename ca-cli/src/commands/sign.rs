@@ -15,7 +15,11 @@ pub async fn run(b: &Backend, args: SignArgs, out: &mut Out<'_>) -> CmdResult {
         ttl: parse_ttl(args.ttl.as_deref())?,
     };
     let names = if args.all {
-        b.list(ListFilter::REQUESTED).await?.into_iter().map(|s| s.name).collect()
+        b.list(ListFilter::REQUESTED)
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
     } else {
         args.names
     };

@@ -20,7 +20,9 @@ pub async fn run(b: &Backend, file: &Path, certname: Option<String>, out: &mut O
         .or_else(|| parsed.as_ref().map(|c| c.common_name.clone()))
         .unwrap_or_default();
     b.submit(&name, &body).await?;
-    let fp = parsed.map(|c| fingerprint(Digest::Sha256, &c.der)).unwrap_or_default();
+    let fp = parsed
+        .map(|c| fingerprint(Digest::Sha256, &c.der))
+        .unwrap_or_default();
     out.line(&format!("Submitted certificate request for {name} (SHA256) {fp}"));
     Ok(0)
 }

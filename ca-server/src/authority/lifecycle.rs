@@ -22,7 +22,12 @@ pub struct BatchOutcome {
 
 impl Authority {
     /// Signs every named request in one transaction: a request the policy refuses stays pending.
-    pub async fn sign_many(&self, actor: &str, names: &[String], req: SignRequest) -> Result<BatchOutcome, AuthorityError> {
+    pub async fn sign_many(
+        &self,
+        actor: &str,
+        names: &[String],
+        req: SignRequest,
+    ) -> Result<BatchOutcome, AuthorityError> {
         let mut tx = self.store.write().await?;
         let mut out = BatchOutcome::default();
         let options = req.options.or(self.settings.signing);
@@ -69,7 +74,9 @@ impl Authority {
         let mut exts = Vec::new();
         for ext in cert.extensions() {
             match ext.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => aki = a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    aki = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
                 ParsedExtension::SubjectAlternativeName(s) => {
                     for gn in &s.general_names {
                         if let x509_parser::extensions::GeneralName::DNSName(n) = gn {
@@ -91,7 +98,9 @@ impl Authority {
             }
         }
         if aki.as_deref() != Some(self.signer.cert.key_id.as_slice()) {
-            return Err(AuthorityError::Invalid("Certificate present, but does not match signature".into()));
+            return Err(AuthorityError::Invalid(
+                "Certificate present, but does not match signature".into(),
+            ));
         }
         let certname = cert
             .subject()

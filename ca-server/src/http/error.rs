@@ -53,7 +53,10 @@ impl ApiError {
         match e {
             E::Csr(_) | E::Name(_) | E::Duplicate(_) | E::Invalid(_) => ApiError::bad_request(e.to_string()),
             E::Policy(_) => ApiError::new(conflict, e.to_string()),
-            E::NoRequest { ref certname, has_cert: true } => ApiError::new(
+            E::NoRequest {
+                ref certname,
+                has_cert: true,
+            } => ApiError::new(
                 StatusCode::CONFLICT,
                 format!("Cannot sign certificate for host {certname} without a certificate request"),
             ),
@@ -72,8 +75,10 @@ impl ApiError {
 /// A plain-text response.
 pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut r = (status, body.into()).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
     r
 }
 
@@ -92,20 +97,50 @@ mod tests {
     #[test]
     fn status_table() {
         let policy = || AuthorityError::Policy(PolicyError::ExtensionsNotPermitted(vec!["1.2.3".into()]));
-        assert_eq!(ApiError::from_authority(policy(), Context::Submit).status, StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::from_authority(policy(), Context::Admin).status, StatusCode::CONFLICT);
+        assert_eq!(
+            ApiError::from_authority(policy(), Context::Submit).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::from_authority(policy(), Context::Admin).status,
+            StatusCode::CONFLICT
+        );
         let csr = AuthorityError::Csr(CsrError::Empty);
-        assert_eq!(ApiError::from_authority(csr, Context::Admin).status, StatusCode::BAD_REQUEST);
-        let nr = AuthorityError::NoRequest { certname: "a".into(), has_cert: true };
+        assert_eq!(
+            ApiError::from_authority(csr, Context::Admin).status,
+            StatusCode::BAD_REQUEST
+        );
+        let nr = AuthorityError::NoRequest {
+            certname: "a".into(),
+            has_cert: true,
+        };
         let e = ApiError::from_authority(nr, Context::Admin);
-        assert_eq!((e.status, e.message.as_str()), (StatusCode::CONFLICT, "Cannot sign certificate for host a without a certificate request"));
-        let nf = AuthorityError::NoRequest { certname: "a".into(), has_cert: false };
-        assert_eq!(ApiError::from_authority(nf, Context::Admin).status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                StatusCode::CONFLICT,
+                "Cannot sign certificate for host a without a certificate request"
+            )
+        );
+        let nf = AuthorityError::NoRequest {
+            certname: "a".into(),
+            has_cert: false,
+        };
+        assert_eq!(
+            ApiError::from_authority(nf, Context::Admin).status,
+            StatusCode::NOT_FOUND
+        );
         let nc = AuthorityError::NoCertificate("a".into());
         let e = ApiError::from_authority(nc, Context::Admin);
-        assert_eq!(e.message, "Cannot revoke certificate for host a without a signed certificate");
+        assert_eq!(
+            e.message,
+            "Cannot revoke certificate for host a without a signed certificate"
+        );
         let internal = AuthorityError::Internal("secret detail".into());
         let e = ApiError::from_authority(internal, Context::Admin);
-        assert_eq!((e.status, e.message.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        );
     }
 }

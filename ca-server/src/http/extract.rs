@@ -44,7 +44,13 @@ impl Caller {
 /// The identity in a certificate: its CN and its Puppet extensions (by short name, else dotted OID).
 pub fn identity_from_der(cert_der: &[u8]) -> Option<Identity> {
     let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
-    let certname = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let certname = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let mut extensions = BTreeMap::new();
     for ext in cert.extensions() {
         let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) else {
@@ -87,7 +93,11 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> Option<Vec<u8>> {
 
 /// Reads the CN from an RFC 2253 (`CN=a,O=b`) or OpenSSL (`/O=b/CN=a`) DN.
 fn cn_from_dn(dn: &str) -> Option<String> {
-    let parts: Vec<&str> = if dn.starts_with('/') { dn.split('/').collect() } else { dn.split(',').collect() };
+    let parts: Vec<&str> = if dn.starts_with('/') {
+        dn.split('/').collect()
+    } else {
+        dn.split(',').collect()
+    };
     parts
         .iter()
         .filter_map(|p| p.trim().split_once('='))
@@ -111,7 +121,11 @@ pub fn caller_from_headers(headers: &HeaderMap) -> Result<(Option<Identity>, Opt
                 .filter(|p| p.tag() == "CERTIFICATE")
                 .collect();
             match blocks.len() {
-                0 => return Err(ApiError::bad_request("No certs found in PEM read from x-client-cert")),
+                0 => {
+                    return Err(ApiError::bad_request(
+                        "No certs found in PEM read from x-client-cert",
+                    ))
+                }
                 1 => blocks.into_iter().next().map(pem::Pem::into_contents),
                 n => {
                     return Err(ApiError::bad_request(format!(
@@ -127,7 +141,8 @@ pub fn caller_from_headers(headers: &HeaderMap) -> Result<(Option<Identity>, Opt
     let Some(dn) = get("x-client-dn") else {
         return Ok((None, None));
     };
-    let certname = cn_from_dn(dn).ok_or_else(|| ApiError::bad_request("No CN found in the x-client-dn header"))?;
+    let certname =
+        cn_from_dn(dn).ok_or_else(|| ApiError::bad_request("No CN found in the x-client-dn header"))?;
     let extensions = cert_der
         .as_deref()
         .and_then(identity_from_der)

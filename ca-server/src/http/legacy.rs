@@ -11,7 +11,10 @@ const LEGACY: [(&str, &[Method]); 5] = [
     ("certificate", &[Method::GET, Method::HEAD]),
     ("certificate_request", &[Method::GET, Method::HEAD, Method::PUT]),
     ("certificate_revocation_list", &[Method::GET, Method::HEAD]),
-    ("certificate_status", &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE]),
+    (
+        "certificate_status",
+        &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
+    ),
     ("certificate_statuses", &[Method::GET, Method::HEAD]),
 ];
 
@@ -84,7 +87,10 @@ mod tests {
 
     #[test]
     fn normalizes_and_refuses_traversal() {
-        assert_eq!(normalize("/puppet-ca/v1/certificate/%61gent").unwrap(), "/puppet-ca/v1/certificate/agent");
+        assert_eq!(
+            normalize("/puppet-ca/v1/certificate/%61gent").unwrap(),
+            "/puppet-ca/v1/certificate/agent"
+        );
         assert_eq!(normalize("/a/%2e%2e/b"), Err(PathError::Forbidden));
         assert_eq!(normalize("/a/../b"), Err(PathError::Forbidden));
         assert_eq!(normalize("/a/%00"), Err(PathError::Forbidden));
@@ -96,7 +102,10 @@ mod tests {
     #[test]
     fn translates_legacy_routes() {
         let t = translate("/production/certificate/ca", &Method::GET).unwrap();
-        assert_eq!((t.path.as_str(), t.environment.as_str()), ("/puppet-ca/v1/certificate/ca", "production"));
+        assert_eq!(
+            (t.path.as_str(), t.environment.as_str()),
+            ("/puppet-ca/v1/certificate/ca", "production")
+        );
         assert!(translate("/production/certificate_request/a", &Method::PUT).is_some());
         assert!(translate("/production/certificate_request/a", &Method::DELETE).is_none());
         assert!(translate("/production/certificate/a", &Method::PUT).is_none());

@@ -111,7 +111,10 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .put(v1::certificate_request::put)
                 .delete(v1::certificate_request::delete),
         )
-        .route("/puppet-ca/v1/certificate_revocation_list/{any}", get(v1::crl::get))
+        .route(
+            "/puppet-ca/v1/certificate_revocation_list/{any}",
+            get(v1::crl::get),
+        )
         .route("/puppet-ca/v1/certificate_revocation_list", put(v1::crl::put))
         .route(
             "/puppet-ca/v1/certificate_status/{subject}",
@@ -124,7 +127,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/puppet-ca/v1/certificate_statuses/{key}",
             get(v1::certificate_status::list).fallback(v1::method_not_allowed),
         )
-        .route("/puppet-ca/v1/certificate_statuses/", axum::routing::any(v1::missing_segment))
+        .route(
+            "/puppet-ca/v1/certificate_statuses/",
+            axum::routing::any(v1::missing_segment),
+        )
         .route("/puppet-ca/v1/expirations", get(v1::admin::expirations))
         .route("/puppet-ca/v1/clean", put(v1::admin::clean))
         .route("/puppet-ca/v1/sign", post(v1::admin::sign))
@@ -259,7 +265,10 @@ async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: N
         }),
     };
     if let Decision::Deny { rule, reason } = decision {
-        let who = caller.identity.as_ref().map_or("(unauthenticated)", |i| i.certname.as_str());
+        let who = caller
+            .identity
+            .as_ref()
+            .map_or("(unauthenticated)", |i| i.certname.as_str());
         tracing::warn!(%path, method = %req.method(), caller = who, rule = %rule, reason = %reason, "access denied");
         let m = req.method().as_str().to_ascii_lowercase();
         return text(

@@ -20,7 +20,8 @@ fn ca_service() -> Value {
 
 fn json_response(v: &Value) -> Response {
     let mut r = (StatusCode::OK, v.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 

@@ -391,8 +391,12 @@ pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<
     .transpose()
 }
 
-pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<u64>, StoreError> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT number FROM crl WHERE id = 1").fetch_optional(e).await?;
+pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<Option<u64>, StoreError> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT number FROM crl WHERE id = 1")
+        .fetch_optional(e)
+        .await?;
     n.map(|n| to_u64(n, "crl number")).transpose()
 }
 

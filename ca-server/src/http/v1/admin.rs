@@ -38,7 +38,9 @@ pub async fn expirations(State(state): State<Arc<AppState>>) -> Response {
             ca_certs.insert(c.common_name, puppet_time(c.not_after));
         }
     }
-    let next = time::OffsetDateTime::from_unix_timestamp(crl.next_update).map(puppet_time).unwrap_or_default();
+    let next = time::OffsetDateTime::from_unix_timestamp(crl.next_update)
+        .map(puppet_time)
+        .unwrap_or_default();
     let body = json!({ "ca-certs": ca_certs, "crls": { signer.cert.common_name.clone(): next } });
     json_ok(StatusCode::OK, &body)
 }
@@ -49,7 +51,11 @@ async fn json_body(body: Body) -> Result<Value, ApiError> {
 }
 
 /// PUT `/clean`: revoke and remove each name.
-pub async fn clean(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, body: Body) -> Response {
+pub async fn clean(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Response {
     let v = match json_body(body).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
@@ -63,7 +69,10 @@ pub async fn clean(State(state): State<Arc<AppState>>, Extension(caller): Extens
         )
         .into_response();
     };
-    let mut names: Vec<String> = names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect();
+    let mut names: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
     names.dedup();
     let mut missing = Vec::new();
     for name in &names {
@@ -72,7 +81,10 @@ pub async fn clean(State(state): State<Arc<AppState>>, Extension(caller): Extens
             Err(crate::authority::AuthorityError::NotFound(_)) => missing.push(name.clone()),
             Err(e) => {
                 tracing::error!(error = %e, "clean failed");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, format!("Error while cleaning certs: {e}"));
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Error while cleaning certs: {e}"),
+                );
             }
         }
     }
@@ -82,7 +94,10 @@ pub async fn clean(State(state): State<Arc<AppState>>, Extension(caller): Extens
     } else {
         text(
             StatusCode::OK,
-            format!("The following certs do not exist and cannot be revoked: [{}]", missing.join(" ")),
+            format!(
+                "The following certs do not exist and cannot be revoked: [{}]",
+                missing.join(" ")
+            ),
         )
     }
 }
@@ -96,7 +111,10 @@ fn options(v: &Value) -> SigningOptions {
 }
 
 async fn sign_names(state: &AppState, caller: &Caller, names: Vec<String>, opts: SigningOptions) -> Response {
-    let req = SignRequest { options: opts, ttl: None };
+    let req = SignRequest {
+        options: opts,
+        ttl: None,
+    };
     let outcome = state.authority.sign_many(&caller.actor(), &names, req).await;
     match outcome {
         Ok(o) => {
@@ -113,15 +131,20 @@ async fn sign_names(state: &AppState, caller: &Caller, names: Vec<String>, opts:
 }
 
 /// POST `/sign`: `{"certnames": [...]}` (and our `allow-dns-alt-names` / `allow-authorization-extensions`).
-pub async fn sign(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, body: Body) -> Response {
+pub async fn sign(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Response {
     let v = match json_body(body).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let names = v
-        .get("certnames")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|n| n.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
+    let names = v.get("certnames").and_then(Value::as_array).and_then(|a| {
+        a.iter()
+            .map(|n| n.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+    });
     let Some(names) = names else {
         let submitted = v.get("certnames").cloned().unwrap_or(Value::Null);
         return json_ok(
@@ -133,7 +156,11 @@ pub async fn sign(State(state): State<Arc<AppState>>, Extension(caller): Extensi
 }
 
 /// POST `/sign/all`: every pending request.
-pub async fn sign_all(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, body: Body) -> Response {
+pub async fn sign_all(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Response {
     let v = json_body(body).await.unwrap_or(Value::Null);
     let names = match state.authority.list(ListFilter::REQUESTED).await {
         Ok(l) => l.into_iter().map(|s| s.name).collect(),

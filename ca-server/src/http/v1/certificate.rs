@@ -14,7 +14,12 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(subject): Path<String>
     if subject == "ca" {
         return pem_response(state.authority.signer().chain_pem.clone());
     }
-    let not_found = || ApiError::not_found(format!("Could not find certificate {}", crate::ca::names::printable(&subject)));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Could not find certificate {}",
+            crate::ca::names::printable(&subject)
+        ))
+    };
     if !plausible(&subject) {
         return not_found().into_response();
     }

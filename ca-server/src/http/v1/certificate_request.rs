@@ -17,7 +17,12 @@ use crate::http::{pem_response, read_body, AppState};
 
 /// GET: the pending CSR.
 pub async fn get(State(state): State<Arc<AppState>>, Path(subject): Path<String>) -> Response {
-    let not_found = || ApiError::not_found(format!("Could not find certificate_request {}", printable(&subject)));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Could not find certificate_request {}",
+            printable(&subject)
+        ))
+    };
     if !plausible(&subject) {
         return not_found().into_response();
     }
@@ -59,7 +64,10 @@ pub async fn delete(
         return missing().into_response();
     }
     match state.authority.delete_request(&caller.actor(), &subject).await {
-        Ok(true) => text(StatusCode::NO_CONTENT, format!("Deleted certificate request for {subject}")),
+        Ok(true) => text(
+            StatusCode::NO_CONTENT,
+            format!("Deleted certificate request for {subject}"),
+        ),
         Ok(false) => missing().into_response(),
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
     }

@@ -37,14 +37,18 @@ fn negotiate(headers: &HeaderMap) -> Result<&'static str, ApiError> {
             return Ok("application/json");
         }
     }
-    Err(ApiError::new(StatusCode::NOT_ACCEPTABLE, "No acceptable resource available."))
+    Err(ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "No acceptable resource available.",
+    ))
 }
 
 fn json_response(ct: &'static str, value: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             r
         }
         Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
@@ -52,7 +56,11 @@ fn json_response(ct: &'static str, value: &impl serde::Serialize) -> Response {
 }
 
 /// GET: the status object.
-pub async fn get(State(state): State<Arc<AppState>>, Path(subject): Path<String>, headers: HeaderMap) -> Response {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let ct = match negotiate(&headers) {
         Ok(ct) => ct,
         Err(e) => return e.into_response(),
@@ -72,9 +80,14 @@ fn desired(bytes: &[u8], subject: &str) -> Result<(String, Option<i64>, Reason),
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Empty request body."));
     }
-    let v: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::bad_request("Request body is not JSON."))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|_| ApiError::bad_request("Request body is not JSON."))?;
     let state = match v.get("desired_state") {
-        None | Some(Value::Null) => return Err(ApiError::bad_request("Missing required parameter \"desired_state\"")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request(
+                "Missing required parameter \"desired_state\"",
+            ))
+        }
         Some(Value::String(s)) if s == "signed" || s == "revoked" => s.clone(),
         Some(other) => {
             let shown = other.as_str().map_or_else(|| other.to_string(), str::to_string);
@@ -95,7 +108,9 @@ fn desired(bytes: &[u8], subject: &str) -> Result<(String, Option<i64>, Reason),
     };
     let reason = match v.get("reason").and_then(Value::as_str) {
         None => Reason::default(),
-        Some(r) => r.parse().map_err(|e: crate::ca::CaError| ApiError::bad_request(e.to_string()))?,
+        Some(r) => r
+            .parse()
+            .map_err(|e: crate::ca::CaError| ApiError::bad_request(e.to_string()))?,
     };
     Ok((state, ttl, reason))
 }
@@ -186,8 +201,16 @@ pub async fn list(
     };
     let filter = match q.state.as_deref() {
         Some("requested") => ListFilter::REQUESTED,
-        Some("signed") => ListFilter { requested: false, signed: true, revoked: false },
-        Some("revoked") => ListFilter { requested: false, signed: false, revoked: true },
+        Some("signed") => ListFilter {
+            requested: false,
+            signed: true,
+            revoked: false,
+        },
+        Some("revoked") => ListFilter {
+            requested: false,
+            signed: false,
+            revoked: true,
+        },
         _ => ListFilter::ALL,
     };
     match state.authority.list(filter).await {

@@ -27,7 +27,8 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let mut res = match since {
         Some(t) if crl.published <= t => {
             let mut r = text(StatusCode::NOT_MODIFIED, "");
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             r
         }
         _ => pem_response(crl.pem.clone()),
@@ -63,8 +64,10 @@ pub async fn put(body: Body) -> Response {
             .iter()
             .any(|e| matches!(e.parsed_extension(), ParsedExtension::AuthorityKeyIdentifier(a) if a.key_identifier.is_some()));
         if !has_aki {
-            return ApiError::bad_request("One or more submitted CRLs do not have an authority key identifier.")
-                .into_response();
+            return ApiError::bad_request(
+                "One or more submitted CRLs do not have an authority key identifier.",
+            )
+            .into_response();
         }
         // deltaCRLIndicator (2.5.29.27)
         let delta = crl

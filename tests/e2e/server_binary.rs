@@ -1,0 +1,154 @@
+//! The `ca-server` binary as an operator runs it: zero set-up on an empty data directory,
+//! `--check-config`, graceful shutdown; and the limits that keep slow or greedy clients from holding it.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::{Method, StatusCode};
+
+use crate::harness::ca_binary;
+use crate::server::{As, TestServer};
+
+fn server_binary() -> std::path::PathBuf {
+    ca_binary().with_file_name("ca-server")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut child = Command::new(server_binary())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--certname", "ca.example.test", "--dns-alt-names", "localhost"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        assert!(child.try_wait().unwrap().is_none(), "server exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for f in [
+        "ca.db",
+        "ca_key.pem",
+        "ca_crt.pem",
+        "server/cert.pem",
+        "admin/cert.pem",
+    ] {
+        assert!(data.join(f).exists(), "{f}");
+    }
+    let client = ca_cli::remote::Client::new(
+        &format!("https://localhost:{port}"),
+        &data.join("ca_crt.pem"),
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = rt.block_on(client.get("/status/v1/simple/ca")).unwrap();
+    assert_eq!(a.text(), "running");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no graceful stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "exit status {code:?}");
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(
+        log.contains("creating one") && log.contains("shutting down"),
+        "{log}"
+    );
+    assert!(!log.contains("PRIVATE KEY"), "no key material in the log");
+}
+
+#[test]
+fn check_config_validates_and_names_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |toml: &str| {
+        let p = tmp.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        Command::new(server_binary())
+            .args(["--check-config", "--config", p.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = run("listen = \"127.0.0.1:8140\"\n[ca]\nallow-subject-alt-names = false\n");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("configuration OK"));
+    let bad = run("[ca]\nallow-alt-names = true\n");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("allow-alt-names"),
+        "{bad:?}"
+    );
+    let auth = tmp.path().join("auth.conf");
+    std::fs::write(&auth, "authorization: { version: 1, rules: [ { name: x } ] }").unwrap();
+    let bad = run(&format!("[authorization]\nauth-conf = \"{}\"\n", auth.display()));
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("auth.conf"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn limits_bound_slow_and_greedy_clients() {
+    let s = TestServer::start_with("[limits]\nmax-connections = 2\nheader-read-timeout = \"1s\"\n");
+    let big = vec![b' '; 1024 * 1024 + 10];
+    let a = s.send(
+        &As::Admin,
+        Method::PUT,
+        "/puppet-ca/v1/clean",
+        &[("content-type", "application/json")],
+        &big,
+    );
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Two idle TCP connections take both slots; the handshake timeout frees them.
+    let started = Instant::now();
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    let a = s.get(&As::Anonymous, "/status/v1/simple");
+    assert_eq!(a.text(), "running");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the third connection waited for a slot"
+    );
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            c.read(&mut buf).unwrap_or(0),
+            0,
+            "idle connection closed by the server"
+        );
+    }
+}
