@@ -13,6 +13,7 @@
 //!
 //! `\w` is ASCII (`[A-Za-z0-9_]`), as in Ruby and Java.
 
+use crate::ca::oids;
 use std::net::IpAddr;
 
 use regex::Regex;
@@ -29,54 +30,18 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
         .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
 }
 
-/// Puppet's registered extension OIDs and their short names (protocol §4.2).
-pub const PUPPET_OID_SHORT_NAMES: &[(&str, &str)] = &[
-    ("1.3.6.1.4.1.34380.1.1.1", "pp_uuid"),
-    ("1.3.6.1.4.1.34380.1.1.2", "pp_instance_id"),
-    ("1.3.6.1.4.1.34380.1.1.3", "pp_image_name"),
-    ("1.3.6.1.4.1.34380.1.1.4", "pp_preshared_key"),
-    ("1.3.6.1.4.1.34380.1.1.5", "pp_cost_center"),
-    ("1.3.6.1.4.1.34380.1.1.6", "pp_product"),
-    ("1.3.6.1.4.1.34380.1.1.7", "pp_project"),
-    ("1.3.6.1.4.1.34380.1.1.8", "pp_application"),
-    ("1.3.6.1.4.1.34380.1.1.9", "pp_service"),
-    ("1.3.6.1.4.1.34380.1.1.10", "pp_employee"),
-    ("1.3.6.1.4.1.34380.1.1.11", "pp_created_by"),
-    ("1.3.6.1.4.1.34380.1.1.12", "pp_environment"),
-    ("1.3.6.1.4.1.34380.1.1.13", "pp_role"),
-    ("1.3.6.1.4.1.34380.1.1.14", "pp_software_version"),
-    ("1.3.6.1.4.1.34380.1.1.15", "pp_department"),
-    ("1.3.6.1.4.1.34380.1.1.16", "pp_cluster"),
-    ("1.3.6.1.4.1.34380.1.1.17", "pp_provisioner"),
-    ("1.3.6.1.4.1.34380.1.1.18", "pp_region"),
-    ("1.3.6.1.4.1.34380.1.1.19", "pp_datacenter"),
-    ("1.3.6.1.4.1.34380.1.1.20", "pp_zone"),
-    ("1.3.6.1.4.1.34380.1.1.21", "pp_network"),
-    ("1.3.6.1.4.1.34380.1.1.22", "pp_securitypolicy"),
-    ("1.3.6.1.4.1.34380.1.1.23", "pp_cloudplatform"),
-    ("1.3.6.1.4.1.34380.1.1.24", "pp_apptier"),
-    ("1.3.6.1.4.1.34380.1.1.25", "pp_hostname"),
-    ("1.3.6.1.4.1.34380.1.1.26", "pp_owner"),
-    ("1.3.6.1.4.1.34380.1.3.1", "pp_authorization"),
-    ("1.3.6.1.4.1.34380.1.3.2", "pp_auth_auto_renew"),
-    ("1.3.6.1.4.1.34380.1.3.13", "pp_auth_role"),
-    ("1.3.6.1.4.1.34380.1.3.39", "pp_cli_auth"),
-];
-
-/// The Puppet short name of a dotted OID, if it is one of [`PUPPET_OID_SHORT_NAMES`].
+/// The Puppet short name of a dotted OID (`pp_uuid` for 1.3.6.1.4.1.34380.1.1.1), if it has one.
 pub fn short_name_for_oid(oid: &str) -> Option<&'static str> {
-    PUPPET_OID_SHORT_NAMES
-        .iter()
-        .find(|(o, _)| *o == oid)
-        .map(|(_, s)| *s)
+    oids::parse_dotted(oid).and_then(|arcs| oids::short_name(&arcs))
 }
 
-/// The dotted OID of a Puppet short name, if it is one of [`PUPPET_OID_SHORT_NAMES`].
-pub fn oid_for_short_name(short: &str) -> Option<&'static str> {
-    PUPPET_OID_SHORT_NAMES
-        .iter()
-        .find(|(_, s)| *s == short)
-        .map(|(o, _)| *o)
+/// The dotted OID of a Puppet short name, if it is one.
+pub fn oid_for_short_name(short: &str) -> Option<String> {
+    oids::parse_dotted(short)
+        .is_none()
+        .then(|| oids::from_name(short))
+        .flatten()
+        .map(|arcs| oids::dotted(&arcs))
 }
 
 /// The key under which an extension is compared: the short name when Puppet has one, else the key as given.
@@ -93,7 +58,7 @@ pub(crate) fn extension_value<'a>(
         return Some(v.as_str());
     }
     oid_for_short_name(canonical_key)
-        .and_then(|oid| extensions.get(oid))
+        .and_then(|oid| extensions.get(&oid))
         .map(String::as_str)
 }
 
