@@ -191,16 +191,16 @@ impl Authority {
     /// Accepts a CSR submitted for `certname` (§1.4): parses it, checks the name and the signature and
     /// the duplicate policy, and stores it as pending. Refusals leave only an audit row.
     pub async fn submit(&self, actor: &str, certname: &str, body: &[u8]) -> Result<Csr, AuthorityError> {
-        let tx = self.store.write().await?;
+        // Parsing and the signature check happen before the write lock is taken.
         let checked = csr::parse(body).map_err(AuthorityError::from).and_then(|c| {
             names::validate_subject(certname, &c.common_name)?;
             Ok(c)
         });
-        let parsed = match checked {
-            Ok(c) => c,
-            Err(e) => return Err(self.refuse(tx, actor, "submit", certname, e).await),
-        };
-        self.store_request(tx, actor, parsed).await
+        let tx = self.store.write().await?;
+        match checked {
+            Ok(parsed) => self.store_request(tx, actor, parsed).await,
+            Err(e) => Err(self.refuse(tx, actor, "submit", certname, e).await),
+        }
     }
 
     async fn store_request(&self, mut tx: WriteTx, actor: &str, parsed: Csr) -> Result<Csr, AuthorityError> {
