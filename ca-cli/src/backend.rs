@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
-use ca_server::authority::{Authority, AuthorityError, CertStatus, ListFilter, SignRequest};
+use ca_server::authority::{Authority, AuthorityError, CertStatus, Explanation, ListFilter, SignRequest};
 use ca_server::ca::crl::Reason;
 use ca_server::ca::csr::San;
 use ca_server::ca::keys::{self, KeyType};
 use ca_server::datadir::DataDir;
+use ca_server::policy::SigningOptions;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -34,6 +35,8 @@ pub struct RemoteOptions {
     pub key: Option<PathBuf>,
     /// CA bundle to trust (default: the data directory's `ca_crt.pem`).
     pub cacert: Option<PathBuf>,
+    /// Configuration file for local mode.
+    pub config: Option<PathBuf>,
 }
 
 /// Result of signing one name: the serial when known (local mode), or why not.
@@ -62,7 +65,8 @@ impl Backend {
     /// Opens the backend the flags ask for.
     pub async fn open(dir: &DataDir, remote: &RemoteOptions) -> Result<Backend, String> {
         let Some(server) = &remote.server else {
-            return local::open(dir).await.map(Backend::Local);
+            let settings = local::settings(dir, remote.config.clone())?;
+            return local::open(dir, settings).await.map(Backend::Local);
         };
         let cacert = remote.cacert.clone().unwrap_or_else(|| dir.ca_cert());
         let cert = remote.cert.clone().unwrap_or_else(|| dir.admin_cert());
@@ -145,16 +149,24 @@ impl Backend {
     ) -> Result<Vec<(String, SignResult)>, String> {
         match self {
             Backend::Local(a) => {
-                let mut out = Vec::new();
-                for n in names {
-                    let r = a
-                        .sign(&local::actor(), n, req)
-                        .await
-                        .map(|i| Some(i.serial))
-                        .map_err(|e| e.to_string());
-                    out.push((n.clone(), r));
-                }
-                Ok(out)
+                // One transaction for the whole batch.
+                let o = a
+                    .sign_many(&local::actor(), names, req)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(names
+                    .iter()
+                    .map(|n| {
+                        let r = if let Some((_, serial)) = o.signed.iter().find(|(s, _)| s == n) {
+                            Ok(Some(*serial))
+                        } else if let Some((_, why)) = o.errors.iter().find(|(s, _)| s == n) {
+                            Err(why.clone())
+                        } else {
+                            Err(format!("Could not find certificate request for {n}"))
+                        };
+                        (n.clone(), r)
+                    })
+                    .collect())
             }
             Backend::Remote(c) if req.ttl.is_some() => {
                 let ttl = req.ttl.map(|t| t.whole_seconds()).unwrap_or_default();
@@ -210,6 +222,32 @@ impl Backend {
                     })
                     .collect())
             }
+        }
+    }
+
+    /// Explains the verdict for a pending request.
+    pub async fn explain(&self, name: &str, flags: SigningOptions) -> Result<Explanation, String> {
+        match self {
+            Backend::Local(a) => a.explain(name, flags).await.map_err(|e| e.to_string()),
+            Backend::Remote(c) => {
+                let path = format!(
+                    "/puppet-ca/v1/certificate_status/{name}?explain=true&allow-dns-alt-names={}&allow-authorization-extensions={}",
+                    flags.allow_dns_alt_names, flags.allow_authorization_extensions
+                );
+                let a = c.get(&path).await?;
+                if a.status != StatusCode::OK {
+                    return Err(status_error(&a));
+                }
+                serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))
+            }
+        }
+    }
+
+    /// Prunes expired entries from the CRL (local mode only).
+    pub async fn prune(&self, dry_run: bool) -> Result<Vec<u64>, String> {
+        match self {
+            Backend::Local(a) => a.prune(&local::actor(), dry_run).await.map_err(|e| e.to_string()),
+            Backend::Remote(_) => Err("prune works on the data directory only (no --server)".into()),
         }
     }
 
@@ -318,7 +356,7 @@ impl Backend {
                     .map_err(|e| e.to_string())?;
                 self.submit(name, csr.as_bytes()).await?;
                 let req = SignRequest {
-                    options: ca_server::policy::SigningOptions {
+                    options: SigningOptions {
                         allow_dns_alt_names: !sans.is_empty(),
                         allow_authorization_extensions: false,
                     },

@@ -21,6 +21,9 @@ pub struct Cli {
     /// The CA's data directory (database, CA key, certificates).
     #[arg(long, global = true, env = "CA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Configuration file (the server's TOML: signing policy, autosign). Default: <data-dir>/config.toml.
+    #[arg(long, global = true, env = "CA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Remote mode: the CA's HTTPS API (e.g. https://ca.example.com:8140) instead of the database.
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
@@ -120,6 +123,27 @@ pub enum Command {
         /// Text instead of PEM.
         #[arg(long)]
         text: bool,
+    },
+    /// Explain the verdict for a pending request: each alt name and extension with the rule that allows or
+    /// refuses it, and what autosign would do. Changes nothing.
+    Check {
+        /// Certname.
+        name: String,
+        /// Evaluate as if signing with --allow-dns-alt-names.
+        #[arg(long)]
+        allow_dns_alt_names: bool,
+        /// Evaluate as if signing with --allow-authorization-extensions.
+        #[arg(long)]
+        allow_authorization_extensions: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove CRL entries of certificates that have expired (local mode).
+    Prune {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the fingerprint of a certificate (or pending request).
     Fingerprint {

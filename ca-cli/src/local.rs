@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ca_server::authority::{Authority, CaSettings};
 use ca_server::clock::SystemClock;
+use ca_server::config::{find_config, Overrides, Settings};
 use ca_server::datadir::{default_data_dir, DataDir};
 
 /// The data directory chosen by flag, environment or default.
@@ -12,15 +13,31 @@ pub fn data_dir(flag: Option<PathBuf>) -> DataDir {
     DataDir::new(flag.unwrap_or_else(default_data_dir))
 }
 
+/// The CA settings of the configuration file (`--config`, `$CA_CONFIG`, or `<data-dir>/config.toml`).
+pub fn settings(dir: &DataDir, config: Option<PathBuf>) -> Result<CaSettings, String> {
+    match find_config(config, dir.root()) {
+        None => Ok(CaSettings::default()),
+        Some(path) => {
+            let ov = Overrides {
+                data_dir: Some(dir.root().to_path_buf()),
+                ..Overrides::default()
+            };
+            Settings::load(Some(&path), ov, dir.root().to_path_buf())
+                .map(|s| s.ca)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// Opens the CA of a data directory.
-pub async fn open(dir: &DataDir) -> Result<Authority, String> {
+pub async fn open(dir: &DataDir, settings: CaSettings) -> Result<Authority, String> {
     if !dir.db().exists() {
         return Err(format!(
             "no CA in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
             dir.root().display()
         ));
     }
-    Authority::open(dir, CaSettings::default(), Arc::new(SystemClock))
+    Authority::open(dir, settings, Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())
 }

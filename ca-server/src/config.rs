@@ -6,11 +6,23 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use time::Duration;
 
-use crate::authority::CaSettings;
+use crate::authority::{Autosign, CaSettings};
 use crate::ca::csr::San;
 use crate::ca::duration;
 use crate::ca::keys::KeyType;
-use crate::policy::SigningOptions;
+use crate::policy::{AltNameRule, SigningOptions, SigningPolicy};
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "CA_CONFIG";
+
+/// The configuration file to read: the one given (flag or `$CA_CONFIG`), else `<data-dir>/config.toml`
+/// when it exists, else none (built-in defaults). The server and the `ca` CLI find it the same way.
+pub fn find_config(explicit: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        let p = data_dir.join("config.toml");
+        p.exists().then_some(p)
+    })
+}
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8140";
@@ -66,6 +78,27 @@ struct FileCa {
     allow_duplicate_certs: Option<bool>,
     allow_auto_renewal: Option<bool>,
     auto_renewal_cert_ttl: Option<String>,
+    autosign: Option<FileAutosign>,
+    autosign_timeout: Option<String>,
+    #[serde(default)]
+    alt_name_rules: Vec<FileAltNameRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileAutosign {
+    Switch(bool),
+    Path(PathBuf),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileAltNameRule {
+    certnames: String,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    authorization_extensions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,13 +258,57 @@ impl Settings {
                 .map_err(|e| ConfigError::Invalid(format!("key-type: {e}")))?,
         };
         let d = CaSettings::default();
+        let rules = fc
+            .ca
+            .alt_name_rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if r.certnames.trim().is_empty() {
+                    return Err(ConfigError::Invalid(format!("ca.alt-name-rules[{}]: certnames is empty", i + 1)));
+                }
+                for a in &r.allow {
+                    let shaped = a.starts_with("DNS:") || a.starts_with("IP:") || a.contains(':');
+                    if !shaped {
+                        return Err(ConfigError::Invalid(format!(
+                            "ca.alt-name-rules[{}]: '{a}' must be written with its type, e.g. DNS:{a}",
+                            i + 1
+                        )));
+                    }
+                }
+                for e in &r.authorization_extensions {
+                    if crate::ca::oids::from_name(e).is_none() {
+                        return Err(ConfigError::Invalid(format!(
+                            "ca.alt-name-rules[{}]: unknown extension '{e}' (a pp_ short name or a dotted OID)",
+                            i + 1
+                        )));
+                    }
+                }
+                Ok(AltNameRule {
+                    label: format!("ca.alt-name-rules[{}] ({})", i + 1, r.certnames),
+                    certnames: r.certnames,
+                    allow: r.allow,
+                    authorization_extensions: r.authorization_extensions,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let autosign = match fc.ca.autosign {
+            None | Some(FileAutosign::Switch(false)) => Autosign::Off,
+            Some(FileAutosign::Switch(true)) => Autosign::All,
+            Some(FileAutosign::Path(p)) => Autosign::Path(p),
+        };
         let ca = CaSettings {
             cert_ttl: dur("ca.cert-ttl", fc.ca.cert_ttl, d.cert_ttl)?,
             crl_lifetime: dur("ca.crl-next-update", fc.ca.crl_next_update, d.crl_lifetime)?,
-            signing: SigningOptions {
-                allow_dns_alt_names: fc.ca.allow_subject_alt_names.unwrap_or(false),
-                allow_authorization_extensions: fc.ca.allow_authorization_extensions.unwrap_or(false),
+            signing: SigningPolicy {
+                global: SigningOptions {
+                    allow_dns_alt_names: fc.ca.allow_subject_alt_names.unwrap_or(false),
+                    allow_authorization_extensions: fc.ca.allow_authorization_extensions.unwrap_or(false),
+                },
+                rules,
             },
+            autosign,
+            autosign_timeout: std_dur("ca.autosign-timeout", fc.ca.autosign_timeout, d.autosign_timeout)?,
             allow_duplicate_certs: fc.ca.allow_duplicate_certs.unwrap_or(false),
             allow_auto_renewal: fc.ca.allow_auto_renewal.unwrap_or(false),
             auto_renewal_cert_ttl: dur(
@@ -312,8 +389,32 @@ mod tests {
         assert_eq!(s.auth, AuthSource::Defaults);
         let s = parse("listen = \"127.0.0.1:9\"\n[ca]\nallow-subject-alt-names = true\ncert-ttl = \"90d\"\n")
             .unwrap();
-        assert!(s.ca.signing.allow_dns_alt_names);
+        assert!(s.ca.signing.global.allow_dns_alt_names);
         assert_eq!(s.ca.cert_ttl, Duration::days(90));
+    }
+
+    #[test]
+    fn policy_rules_and_autosign() {
+        let s = parse(
+            "[ca]\nautosign = \"/etc/ca/autosign.conf\"\nautosign-timeout = \"5s\"\n\
+             [[ca.alt-name-rules]]\ncertnames = \"compile-*.example.com\"\nallow = [\"DNS:puppet\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.ca.autosign,
+            Autosign::Path(PathBuf::from("/etc/ca/autosign.conf"))
+        );
+        assert_eq!(s.ca.autosign_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(
+            s.ca.signing.rules[0].label,
+            "ca.alt-name-rules[1] (compile-*.example.com)"
+        );
+        assert_eq!(parse("[ca]\nautosign = true").unwrap().ca.autosign, Autosign::All);
+        assert!(parse("[[ca.alt-name-rules]]\ncertnames = \"x\"\nallow = [\"puppet\"]").is_err());
+        assert!(
+            parse("[[ca.alt-name-rules]]\ncertnames = \"x\"\nauthorization-extensions = [\"nope\"]").is_err()
+        );
+        assert!(parse("[[ca.alt-name-rules]]\ncertnames = \"x\"\nbogus = 1").is_err());
     }
 
     #[test]

@@ -14,8 +14,8 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "ca-server", version, about)]
 struct Args {
-    /// Configuration file (TOML; unknown keys are refused).
-    #[arg(long, value_name = "FILE")]
+    /// Configuration file (TOML; unknown keys are refused). Default: <data-dir>/config.toml if present.
+    #[arg(long, env = "CA_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory (database, CA key, certificates); created with a new CA when empty.
     #[arg(long, env = "CA_DATA_DIR", value_name = "DIR")]
@@ -36,8 +36,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let data_dir_hint = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config = ca_server::config::find_config(args.config, &data_dir_hint);
     let settings = Settings::load(
-        args.config.as_deref(),
+        config.as_deref(),
         Overrides {
             data_dir: args.data_dir,
             listen: args.listen,

@@ -70,6 +70,25 @@ pub fn load_rules(settings: &Settings) -> Result<AccessRules, ServeError> {
     }
 }
 
+/// Re-signs the CRL well before its nextUpdate: checked at start and then every hour (or a tenth of the
+/// CRL lifetime when that is shorter).
+async fn crl_upkeep(state: Arc<AppState>) {
+    let lifetime = state.authority.settings().crl_lifetime.whole_seconds().max(10);
+    let period =
+        std::time::Duration::from_secs(u64::try_from((lifetime / 10).clamp(1, 3600)).unwrap_or(3600));
+    loop {
+        match state.authority.refresh_crl_if_due().await {
+            Ok(Some(n)) => {
+                tracing::info!(crl_number = n, "CRL re-signed before its nextUpdate");
+                let _ = state.current_crl().await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "CRL upkeep failed"),
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets open requests finish (up to 10 s).
 pub async fn serve(
     settings: Settings,
@@ -98,6 +117,7 @@ pub async fn serve(
     ));
     state.current_crl().await?;
     let app = http::app(Arc::clone(&state));
+    let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
     let limits = settings.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -168,6 +188,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    upkeep.abort();
     tracing::info!("shutting down: waiting for open requests");
     if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
         .await

@@ -9,6 +9,7 @@ mod cli_lifecycle;
 mod cli_scenario;
 mod harness;
 mod http_api;
+mod policy;
 mod real_clients;
 mod remote_cli;
 mod server;

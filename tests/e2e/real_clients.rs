@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{assert_verifies, openssl};
 use crate::server::TestServer;
 
-fn require(cmd: &str) {
+pub fn require(cmd: &str) {
     let found = Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {cmd}"))
@@ -19,7 +19,7 @@ fn require(cmd: &str) {
 }
 
 /// Settings that isolate a puppet run in `dir` and point it at the test server.
-fn agent_args(s: &TestServer, dir: &Path, certname: &str) -> Vec<String> {
+pub fn agent_args(s: &TestServer, dir: &Path, certname: &str) -> Vec<String> {
     let d = |sub: &str| dir.join(sub).display().to_string();
     let port = s.addr.port().to_string();
     [
@@ -60,7 +60,7 @@ fn agent_args(s: &TestServer, dir: &Path, certname: &str) -> Vec<String> {
 }
 
 /// `puppet ssl <action>` fully isolated in `dir`, against the test server.
-fn puppet_ssl(action: &str, s: &TestServer, dir: &Path, certname: &str, extra: &[&str]) -> Command {
+pub fn puppet_ssl(action: &str, s: &TestServer, dir: &Path, certname: &str, extra: &[&str]) -> Command {
     require("puppet");
     let mut c = Command::new("puppet");
     c.args(["ssl", action])
@@ -71,11 +71,11 @@ fn puppet_ssl(action: &str, s: &TestServer, dir: &Path, certname: &str, extra: &
     c
 }
 
-fn bootstrap(s: &TestServer, dir: &Path, certname: &str, extra: &[&str]) -> Command {
+pub fn bootstrap(s: &TestServer, dir: &Path, certname: &str, extra: &[&str]) -> Command {
     puppet_ssl("bootstrap", s, dir, certname, extra)
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "rc={:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each returns the exit code, or an error message (exit 1).
 
+mod check;
 mod clean;
 mod generate;
 mod list;
@@ -26,6 +27,7 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
         cert: cli.cert,
         key: cli.key,
         cacert: cli.cacert,
+        config: cli.config,
     };
     if let Command::Setup(args) = cli.command {
         if remote.server.is_some() {
@@ -61,6 +63,19 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
         } => generate::run(b, &name, &dns_alt_names, &out_dir, &key_type, ttl.as_deref(), out).await,
         Command::Print { name } => print::print(b, &name, out).await,
         Command::Crl { text } => print::crl(b, text, out).await,
+        Command::Check {
+            name,
+            allow_dns_alt_names,
+            allow_authorization_extensions,
+            format,
+        } => {
+            let flags = ca_server::policy::SigningOptions {
+                allow_dns_alt_names,
+                allow_authorization_extensions,
+            };
+            check::run(b, &name, flags, format, out).await
+        }
+        Command::Prune { dry_run } => check::prune(b, dry_run, out).await,
         Command::Fingerprint { name, digest } => print::fingerprint(b, &name, &digest, out).await,
     }
 }

@@ -12,8 +12,8 @@ use crate::storage::AuditRecord;
 /// What a batch signing did, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
-    /// Signed.
-    pub signed: Vec<String>,
+    /// Signed: (name, serial).
+    pub signed: Vec<(String, u64)>,
     /// No pending request.
     pub no_csr: Vec<String>,
     /// Refused by policy: (name, why); each also has an audit row.
@@ -30,19 +30,18 @@ impl Authority {
     ) -> Result<BatchOutcome, AuthorityError> {
         let mut tx = self.store.write().await?;
         let mut out = BatchOutcome::default();
-        let options = req.options.or(self.settings.signing);
-        let ttl = req.ttl.unwrap_or(self.settings.cert_ttl);
         for name in names {
             let Some(row) = tx.request(name).await? else {
                 out.no_csr.push(name.clone());
                 continue;
             };
             let parsed = csr::parse_der(&row.csr_der)?;
-            match signing::check(&parsed, options) {
+            match signing::check(&parsed, &self.settings.signing, req.options) {
                 Ok(permit) => {
-                    self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
+                    let ttl = self.ttl_for(&parsed, req.ttl);
+                    let issued = self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
                     tx.delete_request(name).await?;
-                    out.signed.push(name.clone());
+                    out.signed.push((name.clone(), issued.serial));
                 }
                 Err(e) => {
                     let detail = e.to_string();
@@ -117,6 +116,66 @@ impl Authority {
             .await?;
         tx.commit().await?;
         Ok(issued)
+    }
+
+    /// Removes from the CRL the entries of certificates that have expired (they can no longer be used).
+    /// Returns the serials; with `dry_run` nothing changes.
+    pub async fn prune(&self, actor: &str, dry_run: bool) -> Result<Vec<u64>, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let serials = tx.expired_revocations(unix(self.now())).await?;
+        if dry_run || serials.is_empty() {
+            return Ok(serials);
+        }
+        for &s in &serials {
+            tx.delete_revocation(s).await?;
+        }
+        let crl = self.publish_crl(&mut tx).await?;
+        let detail = format!("{} entries removed, CRL number {}", serials.len(), crl.number);
+        tx.audit(&AuditRecord {
+            at: unix(self.now()),
+            actor,
+            action: "prune",
+            certname: None,
+            serial: None,
+            outcome: "ok",
+            detail: Some(&detail),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(serials)
+    }
+
+    /// Re-signs the CRL when less than half of its lifetime remains (so it never expires under agents
+    /// that cache it). Returns the new CRL number when it did.
+    pub async fn refresh_crl_if_due(&self) -> Result<Option<u64>, AuthorityError> {
+        let now = unix(self.now());
+        let half = self.settings.crl_lifetime.whole_seconds() / 2;
+        let due = |next_update: i64| next_update - now < half;
+        match self.store.crl().await? {
+            Some(c) if !due(c.next_update) => return Ok(None),
+            _ => {}
+        }
+        let mut tx = self.store.write().await?;
+        // Checked again under the write lock: another process may have just done it.
+        if let Some(c) = tx.crl().await? {
+            if !due(c.next_update) {
+                return Ok(None);
+            }
+        }
+        let crl = self.publish_crl(&mut tx).await?;
+        let detail = format!("CRL number {}", crl.number);
+        tx.audit(&AuditRecord {
+            at: now,
+            actor: "ca-server",
+            action: "crl-refresh",
+            certname: None,
+            serial: None,
+            outcome: "ok",
+            detail: Some(&detail),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(Some(crl.number))
     }
 
     /// Removes a pending request; false when there was none.

@@ -1,7 +1,9 @@
 //! The CA's operations, shared by the server and the CLI: each one is a single write transaction that
 //! runs the engine and the policy and leaves an audit row, whatever the outcome.
 
+mod autosign;
 mod error;
+mod explain;
 mod lifecycle;
 mod setup;
 pub mod status;
@@ -17,10 +19,12 @@ use crate::ca::keys::{self, KeyType};
 use crate::ca::{names, pem_encode, CaError, CaSigner};
 use crate::clock::Clock;
 use crate::datadir::DataDir;
-use crate::policy::{signing, Permit, SigningOptions};
+use crate::policy::{signing, Permit, SigningOptions, SigningPolicy};
 use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
 
+pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
+pub use explain::{ExplainItem, Explanation};
 pub use lifecycle::BatchOutcome;
 pub use setup::{host_fqdn, setup, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
@@ -32,14 +36,30 @@ pub struct CaSettings {
     pub cert_ttl: Duration,
     /// How far ahead `nextUpdate` of a new CRL lies, default 5 years.
     pub crl_lifetime: Duration,
-    /// Global permissions (puppetserver's `allow-subject-alt-names` / `allow-authorization-extensions`).
-    pub signing: SigningOptions,
+    /// The signing policy: global switches and per-pattern rules.
+    pub signing: SigningPolicy,
     /// Accept a CSR for a name that already has a certificate or request.
     pub allow_duplicate_certs: bool,
     /// Serve `/certificate_renewal` (Puppet 8 agents renew their own certificate).
     pub allow_auto_renewal: bool,
     /// Validity of renewed certificates.
     pub auto_renewal_cert_ttl: Duration,
+    /// Autosign: off, everything, or a path (allow-list file or executable).
+    pub autosign: Autosign,
+    /// How long an autosign executable may run.
+    pub autosign_timeout: std::time::Duration,
+}
+
+/// The `autosign` setting (§4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Autosign {
+    /// Never (the default).
+    #[default]
+    Off,
+    /// Every request (`autosign = true`).
+    All,
+    /// An allow-list file (puppet's autosign.conf), or an executable policy when the file is executable.
+    Path(std::path::PathBuf),
 }
 
 impl Default for CaSettings {
@@ -47,10 +67,12 @@ impl Default for CaSettings {
         CaSettings {
             cert_ttl: Duration::days(5 * 365),
             crl_lifetime: Duration::days(5 * 365),
-            signing: SigningOptions::default(),
+            signing: SigningPolicy::default(),
             allow_duplicate_certs: false,
             allow_auto_renewal: false,
             auto_renewal_cert_ttl: Duration::days(90),
+            autosign: Autosign::Off,
+            autosign_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -98,6 +120,18 @@ pub struct Authority {
     signer: Arc<CaSigner>,
     settings: CaSettings,
     clock: Arc<dyn Clock>,
+    autosign_cache: Arc<autosign::AllowListCache>,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The stored request.
+    pub csr: Csr,
+    /// The autosign decision.
+    pub autosign: AutosignVerdict,
+    /// The certificate, when autosigned.
+    pub issued: Option<Issued>,
 }
 
 fn unix(t: OffsetDateTime) -> i64 {
@@ -138,6 +172,7 @@ impl Authority {
             signer: Arc::new(signer),
             settings,
             clock,
+            autosign_cache: Arc::default(),
         })
     }
 
@@ -189,17 +224,51 @@ impl Authority {
     }
 
     /// Accepts a CSR submitted for `certname` (§1.4): parses it, checks the name and the signature and
-    /// the duplicate policy, and stores it as pending. Refusals leave only an audit row.
-    pub async fn submit(&self, actor: &str, certname: &str, body: &[u8]) -> Result<Csr, AuthorityError> {
+    /// the duplicate policy, and stores it as pending. Refusals leave only an audit row. Then autosign
+    /// (§4.1) decides; an autosigned request still goes through the whole signing policy, and a refusal
+    /// there leaves it pending (the error says why).
+    pub async fn submit(
+        &self,
+        actor: &str,
+        certname: &str,
+        body: &[u8],
+    ) -> Result<Submitted, AuthorityError> {
         // Parsing and the signature check happen before the write lock is taken.
         let checked = csr::parse(body).map_err(AuthorityError::from).and_then(|c| {
             names::validate_subject(certname, &c.common_name)?;
             Ok(c)
         });
         let tx = self.store.write().await?;
-        match checked {
-            Ok(parsed) => self.store_request(tx, actor, parsed).await,
-            Err(e) => Err(self.refuse(tx, actor, "submit", certname, e).await),
+        let csr = match checked {
+            Ok(parsed) => self.store_request(tx, actor, parsed).await?,
+            Err(e) => return Err(self.refuse(tx, actor, "submit", certname, e).await),
+        };
+        // The executable runs with no transaction open.
+        let autosign = self.autosign_verdict(&csr.common_name, body, true).await;
+        tracing::info!(certname = %csr.common_name, sign = autosign.sign, reason = %autosign.reason, "autosign");
+        if !autosign.sign {
+            return Ok(Submitted {
+                csr,
+                autosign,
+                issued: None,
+            });
+        }
+        match self
+            .sign("autosign", &csr.common_name, SignRequest::default())
+            .await
+        {
+            Ok(issued) => Ok(Submitted {
+                csr,
+                autosign,
+                issued: Some(issued),
+            }),
+            // Someone signed or cleaned it in between: it is no longer ours to sign.
+            Err(AuthorityError::NoRequest { .. }) => Ok(Submitted {
+                csr,
+                autosign,
+                issued: None,
+            }),
+            Err(e) => Err(e),
         }
     }
 
@@ -252,16 +321,29 @@ impl Authority {
             return Err(self.refuse(tx, actor, "sign", certname, err).await);
         };
         let parsed = csr::parse_der(&row.csr_der)?;
-        let options = req.options.or(self.settings.signing);
-        let permit = match signing::check(&parsed, options) {
+        let permit = match signing::check(&parsed, &self.settings.signing, req.options) {
             Ok(p) => p,
             Err(e) => return Err(self.refuse(tx, actor, "sign", certname, e.into()).await),
         };
-        let ttl = req.ttl.unwrap_or(self.settings.cert_ttl);
+        let ttl = self.ttl_for(&parsed, req.ttl);
         let issued = self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
         tx.delete_request(certname).await?;
         tx.commit().await?;
         Ok(issued)
+    }
+
+    /// The validity for a request: an explicit TTL, else the auto-renewal TTL for a request that says it
+    /// can renew (`pp_auth_auto_renew`) when auto-renewal is on, else the configured one.
+    pub(crate) fn ttl_for(&self, csr: &Csr, explicit: Option<Duration>) -> Duration {
+        if let Some(t) = explicit {
+            return t;
+        }
+        let renews = csr.attribute(crate::ca::oids::PP_AUTH_AUTO_RENEW) == Some("true");
+        if self.settings.allow_auto_renewal && renews {
+            self.settings.auto_renewal_cert_ttl
+        } else {
+            self.settings.cert_ttl
+        }
     }
 
     /// Issues within `tx` (serial from the same transaction), stores the certificate and audits it.

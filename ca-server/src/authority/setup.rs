@@ -117,6 +117,7 @@ pub async fn setup(
         signer: Arc::new(signer),
         settings,
         clock,
+        autosign_cache: Arc::default(),
     };
 
     let mut tx = authority.store.write().await?;

@@ -11,7 +11,11 @@ use super::csr::{self, CsrError, San};
 use super::issue::{issue_leaf, Validity};
 use super::keys::{self, KeyType};
 use super::{der, digest, oids, pem_encode, signer, CaSigner};
-use crate::policy::signing::{check, SigningOptions};
+use crate::policy::signing::{check as check_with, SigningOptions, SigningPolicy};
+
+fn check(c: &csr::Csr, flags: SigningOptions) -> Result<crate::policy::Permit, crate::policy::PolicyError> {
+    check_with(c, &SigningPolicy::default(), flags)
+}
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../fixtures/csr/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -2,6 +2,7 @@
 //! [`Permit`], and only this module makes one.
 
 pub mod access;
+pub mod autosign;
 pub mod signing;
 
-pub use signing::{Permit, PolicyError, SigningOptions};
+pub use signing::{AltNameRule, Permit, PolicyError, SigningOptions, SigningPolicy};

@@ -16,17 +16,6 @@ pub struct SigningOptions {
     pub allow_authorization_extensions: bool,
 }
 
-impl SigningOptions {
-    /// Either side's permission counts.
-    pub fn or(self, other: SigningOptions) -> SigningOptions {
-        SigningOptions {
-            allow_dns_alt_names: self.allow_dns_alt_names || other.allow_dns_alt_names,
-            allow_authorization_extensions: self.allow_authorization_extensions
-                || other.allow_authorization_extensions,
-        }
-    }
-}
-
 /// Why a request may not be signed. Each message names what refused and how to allow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyError {
@@ -78,18 +67,20 @@ impl fmt::Display for PolicyError {
                 f,
                 "CSR '{certname}' contains extra subject alternative names ({}), which are disallowed. \
                  To allow them, sign with --allow-dns-alt-names (ca sign --allow-dns-alt-names {certname}), \
+                 add a [[ca.alt-name-rules]] entry whose certnames match {certname}, \
                  or set allow-subject-alt-names = true in the configuration.",
                 names.join(", ")
             ),
             PolicyError::SanTypeNotAllowed { certname, names } => write!(
                 f,
                 "CSR '{certname}' contains subject alternative names of a type other than DNS and IP ({}), \
-                 which are never signed.",
+                 which are never signed unless a [[ca.alt-name-rules]] entry for {certname} names them.",
                 names.join(", ")
             ),
             PolicyError::WildcardSan { certname, names } => write!(
                 f,
-                "CSR '{certname}' contains wildcard subject alternative names ({}), which are never signed.",
+                "CSR '{certname}' contains wildcard subject alternative names ({}), which are never signed \
+                 unless a [[ca.alt-name-rules]] entry for {certname} names them.",
                 names.join(", ")
             ),
             PolicyError::InvalidSan { certname, names } => write!(
@@ -100,7 +91,8 @@ impl fmt::Display for PolicyError {
             PolicyError::AuthorizationExtensionNotAllowed { certname, names } => write!(
                 f,
                 "CSR '{certname}' contains an authorization extension ({}), which is disallowed. \
-                 To allow it, sign with --allow-authorization-extensions, \
+                 To allow it, sign with --allow-authorization-extensions, list it in the \
+                 authorization-extensions of a [[ca.alt-name-rules]] entry for {certname}, \
                  or set allow-authorization-extensions = true in the configuration.",
                 names.join(", ")
             ),
@@ -190,107 +182,362 @@ fn dedup_in_order(sans: &mut Vec<San>) {
     sans.retain(|s| seen.insert(s.clone()));
 }
 
+/// Checks the shapes of alt names the admin gave on the command line (generate, setup).
 fn check_san_shapes(certname: &str, sans: &[San]) -> Result<(), PolicyError> {
-    let other: Vec<String> = sans
+    let policy = SigningPolicy::default();
+    let flags = SigningOptions {
+        allow_dns_alt_names: true,
+        allow_authorization_extensions: false,
+    };
+    let verdicts: Vec<Verdict> = sans
         .iter()
-        .filter(|s| matches!(s, San::Other(_)))
-        .map(San::to_string)
+        .map(|s| san_verdict(certname, s, &policy, flags))
         .collect();
+    san_error(certname, &verdicts).map_or(Ok(()), Err)
+}
+
+/// A per-pattern rule (`[[ca.alt-name-rules]]`): certnames matching `certnames` may carry these alt
+/// names and authorization extensions, whoever signs (admin or autosign).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AltNameRule {
+    /// How the rule is named in verdicts (`alt-name-rules[1] (compile-*.example.com)`).
+    pub label: String,
+    /// Certname glob: `*` matches any run of characters (`compile-*.example.com`).
+    pub certnames: String,
+    /// SANs allowed: exact (`DNS:puppet`, `IP:10.0.0.1`, `DNS:*.example.com` literally), or a
+    /// `DNS:*.domain` pattern matching any non-wildcard name under that domain.
+    pub allow: Vec<String>,
+    /// Authorization extensions allowed, by short name or dotted OID.
+    pub authorization_extensions: Vec<String>,
+}
+
+/// Glob with `*` matching any run of characters (including none), case-insensitive.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
+    };
+    let Some(mut remaining) = n.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
+    for m in middle {
+        match remaining.find(m) {
+            Some(i) => remaining = &remaining[i + m.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+impl AltNameRule {
+    fn applies_to(&self, certname: &str) -> bool {
+        glob_match(&self.certnames, certname)
+    }
+
+    fn allows_san(&self, san: &San) -> bool {
+        let text = san.to_string();
+        self.allow.iter().any(|a| {
+            if a.eq_ignore_ascii_case(&text) {
+                return true;
+            }
+            // `DNS:*.domain` matches names under the domain, never a wildcard SAN itself.
+            match (a.strip_prefix("DNS:*."), san) {
+                (Some(domain), San::Dns(n)) if !n.contains('*') => {
+                    let n = n.to_ascii_lowercase();
+                    n.ends_with(&format!(".{}", domain.to_ascii_lowercase()))
+                }
+                _ => false,
+            }
+        })
+    }
+
+    fn allows_extension(&self, oid: &[u64]) -> bool {
+        self.authorization_extensions
+            .iter()
+            .any(|e| oids::from_name(e).as_deref() == Some(oid))
+    }
+}
+
+/// The whole signing policy: global switches plus per-pattern rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningPolicy {
+    /// puppetserver's global `allow-subject-alt-names` / `allow-authorization-extensions`.
+    pub global: SigningOptions,
+    /// `[[ca.alt-name-rules]]`, in file order.
+    pub rules: Vec<AltNameRule>,
+}
+
+/// One SAN or extension and what the policy says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `DNS:puppet`, `pp_auth_role`, ...
+    pub item: String,
+    /// Allowed?
+    pub allowed: bool,
+    /// Which rule allowed or refused it, and how to allow it.
+    pub reason: String,
+    kind: Refusal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    None,
+    NeedsPermission,
+    OtherType,
+    Wildcard,
+    Invalid,
+    AuthExtension,
+    Forbidden,
+    BadValue,
+}
+
+/// Every SAN and extension of a request with its verdict, and the overall result.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// SAN verdicts, in request order.
+    pub sans: Vec<Verdict>,
+    /// Extension verdicts, in request order.
+    pub extensions: Vec<Verdict>,
+    /// The permit, or the first refusal (SAN shapes, then alt names, then extensions).
+    pub result: Result<Permit, PolicyError>,
+}
+
+fn rule_for<'a>(
+    policy: &'a SigningPolicy,
+    certname: &str,
+    f: impl Fn(&AltNameRule) -> bool,
+) -> Option<&'a AltNameRule> {
+    policy.rules.iter().find(|r| r.applies_to(certname) && f(r))
+}
+
+fn verdict(item: String, kind: Refusal, reason: String) -> Verdict {
+    Verdict {
+        item,
+        allowed: kind == Refusal::None,
+        reason,
+        kind,
+    }
+}
+
+fn san_verdict(certname: &str, san: &San, policy: &SigningPolicy, flags: SigningOptions) -> Verdict {
+    let item = san.to_string();
+    if *san == San::Dns(certname.to_string()) {
+        return verdict(item, Refusal::None, "the certname itself".into());
+    }
+    if let Some(rule) = rule_for(policy, certname, |r| r.allows_san(san)) {
+        return verdict(item, Refusal::None, format!("allowed by {}", rule.label));
+    }
+    let (kind, why) = match san {
+        San::Other(_) => (
+            Refusal::OtherType,
+            "not DNS or IP: never signed unless a rule names it".to_string(),
+        ),
+        San::Dns(n) if n.contains('*') => (
+            Refusal::Wildcard,
+            "wildcard: never signed unless a rule names it".into(),
+        ),
+        San::Dns(n) if !names::is_valid_syntax(&n.to_ascii_lowercase()) => {
+            (Refusal::Invalid, "not a valid host name".into())
+        }
+        _ if flags.allow_dns_alt_names => (Refusal::None, "allowed by --allow-dns-alt-names".into()),
+        _ if policy.global.allow_dns_alt_names => {
+            (Refusal::None, "allowed by allow-subject-alt-names = true".into())
+        }
+        _ => (
+            Refusal::NeedsPermission,
+            "needs --allow-dns-alt-names, a [[ca.alt-name-rules]] entry, or allow-subject-alt-names".into(),
+        ),
+    };
+    verdict(item, kind, why)
+}
+
+fn extension_verdict(certname: &str, oid: &[u64], policy: &SigningPolicy, flags: SigningOptions) -> Verdict {
+    let item = oids::display_name(oid);
+    let puppet = oids::is_under(oid, oids::PP_REG_CERT_EXT)
+        || oids::is_under(oid, oids::PP_PRIV_CERT_EXT)
+        || oids::is_under(oid, oids::PP_AUTH_CERT_EXT);
+    if !puppet || oid == oids::PP_CLI_AUTH {
+        return verdict(
+            item,
+            Refusal::Forbidden,
+            "not a permitted extension: never signed".into(),
+        );
+    }
+    if !oids::is_under(oid, oids::PP_AUTH_CERT_EXT) {
+        return verdict(item, Refusal::None, "a Puppet extension: copied".into());
+    }
+    if let Some(rule) = rule_for(policy, certname, |r| r.allows_extension(oid)) {
+        return verdict(item, Refusal::None, format!("allowed by {}", rule.label));
+    }
+    if flags.allow_authorization_extensions {
+        return verdict(
+            item,
+            Refusal::None,
+            "allowed by --allow-authorization-extensions".into(),
+        );
+    }
+    if policy.global.allow_authorization_extensions {
+        return verdict(
+            item,
+            Refusal::None,
+            "allowed by allow-authorization-extensions = true".into(),
+        );
+    }
+    verdict(
+        item,
+        Refusal::AuthExtension,
+        "authorization extension: needs --allow-authorization-extensions, a rule, or the global switch"
+            .into(),
+    )
+}
+
+fn names_of(verdicts: &[Verdict], kind: Refusal) -> Vec<String> {
+    verdicts
+        .iter()
+        .filter(|v| v.kind == kind)
+        .map(|v| v.item.clone())
+        .collect()
+}
+
+fn san_error(certname: &str, sans: &[Verdict]) -> Option<PolicyError> {
+    let c = || certname.to_string();
+    let other = names_of(sans, Refusal::OtherType);
     if !other.is_empty() {
-        return Err(PolicyError::SanTypeNotAllowed {
-            certname: certname.into(),
+        return Some(PolicyError::SanTypeNotAllowed {
+            certname: c(),
             names: other,
         });
     }
-    let dns = || {
-        sans.iter().filter_map(|s| match s {
-            San::Dns(n) => Some(n),
-            _ => None,
-        })
-    };
-    let wild: Vec<String> = dns()
-        .filter(|n| n.contains('*'))
-        .map(|n| format!("DNS:{n}"))
-        .collect();
+    let wild = names_of(sans, Refusal::Wildcard);
     if !wild.is_empty() {
-        return Err(PolicyError::WildcardSan {
-            certname: certname.into(),
+        return Some(PolicyError::WildcardSan {
+            certname: c(),
             names: wild,
         });
     }
-    let invalid: Vec<String> = dns()
-        .filter(|n| !names::is_valid_syntax(&n.to_ascii_lowercase()))
-        .map(|n| format!("DNS:{}", names::printable(n)))
-        .collect();
+    let invalid = names_of(sans, Refusal::Invalid);
     if !invalid.is_empty() {
-        return Err(PolicyError::InvalidSan {
-            certname: certname.into(),
-            names: invalid,
+        let names = invalid.iter().map(|n| names::printable(n)).collect();
+        return Some(PolicyError::InvalidSan { certname: c(), names });
+    }
+    let needs = names_of(sans, Refusal::NeedsPermission);
+    if !needs.is_empty() {
+        return Some(PolicyError::AltNamesNotAllowed {
+            certname: c(),
+            names: needs,
         });
     }
-    Ok(())
+    None
 }
 
-/// The checks of §4.3 (b)–(d) on a parsed CSR (its signature was checked when it was parsed).
-pub fn check(csr: &Csr, opts: SigningOptions) -> Result<Permit, PolicyError> {
+/// Evaluates §4.3 (b)–(d) for a parsed CSR (its signature was checked when it was parsed), item by item.
+pub fn evaluate(csr: &Csr, policy: &SigningPolicy, flags: SigningOptions) -> Evaluation {
     let certname = csr.common_name.as_str();
-    let own = San::Dns(certname.to_string());
-    check_san_shapes(certname, &csr.sans)?;
-    let extra: Vec<String> = csr
+    let sans: Vec<Verdict> = csr
         .sans
         .iter()
-        .filter(|s| **s != own)
-        .map(San::to_string)
+        .map(|s| san_verdict(certname, s, policy, flags))
         .collect();
-    if !extra.is_empty() && !opts.allow_dns_alt_names {
-        return Err(PolicyError::AltNamesNotAllowed {
-            certname: certname.into(),
-            names: extra,
-        });
-    }
-
-    let auth: Vec<String> = csr
+    let mut extensions: Vec<Verdict> = csr
         .extensions
         .iter()
-        .filter(|e| oids::is_under(&e.oid, oids::PP_AUTH_CERT_EXT) && e.oid != oids::PP_CLI_AUTH)
-        .map(|e| oids::display_name(&e.oid))
+        .map(|e| extension_verdict(certname, &e.oid, policy, flags))
         .collect();
-    if !auth.is_empty() && !opts.allow_authorization_extensions {
-        return Err(PolicyError::AuthorizationExtensionNotAllowed {
-            certname: certname.into(),
-            names: auth,
-        });
+    let mut copied = Vec::with_capacity(csr.extensions.len());
+    for (e, v) in csr.extensions.iter().zip(extensions.iter_mut()) {
+        if v.allowed {
+            match der::decode_string(&e.value) {
+                Some(value) => copied.push((e.oid.clone(), e.critical, der::utf8_string(&value))),
+                None => {
+                    v.allowed = false;
+                    v.kind = Refusal::BadValue;
+                    v.reason = "the value is not a string".into();
+                }
+            }
+        }
     }
-
-    let forbidden: Vec<String> = csr
-        .extensions
-        .iter()
-        .filter(|e| {
-            let puppet = oids::is_under(&e.oid, oids::PP_REG_CERT_EXT)
-                || oids::is_under(&e.oid, oids::PP_PRIV_CERT_EXT)
-                || oids::is_under(&e.oid, oids::PP_AUTH_CERT_EXT);
-            !puppet || e.oid == oids::PP_CLI_AUTH
+    let result = if let Some(e) = san_error(certname, &sans) {
+        Err(e)
+    } else if !names_of(&extensions, Refusal::AuthExtension).is_empty() {
+        Err(PolicyError::AuthorizationExtensionNotAllowed {
+            certname: certname.to_string(),
+            names: names_of(&extensions, Refusal::AuthExtension),
         })
-        .map(|e| oids::dotted(&e.oid))
-        .collect();
-    if !forbidden.is_empty() {
-        return Err(PolicyError::ExtensionsNotPermitted(forbidden));
-    }
-
-    let mut extensions = Vec::with_capacity(csr.extensions.len());
-    for e in &csr.extensions {
-        let value = der::decode_string(&e.value)
-            .ok_or_else(|| PolicyError::BadExtensionValue(oids::dotted(&e.oid)))?;
-        extensions.push((e.oid.clone(), e.critical, der::utf8_string(&value)));
-    }
-    let mut sans = csr.sans.clone();
-    if !sans.contains(&own) {
-        sans.insert(0, own);
-    }
-    dedup_in_order(&mut sans);
-    Ok(Permit {
-        certname: certname.to_string(),
+    } else if !names_of(&extensions, Refusal::Forbidden).is_empty() {
+        let oids = csr
+            .extensions
+            .iter()
+            .zip(&extensions)
+            .filter(|(_, v)| v.kind == Refusal::Forbidden)
+            .map(|(e, _)| oids::dotted(&e.oid))
+            .collect();
+        Err(PolicyError::ExtensionsNotPermitted(oids))
+    } else if let Some((e, _)) = csr
+        .extensions
+        .iter()
+        .zip(&extensions)
+        .find(|(_, v)| v.kind == Refusal::BadValue)
+    {
+        Err(PolicyError::BadExtensionValue(oids::dotted(&e.oid)))
+    } else {
+        let own = San::Dns(certname.to_string());
+        let mut sans = csr.sans.clone();
+        if !sans.contains(&own) {
+            sans.insert(0, own);
+        }
+        dedup_in_order(&mut sans);
+        Ok(Permit {
+            certname: certname.to_string(),
+            sans,
+            extensions: copied,
+        })
+    };
+    Evaluation {
         sans,
         extensions,
-    })
+        result,
+    }
+}
+
+/// The verdict alone.
+pub fn check(csr: &Csr, policy: &SigningPolicy, flags: SigningOptions) -> Result<Permit, PolicyError> {
+    evaluate(csr, policy, flags).result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("compile-*.example.com", "compile-1.example.com"));
+        assert!(glob_match("compile-*.example.com", "COMPILE-a.b.example.com"));
+        assert!(!glob_match("compile-*.example.com", "web-1.example.com"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exact2"));
+        assert!(!glob_match("a*b*c", "acb"));
+        assert!(glob_match("a*b*c", "aXbYc"));
+        assert!(!glob_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn rule_patterns() {
+        let r = AltNameRule {
+            label: "r".into(),
+            certnames: "compile-*".into(),
+            allow: vec!["DNS:puppet".into(), "DNS:*.example.com".into()],
+            authorization_extensions: vec!["pp_auth_role".into()],
+        };
+        assert!(r.allows_san(&San::Dns("puppet".into())));
+        assert!(r.allows_san(&San::Dns("a.example.com".into())));
+        assert!(r.allows_san(&San::Dns("*.example.com".into())), "named literally");
+        assert!(!r.allows_san(&San::Dns("*.b.example.com".into())));
+        assert!(!r.allows_san(&San::Dns("example.com".into())));
+        assert!(r.allows_extension(&[1, 3, 6, 1, 4, 1, 34380, 1, 3, 13]));
+    }
 }

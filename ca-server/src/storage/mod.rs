@@ -203,6 +203,18 @@ impl WriteTx {
     pub async fn revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
         queries::revocations(&mut self.tx).await
     }
+    /// Revoked serials whose certificates expired before `now`.
+    pub async fn expired_revocations(&mut self, now: i64) -> Result<Vec<u64>, StoreError> {
+        queries::expired_revocations(&mut self.tx, now).await
+    }
+    /// Removes a revocation (prune: its certificate has expired).
+    pub async fn delete_revocation(&mut self, serial: u64) -> Result<(), StoreError> {
+        queries::delete_revocation(&mut self.tx, serial).await
+    }
+    /// The current CRL.
+    pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
+        queries::crl(&mut *self.tx).await
+    }
     /// Replaces the current CRL.
     pub async fn store_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
         queries::store_crl(&mut self.tx, row).await

@@ -376,6 +376,25 @@ pub(super) async fn revocations(c: &mut SqliteConnection) -> Result<Vec<Revocati
         .collect()
 }
 
+pub(super) async fn expired_revocations(c: &mut SqliteConnection, now: i64) -> Result<Vec<u64>, StoreError> {
+    let v: Vec<i64> = sqlx::query_scalar(
+        "SELECT r.serial FROM revocations r JOIN certificates c ON c.serial = r.serial \
+         WHERE c.not_after < ? ORDER BY r.serial",
+    )
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    v.into_iter().map(|s| to_u64(s, "serial")).collect()
+}
+
+pub(super) async fn delete_revocation(c: &mut SqliteConnection, serial: u64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM revocations WHERE serial = ?")
+        .bind(to_i64(serial)?)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<CrlRow>, StoreError> {
     let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
         .fetch_optional(e)

@@ -120,10 +120,11 @@ async fn sign_names(state: &AppState, caller: &Caller, names: Vec<String>, opts:
         Ok(o) => {
             // `signing-error-messages` is ours (the reasons); puppetserver's keys are unchanged.
             let names: Vec<&String> = o.errors.iter().map(|(n, _)| n).collect();
+            let signed: Vec<&String> = o.signed.iter().map(|(n, _)| n).collect();
             let messages: BTreeMap<&String, &String> = o.errors.iter().map(|(n, m)| (n, m)).collect();
             json_ok(
                 StatusCode::OK,
-                &json!({ "signed": o.signed, "no-csr": o.no_csr, "signing-errors": names, "signing-error-messages": messages }),
+                &json!({ "signed": signed, "no-csr": o.no_csr, "signing-errors": names, "signing-error-messages": messages }),
             )
         }
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),

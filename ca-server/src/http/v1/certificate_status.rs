@@ -55,10 +55,22 @@ fn json_response(ct: &'static str, value: &impl serde::Serialize) -> Response {
     }
 }
 
-/// GET: the status object.
+/// `?explain=true` (ours): the signing verdict instead of the status object, for `ca check`.
+#[derive(Debug, Deserialize)]
+pub struct ExplainQuery {
+    #[serde(default)]
+    explain: bool,
+    #[serde(default, rename = "allow-dns-alt-names")]
+    allow_dns_alt_names: bool,
+    #[serde(default, rename = "allow-authorization-extensions")]
+    allow_authorization_extensions: bool,
+}
+
+/// GET: the status object (or, with `?explain=true`, the verdict for a pending request).
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
+    Query(q): Query<ExplainQuery>,
     headers: HeaderMap,
 ) -> Response {
     let ct = match negotiate(&headers) {
@@ -67,6 +79,16 @@ pub async fn get(
     };
     if !plausible(&subject) {
         return text(StatusCode::NOT_FOUND, "Resource not found.");
+    }
+    if q.explain {
+        let flags = crate::policy::SigningOptions {
+            allow_dns_alt_names: q.allow_dns_alt_names,
+            allow_authorization_extensions: q.allow_authorization_extensions,
+        };
+        return match state.authority.explain(&subject, flags).await {
+            Ok(e) => json_response(ct, &e),
+            Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+        };
     }
     match state.authority.status(&subject).await {
         Ok(Some(s)) => json_response(ct, &s),
