@@ -21,6 +21,7 @@ CREATE TABLE counters (
 CREATE TABLE requests (
     certname      TEXT    PRIMARY KEY,
     csr_der       BLOB    NOT NULL,
+    fingerprint   TEXT    NOT NULL,   -- SHA-256 of the DER, as Puppet prints it
     submitted_at  INTEGER NOT NULL,
     submitted_by  TEXT    NOT NULL
 );
@@ -30,6 +31,7 @@ CREATE TABLE certificates (
     serial      INTEGER PRIMARY KEY,
     certname    TEXT    NOT NULL,
     der         BLOB    NOT NULL,
+    fingerprint TEXT    NOT NULL,     -- SHA-256 of the DER, as Puppet prints it
     not_before  INTEGER NOT NULL,
     not_after   INTEGER NOT NULL,
     issued_at   INTEGER NOT NULL,

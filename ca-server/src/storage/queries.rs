@@ -107,6 +107,10 @@ pub enum StatusFilter {
     Revoked,
 }
 
+fn sha256(der: &[u8]) -> String {
+    crate::ca::digest::fingerprint(crate::ca::digest::Digest::Sha256, der)
+}
+
 pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
 }
@@ -212,14 +216,16 @@ pub(super) async fn put_request(
     replace: bool,
 ) -> Result<(), StoreError> {
     let sql = if replace {
-        "INSERT INTO requests (certname, csr_der, submitted_at, submitted_by) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
+        "INSERT INTO requests (certname, csr_der, fingerprint, submitted_at, submitted_by) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
+         submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
     } else {
-        "INSERT INTO requests (certname, csr_der, submitted_at, submitted_by) VALUES (?, ?, ?, ?)"
+        "INSERT INTO requests (certname, csr_der, fingerprint, submitted_at, submitted_by) VALUES (?, ?, ?, ?, ?)"
     };
     let res = sqlx::query(sql)
         .bind(certname)
         .bind(csr_der)
+        .bind(sha256(csr_der))
         .bind(now)
         .bind(by)
         .execute(&mut *c)
@@ -293,11 +299,13 @@ pub(super) async fn insert_certificate(
     by: &str,
 ) -> Result<(), StoreError> {
     let res = sqlx::query(
-        "INSERT INTO certificates (serial, certname, der, not_before, not_after, issued_at, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO certificates (serial, certname, der, fingerprint, not_before, not_after, issued_at, issued_by) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(to_i64(row.serial)?)
     .bind(&row.certname)
     .bind(&row.der)
+    .bind(sha256(&row.der))
     .bind(row.not_before)
     .bind(row.not_after)
     .bind(issued_at)
