@@ -45,15 +45,11 @@ impl Authority {
                 }
                 Err(e) => {
                     let detail = e.to_string();
-                    tx.audit(&AuditRecord {
-                        at: unix(self.now()),
-                        actor,
-                        action: "sign",
-                        certname: Some(name),
-                        serial: None,
-                        outcome: "refused",
-                        detail: Some(&detail),
-                    })
+                    tx.audit(
+                        &AuditRecord::refused(unix(self.now()), actor, "sign")
+                            .on(name)
+                            .detail(&detail),
+                    )
                     .await?;
                     out.errors.push((name.clone(), detail));
                 }
@@ -77,15 +73,12 @@ impl Authority {
                     aki = a.key_identifier.as_ref().map(|k| k.0.to_vec())
                 }
                 ParsedExtension::SubjectAlternativeName(s) => {
-                    for gn in &s.general_names {
-                        if let x509_parser::extensions::GeneralName::DNSName(n) = gn {
-                            sans.push(San::Dns(n.to_string()));
-                        } else if let x509_parser::extensions::GeneralName::IPAddress(b) = gn {
-                            if let Some(ip) = ip_from(b) {
-                                sans.push(San::Ip(ip));
-                            }
-                        }
-                    }
+                    sans.extend(
+                        s.general_names
+                            .iter()
+                            .map(csr::general_name)
+                            .filter(|n| !matches!(n, San::Other(_))),
+                    );
                 }
                 _ => {
                     if let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) {
@@ -131,16 +124,8 @@ impl Authority {
         }
         let crl = self.publish_crl(&mut tx).await?;
         let detail = format!("{} entries removed, CRL number {}", serials.len(), crl.number);
-        tx.audit(&AuditRecord {
-            at: unix(self.now()),
-            actor,
-            action: "prune",
-            certname: None,
-            serial: None,
-            outcome: "ok",
-            detail: Some(&detail),
-        })
-        .await?;
+        tx.audit(&AuditRecord::ok(unix(self.now()), actor, "prune").detail(&detail))
+            .await?;
         tx.commit().await?;
         Ok(serials)
     }
@@ -164,16 +149,8 @@ impl Authority {
         }
         let crl = self.publish_crl(&mut tx).await?;
         let detail = format!("CRL number {}", crl.number);
-        tx.audit(&AuditRecord {
-            at: now,
-            actor: "ca-server",
-            action: "crl-refresh",
-            certname: None,
-            serial: None,
-            outcome: "ok",
-            detail: Some(&detail),
-        })
-        .await?;
+        tx.audit(&AuditRecord::ok(now, "ca-server", "crl-refresh").detail(&detail))
+            .await?;
         tx.commit().await?;
         Ok(Some(crl.number))
     }
@@ -183,30 +160,10 @@ impl Authority {
         let mut tx = self.store.write().await?;
         let removed = tx.delete_request(certname).await?;
         if removed {
-            tx.audit(&AuditRecord {
-                at: unix(self.now()),
-                actor,
-                action: "delete-request",
-                certname: Some(certname),
-                serial: None,
-                outcome: "ok",
-                detail: None,
-            })
-            .await?;
+            tx.audit(&AuditRecord::ok(unix(self.now()), actor, "delete-request").on(certname))
+                .await?;
             tx.commit().await?;
         }
         Ok(removed)
-    }
-}
-
-fn ip_from(b: &[u8]) -> Option<std::net::IpAddr> {
-    match b.len() {
-        4 => Some(std::net::IpAddr::from([b[0], b[1], b[2], b[3]])),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Some(std::net::IpAddr::from(a))
-        }
-        _ => None,
     }
 }

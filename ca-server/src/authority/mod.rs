@@ -203,15 +203,9 @@ impl Authority {
     ) -> AuthorityError {
         let detail = err.to_string();
         let name = names::printable(certname);
-        let rec = AuditRecord {
-            at: unix(self.now()),
-            actor,
-            action,
-            certname: Some(&name),
-            serial: None,
-            outcome: "refused",
-            detail: Some(&detail),
-        };
+        let rec = AuditRecord::refused(unix(self.now()), actor, action)
+            .on(&name)
+            .detail(&detail);
         let res = async {
             tx.audit(&rec).await?;
             tx.commit().await
@@ -290,16 +284,7 @@ impl Authority {
         }
         let now = unix(self.now());
         tx.put_request(&name, &parsed.der, now, actor, true).await?;
-        tx.audit(&AuditRecord {
-            at: now,
-            actor,
-            action: "submit",
-            certname: Some(&name),
-            serial: None,
-            outcome: "ok",
-            detail: None,
-        })
-        .await?;
+        tx.audit(&AuditRecord::ok(now, actor, "submit").on(&name)).await?;
         tx.commit().await?;
         Ok(parsed)
     }
@@ -374,16 +359,8 @@ impl Authority {
             actor,
         )
         .await?;
-        tx.audit(&AuditRecord {
-            at: now,
-            actor,
-            action: "sign",
-            certname: Some(&certname),
-            serial: Some(serial),
-            outcome: "ok",
-            detail: None,
-        })
-        .await?;
+        tx.audit(&AuditRecord::ok(now, actor, "sign").on(&certname).serial(serial))
+            .await?;
         Ok(Issued { serial, der })
     }
 
@@ -461,15 +438,12 @@ impl Authority {
         let now = unix(self.now());
         for &serial in serials {
             tx.revoke(serial, Some(certname), now, reason.code()).await?;
-            tx.audit(&AuditRecord {
-                at: now,
-                actor,
-                action: "revoke",
-                certname: Some(certname),
-                serial: Some(serial),
-                outcome: "ok",
-                detail: Some(&reason.to_string()),
-            })
+            tx.audit(
+                &AuditRecord::ok(now, actor, "revoke")
+                    .on(certname)
+                    .serial(serial)
+                    .detail(&reason.to_string()),
+            )
             .await?;
         }
         self.publish_crl(tx).await?;
@@ -524,16 +498,8 @@ impl Authority {
             let err = AuthorityError::NotFound(certname.to_string());
             return Err(self.refuse(tx, actor, "clean", certname, err).await);
         }
-        tx.audit(&AuditRecord {
-            at: now,
-            actor,
-            action: "clean",
-            certname: Some(certname),
-            serial: None,
-            outcome: "ok",
-            detail: None,
-        })
-        .await?;
+        tx.audit(&AuditRecord::ok(now, actor, "clean").on(certname))
+            .await?;
         tx.commit().await?;
         Ok(Cleaned {
             revoked,
@@ -552,16 +518,8 @@ impl Authority {
             let err = AuthorityError::NotFound(certname.to_string());
             return Err(self.refuse(tx, actor, "delete", certname, err).await);
         }
-        tx.audit(&AuditRecord {
-            at: now,
-            actor,
-            action: "delete",
-            certname: Some(certname),
-            serial: None,
-            outcome: "ok",
-            detail: None,
-        })
-        .await?;
+        tx.audit(&AuditRecord::ok(now, actor, "delete").on(certname))
+            .await?;
         tx.commit().await?;
         Ok(())
     }

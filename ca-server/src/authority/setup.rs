@@ -123,15 +123,11 @@ pub async fn setup(
     let mut tx = authority.store.write().await?;
     authority.publish_crl(&mut tx).await?;
     let actor = "setup";
-    tx.audit(&AuditRecord {
-        at: unix(now),
-        actor,
-        action: "setup",
-        certname: None,
-        serial: Some(1),
-        outcome: "ok",
-        detail: Some(&ca_name),
-    })
+    tx.audit(
+        &AuditRecord::ok(unix(now), actor, "setup")
+            .serial(1)
+            .detail(&ca_name),
+    )
     .await?;
 
     let mut server_alts = vec![San::Dns("puppet".into())];

@@ -147,17 +147,12 @@ pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
     let mut auth = BTreeMap::new();
     for ext in cert.extensions() {
         if let ParsedExtension::SubjectAlternativeName(s) = ext.parsed_extension() {
-            for gn in &s.general_names {
-                match gn {
-                    x509_parser::extensions::GeneralName::DNSName(n) => sans.push(San::Dns(n.to_string())),
-                    x509_parser::extensions::GeneralName::IPAddress(b) => {
-                        if let Some(San::Ip(ip)) = ip_from(b) {
-                            sans.push(San::Ip(ip));
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            sans.extend(
+                s.general_names
+                    .iter()
+                    .map(csr::general_name)
+                    .filter(|n| !matches!(n, San::Other(_))),
+            );
         } else if let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) {
             auth_extension(&arcs, ext.value, &mut auth);
         }
@@ -182,18 +177,6 @@ pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
         not_before: time(row.not_before),
         not_after: time(row.not_after),
     })
-}
-
-fn ip_from(b: &[u8]) -> Option<San> {
-    match b.len() {
-        4 => Some(San::Ip(std::net::IpAddr::from([b[0], b[1], b[2], b[3]]))),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Some(San::Ip(std::net::IpAddr::from(a)))
-        }
-        _ => None,
-    }
 }
 
 impl Authority {

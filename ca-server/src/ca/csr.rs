@@ -128,18 +128,26 @@ fn oid_arcs(oid: &x509_parser::der_parser::oid::Oid<'_>) -> Result<Vec<u64>, Csr
         .ok_or_else(|| CsrError::Unparsable("an OID has an arc too large to handle".into()))
 }
 
-fn general_name(gn: &GeneralName<'_>) -> San {
+/// An IP address from the bytes of an iPAddress general name (4 or 16 bytes).
+pub fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            Some(IpAddr::from(a))
+        }
+        _ => None,
+    }
+}
+
+/// Our view of a general name: DNS and IP as themselves, every other type in its display form.
+pub fn general_name(gn: &GeneralName<'_>) -> San {
     match gn {
         GeneralName::DNSName(n) => San::Dns(n.to_string()),
-        GeneralName::IPAddress(b) => match b.len() {
-            4 => San::Ip(IpAddr::from([b[0], b[1], b[2], b[3]])),
-            16 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(b);
-                San::Ip(IpAddr::from(a))
-            }
-            _ => San::Other("IP:<invalid>".into()),
-        },
+        GeneralName::IPAddress(b) => {
+            ip_from_bytes(b).map_or_else(|| San::Other("IP:<invalid>".into()), San::Ip)
+        }
         GeneralName::RFC822Name(n) => San::Other(format!("email:{n}")),
         GeneralName::URI(u) => San::Other(format!("URI:{u}")),
         GeneralName::DirectoryName(n) => San::Other(format!("DirName:{n}")),

@@ -75,6 +75,49 @@ pub struct AuditRecord<'a> {
     pub detail: Option<&'a str>,
 }
 
+impl<'a> AuditRecord<'a> {
+    /// A successful action.
+    pub fn ok(at: i64, actor: &'a str, action: &'a str) -> Self {
+        AuditRecord {
+            at,
+            actor,
+            action,
+            certname: None,
+            serial: None,
+            outcome: "ok",
+            detail: None,
+        }
+    }
+    /// A refused action.
+    pub fn refused(at: i64, actor: &'a str, action: &'a str) -> Self {
+        AuditRecord {
+            outcome: "refused",
+            ..Self::ok(at, actor, action)
+        }
+    }
+    /// On which certname.
+    pub fn on(self, certname: &'a str) -> Self {
+        AuditRecord {
+            certname: Some(certname),
+            ..self
+        }
+    }
+    /// Which serial.
+    pub fn serial(self, serial: u64) -> Self {
+        AuditRecord {
+            serial: Some(serial),
+            ..self
+        }
+    }
+    /// A detail (the refusal message, a reason).
+    pub fn detail(self, detail: &'a str) -> Self {
+        AuditRecord {
+            detail: Some(detail),
+            ..self
+        }
+    }
+}
+
 /// An audit row as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
