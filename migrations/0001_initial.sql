@@ -57,6 +57,13 @@ CREATE TABLE crl (
     der          BLOB    NOT NULL
 );
 
+-- CRLs of the parent CAs (an intermediate CA's root, ...), served after our own: position 1 is the
+-- direct parent. Re-signed here only when the parent's key is present, else updated by upload.
+CREATE TABLE parent_crls (
+    position  INTEGER PRIMARY KEY,
+    der       BLOB    NOT NULL
+);
+
 -- Every decision and change, with who asked.
 CREATE TABLE audit (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -432,18 +432,21 @@ impl Backend {
         }
     }
 
-    /// DER of the current CRL.
-    pub async fn crl(&self) -> Result<Vec<u8>, String> {
+    /// The CRL chain as served: our CRL first, then the parents' (DER each).
+    pub async fn crl(&self) -> Result<Vec<Vec<u8>>, String> {
         match self {
-            Backend::Local(a) => a.crl().await.map(|r| r.der).map_err(|e| e.to_string()),
+            Backend::Local(a) => {
+                let mut chain = vec![a.crl().await.map_err(|e| e.to_string())?.der];
+                chain.extend(a.store().parent_crls().await.map_err(|e| e.to_string())?);
+                Ok(chain)
+            }
             Backend::Remote(_) => {
                 let pem_text = self
                     .fetch_pem("/puppet-ca/v1/certificate_revocation_list/ca")
                     .await?
                     .ok_or_else(|| "the server has no CRL".to_string())?;
-                pem::parse(pem_text)
-                    .map(pem::Pem::into_contents)
-                    .map_err(|e| e.to_string())
+                let blocks = pem::parse_many(pem_text).map_err(|e| e.to_string())?;
+                Ok(blocks.into_iter().map(pem::Pem::into_contents).collect())
             }
         }
     }

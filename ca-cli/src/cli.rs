@@ -173,6 +173,9 @@ pub struct SetupArgs {
     /// The CA certificate's validity.
     #[arg(long, default_value = "15y")]
     pub ca_ttl: String,
+    /// Root + intermediate CA, like `puppetserver ca setup` (the root key is kept in root_key.pem).
+    #[arg(long)]
+    pub intermediate: bool,
 }
 
 /// `ca sign`.

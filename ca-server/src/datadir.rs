@@ -53,6 +53,10 @@ impl DataDir {
     pub fn ca_key(&self) -> PathBuf {
         self.root.join("ca_key.pem")
     }
+    /// The root CA's private key of an intermediate CA (mode 0600), when kept here.
+    pub fn root_key(&self) -> PathBuf {
+        self.root.join("root_key.pem")
+    }
     /// The CA chain, signing CA first.
     pub fn ca_cert(&self) -> PathBuf {
         self.root.join("ca_crt.pem")

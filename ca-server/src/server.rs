@@ -44,7 +44,16 @@ pub enum ServeError {
 pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Authority, ServeError> {
     let dir = DataDir::new(&settings.data_dir);
     if dir.has_ca() {
-        return Ok(Authority::open(&dir, settings.ca.clone(), clock).await?);
+        let authority = Authority::open(&dir, settings.ca.clone(), clock).await?;
+        // After an import there is no server or admin identity yet.
+        let certname = settings.certname.clone().unwrap_or_else(authority::host_fqdn);
+        let made = authority
+            .ensure_identities(&certname, &settings.dns_alt_names, settings.key_type)
+            .await?;
+        if !made.is_empty() {
+            tracing::info!(issued = ?made, "issued the missing server/admin certificates");
+        }
+        return Ok(authority);
     }
     let certname = settings.certname.clone().unwrap_or_else(authority::host_fqdn);
     let mut opts = SetupOptions::new(&certname);
@@ -85,6 +94,14 @@ async fn crl_upkeep(state: Arc<AppState>) {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "CRL upkeep failed"),
         }
+        match state.authority.refresh_root_crl_if_due().await {
+            Ok(Some(n)) => {
+                tracing::info!(crl_number = n, "root CRL re-signed before its nextUpdate");
+                let _ = state.current_crl().await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
+        }
         tokio::time::sleep(period).await;
     }
 }
@@ -100,14 +117,17 @@ pub async fn serve(
     let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
     let dir = DataDir::new(&settings.data_dir);
     let crl = authority.crl().await?;
+    let mut crls = vec![crl.der];
+    crls.extend(
+        authority
+            .store()
+            .parent_crls()
+            .await
+            .map_err(crate::authority::AuthorityError::from)?,
+    );
     let chain =
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
-    let tls = Arc::new(TlsState::new(
-        &dir,
-        &chain,
-        crl.number,
-        std::slice::from_ref(&crl.der),
-    )?);
+    let tls = Arc::new(TlsState::new(&dir, &chain, &crls)?);
     let state = Arc::new(AppState::new(
         authority,
         rules,

@@ -40,13 +40,13 @@ struct Material {
 pub struct TlsState {
     material: Material,
     config: ArcSwap<ServerConfig>,
-    crl_number: Mutex<Option<u64>>,
+    crl_version: Mutex<Option<(Option<i64>, i64)>>,
 }
 
 impl std::fmt::Debug for TlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsState")
-            .field("crl_number", &self.crl_number)
+            .field("crl_version", &self.crl_version)
             .finish_non_exhaustive()
     }
 }
@@ -79,12 +79,7 @@ fn build(m: &Material, crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
 
 impl TlsState {
     /// Loads the server identity from the data directory and trusts `ca_chain` for client certificates.
-    pub fn new(
-        dir: &DataDir,
-        ca_chain: &[Vec<u8>],
-        crl_number: u64,
-        crls: &[Vec<u8>],
-    ) -> Result<TlsState, TlsError> {
+    pub fn new(dir: &DataDir, ca_chain: &[Vec<u8>], crls: &[Vec<u8>]) -> Result<TlsState, TlsError> {
         let cert_path = dir.server_cert();
         let key_path = dir.server_key();
         let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
@@ -113,7 +108,7 @@ impl TlsState {
         Ok(TlsState {
             material,
             config: ArcSwap::from_pointee(config),
-            crl_number: Mutex::new(Some(crl_number)),
+            crl_version: Mutex::new(None),
         })
     }
 
@@ -122,19 +117,19 @@ impl TlsState {
         TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Installs a new CRL (no-op when `number` is the one installed).
-    pub fn update_crl(&self, number: u64, crls: &[Vec<u8>]) -> Result<(), TlsError> {
+    /// Installs new CRLs (no-op when `version` is the one installed).
+    pub fn update_crl(&self, version: (Option<i64>, i64), crls: &[Vec<u8>]) -> Result<(), TlsError> {
         let mut current = self
-            .crl_number
+            .crl_version
             .lock()
             .map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
-        if *current == Some(number) {
+        if *current == Some(version) {
             return Ok(());
         }
         let config = build(&self.material, crls)?;
         self.config.store(Arc::new(config));
-        *current = Some(number);
-        tracing::info!(crl_number = number, "TLS: new CRL in force for new connections");
+        *current = Some(version);
+        tracing::info!(crl_number = ?version.0, parent_updates = version.1, "TLS: new CRLs in force for new connections");
         Ok(())
     }
 }

@@ -32,11 +32,12 @@ pub async fn print(b: &Backend, name: &str, out: &mut Out<'_>) -> CmdResult {
 }
 
 pub async fn crl(b: &Backend, text: bool, out: &mut Out<'_>) -> CmdResult {
-    let der = b.crl().await?;
-    if text {
-        out.raw(&describe_crl(&der).map_err(|e| e.to_string())?);
-    } else {
-        out.raw(&pem_encode("X509 CRL", &der));
+    for der in b.crl().await? {
+        if text {
+            out.raw(&describe_crl(&der).map_err(|e| e.to_string())?);
+        } else {
+            out.raw(&pem_encode("X509 CRL", &der));
+        }
     }
     Ok(0)
 }

@@ -19,6 +19,7 @@ pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult
         .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     opts.ca_name = args.ca_name;
     opts.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
+    opts.intermediate = args.intermediate;
     let (authority, report) = authority::setup(dir, &opts, CaSettings::default(), Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())?;
@@ -30,6 +31,12 @@ pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult
         dir.ca_cert().display()
     ));
     out.line(&format!("  CA key:      {} (mode 0600)", dir.ca_key().display()));
+    if let Some(root) = &report.root_name {
+        out.line(&format!(
+            "  root CA:     {root} (key {}, mode 0600)",
+            dir.root_key().display()
+        ));
+    }
     out.line(&format!(
         "  server cert: {} ({})",
         report.server_certname,

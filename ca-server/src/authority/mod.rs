@@ -5,6 +5,7 @@ mod autosign;
 mod error;
 mod explain;
 mod lifecycle;
+mod parents;
 mod setup;
 pub mod status;
 
@@ -121,6 +122,7 @@ pub struct Authority {
     settings: CaSettings,
     clock: Arc<dyn Clock>,
     autosign_cache: Arc<autosign::AllowListCache>,
+    dir: DataDir,
 }
 
 /// What a submission did.
@@ -173,6 +175,7 @@ impl Authority {
             settings,
             clock,
             autosign_cache: Arc::default(),
+            dir: dir.clone(),
         })
     }
 

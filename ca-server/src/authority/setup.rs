@@ -1,10 +1,12 @@
-//! `ca setup`: a new self-signed CA, its first CRL, the server's and the admin's certificates.
+//! `ca setup`: a new CA (self-signed, or root + intermediate), its first CRLs, and the server's and the
+//! admin's certificates (made again at start when missing, e.g. after an import).
 
 use std::sync::Arc;
 
 use time::Duration;
 
 use super::{blocking, unix, Authority, AuthorityError, CaSettings};
+use crate::ca::crl::sign_crl;
 use crate::ca::csr::San;
 use crate::ca::keys::{self, KeyType};
 use crate::ca::{names, pem_encode, signer, CaSigner};
@@ -47,6 +49,8 @@ pub struct SetupOptions {
     pub ca_name: Option<String>,
     /// CA validity, default 15 years.
     pub ca_ttl: Duration,
+    /// Root + intermediate (like `puppetserver ca setup`) instead of one self-signed CA.
+    pub intermediate: bool,
 }
 
 impl SetupOptions {
@@ -58,6 +62,7 @@ impl SetupOptions {
             key_type: KeyType::default(),
             ca_name: None,
             ca_ttl: Duration::days(15 * 365),
+            intermediate: false,
         }
     }
 }
@@ -67,10 +72,22 @@ impl SetupOptions {
 pub struct SetupReport {
     /// The CA's subject CN.
     pub ca_name: String,
+    /// The root's subject CN, for an intermediate CA.
+    pub root_name: Option<String>,
     /// The server's certname.
     pub server_certname: String,
     /// The admin certificate's name.
     pub admin_certname: String,
+}
+
+fn io_err(what: &str, e: std::io::Error) -> AuthorityError {
+    AuthorityError::Invalid(format!("cannot write {what}: {e}"))
+}
+
+fn random_hex(bytes: usize) -> Result<String, AuthorityError> {
+    let mut b = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| AuthorityError::Internal("no randomness".into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Creates a CA in `dir`. Refuses when a CA (database or key) is already there.
@@ -97,20 +114,45 @@ pub async fn setup(
         ));
     }
     let kt = opts.key_type;
-    let ca_key = blocking(move || keys::generate(kt)).await?;
     let now = clock.now();
-    let ca_der = signer::self_signed_ca(&ca_name, &ca_key, 1, now, opts.ca_ttl)?;
-    let chain_pem = pem_encode("CERTIFICATE", &ca_der);
+    let ca_key = blocking(move || keys::generate(kt)).await?;
+    // Root + intermediate: the root signs the intermediate and its own (empty) CRL; its key stays in
+    // root_key.pem for CRL upkeep (move it offline if you prefer; then upload the root's CRLs).
+    let (chain_pem, root) = if opts.intermediate {
+        let root_key = blocking(move || keys::generate(kt)).await?;
+        let root_name = format!("Puppet Root CA: {}", random_hex(7)?);
+        let root_der = signer::self_signed_ca(&root_name, &root_key, 1, now, opts.ca_ttl)?;
+        let root_key_pem = root_key.serialize_pem();
+        let root_signer = CaSigner::new(&pem_encode("CERTIFICATE", &root_der), root_key)?;
+        let inter_der = signer::intermediate_ca(&ca_name, &ca_key, 2, now, opts.ca_ttl, &root_signer)?;
+        let this_update = now - Duration::seconds(1);
+        let root_crl = sign_crl(&root_signer, 0, this_update, now + settings.crl_lifetime, &[])?;
+        let chain = format!(
+            "{}{}",
+            pem_encode("CERTIFICATE", &inter_der),
+            pem_encode("CERTIFICATE", &root_der)
+        );
+        (chain, Some((root_name, root_key_pem, root_crl)))
+    } else {
+        let ca_der = signer::self_signed_ca(&ca_name, &ca_key, 1, now, opts.ca_ttl)?;
+        (pem_encode("CERTIFICATE", &ca_der), None)
+    };
     let key_pem = ca_key.serialize_pem();
     let signer = CaSigner::new(&chain_pem, ca_key)?;
-    let io = |what: &str, e: std::io::Error| AuthorityError::Invalid(format!("cannot write {what}: {e}"));
-    crate::datadir::create_private_dir(dir.root()).map_err(|e| io("the data directory", e))?;
-    write_new(&dir.ca_key(), key_pem.as_bytes(), 0o600).map_err(|e| io("the CA key", e))?;
+    crate::datadir::create_private_dir(dir.root()).map_err(|e| io_err("the data directory", e))?;
+    write_new(&dir.ca_key(), key_pem.as_bytes(), 0o600).map_err(|e| io_err("the CA key", e))?;
+    if let Some((_, root_key_pem, _)) = &root {
+        write_new(&dir.root_key(), root_key_pem.as_bytes(), 0o600).map_err(|e| io_err("the root key", e))?;
+    }
 
     let store = Store::open(&dir.db(), true).await?;
     let mut tx = store.write().await?;
-    tx.init_ca(&signer.chain_pem, &signer.cert.key_id, 2, unix(now))
+    let first_serial = if root.is_some() { 3 } else { 2 };
+    tx.init_ca(&signer.chain_pem, &signer.cert.key_id, first_serial, unix(now))
         .await?;
+    if let Some((_, _, root_crl)) = &root {
+        tx.set_parent_crl(1, root_crl).await?;
+    }
     tx.commit().await?;
     let authority = Authority {
         store,
@@ -118,49 +160,70 @@ pub async fn setup(
         settings,
         clock,
         autosign_cache: Arc::default(),
+        dir: dir.clone(),
     };
-
     let mut tx = authority.store.write().await?;
     authority.publish_crl(&mut tx).await?;
-    let actor = "setup";
     tx.audit(
-        &AuditRecord::ok(unix(now), actor, "setup")
+        &AuditRecord::ok(unix(now), "setup", "setup")
             .serial(1)
             .detail(&ca_name),
     )
     .await?;
-
-    let mut server_alts = vec![San::Dns("puppet".into())];
-    server_alts.extend(opts.dns_alt_names.iter().cloned());
-    let server_permit = Authority::generated_permit(&opts.certname, &server_alts, true)?;
-    let admin_permit = Authority::generated_permit(ADMIN_CERTNAME, &[], true)?;
-    let mut identities = Vec::new();
-    for permit in [server_permit, admin_permit] {
-        let key = blocking(move || keys::generate(kt)).await?;
-        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        let issued = authority
-            .issue(&mut tx, actor, spki, permit, authority.settings.cert_ttl)
-            .await?;
-        identities.push((key.serialize_pem(), issued.pem()));
-    }
     tx.commit().await?;
-
-    let files = [
-        (dir.server_key(), identities[0].0.as_str(), 0o600),
-        (dir.server_cert(), identities[0].1.as_str(), 0o644),
-        (dir.admin_key(), identities[1].0.as_str(), 0o600),
-        (dir.admin_cert(), identities[1].1.as_str(), 0o644),
-        (dir.ca_cert(), authority.signer.chain_pem.as_str(), 0o644),
-    ];
-    for (path, contents, mode) in files {
-        write_new(&path, contents.as_bytes(), mode).map_err(|e| io(&path.display().to_string(), e))?;
-    }
+    write_new(&dir.ca_cert(), authority.signer.chain_pem.as_bytes(), 0o644)
+        .map_err(|e| io_err("the CA certificate", e))?;
+    authority
+        .ensure_identities(&opts.certname, &opts.dns_alt_names, kt)
+        .await?;
     Ok((
         authority,
         SetupReport {
             ca_name,
+            root_name: root.map(|r| r.0),
             server_certname: opts.certname.clone(),
             admin_certname: ADMIN_CERTNAME.to_string(),
         },
     ))
+}
+
+impl Authority {
+    /// Issues the server's TLS certificate (`DNS:puppet`, `DNS:<certname>` and `alt_names`, with
+    /// `pp_cli_auth` like puppetserver's own) and the admin client certificate, each only when its files
+    /// are missing. Returns the certnames issued.
+    pub async fn ensure_identities(
+        &self,
+        certname: &str,
+        alt_names: &[San],
+        key_type: KeyType,
+    ) -> Result<Vec<String>, AuthorityError> {
+        let dir = self.dir.clone();
+        let mut server_alts = vec![San::Dns("puppet".into())];
+        server_alts.extend(alt_names.iter().cloned());
+        let wanted = [
+            (certname, server_alts, dir.server_cert(), dir.server_key()),
+            (ADMIN_CERTNAME, Vec::new(), dir.admin_cert(), dir.admin_key()),
+        ];
+        let mut made = Vec::new();
+        for (name, alts, cert_path, key_path) in wanted {
+            if cert_path.exists() && key_path.exists() {
+                continue;
+            }
+            let permit = Authority::generated_permit(name, &alts, true)?;
+            let key = blocking(move || keys::generate(key_type)).await?;
+            let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+            let mut tx = self.store.write().await?;
+            let issued = self
+                .issue(&mut tx, "setup", spki, permit, self.settings.cert_ttl)
+                .await?;
+            tx.commit().await?;
+            let _ = std::fs::remove_file(&cert_path);
+            let _ = std::fs::remove_file(&key_path);
+            write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)
+                .map_err(|e| io_err("a private key", e))?;
+            write_new(&cert_path, issued.pem().as_bytes(), 0o644).map_err(|e| io_err("a certificate", e))?;
+            made.push(name.to_string());
+        }
+        Ok(made)
+    }
 }

@@ -59,3 +59,92 @@ pub fn load_pem(pem: &str) -> Result<KeyPair, CaError> {
     KeyPair::from_pem(pem)
         .map_err(|_| CaError::Key("the private key is not an unencrypted PEM RSA or EC key".into()))
 }
+
+/// Decrypts a traditional OpenSSL-encrypted PEM key (`Proc-Type: 4,ENCRYPTED`, `DEK-Info:
+/// DES-EDE3-CBC,<iv>`), as Puppet 3 wrote its CA key with the password in `private/ca.pass`. Returns
+/// the key; an unencrypted PEM is loaded as it is.
+pub fn load_pem_with_password(pem_text: &str, password: Option<&[u8]>) -> Result<KeyPair, CaError> {
+    use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+    use md5::{Digest, Md5};
+
+    let block = pem::parse(pem_text).map_err(|_| CaError::Key("the private key is not PEM".into()))?;
+    let Some(dek) = block.headers().get("DEK-Info") else {
+        return load_pem(pem_text);
+    };
+    let password = password.ok_or_else(|| {
+        CaError::Key("the private key is encrypted and no password was given (private/ca.pass)".into())
+    })?;
+    let (cipher, iv_hex) = dek
+        .split_once(',')
+        .ok_or_else(|| CaError::Key("malformed DEK-Info header".into()))?;
+    if !cipher.trim().eq_ignore_ascii_case("DES-EDE3-CBC") {
+        return Err(CaError::Key(format!(
+            "unsupported key encryption {cipher}: decrypt it first (openssl rsa -in KEY -out PLAIN)"
+        )));
+    }
+    let iv: Vec<u8> = (0..iv_hex.trim().len() / 2)
+        .map(|i| u8::from_str_radix(iv_hex.trim().get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| CaError::Key("malformed DEK-Info IV".into()))?;
+    if iv.len() != 8 {
+        return Err(CaError::Key("malformed DEK-Info IV".into()));
+    }
+    // OpenSSL's EVP_BytesToKey with MD5, one iteration, the IV's first 8 bytes as salt.
+    let mut key = Vec::with_capacity(32);
+    let mut prev: Vec<u8> = Vec::new();
+    while key.len() < 24 {
+        let mut h = Md5::new();
+        h.update(&prev);
+        h.update(password);
+        h.update(&iv[..8]);
+        prev = h.finalize().to_vec();
+        key.extend_from_slice(&prev);
+    }
+    let mut buf = block.contents().to_vec();
+    let plain = cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key[..24], &iv)
+        .map_err(|_| CaError::Key("bad key or IV length".into()))?
+        .decrypt_padded_mut::<Pkcs7>(&mut buf)
+        .map_err(|_| CaError::Key("cannot decrypt the private key: wrong password?".into()))?;
+    let label = if block.tag().contains("EC") {
+        "EC PRIVATE KEY"
+    } else {
+        "RSA PRIVATE KEY"
+    };
+    load_pem(&super::pem_encode(label, plain))
+        .map_err(|_| CaError::Key("cannot decrypt the private key: wrong password?".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decrypts_openssl_des3_pem() {
+        // `openssl genrsa -traditional -des3 -passout pass:puppet-ca-pass 1024` would do; the test makes one
+        // with the openssl CLI so the encryption is OpenSSL's own.
+        let dir = std::env::temp_dir().join(format!("ca-keytest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("k.pem");
+        let st = std::process::Command::new("openssl")
+            .args([
+                "genrsa",
+                "-traditional",
+                "-des3",
+                "-passout",
+                "pass:puppet-ca-pass",
+                "-out",
+            ])
+            .arg(&out)
+            .arg("2048")
+            .output()
+            .expect("openssl");
+        assert!(st.status.success(), "{st:?}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("DEK-Info: DES-EDE3-CBC"));
+        let kp = load_pem_with_password(&text, Some(b"puppet-ca-pass")).unwrap();
+        assert_eq!(kp.algorithm(), &rcgen::PKCS_RSA_SHA256);
+        assert!(load_pem_with_password(&text, Some(b"wrong")).is_err());
+        assert!(load_pem_with_password(&text, None).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

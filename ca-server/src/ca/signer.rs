@@ -129,14 +129,13 @@ pub(crate) fn netscape_comment() -> CustomExtension {
     )
 }
 
-/// A self-signed CA certificate (§5.1): CA:TRUE critical, keyCertSign+cRLSign critical, SHA-1 SKI and AKI.
-pub fn self_signed_ca(
+fn ca_params(
     name: &str,
     key: &KeyPair,
     serial: u64,
     now: OffsetDateTime,
     ttl: time::Duration,
-) -> Result<Vec<u8>, CaError> {
+) -> CertificateParams {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
@@ -149,5 +148,32 @@ pub fn self_signed_ca(
     p.key_identifier_method = KeyIdMethod::PreSpecified(digest::key_identifier(key.der_bytes()));
     p.use_authority_key_identifier_extension = true;
     p.custom_extensions = vec![netscape_comment()];
-    Ok(p.self_signed(key)?.der().to_vec())
+    p
+}
+
+/// An intermediate CA certificate signed by `parent` (§5.2): same profile as a root, AKI = the parent's SKI.
+pub fn intermediate_ca(
+    name: &str,
+    key: &KeyPair,
+    serial: u64,
+    now: OffsetDateTime,
+    ttl: time::Duration,
+    parent: &CaSigner,
+) -> Result<Vec<u8>, CaError> {
+    let p = ca_params(name, key, serial, now, ttl);
+    Ok(p.signed_by(key, parent.issuer())?.der().to_vec())
+}
+
+/// A self-signed CA certificate (§5.1): CA:TRUE critical, keyCertSign+cRLSign critical, SHA-1 SKI and AKI.
+pub fn self_signed_ca(
+    name: &str,
+    key: &KeyPair,
+    serial: u64,
+    now: OffsetDateTime,
+    ttl: time::Duration,
+) -> Result<Vec<u8>, CaError> {
+    Ok(ca_params(name, key, serial, now, ttl)
+        .self_signed(key)?
+        .der()
+        .to_vec())
 }

@@ -33,6 +33,8 @@ pub const PUPPET_VERSION: &str = "8.4.0";
 pub struct CrlCache {
     /// CRL number.
     pub number: u64,
+    /// (our CRL number, parent CRL updates): the cache key.
+    pub version: (Option<i64>, i64),
     /// PEM text (the CRL chain).
     pub pem: axum::body::Bytes,
     /// When it was published (for `Last-Modified` / `If-Modified-Since`).
@@ -76,22 +78,26 @@ impl AppState {
     /// The current CRL: served from memory; one cheap read of the CRL number tells whether the database
     /// (this server or the `ca` CLI) has published a newer one, which then also reaches the TLS layer.
     pub async fn current_crl(&self) -> Result<Arc<CrlCache>, AuthorityError> {
-        let number = self.authority.store().crl_number().await?;
+        let version = self.authority.store().crl_version().await?;
         if let Ok(guard) = self.crl.lock() {
-            if let Some(c) = guard.as_ref().filter(|c| Some(c.number) == number) {
+            if let Some(c) = guard.as_ref().filter(|c| c.version == version) {
                 return Ok(Arc::clone(c));
             }
         }
         let row = self.authority.crl().await?;
-        let pem = pem_encode("X509 CRL", &row.der);
+        // The chain: our CRL first, then each parent's (agents in `chain` mode need one per CA).
+        let mut ders = vec![row.der.clone()];
+        ders.extend(self.authority.store().parent_crls().await?);
+        let pem: String = ders.iter().map(|d| pem_encode("X509 CRL", d)).collect();
         let published = SystemTime::UNIX_EPOCH
             + std::time::Duration::from_secs(u64::try_from(row.this_update + 1).unwrap_or(0));
         let cache = Arc::new(CrlCache {
             number: row.number,
+            version,
             pem: pem.into(),
             published,
         });
-        if let Err(e) = self.tls.update_crl(row.number, std::slice::from_ref(&row.der)) {
+        if let Err(e) = self.tls.update_crl(version, &ders) {
             tracing::error!(error = %e, "could not install the new CRL in the TLS layer");
         }
         if let Ok(mut guard) = self.crl.lock() {

@@ -102,6 +102,18 @@ impl Store {
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
         queries::crl(&self.pool).await
     }
+    /// The parents' CRLs, direct parent first.
+    pub async fn parent_crls(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        queries::parent_crls(&self.pool).await
+    }
+    /// Every certificate ever issued, by serial, with whether it was cleaned (export).
+    pub async fn all_certificates(&self) -> Result<Vec<(CertRow, bool)>, StoreError> {
+        queries::all_certificates(&self.pool).await
+    }
+    /// What changes when any served CRL changes: (our CRL number, parent CRL updates). One cheap read.
+    pub async fn crl_version(&self) -> Result<(Option<i64>, i64), StoreError> {
+        queries::crl_version(&self.pool).await
+    }
     /// The number of the current CRL (a one-row read: tells whether someone published a new CRL).
     pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&self.pool).await
@@ -210,6 +222,33 @@ impl WriteTx {
     /// Removes a revocation (prune: its certificate has expired).
     pub async fn delete_revocation(&mut self, serial: u64) -> Result<(), StoreError> {
         queries::delete_revocation(&mut self.tx, serial).await
+    }
+    /// Replaces the CRL of the parent at `position` (1 = direct parent).
+    pub async fn set_parent_crl(&mut self, position: u32, der: &[u8]) -> Result<(), StoreError> {
+        queries::set_parent_crl(&mut self.tx, position, der).await
+    }
+    /// The parents' CRLs.
+    pub async fn parent_crls(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
+        queries::parent_crls(&mut *self.tx).await
+    }
+    /// Sets the serial counter (the next serial to issue; import) — never lowers it.
+    pub async fn raise_next_serial(&mut self, next: u64) -> Result<(), StoreError> {
+        let current = queries::counter(&mut *self.tx, "serial").await?;
+        if next > current {
+            queries::set_counter(&mut self.tx, "serial", queries::to_i64(next)?).await?;
+        }
+        Ok(())
+    }
+    /// Sets the number of the current CRL (import) — never lowers it.
+    pub async fn raise_crl_number(&mut self, number: u64) -> Result<(), StoreError> {
+        let current: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let n = queries::to_i64(number)?;
+        if n > current {
+            queries::set_counter(&mut self.tx, "crl_number", n).await?;
+        }
+        Ok(())
     }
     /// The current CRL.
     pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {

@@ -158,7 +158,7 @@ pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
 }
 
-fn to_i64(v: u64) -> Result<i64, StoreError> {
+pub(super) fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt("serial beyond 2^63".into()))
 }
 
@@ -190,10 +190,12 @@ pub(super) async fn init_ca(
         }
     }
     res?;
-    sqlx::query("INSERT INTO counters (name, value) VALUES ('serial', ?), ('crl_number', -1)")
-        .bind(to_i64(first_serial)?)
-        .execute(&mut *c)
-        .await?;
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ('serial', ?), ('crl_number', -1), ('parent_crls', 0)",
+    )
+    .bind(to_i64(first_serial)?)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
@@ -446,6 +448,55 @@ pub(super) async fn delete_revocation(c: &mut SqliteConnection, serial: u64) -> 
     Ok(())
 }
 
+pub(super) async fn parent_crls<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT der FROM parent_crls ORDER BY position")
+            .fetch_all(e)
+            .await?,
+    )
+}
+
+pub(super) async fn set_parent_crl(
+    c: &mut SqliteConnection,
+    position: u32,
+    der: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO parent_crls (position, der) VALUES (?, ?) ON CONFLICT (position) DO UPDATE SET der = excluded.der",
+    )
+    .bind(position)
+    .bind(der)
+    .execute(&mut *c)
+    .await?;
+    // Readers notice a new parent CRL by this counter (see crl_version).
+    bump(c, "parent_crls").await?;
+    Ok(())
+}
+
+pub(super) async fn set_counter(c: &mut SqliteConnection, name: &str, value: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE counters SET value = ? WHERE name = ?")
+        .bind(value)
+        .bind(name)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn all_certificates<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<Vec<(CertRow, bool)>, StoreError> {
+    let sql = format!(
+        "SELECT {CERT_COLUMNS}, c.cleaned_at IS NOT NULL FROM certificates c \
+         LEFT JOIN revocations r ON r.serial = c.serial ORDER BY c.serial"
+    );
+    let rows = sqlx::query(&sql).fetch_all(e).await?;
+    rows.iter()
+        .map(|r| Ok((cert_row(r)?, r.get::<bool, _>(7))))
+        .collect()
+}
+
 pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<CrlRow>, StoreError> {
     let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
         .fetch_optional(e)
@@ -459,6 +510,17 @@ pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<
         })
     })
     .transpose()
+}
+
+pub(super) async fn crl_version<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<(Option<i64>, i64), StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT number FROM crl WHERE id = 1), (SELECT value FROM counters WHERE name = 'parent_crls')",
+    )
+    .fetch_one(e)
+    .await?;
+    Ok((row.get(0), row.get::<Option<i64>, _>(1).unwrap_or(0)))
 }
 
 pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(

@@ -6,11 +6,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use x509_parser::extensions::ParsedExtension;
-use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
+
+use axum::Extension;
 
 use crate::http::error::{text, ApiError, Context};
+use crate::http::extract::Caller;
 use crate::http::{pem_response, read_body, AppState};
 
 /// GET: 304 when the CRL has not changed since `If-Modified-Since` (strictly-after comparison).
@@ -39,9 +39,12 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     res
 }
 
-/// PUT: newer CRLs of parent CAs. Our own CRL is never replaced by an upload; with a single-level CA
-/// there is no parent, so a valid upload changes nothing.
-pub async fn put(body: Body) -> Response {
+/// PUT: newer CRLs of parent CAs (§1.7). Our own CRL is never replaced by an upload.
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Response {
     let bytes = match read_body(body, 16 * 1024 * 1024).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -53,33 +56,11 @@ pub async fn put(body: Body) -> Response {
         .filter(|p| p.tag() == "X509 CRL")
         .map(pem::Pem::into_contents)
         .collect();
-    let mut parsed = 0;
-    for der in &crls {
-        let Ok((_, crl)) = CertificateRevocationList::from_der(der) else {
-            continue;
-        };
-        parsed += 1;
-        let has_aki = crl
-            .extensions()
-            .iter()
-            .any(|e| matches!(e.parsed_extension(), ParsedExtension::AuthorityKeyIdentifier(a) if a.key_identifier.is_some()));
-        if !has_aki {
-            return ApiError::bad_request(
-                "One or more submitted CRLs do not have an authority key identifier.",
-            )
-            .into_response();
+    match state.authority.update_parent_crls(&caller.actor(), &crls).await {
+        Ok(_) => {
+            let _ = state.current_crl().await;
+            text(StatusCode::OK, "Successfully updated CRLs.")
         }
-        // deltaCRLIndicator (2.5.29.27)
-        let delta = crl
-            .extensions()
-            .iter()
-            .any(|e| e.oid.iter().is_some_and(|arcs| arcs.eq([2u64, 5, 29, 27])));
-        if delta {
-            return ApiError::bad_request("Cannot support delta CRL.").into_response();
-        }
+        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
     }
-    if parsed == 0 {
-        return ApiError::bad_request("No valid CRLs submitted.").into_response();
-    }
-    text(StatusCode::OK, "Successfully updated CRLs.")
 }
