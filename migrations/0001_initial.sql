@@ -64,6 +64,13 @@ CREATE TABLE parent_crls (
     der       BLOB    NOT NULL
 );
 
+-- Inventory lines of an imported CA for certificates we hold no copy of (cleaned before the import),
+-- kept so that an export writes the inventory back whole.
+CREATE TABLE imported_inventory (
+    serial  INTEGER PRIMARY KEY,
+    line    TEXT    NOT NULL
+);
+
 -- Every decision and change, with who asked.
 CREATE TABLE audit (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,

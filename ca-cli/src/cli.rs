@@ -56,6 +56,18 @@ pub enum Format {
 pub enum Command {
     /// Create a new CA: CA key and certificate, first CRL, server and admin certificates.
     Setup(SetupArgs),
+    /// Import a puppetserver cadir or a Puppet 3 ssldir/ca (consistency-checked; safe to re-run).
+    Import {
+        /// The directory holding ca_crt.pem, ca_key.pem, ca_crl.pem, serial, inventory.txt, signed/ ...
+        #[arg(long, value_name = "DIR")]
+        cadir: PathBuf,
+    },
+    /// Export the CA in puppetserver's cadir layout (the directory must be absent or empty).
+    Export {
+        /// Where to write it.
+        #[arg(long, value_name = "DIR")]
+        cadir: PathBuf,
+    },
     /// Submit a PEM CSR from a file, exactly as an agent would over the API.
     Submit {
         /// The PEM CSR file.

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod http;
+pub mod migrate;
 pub mod policy;
 pub mod server;
 pub mod storage;

@@ -31,12 +31,19 @@ impl TestServer {
     /// A CA whose server certificate also names `localhost` and 127.0.0.1, served with `config` applied.
     pub fn start_with(config_toml: &str) -> TestServer {
         let ca = TestCa::with_args(&["--dns-alt-names", "localhost,IP:127.0.0.1"]);
+        Self::launch(ca, config_toml)
+    }
+
+    /// Serves the data directory of `ca` (made by setup or import); a missing server identity is issued
+    /// for ca.example.test with `localhost` and 127.0.0.1.
+    pub fn launch(ca: TestCa, config_toml: &str) -> TestServer {
         let config_path = ca.path("ca-server.toml");
         std::fs::write(&config_path, config_toml).unwrap();
         let overrides = Overrides {
             data_dir: Some(ca.data.clone()),
             listen: Some("127.0.0.1:0".into()),
-            ..Overrides::default()
+            certname: Some("ca.example.test".into()),
+            dns_alt_names: Some(vec!["localhost".into(), "IP:127.0.0.1".into()]),
         };
         let settings =
             Settings::load(Some(&config_path), overrides, PathBuf::from("/nonexistent")).expect("settings");

@@ -4,6 +4,7 @@ mod check;
 mod clean;
 mod generate;
 mod list;
+mod migrate;
 mod print;
 mod revoke;
 mod setup;
@@ -29,11 +30,18 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
         cacert: cli.cacert,
         config: cli.config,
     };
-    if let Command::Setup(args) = cli.command {
-        if remote.server.is_some() {
-            return Err("setup works on a data directory only (no --server)".into());
-        }
-        return setup::run(&dir, args, out).await;
+    let local_only = matches!(
+        cli.command,
+        Command::Setup(_) | Command::Import { .. } | Command::Export { .. }
+    );
+    if local_only && remote.server.is_some() {
+        return Err("setup, import and export work on a data directory only (no --server)".into());
+    }
+    match cli.command {
+        Command::Setup(args) => return setup::run(&dir, args, out).await,
+        Command::Import { cadir } => return migrate::import(&dir, &cadir, remote.config.clone(), out).await,
+        Command::Export { cadir } => return migrate::export(&dir, &cadir, remote.config.clone(), out).await,
+        _ => {}
     }
     let backend = Backend::open(&dir, &remote).await?;
     let res = run(&backend, cli.command, out).await;
@@ -43,7 +51,9 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
 
 async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
     match command {
-        Command::Setup(_) => Err("setup is handled before opening the CA".into()),
+        Command::Setup(_) | Command::Import { .. } | Command::Export { .. } => {
+            Err("this command works on the data directory only".into())
+        }
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,

@@ -102,6 +102,10 @@ impl Store {
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
         queries::crl(&self.pool).await
     }
+    /// Imported inventory lines, by serial.
+    pub async fn inventory_lines(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        queries::inventory_lines(&self.pool).await
+    }
     /// The parents' CRLs, direct parent first.
     pub async fn parent_crls(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         queries::parent_crls(&self.pool).await
@@ -249,6 +253,18 @@ impl WriteTx {
             queries::set_counter(&mut self.tx, "crl_number", n).await?;
         }
         Ok(())
+    }
+    /// Keeps an imported inventory line (a certificate we hold no copy of).
+    pub async fn insert_inventory_line(&mut self, serial: u64, line: &str) -> Result<(), StoreError> {
+        queries::insert_inventory_line(&mut self.tx, serial, line).await
+    }
+    /// Whether a certificate with this serial is stored.
+    pub async fn certificate_exists(&mut self, serial: u64) -> Result<bool, StoreError> {
+        queries::certificate_exists(&mut self.tx, serial).await
+    }
+    /// The CA chain PEM and key id.
+    pub async fn ca(&mut self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        queries::ca(&mut *self.tx).await
     }
     /// The current CRL.
     pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {

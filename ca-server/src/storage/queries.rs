@@ -497,6 +497,40 @@ pub(super) async fn all_certificates<'e, E: Executor<'e, Database = Sqlite>>(
         .collect()
 }
 
+pub(super) async fn insert_inventory_line(
+    c: &mut SqliteConnection,
+    serial: u64,
+    line: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO imported_inventory (serial, line) VALUES (?, ?) ON CONFLICT (serial) DO NOTHING",
+    )
+    .bind(to_i64(serial)?)
+    .bind(line)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn inventory_lines<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let rows = sqlx::query("SELECT serial, line FROM imported_inventory ORDER BY serial")
+        .fetch_all(e)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((to_u64(r.get(0), "serial")?, r.get(1))))
+        .collect()
+}
+
+pub(super) async fn certificate_exists(c: &mut SqliteConnection, serial: u64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certificates WHERE serial = ?")
+        .bind(to_i64(serial)?)
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(n > 0)
+}
+
 pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<CrlRow>, StoreError> {
     let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
         .fetch_optional(e)

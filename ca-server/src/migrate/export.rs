@@ -1,0 +1,164 @@
+//! `ca export --cadir DIR`: the CA in puppetserver's layout (§6), byte-compatible, so a puppetserver
+//! can start on it: serial file, inventory lines, signed/ and requests/, CRL chain, file modes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::layout::{inventory_line, Cadir};
+use crate::authority::{Authority, AuthorityError};
+use crate::ca::pem_encode;
+use crate::datadir::DataDir;
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default)]
+pub struct ExportReport {
+    /// Files in signed/.
+    pub signed: usize,
+    /// Files in requests/.
+    pub requests: usize,
+    /// Lines in inventory.txt.
+    pub inventory: usize,
+    /// The next serial written to `serial`.
+    pub next_serial: u64,
+}
+
+fn bad(msg: impl Into<String>) -> AuthorityError {
+    AuthorityError::Invalid(msg.into())
+}
+
+fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), AuthorityError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(contents)
+        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| bad(format!("cannot set the mode of {}: {e}", path.display())))
+}
+
+fn mkdir(path: &Path) -> Result<(), AuthorityError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))
+}
+
+/// Writes the CA of `authority` (data directory `dir`) into `cadir`, which must be absent or empty.
+pub async fn export(
+    authority: &Authority,
+    dir: &DataDir,
+    cadir_path: &Path,
+) -> Result<ExportReport, AuthorityError> {
+    if cadir_path.exists() {
+        let mut entries =
+            std::fs::read_dir(cadir_path).map_err(|e| bad(format!("{}: {e}", cadir_path.display())))?;
+        if entries.next().is_some() {
+            return Err(bad(format!(
+                "{} is not empty; refusing to overwrite",
+                cadir_path.display()
+            )));
+        }
+    }
+    let cadir = Cadir(cadir_path);
+    mkdir(cadir_path)?;
+    mkdir(&cadir.signed())?;
+    mkdir(&cadir.requests())?;
+    let store = authority.store();
+    let signer = authority.signer();
+    let mut report = ExportReport::default();
+
+    write(&cadir.file("ca_crt.pem"), signer.chain_pem.as_bytes(), 0o644)?;
+    let key = std::fs::read(dir.ca_key()).map_err(|e| bad(format!("cannot read the CA key: {e}")))?;
+    write(&cadir.file("ca_key.pem"), &key, 0o640)?;
+    if dir.root_key().exists() {
+        let root =
+            std::fs::read(dir.root_key()).map_err(|e| bad(format!("cannot read the root key: {e}")))?;
+        write(&cadir.file("root_key.pem"), &root, 0o640)?;
+    }
+    let (_, ca) = X509Certificate::from_der(&signer.cert.der).map_err(|e| bad(e.to_string()))?;
+    write(
+        &cadir.file("ca_pub.pem"),
+        pem_encode("PUBLIC KEY", ca.public_key().raw).as_bytes(),
+        0o644,
+    )?;
+    let mut crls = vec![authority.crl().await?.der];
+    crls.extend(store.parent_crls().await?);
+    let crl_pem: String = crls.iter().map(|d| pem_encode("X509 CRL", d)).collect();
+    write(&cadir.file("ca_crl.pem"), crl_pem.as_bytes(), 0o644)?;
+    write(&cadir.file("infra_crl.pem"), crl_pem.as_bytes(), 0o644)?;
+    write(&cadir.file("infra_inventory.txt"), b"", 0o644)?;
+    write(&cadir.file("infra_serials"), b"", 0o644)?;
+
+    // inventory.txt: the CA certificates, every certificate we issued or imported, and the imported
+    // lines of certificates we hold no copy of — by serial.
+    let mut lines: BTreeMap<u64, String> = BTreeMap::new();
+    for (serial, line) in store.inventory_lines().await? {
+        lines.insert(serial, line);
+    }
+    for der in &signer.chain_der {
+        let (_, c) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
+        if let Ok(serial) = u64::try_from(c.serial.clone()) {
+            let v = c.validity();
+            let subject = c.subject().to_string();
+            lines.insert(
+                serial,
+                inventory_line(
+                    serial,
+                    v.not_before.to_datetime(),
+                    v.not_after.to_datetime(),
+                    &subject,
+                ),
+            );
+        }
+    }
+    let mut current: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
+    for (row, cleaned) in store.all_certificates().await? {
+        let t = |s: i64| time::OffsetDateTime::from_unix_timestamp(s).map_err(|_| bad("bad date"));
+        let line = inventory_line(
+            row.serial,
+            t(row.not_before)?,
+            t(row.not_after)?,
+            &format!("CN={}", row.certname),
+        );
+        lines.insert(row.serial, line);
+        if !cleaned {
+            current.insert(row.certname.clone(), (row.serial, row.der));
+        }
+    }
+    let inventory: String = lines.values().map(|l| format!("{l}\n")).collect();
+    write(&cadir.file("inventory.txt"), inventory.as_bytes(), 0o644)?;
+    report.inventory = lines.len();
+    for (name, (_, der)) in &current {
+        write(
+            &cadir.signed().join(format!("{name}.pem")),
+            pem_encode("CERTIFICATE", der).as_bytes(),
+            0o644,
+        )?;
+    }
+    report.signed = current.len();
+    for r in store.requests().await? {
+        let pem = pem_encode("CERTIFICATE REQUEST", &r.csr_der);
+        write(
+            &cadir.requests().join(format!("{}.pem", r.certname)),
+            pem.as_bytes(),
+            0o644,
+        )?;
+        report.requests += 1;
+    }
+    report.next_serial = store.peek_serial().await?;
+    write(
+        &cadir.file("serial"),
+        format!("{:04X}", report.next_serial).as_bytes(),
+        0o644,
+    )?;
+    Ok(report)
+}
