@@ -22,6 +22,7 @@ CREATE TABLE requests (
     certname      TEXT    PRIMARY KEY,
     csr_der       BLOB    NOT NULL,
     fingerprint   TEXT    NOT NULL,   -- SHA-256 of the DER, as Puppet prints it
+    status_json   TEXT    NOT NULL,   -- puppetserver's status object, made once at submission
     submitted_at  INTEGER NOT NULL,
     submitted_by  TEXT    NOT NULL
 );
@@ -32,6 +33,7 @@ CREATE TABLE certificates (
     certname    TEXT    NOT NULL,
     der         BLOB    NOT NULL,
     fingerprint TEXT    NOT NULL,     -- SHA-256 of the DER, as Puppet prints it
+    status_json TEXT    NOT NULL,     -- puppetserver's status object ("state":"signed"), made once at issuance
     not_before  INTEGER NOT NULL,
     not_after   INTEGER NOT NULL,
     issued_at   INTEGER NOT NULL,

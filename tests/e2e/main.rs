@@ -4,11 +4,16 @@
 //! real binary; everything issued is checked with `openssl` and re-parsed with x509-parser.
 
 mod auth_config;
+mod auth_matrix;
+mod bad_input;
 mod cli_corpus;
 mod cli_lifecycle;
 mod cli_scenario;
 mod harness;
 mod http_api;
+mod intermediate;
+mod migration;
+mod multi_master;
 mod policy;
 mod real_clients;
 mod remote_cli;

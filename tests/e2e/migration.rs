@@ -12,7 +12,7 @@ use crate::harness::{crl_check, openssl, TestCa};
 use crate::real_clients::require;
 use crate::server::{As, TestServer};
 
-fn sh(script: &str, dir: &Path) {
+pub fn sh(script: &str, dir: &Path) {
     let out = Command::new("bash")
         .arg("-euo")
         .arg("pipefail")

@@ -463,3 +463,68 @@ fn crl_is_re_signed_before_next_update_and_pruned_at_a_fixed_clock() {
         a.store().close().await;
     });
 }
+
+#[test]
+fn concurrent_api_signing_loses_nothing() {
+    let s = TestServer::start();
+    let names: Vec<String> = (0..40).map(|i| format!("conc-{i:02}.example.test")).collect();
+    for n in &names {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, n.as_str());
+        let pem = p.serialize_request(&key).unwrap().pem().unwrap();
+        let a = s.send(
+            &As::Anonymous,
+            Method::PUT,
+            &format!("/puppet-ca/v1/certificate_request/{n}"),
+            &[],
+            pem.as_bytes(),
+        );
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    // 40 signings at once (plus a duplicate of each): the batched path signs each exactly once.
+    std::thread::scope(|scope| {
+        for n in names.iter().chain(names.iter()) {
+            let s = &s;
+            scope.spawn(move || {
+                let a = s.send(
+                    &As::Admin,
+                    Method::PUT,
+                    &format!("/puppet-ca/v1/certificate_status/{n}"),
+                    &[("content-type", "application/json")],
+                    br#"{"desired_state":"signed"}"#,
+                );
+                assert!(
+                    matches!(a.status, StatusCode::NO_CONTENT | StatusCode::CONFLICT),
+                    "{}: {}",
+                    a.status,
+                    a.text()
+                );
+            });
+        }
+    });
+    let certs = s.ca.with_store(async |st| {
+        st.certificates(ca_server::storage::StatusFilter::All)
+            .await
+            .unwrap()
+    });
+    let mut serials: Vec<u64> = certs.iter().map(|c| c.serial).collect();
+    serials.sort_unstable();
+    serials.dedup();
+    assert_eq!(serials.len(), certs.len(), "serials unique");
+    for n in &names {
+        assert_eq!(
+            certs.iter().filter(|c| &c.certname == n).count(),
+            1,
+            "{n} signed exactly once"
+        );
+    }
+    let f = s.ca.path("c.pem");
+    std::fs::write(
+        &f,
+        s.get(&As::Anonymous, &format!("/puppet-ca/v1/certificate/{}", names[7]))
+            .text(),
+    )
+    .unwrap();
+    assert_verifies(&s.ca.ca_cert(), &f);
+}

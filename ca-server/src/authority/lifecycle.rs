@@ -6,7 +6,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::{unix, Authority, AuthorityError, Issued, SignRequest};
 use crate::ca::csr::{self, San};
 use crate::ca::oids;
-use crate::policy::{signing, Permit};
+use crate::policy::Permit;
 use crate::storage::AuditRecord;
 
 /// What a batch signing did, by name.
@@ -28,34 +28,22 @@ impl Authority {
         names: &[String],
         req: SignRequest,
     ) -> Result<BatchOutcome, AuthorityError> {
-        let mut tx = self.store.write().await?;
+        let jobs: Vec<super::batch::Job> = names
+            .iter()
+            .map(|n| super::batch::Job {
+                actor: actor.to_string(),
+                certname: n.clone(),
+                req,
+            })
+            .collect();
         let mut out = BatchOutcome::default();
-        for name in names {
-            let Some(row) = tx.request(name).await? else {
-                out.no_csr.push(name.clone());
-                continue;
-            };
-            let parsed = csr::parse_der(&row.csr_der)?;
-            match signing::check(&parsed, &self.settings.signing, req.options) {
-                Ok(permit) => {
-                    let ttl = self.ttl_for(&parsed, req.ttl);
-                    let issued = self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
-                    tx.delete_request(name).await?;
-                    out.signed.push((name.clone(), issued.serial));
-                }
-                Err(e) => {
-                    let detail = e.to_string();
-                    tx.audit(
-                        &AuditRecord::refused(unix(self.now()), actor, "sign")
-                            .on(name)
-                            .detail(&detail),
-                    )
-                    .await?;
-                    out.errors.push((name.clone(), detail));
-                }
+        for (name, res) in names.iter().zip(self.issue_batch(&jobs).await?) {
+            match res {
+                Ok(issued) => out.signed.push((name.clone(), issued.serial)),
+                Err(AuthorityError::NoRequest { has_cert: false, .. }) => out.no_csr.push(name.clone()),
+                Err(e) => out.errors.push((name.clone(), e.to_string())),
             }
         }
-        tx.commit().await?;
         Ok(out)
     }
 

@@ -2,6 +2,7 @@
 //! runs the engine and the policy and leaves an audit row, whatever the outcome.
 
 mod autosign;
+mod batch;
 mod error;
 mod explain;
 mod lifecycle;
@@ -20,7 +21,7 @@ use crate::ca::keys::{self, KeyType};
 use crate::ca::{names, pem_encode, CaError, CaSigner};
 use crate::clock::Clock;
 use crate::datadir::DataDir;
-use crate::policy::{signing, Permit, SigningOptions, SigningPolicy};
+use crate::policy::{Permit, SigningOptions, SigningPolicy};
 use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
 
 pub use autosign::AutosignVerdict;
@@ -123,6 +124,15 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     autosign_cache: Arc<autosign::AllowListCache>,
     dir: DataDir,
+    crl_entries: Arc<std::sync::Mutex<Option<CrlEntries>>>,
+    queue: Arc<batch::Queue>,
+}
+
+/// The encoded entries of a CRL this process published, for appending the next revocations.
+#[derive(Debug, Clone)]
+struct CrlEntries {
+    number: u64,
+    der: Arc<Vec<u8>>,
 }
 
 /// What a submission did.
@@ -176,6 +186,8 @@ impl Authority {
             clock,
             autosign_cache: Arc::default(),
             dir: dir.clone(),
+            crl_entries: Arc::default(),
+            queue: Arc::default(),
         })
     }
 
@@ -286,7 +298,9 @@ impl Authority {
             }
         }
         let now = unix(self.now());
-        tx.put_request(&name, &parsed.der, now, actor, true).await?;
+        let json = status::request_status_json(&name, &parsed.der)?;
+        tx.put_request(&name, &parsed.der, &json, now, actor, true)
+            .await?;
         tx.audit(&AuditRecord::ok(now, actor, "submit").on(&name)).await?;
         tx.commit().await?;
         Ok(parsed)
@@ -299,25 +313,12 @@ impl Authority {
         certname: &str,
         req: SignRequest,
     ) -> Result<Issued, AuthorityError> {
-        let mut tx = self.store.write().await?;
-        let Some(row) = tx.request(certname).await? else {
-            let has_cert = tx.current_certificate(certname).await?.is_some();
-            let err = AuthorityError::NoRequest {
-                certname: certname.to_string(),
-                has_cert,
-            };
-            return Err(self.refuse(tx, actor, "sign", certname, err).await);
+        let job = batch::Job {
+            actor: actor.to_string(),
+            certname: certname.to_string(),
+            req,
         };
-        let parsed = csr::parse_der(&row.csr_der)?;
-        let permit = match signing::check(&parsed, &self.settings.signing, req.options) {
-            Ok(p) => p,
-            Err(e) => return Err(self.refuse(tx, actor, "sign", certname, e.into()).await),
-        };
-        let ttl = self.ttl_for(&parsed, req.ttl);
-        let issued = self.issue(&mut tx, actor, parsed.spki_der, permit, ttl).await?;
-        tx.delete_request(certname).await?;
-        tx.commit().await?;
-        Ok(issued)
+        self.sign_queued(job).await
     }
 
     /// The validity for a request: an explicit TTL, else the auto-renewal TTL for a request that says it
@@ -344,24 +345,22 @@ impl Authority {
         ttl: Duration,
     ) -> Result<Issued, AuthorityError> {
         let serial = tx.next_serial().await?;
-        let validity = Validity::from_now(self.now(), ttl);
+        let validity =
+            Validity::from_now(self.now(), ttl).map_err(|e| AuthorityError::Invalid(e.to_string()))?;
         let signer = Arc::clone(&self.signer);
         let certname = permit.certname().to_string();
         let der = blocking(move || issue::issue_leaf(&signer, &spki_der, &permit, serial, validity)).await?;
         let now = unix(self.now());
-        tx.insert_certificate(
-            &CertRow {
-                serial,
-                certname: certname.clone(),
-                der: der.clone(),
-                not_before: unix(validity.not_before),
-                not_after: unix(validity.not_after),
-                revoked: None,
-            },
-            now,
-            actor,
-        )
-        .await?;
+        let row = CertRow {
+            serial,
+            certname: certname.clone(),
+            der: der.clone(),
+            not_before: unix(validity.not_before),
+            not_after: unix(validity.not_after),
+            revoked: None,
+        };
+        tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, actor)
+            .await?;
         tx.audit(&AuditRecord::ok(now, actor, "sign").on(&certname).serial(serial))
             .await?;
         Ok(Issued { serial, der })
@@ -424,12 +423,16 @@ impl Authority {
                 }
             }
         }
-        self.revoke_serials(&mut tx, actor, certname, &serials, reason)
+        let entries = self
+            .revoke_serials(&mut tx, actor, certname, &serials, reason)
             .await?;
         tx.commit().await?;
+        self.cache_crl_entries(entries);
         Ok(serials)
     }
 
+    /// Records the revocations and publishes the next CRL by appending them to the previous CRL's entries
+    /// (no full rebuild when this process published the last CRL). Returns what to cache after commit.
     async fn revoke_serials(
         &self,
         tx: &mut WriteTx,
@@ -437,44 +440,87 @@ impl Authority {
         certname: &str,
         serials: &[u64],
         reason: Reason,
-    ) -> Result<(), AuthorityError> {
-        let now = unix(self.now());
+    ) -> Result<CrlEntries, AuthorityError> {
+        let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
+        let mut added = Vec::with_capacity(serials.len());
         for &serial in serials {
-            tx.revoke(serial, Some(certname), now, reason.code()).await?;
-            tx.audit(
-                &AuditRecord::ok(now, actor, "revoke")
-                    .on(certname)
-                    .serial(serial)
-                    .detail(&reason.to_string()),
-            )
-            .await?;
+            if tx
+                .revoke(serial, Some(certname), unix(now), reason.code())
+                .await?
+            {
+                added.push(RevokedEntry {
+                    serial,
+                    revoked_at: now,
+                    reason,
+                });
+            }
+            let audit = AuditRecord::ok(unix(now), actor, "revoke")
+                .on(certname)
+                .serial(serial);
+            tx.audit(&audit.detail(&reason.to_string())).await?;
         }
-        self.publish_crl(tx).await?;
-        Ok(())
+        let (_, entries) = self.publish(tx, Some(added)).await?;
+        Ok(entries)
+    }
+
+    /// Re-signs the CRL from every revocation in the database now (after revocations were written
+    /// without one, e.g. by a bulk load). Returns the new CRL number.
+    pub async fn republish_crl(&self, actor: &str) -> Result<u64, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let row = self.publish_crl(&mut tx).await?;
+        let detail = format!("CRL number {}", row.number);
+        tx.audit(&AuditRecord::ok(unix(self.now()), actor, "crl-republish").detail(&detail))
+            .await?;
+        tx.commit().await?;
+        Ok(row.number)
     }
 
     /// Signs a new CRL from every revocation in the database, with the next CRL number.
     pub(crate) async fn publish_crl(&self, tx: &mut WriteTx) -> Result<CrlRow, AuthorityError> {
-        let entries = tx
-            .revocations()
-            .await?
-            .into_iter()
-            .map(|r| {
-                Ok(RevokedEntry {
-                    serial: r.serial,
-                    revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
-                        .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
-                    reason: Reason::from_code(r.reason).unwrap_or_default(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.publish(tx, None).await.map(|(row, _)| row)
+    }
+
+    async fn publish(
+        &self,
+        tx: &mut WriteTx,
+        added: Option<Vec<RevokedEntry>>,
+    ) -> Result<(CrlRow, CrlEntries), AuthorityError> {
+        let current = tx.crl_number().await?;
+        let cached = self.crl_entries.lock().ok().and_then(|c| c.clone());
+        let entries_der = match (added, cached) {
+            (Some(new), Some(c)) if Some(c.number) == current => {
+                let mut der = Vec::with_capacity(c.der.len() + new.len() * 40);
+                der.extend_from_slice(&c.der);
+                der.extend(crl::encode_entries(&new));
+                der
+            }
+            _ => {
+                let all = tx
+                    .revocations()
+                    .await?
+                    .into_iter()
+                    .map(|r| {
+                        Ok(RevokedEntry {
+                            serial: r.serial,
+                            revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+                                .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
+                            reason: Reason::from_code(r.reason).unwrap_or_default(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                crl::encode_entries(&all)
+            }
+        };
         let number = tx.next_crl_number().await?;
         let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
         let this_update = now - Duration::seconds(1);
         let next_update = now + self.settings.crl_lifetime;
         let signer = Arc::clone(&self.signer);
-        let der =
-            blocking(move || crl::sign_crl(&signer, number, this_update, next_update, &entries)).await?;
+        let (der, entries_der) = blocking(move || {
+            crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der)
+                .map(|d| (d, entries_der))
+        })
+        .await?;
         let row = CrlRow {
             number,
             this_update: unix(this_update),
@@ -482,7 +528,20 @@ impl Authority {
             der,
         };
         tx.store_crl(&row).await?;
-        Ok(row)
+        Ok((
+            row,
+            CrlEntries {
+                number,
+                der: Arc::new(entries_der),
+            },
+        ))
+    }
+
+    /// Remembers the entries of a committed CRL for the next incremental publication.
+    fn cache_crl_entries(&self, entries: CrlEntries) {
+        if let Ok(mut c) = self.crl_entries.lock() {
+            *c = Some(entries);
+        }
     }
 
     /// Revokes (if signed and not yet revoked) and then removes everything held for `certname`, like
@@ -491,10 +550,14 @@ impl Authority {
         let mut tx = self.store.write().await?;
         let now = unix(self.now());
         let revoked = tx.revocable_serials(certname, now).await?;
-        if !revoked.is_empty() {
-            self.revoke_serials(&mut tx, actor, certname, &revoked, Reason::default())
-                .await?;
-        }
+        let entries = if revoked.is_empty() {
+            None
+        } else {
+            Some(
+                self.revoke_serials(&mut tx, actor, certname, &revoked, Reason::default())
+                    .await?,
+            )
+        };
         let removed_request = tx.delete_request(certname).await?;
         let removed_certificates = tx.clean_certificates(certname, now).await?;
         if !removed_request && removed_certificates == 0 {
@@ -504,6 +567,9 @@ impl Authority {
         tx.audit(&AuditRecord::ok(now, actor, "clean").on(certname))
             .await?;
         tx.commit().await?;
+        if let Some(e) = entries {
+            self.cache_crl_entries(e);
+        }
         Ok(Cleaned {
             revoked,
             removed_request,

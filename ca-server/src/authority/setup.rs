@@ -161,6 +161,8 @@ pub async fn setup(
         clock,
         autosign_cache: Arc::default(),
         dir: dir.clone(),
+        crl_entries: Arc::default(),
+        queue: Arc::default(),
     };
     let mut tx = authority.store.write().await?;
     authority.publish_crl(&mut tx).await?;

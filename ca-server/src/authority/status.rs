@@ -179,6 +179,29 @@ pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
     })
 }
 
+/// The stored status object of a request (JSON text).
+pub fn request_status_json(certname: &str, csr_der: &[u8]) -> Result<String, AuthorityError> {
+    let row = RequestRow {
+        certname: certname.to_string(),
+        csr_der: csr_der.to_vec(),
+        submitted_at: 0,
+    };
+    serde_json::to_string(&request_status(&row)?).map_err(|e| AuthorityError::Internal(e.to_string()))
+}
+
+/// The stored status object of a certificate (JSON text, `"state":"signed"`; the listing marks revoked
+/// ones as it reads them).
+pub fn certificate_status_json(row: &CertRow) -> Result<String, AuthorityError> {
+    let row = CertRow {
+        revoked: None,
+        ..row.clone()
+    };
+    serde_json::to_string(&certificate_status(&row)?).map_err(|e| AuthorityError::Internal(e.to_string()))
+}
+
+const SIGNED: &str = "\"state\":\"signed\"";
+const REVOKED: &str = "\"state\":\"revoked\"";
+
 impl Authority {
     /// The status of one name: its current certificate, else its pending request.
     pub async fn status(&self, certname: &str) -> Result<Option<CertStatus>, AuthorityError> {
@@ -191,25 +214,35 @@ impl Authority {
         }
     }
 
-    /// Statuses: pending requests first, then certificates, each by name.
-    pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, AuthorityError> {
-        let mut out = Vec::new();
-        if filter.requested {
-            for r in self.store.requests().await? {
-                out.push(request_status(&r)?);
-            }
-        }
+    /// Statuses: pending requests first, then certificates, each by name, as a JSON array — assembled
+    /// from the status objects stored at submission and issuance, so a listing costs no X.509 work.
+    pub async fn list_json(&self, filter: ListFilter) -> Result<String, AuthorityError> {
         let certs = match (filter.signed, filter.revoked) {
             (true, true) => Some(StatusFilter::All),
             (true, false) => Some(StatusFilter::Signed),
             (false, true) => Some(StatusFilter::Revoked),
             (false, false) => None,
         };
-        if let Some(f) = certs {
-            for c in self.store.certificates(f).await? {
-                out.push(certificate_status(&c)?);
+        let rows = self.store.status_jsons(filter.requested, certs).await?;
+        let mut out = String::with_capacity(rows.iter().map(|(j, _)| j.len() + 1).sum::<usize>() + 2);
+        out.push('[');
+        for (i, (json, revoked)) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if *revoked {
+                out.push_str(&json.replacen(SIGNED, REVOKED, 1));
+            } else {
+                out.push_str(json);
             }
         }
+        out.push(']');
         Ok(out)
+    }
+
+    /// Statuses, parsed (for the CLI).
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, AuthorityError> {
+        serde_json::from_str(&self.list_json(filter).await?)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))
     }
 }

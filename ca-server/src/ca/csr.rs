@@ -178,6 +178,9 @@ pub fn parse(body: &[u8]) -> Result<Csr, CsrError> {
     if blocks.next().is_some() {
         return Err(CsrError::MultiplePem);
     }
+    if has_text_outside_block(text) {
+        return Err(CsrError::Unparsable("text outside the PEM block".into()));
+    }
     if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
         return Err(CsrError::Unparsable(format!(
             "expected a CERTIFICATE REQUEST PEM block, found {}",
@@ -185,6 +188,22 @@ pub fn parse(body: &[u8]) -> Result<Csr, CsrError> {
         )));
     }
     parse_der(block.contents())
+}
+
+/// Whether anything but whitespace stands before the `-----BEGIN` line or after the first `-----END`
+/// line (the body holds exactly one PEM block when this is asked).
+fn has_text_outside_block(text: &str) -> bool {
+    let Some(begin) = text.find("-----BEGIN ") else {
+        return true;
+    };
+    let after_end = text[begin..]
+        .find("-----END ")
+        .map(|i| begin + i + "-----END ".len())
+        .and_then(|i| text[i..].find("-----").map(|j| i + j + "-----".len()));
+    let Some(end) = after_end else {
+        return true;
+    };
+    !text[..begin].trim().is_empty() || !text[end..].trim().is_empty()
 }
 
 /// Parses and checks a DER CSR.
@@ -265,5 +284,32 @@ impl Csr {
             .iter()
             .find(|(o, _)| *o == dotted)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../fixtures/csr/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Regression (bad_input e2e): a CSR with text before or after its PEM block was stored.
+    #[test]
+    fn text_outside_the_pem_block_is_refused() {
+        let ok = fixture("ec-p256.pem");
+        assert!(parse(&ok).is_ok());
+        let padded = [b"\r\n  \n".as_slice(), &ok, b"\n\t\r\n"].concat();
+        assert!(parse(&padded).is_ok(), "surrounding whitespace is fine");
+        let outside = Err(CsrError::Unparsable("text outside the PEM block".into()));
+        for junk in [
+            [ok.as_slice(), b"trailing junk\n"].concat(),
+            [b"Certificate Request:\n".as_slice(), &ok].concat(),
+            [ok.as_slice(), b"-----END CERTIFICATE REQUEST-----\n"].concat(),
+        ] {
+            assert_eq!(parse(&junk).map(|c| c.common_name), outside);
+        }
     }
 }

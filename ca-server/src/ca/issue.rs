@@ -22,12 +22,19 @@ pub struct Validity {
 
 impl Validity {
     /// Puppet's window: backdated one day, `ttl` from now. Seconds only (X.509 has no fractions).
-    pub fn from_now(now: OffsetDateTime, ttl: Duration) -> Validity {
+    /// Refuses a window that would end after the year 9999 (X.509 dates stop there).
+    pub fn from_now(now: OffsetDateTime, ttl: Duration) -> Result<Validity, CaError> {
         let now = now.replace_nanosecond(0).unwrap_or(now);
-        Validity {
-            not_before: now - Duration::days(1),
-            not_after: now + ttl,
-        }
+        let too_long = || CaError::Invalid("the certificate would expire after the year 9999".into());
+        let not_after = now
+            .checked_add(ttl)
+            .filter(|t| t.year() <= 9999)
+            .ok_or_else(too_long)?;
+        let not_before = now.checked_sub(Duration::days(1)).ok_or_else(too_long)?;
+        Ok(Validity {
+            not_before,
+            not_after,
+        })
     }
 }
 

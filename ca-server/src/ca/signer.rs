@@ -67,6 +67,8 @@ pub struct CaSigner {
     pub chain_pem: String,
     /// DER of every certificate in the chain, signing CA first.
     pub chain_der: Vec<Vec<u8>>,
+    /// DER of the signing CA's subject Name (the issuer of everything it signs).
+    pub subject_der: Vec<u8>,
 }
 
 impl fmt::Debug for CaSigner {
@@ -103,6 +105,9 @@ impl CaSigner {
             ));
         }
         let issuer = Issuer::from_ca_cert_der(&chain_der[0].clone().into(), key)?;
+        let (_, parsed) = X509Certificate::from_der(&chain_der[0])
+            .map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+        let subject_der = parsed.subject().as_raw().to_vec();
         let chain_pem = chain_der
             .iter()
             .map(|d| pem_encode("CERTIFICATE", d))
@@ -112,6 +117,7 @@ impl CaSigner {
             cert,
             chain_pem,
             chain_der,
+            subject_der,
         })
     }
 

@@ -91,7 +91,11 @@ fn issued_certificate_has_puppet_profile() {
     let ca = test_ca();
     let c = csr::parse(&fixture("pp-extensions.pem")).unwrap();
     let permit = check(&c, SigningOptions::default()).unwrap();
-    let validity = Validity::from_now(now(), Duration::days(5 * 365));
+    let validity = Validity::from_now(now(), Duration::days(5 * 365)).unwrap();
+    assert!(
+        Validity::from_now(now(), Duration::days(3_000_000)).is_err(),
+        "past year 9999"
+    );
     let der_bytes = issue_leaf(&ca, &c.spki_der, &permit, 42, validity).unwrap();
     let (_, cert) = X509Certificate::from_der(&der_bytes).unwrap();
 

@@ -108,6 +108,10 @@ fn cn_from_dn(dn: &str) -> Option<String> {
 /// The caller from proxy headers (header mode on). Errors are 400s with puppetserver's messages.
 pub fn caller_from_headers(headers: &HeaderMap) -> Result<(Option<Identity>, Option<Vec<u8>>), ApiError> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    // Unverified: no identity, and whatever else the proxy sent (Apache sends "(null)") is ignored.
+    if get("x-client-verify") != Some("SUCCESS") {
+        return Ok((None, None));
+    }
     let cert_der = match get("x-client-cert") {
         None => None,
         Some(enc) => {
@@ -135,9 +139,6 @@ pub fn caller_from_headers(headers: &HeaderMap) -> Result<(Option<Identity>, Opt
             }
         }
     };
-    if get("x-client-verify") != Some("SUCCESS") {
-        return Ok((None, None));
-    }
     let Some(dn) = get("x-client-dn") else {
         return Ok((None, None));
     };

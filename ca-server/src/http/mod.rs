@@ -183,8 +183,23 @@ async fn version_header(mut res: Response) -> Response {
 #[derive(Debug, Clone)]
 pub struct LegacyEnvironment(pub String);
 
-/// Percent-decodes the path, refuses traversal, and translates legacy routes.
+/// Request headers (names and values) beyond this get 431. Jetty's default for puppetserver is 8 KiB;
+/// this leaves room for a proxy's `X-Client-Cert`.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses oversized headers, percent-decodes the path, refuses traversal, and translates legacy routes.
 async fn normalize(mut req: Request, next: Next) -> Response {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request header fields too large",
+        );
+    }
     let path = match legacy::normalize(req.uri().path()) {
         Ok(p) => p,
         Err(legacy::PathError::BadEncoding) => return text(StatusCode::BAD_REQUEST, "Invalid URL encoding"),
@@ -286,9 +301,17 @@ async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: N
     next.run(req).await
 }
 
-/// A body read with a size cap; 413 beyond it.
+/// A body read with a size cap; 413 beyond it, 400 when the body itself is broken (bad chunking).
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
+        while let Some(c) = cause {
+            if c.is::<hyper::Error>() {
+                return ApiError::bad_request("Could not read the request body");
+            }
+            cause = c.source();
+        }
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body is larger than {} KiB", limit / 1024),

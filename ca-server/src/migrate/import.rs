@@ -300,13 +300,15 @@ pub async fn import(
     let signed_serials: Vec<u64> = signed.iter().map(|s| s.row.serial).collect();
     for s in &signed {
         if !tx.certificate_exists(s.row.serial).await? {
-            tx.insert_certificate(&s.row, now, "import").await?;
+            let json = crate::authority::status::certificate_status_json(&s.row)?;
+            tx.insert_certificate(&s.row, &json, now, "import").await?;
             report.signed.1 += 1;
         }
     }
     for (name, der) in &requests {
         if tx.request(name).await?.is_none() && tx.current_certificate(name).await?.is_none() {
-            tx.put_request(name, der, now, "import", false).await?;
+            let json = crate::authority::status::request_status_json(name, der)?;
+            tx.put_request(name, der, &json, now, "import", false).await?;
             report.requests.1 += 1;
         }
     }

@@ -98,6 +98,14 @@ impl Store {
     pub async fn certificates(&self, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
         queries::certificates(&self.pool, filter).await
     }
+    /// Status objects as stored (JSON text), requests first, with whether each certificate is revoked.
+    pub async fn status_jsons(
+        &self,
+        requests: bool,
+        certificates: Option<StatusFilter>,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        queries::status_jsons(&self.pool, requests, certificates).await
+    }
     /// The current CRL.
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
         queries::crl(&self.pool).await
@@ -170,11 +178,12 @@ impl WriteTx {
         &mut self,
         certname: &str,
         csr_der: &[u8],
+        status_json: &str,
         now: i64,
         by: &str,
         replace: bool,
     ) -> Result<(), StoreError> {
-        queries::put_request(&mut self.tx, certname, csr_der, now, by, replace).await
+        queries::put_request(&mut self.tx, certname, csr_der, status_json, now, by, replace).await
     }
     /// A pending request.
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
@@ -188,10 +197,11 @@ impl WriteTx {
     pub async fn insert_certificate(
         &mut self,
         row: &CertRow,
+        status_json: &str,
         issued_at: i64,
         by: &str,
     ) -> Result<(), StoreError> {
-        queries::insert_certificate(&mut self.tx, row, issued_at, by).await
+        queries::insert_certificate(&mut self.tx, row, status_json, issued_at, by).await
     }
     /// The current certificate of a certname.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
@@ -269,6 +279,10 @@ impl WriteTx {
     /// The current CRL.
     pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
         queries::crl(&mut *self.tx).await
+    }
+    /// The number of the current CRL.
+    pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
+        queries::crl_number(&mut *self.tx).await
     }
     /// Replaces the current CRL.
     pub async fn store_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {

@@ -256,21 +256,25 @@ pub(super) async fn put_request(
     c: &mut SqliteConnection,
     certname: &str,
     csr_der: &[u8],
+    status_json: &str,
     now: i64,
     by: &str,
     replace: bool,
 ) -> Result<(), StoreError> {
     let sql = if replace {
-        "INSERT INTO requests (certname, csr_der, fingerprint, submitted_at, submitted_by) VALUES (?, ?, ?, ?, ?) \
+        "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
+         VALUES (?, ?, ?, ?, ?, ?) \
          ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
-         submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
+         status_json = excluded.status_json, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
     } else {
-        "INSERT INTO requests (certname, csr_der, fingerprint, submitted_at, submitted_by) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
+         VALUES (?, ?, ?, ?, ?, ?)"
     };
     let res = sqlx::query(sql)
         .bind(certname)
         .bind(csr_der)
         .bind(sha256(csr_der))
+        .bind(status_json)
         .bind(now)
         .bind(by)
         .execute(&mut *c)
@@ -340,17 +344,19 @@ pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(
 pub(super) async fn insert_certificate(
     c: &mut SqliteConnection,
     row: &CertRow,
+    status_json: &str,
     issued_at: i64,
     by: &str,
 ) -> Result<(), StoreError> {
     let res = sqlx::query(
-        "INSERT INTO certificates (serial, certname, der, fingerprint, not_before, not_after, issued_at, issued_by) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO certificates (serial, certname, der, fingerprint, status_json, not_before, not_after, issued_at, issued_by) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(to_i64(row.serial)?)
     .bind(&row.certname)
     .bind(&row.der)
     .bind(sha256(&row.der))
+    .bind(status_json)
     .bind(row.not_before)
     .bind(row.not_after)
     .bind(issued_at)
@@ -364,6 +370,37 @@ pub(super) async fn insert_certificate(
         ))),
         other => other.map(|_| ()).map_err(StoreError::from),
     }
+}
+
+/// Status objects: pending requests (by name), then current certificates (by name) with whether revoked.
+pub(super) async fn status_jsons<'e, E: Executor<'e, Database = Sqlite> + Copy>(
+    e: E,
+    requests: bool,
+    filter: Option<StatusFilter>,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let mut out = Vec::new();
+    if requests {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT status_json FROM requests ORDER BY certname")
+            .fetch_all(e)
+            .await?;
+        out.extend(rows.into_iter().map(|j| (j, false)));
+    }
+    if let Some(filter) = filter {
+        let state = match filter {
+            StatusFilter::All => "",
+            StatusFilter::Signed => "AND r.serial IS NULL",
+            StatusFilter::Revoked => "AND r.serial IS NOT NULL",
+        };
+        let sql = format!(
+            "SELECT c.status_json, r.serial IS NOT NULL FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+             WHERE c.cleaned_at IS NULL AND c.serial = \
+               (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+             {state} ORDER BY c.certname"
+        );
+        let rows = sqlx::query(&sql).fetch_all(e).await?;
+        out.extend(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<bool, _>(1))));
+    }
+    Ok(out)
 }
 
 pub(super) async fn revocable_serials(

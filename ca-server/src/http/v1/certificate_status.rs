@@ -97,8 +97,19 @@ pub async fn get(
     }
 }
 
+/// Whether a certificate valid for `ttl` seconds from now ends before the year 10000 (X.509 and the
+/// date type stop there; issuing beyond it would panic).
+fn ttl_representable(now: time::OffsetDateTime, ttl: i64) -> bool {
+    now.checked_add(time::Duration::seconds(ttl))
+        .is_some_and(|t| t.year() <= 9998)
+}
+
 /// Parses the PUT body with puppetserver's checks and messages (plus our optional `reason`).
-fn desired(bytes: &[u8], subject: &str) -> Result<(String, Option<i64>, Reason), ApiError> {
+fn desired(
+    bytes: &[u8],
+    subject: &str,
+    now: time::OffsetDateTime,
+) -> Result<(String, Option<i64>, Reason), ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Empty request body."));
     }
@@ -120,7 +131,14 @@ fn desired(bytes: &[u8], subject: &str) -> Result<(String, Option<i64>, Reason),
     };
     let ttl = match v.get("cert_ttl") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|t| t > 0) => n.as_i64(),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|t| t > 0 && ttl_representable(now, t)) => {
+            n.as_i64()
+        }
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|t| t > 0) => {
+            return Err(ApiError::bad_request(format!(
+                "cert_ttl specified for host {subject} is too large: the certificate would expire after the year 9999"
+            )));
+        }
         Some(other) => {
             let shown = other.as_str().map_or_else(|| other.to_string(), str::to_string);
             return Err(ApiError::bad_request(format!(
@@ -155,7 +173,7 @@ pub async fn put(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let (desired_state, ttl, reason) = match desired(&bytes, &subject) {
+    let (desired_state, ttl, reason) = match desired(&bytes, &subject, state.authority.now()) {
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
@@ -181,7 +199,8 @@ pub async fn put(
         Ok(()) => {
             if desired_state == "revoked" {
                 // Publish the new CRL to the TLS layer now, not at the next CRL fetch.
-                let _ = state.current_crl().await;
+                let state = Arc::clone(&state);
+                tokio::spawn(async move { state.current_crl().await.map(|_| ()) });
             }
             StatusCode::NO_CONTENT.into_response()
         }
@@ -235,8 +254,39 @@ pub async fn list(
         },
         _ => ListFilter::ALL,
     };
-    match state.authority.list(filter).await {
-        Ok(list) => json_response(ct, &list),
+    match state.authority.list_json(filter).await {
+        Ok(body) => {
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r
+        }
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: time::OffsetDateTime = time::macros::datetime!(2026-11-24 12:00 UTC);
+
+    /// Regression (bad_input e2e): a cert_ttl past the year 9999 panicked the issuing task.
+    #[test]
+    fn cert_ttl_past_year_9999_is_a_400() {
+        let ok = desired(br#"{"desired_state":"signed","cert_ttl":86400}"#, "a", NOW).map(|d| d.1);
+        assert_eq!(ok, Ok(Some(86400)));
+        for huge in ["9223372036854775807", "316000000000"] {
+            let body = format!(r#"{{"desired_state":"signed","cert_ttl":{huge}}}"#);
+            let e = desired(body.as_bytes(), "a", NOW).map(|d| d.1);
+            assert_eq!(
+                e.map_err(|e| (e.status, e.message)),
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    "cert_ttl specified for host a is too large: the certificate would expire after the year 9999"
+                        .to_string()
+                ))
+            );
+        }
     }
 }

@@ -1,0 +1,47 @@
+//! The physical limit: how fast the CA's key type signs on this machine's cores, measured in this run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ca_server::ca::keys::{self, KeyType};
+use rcgen::SigningKey;
+
+/// Raw signatures per second over `threads` threads for `secs` seconds (a 32-byte message, the CA's
+/// algorithm: PKCS#1 v1.5 SHA-256 for RSA, ECDSA P-256 SHA-256).
+pub fn raw_sign_rate(kind: KeyType, threads: usize, secs: f64) -> Result<f64, String> {
+    let key = Arc::new(keys::generate(kind).map_err(|e| e.to_string())?);
+    let started = Instant::now();
+    let deadline = Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                let msg = [7u8; 32];
+                while started.elapsed() < deadline {
+                    if key.sign(&msg).is_err() {
+                        break;
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The key type of a CA certificate.
+pub fn key_type_of(ca_pem: &[u8]) -> Result<KeyType, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::public_key::PublicKey;
+    let der = pem::parse(ca_pem).map_err(|e| e.to_string())?.into_contents();
+    let (_, c) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+    match c.public_key().parsed() {
+        Ok(PublicKey::RSA(k)) if k.key_size() > 3000 => Ok(KeyType::Rsa4096),
+        Ok(PublicKey::RSA(_)) => Ok(KeyType::Rsa2048),
+        Ok(PublicKey::EC(_)) => Ok(KeyType::EcP256),
+        _ => Err("unsupported CA key type".into()),
+    }
+}

@@ -1,0 +1,266 @@
+//! ca-bench's own ca-server: set up, started as a child process, seeded through the database.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ca_server::authority::{self, CaSettings, SetupOptions};
+use ca_server::ca::keys::KeyType;
+use ca_server::clock::SystemClock;
+use ca_server::datadir::DataDir;
+use ca_server::storage::{CertRow, Store};
+use hyper::StatusCode;
+
+use crate::client::Target;
+use crate::stats::Figures;
+
+pub struct OwnServer {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    pub ca_pem: Vec<u8>,
+    pub admin_cert: Vec<u8>,
+    pub admin_key: Vec<u8>,
+    cold_start: Duration,
+    seeded_revocations: usize,
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
+    Figures {
+        phase: phase.into(),
+        count: 1,
+        per_sec: value,
+        p50_ms,
+        p99_ms: p50_ms,
+        ratio: None,
+        note: note.into(),
+    }
+}
+
+/// Samples the server's RSS until finished; reports the peak.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    peak_kb: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    pub fn finish(self, phase: &str) -> Figures {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        row(
+            phase,
+            self.peak_kb.load(Ordering::Relaxed) as f64 / 1024.0,
+            0.0,
+            "",
+        )
+    }
+}
+
+impl OwnServer {
+    pub async fn start(kind: KeyType) -> Result<OwnServer, String> {
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let data = tmp.path().join("ca");
+        let dir = DataDir::new(&data);
+        let mut opts = SetupOptions::new("localhost");
+        opts.key_type = kind;
+        let (a, _) = authority::setup(&dir, &opts, CaSettings::default(), Arc::new(SystemClock))
+            .await
+            .map_err(|e| e.to_string())?;
+        a.store().close().await;
+        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut s = OwnServer {
+            ca_pem: read(dir.ca_cert())?,
+            admin_cert: read(dir.admin_cert())?,
+            admin_key: read(dir.admin_key())?,
+            _tmp: tmp,
+            data,
+            port,
+            child: None,
+            cold_start: Duration::ZERO,
+            seeded_revocations: 0,
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    async fn spawn(&mut self) -> Result<(), String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ca-server");
+        let started = Instant::now();
+        let child = Command::new(&exe)
+            .args([
+                "--data-dir",
+                &self.data.display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        self.child = Some(child);
+        let t = Target::new(
+            "localhost",
+            self.port,
+            &self.ca_pem,
+            (&self.admin_cert, &self.admin_key),
+        )?;
+        loop {
+            if let Ok(mut c) = t.connect(false).await {
+                if let Ok(r) = c
+                    .send(hyper::Method::GET, "/status/v1/simple", &[], Default::default())
+                    .await
+                {
+                    if r.status == StatusCode::OK {
+                        break;
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err("ca-server did not answer within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.cold_start = started.elapsed();
+        Ok(())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn cold_start_row(&self, phase: &str) -> Figures {
+        row(
+            phase,
+            0.0,
+            self.cold_start.as_secs_f64() * 1000.0,
+            "ms in p50/p99",
+        )
+    }
+
+    pub fn rss_row(&self, phase: &str) -> Figures {
+        row(phase, rss_mb(self.pid()), 0.0, "")
+    }
+
+    pub fn rss_sampler(&self) -> Sampler {
+        let pid = self.pid();
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_kb = Arc::new(AtomicU64::new(0));
+        let (s, p) = (Arc::clone(&stop), Arc::clone(&peak_kb));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max((rss_mb(pid) * 1024.0) as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Sampler {
+            stop,
+            peak_kb,
+            thread,
+        }
+    }
+
+    /// Adds revoked serials (of certificates that were never issued) until the database holds `total`
+    /// seeded ones; the next revocation publishes a CRL with all of them.
+    pub async fn seed_revocations(&mut self, total: usize) -> Result<(), String> {
+        if total <= self.seeded_revocations {
+            return Ok(());
+        }
+        let store = Store::open(&self.data.join("ca.db"), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tx = store.write().await.map_err(|e| e.to_string())?;
+        let now = ca_server::clock::Clock::now(&SystemClock).unix_timestamp();
+        for _ in self.seeded_revocations..total {
+            let serial = tx.next_serial().await.map_err(|e| e.to_string())?;
+            tx.revoke(serial, None, now, 1).await.map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+        store.close().await;
+        // Publish them, as every revocation through the CA does.
+        let dir = DataDir::new(&self.data);
+        let a = ca_server::authority::Authority::open(&dir, CaSettings::default(), Arc::new(SystemClock))
+            .await
+            .map_err(|e| e.to_string())?;
+        a.republish_crl("ca-bench").await.map_err(|e| e.to_string())?;
+        a.store().close().await;
+        self.seeded_revocations = total;
+        Ok(())
+    }
+
+    /// Adds certificates (copies of the admin certificate under new names and serials) until the CA
+    /// holds at least `total`.
+    pub async fn seed_certificates(&mut self, total: usize) -> Result<(), String> {
+        let store = Store::open(&self.data.join("ca.db"), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let template = store
+            .current_certificate("ca-admin")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no admin certificate")?;
+        let have = store
+            .certificates(ca_server::storage::StatusFilter::All)
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
+        let mut tx = store.write().await.map_err(|e| e.to_string())?;
+        let now = ca_server::clock::Clock::now(&SystemClock).unix_timestamp();
+        for i in have..total {
+            let serial = tx.next_serial().await.map_err(|e| e.to_string())?;
+            let row = CertRow {
+                serial,
+                certname: format!("seed-{i:06}.bench.test"),
+                revoked: None,
+                ..template.clone()
+            };
+            let json =
+                ca_server::authority::status::certificate_status_json(&row).map_err(|e| e.to_string())?;
+            tx.insert_certificate(&row, &json, now, "ca-bench")
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+        store.close().await;
+        Ok(())
+    }
+
+    pub async fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.spawn().await
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

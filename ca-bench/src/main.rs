@@ -1,0 +1,299 @@
+//! `ca-bench`: drives a Puppet-compatible CA over HTTPS and prints, per phase, count, ops/s and p50/p99
+//! latency, every signing figure as a ratio to the raw signing rate of the CA's key type measured in the
+//! same run on the same machine (the physical ceiling).
+//!
+//! Without `--server` it sets up and starts its own `ca-server` (the binary next to it) and also
+//! measures cold start, RSS, revoke latency as the CRL grows and listing at 100,000 certificates.
+
+mod ceiling;
+mod client;
+mod local;
+mod phases;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use hyper::{Method, StatusCode};
+
+use crate::client::Target;
+use crate::phases::{each, for_duration, make_csrs, report, status_reqs, submit_reqs, Req};
+use crate::stats::{header, line, Figures};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ca-bench",
+    about = "Benchmark a Puppet-compatible CA over HTTPS against the CA key's signing ceiling"
+)]
+struct Args {
+    /// A running CA (https://host:port). Without it, ca-bench starts its own ca-server.
+    #[arg(long)]
+    server: Option<String>,
+    /// CA bundle of --server.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Admin client certificate (pp_cli_auth) for --server.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Key type of the CA ca-bench sets up: rsa-4096, rsa-2048, ec-p256.
+    #[arg(long, default_value = "rsa-4096")]
+    key_type: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds per timed phase.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// CSRs per signing phase.
+    #[arg(long, default_value_t = 1000)]
+    csrs: usize,
+    /// Certificates in the CA for the listing and cold-start phases (own server only).
+    #[arg(long, default_value_t = 100_000)]
+    list_size: usize,
+    /// CRL sizes at which revoke latency is measured (own server only).
+    #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,100000")]
+    revoke_sizes: Vec<usize>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ca-bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("ca-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn read(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "ca-bench: {} cores; concurrency {}; {} s per timed phase",
+        cores, args.concurrency, args.duration
+    );
+    let mut rows: Vec<Figures> = Vec::new();
+    let mut own = None;
+    let (target, ca_pem) = match &args.server {
+        Some(url) => {
+            let (cacert, cert, key) = match (&args.cacert, &args.cert, &args.key) {
+                (Some(a), Some(b), Some(c)) => (read(a)?, read(b)?, read(c)?),
+                _ => return Err("--server needs --cacert, --cert and --key (an admin certificate)".into()),
+            };
+            let rest = url
+                .strip_prefix("https://")
+                .ok_or("--server must be https://host:port")?;
+            let (host, port) = rest
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .ok_or("--server needs a port")?;
+            let port: u16 = port.parse().map_err(|_| "bad port")?;
+            (Target::new(host, port, &cacert, (&cert, &key))?, cacert)
+        }
+        None => {
+            let kind = args
+                .key_type
+                .parse()
+                .map_err(|e: ca_server::ca::CaError| e.to_string())?;
+            let server = local::OwnServer::start(kind).await?;
+            rows.push(server.cold_start_row("cold start, empty CA (to first request)"));
+            let t = Target::new(
+                "localhost",
+                server.port,
+                &server.ca_pem,
+                (&server.admin_cert, &server.admin_key),
+            )?;
+            let ca = server.ca_pem.clone();
+            own = Some(server);
+            (t, ca)
+        }
+    };
+    let kind = ceiling::key_type_of(&ca_pem)?;
+    println!("measuring the ceiling: raw {kind} signatures on {cores} threads ...");
+    let per_core = ceiling::raw_sign_rate(kind, 1, 2.0)?;
+    let all_cores = ceiling::raw_sign_rate(kind, cores, 2.0)?;
+    println!(
+        "ceiling: {per_core:.0} signatures/s on one core, {all_cores:.0}/s on {cores} cores (CA key {kind})"
+    );
+    let ratio = |mut f: Figures| {
+        f.ratio = Some(f.per_sec / all_cores);
+        f
+    };
+    if let Some(s) = &own {
+        rows.push(s.rss_row("RSS idle (MB in ops/s column)"));
+    }
+    let sampler = own.as_ref().map(local::OwnServer::rss_sampler);
+
+    let c = args.concurrency;
+    let run_id = std::process::id();
+    let csrs = make_csrs(&format!("a{run_id}"), args.csrs)?;
+    let names: Vec<String> = csrs.iter().map(|(n, _)| n.clone()).collect();
+    rows.push(report(
+        "CSR submit (PUT certificate_request)",
+        each(&target, false, c, submit_reqs(&csrs), &[StatusCode::OK]).await,
+    ));
+    let signed = report(
+        "sign via certificate_status PUT",
+        each(
+            &target,
+            true,
+            c,
+            status_reqs(&names, "signed"),
+            &[StatusCode::NO_CONTENT],
+        )
+        .await,
+    );
+    rows.push(ratio(signed));
+
+    let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
+    each(&target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
+    let bulk_names: Vec<String> = bulk.iter().map(|(n, _)| n.clone()).collect();
+    let body = serde_json::json!({ "certnames": bulk_names }).to_string();
+    let (lat, wall, err) = each(
+        &target,
+        true,
+        1,
+        vec![Req::json(Method::POST, "/puppet-ca/v1/sign", body)],
+        &[StatusCode::OK],
+    )
+    .await;
+    let mut f = report("bulk sign (POST /sign, one request)", (lat, wall, err));
+    f.count = bulk_names.len();
+    f.per_sec = bulk_names.len() as f64 / wall.as_secs_f64();
+    rows.push(ratio(f));
+
+    let fetch_names = Arc::new(names.clone());
+    let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |i| {
+        Req::get(format!(
+            "/puppet-ca/v1/certificate/{}",
+            fetch_names[i % fetch_names.len()]
+        ))
+    });
+    rows.push(report(
+        "certificate fetch (keep-alive)",
+        for_duration(&target, false, c, args.duration, false, make, StatusCode::OK).await,
+    ));
+    let crl_path = "/puppet-ca/v1/certificate_revocation_list/ca";
+    let crl = Arc::new(move |_| Req::get(crl_path));
+    rows.push(report(
+        "CRL GET 200 (keep-alive)",
+        for_duration(&target, false, c, args.duration, false, crl, StatusCode::OK).await,
+    ));
+    let ims = httpdate_now();
+    let crl304: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
+        let mut r = Req::get(crl_path);
+        r.headers.push(("if-modified-since", ims.clone()));
+        r
+    });
+    rows.push(report(
+        "CRL GET 304 If-Modified-Since (keep-alive)",
+        for_duration(
+            &target,
+            false,
+            c,
+            args.duration,
+            false,
+            crl304,
+            StatusCode::NOT_MODIFIED,
+        )
+        .await,
+    ));
+    let status: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(|_| Req::get("/status/v1/simple"));
+    rows.push(report(
+        "new TLS connection per request",
+        for_duration(&target, false, c, args.duration, true, status, StatusCode::OK).await,
+    ));
+    rows.push(listing(&target, "certificate_statuses (all)", "").await);
+    if let Some(s) = sampler {
+        rows.push(s.finish("RSS peak under load (MB in ops/s column)"));
+    }
+
+    if let Some(server) = own.as_mut() {
+        // Revoke latency as the CRL grows: revoked entries are seeded into the database between steps.
+        let mut victims = names.clone();
+        for &size in &args.revoke_sizes {
+            server.seed_revocations(size).await?;
+            let batch: Vec<String> = victims.drain(..victims.len().min(20)).collect();
+            let f = report(
+                &format!("revoke at {size} CRL entries (serial)"),
+                each(
+                    &target,
+                    true,
+                    1,
+                    status_reqs(&batch, "revoked"),
+                    &[StatusCode::NO_CONTENT],
+                )
+                .await,
+            );
+            rows.push(f);
+        }
+        server.seed_certificates(args.list_size).await?;
+        let pending = make_csrs(&format!("p{run_id}"), 10)?;
+        each(&target, false, 2, submit_reqs(&pending), &[StatusCode::OK]).await;
+        rows.push(
+            listing(
+                &target,
+                &format!("certificate_statuses, {} certs", args.list_size),
+                "",
+            )
+            .await,
+        );
+        rows.push(listing(&target, "  ?state=requested (10 pending)", "?state=requested").await);
+        server.restart().await?;
+        rows.push(server.cold_start_row(&format!(
+            "cold start, {} certs (to first request)",
+            args.list_size
+        )));
+        rows.push(server.rss_row("RSS idle after restart (MB in ops/s column)"));
+        server.stop();
+    }
+
+    println!();
+    println!("{}", header());
+    for r in &rows {
+        println!("{}", line(r));
+    }
+    println!();
+    println!("ceiling: {all_cores:.0} raw {kind} signatures/s on {cores} cores ({per_core:.0}/s on one); ratio = ops/s ÷ ceiling");
+    Ok(())
+}
+
+async fn listing(t: &Target, phase: &str, query: &str) -> Figures {
+    let reqs: Vec<Req> = (0..3)
+        .map(|_| {
+            let mut r = Req::get(format!("/puppet-ca/v1/certificate_statuses/any{query}"));
+            r.headers = vec![("accept", "application/json".into())];
+            r
+        })
+        .collect();
+    let started = Instant::now();
+    let out = each(t, true, 1, reqs, &[StatusCode::OK]).await;
+    let mut f = report(phase, out);
+    f.per_sec = f.count as f64 / started.elapsed().as_secs_f64();
+    f
+}
+
+fn httpdate_now() -> String {
+    // An If-Modified-Since safely after the CRL's publication: one hour ahead.
+    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    dt.format(&fmt).unwrap_or_default()
+}

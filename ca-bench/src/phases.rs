@@ -1,0 +1,203 @@
+//! The phases, each against any Puppet-compatible CA over HTTPS.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+
+use crate::client::Target;
+use crate::stats::{figures, Figures};
+
+/// One request to send.
+#[derive(Clone)]
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn get(path: impl Into<String>) -> Req {
+        Req {
+            method: Method::GET,
+            path: path.into(),
+            headers: vec![("accept", "text/plain".into())],
+            body: Bytes::new(),
+        }
+    }
+    pub fn json(method: Method, path: impl Into<String>, body: String) -> Req {
+        Req {
+            method,
+            path: path.into(),
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("accept", "application/json".into()),
+            ],
+            body: Bytes::from(body),
+        }
+    }
+}
+
+/// Sends every request once over `conc` keep-alive connections; counts answers not in `ok` as errors.
+pub async fn each(
+    t: &Target,
+    admin: bool,
+    conc: usize,
+    reqs: Vec<Req>,
+    ok: &[StatusCode],
+) -> (Vec<Duration>, Duration, usize) {
+    let queue = Arc::new(Mutex::new(reqs));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc.max(1) {
+        let (t, queue, errors, ok) = (t.clone(), Arc::clone(&queue), Arc::clone(&errors), ok.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let Ok(mut conn) = t.connect(admin).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return lat;
+            };
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some(r) = next else { break };
+                let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                match conn.send(r.method, &r.path, &headers, r.body).await {
+                    Ok(reply) if ok.contains(&reply.status) => lat.push(reply.elapsed),
+                    Ok(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        match t.connect(admin).await {
+                            Ok(c) => conn = c,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for task in tasks {
+        lat.extend(task.await.unwrap_or_default());
+    }
+    (lat, started.elapsed(), errors.load(Ordering::Relaxed))
+}
+
+/// Sends `make(i)` in a loop for `secs` over `conc` keep-alive connections (or a new connection per
+/// request when `fresh`).
+pub async fn for_duration(
+    t: &Target,
+    admin: bool,
+    conc: usize,
+    secs: f64,
+    fresh: bool,
+    make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
+    ok: StatusCode,
+) -> (Vec<Duration>, Duration, usize) {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conc.max(1) {
+        let (t, counter, errors, make) = (
+            t.clone(),
+            Arc::clone(&counter),
+            Arc::clone(&errors),
+            Arc::clone(&make),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut conn = None;
+            while started.elapsed() < deadline {
+                let r = make(counter.fetch_add(1, Ordering::Relaxed));
+                let begun = Instant::now();
+                if conn.is_none() || fresh {
+                    conn = t.connect(admin).await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                match c.send(r.method, &r.path, &headers, r.body).await {
+                    Ok(reply) if reply.status == ok => {
+                        lat.push(if fresh { begun.elapsed() } else { reply.elapsed })
+                    }
+                    Ok(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        conn = None;
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for task in tasks {
+        lat.extend(task.await.unwrap_or_default());
+    }
+    (lat, started.elapsed(), errors.load(Ordering::Relaxed))
+}
+
+/// Figures with the error count in the note.
+pub fn report(phase: &str, (lat, wall, errors): (Vec<Duration>, Duration, usize)) -> Figures {
+    let mut f = figures(phase, lat, wall);
+    if errors > 0 {
+        f.note = format!("{errors} errors");
+    }
+    f
+}
+
+/// EC P-256 CSRs for `prefix-N` names (the agent side's cost, made before timing).
+pub fn make_csrs(prefix: &str, n: usize) -> Result<Vec<(String, String)>, String> {
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}-{i:06}.bench.test");
+            let key =
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+            let mut p = rcgen::CertificateParams::default();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, name.as_str());
+            let pem = p
+                .serialize_request(&key)
+                .map_err(|e| e.to_string())?
+                .pem()
+                .map_err(|e| e.to_string())?;
+            Ok((name, pem))
+        })
+        .collect()
+}
+
+pub fn submit_reqs(csrs: &[(String, String)]) -> Vec<Req> {
+    csrs.iter()
+        .map(|(n, pem)| Req {
+            method: Method::PUT,
+            path: format!("/puppet-ca/v1/certificate_request/{n}"),
+            headers: vec![("content-type", "text/plain".into())],
+            body: Bytes::from(pem.clone()),
+        })
+        .collect()
+}
+
+pub fn status_reqs(names: &[String], state: &str) -> Vec<Req> {
+    names
+        .iter()
+        .map(|n| {
+            Req::json(
+                Method::PUT,
+                format!("/puppet-ca/v1/certificate_status/{n}"),
+                format!("{{\"desired_state\":\"{state}\"}}"),
+            )
+        })
+        .collect()
+}
