@@ -17,7 +17,11 @@ fn policies() -> [SigningPolicy; 2] {
         rules: vec![AltNameRule {
             label: "fuzz".into(),
             certnames: "*.example.*".into(),
-            allow: vec!["DNS:puppet".into(), "DNS:*.example.test".into(), "IP:192.0.2.10".into()],
+            allow: vec![
+                "DNS:puppet".into(),
+                "DNS:*.example.test".into(),
+                "IP:192.0.2.10".into(),
+            ],
             authorization_extensions: vec!["pp_auth_role".into(), "1.3.6.1.4.1.34380.1.3.1".into()],
         }],
     };

@@ -31,7 +31,14 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         check_normalised(&path);
-        for m in [Method::GET, Method::HEAD, Method::PUT, Method::POST, Method::DELETE, Method::PATCH] {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
             if let Some(t) = legacy::translate(&path, &m) {
                 assert!(t.path.starts_with("/puppet-ca/v1/"), "{t:?}");
                 assert!(!t.environment.is_empty() && !t.environment.contains('/'), "{t:?}");

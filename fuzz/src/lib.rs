@@ -69,7 +69,13 @@ fn identity(name: &str, ext: &[(&str, &str)]) -> Identity {
     }
 }
 
-const METHODS: [Method; 5] = [Method::Get, Method::Head, Method::Post, Method::Put, Method::Delete];
+const METHODS: [Method; 5] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Delete,
+];
 
 const PATHS: [&str; 14] = [
     "/puppet-ca/v1/certificate/ca",
@@ -96,7 +102,10 @@ fn standard(extra_paths: &[String]) -> Vec<Req> {
         Some(identity("admin.example.test", &[("pp_cli_auth", "true")])),
     ];
     let mut out = Vec::new();
-    let paths = PATHS.iter().map(|p| p.to_string()).chain(extra_paths.iter().cloned());
+    let paths = PATHS
+        .iter()
+        .map(|p| p.to_string())
+        .chain(extra_paths.iter().cloned());
     for path in paths {
         for m in METHODS {
             for who in &callers {
@@ -150,7 +159,10 @@ pub fn requests(input: &str) -> (&str, Vec<Req>) {
         None => {
             // Path-like words of the file: its own rules' paths, and one level below them.
             let mut extra = Vec::new();
-            for w in input.split(|c: char| c.is_whitespace() || c == '"' || c == ',').take(4096) {
+            for w in input
+                .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                .take(4096)
+            {
                 if w.starts_with('/') && w.len() < 200 && extra.len() < 32 {
                     extra.push(w.to_string());
                     extra.push(format!("{w}/x"));
