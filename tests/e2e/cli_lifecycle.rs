@@ -330,3 +330,19 @@ fn concurrent_cli_writers_lose_nothing() {
         "serials unique and sequential"
     );
 }
+
+#[test]
+fn a_ca_key_readable_by_others_is_refused_with_the_fix() {
+    let ca = TestCa::new();
+    let key = ca.data.join("ca_key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ca.ca(&["list"]).fails_with(1, "chmod 600");
+    let out = Command::new(ca_binary().with_file_name("ca-server"))
+        .args(["--data-dir", ca.data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{out:?}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ca.ca(&["list"]).ok();
+}

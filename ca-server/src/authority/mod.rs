@@ -150,6 +150,24 @@ fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
+/// The CA key must be private to its owner: refuse to use it otherwise, saying how to fix it.
+fn check_key_mode(path: &std::path::Path) -> Result<(), AuthorityError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| AuthorityError::Ca(CaError::Key(format!("cannot read the CA key {}: {e}", path.display()))))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(AuthorityError::Ca(CaError::Key(format!(
+            "the CA key {} is accessible to other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ))));
+    }
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CaError> + Send + 'static,
 ) -> Result<T, AuthorityError> {
@@ -172,6 +190,7 @@ impl Authority {
             .await?
             .ok_or_else(|| StoreError::Corrupt("the database holds no CA".into()))?;
         let key_path = dir.ca_key();
+        check_key_mode(&key_path)?;
         let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
             AuthorityError::Ca(CaError::Key(format!(
                 "cannot read the CA key {}: {e}",
