@@ -82,6 +82,9 @@ CREATE TABLE audit (
     certname  TEXT,
     serial    INTEGER,
     outcome   TEXT    NOT NULL,
-    detail    TEXT
+    detail    TEXT,
+    -- SHA-256 over the previous row's hash and this row's fields: editing or deleting a row breaks
+    -- the chain from there on (`ca audit verify`).
+    hash      TEXT    NOT NULL
 );
 CREATE INDEX audit_by_certname ON audit (certname, id);

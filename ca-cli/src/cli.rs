@@ -157,6 +157,27 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Show the audit log (every decision, with its actor), or verify its hash chain (`ca audit verify`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        /// `verify`: check that no record was changed or removed.
+        #[command(subcommand)]
+        action: Option<AuditAction>,
+        /// Only records about this certname.
+        #[arg(long)]
+        certname: Option<String>,
+        /// Only records since this time: a date (2026-11-24), or a duration ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Write a consistent copy of the CA database to FILE, safe while the server runs.
+    Backup {
+        /// The new file.
+        file: PathBuf,
+    },
     /// Print the fingerprint of a certificate (or pending request).
     Fingerprint {
         /// Certname, or `ca`.
@@ -165,6 +186,13 @@ pub enum Command {
         #[arg(long, default_value = "sha256")]
         digest: String,
     },
+}
+
+/// `ca audit verify`.
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain of the whole audit log.
+    Verify,
 }
 
 /// `ca setup`.

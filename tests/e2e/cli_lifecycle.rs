@@ -342,7 +342,10 @@ fn a_ca_key_readable_by_others_is_refused_with_the_fix() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{out:?}"
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     ca.ca(&["list"]).ok();
 }

@@ -14,6 +14,7 @@ mod http_api;
 mod intermediate;
 mod migration;
 mod multi_master;
+mod operations;
 mod policy;
 mod real_clients;
 mod remote_cli;

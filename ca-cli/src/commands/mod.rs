@@ -1,5 +1,6 @@
 //! One module per subcommand. Each returns the exit code, or an error message (exit 1).
 
+mod audit;
 mod check;
 mod clean;
 mod generate;
@@ -86,6 +87,16 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
             check::run(b, &name, flags, format, out).await
         }
         Command::Prune { dry_run } => check::prune(b, dry_run, out).await,
+        Command::Audit {
+            action,
+            certname,
+            since,
+            format,
+        } => match action {
+            Some(crate::cli::AuditAction::Verify) => audit::verify(b, out).await,
+            None => audit::show(b, certname.as_deref(), since.as_deref(), format, out).await,
+        },
+        Command::Backup { file } => audit::backup(b, &file, out).await,
         Command::Fingerprint { name, digest } => print::fingerprint(b, &name, &digest, out).await,
     }
 }

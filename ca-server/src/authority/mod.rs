@@ -154,7 +154,12 @@ fn unix(t: OffsetDateTime) -> i64 {
 fn check_key_mode(path: &std::path::Path) -> Result<(), AuthorityError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
-        .map_err(|e| AuthorityError::Ca(CaError::Key(format!("cannot read the CA key {}: {e}", path.display()))))?
+        .map_err(|e| {
+            AuthorityError::Ca(CaError::Key(format!(
+                "cannot read the CA key {}: {e}",
+                path.display()
+            )))
+        })?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {

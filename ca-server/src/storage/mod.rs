@@ -130,6 +130,38 @@ impl Store {
     pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&self.pool).await
     }
+    /// Checks the audit chain: Ok(number of rows) or Err(id of the first row that does not match).
+    pub async fn verify_audit(&self) -> Result<Result<usize, i64>, StoreError> {
+        let rows = queries::audit_rows(&self.pool, None).await?;
+        let mut prev = String::new();
+        for r in &rows {
+            let fields = queries::AuditFields {
+                at: r.at,
+                actor: &r.actor,
+                action: &r.action,
+                certname: r.certname.as_deref(),
+                serial: r.serial,
+                outcome: &r.outcome,
+                detail: r.detail.as_deref(),
+            };
+            if queries::audit_hash(&prev, &fields) != r.hash {
+                return Ok(Err(r.id));
+            }
+            prev.clone_from(&r.hash);
+        }
+        Ok(Ok(rows.len()))
+    }
+    /// A consistent copy of the whole database into a new file (`VACUUM INTO`), safe while others write.
+    pub async fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::Duplicate(path.display().to_string()));
+        }
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
     /// Audit rows, oldest first.
     pub async fn audit_rows(&self, certname: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
         queries::audit_rows(&self.pool, certname).await

@@ -137,6 +137,8 @@ pub struct AuditRow {
     pub outcome: String,
     /// Detail.
     pub detail: Option<String>,
+    /// Chain hash.
+    pub hash: String,
 }
 
 /// Which current certificates to list.
@@ -618,17 +620,61 @@ pub(super) async fn store_crl(c: &mut SqliteConnection, row: &CrlRow) -> Result<
     Ok(())
 }
 
+/// The fields of an audit row that its chain hash covers.
+pub struct AuditFields<'a> {
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub certname: Option<&'a str>,
+    pub serial: Option<i64>,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+/// The chain hash of an audit row: SHA-256 over the previous hash and every field, unit-separated.
+pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
+    let none = "\u{0}".to_string();
+    let fields = [
+        prev.to_string(),
+        f.at.to_string(),
+        f.actor.to_string(),
+        f.action.to_string(),
+        f.certname.map_or_else(|| none.clone(), str::to_string),
+        f.serial.map_or_else(|| none.clone(), |s| s.to_string()),
+        f.outcome.to_string(),
+        f.detail.map_or_else(|| none.clone(), str::to_string),
+    ];
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, fields.join("\u{1f}").as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+    // Inside the write transaction, so the chain has no forks.
+    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut *c)
+        .await?;
+    let serial = rec.serial.map(to_i64).transpose()?;
+    let fields = AuditFields {
+        at: rec.at,
+        actor: rec.actor,
+        action: rec.action,
+        certname: rec.certname,
+        serial,
+        outcome: rec.outcome,
+        detail: rec.detail,
+    };
+    let hash = audit_hash(prev.as_deref().unwrap_or(""), &fields);
     sqlx::query(
-        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(rec.at)
     .bind(rec.actor)
     .bind(rec.action)
     .bind(rec.certname)
-    .bind(rec.serial.map(to_i64).transpose()?)
+    .bind(serial)
     .bind(rec.outcome)
     .bind(rec.detail)
+    .bind(hash)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -639,7 +685,7 @@ pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Sqlite>>(
     certname: Option<&str>,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let rows = sqlx::query_as::<_, AuditRow>(
-        "SELECT id, at, actor, action, certname, serial, outcome, detail FROM audit \
+        "SELECT id, at, actor, action, certname, serial, outcome, detail, hash FROM audit \
          WHERE (?1 IS NULL OR certname = ?1) ORDER BY id",
     )
     .bind(certname)

@@ -1,0 +1,98 @@
+use std::path::Path;
+
+use ca_server::ca::text::puppet_time;
+use time::{Date, OffsetDateTime};
+
+use super::CmdResult;
+use crate::backend::Backend;
+use crate::cli::Format;
+use crate::Out;
+
+fn local(b: &Backend) -> Result<&ca_server::authority::Authority, String> {
+    match b {
+        Backend::Local(a) => Ok(a),
+        Backend::Remote(_) => {
+            Err("the audit log and backups work on the data directory only (no --server)".into())
+        }
+    }
+}
+
+/// A date (`2026-11-24`) or a duration ago (`24h`, `7d`).
+fn since(text: &str, now: OffsetDateTime) -> Result<i64, String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = Date::parse(text, &fmt) {
+        return Ok(d.midnight().assume_utc().unix_timestamp());
+    }
+    let ago = ca_server::ca::duration::parse(text)
+        .map_err(|_| format!("--since: '{text}' is neither a date (2026-11-24) nor a duration (24h)"))?;
+    Ok((now - ago).unix_timestamp())
+}
+
+pub async fn show(
+    b: &Backend,
+    certname: Option<&str>,
+    since_text: Option<&str>,
+    format: Format,
+    out: &mut Out<'_>,
+) -> CmdResult {
+    let a = local(b)?;
+    let from = since_text
+        .map(|t| since(t, a.now()))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let rows = a.store().audit_rows(certname).await.map_err(|e| e.to_string())?;
+    let rows: Vec<_> = rows.into_iter().filter(|r| r.at >= from).collect();
+    if format == Format::Json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({"id": r.id, "at": r.at, "actor": r.actor, "action": r.action,
+                    "certname": r.certname, "serial": r.serial, "outcome": r.outcome, "detail": r.detail})
+            })
+            .collect();
+        out.line(&serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        return Ok(0);
+    }
+    for r in rows {
+        let at = OffsetDateTime::from_unix_timestamp(r.at)
+            .map(puppet_time)
+            .unwrap_or_default();
+        let serial = r.serial.map(|s| format!(" serial {s}")).unwrap_or_default();
+        let detail = r.detail.map(|d| format!(": {d}")).unwrap_or_default();
+        out.line(&format!(
+            "{at}  {}  {} {}{serial}  {}{detail}",
+            r.actor,
+            r.action,
+            r.certname.unwrap_or_else(|| "-".into()),
+            r.outcome
+        ));
+    }
+    Ok(0)
+}
+
+pub async fn verify(b: &Backend, out: &mut Out<'_>) -> CmdResult {
+    let a = local(b)?;
+    match a.store().verify_audit().await.map_err(|e| e.to_string())? {
+        Ok(n) => {
+            out.line(&format!("audit log intact: {n} records, hash chain verified"));
+            Ok(0)
+        }
+        Err(id) => Err(format!(
+            "audit log tampered: record {id} does not match the hash chain"
+        )),
+    }
+}
+
+pub async fn backup(b: &Backend, file: &Path, out: &mut Out<'_>) -> CmdResult {
+    let a = local(b)?;
+    a.store()
+        .backup(file)
+        .await
+        .map_err(|e| format!("cannot write the backup {}: {e}", file.display()))?;
+    out.line(&format!(
+        "Wrote a consistent copy of the CA database to {}",
+        file.display()
+    ));
+    out.line("Keep the data directory's keys (ca_key.pem, root_key.pem, server/, admin/) with it: they are files, not rows.");
+    Ok(0)
+}

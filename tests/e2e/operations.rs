@@ -1,0 +1,82 @@
+//! Operations: the hash-chained audit log (`ca audit`, `ca audit verify` detecting tampering) and
+//! `ca backup` while the server runs, with a restore.
+
+use std::process::Command;
+
+use crate::harness::{fixture, TestCa};
+use crate::server::TestServer;
+
+fn sqlite(db: &std::path::Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (scripts/test installs it)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn audit_log_shows_every_decision_and_detects_tampering() {
+    let ca = TestCa::new();
+    ca.ca(&["submit", fixture("csr/altnames.pem").to_str().unwrap()])
+        .ok();
+    ca.ca(&["sign", "master-2"])
+        .fails_with(1, "--allow-dns-alt-names");
+    ca.ca(&["sign", "--allow-dns-alt-names", "master-2"]).ok();
+    ca.ca(&["revoke", "master-2"]).ok();
+    let log = ca.ca(&["audit", "--certname", "master-2"]).ok().stdout;
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(
+        lines[1].contains("sign master-2") && lines[1].contains("refused") && lines[1].contains("cli:"),
+        "{log}"
+    );
+    assert!(lines[2].contains("sign master-2 serial 4  ok"), "{log}");
+    assert!(
+        lines[3].contains("revoke master-2 serial 4  ok: keyCompromise"),
+        "{log}"
+    );
+    assert!(ca.ca(&["audit", "--since", "1h"]).ok().stdout.contains("setup"));
+    assert_eq!(ca.ca(&["audit", "--since", "2099-01-01"]).ok().stdout, "");
+    let json: serde_json::Value =
+        serde_json::from_str(&ca.ca(&["audit", "--format", "json"]).ok().stdout).unwrap();
+    assert!(json.as_array().unwrap().len() >= 6);
+
+    let ok = ca.ca(&["audit", "verify"]).ok().stdout;
+    assert!(ok.contains("audit log intact"), "{ok}");
+    let db = ca.data.join("ca.db");
+    sqlite(&db, "UPDATE audit SET actor = 'someone-else' WHERE id = 3");
+    ca.ca(&["audit", "verify"])
+        .fails_with(1, "record 3 does not match");
+    let other = TestCa::new();
+    other.ca(&["audit", "verify"]).ok();
+    sqlite(&other.data.join("ca.db"), "DELETE FROM audit WHERE id = 2");
+    other.ca(&["audit", "verify"]).fails_with(1, "record 3");
+}
+
+#[test]
+fn backup_while_serving_and_restore() {
+    let s = TestServer::start();
+    s.ca.ca(&["submit", fixture("csr/ec-p256.pem").to_str().unwrap()])
+        .ok();
+    s.ca.ca(&["sign", "agent-ec.example.test"]).ok();
+    let file = s.ca.path("backup.db");
+    let out = s.ca.ca(&["backup", file.to_str().unwrap()]).ok().stdout;
+    assert!(out.contains("consistent copy"), "{out}");
+    s.ca.ca(&["backup", file.to_str().unwrap()])
+        .fails_with(1, "cannot write the backup");
+    // Restore: the keys and identities of the data directory, the database from the backup.
+    let restored = s.ca.path("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    for f in ["ca_key.pem", "ca_crt.pem"] {
+        std::fs::copy(s.data().join(f), restored.join(f)).unwrap();
+    }
+    std::fs::copy(&file, restored.join("ca.db")).unwrap();
+    let listing = |dir: &std::path::Path| {
+        crate::harness::ca(&["--data-dir", dir.to_str().unwrap(), "list", "--all"])
+            .ok()
+            .stdout
+    };
+    assert_eq!(listing(&restored), listing(s.data()));
+    crate::harness::ca(&["--data-dir", restored.to_str().unwrap(), "audit", "verify"]).ok();
+}
