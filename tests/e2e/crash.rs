@@ -1,0 +1,205 @@
+//! Crash safety: `ca-server` killed with SIGKILL at random moments while clients sign and revoke, 20
+//! rounds, restarted each time. Nothing acknowledged may be lost: no duplicate serial, every certificate
+//! a client received is in the database, every acknowledged revocation is in the CRL served after the
+//! restart, and SQLite's integrity check passes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ca_cli::remote::Client;
+use hyper::{Method, StatusCode};
+use x509_parser::prelude::FromDer;
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::harness::{ca_binary, TestCa};
+
+fn start(data: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(ca_binary().with_file_name("ca-server"))
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not come back");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[derive(Default)]
+struct Seen {
+    /// certname → (serial, DER) of every certificate a client received.
+    received: BTreeMap<String, (u64, Vec<u8>)>,
+    /// Serials whose revocation was acknowledged (204).
+    revoked: BTreeSet<u64>,
+}
+
+fn csr(name: &str) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+#[test]
+fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
+    let ca = TestCa::with_args(&["--dns-alt-names", "localhost"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://localhost:{port}");
+    let d = &ca.data;
+    let admin = Client::new(
+        &url,
+        &d.join("ca_crt.pem"),
+        Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
+    )
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut server = start(d, port);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("crash test seed {seed}");
+
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let (admin, seen, stop) = (admin.clone(), Arc::clone(&seen), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let json = [("content-type", "application/json")];
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let name = format!("crash-{w}-{i}.example.test");
+                    let put = rt.block_on(admin.send(
+                        Method::PUT,
+                        &format!("/puppet-ca/v1/certificate_request/{name}"),
+                        &[],
+                        csr(&name).into_bytes(),
+                    ));
+                    if !matches!(put, Ok(ref a) if a.status == StatusCode::OK) {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    let sign = rt.block_on(admin.send(
+                        Method::PUT,
+                        &format!("/puppet-ca/v1/certificate_status/{name}"),
+                        &json,
+                        br#"{"desired_state":"signed"}"#.to_vec(),
+                    ));
+                    if !matches!(sign, Ok(ref a) if a.status == StatusCode::NO_CONTENT) {
+                        continue;
+                    }
+                    if let Ok(a) = rt.block_on(admin.get(&format!("/puppet-ca/v1/certificate/{name}"))) {
+                        if a.status == StatusCode::OK {
+                            let der = pem::parse(a.text()).unwrap().into_contents();
+                            let (_, c) = x509_parser::prelude::X509Certificate::from_der(&der).unwrap();
+                            let serial = u64::try_from(c.serial.clone()).unwrap();
+                            seen.lock().unwrap().received.insert(name.clone(), (serial, der));
+                            // Revoke every other one.
+                            if i % 2 == 0 {
+                                let r = rt.block_on(admin.send(
+                                    Method::PUT,
+                                    &format!("/puppet-ca/v1/certificate_status/{name}"),
+                                    &json,
+                                    br#"{"desired_state":"revoked"}"#.to_vec(),
+                                ));
+                                if matches!(r, Ok(ref a) if a.status == StatusCode::NO_CONTENT) {
+                                    seen.lock().unwrap().revoked.insert(serial);
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut rng = seed;
+    for _ in 0..20 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(150 + rng % 500));
+        server.kill().unwrap();
+        server.wait().unwrap();
+        server = start(d, port);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.received.len() >= 20,
+        "the load made progress: {}",
+        seen.received.len()
+    );
+    assert!(!seen.revoked.is_empty());
+    // The CRL served after the last restart holds every acknowledged revocation.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let crl = rt
+        .block_on(admin.get("/puppet-ca/v1/certificate_revocation_list/ca"))
+        .unwrap();
+    assert_eq!(crl.status, StatusCode::OK);
+    let der = pem::parse(crl.text()).unwrap().into_contents();
+    let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+    let in_crl: BTreeSet<u64> = crl
+        .iter_revoked_certificates()
+        .map(|e| u64::try_from(e.user_certificate.clone()).unwrap())
+        .collect();
+    for s in &seen.revoked {
+        assert!(
+            in_crl.contains(s),
+            "acknowledged revocation of serial {s} missing from the CRL"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // Every certificate a client received is in the database; serials are unique.
+    let stored = ca.with_store(async |st| st.all_certificates().await.unwrap());
+    let by_serial: BTreeMap<u64, &Vec<u8>> = stored.iter().map(|(r, _)| (r.serial, &r.der)).collect();
+    assert_eq!(by_serial.len(), stored.len(), "no duplicate serial");
+    for (name, (serial, der)) in &seen.received {
+        assert_eq!(
+            by_serial.get(serial).map(|d| d.as_slice()),
+            Some(der.as_slice()),
+            "{name} (serial {serial}) lost"
+        );
+    }
+    let out = Command::new("sqlite3")
+        .arg(d.join("ca.db"))
+        .arg("PRAGMA integrity_check")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    println!(
+        "crash test: {} certificates received, {} revocations acknowledged, 20 kills",
+        seen.received.len(),
+        seen.revoked.len()
+    );
+}
