@@ -9,6 +9,7 @@ mod bad_input;
 mod cli_corpus;
 mod cli_lifecycle;
 mod cli_scenario;
+mod concurrency;
 mod crash;
 mod harness;
 mod http_api;
