@@ -123,7 +123,7 @@ fn two_hundred_agents_admins_and_the_cli_for_a_minute() {
                             .send(Method::POST, "/puppet-ca/v1/sign/all", &json, b"{}".to_vec())
                             .await,
                     );
-                    if i % 4 == 0 {
+                    if i.is_multiple_of(4) {
                         check(
                             &admin
                                 .get("/puppet-ca/v1/certificate_statuses/any?state=signed")
