@@ -244,6 +244,16 @@ pub async fn import(
         .filter_map(|l| inventory_serial(l).map(|s| (s, l.trim_end().to_string())))
         .collect();
     report.inventory = inventory.len();
+    // puppetserver's infrastructure CRL (enable-infra-crl): the nodes are reported; their revocations are
+    // in the main CRL, which is what we serve.
+    let infra = std::fs::read_to_string(cadir.file("infra_inventory.txt")).unwrap_or_default();
+    let infra_nodes = infra.lines().filter(|l| !l.trim().is_empty()).count();
+    if infra_nodes > 0 {
+        report.warnings.push(format!(
+            "infra_inventory.txt lists {infra_nodes} infrastructure node(s); the separate infra CRL is not \
+             served (their revocations are in the main CRL)"
+        ));
+    }
     let serial_file = std::fs::read_to_string(cadir.file("serial"))
         .ok()
         .and_then(|t| parse_serial_file(&t));
