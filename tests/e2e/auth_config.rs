@@ -5,23 +5,6 @@ use hyper::{Method, StatusCode};
 
 use crate::server::{As, TestServer};
 
-fn agent(s: &TestServer, name: &str) -> As {
-    let out = s.ca.path(&format!("id-{name}"));
-    s.ca.ca(&[
-        "generate",
-        name,
-        "--key-type",
-        "ec-p256",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    As::Cert(
-        out.join(format!("certs/{name}.pem")),
-        out.join(format!("private_keys/{name}.pem")),
-    )
-}
-
 fn server_with_file(section_key: &str, contents: &str) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("auth.conf");
@@ -43,7 +26,7 @@ fn legacy_puppet3_auth_conf() {
          path /certificate_revocation_list\nauth any\nmethod find\nallow *\n\n\
          path /certificate_status\nmethod find, search, save, destroy\nallow ca-admin\n",
     );
-    let a = agent(&s, "agent-l.example.test");
+    let a = s.identity("agent-l.example.test");
     assert_eq!(
         s.get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
             .status,
@@ -89,7 +72,7 @@ fn hocon_auth_conf_with_back_reference() {
   ]
 }"#,
     );
-    let a = agent(&s, "agent-h.example.test");
+    let a = s.identity("agent-h.example.test");
     assert_eq!(
         s.get(&a, "/puppet-ca/v1/certificate_status/agent-h.example.test")
             .status,

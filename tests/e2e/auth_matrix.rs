@@ -44,24 +44,6 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// `ca generate <name>` on the server's CA; the identity files.
-fn generated(s: &TestServer, name: &str) -> As {
-    let out = s.ca.path(&format!("gen-{name}"));
-    s.ca.ca(&[
-        "generate",
-        name,
-        "--key-type",
-        "ec-p256",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    As::Cert(
-        out.join(format!("certs/{name}.pem")),
-        out.join(format!("private_keys/{name}.pem")),
-    )
-}
-
 /// Connects with `who`'s certificate and sends one request: the fatal alert the server answers with,
 /// if it refuses the certificate.
 fn tls_refusal(s: &TestServer, who: &As) -> Option<String> {
@@ -112,8 +94,8 @@ fn tls_refusal(s: &TestServer, who: &As) -> Option<String> {
 #[test]
 fn every_endpoint_by_every_caller() {
     let s = TestServer::start();
-    let agent = generated(&s, "agent-m.example.test");
-    let revoked = generated(&s, "agent-r.example.test");
+    let agent = s.identity("agent-m.example.test");
+    let revoked = s.identity("agent-r.example.test");
     s.ca.ca(&["revoke", "agent-r.example.test"]).ok();
     let foreign_ca = crate::harness::TestCa::new();
     let foreign = As::Cert(

@@ -13,24 +13,6 @@ fn csr(name: &str) -> Vec<u8> {
 
 const AGENT: &str = "agent-rsa2048.example.test";
 
-/// Submits, signs (as admin over the API) and returns the agent's identity files.
-fn signed_agent(s: &TestServer) -> As {
-    let out = s.ca.path("gen-agent");
-    s.ca.ca(&[
-        "generate",
-        "agent-x.example.test",
-        "--key-type",
-        "ec-p256",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    As::Cert(
-        out.join("certs/agent-x.example.test.pem"),
-        out.join("private_keys/agent-x.example.test.pem"),
-    )
-}
-
 #[test]
 fn ca_certificate_and_csr_round_trip() {
     let s = TestServer::start();
@@ -213,7 +195,7 @@ fn crl_without_client_cert_with_if_modified_since() {
 #[test]
 fn authorization_by_identity() {
     let s = TestServer::start();
-    let agent = signed_agent(&s);
+    let agent = s.identity("agent-x.example.test");
     let admin_paths = [
         (Method::GET, "/puppet-ca/v1/certificate_statuses/any"),
         (Method::GET, "/puppet-ca/v1/certificate_status/ca-admin"),
@@ -283,7 +265,7 @@ fn authorization_by_identity() {
 #[test]
 fn revoked_client_certificate_is_refused_at_once() {
     let s = TestServer::start();
-    let agent = signed_agent(&s);
+    let agent = s.identity("agent-x.example.test");
     assert_eq!(s.get(&agent, "/puppet-ca/v1/expirations").status, StatusCode::OK);
     // Revoked through the API...
     let r = s.send(

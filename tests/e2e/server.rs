@@ -140,6 +140,25 @@ impl TestServer {
         self.ca.ca(&argv)
     }
 
+    /// A certificate and key for `name`, made with `ca generate` (EC P-256), as a client identity.
+    pub fn identity(&self, name: &str) -> As {
+        let out = self.ca.path(&format!("id-{name}"));
+        self.ca
+            .ca(&[
+                "generate",
+                name,
+                "--key-type",
+                "ec-p256",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .ok();
+        As::Cert(
+            out.join(format!("certs/{name}.pem")),
+            out.join(format!("private_keys/{name}.pem")),
+        )
+    }
+
     pub fn data(&self) -> &Path {
         &self.ca.data
     }
