@@ -3,7 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the default data directory.
@@ -106,5 +106,3 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
-
-use std::os::unix::fs::DirBuilderExt;

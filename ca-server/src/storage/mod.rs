@@ -126,10 +126,6 @@ impl Store {
     pub async fn crl_version(&self) -> Result<(Option<i64>, i64), StoreError> {
         queries::crl_version(&self.pool).await
     }
-    /// The number of the current CRL (a one-row read: tells whether someone published a new CRL).
-    pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
-        queries::crl_number(&self.pool).await
-    }
     /// Checks the audit chain: Ok(number of rows) or Err(id of the first row that does not match).
     pub async fn verify_audit(&self) -> Result<Result<usize, i64>, StoreError> {
         let rows = queries::audit_rows(&self.pool, None).await?;
