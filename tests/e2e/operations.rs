@@ -80,3 +80,44 @@ fn backup_while_serving_and_restore() {
     assert_eq!(listing(&restored), listing(s.data()));
     crate::harness::ca(&["--data-dir", restored.to_str().unwrap(), "audit", "verify"]).ok();
 }
+
+#[test]
+fn metrics_in_prometheus_format_and_request_ids() {
+    use crate::server::As;
+    use hyper::{Method, StatusCode};
+    let s = TestServer::start();
+    let csr = std::fs::read(fixture("csr/ec-p256.pem")).unwrap();
+    let put = s.send(
+        &As::Anonymous,
+        Method::PUT,
+        "/puppet-ca/v1/certificate_request/agent-ec.example.test",
+        &[],
+        &csr,
+    );
+    assert!(put.headers.contains_key("x-request-id"));
+    let m = s.get(&As::Anonymous, "/metrics").text();
+    assert!(m.contains("ca_pending_requests 1"), "{m}");
+    let sign = s.send(
+        &As::Admin,
+        Method::PUT,
+        "/puppet-ca/v1/certificate_status/agent-ec.example.test",
+        &[("content-type", "application/json")],
+        br#"{"desired_state":"signed"}"#,
+    );
+    assert_eq!(sign.status, StatusCode::NO_CONTENT);
+    let m = s.get(&As::Anonymous, "/metrics").text();
+    for want in [
+        "# TYPE ca_http_requests_total counter",
+        "ca_http_requests_total{route=\"certificate_request\",status=\"200\"} 1",
+        "ca_http_requests_total{route=\"certificate_status\",status=\"204\"} 1",
+        "ca_signing_seconds_count 1",
+        "ca_pending_requests 0",
+        "ca_certificates 3",
+        "ca_crl_entries 0",
+        "ca_crl_seconds_to_next_update ",
+        "ca_certificates_expiring_30d 0",
+    ] {
+        assert!(m.contains(want), "missing {want:?} in\n{m}");
+    }
+    assert!(!m.contains("agent-ec"), "no certnames in labels");
+}

@@ -104,6 +104,7 @@ impl Authority {
         &self,
         jobs: &[Job],
     ) -> Result<Vec<Result<Issued, AuthorityError>>, AuthorityError> {
+        let started = std::time::Instant::now();
         let mut results: Vec<Option<Result<Issued, AuthorityError>>> = jobs.iter().map(|_| None).collect();
         let mut ready = Vec::new();
         // 1. Check and reserve serials (a short transaction; refusals audited in it).
@@ -242,6 +243,7 @@ impl Authority {
         }
         tx.commit().await?;
         for (index, i) in issued {
+            self.sign_latency.observe(started.elapsed());
             results[index] = Some(Ok(i));
         }
         Ok(results

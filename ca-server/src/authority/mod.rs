@@ -5,6 +5,7 @@ mod autosign;
 mod batch;
 mod error;
 mod explain;
+mod latency;
 mod lifecycle;
 mod parents;
 mod setup;
@@ -27,6 +28,7 @@ use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
 pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
 pub use explain::{ExplainItem, Explanation};
+pub use latency::HistogramSnapshot;
 pub use lifecycle::BatchOutcome;
 pub use setup::{host_fqdn, setup, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
@@ -126,6 +128,7 @@ pub struct Authority {
     dir: DataDir,
     crl_entries: Arc<std::sync::Mutex<Option<CrlEntries>>>,
     queue: Arc<batch::Queue>,
+    sign_latency: Arc<latency::Histogram>,
 }
 
 /// The encoded entries of a CRL this process published, for appending the next revocations.
@@ -212,6 +215,7 @@ impl Authority {
             dir: dir.clone(),
             crl_entries: Arc::default(),
             queue: Arc::default(),
+            sign_latency: Arc::default(),
         })
     }
 
@@ -226,6 +230,10 @@ impl Authority {
     /// The settings.
     pub fn settings(&self) -> &CaSettings {
         &self.settings
+    }
+    /// Issuance latency so far (for `/metrics`).
+    pub fn signing_histogram(&self) -> latency::HistogramSnapshot {
+        self.sign_latency.snapshot()
     }
     /// Now, from the authority's clock.
     pub fn now(&self) -> OffsetDateTime {

@@ -163,6 +163,7 @@ pub async fn setup(
         dir: dir.clone(),
         crl_entries: Arc::default(),
         queue: Arc::default(),
+        sign_latency: Arc::default(),
     };
     let mut tx = authority.store.write().await?;
     authority.publish_crl(&mut tx).await?;

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod extract;
 pub mod legacy;
+mod metrics;
 mod status;
 mod v1;
 
@@ -53,6 +54,8 @@ pub struct AppState {
     pub tls: Arc<TlsState>,
     /// Time allowed for one request.
     pub request_timeout: std::time::Duration,
+    /// Requests answered, for `/metrics`.
+    pub requests: metrics::RequestCounters,
     crl: Mutex<Option<Arc<CrlCache>>>,
 }
 
@@ -71,6 +74,7 @@ impl AppState {
             header_cert_info,
             tls,
             request_timeout,
+            requests: metrics::RequestCounters::default(),
             crl: Mutex::new(None),
         }
     }
@@ -146,6 +150,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/status/v1/services/{service}", get(status::service))
         .route("/status/v1/simple", get(status::simple))
         .route("/status/v1/simple/{service}", get(status::simple))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .with_state(Arc::clone(&state));
     Router::new()
@@ -158,14 +163,26 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// Bounds a whole request (a slow client cannot hold a worker forever) and logs it.
 async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let res = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => text(StatusCode::REQUEST_TIMEOUT, "Request timed out"),
-    };
-    tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    // Every log line of this request carries its id; the client sees it in X-Request-Id.
+    let span = tracing::info_span!("request", id);
+    let mut res =
+        match tokio::time::timeout(state.request_timeout, next.run(req).instrument(span.clone())).await {
+            Ok(r) => r,
+            Err(_) => text(StatusCode::REQUEST_TIMEOUT, "Request timed out"),
+        };
+    state.requests.record(&path, res.status().as_u16());
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    span.in_scope(|| {
+        tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    });
     res
 }
 

@@ -12,7 +12,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-pub use queries::{AuditRecord, AuditRow, CertRow, CrlRow, RequestRow, RevocationRow, StatusFilter};
+pub use queries::{
+    AuditRecord, AuditRow, CertRow, CrlRow, MetricsSnapshot, RequestRow, RevocationRow, StatusFilter,
+};
 
 /// Storage errors. Constraint violations become domain errors by name.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,10 @@ impl Store {
     /// What changes when any served CRL changes: (our CRL number, parent CRL updates). One cheap read.
     pub async fn crl_version(&self) -> Result<(Option<i64>, i64), StoreError> {
         queries::crl_version(&self.pool).await
+    }
+    /// Counts for `/metrics`.
+    pub async fn metrics(&self, now: i64) -> Result<MetricsSnapshot, StoreError> {
+        queries::metrics(&self.pool, now).await
     }
     /// Checks the audit chain: Ok(number of rows) or Err(id of the first row that does not match).
     pub async fn verify_audit(&self) -> Result<Result<usize, i64>, StoreError> {

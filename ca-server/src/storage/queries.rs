@@ -570,6 +570,44 @@ pub(super) async fn certificate_exists(c: &mut SqliteConnection, serial: u64) ->
     Ok(n > 0)
 }
 
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub pending: i64,
+    pub certificates: i64,
+    pub expiring_30d: i64,
+    pub revoked: i64,
+    pub crl_number: i64,
+    pub crl_this_update: i64,
+    pub crl_next_update: i64,
+}
+
+pub(super) async fn metrics<'e, E: Executor<'e, Database = Sqlite>>(
+    e: E,
+    now: i64,
+) -> Result<MetricsSnapshot, StoreError> {
+    let r = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM requests), \
+                (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL), \
+                (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > ?1 AND not_after <= ?1 + 2592000), \
+                (SELECT COUNT(*) FROM revocations), \
+                (SELECT number FROM crl WHERE id = 1), (SELECT this_update FROM crl WHERE id = 1), \
+                (SELECT next_update FROM crl WHERE id = 1)",
+    )
+    .bind(now)
+    .fetch_one(e)
+    .await?;
+    Ok(MetricsSnapshot {
+        pending: r.get(0),
+        certificates: r.get(1),
+        expiring_30d: r.get(2),
+        revoked: r.get(3),
+        crl_number: r.get::<Option<i64>, _>(4).unwrap_or(0),
+        crl_this_update: r.get::<Option<i64>, _>(5).unwrap_or(0),
+        crl_next_update: r.get::<Option<i64>, _>(6).unwrap_or(0),
+    })
+}
+
 pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<CrlRow>, StoreError> {
     let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
         .fetch_optional(e)

@@ -152,6 +152,17 @@ pub const DEFAULT_HOCON_AUTH_CONF: &str = r#"authorization: {
     version: 1
     rules: [
         {
+            # ca-server's own: Prometheus metrics (counts only, no names), for scrapers without a certificate.
+            match-request: {
+                path: "/metrics"
+                type: path
+                method: get
+            }
+            allow-unauthenticated: true
+            sort-order: 500
+            name: "ca metrics"
+        },
+        {
             # Allow nodes to retrieve the certificate they requested earlier (and the CA bundle)
             match-request: {
                 path: "/puppet-ca/v1/certificate/"

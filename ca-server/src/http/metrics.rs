@@ -1,0 +1,120 @@
+//! `/metrics` in Prometheus' text format: requests by route and status, signing latency, pending
+//! requests, CRL size, age and time to nextUpdate, certificates expiring within 30 days.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, Context};
+use super::AppState;
+
+/// Request counters, by (route, status).
+#[derive(Debug, Default)]
+pub struct RequestCounters(Mutex<BTreeMap<(&'static str, u16), u64>>);
+
+impl RequestCounters {
+    /// Counts one answered request.
+    pub fn record(&self, path: &str, status: u16) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry((route(path), status)).or_insert(0) += 1;
+        }
+    }
+}
+
+/// A bounded label for a path (never the certname).
+pub fn route(path: &str) -> &'static str {
+    let rest = path.strip_prefix("/puppet-ca/v1/").unwrap_or("");
+    let first = rest.split('/').next().unwrap_or("");
+    match first {
+        "certificate" => "certificate",
+        "certificate_request" => "certificate_request",
+        "certificate_revocation_list" => "certificate_revocation_list",
+        "certificate_status" => "certificate_status",
+        "certificate_statuses" => "certificate_statuses",
+        "certificate_renewal" => "certificate_renewal",
+        "expirations" => "expirations",
+        "clean" => "clean",
+        "sign" => "sign",
+        _ if path.starts_with("/status/") => "status",
+        _ if path == "/metrics" => "metrics",
+        _ => "other",
+    }
+}
+
+/// GET `/metrics`.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let a = &state.authority;
+    let now = a.now().unix_timestamp();
+    let snap = match a.store().metrics(now).await {
+        Ok(s) => s,
+        Err(e) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP ca_http_requests_total HTTP requests answered, by route and status."
+    );
+    let _ = writeln!(out, "# TYPE ca_http_requests_total counter");
+    if let Ok(m) = state.requests.0.lock() {
+        for ((route, status), n) in m.iter() {
+            let _ = writeln!(
+                out,
+                "ca_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+    let h = a.signing_histogram();
+    let _ = writeln!(
+        out,
+        "# HELP ca_signing_seconds Time to issue a certificate (checks, signature, storage)."
+    );
+    let _ = writeln!(out, "# TYPE ca_signing_seconds histogram");
+    for (le, n) in &h.buckets {
+        let _ = writeln!(out, "ca_signing_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "ca_signing_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "ca_signing_seconds_sum {}", h.sum);
+    let _ = writeln!(out, "ca_signing_seconds_count {}", h.count);
+    let gauges = [
+        (
+            "ca_pending_requests",
+            "Certificate requests waiting for signing.",
+            snap.pending,
+        ),
+        (
+            "ca_certificates",
+            "Certificates held (not cleaned).",
+            snap.certificates,
+        ),
+        (
+            "ca_certificates_expiring_30d",
+            "Certificates whose notAfter is within 30 days.",
+            snap.expiring_30d,
+        ),
+        ("ca_crl_entries", "Entries in the CRL.", snap.revoked),
+        ("ca_crl_number", "Number of the current CRL.", snap.crl_number),
+        (
+            "ca_crl_age_seconds",
+            "Seconds since the current CRL's thisUpdate.",
+            now - snap.crl_this_update,
+        ),
+        (
+            "ca_crl_seconds_to_next_update",
+            "Seconds until the current CRL's nextUpdate.",
+            snap.crl_next_update - now,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let mut r = (StatusCode::OK, out).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
