@@ -72,12 +72,13 @@ impl Sampler {
 }
 
 impl OwnServer {
-    pub async fn start(kind: KeyType) -> Result<OwnServer, String> {
+    pub async fn start(kind: KeyType, server_kind: KeyType) -> Result<OwnServer, String> {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let data = tmp.path().join("ca");
         let dir = DataDir::new(&data);
         let mut opts = SetupOptions::new("localhost");
         opts.key_type = kind;
+        opts.server_key_type = Some(server_kind);
         let (a, _) = authority::setup(&dir, &opts, CaSettings::default(), Arc::new(SystemClock))
             .await
             .map_err(|e| e.to_string())?;

@@ -43,6 +43,9 @@ struct Args {
     /// Key type of the CA ca-bench sets up: rsa-4096, rsa-2048, ec-p256.
     #[arg(long, default_value = "rsa-4096")]
     key_type: String,
+    /// Key type of the server's TLS certificate (default: --key-type).
+    #[arg(long)]
+    server_key_type: Option<String>,
     /// Concurrent connections.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -108,7 +111,11 @@ async fn run(args: Args) -> Result<(), String> {
                 .key_type
                 .parse()
                 .map_err(|e: ca_server::ca::CaError| e.to_string())?;
-            let server = local::OwnServer::start(kind).await?;
+            let server_kind = match &args.server_key_type {
+                Some(k) => k.parse().map_err(|e: ca_server::ca::CaError| e.to_string())?,
+                None => kind,
+            };
+            let server = local::OwnServer::start(kind, server_kind).await?;
             rows.push(server.cold_start_row("cold start, empty CA (to first request)"));
             let t = Target::new(
                 "localhost",

@@ -216,6 +216,9 @@ pub struct SetupArgs {
     /// Root + intermediate CA, like `puppetserver ca setup` (the root key is kept in root_key.pem).
     #[arg(long)]
     pub intermediate: bool,
+    /// Key type of the server's TLS certificate (default: --key-type); ec-p256 makes handshakes cheap.
+    #[arg(long)]
+    pub server_key_type: Option<String>,
 }
 
 /// `ca sign`.

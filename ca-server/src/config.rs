@@ -59,6 +59,7 @@ struct FileConfig {
     certname: Option<String>,
     dns_alt_names: Option<Vec<String>>,
     key_type: Option<String>,
+    server_key_type: Option<String>,
     #[serde(default)]
     ca: FileCa,
     #[serde(default)]
@@ -162,6 +163,8 @@ pub struct Settings {
     pub dns_alt_names: Vec<San>,
     /// Key type for a new CA.
     pub key_type: KeyType,
+    /// Key type of the server's TLS certificate when it is made (default: `key_type`).
+    pub server_key_type: KeyType,
     /// CA behaviour.
     pub ca: CaSettings,
     /// Access rules.
@@ -256,6 +259,12 @@ impl Settings {
             Some(k) => k
                 .parse()
                 .map_err(|e| ConfigError::Invalid(format!("key-type: {e}")))?,
+        };
+        let server_key_type = match fc.server_key_type {
+            None => key_type,
+            Some(k) => k
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("server-key-type: {e}")))?,
         };
         let d = CaSettings::default();
         let rules = fc
@@ -360,6 +369,7 @@ impl Settings {
             certname: ov.certname.or(fc.certname),
             dns_alt_names,
             key_type,
+            server_key_type,
             ca,
             auth,
             allow_header_cert_info: fc.authorization.allow_header_cert_info.unwrap_or(false),

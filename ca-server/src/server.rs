@@ -48,7 +48,12 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
         // After an import there is no server or admin identity yet.
         let certname = settings.certname.clone().unwrap_or_else(authority::host_fqdn);
         let made = authority
-            .ensure_identities(&certname, &settings.dns_alt_names, settings.key_type)
+            .ensure_identities(
+                &certname,
+                &settings.dns_alt_names,
+                settings.key_type,
+                settings.server_key_type,
+            )
             .await?;
         if !made.is_empty() {
             tracing::info!(issued = ?made, "issued the missing server/admin certificates");
@@ -59,6 +64,7 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
     let mut opts = SetupOptions::new(&certname);
     opts.dns_alt_names = settings.dns_alt_names.clone();
     opts.key_type = settings.key_type;
+    opts.server_key_type = Some(settings.server_key_type);
     tracing::info!(data_dir = %dir.root().display(), %certname, "no CA in the data directory: creating one");
     let (authority, report) = authority::setup(&dir, &opts, settings.ca.clone(), clock).await?;
     tracing::info!(ca = %report.ca_name, server = %report.server_certname, admin = %report.admin_certname, "CA created");

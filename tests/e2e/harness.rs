@@ -64,7 +64,7 @@ impl TestCa {
         Self::setup(&args)
     }
 
-    fn setup(extra: &[&str]) -> TestCa {
+    pub fn setup(extra: &[&str]) -> TestCa {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("ca");
         let ca = TestCa { tmp, data };

@@ -312,3 +312,38 @@ fn real_puppetserver_ca_cli_administers_us() {
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert!(text(&missing).contains("Could not find certificate request for ghost.example.test"));
 }
+
+#[test]
+fn puppet_agent_accepts_an_ec_server_certificate_from_an_rsa_ca() {
+    let ca = crate::harness::TestCa::setup(&[
+        "--key-type",
+        "rsa-2048",
+        "--server-key-type",
+        "ec-p256",
+        "--dns-alt-names",
+        "localhost,IP:127.0.0.1",
+    ]);
+    let (_, server) = openssl(&[
+        "x509",
+        "-in",
+        ca.data.join("server/cert.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        server.contains("id-ecPublicKey") && server.contains("sha256WithRSAEncryption"),
+        "{server}"
+    );
+    let s = TestServer::launch(ca, "");
+    let dir = tempfile::tempdir().unwrap();
+    let name = "agent-ec-server.example.test";
+    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    s.ca.ca(&["sign", name]).ok();
+    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -20,6 +20,11 @@ pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult
     opts.ca_name = args.ca_name;
     opts.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
     opts.intermediate = args.intermediate;
+    opts.server_key_type = args
+        .server_key_type
+        .map(|k| k.parse())
+        .transpose()
+        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     let (authority, report) = authority::setup(dir, &opts, CaSettings::default(), Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())?;
