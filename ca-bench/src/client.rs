@@ -23,6 +23,8 @@ pub struct Target {
     name: ServerName<'static>,
     anonymous: Arc<ClientConfig>,
     admin: Arc<ClientConfig>,
+    /// No session resumption: every connection is a full handshake.
+    full: Arc<ClientConfig>,
 }
 
 fn config(roots: &RootCertStore, identity: Option<(&[u8], &[u8])>) -> Result<ClientConfig, String> {
@@ -54,17 +56,31 @@ impl Target {
             port,
             name: ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
             anonymous: Arc::new(config(&roots, None)?),
+            full: Arc::new({
+                let mut c = config(&roots, None)?;
+                c.resumption = rustls::client::Resumption::disabled();
+                c
+            }),
             admin: Arc::new(config(&roots, Some(admin))?),
         })
     }
 
     /// Opens one keep-alive connection.
     pub async fn connect(&self, admin: bool) -> Result<Conn, String> {
+        self.connect_with(if admin { &self.admin } else { &self.anonymous })
+            .await
+    }
+
+    /// Opens a connection with a full TLS handshake (no resumption).
+    pub async fn connect_full(&self) -> Result<Conn, String> {
+        self.connect_with(&self.full).await
+    }
+
+    async fn connect_with(&self, cfg: &Arc<ClientConfig>) -> Result<Conn, String> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        let cfg = if admin { &self.admin } else { &self.anonymous };
         let tls = TlsConnector::from(Arc::clone(cfg))
             .connect(self.name.clone(), tcp)
             .await

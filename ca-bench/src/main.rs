@@ -19,7 +19,7 @@ use clap::Parser;
 use hyper::{Method, StatusCode};
 
 use crate::client::Target;
-use crate::phases::{each, for_duration, make_csrs, report, status_reqs, submit_reqs, Req};
+use crate::phases::{each, for_duration, make_csrs, report, status_reqs, submit_reqs, Connect, Req};
 use crate::stats::{header, line, Figures};
 
 #[derive(Debug, Parser)]
@@ -191,13 +191,31 @@ async fn run(args: Args) -> Result<(), String> {
     });
     rows.push(report(
         "certificate fetch (keep-alive)",
-        for_duration(&target, false, c, args.duration, false, make, StatusCode::OK).await,
+        for_duration(
+            &target,
+            false,
+            c,
+            args.duration,
+            Connect::KeepAlive,
+            make,
+            StatusCode::OK,
+        )
+        .await,
     ));
     let crl_path = "/puppet-ca/v1/certificate_revocation_list/ca";
     let crl = Arc::new(move |_| Req::get(crl_path));
     rows.push(report(
         "CRL GET 200 (keep-alive)",
-        for_duration(&target, false, c, args.duration, false, crl, StatusCode::OK).await,
+        for_duration(
+            &target,
+            false,
+            c,
+            args.duration,
+            Connect::KeepAlive,
+            crl,
+            StatusCode::OK,
+        )
+        .await,
     ));
     let ims = httpdate_now();
     let crl304: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
@@ -212,7 +230,7 @@ async fn run(args: Args) -> Result<(), String> {
             false,
             c,
             args.duration,
-            false,
+            Connect::KeepAlive,
             crl304,
             StatusCode::NOT_MODIFIED,
         )
@@ -220,8 +238,30 @@ async fn run(args: Args) -> Result<(), String> {
     ));
     let status: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(|_| Req::get("/status/v1/simple"));
     rows.push(report(
-        "new TLS connection per request",
-        for_duration(&target, false, c, args.duration, true, status, StatusCode::OK).await,
+        "new TLS connection per request (resumed)",
+        for_duration(
+            &target,
+            false,
+            c,
+            args.duration,
+            Connect::Resumed,
+            Arc::clone(&status),
+            StatusCode::OK,
+        )
+        .await,
+    ));
+    rows.push(report(
+        "new TLS connection per request (full handshake)",
+        for_duration(
+            &target,
+            false,
+            c,
+            args.duration,
+            Connect::Full,
+            status,
+            StatusCode::OK,
+        )
+        .await,
     ));
     rows.push(listing(&target, "certificate_statuses (all)", "").await);
     if let Some(s) = sampler {

@@ -89,14 +89,24 @@ pub async fn each(
     (lat, started.elapsed(), errors.load(Ordering::Relaxed))
 }
 
-/// Sends `make(i)` in a loop for `secs` over `conc` keep-alive connections (or a new connection per
-/// request when `fresh`).
+/// How a timed phase connects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    /// One keep-alive connection per worker.
+    KeepAlive,
+    /// A new connection per request, resuming the TLS session.
+    Resumed,
+    /// A new connection per request, full TLS handshake.
+    Full,
+}
+
+/// Sends `make(i)` in a loop for `secs` over `conc` workers, connecting as `how` says.
 pub async fn for_duration(
     t: &Target,
     admin: bool,
     conc: usize,
     secs: f64,
-    fresh: bool,
+    how: Connect,
     make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
     ok: StatusCode,
 ) -> (Vec<Duration>, Duration, usize) {
@@ -118,8 +128,12 @@ pub async fn for_duration(
             while started.elapsed() < deadline {
                 let r = make(counter.fetch_add(1, Ordering::Relaxed));
                 let begun = Instant::now();
-                if conn.is_none() || fresh {
-                    conn = t.connect(admin).await.ok();
+                if conn.is_none() || how != Connect::KeepAlive {
+                    conn = if how == Connect::Full {
+                        t.connect_full().await.ok()
+                    } else {
+                        t.connect(admin).await.ok()
+                    };
                 }
                 let Some(c) = conn.as_mut() else {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -127,9 +141,11 @@ pub async fn for_duration(
                 };
                 let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 match c.send(r.method, &r.path, &headers, r.body).await {
-                    Ok(reply) if reply.status == ok => {
-                        lat.push(if fresh { begun.elapsed() } else { reply.elapsed })
-                    }
+                    Ok(reply) if reply.status == ok => lat.push(if how == Connect::KeepAlive {
+                        reply.elapsed
+                    } else {
+                        begun.elapsed()
+                    }),
                     Ok(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
