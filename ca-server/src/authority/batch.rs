@@ -65,6 +65,16 @@ impl Authority {
     }
 
     async fn drain(&self) {
+        // Should this task ever end abnormally, the next `sign` must start a new one.
+        struct Reset<'a>(&'a AtomicBool);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+        }
+        let _reset = Reset(&self.queue.draining);
         loop {
             let batch: Vec<(Job, Reply)> = match self.queue.jobs.lock() {
                 Ok(mut q) => {
