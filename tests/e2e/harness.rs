@@ -216,3 +216,48 @@ pub fn ca_binary() -> PathBuf {
     );
     bin
 }
+
+/// A CA made in process at a fixed clock (t0 = 1,900,000,000), EC P-256, CRLs valid 10 days: for CRL
+/// upkeep at chosen instants. Returns the runtime, the authority, the clock, t0, its report and the
+/// directory guard.
+pub struct FixedClockCa {
+    pub rt: tokio::runtime::Runtime,
+    pub authority: ca_server::authority::Authority,
+    pub clock: std::sync::Arc<ca_server::clock::FixedClock>,
+    pub t0: time::OffsetDateTime,
+    pub dir: ca_server::datadir::DataDir,
+    pub report: ca_server::authority::SetupReport,
+    _tmp: TempDir,
+}
+
+impl FixedClockCa {
+    pub fn new(intermediate: bool) -> FixedClockCa {
+        let t0 = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("t0");
+        let clock = std::sync::Arc::new(ca_server::clock::FixedClock::new(t0));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = ca_server::datadir::DataDir::new(tmp.path().join("ca"));
+        let settings = ca_server::authority::CaSettings {
+            crl_lifetime: time::Duration::days(10),
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let mut opts = ca_server::authority::SetupOptions::new("ca.example.test");
+        opts.key_type = ca_server::ca::keys::KeyType::EcP256;
+        opts.intermediate = intermediate;
+        let (authority, report) = rt
+            .block_on(ca_server::authority::setup(&dir, &opts, settings, clock.clone()))
+            .expect("setup");
+        FixedClockCa {
+            rt,
+            authority,
+            clock,
+            t0,
+            dir,
+            report,
+            _tmp: tmp,
+        }
+    }
+}

@@ -1,10 +1,8 @@
 //! Root + intermediate: the real agent in its default `chain` revocation mode needs a valid CRL for
 //! every CA level; parents' CRLs are refreshed by upload or, with the root key present, by upkeep.
 
-use std::sync::Arc;
-
 use hyper::{Method, StatusCode};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use crate::harness::TestCa;
 use crate::migration::sh;
@@ -106,25 +104,10 @@ openssl ca -config o.cnf -gencrl -keyfile {data}/root_key.pem -cert root.pem -ou
 
 #[test]
 fn root_crl_is_re_signed_when_the_root_key_is_present() {
-    let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-    let clock = Arc::new(ca_server::clock::FixedClock::new(t0));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = ca_server::datadir::DataDir::new(tmp.path().join("ca"));
-    let settings = ca_server::authority::CaSettings {
-        crl_lifetime: Duration::days(10),
-        ..Default::default()
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut opts = ca_server::authority::SetupOptions::new("ca.example.test");
-        opts.key_type = ca_server::ca::keys::KeyType::EcP256;
-        opts.intermediate = true;
-        let (a, report) = ca_server::authority::setup(&dir, &opts, settings, clock.clone())
-            .await
-            .unwrap();
+    let f = crate::harness::FixedClockCa::new(true);
+    let (a, clock, t0, dir) = (&f.authority, &f.clock, f.t0, &f.dir);
+    let report = f.report.clone();
+    f.rt.block_on(async {
         assert!(report.root_name.unwrap().starts_with("Puppet Root CA: "));
         assert_eq!(a.refresh_root_crl_if_due().await.unwrap(), None);
         clock.set(t0 + Duration::days(6));

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::harness::{assert_verifies, fixture, openssl, TestCa};
@@ -394,24 +394,9 @@ fn bulk_sign_of_a_thousand_requests_in_one_batch() {
 
 #[test]
 fn crl_is_re_signed_before_next_update_and_pruned_at_a_fixed_clock() {
-    let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-    let clock = Arc::new(ca_server::clock::FixedClock::new(t0));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = ca_server::datadir::DataDir::new(tmp.path().join("ca"));
-    let settings = ca_server::authority::CaSettings {
-        crl_lifetime: Duration::days(10),
-        ..Default::default()
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut opts = ca_server::authority::SetupOptions::new("ca.example.test");
-        opts.key_type = ca_server::ca::keys::KeyType::EcP256;
-        let (a, _) = ca_server::authority::setup(&dir, &opts, settings, clock.clone())
-            .await
-            .unwrap();
+    let f = crate::harness::FixedClockCa::new(false);
+    let (a, clock, t0) = (&f.authority, &f.clock, f.t0);
+    f.rt.block_on(async {
         let first = a.crl().await.unwrap();
         assert_eq!(first.number, 0);
         assert_eq!(first.next_update, (t0 + Duration::days(10)).unix_timestamp());
