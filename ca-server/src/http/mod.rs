@@ -57,6 +57,7 @@ pub struct AppState {
     /// Requests answered, for `/metrics`.
     pub requests: metrics::RequestCounters,
     crl: Mutex<Option<Arc<CrlCache>>>,
+    crl_rebuild: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -76,38 +77,50 @@ impl AppState {
             request_timeout,
             requests: metrics::RequestCounters::default(),
             crl: Mutex::new(None),
+            crl_rebuild: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The current CRL: served from memory; one cheap read of the CRL number tells whether the database
     /// (this server or the `ca` CLI) has published a newer one, which then also reaches the TLS layer.
     pub async fn current_crl(&self) -> Result<Arc<CrlCache>, AuthorityError> {
+        if let Some(c) = self.cached_crl(self.authority.store().crl_version().await?) {
+            return Ok(c);
+        }
+        // One rebuild at a time: under a burst of revocations the waiting callers find the work done
+        // (or do it once for all of them) instead of each parsing the whole CRL.
+        let _one = self.crl_rebuild.lock().await;
         let version = self.authority.store().crl_version().await?;
-        if let Ok(guard) = self.crl.lock() {
-            if let Some(c) = guard.as_ref().filter(|c| c.version == version) {
-                return Ok(Arc::clone(c));
-            }
+        if let Some(c) = self.cached_crl(version) {
+            return Ok(c);
         }
         let row = self.authority.crl().await?;
         // The chain: our CRL first, then each parent's (agents in `chain` mode need one per CA).
-        let mut ders = vec![row.der.clone()];
+        let mut ders = vec![row.der];
         ders.extend(self.authority.store().parent_crls().await?);
-        let pem: String = ders.iter().map(|d| pem_encode("X509 CRL", d)).collect();
         let published = SystemTime::UNIX_EPOCH
             + std::time::Duration::from_secs(u64::try_from(row.this_update + 1).unwrap_or(0));
-        let cache = Arc::new(CrlCache {
-            number: row.number,
-            version,
-            pem: pem.into(),
-            published,
-        });
-        if let Err(e) = self.tls.update_crl(version, &ders) {
-            tracing::error!(error = %e, "could not install the new CRL in the TLS layer");
-        }
+        let number = row.number;
+        let tls = Arc::clone(&self.tls);
+        // PEM encoding and the TLS verifier (which parses every entry) are CPU work: off the executor.
+        let cache = tokio::task::spawn_blocking(move || {
+            let pem: String = ders.iter().map(|d| pem_encode("X509 CRL", d)).collect();
+            if let Err(e) = tls.update_crl(version, &ders) {
+                tracing::error!(error = %e, "could not install the new CRL in the TLS layer");
+            }
+            Arc::new(CrlCache { number, version, pem: pem.into(), published })
+        })
+        .await
+        .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))?;
         if let Ok(mut guard) = self.crl.lock() {
             *guard = Some(Arc::clone(&cache));
         }
         Ok(cache)
+    }
+
+    fn cached_crl(&self, version: (Option<i64>, i64)) -> Option<Arc<CrlCache>> {
+        let guard = self.crl.lock().ok()?;
+        guard.as_ref().filter(|c| c.version == version).map(Arc::clone)
     }
 }
 
