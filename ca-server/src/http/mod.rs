@@ -108,7 +108,12 @@ impl AppState {
             if let Err(e) = tls.update_crl(version, &ders) {
                 tracing::error!(error = %e, "could not install the new CRL in the TLS layer");
             }
-            Arc::new(CrlCache { number, version, pem: pem.into(), published })
+            Arc::new(CrlCache {
+                number,
+                version,
+                pem: pem.into(),
+                published,
+            })
         })
         .await
         .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))?;
