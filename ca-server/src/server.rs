@@ -206,8 +206,8 @@ pub async fn serve(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(hrt)
-                // Bounds what hyper buffers for a request head (the 431 check allows 32 KiB of headers).
-                .max_buf_size(64 * 1024)
+                // Bounds what hyper buffers for a request head; our 431 check (32 KiB) answers before it.
+                .max_buf_size(128 * 1024)
                 .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
             if let Err(e) = watcher.watch(conn).await {

@@ -8,6 +8,7 @@ use crate::server::TestServer;
 
 fn sqlite(db: &std::path::Path, sql: &str) {
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(sql)
         .output()
