@@ -95,16 +95,7 @@ fn hocon_auth_conf_with_back_reference() {
 
 fn proxy_headers(s: &TestServer) -> Vec<(String, String)> {
     let pem = std::fs::read_to_string(s.data().join("admin/cert.pem")).unwrap();
-    let encoded: String = pem
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = crate::harness::url_encode(&pem);
     vec![
         ("x-client-verify".into(), "SUCCESS".into()),
         ("x-client-dn".into(), "CN=ca-admin".into()),

@@ -31,19 +31,6 @@ const CALLERS: [&str; 7] = [
     "agent + spoofed headers",
 ];
 
-/// Percent-encodes everything but unreserved characters, as a proxy encodes `X-Client-Cert`.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Connects with `who`'s certificate and sends one request: the fatal alert the server answers with,
 /// if it refuses the certificate.
 fn tls_refusal(s: &TestServer, who: &As) -> Option<String> {
@@ -103,7 +90,7 @@ fn every_endpoint_by_every_caller() {
         foreign_ca.data.join("admin/key.pem"),
     );
     let admin_pem = std::fs::read_to_string(s.data().join("admin/cert.pem")).unwrap();
-    let spoof_cert = url_encode(&admin_pem);
+    let spoof_cert = crate::harness::url_encode(&admin_pem);
     let spoof: Vec<(&str, &str)> = vec![
         ("x-client-verify", "SUCCESS"),
         ("x-client-dn", "CN=ca-admin"),

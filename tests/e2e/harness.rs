@@ -261,3 +261,16 @@ impl FixedClockCa {
         }
     }
 }
+
+/// Percent-encodes everything but unreserved characters, as a proxy encodes `X-Client-Cert`.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

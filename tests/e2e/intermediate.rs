@@ -6,7 +6,7 @@ use time::Duration;
 
 use crate::harness::TestCa;
 use crate::migration::sh;
-use crate::real_clients::{bootstrap, text};
+use crate::real_clients::bootstrap_until_signed;
 use crate::server::{As, TestServer};
 
 fn intermediate_server() -> TestServer {
@@ -28,15 +28,7 @@ fn real_agent_bootstraps_against_an_intermediate_ca_in_chain_mode() {
     );
     let dir = tempfile::tempdir().unwrap();
     let name = "agent-i.example.test";
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    s.ca.ca(&["sign", name]).ok();
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    bootstrap_until_signed(&s, dir.path(), name);
     let crl = std::fs::read_to_string(dir.path().join("ssl/crl.pem")).unwrap();
     assert_eq!(crl.matches("BEGIN X509 CRL").count(), 2, "one CRL per CA level");
 }

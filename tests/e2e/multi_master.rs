@@ -456,16 +456,7 @@ fn check_proxy(s: &TestServer, proxy: &Proxy, agent: (&Path, &Path), certnames: 
 
     // Headers a client sends under those names are replaced or dropped by the proxy, never passed on.
     let pem = std::fs::read_to_string(s.data().join("admin/cert.pem")).unwrap();
-    let spoofed_cert: String = pem
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let spoofed_cert = crate::harness::url_encode(&pem);
     let spoof = [
         ("x-client-verify", "SUCCESS"),
         ("x-client-dn", "CN=ca-admin"),

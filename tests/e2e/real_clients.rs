@@ -71,6 +71,15 @@ pub fn puppet_ssl(action: &str, s: &TestServer, dir: &Path, certname: &str, extr
     c
 }
 
+/// The agent asks once and is left waiting; the admin signs; the agent asks again and completes.
+pub fn bootstrap_until_signed(s: &TestServer, dir: &Path, name: &str) {
+    let out = bootstrap(s, dir, name, &["--waitforcert", "0"]).output().unwrap();
+    assert!(!out.status.success(), "not signed yet: {}", text(&out));
+    s.ca.ca(&["sign", name]).ok();
+    let out = bootstrap(s, dir, name, &["--waitforcert", "0"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 pub fn bootstrap(s: &TestServer, dir: &Path, certname: &str, extra: &[&str]) -> Command {
     puppet_ssl("bootstrap", s, dir, certname, extra)
 }
@@ -337,13 +346,5 @@ fn puppet_agent_accepts_an_ec_server_certificate_from_an_rsa_ca() {
     let s = TestServer::launch(ca, "");
     let dir = tempfile::tempdir().unwrap();
     let name = "agent-ec-server.example.test";
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    s.ca.ca(&["sign", name]).ok();
-    let out = bootstrap(&s, dir.path(), name, &["--waitforcert", "0"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    bootstrap_until_signed(&s, dir.path(), name);
 }
