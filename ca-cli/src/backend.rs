@@ -436,7 +436,7 @@ impl Backend {
     pub async fn crl(&self) -> Result<Vec<Vec<u8>>, String> {
         match self {
             Backend::Local(a) => {
-                let mut chain = vec![a.crl().await.map_err(|e| e.to_string())?.der];
+                let mut chain = vec![a.crl().await.map_err(|e| e.to_string())?.der.clone()];
                 chain.extend(a.store().parent_crls().await.map_err(|e| e.to_string())?);
                 Ok(chain)
             }

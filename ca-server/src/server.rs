@@ -95,7 +95,7 @@ async fn crl_upkeep(state: Arc<AppState>) {
         match state.authority.refresh_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "CRL re-signed before its nextUpdate");
-                let _ = state.current_crl().await;
+                let _ = state.sync_tls().await;
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "CRL upkeep failed"),
@@ -103,7 +103,7 @@ async fn crl_upkeep(state: Arc<AppState>) {
         match state.authority.refresh_root_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "root CRL re-signed before its nextUpdate");
-                let _ = state.current_crl().await;
+                let _ = state.sync_tls().await;
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
@@ -122,18 +122,12 @@ pub async fn serve(
     let rules = load_rules(&settings)?;
     let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
     let dir = DataDir::new(&settings.data_dir);
-    let crl = authority.crl().await?;
-    let mut crls = vec![crl.der];
-    crls.extend(
-        authority
-            .store()
-            .parent_crls()
-            .await
-            .map_err(crate::authority::AuthorityError::from)?,
-    );
+    let authority = authority.with_deferred_crl_storage();
     let chain =
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
-    let tls = Arc::new(TlsState::new(&dir, &chain, &crls)?);
+    // Our revocations are loaded by the first `sync_tls` below, before anything is served.
+    let revoked = Arc::clone(authority.revoked_set());
+    let tls = Arc::new(TlsState::new(&dir, &chain, revoked, &[])?);
     let state = Arc::new(AppState::new(
         authority,
         rules,
@@ -141,7 +135,7 @@ pub async fn serve(
         tls,
         settings.limits.request_timeout,
     ));
-    state.current_crl().await?;
+    state.sync_tls().await?;
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
     let limits = settings.limits.clone();
@@ -176,7 +170,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             // A CRL published by anyone (this server or the CLI) is in force before the handshake.
-            if let Err(e) = state.current_crl().await {
+            if let Err(e) = state.sync_tls().await {
                 tracing::warn!(error = %e, "could not refresh the CRL");
             }
             let acceptor = state.tls.acceptor();
@@ -224,6 +218,7 @@ pub async fn serve(
     {
         tracing::warn!("open connections did not finish within 10 s");
     }
+    state.authority.flush_crls().await;
     state.authority.store().close().await;
     Ok(())
 }

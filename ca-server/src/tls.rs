@@ -1,16 +1,23 @@
-//! TLS: rustls with an optional client certificate, verified against the CA and the current CRL. The
-//! `ServerConfig` sits behind an `ArcSwap`; a new CRL swaps in a new config for new connections, keeping
-//! the session cache so resumption survives the swap.
+//! TLS: rustls with an optional client certificate, verified against the CA chain, the parent CAs'
+//! CRLs (rustls/webpki), and our own revocations: a [`RevokedSet`] the authority keeps in step with
+//! every CRL it signs, so that a revocation is in force at the next handshake without re-parsing a CRL
+//! of 100,000 entries. The `ServerConfig` sits behind an `ArcSwap`; new parent CRLs swap in a new
+//! config for new connections, keeping the session cache so resumption survives the swap.
 
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use tokio_rustls::TlsAcceptor;
 
+use crate::ca::crl::{cert_issuer_and_serial, RevokedSet};
 use crate::datadir::DataDir;
 
 /// TLS setup errors.
@@ -34,20 +41,77 @@ struct Material {
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
     sessions: Arc<dyn StoresServerSessions>,
+    /// Our CA's subject: client certificates it issued are checked against `revoked`.
+    issuer: Vec<u8>,
+    revoked: Arc<RevokedSet>,
 }
 
 /// The live TLS configuration.
 pub struct TlsState {
     material: Material,
     config: ArcSwap<ServerConfig>,
-    crl_version: Mutex<Option<(Option<i64>, i64)>>,
+    parents_version: Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for TlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsState")
-            .field("crl_version", &self.crl_version)
+            .field("parents_version", &self.parents_version)
             .finish_non_exhaustive()
+    }
+}
+
+/// The chain and the parents' CRLs checked by webpki, then the certificate's serial looked up among
+/// our revocations when our CA issued it.
+#[derive(Debug)]
+struct Verifier {
+    chain: Arc<dyn ClientCertVerifier>,
+    issuer: Vec<u8>,
+    revoked: Arc<RevokedSet>,
+}
+
+impl ClientCertVerifier for Verifier {
+    fn offer_client_auth(&self) -> bool {
+        self.chain.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.chain.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.chain.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.chain.verify_client_cert(end_entity, intermediates, now)?;
+        let (issuer, serial) = cert_issuer_and_serial(end_entity)
+            .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if issuer == self.issuer.as_slice() && self.revoked.contains(serial) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
     }
 }
 
@@ -58,16 +122,24 @@ fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
     }
 }
 
-fn build(m: &Material, crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
-    let crls: Vec<CertificateRevocationListDer<'static>> = crls
+/// A config whose verifier checks the parents' CRLs (`parent_crls`, small and rarely changing) with
+/// webpki; our own CA's status (unknown to webpki, which has not its CRL) comes from `m.revoked`.
+fn build(m: &Material, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
+    let crls: Vec<CertificateRevocationListDer<'static>> = parent_crls
         .iter()
         .map(|d| CertificateRevocationListDer::from(d.clone()))
         .collect();
-    let verifier = WebPkiClientVerifier::builder(Arc::clone(&m.roots))
+    let chain = WebPkiClientVerifier::builder(Arc::clone(&m.roots))
         .with_crls(crls)
+        .allow_unknown_revocation_status()
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let verifier = Arc::new(Verifier {
+        chain,
+        issuer: m.issuer.clone(),
+        revoked: Arc::clone(&m.revoked),
+    });
     let mut cfg = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(m.chain.clone(), m.key.clone_key())
@@ -78,8 +150,15 @@ fn build(m: &Material, crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
 }
 
 impl TlsState {
-    /// Loads the server identity from the data directory and trusts `ca_chain` for client certificates.
-    pub fn new(dir: &DataDir, ca_chain: &[Vec<u8>], crls: &[Vec<u8>]) -> Result<TlsState, TlsError> {
+    /// Loads the server identity from the data directory and trusts `ca_chain` (signing CA first) for
+    /// client certificates: those our CA issued are refused when in `revoked`, the others when in one
+    /// of `parent_crls` (the CRLs of the CAs above ours, if any).
+    pub fn new(
+        dir: &DataDir,
+        ca_chain: &[Vec<u8>],
+        revoked: Arc<RevokedSet>,
+        parent_crls: &[Vec<u8>],
+    ) -> Result<TlsState, TlsError> {
         let cert_path = dir.server_cert();
         let key_path = dir.server_key();
         let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
@@ -90,6 +169,11 @@ impl TlsState {
             return Err(pem_err(&cert_path, "no certificate"));
         }
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| pem_err(&key_path, e))?;
+        let issuer = ca_chain
+            .first()
+            .and_then(|ca| crate::ca::crl::cert_subject(ca))
+            .ok_or_else(|| TlsError::Rustls("the CA certificate is not readable".into()))?
+            .to_vec();
         let mut roots = RootCertStore::empty();
         for der in ca_chain {
             roots
@@ -103,13 +187,25 @@ impl TlsState {
             key,
             roots: Arc::new(roots),
             sessions: ServerSessionMemoryCache::new(4096),
+            issuer,
+            revoked,
         };
-        let config = build(&material, crls)?;
+        let config = build(&material, parent_crls)?;
         Ok(TlsState {
             material,
             config: ArcSwap::from_pointee(config),
-            crl_version: Mutex::new(None),
+            parents_version: Mutex::new(None),
         })
+    }
+
+    /// Our CA's revocations, as TLS checks them.
+    pub fn revoked(&self) -> &Arc<RevokedSet> {
+        &self.material.revoked
+    }
+
+    /// The parents' CRL version installed (`None` before the first [`TlsState::update_parent_crls`]).
+    pub fn parents_version(&self) -> Option<i64> {
+        self.parents_version.lock().ok().and_then(|v| *v)
     }
 
     /// An acceptor with the current configuration.
@@ -117,10 +213,10 @@ impl TlsState {
         TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Installs new CRLs (no-op when `version` is the one installed).
-    pub fn update_crl(&self, version: (Option<i64>, i64), crls: &[Vec<u8>]) -> Result<(), TlsError> {
+    /// Installs the parents' CRLs (no-op when `version` is the one installed).
+    pub fn update_parent_crls(&self, version: i64, crls: &[Vec<u8>]) -> Result<(), TlsError> {
         let mut current = self
-            .crl_version
+            .parents_version
             .lock()
             .map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
         if *current == Some(version) {
@@ -129,7 +225,10 @@ impl TlsState {
         let config = build(&self.material, crls)?;
         self.config.store(Arc::new(config));
         *current = Some(version);
-        tracing::info!(crl_number = ?version.0, parent_updates = version.1, "TLS: new CRLs in force for new connections");
+        tracing::info!(
+            parent_updates = version,
+            "TLS: new parent CRLs in force for new connections"
+        );
         Ok(())
     }
 }

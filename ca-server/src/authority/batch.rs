@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 use super::{status, unix, Authority, AuthorityError, Issued, SignRequest};
 use crate::ca::csr;
@@ -24,10 +24,26 @@ pub(crate) struct Job {
 type Reply = oneshot::Sender<Result<Issued, AuthorityError>>;
 
 /// Signings waiting for the drain task.
-#[derive(Default)]
 pub(crate) struct Queue {
     jobs: Mutex<Vec<(Job, Reply)>>,
     draining: AtomicBool,
+    /// Batches under way at once (see `drain`).
+    in_flight: Arc<Semaphore>,
+}
+
+/// Batches under way at once: one signing while the next reserves its serials and the previous one
+/// stores its certificates. Two requests racing for the same certname in overlapping batches are
+/// settled when the second stores: its request is gone, so it is answered as a second `sign` would be.
+const BATCHES_IN_FLIGHT: usize = 3;
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            jobs: Mutex::default(),
+            draining: AtomicBool::new(false),
+            in_flight: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -92,20 +108,34 @@ impl Authority {
                 }
                 return;
             }
-            let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-            let results = match self.issue_batch(&jobs).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let msg = e.to_string();
-                    tracing::error!(error = %msg, "signing batch failed");
-                    jobs.iter()
-                        .map(|_| Err(AuthorityError::Internal(msg.clone())))
-                        .collect()
-                }
+            // Batches overlap: while one is being signed, the next one's transaction checks its
+            // requests and reserves its serials, and the previous one's stores its certificates, so
+            // the cores never wait for a commit.
+            let Ok(slot) = Arc::clone(&self.queue.in_flight).acquire_owned().await else {
+                return;
             };
-            for (reply, res) in replies.into_iter().zip(results) {
-                let _ = reply.send(res);
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.serve_batch(batch).await;
+                drop(slot);
+            });
+        }
+    }
+
+    async fn serve_batch(&self, batch: Vec<(Job, Reply)>) {
+        let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
+        let results = match self.issue_batch(&jobs).await {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "signing batch failed");
+                jobs.iter()
+                    .map(|_| Err(AuthorityError::Internal(msg.clone())))
+                    .collect()
             }
+        };
+        for (reply, res) in replies.into_iter().zip(results) {
+            let _ = reply.send(res);
         }
     }
 

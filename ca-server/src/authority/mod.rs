@@ -8,6 +8,7 @@ mod explain;
 mod latency;
 mod lifecycle;
 mod parents;
+mod publish;
 mod setup;
 pub mod status;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::ca::crl::{self, Reason, RevokedEntry};
+use crate::ca::crl::{self, Reason};
 use crate::ca::csr::{self, Csr, San};
 use crate::ca::issue::{self, Validity};
 use crate::ca::keys::{self, KeyType};
@@ -126,16 +127,16 @@ pub struct Authority {
     clock: Arc<dyn Clock>,
     autosign_cache: Arc<autosign::AllowListCache>,
     dir: DataDir,
-    crl_entries: Arc<std::sync::Mutex<Option<CrlEntries>>>,
     queue: Arc<batch::Queue>,
     sign_latency: Arc<latency::Histogram>,
-}
-
-/// The encoded entries of a CRL this process published, for appending the next revocations.
-#[derive(Debug, Clone)]
-struct CrlEntries {
-    number: u64,
-    der: Arc<Vec<u8>>,
+    /// The newest CRL this process signed or read.
+    latest_crl: Arc<std::sync::Mutex<Option<Arc<CrlRow>>>>,
+    /// Our revocations as TLS checks them (see `crate::tls`).
+    revoked: Arc<crl::RevokedSet>,
+    /// Held by a revocation from its transaction until its CRL is installed.
+    crl_lock: Arc<tokio::sync::Mutex<()>>,
+    crl_writer: Arc<publish::CrlWriter>,
+    defer_crl_storage: bool,
 }
 
 /// What a submission did.
@@ -206,17 +207,31 @@ impl Authority {
             )))
         })?;
         let signer = CaSigner::new(&chain_pem, keys::load_pem(&key_pem)?)?;
-        Ok(Authority {
+        Ok(Authority::assemble(store, signer, settings, clock, dir))
+    }
+
+    fn assemble(
+        store: Store,
+        signer: CaSigner,
+        settings: CaSettings,
+        clock: Arc<dyn Clock>,
+        dir: &DataDir,
+    ) -> Authority {
+        Authority {
             store,
             signer: Arc::new(signer),
             settings,
             clock,
             autosign_cache: Arc::default(),
             dir: dir.clone(),
-            crl_entries: Arc::default(),
             queue: Arc::default(),
             sign_latency: Arc::default(),
-        })
+            latest_crl: Arc::default(),
+            revoked: Arc::default(),
+            crl_lock: Arc::default(),
+            crl_writer: Arc::default(),
+            defer_crl_storage: false,
+        }
     }
 
     /// The store (read access for listings and serving).
@@ -444,6 +459,7 @@ impl Authority {
         certname: &str,
         reason: Reason,
     ) -> Result<Vec<u64>, AuthorityError> {
+        let _crl = self.crl_lock.lock().await;
         let mut tx = self.store.write().await?;
         let serials = tx.revocable_serials(certname, unix(self.now())).await?;
         if serials.is_empty() {
@@ -455,134 +471,22 @@ impl Authority {
                 }
             }
         }
-        let entries = self
+        let published = self
             .revoke_serials(&mut tx, actor, certname, &serials, reason)
             .await?;
         tx.commit().await?;
-        self.cache_crl_entries(entries);
+        self.install_crl(published);
         Ok(serials)
-    }
-
-    /// Records the revocations and publishes the next CRL by appending them to the previous CRL's entries
-    /// (no full rebuild when this process published the last CRL). Returns what to cache after commit.
-    async fn revoke_serials(
-        &self,
-        tx: &mut WriteTx,
-        actor: &str,
-        certname: &str,
-        serials: &[u64],
-        reason: Reason,
-    ) -> Result<CrlEntries, AuthorityError> {
-        let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
-        let mut added = Vec::with_capacity(serials.len());
-        for &serial in serials {
-            if tx
-                .revoke(serial, Some(certname), unix(now), reason.code())
-                .await?
-            {
-                added.push(RevokedEntry {
-                    serial,
-                    revoked_at: now,
-                    reason,
-                });
-            }
-            let audit = AuditRecord::ok(unix(now), actor, "revoke")
-                .on(certname)
-                .serial(serial);
-            tx.audit(&audit.detail(&reason.to_string())).await?;
-        }
-        let (_, entries) = self.publish(tx, Some(added)).await?;
-        Ok(entries)
-    }
-
-    /// Re-signs the CRL from every revocation in the database now (after revocations were written
-    /// without one, e.g. by a bulk load). Returns the new CRL number.
-    pub async fn republish_crl(&self, actor: &str) -> Result<u64, AuthorityError> {
-        let mut tx = self.store.write().await?;
-        let row = self.publish_crl(&mut tx).await?;
-        let detail = format!("CRL number {}", row.number);
-        tx.audit(&AuditRecord::ok(unix(self.now()), actor, "crl-republish").detail(&detail))
-            .await?;
-        tx.commit().await?;
-        Ok(row.number)
-    }
-
-    /// Signs a new CRL from every revocation in the database, with the next CRL number.
-    pub(crate) async fn publish_crl(&self, tx: &mut WriteTx) -> Result<CrlRow, AuthorityError> {
-        self.publish(tx, None).await.map(|(row, _)| row)
-    }
-
-    async fn publish(
-        &self,
-        tx: &mut WriteTx,
-        added: Option<Vec<RevokedEntry>>,
-    ) -> Result<(CrlRow, CrlEntries), AuthorityError> {
-        let current = tx.crl_number().await?;
-        let cached = self.crl_entries.lock().ok().and_then(|c| c.clone());
-        let entries_der = match (added, cached) {
-            (Some(new), Some(c)) if Some(c.number) == current => {
-                let mut der = Vec::with_capacity(c.der.len() + new.len() * 40);
-                der.extend_from_slice(&c.der);
-                der.extend(crl::encode_entries(&new));
-                der
-            }
-            _ => {
-                let all = tx
-                    .revocations()
-                    .await?
-                    .into_iter()
-                    .map(|r| {
-                        Ok(RevokedEntry {
-                            serial: r.serial,
-                            revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
-                                .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
-                            reason: Reason::from_code(r.reason).unwrap_or_default(),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                crl::encode_entries(&all)
-            }
-        };
-        let number = tx.next_crl_number().await?;
-        let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
-        let this_update = now - Duration::seconds(1);
-        let next_update = now + self.settings.crl_lifetime;
-        let signer = Arc::clone(&self.signer);
-        let (der, entries_der) = blocking(move || {
-            crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der)
-                .map(|d| (d, entries_der))
-        })
-        .await?;
-        let row = CrlRow {
-            number,
-            this_update: unix(this_update),
-            next_update: unix(next_update),
-            der,
-        };
-        tx.store_crl(&row).await?;
-        Ok((
-            row,
-            CrlEntries {
-                number,
-                der: Arc::new(entries_der),
-            },
-        ))
-    }
-
-    /// Remembers the entries of a committed CRL for the next incremental publication.
-    fn cache_crl_entries(&self, entries: CrlEntries) {
-        if let Ok(mut c) = self.crl_entries.lock() {
-            *c = Some(entries);
-        }
     }
 
     /// Revokes (if signed and not yet revoked) and then removes everything held for `certname`, like
     /// `puppetserver ca clean`.
     pub async fn clean(&self, actor: &str, certname: &str) -> Result<Cleaned, AuthorityError> {
+        let _crl = self.crl_lock.lock().await;
         let mut tx = self.store.write().await?;
         let now = unix(self.now());
         let revoked = tx.revocable_serials(certname, now).await?;
-        let entries = if revoked.is_empty() {
+        let published = if revoked.is_empty() {
             None
         } else {
             Some(
@@ -599,8 +503,8 @@ impl Authority {
         tx.audit(&AuditRecord::ok(now, actor, "clean").on(certname))
             .await?;
         tx.commit().await?;
-        if let Some(e) = entries {
-            self.cache_crl_entries(e);
+        if let Some(p) = published {
+            self.install_crl(p);
         }
         Ok(Cleaned {
             revoked,
@@ -641,13 +545,5 @@ impl Authority {
             .request(certname)
             .await?
             .map(|r| pem_encode("CERTIFICATE REQUEST", &r.csr_der)))
-    }
-
-    /// The current CRL (DER) and its row.
-    pub async fn crl(&self) -> Result<CrlRow, AuthorityError> {
-        self.store
-            .crl()
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("no CRL has been published".into()).into())
     }
 }

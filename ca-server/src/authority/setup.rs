@@ -158,17 +158,7 @@ pub async fn setup(
         tx.set_parent_crl(1, root_crl).await?;
     }
     tx.commit().await?;
-    let authority = Authority {
-        store,
-        signer: Arc::new(signer),
-        settings,
-        clock,
-        autosign_cache: Arc::default(),
-        dir: dir.clone(),
-        crl_entries: Arc::default(),
-        queue: Arc::default(),
-        sign_latency: Arc::default(),
-    };
+    let authority = Authority::assemble(store, signer, settings, clock, dir);
     let mut tx = authority.store.write().await?;
     authority.publish_crl(&mut tx).await?;
     tx.audit(

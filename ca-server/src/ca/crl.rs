@@ -179,25 +179,255 @@ pub fn sign_crl_with_entries(
             "the CA key's algorithm cannot sign CRLs here".into(),
         ));
     };
-    let mut tbs = Vec::with_capacity(entries_der.len() + 512);
-    tbs.extend([0x02, 0x01, 0x01]);
-    tbs.extend_from_slice(alg);
-    tbs.extend_from_slice(&signer.subject_der);
-    tbs.extend(der_time(this_update));
-    tbs.extend(der_time(next_update));
-    if !entries_der.is_empty() {
-        tbs.extend(der::encode_tlv(0x30, entries_der));
-    }
+    // Everything but the entries is small; the entries (megabytes at 100,000) are copied once into
+    // the TBS and once into the result.
+    let mut head = vec![0x02, 0x01, 0x01];
+    head.extend_from_slice(alg);
+    head.extend_from_slice(&signer.subject_der);
+    head.extend(der_time(this_update));
+    head.extend(der_time(next_update));
     let aki = der::encode_tlv(0x30, &der::encode_tlv(0x80, &signer.cert.key_id));
     let mut exts = extension(&OID_AKI, &aki);
     exts.extend(extension(&OID_CRL_NUMBER, &der_uint(number)));
-    tbs.extend(der::encode_tlv(0xa0, &der::encode_tlv(0x30, &exts)));
-    let tbs = der::encode_tlv(0x30, &tbs);
+    let tail = der::encode_tlv(0xa0, &der::encode_tlv(0x30, &exts));
+    let mut entries_head = Vec::new();
+    if !entries_der.is_empty() {
+        entries_head.push(0x30);
+        der::encode_len(entries_der.len(), &mut entries_head);
+    }
+    let tbs_len = head.len() + entries_head.len() + entries_der.len() + tail.len();
+    let mut tbs = Vec::with_capacity(tbs_len + 6);
+    tbs.push(0x30);
+    der::encode_len(tbs_len, &mut tbs);
+    for part in [&head[..], &entries_head, entries_der, &tail] {
+        tbs.extend_from_slice(part);
+    }
     let sig = rcgen::SigningKey::sign(key, &tbs).map_err(|e| CaError::Key(format!("CRL signature: {e}")))?;
     let mut bits = vec![0u8];
     bits.extend(sig);
-    let mut all = tbs;
-    all.extend_from_slice(alg);
-    all.extend(der::encode_tlv(0x03, &bits));
-    Ok(der::encode_tlv(0x30, &all))
+    let bits = der::encode_tlv(0x03, &bits);
+    let all_len = tbs.len() + alg.len() + bits.len();
+    let mut out = Vec::with_capacity(all_len + 6);
+    out.push(0x30);
+    der::encode_len(all_len, &mut out);
+    for part in [&tbs[..], alg, &bits] {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
+/// What [`read_crl`] finds in a CRL without decoding its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlParts<'a> {
+    /// The issuer Name, as encoded (tag and length included).
+    pub issuer: &'a [u8],
+    /// The CRL number extension, when present and at most 8 bytes.
+    pub number: Option<u64>,
+    /// The contents of revokedCertificates (empty when there are none): what [`encode_entries`] makes,
+    /// so that the next CRL can append to them.
+    pub entries: &'a [u8],
+}
+
+/// Finds a CRL's issuer, number and entries by walking its outer structure: no work per entry, so a
+/// 100,000-entry CRL is read in microseconds. `None` when it is not a well-formed v1/v2 CRL.
+pub fn read_crl(crl_der: &[u8]) -> Option<CrlParts<'_>> {
+    let (0x30, crl, _) = der::read_tlv(crl_der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der::read_tlv(crl)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0x02) {
+        rest = der::read_tlv(rest)?.2; // version
+    }
+    let (0x30, _, after_alg) = der::read_tlv(rest)? else {
+        return None;
+    };
+    rest = after_alg;
+    let after_issuer = der::read_tlv(rest)?.2;
+    let issuer = rest.get(..rest.len() - after_issuer.len())?;
+    rest = der::read_tlv(after_issuer)?.2; // thisUpdate
+    let mut entries: &[u8] = &[];
+    let mut number = None;
+    while !rest.is_empty() {
+        let (tag, value, next) = der::read_tlv(rest)?;
+        match tag {
+            0x17 | 0x18 => {} // nextUpdate
+            0x30 => entries = value,
+            0xa0 => number = crl_number(value),
+            _ => return None,
+        }
+        rest = next;
+    }
+    Some(CrlParts {
+        issuer,
+        number,
+        entries,
+    })
+}
+
+fn crl_number(exts_wrapper: &[u8]) -> Option<u64> {
+    let (0x30, mut exts, _) = der::read_tlv(exts_wrapper)? else {
+        return None;
+    };
+    while !exts.is_empty() {
+        let (_, ext, next) = der::read_tlv(exts)?;
+        exts = next;
+        let (0x06, oid, rest) = der::read_tlv(ext)? else {
+            return None;
+        };
+        if oid != &OID_CRL_NUMBER[2..] {
+            continue;
+        }
+        // An optional `critical` BOOLEAN, then the OCTET STRING holding the INTEGER.
+        let (mut tag, mut value, after) = der::read_tlv(rest)?;
+        if tag == 0x01 {
+            (tag, value, _) = der::read_tlv(after)?;
+        }
+        if tag != 0x04 {
+            return None;
+        }
+        let (0x02, int, _) = der::read_tlv(value)? else {
+            return None;
+        };
+        let int = int.strip_prefix(&[0]).unwrap_or(int);
+        if int.len() > 8 {
+            return None;
+        }
+        return Some(int.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)));
+    }
+    None
+}
+
+/// The serials of revokedCertificates contents ([`CrlParts::entries`]) as minimal big-endian bytes
+/// (no leading zeros), the form [`serial_key`] gives a certificate's serial.
+pub fn entry_serials(entries: &[u8]) -> Option<Vec<Box<[u8]>>> {
+    let mut out = Vec::with_capacity(entries.len() / 36);
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let (0x30, entry, next) = der::read_tlv(rest)? else {
+            return None;
+        };
+        let (0x02, serial, _) = der::read_tlv(entry)? else {
+            return None;
+        };
+        out.push(serial_key(serial).into());
+        rest = next;
+    }
+    Some(out)
+}
+
+/// A serial's INTEGER contents without leading zero bytes: the key revocation checks compare.
+pub fn serial_key(int: &[u8]) -> &[u8] {
+    let zeros = int.iter().take_while(|b| **b == 0).count();
+    &int[zeros..]
+}
+
+/// The key of a serial we issued (see [`serial_key`]).
+pub fn u64_serial_key(serial: u64) -> Box<[u8]> {
+    serial_key(&serial.to_be_bytes()).into()
+}
+
+/// The serials our CA has revoked, as of one CRL number: what TLS checks a client certificate
+/// against, instead of walking a parsed CRL. Revocations made here are added in place; a CRL published
+/// elsewhere (the `ca` CLI) replaces the whole set.
+#[derive(Debug, Default)]
+pub struct RevokedSet {
+    inner: std::sync::RwLock<Revoked>,
+}
+
+#[derive(Debug, Default)]
+struct Revoked {
+    number: Option<u64>,
+    serials: std::collections::HashSet<Box<[u8]>>,
+}
+
+impl RevokedSet {
+    /// The CRL number the set is at (`None` before the first load).
+    pub fn number(&self) -> Option<u64> {
+        self.inner.read().map_or(None, |r| r.number)
+    }
+
+    /// How many serials it holds.
+    pub fn len(&self) -> usize {
+        self.inner.read().map_or(0, |r| r.serials.len())
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `serial` (INTEGER contents, as in a certificate) is revoked.
+    pub fn contains(&self, serial: &[u8]) -> bool {
+        // A poisoned lock fails closed: the certificate is treated as revoked.
+        self.inner
+            .read()
+            .map_or(true, |r| r.serials.contains(serial_key(serial)))
+    }
+
+    /// Replaces the set with the entries of the CRL numbered `number`.
+    pub fn replace(&self, number: Option<u64>, serials: Vec<Box<[u8]>>) {
+        let serials = serials.into_iter().collect();
+        if let Ok(mut r) = self.inner.write() {
+            *r = Revoked { number, serials };
+        }
+    }
+
+    /// Adds the serials that CRL `number` adds to CRL `previous`. Returns false (and changes nothing)
+    /// when the set is not at `previous`: the caller then replaces it from the whole CRL.
+    pub fn extend(&self, previous: u64, number: u64, serials: &[u64]) -> bool {
+        let Ok(mut r) = self.inner.write() else {
+            return false;
+        };
+        if r.number != Some(previous) {
+            return false;
+        }
+        r.serials.extend(serials.iter().map(|s| u64_serial_key(*s)));
+        r.number = Some(number);
+        true
+    }
+}
+
+/// The issuer Name (as encoded) and serial (INTEGER contents) of a certificate, found by walking its
+/// outer structure. `None` when it is not a well-formed certificate.
+pub fn cert_issuer_and_serial(cert_der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (0x30, cert, _) = der::read_tlv(cert_der)? else {
+        return None;
+    };
+    let (0x30, mut tbs, _) = der::read_tlv(cert)? else {
+        return None;
+    };
+    if tbs.first() == Some(&0xa0) {
+        tbs = der::read_tlv(tbs)?.2; // version
+    }
+    let (0x02, serial, rest) = der::read_tlv(tbs)? else {
+        return None;
+    };
+    let (0x30, _, rest) = der::read_tlv(rest)? else {
+        return None; // signature algorithm
+    };
+    let after = der::read_tlv(rest)?.2;
+    Some((rest.get(..rest.len() - after.len())?, serial))
+}
+
+/// The subject Name (as encoded) of a certificate.
+pub fn cert_subject(cert_der: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert, _) = der::read_tlv(cert_der)? else {
+        return None;
+    };
+    let (0x30, mut tbs, _) = der::read_tlv(cert)? else {
+        return None;
+    };
+    if tbs.first() == Some(&0xa0) {
+        tbs = der::read_tlv(tbs)?.2;
+    }
+    // serial, signature algorithm, issuer, validity, then the subject.
+    let mut rest = tbs;
+    for _ in 0..4 {
+        rest = der::read_tlv(rest)?.2;
+    }
+    let after = der::read_tlv(rest)?.2;
+    rest.get(..rest.len() - after.len())
 }

@@ -232,6 +232,61 @@ fn crl_carries_number_aki_and_reasons() {
 }
 
 #[test]
+fn crl_is_read_without_decoding_entries() {
+    use super::crl::{entry_serials, read_crl, u64_serial_key};
+    let ca = test_ca();
+    let entries: Vec<RevokedEntry> = [1u64, 0x80, 0xffff_ffff_ffff]
+        .iter()
+        .map(|&serial| RevokedEntry {
+            serial,
+            revoked_at: now(),
+            reason: Reason::default(),
+        })
+        .collect();
+    let der_bytes = sign_crl(&ca, 300, now(), now() + Duration::days(5), &entries).unwrap();
+    let parts = read_crl(&der_bytes).unwrap();
+    assert_eq!(parts.number, Some(300));
+    assert_eq!(parts.issuer, &ca.subject_der[..]);
+    assert_eq!(parts.entries, &super::crl::encode_entries(&entries)[..]);
+    let serials = entry_serials(parts.entries).unwrap();
+    let want: Vec<Box<[u8]>> = [1u64, 0x80, 0xffff_ffff_ffff].map(u64_serial_key).into();
+    assert_eq!(serials, want);
+    // No entries at all.
+    let empty = sign_crl(&ca, 0, now(), now() + Duration::days(5), &[]).unwrap();
+    let parts = read_crl(&empty).unwrap();
+    assert_eq!((parts.number, parts.entries.len()), (Some(0), 0));
+    // Truncated or garbage input: None, never a panic.
+    for cut in [0, 1, 10, der_bytes.len() / 2, der_bytes.len() - 1] {
+        assert!(read_crl(&der_bytes[..cut]).is_none(), "cut at {cut}");
+    }
+    assert!(entry_serials(&[0x30, 0x03, 0x04, 0x01, 0x00]).is_none());
+
+    // The set TLS checks: loaded from the CRL, then extended in place.
+    let set = super::crl::RevokedSet::default();
+    set.replace(parts_number(&der_bytes), serials);
+    assert!(set.contains(&[0x00, 0x80]) && set.contains(&[0x01]) && !set.contains(&[0x02]));
+    assert!(!set.extend(299, 301, &[2]), "not at 299: must not extend");
+    assert!(set.extend(300, 301, &[2]));
+    assert!(set.contains(&[0x02]) && set.number() == Some(301) && set.len() == 4);
+}
+
+fn parts_number(der: &[u8]) -> Option<u64> {
+    super::crl::read_crl(der).and_then(|p| p.number)
+}
+
+#[test]
+fn certificate_issuer_and_serial_are_found() {
+    use super::crl::cert_issuer_and_serial;
+    let ca = test_ca();
+    let (issuer, serial) = cert_issuer_and_serial(&ca.cert.der).unwrap();
+    let (_, parsed) = X509Certificate::from_der(&ca.cert.der).unwrap();
+    assert_eq!(issuer, parsed.issuer().as_raw());
+    assert_eq!(serial, parsed.raw_serial());
+    assert!(cert_issuer_and_serial(&ca.cert.der[..40]).is_none());
+    assert!(cert_issuer_and_serial(b"").is_none());
+}
+
+#[test]
 fn reasons_parse_and_print() {
     assert_eq!("key-compromise".parse::<Reason>().unwrap(), Reason::default());
     assert_eq!(Reason::from_code(5).unwrap().to_string(), "cessationOfOperation");

@@ -58,6 +58,7 @@ pub struct AppState {
     pub requests: metrics::RequestCounters,
     crl: Mutex<Option<Arc<CrlCache>>>,
     crl_rebuild: tokio::sync::Mutex<()>,
+    crl_encode: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -78,35 +79,83 @@ impl AppState {
             requests: metrics::RequestCounters::default(),
             crl: Mutex::new(None),
             crl_rebuild: tokio::sync::Mutex::new(()),
+            crl_encode: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The current CRL: served from memory; one cheap read of the CRL number tells whether the database
-    /// (this server or the `ca` CLI) has published a newer one, which then also reaches the TLS layer.
+    /// Brings TLS up to date with the CRLs before a handshake: one cheap read of the CRL numbers; only
+    /// a CRL signed by another process (the `ca` CLI) or a new parent CRL costs more, once.
+    pub async fn sync_tls(&self) -> Result<(), AuthorityError> {
+        let version = self.authority.store().crl_version().await?;
+        if self.tls_current(version) {
+            return Ok(());
+        }
+        let _one = self.crl_rebuild.lock().await;
+        let version = self.authority.store().crl_version().await?;
+        if self.tls_current(version) {
+            return Ok(());
+        }
+        let row = self.authority.crl().await?;
+        let revoked = Arc::clone(self.tls.revoked());
+        let parents = if self.tls.parents_version() == Some(version.1) {
+            None
+        } else {
+            Some(self.authority.store().parent_crls().await?)
+        };
+        let tls = Arc::clone(&self.tls);
+        // Reading 100,000 serials or building a verifier is CPU work: off the executor.
+        tokio::task::spawn_blocking(move || {
+            if revoked.number() != Some(row.number) {
+                match crate::ca::crl::read_crl(&row.der)
+                    .and_then(|p| crate::ca::crl::entry_serials(p.entries))
+                {
+                    Some(serials) => revoked.replace(Some(row.number), serials),
+                    None => tracing::error!(
+                        crl_number = row.number,
+                        "the CRL is unreadable: TLS keeps the revocations it had"
+                    ),
+                }
+            }
+            if let Some(parents) = parents {
+                if let Err(e) = tls.update_parent_crls(version.1, &parents) {
+                    tracing::error!(error = %e, "could not install the parent CRLs in the TLS layer");
+                }
+            }
+        })
+        .await
+        .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))
+    }
+
+    fn tls_current(&self, version: (Option<i64>, i64)) -> bool {
+        let ours = self.tls.revoked().number().and_then(|n| i64::try_from(n).ok());
+        ours == version.0 && self.tls.parents_version() == Some(version.1)
+    }
+
+    /// The CRL chain as served, PEM-encoded once per CRL (on the first GET after a change).
     pub async fn current_crl(&self) -> Result<Arc<CrlCache>, AuthorityError> {
-        if let Some(c) = self.cached_crl(self.authority.store().crl_version().await?) {
+        let version = self.authority.store().crl_version().await?;
+        if let Some(c) = self.cached_crl(version) {
             return Ok(c);
         }
-        // One rebuild at a time: under a burst of revocations the waiting callers find the work done
-        // (or do it once for all of them) instead of each parsing the whole CRL.
-        let _one = self.crl_rebuild.lock().await;
+        // One encoding at a time: under a burst of revocations the waiting callers find the work done
+        // (or do it once for all of them).
+        let _one = self.crl_encode.lock().await;
         let version = self.authority.store().crl_version().await?;
         if let Some(c) = self.cached_crl(version) {
             return Ok(c);
         }
         let row = self.authority.crl().await?;
         // The chain: our CRL first, then each parent's (agents in `chain` mode need one per CA).
-        let mut ders = vec![row.der];
-        ders.extend(self.authority.store().parent_crls().await?);
+        let parents = self.authority.store().parent_crls().await?;
         let published = SystemTime::UNIX_EPOCH
             + std::time::Duration::from_secs(u64::try_from(row.this_update + 1).unwrap_or(0));
         let number = row.number;
-        let tls = Arc::clone(&self.tls);
-        // PEM encoding and the TLS verifier (which parses every entry) are CPU work: off the executor.
+        // Keyed by what was read: a CRL signed meanwhile makes the next call encode again.
+        let version = (i64::try_from(number).ok(), version.1);
         let cache = tokio::task::spawn_blocking(move || {
-            let pem: String = ders.iter().map(|d| pem_encode("X509 CRL", d)).collect();
-            if let Err(e) = tls.update_crl(version, &ders) {
-                tracing::error!(error = %e, "could not install the new CRL in the TLS layer");
+            let mut pem = pem_encode("X509 CRL", &row.der);
+            for d in &parents {
+                pem.push_str(&pem_encode("X509 CRL", d));
             }
             Arc::new(CrlCache {
                 number,

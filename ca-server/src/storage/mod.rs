@@ -125,8 +125,20 @@ impl Store {
         queries::all_certificates(&self.pool).await
     }
     /// What changes when any served CRL changes: (our CRL number, parent CRL updates). One cheap read.
+    /// Our number is the last one signed, which a server may hold in memory a moment before storing it.
     pub async fn crl_version(&self) -> Result<(Option<i64>, i64), StoreError> {
         queries::crl_version(&self.pool).await
+    }
+    /// The number of the last CRL signed.
+    pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
+        queries::crl_number(&self.pool).await
+    }
+    /// Stores a CRL signed earlier unless a newer one is stored already (its own short transaction:
+    /// the revocation it carries was committed before it was signed).
+    pub async fn store_crl_if_newer(&self, row: &CrlRow) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        queries::store_crl_if_newer(&mut tx.tx, row).await?;
+        tx.commit().await
     }
     /// Counts for `/metrics`.
     pub async fn metrics(&self, now: i64) -> Result<MetricsSnapshot, StoreError> {
@@ -314,7 +326,7 @@ impl WriteTx {
     pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
         queries::crl(&mut *self.tx).await
     }
-    /// The number of the current CRL.
+    /// The number of the last CRL signed (its row may not be stored yet: see [`Store::store_crl_if_newer`]).
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&mut *self.tx).await
     }

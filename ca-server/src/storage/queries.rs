@@ -591,7 +591,7 @@ pub(super) async fn metrics<'e, E: Executor<'e, Database = Sqlite>>(
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > ?1 AND not_after <= ?1 + 2592000), \
                 (SELECT COUNT(*) FROM revocations), \
-                (SELECT number FROM crl WHERE id = 1), (SELECT this_update FROM crl WHERE id = 1), \
+                (SELECT value FROM counters WHERE name = 'crl_number'), (SELECT this_update FROM crl WHERE id = 1), \
                 (SELECT next_update FROM crl WHERE id = 1)",
     )
     .bind(now)
@@ -627,7 +627,8 @@ pub(super) async fn crl_version<'e, E: Executor<'e, Database = Sqlite>>(
     e: E,
 ) -> Result<(Option<i64>, i64), StoreError> {
     let row = sqlx::query(
-        "SELECT (SELECT number FROM crl WHERE id = 1), (SELECT value FROM counters WHERE name = 'parent_crls')",
+        "SELECT (SELECT value FROM counters WHERE name = 'crl_number'), \
+                (SELECT value FROM counters WHERE name = 'parent_crls')",
     )
     .fetch_one(e)
     .await?;
@@ -637,10 +638,12 @@ pub(super) async fn crl_version<'e, E: Executor<'e, Database = Sqlite>>(
 pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(
     e: E,
 ) -> Result<Option<u64>, StoreError> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT number FROM crl WHERE id = 1")
+    // The counter: the number of the last CRL signed (-1 before the first). Its row may be written a
+    // moment later (see `store_crl_if_newer`).
+    let n: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
         .fetch_optional(e)
         .await?;
-    n.map(|n| to_u64(n, "crl number")).transpose()
+    n.filter(|n| *n >= 0).map(|n| to_u64(n, "crl number")).transpose()
 }
 
 pub(super) async fn store_crl(c: &mut SqliteConnection, row: &CrlRow) -> Result<(), StoreError> {
@@ -648,6 +651,21 @@ pub(super) async fn store_crl(c: &mut SqliteConnection, row: &CrlRow) -> Result<
         "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, ?, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
          next_update = excluded.next_update, der = excluded.der",
+    )
+    .bind(to_i64(row.number)?)
+    .bind(row.this_update)
+    .bind(row.next_update)
+    .bind(&row.der)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn store_crl_if_newer(c: &mut SqliteConnection, row: &CrlRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
+         next_update = excluded.next_update, der = excluded.der WHERE excluded.number > crl.number",
     )
     .bind(to_i64(row.number)?)
     .bind(row.this_update)

@@ -195,15 +195,9 @@ pub async fn put(
             Ok(Some(_)) => a.revoke(&actor, &subject, reason).await.map(|_| ()),
         }
     };
+    // A revocation is in force in TLS before this answer (the authority updates what TLS checks).
     match res {
-        Ok(()) => {
-            if desired_state == "revoked" {
-                // Publish the new CRL to the TLS layer now, not at the next CRL fetch.
-                let state = Arc::clone(&state);
-                tokio::spawn(async move { state.current_crl().await.map(|_| ()) });
-            }
-            StatusCode::NO_CONTENT.into_response()
-        }
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
     }
 }

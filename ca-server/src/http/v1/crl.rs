@@ -58,7 +58,7 @@ pub async fn put(
         .collect();
     match state.authority.update_parent_crls(&caller.actor(), &crls).await {
         Ok(_) => {
-            let _ = state.current_crl().await;
+            let _ = state.sync_tls().await;
             text(StatusCode::OK, "Successfully updated CRLs.")
         }
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
