@@ -273,7 +273,7 @@ async fn run(args: Args) -> Result<(), String> {
         let mut victims = names.clone();
         for &size in &args.revoke_sizes {
             server.seed_revocations(size).await?;
-            let batch: Vec<String> = victims.drain(..victims.len().min(20)).collect();
+            let batch: Vec<String> = victims.drain(..victims.len().min(100)).collect();
             let f = report(
                 &format!("revoke at {size} CRL entries (serial)"),
                 each(

@@ -209,3 +209,99 @@ fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
         seen.revoked.len()
     );
 }
+
+fn sqlite(db: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The server stores the CRL a moment after acknowledging a revocation. Killed in that moment, it
+/// leaves the stored CRL older than the last CRL number signed; whoever opens the CA next (the `ca`
+/// CLI here, then the restarted server) signs a new CRL from the database, with the revocation.
+#[test]
+fn revocation_acknowledged_before_its_crl_is_stored_survives_sigkill() {
+    let ca = TestCa::with_args(&["--dns-alt-names", "localhost"]);
+    for name in ["victim-1.example.test", "victim-2.example.test"] {
+        let out = ca.data.join(name);
+        ca.ca(&["generate", name, "--out", out.to_str().unwrap()]).ok();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = &ca.data;
+    let db = d.join("ca.db");
+    let admin = Client::new(
+        &format!("https://localhost:{port}"),
+        &d.join("ca_crt.pem"),
+        Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let serial_of = |name: &str| -> u64 {
+        sqlite(
+            &db,
+            &format!("SELECT serial FROM certificates WHERE certname = '{name}'"),
+        )
+        .parse()
+        .unwrap()
+    };
+    let revoke_and_kill = |name: &str| {
+        let mut server = start(d, port);
+        let res = rt
+            .block_on(admin.send(
+                Method::PUT,
+                &format!("/puppet-ca/v1/certificate_status/{name}"),
+                &[("content-type", "application/json")],
+                br#"{"desired_state":"revoked"}"#.to_vec(),
+            ))
+            .unwrap();
+        assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let stored: u64 = sqlite(&db, "SELECT number FROM crl").parse().unwrap();
+        let signed: u64 = sqlite(&db, "SELECT value FROM counters WHERE name = 'crl_number'")
+            .parse()
+            .unwrap();
+        assert!(
+            stored < signed,
+            "the kill was meant to land before the CRL was stored ({stored} vs {signed})"
+        );
+    };
+    let in_crl = |pem_text: &str| -> BTreeSet<u64> {
+        let der = pem::parse(pem_text).unwrap().into_contents();
+        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+        crl.iter_revoked_certificates()
+            .map(|e| u64::try_from(e.user_certificate.clone()).unwrap())
+            .collect()
+    };
+
+    // The CLI finds the stored CRL behind and signs one with the revocation.
+    revoke_and_kill("victim-1.example.test");
+    let printed = ca.ca(&["crl"]).ok().stdout;
+    assert!(in_crl(&printed).contains(&serial_of("victim-1.example.test")));
+
+    // So does the restarted server, before it serves anything.
+    revoke_and_kill("victim-2.example.test");
+    let mut server = start(d, port);
+    let crl = rt
+        .block_on(admin.get("/puppet-ca/v1/certificate_revocation_list/ca"))
+        .unwrap();
+    assert_eq!(crl.status, StatusCode::OK);
+    let served = in_crl(&crl.text());
+    for name in ["victim-1.example.test", "victim-2.example.test"] {
+        assert!(served.contains(&serial_of(name)), "{name} missing from the CRL");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

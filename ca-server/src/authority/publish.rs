@@ -16,7 +16,7 @@ use crate::ca::crl::{self, Reason, RevokedEntry};
 use crate::storage::{CrlRow, Store, StoreError, WriteTx};
 
 /// How long the background writer waits for more revocations before storing the newest CRL.
-const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A CRL signed in a write transaction, to be installed once that transaction commits.
 #[derive(Debug)]

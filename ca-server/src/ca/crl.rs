@@ -300,33 +300,10 @@ fn crl_number(exts_wrapper: &[u8]) -> Option<u64> {
     None
 }
 
-/// The serials of revokedCertificates contents ([`CrlParts::entries`]) as minimal big-endian bytes
-/// (no leading zeros), the form [`serial_key`] gives a certificate's serial.
-pub fn entry_serials(entries: &[u8]) -> Option<Vec<Box<[u8]>>> {
-    let mut out = Vec::with_capacity(entries.len() / 36);
-    let mut rest = entries;
-    while !rest.is_empty() {
-        let (0x30, entry, next) = der::read_tlv(rest)? else {
-            return None;
-        };
-        let (0x02, serial, _) = der::read_tlv(entry)? else {
-            return None;
-        };
-        out.push(serial_key(serial).into());
-        rest = next;
-    }
-    Some(out)
-}
-
 /// A serial's INTEGER contents without leading zero bytes: the key revocation checks compare.
 pub fn serial_key(int: &[u8]) -> &[u8] {
     let zeros = int.iter().take_while(|b| **b == 0).count();
     &int[zeros..]
-}
-
-/// The key of a serial we issued (see [`serial_key`]).
-pub fn u64_serial_key(serial: u64) -> Box<[u8]> {
-    serial_key(&serial.to_be_bytes()).into()
 }
 
 /// The serials our CA has revoked, as of one CRL number: what TLS checks a client certificate
@@ -340,7 +317,30 @@ pub struct RevokedSet {
 #[derive(Debug, Default)]
 struct Revoked {
     number: Option<u64>,
-    serials: std::collections::HashSet<Box<[u8]>>,
+    /// Serials of up to 8 bytes (all of ours): no allocation per entry.
+    short: std::collections::HashSet<u64>,
+    /// Longer ones (from an imported CA, if ever).
+    long: std::collections::HashSet<Box<[u8]>>,
+}
+
+impl Revoked {
+    fn insert(&mut self, key: &[u8]) {
+        match short_serial(key) {
+            Some(n) => self.short.insert(n),
+            None => self.long.insert(key.into()),
+        };
+    }
+    fn contains(&self, key: &[u8]) -> bool {
+        match short_serial(key) {
+            Some(n) => self.short.contains(&n),
+            None => self.long.contains(key),
+        }
+    }
+}
+
+/// A serial key (see [`serial_key`]) of at most 8 bytes, as a number.
+fn short_serial(key: &[u8]) -> Option<u64> {
+    (key.len() <= 8).then(|| key.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
 impl RevokedSet {
@@ -351,7 +351,7 @@ impl RevokedSet {
 
     /// How many serials it holds.
     pub fn len(&self) -> usize {
-        self.inner.read().map_or(0, |r| r.serials.len())
+        self.inner.read().map_or(0, |r| r.short.len() + r.long.len())
     }
 
     /// Whether it holds none.
@@ -362,17 +362,32 @@ impl RevokedSet {
     /// Whether `serial` (INTEGER contents, as in a certificate) is revoked.
     pub fn contains(&self, serial: &[u8]) -> bool {
         // A poisoned lock fails closed: the certificate is treated as revoked.
-        self.inner
-            .read()
-            .map_or(true, |r| r.serials.contains(serial_key(serial)))
+        self.inner.read().map_or(true, |r| r.contains(serial_key(serial)))
     }
 
-    /// Replaces the set with the entries of the CRL numbered `number`.
-    pub fn replace(&self, number: Option<u64>, serials: Vec<Box<[u8]>>) {
-        let serials = serials.into_iter().collect();
-        if let Ok(mut r) = self.inner.write() {
-            *r = Revoked { number, serials };
+    /// Replaces the set with the entries of the CRL numbered `number` (its revokedCertificates
+    /// contents, [`CrlParts::entries`]). False, and nothing changed, when they are malformed.
+    pub fn replace(&self, number: Option<u64>, entries: &[u8]) -> bool {
+        let mut new = Revoked {
+            number,
+            short: std::collections::HashSet::with_capacity(entries.len() / 36),
+            long: std::collections::HashSet::new(),
+        };
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let Some((0x30, entry, next)) = der::read_tlv(rest) else {
+                return false;
+            };
+            let Some((0x02, serial, _)) = der::read_tlv(entry) else {
+                return false;
+            };
+            new.insert(serial_key(serial));
+            rest = next;
         }
+        if let Ok(mut r) = self.inner.write() {
+            *r = new;
+        }
+        true
     }
 
     /// Adds the serials that CRL `number` adds to CRL `previous`. Returns false (and changes nothing)
@@ -384,7 +399,7 @@ impl RevokedSet {
         if r.number != Some(previous) {
             return false;
         }
-        r.serials.extend(serials.iter().map(|s| u64_serial_key(*s)));
+        r.short.extend(serials);
         r.number = Some(number);
         true
     }

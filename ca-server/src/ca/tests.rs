@@ -233,7 +233,7 @@ fn crl_carries_number_aki_and_reasons() {
 
 #[test]
 fn crl_is_read_without_decoding_entries() {
-    use super::crl::{entry_serials, read_crl, u64_serial_key};
+    use super::crl::{read_crl, RevokedSet};
     let ca = test_ca();
     let entries: Vec<RevokedEntry> = [1u64, 0x80, 0xffff_ffff_ffff]
         .iter()
@@ -248,30 +248,75 @@ fn crl_is_read_without_decoding_entries() {
     assert_eq!(parts.number, Some(300));
     assert_eq!(parts.issuer, &ca.subject_der[..]);
     assert_eq!(parts.entries, &super::crl::encode_entries(&entries)[..]);
-    let serials = entry_serials(parts.entries).unwrap();
-    let want: Vec<Box<[u8]>> = [1u64, 0x80, 0xffff_ffff_ffff].map(u64_serial_key).into();
-    assert_eq!(serials, want);
+    let set = RevokedSet::default();
+    assert!(set.replace(parts.number, parts.entries));
     // No entries at all.
     let empty = sign_crl(&ca, 0, now(), now() + Duration::days(5), &[]).unwrap();
     let parts = read_crl(&empty).unwrap();
+    let empty_set = RevokedSet::default();
+    assert!(empty_set.replace(parts.number, parts.entries) && empty_set.is_empty());
     assert_eq!((parts.number, parts.entries.len()), (Some(0), 0));
     // Truncated or garbage input: None, never a panic.
     for cut in [0, 1, 10, der_bytes.len() / 2, der_bytes.len() - 1] {
         assert!(read_crl(&der_bytes[..cut]).is_none(), "cut at {cut}");
     }
-    assert!(entry_serials(&[0x30, 0x03, 0x04, 0x01, 0x00]).is_none());
+    assert!(!RevokedSet::default().replace(None, &[0x30, 0x03, 0x04, 0x01, 0x00]));
 
     // The set TLS checks: loaded from the CRL, then extended in place.
-    let set = super::crl::RevokedSet::default();
-    set.replace(parts_number(&der_bytes), serials);
     assert!(set.contains(&[0x00, 0x80]) && set.contains(&[0x01]) && !set.contains(&[0x02]));
+    assert!(set.contains(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+    // A serial longer than 8 bytes is looked up as bytes.
+    let long = [0x01, 2, 3, 4, 5, 6, 7, 8, 9];
+    let mut entry = vec![0x02, 9];
+    entry.extend(long);
+    entry.extend([0x17, 0x0d]);
+    entry.extend(b"250101000000Z");
+    let mut entries = vec![0x30, entry.len() as u8];
+    entries.extend(entry);
+    let long_set = RevokedSet::default();
+    assert!(long_set.replace(Some(1), &entries));
+    assert!(long_set.contains(&long) && !long_set.contains(&long[1..]));
     assert!(!set.extend(299, 301, &[2]), "not at 299: must not extend");
     assert!(set.extend(300, 301, &[2]));
     assert!(set.contains(&[0x02]) && set.number() == Some(301) && set.len() == 4);
 }
 
-fn parts_number(der: &[u8]) -> Option<u64> {
-    super::crl::read_crl(der).and_then(|p| p.number)
+#[test]
+fn crl_from_another_encoder_is_read_like_x509_parser_reads_it() {
+    use rcgen::{
+        CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
+    };
+    let ca = test_ca();
+    let serials: Vec<Vec<u8>> = vec![vec![0x01], vec![0x00, 0xff, 0x10], vec![0x7f; 20], vec![0x42; 3]];
+    let params = CertificateRevocationListParams {
+        this_update: now(),
+        next_update: now() + Duration::days(1),
+        crl_number: SerialNumber::from(77u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(s),
+                revocation_time: now(),
+                reason_code: Some(RevocationReason::Superseded),
+                invalidity_date: Some(now()),
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::PreSpecified(ca.cert.key_id.clone()),
+    };
+    let crl = params.signed_by(ca.issuer()).unwrap();
+    let der_bytes = crl.der().to_vec();
+    let (_, parsed) = CertificateRevocationList::from_der(&der_bytes).unwrap();
+    let parts = super::crl::read_crl(&der_bytes).unwrap();
+    assert_eq!(parts.number, Some(77));
+    assert_eq!(parts.issuer, parsed.issuer().as_raw());
+    let set = super::crl::RevokedSet::default();
+    assert!(set.replace(parts.number, parts.entries));
+    assert_eq!(set.len(), parsed.iter_revoked_certificates().count());
+    for e in parsed.iter_revoked_certificates() {
+        assert!(set.contains(e.raw_serial()), "{:?}", e.raw_serial());
+    }
+    assert!(!set.contains(&[0x02]));
 }
 
 #[test]

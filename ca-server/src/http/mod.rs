@@ -106,14 +106,13 @@ impl AppState {
         // Reading 100,000 serials or building a verifier is CPU work: off the executor.
         tokio::task::spawn_blocking(move || {
             if revoked.number() != Some(row.number) {
-                match crate::ca::crl::read_crl(&row.der)
-                    .and_then(|p| crate::ca::crl::entry_serials(p.entries))
-                {
-                    Some(serials) => revoked.replace(Some(row.number), serials),
-                    None => tracing::error!(
+                let loaded = crate::ca::crl::read_crl(&row.der)
+                    .is_some_and(|p| revoked.replace(Some(row.number), p.entries));
+                if !loaded {
+                    tracing::error!(
                         crl_number = row.number,
                         "the CRL is unreadable: TLS keeps the revocations it had"
-                    ),
+                    );
                 }
             }
             if let Some(parents) = parents {
