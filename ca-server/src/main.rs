@@ -29,6 +29,11 @@ struct Args {
     /// Extra alt names of the server certificate made with a new CA (comma-separated).
     #[arg(long, value_delimiter = ',')]
     dns_alt_names: Option<Vec<String>>,
+    /// File holding the passphrase of an encrypted CA key (one trailing newline is ignored). Else
+    /// `[ca] key-passphrase-file`, $CA_KEY_PASSPHRASE_FILE, or $CA_KEY_PASSPHRASE. With an empty data
+    /// directory, the new CA's key is encrypted with it.
+    #[arg(long, value_name = "FILE")]
+    ca_key_passphrase_file: Option<PathBuf>,
     /// Validate the configuration (and the auth.conf it names), then exit.
     #[arg(long)]
     check_config: bool,
@@ -45,6 +50,7 @@ fn main() -> anyhow::Result<()> {
             listen: args.listen,
             certname: args.certname,
             dns_alt_names: args.dns_alt_names,
+            key_passphrase_file: args.ca_key_passphrase_file,
         },
         default_data_dir(),
     )?;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use rcgen::{KeyPair, RsaKeySize, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256};
+use zeroize::Zeroizing;
 
 use super::passphrase::{Passphrase, HOW_TO_GIVE};
 use super::CaError;
@@ -68,6 +69,33 @@ pub fn load_pem(pem: &str) -> Result<KeyPair, CaError> {
         .map_err(|_| CaError::Key("the private key is not an unencrypted PEM RSA or EC key".into()))
 }
 
+/// The key as PKCS#8 DER. rcgen keeps the DER it was loaded from, which is PKCS#1 or SEC1 for a
+/// traditional `RSA PRIVATE KEY` or `EC PRIVATE KEY`; those are converted.
+pub fn pkcs8_der(key: &KeyPair) -> Result<Zeroizing<Vec<u8>>, CaError> {
+    use aws_lc_rs::encoding::AsDer;
+    let der = key.serialized_der();
+    if pkcs8::PrivateKeyInfo::try_from(der).is_ok() {
+        return Ok(Zeroizing::new(der.to_vec()));
+    }
+    fn fail<E>(_: E) -> CaError {
+        CaError::Key("cannot convert the private key to PKCS#8".into())
+    }
+    let converted = if key.algorithm() == &PKCS_ECDSA_P256_SHA256 {
+        let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+        let kp = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(alg, der).map_err(fail)?;
+        kp.to_pkcs8v1().map_err(fail)?.as_ref().to_vec()
+    } else {
+        let kp = aws_lc_rs::rsa::KeyPair::from_der(der).map_err(fail)?;
+        kp.as_der().map_err(fail)?.as_ref().to_vec()
+    };
+    Ok(Zeroizing::new(converted))
+}
+
+/// The key as an unencrypted PKCS#8 `PRIVATE KEY` PEM, whatever format it was loaded from.
+pub fn pkcs8_pem(key: &KeyPair) -> Result<Zeroizing<String>, CaError> {
+    Ok(Zeroizing::new(super::pem_encode("PRIVATE KEY", &pkcs8_der(key)?)))
+}
+
 /// Whether a PEM key is encrypted: PKCS#8 `ENCRYPTED PRIVATE KEY`, or a traditional OpenSSL PEM with a
 /// `DEK-Info` header.
 pub fn is_encrypted(pem_text: &str) -> bool {
@@ -86,7 +114,8 @@ pub fn encrypt_pem(key: &KeyPair, passphrase: &Passphrase) -> Result<String, CaE
     aws_lc_rs::rand::fill(&mut salt)
         .and_then(|()| aws_lc_rs::rand::fill(&mut iv))
         .map_err(|_| CaError::Key("no randomness for the key encryption".into()))?;
-    let info = PrivateKeyInfo::try_from(key.serialized_der())
+    let der = pkcs8_der(key)?;
+    let info = PrivateKeyInfo::try_from(der.as_slice())
         .map_err(|_| CaError::Key("the private key is not PKCS#8".into()))?;
     let params = pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
         .map_err(|e| fail(pkcs8::Error::from(e)))?;
@@ -336,7 +365,15 @@ mod tests {
         ]);
         let text = std::fs::read_to_string(f).unwrap();
         assert!(is_encrypted(&text));
-        assert!(load_key(&text, Some(&Passphrase::new(b"old".to_vec())), "the CA key").is_ok());
+        let kp = load_key(&text, Some(&Passphrase::new(b"old".to_vec())), "the CA key").unwrap();
+        // PKCS#1 inside, written as real PKCS#8 that openssl reads.
+        let plain = dir.path().join("plain.pem");
+        std::fs::write(&plain, pkcs8_pem(&kp).unwrap().as_bytes()).unwrap();
+        let public = openssl(&["pkey", "-in", plain.to_str().unwrap(), "-pubout"]);
+        assert_eq!(public, kp.public_key_pem());
+        let enc = encrypt_pem(&kp, &Passphrase::new(b"new".to_vec())).unwrap();
+        let back = load_key(&enc, Some(&Passphrase::new(b"new".to_vec())), "the CA key").unwrap();
+        assert_eq!(back.public_key_raw(), kp.public_key_raw());
         let e = load_key(&text, Some(&Passphrase::new(b"new".to_vec())), "the CA key").unwrap_err();
         assert!(
             e.to_string()
