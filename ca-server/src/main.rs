@@ -34,7 +34,7 @@ struct Args {
     /// directory, the new CA's key is encrypted with it.
     #[arg(long, value_name = "FILE")]
     ca_key_passphrase_file: Option<PathBuf>,
-    /// Validate the configuration (and the auth.conf it names), then exit.
+    /// Validate the configuration (and the auth.conf and passphrase file it names), then exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -57,6 +57,8 @@ fn main() -> anyhow::Result<()> {
     init_logging(settings.json_logs);
     if args.check_config {
         server::load_rules(&settings)?;
+        // A passphrase file must be readable (its contents are not shown).
+        settings.ca.key_passphrase.read()?;
         println!(
             "configuration OK (data directory {})",
             settings.data_dir.display()
