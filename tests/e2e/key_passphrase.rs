@@ -482,3 +482,54 @@ fn import_keeps_an_encrypted_puppet3_key_encrypted() {
     .fails_with(1, "needs a passphrase");
     assert!(!refused.exists());
 }
+
+#[test]
+fn server_on_an_empty_data_dir_encrypts_the_new_key_with_the_configured_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pass = secret_file(tmp.path(), "pass", PASS);
+    let config = tmp.path().join("ca.toml");
+    std::fs::write(
+        &config,
+        format!("key-type = \"ec-p256\"\ncertname = \"ca.example.test\"\n[ca]\nkey-passphrase-file = \"{pass}\"\n"),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut cmd = server(&data, port, &[]);
+    let mut child = cmd.arg("--config").arg(&config).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        if child.try_wait().unwrap().is_some() {
+            panic!("server exited: {:?}", child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = data.join("ca_key.pem");
+    assert!(std::fs::read_to_string(&key)
+        .unwrap()
+        .starts_with(ENCRYPTED_BEGIN));
+    assert_eq!(mode(&key), 0o600);
+    let (ok, out) = openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-passin",
+        &format!("file:{pass}"),
+        "-noout",
+    ]);
+    assert!(ok, "{out}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("creating one") && log.contains("encrypted_key"),
+        "{log}"
+    );
+    assert_no_secret("server log", &log);
+}
