@@ -37,6 +37,8 @@ pub struct RemoteOptions {
     pub cacert: Option<PathBuf>,
     /// Configuration file for local mode.
     pub config: Option<PathBuf>,
+    /// `--ca-key-passphrase-file`, for local mode.
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 /// Result of signing one name: the serial when known (local mode), or why not.
@@ -65,7 +67,7 @@ impl Backend {
     /// Opens the backend the flags ask for.
     pub async fn open(dir: &DataDir, remote: &RemoteOptions) -> Result<Backend, String> {
         let Some(server) = &remote.server else {
-            let settings = local::settings(dir, remote.config.clone())?;
+            let settings = local::settings(dir, remote.config.clone(), remote.key_passphrase_file.clone())?;
             return local::open(dir, settings).await.map(Backend::Local);
         };
         let cacert = remote.cacert.clone().unwrap_or_else(|| dir.ca_cert());

@@ -12,7 +12,11 @@ Local mode (default) works on the data directory's database; remote mode (--serv
 CA's HTTPS API with the admin certificate, with the same output and exit codes.
 
 The data directory is --data-dir, else $CA_DATA_DIR, else /var/lib/ca for root and
-~/.local/share/ca for other users.";
+~/.local/share/ca for other users.
+
+An encrypted CA key takes its passphrase from --ca-key-passphrase-file FILE, else `key-passphrase-file`
+in the [ca] section of the configuration, else the file named by $CA_KEY_PASSPHRASE_FILE, else
+$CA_KEY_PASSPHRASE.";
 
 /// `ca`: administer a Puppet-compatible certificate authority.
 #[derive(Debug, Parser)]
@@ -24,6 +28,9 @@ pub struct Cli {
     /// Configuration file (the server's TOML: signing policy, autosign). Default: <data-dir>/config.toml.
     #[arg(long, global = true, env = "CA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Local mode: file holding the passphrase of an encrypted CA key (one trailing newline is ignored).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_key_passphrase_file: Option<PathBuf>,
     /// Remote mode: the CA's HTTPS API (e.g. https://ca.example.com:8140) instead of the database.
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
@@ -61,6 +68,10 @@ pub enum Command {
         /// The directory holding ca_crt.pem, ca_key.pem, ca_crl.pem, serial, inventory.txt, signed/ ...
         #[arg(long, value_name = "DIR")]
         cadir: PathBuf,
+        /// Store the CA key encrypted with the passphrase (see --ca-key-passphrase-file). Without it, an
+        /// encrypted Puppet CA key stays encrypted when a passphrase is given, else it is stored decrypted.
+        #[arg(long)]
+        encrypt_key: bool,
     },
     /// Export the CA in puppetserver's cadir layout (the directory must be absent or empty).
     Export {
@@ -178,6 +189,12 @@ pub enum Command {
         /// The new file.
         file: PathBuf,
     },
+    /// Encrypt, re-encrypt or decrypt the CA key (and root key) in place (local mode).
+    Key {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Print the fingerprint of a certificate (or pending request).
     Fingerprint {
         /// Certname, or `ca`.
@@ -193,6 +210,20 @@ pub enum Command {
 pub enum AuditAction {
     /// Check the hash chain of the whole audit log.
     Verify,
+}
+
+/// `ca key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Encrypt the key files with a passphrase (PKCS#8, PBKDF2-HMAC-SHA256, AES-256-CBC), or change the
+    /// passphrase of encrypted ones (the current one is read from the usual sources).
+    Encrypt {
+        /// File holding the new passphrase (default: the current passphrase source).
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Write the key files unencrypted (PKCS#8 PEM, mode 0600).
+    Decrypt,
 }
 
 /// `ca setup`.
@@ -219,6 +250,9 @@ pub struct SetupArgs {
     /// Key type of the server's TLS certificate (default: --key-type); ec-p256 makes handshakes cheap.
     #[arg(long)]
     pub server_key_type: Option<String>,
+    /// Write the CA key (and root key) encrypted with the passphrase (see --ca-key-passphrase-file).
+    #[arg(long)]
+    pub encrypt_key: bool,
 }
 
 /// `ca sign`.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ca_server::authority::{Authority, CaSettings};
+use ca_server::ca::passphrase::PassphraseSource;
 use ca_server::clock::SystemClock;
 use ca_server::config::{find_config, Overrides, Settings};
 use ca_server::datadir::{default_data_dir, DataDir};
@@ -13,13 +14,22 @@ pub fn data_dir(flag: Option<PathBuf>) -> DataDir {
     DataDir::new(flag.unwrap_or_else(default_data_dir))
 }
 
-/// The CA settings of the configuration file (`--config`, `$CA_CONFIG`, or `<data-dir>/config.toml`).
-pub fn settings(dir: &DataDir, config: Option<PathBuf>) -> Result<CaSettings, String> {
+/// The CA settings of the configuration file (`--config`, `$CA_CONFIG`, or `<data-dir>/config.toml`),
+/// with the CA key's passphrase source (`--ca-key-passphrase-file` first).
+pub fn settings(
+    dir: &DataDir,
+    config: Option<PathBuf>,
+    key_passphrase_file: Option<PathBuf>,
+) -> Result<CaSettings, String> {
     match find_config(config, dir.root()) {
-        None => Ok(CaSettings::default()),
+        None => Ok(CaSettings {
+            key_passphrase: PassphraseSource::resolve(key_passphrase_file, None),
+            ..CaSettings::default()
+        }),
         Some(path) => {
             let ov = Overrides {
                 data_dir: Some(dir.root().to_path_buf()),
+                key_passphrase_file,
                 ..Overrides::default()
             };
             Settings::load(Some(&path), ov, dir.root().to_path_buf())

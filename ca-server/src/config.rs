@@ -10,6 +10,7 @@ use crate::authority::{Autosign, CaSettings};
 use crate::ca::csr::San;
 use crate::ca::duration;
 use crate::ca::keys::KeyType;
+use crate::ca::passphrase::PassphraseSource;
 use crate::policy::{AltNameRule, SigningOptions, SigningPolicy};
 
 /// Environment variable naming the configuration file.
@@ -81,6 +82,7 @@ struct FileCa {
     auto_renewal_cert_ttl: Option<String>,
     autosign: Option<FileAutosign>,
     autosign_timeout: Option<String>,
+    key_passphrase_file: Option<PathBuf>,
     #[serde(default)]
     alt_name_rules: Vec<FileAltNameRule>,
 }
@@ -188,6 +190,8 @@ pub struct Overrides {
     pub certname: Option<String>,
     /// `--dns-alt-names`.
     pub dns_alt_names: Option<Vec<String>>,
+    /// `--ca-key-passphrase-file`.
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 fn dur(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
@@ -325,6 +329,7 @@ impl Settings {
                 fc.ca.auto_renewal_cert_ttl,
                 d.auto_renewal_cert_ttl,
             )?,
+            key_passphrase: PassphraseSource::resolve(ov.key_passphrase_file, fc.ca.key_passphrase_file),
         };
         let auth = match (fc.authorization.auth_conf, fc.authorization.legacy_auth_conf) {
             (Some(_), Some(_)) => return Err(ConfigError::Invalid(
@@ -401,6 +406,12 @@ mod tests {
             .unwrap();
         assert!(s.ca.signing.global.allow_dns_alt_names);
         assert_eq!(s.ca.cert_ttl, Duration::days(90));
+        let s = parse("[ca]\nkey-passphrase-file = \"/etc/ca/passphrase\"\n").unwrap();
+        assert!(
+            matches!(&s.ca.key_passphrase, PassphraseSource::File(p) if p.as_os_str() == "/etc/ca/passphrase"),
+            "{:?}",
+            s.ca.key_passphrase
+        );
     }
 
     #[test]

@@ -29,7 +29,12 @@ struct Args {
     /// Extra alt names of the server certificate made with a new CA (comma-separated).
     #[arg(long, value_delimiter = ',')]
     dns_alt_names: Option<Vec<String>>,
-    /// Validate the configuration (and the auth.conf it names), then exit.
+    /// File holding the passphrase of an encrypted CA key (one trailing newline is ignored). Else
+    /// `[ca] key-passphrase-file`, $CA_KEY_PASSPHRASE_FILE, or $CA_KEY_PASSPHRASE. With an empty data
+    /// directory, the new CA's key is encrypted with it.
+    #[arg(long, value_name = "FILE")]
+    ca_key_passphrase_file: Option<PathBuf>,
+    /// Validate the configuration (and the auth.conf and passphrase file it names), then exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -45,12 +50,15 @@ fn main() -> anyhow::Result<()> {
             listen: args.listen,
             certname: args.certname,
             dns_alt_names: args.dns_alt_names,
+            key_passphrase_file: args.ca_key_passphrase_file,
         },
         default_data_dir(),
     )?;
     init_logging(settings.json_logs);
     if args.check_config {
         server::load_rules(&settings)?;
+        // A passphrase file must be readable (its contents are not shown).
+        settings.ca.key_passphrase.read()?;
         println!(
             "configuration OK (data directory {})",
             settings.data_dir.display()

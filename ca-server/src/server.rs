@@ -65,7 +65,9 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
     opts.dns_alt_names = settings.dns_alt_names.clone();
     opts.key_type = settings.key_type;
     opts.server_key_type = Some(settings.server_key_type);
-    tracing::info!(data_dir = %dir.root().display(), %certname, "no CA in the data directory: creating one");
+    // A passphrase given to a server with no CA yet is meant for the new CA's key.
+    opts.encrypt_key = settings.ca.key_passphrase.is_given();
+    tracing::info!(data_dir = %dir.root().display(), %certname, encrypted_key = opts.encrypt_key, "no CA in the data directory: creating one");
     let (authority, report) = authority::setup(&dir, &opts, settings.ca.clone(), clock).await?;
     tracing::info!(ca = %report.ca_name, server = %report.server_certname, admin = %report.admin_certname, "CA created");
     Ok(authority)

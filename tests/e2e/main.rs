@@ -14,6 +14,7 @@ mod crash;
 mod harness;
 mod http_api;
 mod intermediate;
+mod key_passphrase;
 mod migration;
 mod multi_master;
 mod operations;

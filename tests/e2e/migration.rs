@@ -188,10 +188,9 @@ fn cadir_from_the_real_puppetserver_ca_setup_is_imported_and_served() {
     assert!(serial >= 5, "{signed}");
 }
 
-#[test]
-fn puppet3_ssldir_with_an_encrypted_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ca_dir = tmp.path().join("ssl/ca");
+/// A Puppet 3 `ssldir/ca` in `ca_dir`, made with openssl: the CA key DES-EDE3 encrypted with the password
+/// `p3-secret-pass` in `private/ca.pass`, node1 signed (serial 2), node2 pending, next serial 3.
+pub fn make_puppet3_cadir(ca_dir: &Path) {
     std::fs::create_dir_all(ca_dir.join("private")).unwrap();
     std::fs::create_dir_all(ca_dir.join("signed")).unwrap();
     std::fs::create_dir_all(ca_dir.join("requests")).unwrap();
@@ -235,8 +234,15 @@ printf '0003' > serial
 printf '0x0001 2026-01-01T00:00:00UTC 2031-01-01T00:00:00UTC /CN=Puppet CA: p3master.example.test\n0x0002 2026-01-01T00:00:00UTC 2027-01-01T00:00:00UTC /CN=node1.example.test\n' > inventory.txt
 rm -f x.cnf index.txt* crlnumber* node1.csr node2.key
 "#,
-        &ca_dir,
+        ca_dir,
     );
+}
+
+#[test]
+fn puppet3_ssldir_with_an_encrypted_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ssl/ca");
+    make_puppet3_cadir(&ca_dir);
     let data = tmp.path().join("data");
     let ca = TestCa { tmp, data };
     let out = ca
@@ -257,6 +263,14 @@ rm -f x.cnf index.txt* crlnumber* node1.csr node2.key
     assert!(!std::fs::read_to_string(ca.data.join("ca_key.pem"))
         .unwrap()
         .contains("ENCRYPTED"));
+    // Written as real PKCS#8 (the key inside Puppet 3's PEM is PKCS#1), so openssl and puppetserver read it.
+    let (ok, text) = openssl(&[
+        "pkey",
+        "-in",
+        ca.data.join("ca_key.pem").to_str().unwrap(),
+        "-noout",
+    ]);
+    assert!(ok, "{text}");
     // The imported CA signs: the pending request, with the next serial.
     let signed = ca.ca(&["sign", "node2.example.test"]).ok().stdout;
     assert!(signed.contains("(serial 3)"), "{signed}");

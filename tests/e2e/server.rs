@@ -44,6 +44,7 @@ impl TestServer {
             listen: Some("127.0.0.1:0".into()),
             certname: Some("ca.example.test".into()),
             dns_alt_names: Some(vec!["localhost".into(), "IP:127.0.0.1".into()]),
+            ..Overrides::default()
         };
         let settings =
             Settings::load(Some(&config_path), overrides, PathBuf::from("/nonexistent")).expect("settings");

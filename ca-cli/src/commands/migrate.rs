@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use ca_server::clock::SystemClock;
@@ -6,18 +6,26 @@ use ca_server::datadir::DataDir;
 use ca_server::migrate;
 
 use super::CmdResult;
+use crate::backend::RemoteOptions;
 use crate::{local, Out};
 
-pub async fn import(dir: &DataDir, cadir: &Path, config: Option<PathBuf>, out: &mut Out<'_>) -> CmdResult {
-    let settings = local::settings(dir, config)?;
-    let (authority, r) = migrate::import(dir, cadir, settings, Arc::new(SystemClock))
+pub async fn import(
+    dir: &DataDir,
+    cadir: &Path,
+    encrypt_key: bool,
+    opts: &RemoteOptions,
+    out: &mut Out<'_>,
+) -> CmdResult {
+    let settings = local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?;
+    let (authority, r) = migrate::import(dir, cadir, settings, Arc::new(SystemClock), encrypt_key)
         .await
         .map_err(|e| e.to_string())?;
     authority.store().close().await;
-    let encrypted = if r.key_was_encrypted {
-        " (decrypted with private/ca.pass)"
-    } else {
-        ""
+    let encrypted = match (r.key_was_encrypted, r.key_encrypted) {
+        (true, true) => " (decrypted with private/ca.pass, stored encrypted with the passphrase)",
+        (true, false) => " (decrypted with private/ca.pass)",
+        (false, true) => " (stored encrypted with the passphrase)",
+        (false, false) => "",
     };
     out.line(&format!(
         "Imported the CA '{}' from {} into {}",
@@ -52,8 +60,9 @@ pub async fn import(dir: &DataDir, cadir: &Path, config: Option<PathBuf>, out: &
     Ok(0)
 }
 
-pub async fn export(dir: &DataDir, cadir: &Path, config: Option<PathBuf>, out: &mut Out<'_>) -> CmdResult {
-    let authority = local::open(dir, local::settings(dir, config)?).await?;
+pub async fn export(dir: &DataDir, cadir: &Path, opts: &RemoteOptions, out: &mut Out<'_>) -> CmdResult {
+    let settings = local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?;
+    let authority = local::open(dir, settings).await?;
     let res = migrate::export(&authority, dir, cadir).await;
     authority.store().close().await;
     let r = res.map_err(|e| e.to_string())?;
@@ -65,5 +74,11 @@ pub async fn export(dir: &DataDir, cadir: &Path, config: Option<PathBuf>, out: &
         r.inventory,
         r.next_serial
     ));
+    if r.key_encrypted {
+        out.warn(
+            "ca_key.pem is exported encrypted, and puppetserver reads only unencrypted keys: run \
+             `ca key decrypt` before exporting, or `openssl pkey -in ca_key.pem -out PLAIN` in the cadir",
+        );
+    }
     Ok(0)
 }

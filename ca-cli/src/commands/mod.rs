@@ -4,6 +4,7 @@ mod audit;
 mod check;
 mod clean;
 mod generate;
+mod key;
 mod list;
 mod migrate;
 mod print;
@@ -30,18 +31,22 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
         key: cli.key,
         cacert: cli.cacert,
         config: cli.config,
+        key_passphrase_file: cli.ca_key_passphrase_file,
     };
     let local_only = matches!(
         cli.command,
-        Command::Setup(_) | Command::Import { .. } | Command::Export { .. }
+        Command::Setup(_) | Command::Import { .. } | Command::Export { .. } | Command::Key { .. }
     );
     if local_only && remote.server.is_some() {
-        return Err("setup, import and export work on a data directory only (no --server)".into());
+        return Err("setup, import, export and key work on a data directory only (no --server)".into());
     }
     match cli.command {
-        Command::Setup(args) => return setup::run(&dir, args, out).await,
-        Command::Import { cadir } => return migrate::import(&dir, &cadir, remote.config.clone(), out).await,
-        Command::Export { cadir } => return migrate::export(&dir, &cadir, remote.config.clone(), out).await,
+        Command::Setup(args) => return setup::run(&dir, args, &remote, out).await,
+        Command::Import { cadir, encrypt_key } => {
+            return migrate::import(&dir, &cadir, encrypt_key, &remote, out).await
+        }
+        Command::Export { cadir } => return migrate::export(&dir, &cadir, &remote, out).await,
+        Command::Key { action } => return key::run(&dir, action, &remote, out).await,
         _ => {}
     }
     let backend = Backend::open(&dir, &remote).await?;
@@ -52,7 +57,7 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
 
 async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
     match command {
-        Command::Setup(_) | Command::Import { .. } | Command::Export { .. } => {
+        Command::Setup(_) | Command::Import { .. } | Command::Export { .. } | Command::Key { .. } => {
             Err("this command works on the data directory only".into())
         }
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,

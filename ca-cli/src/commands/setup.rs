@@ -6,26 +6,34 @@ use ca_server::clock::SystemClock;
 use ca_server::datadir::DataDir;
 
 use super::{parse_alt_names, CmdResult};
+use crate::backend::RemoteOptions;
 use crate::cli::SetupArgs;
-use crate::Out;
+use crate::{local, Out};
 
-pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult {
+pub async fn run(dir: &DataDir, args: SetupArgs, opts: &RemoteOptions, out: &mut Out<'_>) -> CmdResult {
     let certname = args.certname.unwrap_or_else(authority::host_fqdn);
-    let mut opts = SetupOptions::new(&certname);
-    opts.dns_alt_names = parse_alt_names(&args.dns_alt_names)?;
-    opts.key_type = args
+    let mut setup = SetupOptions::new(&certname);
+    setup.dns_alt_names = parse_alt_names(&args.dns_alt_names)?;
+    setup.key_type = args
         .key_type
         .parse()
         .map_err(|e: ca_server::ca::CaError| e.to_string())?;
-    opts.ca_name = args.ca_name;
-    opts.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
-    opts.intermediate = args.intermediate;
-    opts.server_key_type = args
+    setup.ca_name = args.ca_name;
+    setup.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
+    setup.intermediate = args.intermediate;
+    setup.server_key_type = args
         .server_key_type
         .map(|k| k.parse())
         .transpose()
         .map_err(|e: ca_server::ca::CaError| e.to_string())?;
-    let (authority, report) = authority::setup(dir, &opts, CaSettings::default(), Arc::new(SystemClock))
+    setup.encrypt_key = args.encrypt_key;
+    // Setup uses the default settings; the configuration is read only for the passphrase's source.
+    let mut settings = CaSettings::default();
+    if args.encrypt_key {
+        settings.key_passphrase =
+            local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?.key_passphrase;
+    }
+    let (authority, report) = authority::setup(dir, &setup, settings, Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())?;
     authority.store().close().await;
@@ -35,10 +43,14 @@ pub async fn run(dir: &DataDir, args: SetupArgs, out: &mut Out<'_>) -> CmdResult
         report.ca_name,
         dir.ca_cert().display()
     ));
-    out.line(&format!("  CA key:      {} (mode 0600)", dir.ca_key().display()));
+    let encrypted = if args.encrypt_key { ", encrypted" } else { "" };
+    out.line(&format!(
+        "  CA key:      {} (mode 0600{encrypted})",
+        dir.ca_key().display()
+    ));
     if let Some(root) = &report.root_name {
         out.line(&format!(
-            "  root CA:     {root} (key {}, mode 0600)",
+            "  root CA:     {root} (key {}, mode 0600{encrypted})",
             dir.root_key().display()
         ));
     }

@@ -105,8 +105,10 @@ impl Authority {
     }
 
     async fn run_policy(&self, path: &Path, certname: &str, csr_pem: &[u8]) -> AutosignVerdict {
+        // The policy never sees the CA key's passphrase.
         let child = tokio::process::Command::new(path)
             .arg(certname)
+            .env_remove(crate::ca::passphrase::PASSPHRASE_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -5,6 +5,7 @@ mod autosign;
 mod batch;
 mod error;
 mod explain;
+mod keyfile;
 mod latency;
 mod lifecycle;
 mod parents;
@@ -20,6 +21,7 @@ use crate::ca::crl::{self, Reason};
 use crate::ca::csr::{self, Csr, San};
 use crate::ca::issue::{self, Validity};
 use crate::ca::keys::{self, KeyType};
+use crate::ca::passphrase::PassphraseSource;
 use crate::ca::{names, pem_encode, CaError, CaSigner};
 use crate::clock::Clock;
 use crate::datadir::DataDir;
@@ -29,6 +31,7 @@ use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
 pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
 pub use explain::{ExplainItem, Explanation};
+pub use keyfile::{rewrite_keys, RewrittenKey};
 pub use latency::HistogramSnapshot;
 pub use lifecycle::BatchOutcome;
 pub use setup::{host_fqdn, setup, SetupOptions, SetupReport, ADMIN_CERTNAME};
@@ -53,6 +56,8 @@ pub struct CaSettings {
     pub autosign: Autosign,
     /// How long an autosign executable may run.
     pub autosign_timeout: std::time::Duration,
+    /// Where the passphrase of an encrypted CA key (and root key) comes from.
+    pub key_passphrase: PassphraseSource,
 }
 
 /// The `autosign` setting (§4.1).
@@ -67,6 +72,24 @@ pub enum Autosign {
     Path(std::path::PathBuf),
 }
 
+impl CaSettings {
+    /// Loads a PEM key of the data directory, decrypting it with the configured passphrase when it is
+    /// encrypted (off the executor: the key derivation takes a fraction of a second). `what` names it in
+    /// errors.
+    pub(crate) async fn load_key(
+        &self,
+        pem: String,
+        what: &'static str,
+    ) -> Result<rcgen::KeyPair, AuthorityError> {
+        let passphrase = if keys::is_encrypted(&pem) {
+            self.key_passphrase.read()?
+        } else {
+            None
+        };
+        blocking(move || keys::load_key(&pem, passphrase.as_ref(), what)).await
+    }
+}
+
 impl Default for CaSettings {
     fn default() -> Self {
         CaSettings {
@@ -78,6 +101,7 @@ impl Default for CaSettings {
             auto_renewal_cert_ttl: Duration::days(90),
             autosign: Autosign::Off,
             autosign_timeout: std::time::Duration::from_secs(30),
+            key_passphrase: PassphraseSource::None,
         }
     }
 }
@@ -206,7 +230,8 @@ impl Authority {
                 key_path.display()
             )))
         })?;
-        let signer = CaSigner::new(&chain_pem, keys::load_pem(&key_pem)?)?;
+        let key = settings.load_key(key_pem, "the CA key").await?;
+        let signer = CaSigner::new(&chain_pem, key)?;
         Ok(Authority::assemble(store, signer, settings, clock, dir))
     }
 

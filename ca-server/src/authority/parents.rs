@@ -8,7 +8,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::{blocking, unix, Authority, AuthorityError};
 use crate::ca::crl::{sign_crl, Reason, RevokedEntry};
-use crate::ca::{keys, pem_encode, CaSigner};
+use crate::ca::{pem_encode, CaSigner};
 use crate::storage::AuditRecord;
 
 fn crl_aki(crl: &CertificateRevocationList<'_>) -> Option<Vec<u8>> {
@@ -67,8 +67,9 @@ impl Authority {
         let key_pem = std::fs::read_to_string(self.dir.root_key())
             .map_err(|e| bad(format!("cannot read {}: {e}", self.dir.root_key().display())))?;
         let root_pem: String = chain[1..].iter().map(|d| pem_encode("CERTIFICATE", d)).collect();
+        let root_key = self.settings.load_key(key_pem, "the root CA key").await?;
         let der = blocking(move || {
-            let root = CaSigner::new(&root_pem, keys::load_pem(&key_pem)?)?;
+            let root = CaSigner::new(&root_pem, root_key)?;
             sign_crl(
                 &root,
                 number,

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use rcgen::KeyPair;
 use time::Duration;
 
 use super::{blocking, unix, Authority, AuthorityError, CaSettings};
 use crate::ca::crl::sign_crl;
 use crate::ca::csr::San;
 use crate::ca::keys::{self, KeyType};
+use crate::ca::passphrase::Passphrase;
 use crate::ca::{names, pem_encode, signer, CaSigner};
 use crate::clock::Clock;
 use crate::datadir::{write_new, DataDir};
@@ -54,6 +56,9 @@ pub struct SetupOptions {
     /// Key type of the server's TLS certificate (default: `key_type`). EC P-256 makes TLS handshakes
     /// far cheaper than RSA-4096, and agents accept it whatever the CA's key.
     pub server_key_type: Option<KeyType>,
+    /// Write the CA key (and the root key) encrypted with the passphrase of
+    /// [`CaSettings::key_passphrase`], which must then be given.
+    pub encrypt_key: bool,
 }
 
 impl SetupOptions {
@@ -67,6 +72,7 @@ impl SetupOptions {
             ca_ttl: Duration::days(15 * 365),
             intermediate: false,
             server_key_type: None,
+            encrypt_key: false,
         }
     }
 }
@@ -86,6 +92,22 @@ pub struct SetupReport {
 
 fn io_err(what: &str, e: std::io::Error) -> AuthorityError {
     AuthorityError::Invalid(format!("cannot write {what}: {e}"))
+}
+
+/// Generates a key and its PEM for the data directory, encrypted when a passphrase is given.
+async fn generate_key(
+    kt: KeyType,
+    passphrase: Option<Passphrase>,
+) -> Result<(KeyPair, String), AuthorityError> {
+    blocking(move || {
+        let key = keys::generate(kt)?;
+        let pem = match &passphrase {
+            Some(p) => keys::encrypt_pem(&key, p)?,
+            None => key.serialize_pem(),
+        };
+        Ok((key, pem))
+    })
+    .await
 }
 
 fn random_hex(bytes: usize) -> Result<String, AuthorityError> {
@@ -117,16 +139,20 @@ pub async fn setup(
             "the CA name must be 1 to 200 characters".into(),
         ));
     }
+    let passphrase = if opts.encrypt_key {
+        Some(settings.key_passphrase.require("encrypting the CA key")?)
+    } else {
+        None
+    };
     let kt = opts.key_type;
     let now = clock.now();
-    let ca_key = blocking(move || keys::generate(kt)).await?;
+    let (ca_key, key_pem) = generate_key(kt, passphrase.clone()).await?;
     // Root + intermediate: the root signs the intermediate and its own (empty) CRL; its key stays in
     // root_key.pem for CRL upkeep (move it offline if you prefer; then upload the root's CRLs).
     let (chain_pem, root) = if opts.intermediate {
-        let root_key = blocking(move || keys::generate(kt)).await?;
+        let (root_key, root_key_pem) = generate_key(kt, passphrase).await?;
         let root_name = format!("Puppet Root CA: {}", random_hex(7)?);
         let root_der = signer::self_signed_ca(&root_name, &root_key, 1, now, opts.ca_ttl)?;
-        let root_key_pem = root_key.serialize_pem();
         let root_signer = CaSigner::new(&pem_encode("CERTIFICATE", &root_der), root_key)?;
         let inter_der = signer::intermediate_ca(&ca_name, &ca_key, 2, now, opts.ca_ttl, &root_signer)?;
         let this_update = now - Duration::seconds(1);
@@ -141,7 +167,6 @@ pub async fn setup(
         let ca_der = signer::self_signed_ca(&ca_name, &ca_key, 1, now, opts.ca_ttl)?;
         (pem_encode("CERTIFICATE", &ca_der), None)
     };
-    let key_pem = ca_key.serialize_pem();
     let signer = CaSigner::new(&chain_pem, ca_key)?;
     crate::datadir::create_private_dir(dir.root()).map_err(|e| io_err("the data directory", e))?;
     write_new(&dir.ca_key(), key_pem.as_bytes(), 0o600).map_err(|e| io_err("the CA key", e))?;

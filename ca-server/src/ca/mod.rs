@@ -13,6 +13,7 @@ pub mod issue;
 pub mod keys;
 pub mod names;
 pub mod oids;
+pub mod passphrase;
 pub mod signer;
 pub mod text;
 

@@ -22,6 +22,9 @@ pub struct ExportReport {
     pub inventory: usize,
     /// The next serial written to `serial`.
     pub next_serial: u64,
+    /// Whether `ca_key.pem` was written encrypted (as it is in the data directory): puppetserver reads
+    /// only unencrypted keys.
+    pub key_encrypted: bool,
 }
 
 fn bad(msg: impl Into<String>) -> AuthorityError {
@@ -79,6 +82,7 @@ pub async fn export(
     write(&cadir.file("ca_crt.pem"), signer.chain_pem.as_bytes(), 0o644)?;
     let key = std::fs::read(dir.ca_key()).map_err(|e| bad(format!("cannot read the CA key: {e}")))?;
     write(&cadir.file("ca_key.pem"), &key, 0o640)?;
+    report.key_encrypted = crate::ca::keys::is_encrypted(&String::from_utf8_lossy(&key));
     if dir.root_key().exists() {
         let root =
             std::fs::read(dir.root_key()).map_err(|e| bad(format!("cannot read the root key: {e}")))?;

@@ -26,6 +26,8 @@ pub struct ImportReport {
     pub chain_len: usize,
     /// Whether the CA key was encrypted (Puppet 3, `private/ca.pass`).
     pub key_was_encrypted: bool,
+    /// Whether the data directory's CA key is encrypted (with our passphrase) after the import.
+    pub key_encrypted: bool,
     /// Signed certificates found / newly stored.
     pub signed: (usize, usize),
     /// Pending requests found / newly stored.
@@ -62,12 +64,15 @@ struct Signed {
     row: CertRow,
 }
 
-/// Imports `cadir` into `dir` (which may hold the same CA already; never a different one).
+/// Imports `cadir` into `dir` (which may hold the same CA already; never a different one). The CA key
+/// (and a root key) is written encrypted with the passphrase of `settings` when `encrypt_key` is set,
+/// or when the old CA's key was encrypted and a passphrase is given; else unencrypted.
 pub async fn import(
     dir: &DataDir,
     cadir_path: &Path,
     settings: CaSettings,
     clock: Arc<dyn Clock>,
+    encrypt_key: bool,
 ) -> Result<(Authority, ImportReport), AuthorityError> {
     let cadir = Cadir(cadir_path);
     let present: Vec<&str> = REQUIRED
@@ -113,10 +118,15 @@ pub async fn import(
         None
     };
     let key = keys::load_pem_with_password(&key_text, password.as_deref())?;
-    let key_pem_out = if report.key_was_encrypted {
-        key.serialize_pem()
+    let passphrase = if encrypt_key || (report.key_was_encrypted && settings.key_passphrase.is_given()) {
+        Some(settings.key_passphrase.require("encrypting the CA key")?)
     } else {
-        key_text.clone()
+        None
+    };
+    let key_pem_out = match &passphrase {
+        Some(p) => keys::encrypt_pem(&key, p)?,
+        None if report.key_was_encrypted => keys::pkcs8_pem(&key)?.to_string(),
+        None => key_text.clone(),
     };
     let signer = CaSigner::new(&chain_pem, key)?;
     for (i, der) in chain.iter().enumerate() {
@@ -295,8 +305,19 @@ pub async fn import(
             .map_err(|e| bad(format!("cannot write the CA key: {e}")))?;
         let root_key = cadir.file("root_key.pem");
         if root_key.exists() {
-            write_new(&dir.root_key(), read(&root_key)?.as_bytes(), 0o600)
+            let mut root_pem = read(&root_key)?;
+            if let Some(p) = passphrase.as_ref().filter(|_| !keys::is_encrypted(&root_pem)) {
+                root_pem = keys::encrypt_pem(&keys::load_pem(&root_pem)?, p)?;
+            }
+            write_new(&dir.root_key(), root_pem.as_bytes(), 0o600)
                 .map_err(|e| bad(format!("cannot write the root key: {e}")))?;
+        }
+        if report.key_was_encrypted && passphrase.is_none() {
+            report.warnings.push(format!(
+                "the CA key was encrypted (private/ca.pass) and is now stored decrypted; to keep it \
+                 encrypted, give a passphrase and run `ca key encrypt` ({})",
+                crate::ca::passphrase::HOW_TO_GIVE
+            ));
         }
         let store = Store::open(&dir.db(), true).await?;
         let mut tx = store.write().await?;
@@ -362,6 +383,7 @@ pub async fn import(
         write_new(&dir.ca_cert(), signer.chain_pem.as_bytes(), 0o644)
             .map_err(|e| bad(format!("cannot write ca_crt.pem: {e}")))?;
     }
+    report.key_encrypted = std::fs::read_to_string(dir.ca_key()).is_ok_and(|t| keys::is_encrypted(&t));
     let authority = Authority::open(dir, settings, clock).await?;
     Ok((authority, report))
 }
