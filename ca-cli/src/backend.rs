@@ -19,7 +19,7 @@ use crate::remote::{Answer, Client};
 /// Where the CA is.
 pub enum Backend {
     /// The database and key of a data directory.
-    Local(Authority),
+    Local(Box<Authority>),
     /// The HTTPS API.
     Remote(Client),
 }
@@ -68,7 +68,9 @@ impl Backend {
     pub async fn open(dir: &DataDir, remote: &RemoteOptions) -> Result<Backend, String> {
         let Some(server) = &remote.server else {
             let settings = local::settings(dir, remote.config.clone(), remote.key_passphrase_file.clone())?;
-            return local::open(dir, settings).await.map(Backend::Local);
+            return local::open(dir, settings)
+                .await
+                .map(|a| Backend::Local(Box::new(a)));
         };
         let cacert = remote.cacert.clone().unwrap_or_else(|| dir.ca_cert());
         let cert = remote.cert.clone().unwrap_or_else(|| dir.admin_cert());
