@@ -1,18 +1,28 @@
-//! Issuance bound by the signature alone: requests are checked and given serials in one short write
-//! transaction, signed in parallel on a pool sized to the cores with no lock held, and stored in a
-//! second transaction. Concurrent `sign` calls queue up and are served as one batch by a drain task,
-//! so under load many certificates share each pair of commits.
+//! Issuance bound by the signature alone, as a pipeline of two stages that feed each other:
+//!
+//! - **database**: one task, one write transaction at a time, in which it stores the certificates
+//!   signed since its last transaction (acknowledged once committed) and checks the queued signings
+//!   against the policy and reserves their serials (refusals audited in it). Under load, every
+//!   transaction carries many certificates both ways;
+//! - **sign**: one blocking task per core takes reserved certificates one after the other and signs
+//!   them, with no lock held (no hand-over between two signatures).
+//!
+//! The cores keep signing while the database task waits for its commits. A crash between the
+//! reservation and the storing leaves a gap in the serials, never a reused one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use super::{status, unix, Authority, AuthorityError, Issued, SignRequest};
 use crate::ca::csr;
 use crate::ca::issue::{self, Validity};
+use crate::ca::CaError;
 use crate::policy::{signing, Permit};
-use crate::storage::{AuditRecord, CertRow};
+use crate::storage::{AuditRecord, CertRow, WriteTx};
 
 /// One signing asked for.
 pub(crate) struct Job {
@@ -23,25 +33,46 @@ pub(crate) struct Job {
 
 type Reply = oneshot::Sender<Result<Issued, AuthorityError>>;
 
-/// Signings waiting for the drain task.
-pub(crate) struct Queue {
-    jobs: Mutex<Vec<(Job, Reply)>>,
-    draining: AtomicBool,
-    /// Batches under way at once (see `drain`).
-    in_flight: Arc<Semaphore>,
+/// A reserved job and its signature (or why there is none).
+type Signed = (Reserved, Result<Vec<u8>, CaError>);
+
+/// A job with its serial, waiting for or done with its signature.
+struct Reserved {
+    job: Job,
+    reply: Reply,
+    queued: Instant,
+    serial: u64,
+    permit: Permit,
+    spki: Vec<u8>,
+    csr_der: Vec<u8>,
+    validity: Validity,
 }
 
-/// Batches under way at once: one signing while the next reserves its serials and the previous one
-/// stores its certificates. Two requests racing for the same certname in overlapping batches are
-/// settled when the second stores: its request is gone, so it is answered as a second `sign` would be.
-const BATCHES_IN_FLIGHT: usize = 3;
+/// The work between the stages.
+pub(crate) struct Queue {
+    /// Waiting to be reserved.
+    jobs: Mutex<Vec<(Job, Reply, Instant)>>,
+    /// Whether the database task runs.
+    writing: AtomicBool,
+    /// Reserved, waiting for a signer.
+    to_sign: Mutex<VecDeque<Reserved>>,
+    /// Signing tasks running, at most `cores`.
+    signers: AtomicUsize,
+    cores: usize,
+    /// Signed, waiting to be stored.
+    signed: Mutex<Vec<Signed>>,
+}
 
 impl Default for Queue {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
         Queue {
             jobs: Mutex::default(),
-            draining: AtomicBool::new(false),
-            in_flight: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
+            writing: AtomicBool::new(false),
+            to_sign: Mutex::default(),
+            signers: AtomicUsize::new(0),
+            cores,
+            signed: Mutex::default(),
         }
     }
 }
@@ -52,243 +83,344 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-/// The largest batch: bounds a transaction's size and a request's wait.
+/// The longest a database round waits for the previous one's certificates to be signed.
+const MAX_ROUND_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The most signings one transaction takes: bounds a transaction's size and a request's wait.
 const MAX_BATCH: usize = 256;
 
-struct Ready {
-    index: usize,
-    serial: u64,
-    permit: Permit,
-    spki: Vec<u8>,
-    csr_der: Vec<u8>,
-    validity: Validity,
+impl Queue {
+    /// Whether every signer has a certificate waiting after its current one.
+    fn signers_busy(&self) -> bool {
+        self.to_sign
+            .lock()
+            .map(|q| q.len() >= self.cores)
+            .unwrap_or(false)
+    }
+    fn has_work(&self) -> bool {
+        self.jobs.lock().map(|j| !j.is_empty()).unwrap_or(false)
+            || self.signed.lock().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+}
+
+fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    match m.lock() {
+        Ok(mut v) => {
+            let n = v.len().min(MAX_BATCH);
+            v.drain(..n).collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// One database round's work, each item with the reply it owes.
+#[derive(Default)]
+struct Round {
+    /// Not looked at yet.
+    signed: Vec<Signed>,
+    jobs: Vec<(Job, Reply, Instant)>,
+    /// Done, answered once the transaction commits.
+    answers: Vec<(Reply, Result<Issued, AuthorityError>, Option<Instant>)>,
+    reserved: Vec<Reserved>,
+}
+
+impl Round {
+    /// The transaction failed: every item gets the error.
+    fn fail(self, msg: &str) {
+        let err = || Err(AuthorityError::Internal(msg.to_string()));
+        let replies = self
+            .signed
+            .into_iter()
+            .map(|(r, _)| r.reply)
+            .chain(self.jobs.into_iter().map(|(_, r, _)| r))
+            .chain(self.answers.into_iter().map(|(r, _, _)| r))
+            .chain(self.reserved.into_iter().map(|r| r.reply));
+        for reply in replies {
+            let _ = reply.send(err());
+        }
+    }
 }
 
 impl Authority {
-    /// Queues a signing and waits for it; a drain task (spawned, so a cancelled request cannot stall
-    /// others) serves the queue in batches.
-    pub(crate) async fn sign_queued(&self, job: Job) -> Result<Issued, AuthorityError> {
-        let (tx, rx) = oneshot::channel();
+    /// Queues signings and waits for them (each its own result, in order).
+    pub(crate) async fn sign_queued(&self, jobs: Vec<Job>) -> Vec<Result<Issued, AuthorityError>> {
+        let now = Instant::now();
+        let mut waits = Vec::with_capacity(jobs.len());
         if let Ok(mut q) = self.queue.jobs.lock() {
-            q.push((job, tx));
-        }
-        if !self.queue.draining.swap(true, Ordering::AcqRel) {
-            let me = self.clone();
-            tokio::spawn(async move { me.drain().await });
-        }
-        rx.await
-            .map_err(|_| AuthorityError::Internal("the signing task ended".into()))?
-    }
-
-    async fn drain(&self) {
-        // Should this task ever end abnormally, the next `sign` must start a new one.
-        struct Reset<'a>(&'a AtomicBool);
-        impl Drop for Reset<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.store(false, Ordering::Release);
-                }
+            for job in jobs {
+                let (tx, rx) = oneshot::channel();
+                q.push((job, tx, now));
+                waits.push(rx);
             }
         }
-        let _reset = Reset(&self.queue.draining);
-        loop {
-            let batch: Vec<(Job, Reply)> = match self.queue.jobs.lock() {
-                Ok(mut q) => {
-                    let n = q.len().min(MAX_BATCH);
-                    q.drain(..n).collect()
-                }
-                Err(_) => Vec::new(),
-            };
-            if batch.is_empty() {
-                self.queue.draining.store(false, Ordering::Release);
-                // A job queued between the check and the store would wait forever: look once more.
-                let more = self.queue.jobs.lock().map(|q| !q.is_empty()).unwrap_or(false);
-                if more && !self.queue.draining.swap(true, Ordering::AcqRel) {
-                    continue;
-                }
-                return;
-            }
-            // Batches overlap: while one is being signed, the next one's transaction checks its
-            // requests and reserves its serials, and the previous one's stores its certificates, so
-            // the cores never wait for a commit.
-            let Ok(slot) = Arc::clone(&self.queue.in_flight).acquire_owned().await else {
-                return;
-            };
-            let me = self.clone();
-            tokio::spawn(async move {
-                me.serve_batch(batch).await;
-                drop(slot);
-            });
-        }
-    }
-
-    async fn serve_batch(&self, batch: Vec<(Job, Reply)>) {
-        let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-        let results = match self.issue_batch(&jobs).await {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, "signing batch failed");
-                jobs.iter()
-                    .map(|_| Err(AuthorityError::Internal(msg.clone())))
-                    .collect()
-            }
-        };
-        for (reply, res) in replies.into_iter().zip(results) {
-            let _ = reply.send(res);
-        }
-    }
-
-    /// Signs every job that the policy allows; refusals are audited. One result per job, in order.
-    pub(crate) async fn issue_batch(
-        &self,
-        jobs: &[Job],
-    ) -> Result<Vec<Result<Issued, AuthorityError>>, AuthorityError> {
-        let started = std::time::Instant::now();
-        let mut results: Vec<Option<Result<Issued, AuthorityError>>> = jobs.iter().map(|_| None).collect();
-        let mut ready = Vec::new();
-        // 1. Check and reserve serials (a short transaction; refusals audited in it).
-        let mut tx = self.store.write().await?;
-        let mut taken = std::collections::BTreeSet::new();
-        for (index, job) in jobs.iter().enumerate() {
-            let row = if taken.contains(&job.certname) {
-                None
-            } else {
-                tx.request(&job.certname).await?
-            };
-            let outcome = match row {
-                None => {
-                    // Twice in one batch: the first is being signed.
-                    let has_cert = taken.contains(&job.certname)
-                        || tx.current_certificate(&job.certname).await?.is_some();
-                    Err(AuthorityError::NoRequest {
-                        certname: job.certname.clone(),
-                        has_cert,
-                    })
-                }
-                Some(row) => {
-                    let parsed = csr::parse_der(&row.csr_der)?;
-                    match signing::check(&parsed, &self.settings.signing, job.req.options) {
-                        Err(e) => Err(e.into()),
-                        Ok(permit) => {
-                            let ttl = self.ttl_for(&parsed, job.req.ttl);
-                            match Validity::from_now(self.now(), ttl) {
-                                Err(e) => Err(AuthorityError::Invalid(e.to_string())),
-                                Ok(validity) => {
-                                    let serial = tx.next_serial().await?;
-                                    taken.insert(job.certname.clone());
-                                    ready.push(Ready {
-                                        index,
-                                        serial,
-                                        permit,
-                                        spki: parsed.spki_der,
-                                        csr_der: row.csr_der,
-                                        validity,
-                                    });
-                                    continue;
-                                }
-                            }
-                        }
-                    }
-                }
-            };
-            if let Err(e) = &outcome {
-                let detail = e.to_string();
-                let name = crate::ca::names::printable(&job.certname);
-                let rec = AuditRecord::refused(unix(self.now()), &job.actor, "sign")
-                    .on(&name)
-                    .detail(&detail);
-                tx.audit(&rec).await?;
-            }
-            results[index] = Some(outcome);
-        }
-        tx.commit().await?;
-
-        // 2. Sign in parallel, no lock held: one blocking task per core.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
-        let chunk = ready.len().div_ceil(cores).max(1);
-        let mut tasks = Vec::new();
-        let mut iter = ready.into_iter();
-        loop {
-            let part: Vec<Ready> = iter.by_ref().take(chunk).collect();
-            if part.is_empty() {
-                break;
-            }
-            let signer = Arc::clone(&self.signer);
-            tasks.push(tokio::task::spawn_blocking(move || {
-                part.into_iter()
-                    .map(|r| {
-                        let der = issue::issue_leaf(&signer, &r.spki, &r.permit, r.serial, r.validity);
-                        (r, der)
-                    })
-                    .collect::<Vec<_>>()
-            }));
-        }
-        let mut signed = Vec::new();
-        for t in tasks {
-            signed.extend(
-                t.await
-                    .map_err(|e| AuthorityError::Internal(format!("signing task failed: {e}")))?,
+        self.kick_database();
+        let mut out = Vec::with_capacity(waits.len());
+        for rx in waits {
+            out.push(
+                rx.await
+                    .unwrap_or_else(|_| Err(AuthorityError::Internal("the signing task ended".into()))),
             );
         }
+        out
+    }
 
-        // 3. Store what was signed, if its request is still the one that was checked.
-        let mut tx = self.store.write().await?;
-        let mut issued = Vec::new();
-        for (r, der) in signed {
-            let job = &jobs[r.index];
-            let der = match der {
-                Ok(d) => d,
-                Err(e) => {
-                    results[r.index] = Some(Err(AuthorityError::Ca(e)));
+    /// Runs the database task unless it runs already. It loops while there is work; should it end
+    /// abnormally, the next call starts a new one.
+    fn kick_database(&self) {
+        if self.queue.writing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let a = self.clone();
+        tokio::spawn(async move {
+            struct Reset<'a>(&'a AtomicBool);
+            impl Drop for Reset<'_> {
+                fn drop(&mut self) {
+                    if std::thread::panicking() {
+                        self.0.store(false, Ordering::Release);
+                    }
+                }
+            }
+            let queue = Arc::clone(&a.queue);
+            let _reset = Reset(&queue.writing);
+            loop {
+                let started = Instant::now();
+                if a.database_round().await {
+                    // While the signers have work queued, waiting costs no signature: the next round
+                    // then carries more certificates, and fewer commits take CPU from the signatures.
+                    while started.elapsed() < MAX_ROUND_WAIT && queue.signers_busy() {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
                     continue;
                 }
-            };
-            let still = tx
-                .request(&job.certname)
-                .await?
-                .is_some_and(|row| row.csr_der == r.csr_der);
-            if !still {
-                results[r.index] = Some(Err(AuthorityError::NoRequest {
-                    certname: job.certname.clone(),
-                    has_cert: true,
-                }));
-                continue;
+                queue.writing.store(false, Ordering::Release);
+                // Work queued between the last look and the store would wait: look once more.
+                if queue.has_work() && !queue.writing.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                return;
             }
-            let now = unix(self.now());
-            let row = CertRow {
-                serial: r.serial,
-                certname: job.certname.clone(),
-                der: der.clone(),
-                not_before: unix(r.validity.not_before),
-                not_after: unix(r.validity.not_after),
-                revoked: None,
-            };
-            tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, &job.actor)
-                .await?;
-            tx.delete_request(&job.certname).await?;
-            tx.audit(
-                &AuditRecord::ok(now, &job.actor, "sign")
-                    .on(&job.certname)
-                    .serial(r.serial),
-            )
-            .await?;
-            issued.push((
-                r.index,
-                Issued {
-                    serial: r.serial,
-                    der,
+        });
+    }
+
+    /// One transaction: store what was signed, reserve what was queued. Returns whether there was work.
+    async fn database_round(&self) -> bool {
+        let mut round = Round {
+            signed: take(&self.queue.signed),
+            jobs: take(&self.queue.jobs),
+            ..Round::default()
+        };
+        if round.signed.is_empty() && round.jobs.is_empty() {
+            return false;
+        }
+        if let Err(e) = self.run_round(&mut round).await {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "signing: a database transaction failed");
+            round.fail(&msg);
+            return true;
+        }
+        for (reply, result, queued) in round.answers {
+            if let (Ok(_), Some(q)) = (&result, queued) {
+                self.sign_latency.observe(q.elapsed());
+            }
+            let _ = reply.send(result);
+        }
+        if !round.reserved.is_empty() {
+            if let Ok(mut q) = self.queue.to_sign.lock() {
+                q.extend(round.reserved);
+            }
+            self.start_signers();
+        }
+        true
+    }
+
+    async fn run_round(&self, round: &mut Round) -> Result<(), AuthorityError> {
+        let mut tx = self.store.write().await?;
+        while let Some((r, der)) = round.signed.pop() {
+            let result = match der {
+                Err(e) => Err(AuthorityError::Ca(e)),
+                Ok(der) => match self.store_one(&mut tx, &r, der).await {
+                    Ok(res) => res,
+                    Err(e) => {
+                        round
+                            .answers
+                            .push((r.reply, Err(AuthorityError::Internal(String::new())), None));
+                        return Err(e);
+                    }
                 },
-            ));
+            };
+            round.answers.push((r.reply, result, Some(r.queued)));
+        }
+        let mut taken = std::collections::BTreeSet::new();
+        round.jobs.reverse();
+        while let Some((job, reply, queued)) = round.jobs.pop() {
+            let verdict = match self.check_job(&mut tx, &job, &mut taken).await {
+                Ok(v) => v,
+                Err(e) => {
+                    round
+                        .answers
+                        .push((reply, Err(AuthorityError::Internal(String::new())), None));
+                    return Err(e);
+                }
+            };
+            match verdict {
+                Ok((serial, permit, spki, csr_der, validity)) => round.reserved.push(Reserved {
+                    job,
+                    reply,
+                    queued,
+                    serial,
+                    permit,
+                    spki,
+                    csr_der,
+                    validity,
+                }),
+                Err(refusal) => {
+                    let detail = refusal.to_string();
+                    let name = crate::ca::names::printable(&job.certname);
+                    let rec = AuditRecord::refused(unix(self.now()), &job.actor, "sign")
+                        .on(&name)
+                        .detail(&detail);
+                    let audited = tx.audit(&rec).await;
+                    round.answers.push((reply, Err(refusal), None));
+                    audited?;
+                }
+            }
         }
         tx.commit().await?;
-        for (index, i) in issued {
-            self.sign_latency.observe(started.elapsed());
-            results[index] = Some(Ok(i));
+        Ok(())
+    }
+
+    /// Starts signing tasks while there is work and fewer than one per core.
+    fn start_signers(&self) {
+        while self.queue.to_sign.lock().map(|q| !q.is_empty()).unwrap_or(false) {
+            let claimed = self
+                .queue
+                .signers
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.queue.cores).then_some(n + 1)
+                });
+            if claimed.is_err() {
+                return;
+            }
+            let a = self.clone();
+            tokio::task::spawn_blocking(move || a.signer_task());
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(AuthorityError::Internal("no result".into()))))
-            .collect())
+    }
+
+    /// The policy's verdict on one job, and its serial when allowed. The outer error is a storage
+    /// failure (the transaction is abandoned); the inner one a refusal (audited by the caller).
+    #[allow(clippy::type_complexity)]
+    async fn check_job(
+        &self,
+        tx: &mut WriteTx,
+        job: &Job,
+        taken: &mut std::collections::BTreeSet<String>,
+    ) -> Result<Result<(u64, Permit, Vec<u8>, Vec<u8>, Validity), AuthorityError>, AuthorityError> {
+        let row = if taken.contains(&job.certname) {
+            None
+        } else {
+            tx.request(&job.certname).await?
+        };
+        let Some(row) = row else {
+            // Twice in one batch: the first is being signed.
+            let has_cert =
+                taken.contains(&job.certname) || tx.current_certificate(&job.certname).await?.is_some();
+            return Ok(Err(AuthorityError::NoRequest {
+                certname: job.certname.clone(),
+                has_cert,
+            }));
+        };
+        let parsed = match csr::parse_der(&row.csr_der) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let permit = match signing::check(&parsed, &self.settings.signing, job.req.options) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let ttl = self.ttl_for(&parsed, job.req.ttl);
+        let validity = match Validity::from_now(self.now(), ttl) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(AuthorityError::Invalid(e.to_string()))),
+        };
+        let serial = tx.next_serial().await?;
+        taken.insert(job.certname.clone());
+        Ok(Ok((serial, permit, parsed.spki_der, row.csr_der, validity)))
+    }
+
+    /// The sign stage, on a blocking thread: signs reserved certificates until none is left, handing each to
+    /// the store stage.
+    fn signer_task(&self) {
+        struct Release<'a>(&'a AtomicUsize);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let q = &self.queue;
+        loop {
+            let next = q.to_sign.lock().ok().and_then(|mut t| t.pop_front());
+            let Some(r) = next else {
+                let release = Release(&q.signers);
+                drop(release);
+                // Work queued between the last look and the release would wait: look once more.
+                let more = q.to_sign.lock().map(|t| !t.is_empty()).unwrap_or(false);
+                let reclaimed = more
+                    && q.signers
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n < q.cores).then_some(n + 1)
+                        })
+                        .is_ok();
+                if reclaimed {
+                    continue;
+                }
+                return;
+            };
+            let der = issue::issue_leaf(&self.signer, &r.spki, &r.permit, r.serial, r.validity);
+            if let Ok(mut s) = q.signed.lock() {
+                s.push((r, der));
+            }
+            self.kick_database();
+        }
+    }
+
+    async fn store_one(
+        &self,
+        tx: &mut WriteTx,
+        r: &Reserved,
+        der: Vec<u8>,
+    ) -> Result<Result<Issued, AuthorityError>, AuthorityError> {
+        let job = &r.job;
+        let still = tx
+            .request(&job.certname)
+            .await?
+            .is_some_and(|row| row.csr_der == r.csr_der);
+        if !still {
+            return Ok(Err(AuthorityError::NoRequest {
+                certname: job.certname.clone(),
+                has_cert: true,
+            }));
+        }
+        let now = unix(self.now());
+        let row = CertRow {
+            serial: r.serial,
+            certname: job.certname.clone(),
+            der,
+            not_before: unix(r.validity.not_before),
+            not_after: unix(r.validity.not_after),
+            revoked: None,
+        };
+        tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, &job.actor)
+            .await?;
+        tx.delete_request(&job.certname).await?;
+        tx.audit(
+            &AuditRecord::ok(now, &job.actor, "sign")
+                .on(&job.certname)
+                .serial(r.serial),
+        )
+        .await?;
+        Ok(Ok(Issued {
+            serial: r.serial,
+            der: row.der,
+        }))
     }
 }

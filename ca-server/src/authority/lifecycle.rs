@@ -37,7 +37,7 @@ impl Authority {
             })
             .collect();
         let mut out = BatchOutcome::default();
-        for (name, res) in names.iter().zip(self.issue_batch(&jobs).await?) {
+        for (name, res) in names.iter().zip(self.sign_queued(jobs).await) {
             match res {
                 Ok(issued) => out.signed.push((name.clone(), issued.serial)),
                 Err(AuthorityError::NoRequest { has_cert: false, .. }) => out.no_csr.push(name.clone()),

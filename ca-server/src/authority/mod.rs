@@ -390,7 +390,10 @@ impl Authority {
             certname: certname.to_string(),
             req,
         };
-        self.sign_queued(job).await
+        self.sign_queued(vec![job])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(AuthorityError::Internal("no result".into())))
     }
 
     /// The validity for a request: an explicit TTL, else the auto-renewal TTL for a request that says it
