@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for N seconds (default 15); exits non-zero when a target crashes (the input is
-# left in fuzz/artifacts/<target>/). Meant for CI:
+# Runs every fuzz target under libFuzzer for N seconds (default 15); exits non-zero when a target
+# crashes (the input is left in fuzz/artifacts/<target>/). The test command runs a shorter,
+# uninstrumented smoke run of the same targets (tests/e2e/fuzz_smoke.rs); this is the coverage-guided
+# one, after an instrumented build of about 8 minutes on 2 cores:
 #
 #   fuzz/run-smoke.sh [SECONDS] [TARGET...]
 #

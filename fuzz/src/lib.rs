@@ -5,6 +5,8 @@
 //! a fixed set (the CA endpoints by an anonymous caller, an agent and an admin) plus every path-like
 //! word of the file itself are checked.
 
+pub mod targets;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

@@ -11,6 +11,7 @@ mod cli_lifecycle;
 mod cli_scenario;
 mod concurrency;
 mod crash;
+mod fuzz_smoke;
 mod harness;
 mod http_api;
 mod intermediate;

@@ -100,13 +100,16 @@ impl Store {
     pub async fn certificates(&self, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
         queries::certificates(&self.pool, filter).await
     }
-    /// Status objects as stored (JSON text), requests first, with whether each certificate is revoked.
-    pub async fn status_jsons(
+    /// Status objects as stored, as one JSON array: requests first, then certificates, a revoked
+    /// one's `signed_state` text replaced by `revoked_state`.
+    pub async fn status_list_json(
         &self,
         requests: bool,
         certificates: Option<StatusFilter>,
-    ) -> Result<Vec<(String, bool)>, StoreError> {
-        queries::status_jsons(&self.pool, requests, certificates).await
+        signed_state: &str,
+        revoked_state: &str,
+    ) -> Result<String, StoreError> {
+        queries::status_list_json(&self.pool, requests, certificates, signed_state, revoked_state).await
     }
     /// The current CRL.
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {

@@ -1,6 +1,6 @@
 //! The SQL. Runtime-checked queries (`query_as` + `FromRow`); the schema is in `migrations/`.
 
-use sqlx::{Executor, Row, Sqlite, SqliteConnection};
+use sqlx::{Executor, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::StoreError;
 
@@ -374,18 +374,24 @@ pub(super) async fn insert_certificate(
     }
 }
 
-/// Status objects: pending requests (by name), then current certificates (by name) with whether revoked.
-pub(super) async fn status_jsons<'e, E: Executor<'e, Database = Sqlite> + Copy>(
-    e: E,
+/// The status objects as one JSON array: pending requests (by name), then current certificates (by
+/// name), a revoked one's `state` rewritten from `signed` to `revoked`. Assembled by SQLite in one
+/// pass per table (no row-by-row transfer), read in one transaction so both parts agree.
+pub(super) async fn status_list_json(
+    pool: &SqlitePool,
     requests: bool,
     filter: Option<StatusFilter>,
-) -> Result<Vec<(String, bool)>, StoreError> {
-    let mut out = Vec::new();
+    signed_state: &str,
+    revoked_state: &str,
+) -> Result<String, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut parts: Vec<String> = Vec::new();
     if requests {
-        let rows: Vec<String> = sqlx::query_scalar("SELECT status_json FROM requests ORDER BY certname")
-            .fetch_all(e)
-            .await?;
-        out.extend(rows.into_iter().map(|j| (j, false)));
+        let reqs: Option<String> =
+            sqlx::query_scalar("SELECT group_concat(status_json, ',' ORDER BY certname) FROM requests")
+                .fetch_one(&mut *tx)
+                .await?;
+        parts.extend(reqs);
     }
     if let Some(filter) = filter {
         let state = match filter {
@@ -394,14 +400,30 @@ pub(super) async fn status_jsons<'e, E: Executor<'e, Database = Sqlite> + Copy>(
             StatusFilter::Revoked => "AND r.serial IS NOT NULL",
         };
         let sql = format!(
-            "SELECT c.status_json, r.serial IS NOT NULL FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+            "SELECT group_concat(CASE WHEN r.serial IS NULL THEN c.status_json \
+                                      ELSE replace(c.status_json, ?1, ?2) END, ',' ORDER BY c.certname) \
+             FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
              WHERE c.cleaned_at IS NULL AND c.serial = \
                (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
-             {state} ORDER BY c.certname"
+             {state}"
         );
-        let rows = sqlx::query(&sql).fetch_all(e).await?;
-        out.extend(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<bool, _>(1))));
+        let certs: Option<String> = sqlx::query_scalar(&sql)
+            .bind(signed_state)
+            .bind(revoked_state)
+            .fetch_one(&mut *tx)
+            .await?;
+        parts.extend(certs);
     }
+    tx.commit().await?;
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(p);
+    }
+    out.push(']');
     Ok(out)
 }
 
