@@ -70,7 +70,16 @@ impl Rng {
 /// insertions, deletions, duplicated ranges, interesting values, splices with another seed.
 fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     const INTERESTING: [&[u8]; 10] = [
-        b"\0", b"\xff", b"\x80", b"\x7f", b"..", b"%2e%2e%2f", b"\r\n", b"{", b"\"", b"*",
+        b"\0",
+        b"\xff",
+        b"\x80",
+        b"\x7f",
+        b"..",
+        b"%2e%2e%2f",
+        b"\r\n",
+        b"{",
+        b"\"",
+        b"*",
     ];
     let mut v = input.to_vec();
     for _ in 0..=rng.below(8) {

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use time::{Duration, OffsetDateTime};
 
@@ -15,8 +16,10 @@ use super::{blocking, unix, Authority, AuthorityError};
 use crate::ca::crl::{self, Reason, RevokedEntry};
 use crate::storage::{CrlRow, Store, StoreError, WriteTx};
 
-/// How long the background writer waits for more revocations before storing the newest CRL.
+/// The background writer stores the newest CRL once no new one came for this long...
 const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+/// ...or once the oldest unstored one is this old, under a steady stream of revocations.
+const STORE_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A CRL signed in a write transaction, to be installed once that transaction commits.
 #[derive(Debug)]
@@ -32,7 +35,8 @@ pub(crate) struct Published {
 /// The CRLs signed but not yet stored: only the newest matters.
 #[derive(Debug, Default)]
 pub(crate) struct CrlWriter {
-    pending: Mutex<Option<Arc<CrlRow>>>,
+    /// The newest CRL not stored, when it came, and when the oldest unstored one came.
+    pending: Mutex<Option<(Arc<CrlRow>, Instant, Instant)>>,
     running: AtomicBool,
     /// Woken when the writer finds nothing left to store.
     idle: tokio::sync::Notify,
@@ -40,9 +44,15 @@ pub(crate) struct CrlWriter {
 
 impl CrlWriter {
     fn schedule(self: &Arc<Self>, store: &Store, row: Arc<CrlRow>) {
+        let now = Instant::now();
         if let Ok(mut p) = self.pending.lock() {
-            if p.as_ref().is_none_or(|old| old.number < row.number) {
-                *p = Some(row);
+            match p.as_mut() {
+                None => *p = Some((row, now, now)),
+                Some((old, came, _)) if old.number < row.number => {
+                    *old = row;
+                    *came = now;
+                }
+                Some(_) => {}
             }
         }
         if !self.running.swap(true, Ordering::AcqRel) {
@@ -55,16 +65,30 @@ impl CrlWriter {
     async fn run(&self, store: Store) {
         loop {
             tokio::time::sleep(STORE_DELAY).await;
-            let next = self.pending.lock().ok().and_then(|mut p| p.take());
-            let Some(row) = next else {
-                self.running.store(false, Ordering::Release);
-                // A CRL scheduled between the check and the store would wait: look once more.
-                let more = self.pending.lock().map(|p| p.is_some()).unwrap_or(false);
-                if more && !self.running.swap(true, Ordering::AcqRel) {
-                    continue;
+            // Writing megabytes takes the database's write lock: not while revocations keep coming.
+            let next = self.pending.lock().ok().and_then(|mut p| {
+                let due = p.as_ref().is_some_and(|(_, came, first)| {
+                    came.elapsed() >= STORE_DELAY || first.elapsed() >= STORE_MAX_DELAY
+                });
+                if due || p.is_none() {
+                    p.take().map(|(row, _, _)| Some(row))
+                } else {
+                    Some(None)
                 }
-                self.idle.notify_waiters();
-                return;
+            });
+            let row = match next {
+                Some(Some(row)) => row,
+                Some(None) => continue,
+                None => {
+                    self.running.store(false, Ordering::Release);
+                    // A CRL scheduled between the check and the store would wait: look once more.
+                    let more = self.pending.lock().map(|p| p.is_some()).unwrap_or(false);
+                    if more && !self.running.swap(true, Ordering::AcqRel) {
+                        continue;
+                    }
+                    self.idle.notify_waiters();
+                    return;
+                }
             };
             if let Err(e) = store.store_crl_if_newer(&row).await {
                 // Not lost: the revocations are committed, and the next start re-signs from them.
