@@ -350,18 +350,19 @@ impl Authority {
     /// The sign stage, on a blocking thread: signs reserved certificates until none is left, handing each to
     /// the store stage.
     fn signer_task(&self) {
-        struct Release<'a>(&'a AtomicUsize);
-        impl Drop for Release<'_> {
+        // Gives the task's place back however the task ends (a panic while signing included).
+        struct Place<'a>(&'a AtomicUsize);
+        impl Drop for Place<'_> {
             fn drop(&mut self) {
                 self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
         let q = &self.queue;
+        let mut place = Some(Place(&q.signers));
         loop {
             let next = q.to_sign.lock().ok().and_then(|mut t| t.pop_front());
             let Some(r) = next else {
-                let release = Release(&q.signers);
-                drop(release);
+                drop(place.take());
                 // Work queued between the last look and the release would wait: look once more.
                 let more = q.to_sign.lock().map(|t| !t.is_empty()).unwrap_or(false);
                 let reclaimed = more
@@ -371,6 +372,7 @@ impl Authority {
                         })
                         .is_ok();
                 if reclaimed {
+                    place = Some(Place(&q.signers));
                     continue;
                 }
                 return;
