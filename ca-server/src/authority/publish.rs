@@ -295,7 +295,7 @@ impl Authority {
         if let Some(c) = self.known_current_crl().await? {
             return Ok(c);
         }
-        let number = self.republish_crl("ca-server").await?;
+        let number = self.republish_crl("crl-recovery").await?;
         tracing::warn!(
             crl_number = number,
             "the stored CRL was older than the last one signed: signed a new one from the database"
