@@ -14,10 +14,10 @@ use hyper::{Method, StatusCode};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::harness::{ca_binary, TestCa};
+use crate::harness::{free_port, server_binary, sqlite, TestCa};
 
 fn start(data: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(ca_binary().with_file_name("ca-server"))
+    let child = Command::new(server_binary())
         .args([
             "--data-dir",
             data.to_str().unwrap(),
@@ -55,11 +55,7 @@ fn csr(name: &str) -> String {
 #[test]
 fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
     let ca = TestCa::with_args(&["--dns-alt-names", "localhost"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("https://localhost:{port}");
     let d = &ca.data;
     let admin = Client::new(
@@ -191,34 +187,13 @@ fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
             "{name} (serial {serial}) lost"
         );
     }
-    // A busy timeout: the store closed just above may still be letting go of its connection.
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(d.join("ca.db"))
-        .arg("PRAGMA integrity_check")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "integrity_check: {out:?}"
-    );
+    // The helper's busy timeout: the store closed just above may still be letting go of its connection.
+    assert_eq!(sqlite(&d.join("ca.db"), "PRAGMA integrity_check"), "ok");
     println!(
         "crash test: {} certificates received, {} revocations acknowledged, 20 kills",
         seen.received.len(),
         seen.revoked.len()
     );
-}
-
-fn sqlite(db: &std::path::Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The server stores the CRL a moment after acknowledging a revocation. Killed in that moment, it
@@ -231,11 +206,7 @@ fn revocation_acknowledged_before_its_crl_is_stored_survives_sigkill() {
         let out = ca.data.join(name);
         ca.ca(&["generate", name, "--out", out.to_str().unwrap()]).ok();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let d = &ca.data;
     let db = d.join("ca.db");
     let admin = Client::new(

@@ -217,6 +217,33 @@ pub fn ca_binary() -> PathBuf {
     bin
 }
 
+/// The real `ca-server` binary, next to `ca`.
+pub fn server_binary() -> PathBuf {
+    ca_binary().with_file_name("ca-server")
+}
+
+/// A TCP port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs one SQL statement with the sqlite3 CLI (with a busy timeout: a server may hold the database);
+/// its trimmed output.
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (scripts/test installs it)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A CA made in process at a fixed clock (t0 = 1,900,000,000), EC P-256, CRLs valid 10 days: for CRL
 /// upkeep at chosen instants. Returns the runtime, the authority, the clock, t0, its report and the
 /// directory guard.

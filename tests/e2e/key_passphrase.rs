@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{assert_verifies, ca, ca_binary, openssl, Run};
+use crate::harness::{assert_verifies, ca, ca_binary, free_port, openssl, server_binary, Run};
 use crate::migration::make_puppet3_cadir;
 
 const PASS: &str = "e2e-Pa55phrase-k7Qz";
@@ -23,18 +23,6 @@ const ENV: [&str; 4] = [
     "CA_CONFIG",
     "CA_DATA_DIR",
 ];
-
-fn server_binary() -> PathBuf {
-    ca_binary().with_file_name("ca-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A 0600 file holding `text` and a newline, as an operator writes it.
 fn secret_file(dir: &Path, name: &str, text: &str) -> String {

@@ -1,20 +1,8 @@
 //! Operations: the hash-chained audit log (`ca audit`, `ca audit verify` detecting tampering) and
 //! `ca backup` while the server runs, with a restore.
 
-use std::process::Command;
-
-use crate::harness::{fixture, TestCa};
+use crate::harness::{fixture, sqlite, TestCa};
 use crate::server::TestServer;
-
-fn sqlite(db: &std::path::Path, sql: &str) {
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3 (scripts/test installs it)");
-    assert!(out.status.success(), "{out:?}");
-}
 
 #[test]
 fn audit_log_shows_every_decision_and_detects_tampering() {

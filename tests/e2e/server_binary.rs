@@ -8,20 +8,8 @@ use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use crate::harness::ca_binary;
+use crate::harness::{free_port, server_binary};
 use crate::server::{As, TestServer};
-
-fn server_binary() -> std::path::PathBuf {
-    ca_binary().with_file_name("ca-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {

@@ -36,16 +36,21 @@ type Reply = oneshot::Sender<Result<Issued, AuthorityError>>;
 /// A reserved job and its signature (or why there is none).
 type Signed = (Reserved, Result<Vec<u8>, CaError>);
 
-/// A job with its serial, waiting for or done with its signature.
-struct Reserved {
-    job: Job,
-    reply: Reply,
-    queued: Instant,
+/// What the policy allowed for a job, with its serial.
+struct Checked {
     serial: u64,
     permit: Permit,
     spki: Vec<u8>,
     csr_der: Vec<u8>,
     validity: Validity,
+}
+
+/// A job with its serial, waiting for or done with its signature.
+struct Reserved {
+    job: Job,
+    reply: Reply,
+    queued: Instant,
+    c: Checked,
 }
 
 /// The work between the stages.
@@ -263,15 +268,11 @@ impl Authority {
                 }
             };
             match verdict {
-                Ok((serial, permit, spki, csr_der, validity)) => round.reserved.push(Reserved {
+                Ok(c) => round.reserved.push(Reserved {
                     job,
                     reply,
                     queued,
-                    serial,
-                    permit,
-                    spki,
-                    csr_der,
-                    validity,
+                    c,
                 }),
                 Err(refusal) => {
                     let detail = refusal.to_string();
@@ -308,13 +309,12 @@ impl Authority {
 
     /// The policy's verdict on one job, and its serial when allowed. The outer error is a storage
     /// failure (the transaction is abandoned); the inner one a refusal (audited by the caller).
-    #[allow(clippy::type_complexity)]
     async fn check_job(
         &self,
         tx: &mut WriteTx,
         job: &Job,
         taken: &mut std::collections::BTreeSet<String>,
-    ) -> Result<Result<(u64, Permit, Vec<u8>, Vec<u8>, Validity), AuthorityError>, AuthorityError> {
+    ) -> Result<Result<Checked, AuthorityError>, AuthorityError> {
         let row = if taken.contains(&job.certname) {
             None
         } else {
@@ -344,7 +344,13 @@ impl Authority {
         };
         let serial = tx.next_serial().await?;
         taken.insert(job.certname.clone());
-        Ok(Ok((serial, permit, parsed.spki_der, row.csr_der, validity)))
+        Ok(Ok(Checked {
+            serial,
+            permit,
+            spki: parsed.spki_der,
+            csr_der: row.csr_der,
+            validity,
+        }))
     }
 
     /// The sign stage, on a blocking thread: signs reserved certificates until none is left, handing each to
@@ -377,7 +383,7 @@ impl Authority {
                 }
                 return;
             };
-            let der = issue::issue_leaf(&self.signer, &r.spki, &r.permit, r.serial, r.validity);
+            let der = issue::issue_leaf(&self.signer, &r.c.spki, &r.c.permit, r.c.serial, r.c.validity);
             if let Ok(mut s) = q.signed.lock() {
                 s.push((r, der));
             }
@@ -395,7 +401,7 @@ impl Authority {
         let still = tx
             .request(&job.certname)
             .await?
-            .is_some_and(|row| row.csr_der == r.csr_der);
+            .is_some_and(|row| row.csr_der == r.c.csr_der);
         if !still {
             return Ok(Err(AuthorityError::NoRequest {
                 certname: job.certname.clone(),
@@ -404,11 +410,11 @@ impl Authority {
         }
         let now = unix(self.now());
         let row = CertRow {
-            serial: r.serial,
+            serial: r.c.serial,
             certname: job.certname.clone(),
             der,
-            not_before: unix(r.validity.not_before),
-            not_after: unix(r.validity.not_after),
+            not_before: unix(r.c.validity.not_before),
+            not_after: unix(r.c.validity.not_after),
             revoked: None,
         };
         tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, &job.actor)
@@ -417,11 +423,11 @@ impl Authority {
         tx.audit(
             &AuditRecord::ok(now, &job.actor, "sign")
                 .on(&job.certname)
-                .serial(r.serial),
+                .serial(r.c.serial),
         )
         .await?;
         Ok(Ok(Issued {
-            serial: r.serial,
+            serial: r.c.serial,
             der: row.der,
         }))
     }

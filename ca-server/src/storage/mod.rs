@@ -140,7 +140,7 @@ impl Store {
     /// the revocation it carries was committed before it was signed).
     pub async fn store_crl_if_newer(&self, row: &CrlRow) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        queries::store_crl_if_newer(&mut tx.tx, row).await?;
+        queries::store_crl(&mut tx.tx, row).await?;
         tx.commit().await
     }
     /// Counts for `/metrics`.
@@ -333,7 +333,7 @@ impl WriteTx {
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&mut *self.tx).await
     }
-    /// Replaces the current CRL.
+    /// Replaces the current CRL with a newer one.
     pub async fn store_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
         queries::store_crl(&mut self.tx, row).await
     }

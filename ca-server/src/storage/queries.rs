@@ -672,22 +672,9 @@ pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(
     n.filter(|n| *n >= 0).map(|n| to_u64(n, "crl number")).transpose()
 }
 
+/// Stores a CRL unless the stored one is newer (a CRL written late by the server's background
+/// writer never replaces one signed after it).
 pub(super) async fn store_crl(c: &mut SqliteConnection, row: &CrlRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, ?, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
-         next_update = excluded.next_update, der = excluded.der",
-    )
-    .bind(to_i64(row.number)?)
-    .bind(row.this_update)
-    .bind(row.next_update)
-    .bind(&row.der)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn store_crl_if_newer(c: &mut SqliteConnection, row: &CrlRow) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, ?, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
