@@ -32,6 +32,15 @@ fn secret_file(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// `key` is an encrypted PKCS#8 key, mode 0600, that openssl opens with the passphrase in `pass_file`.
+fn assert_encrypted_key(key: &Path, pass_file: &str) {
+    assert!(std::fs::read_to_string(key).unwrap().starts_with(ENCRYPTED_BEGIN));
+    assert_eq!(mode(key), 0o600);
+    let passin = format!("file:{pass_file}");
+    let (ok, out) = openssl(&["pkey", "-in", key.to_str().unwrap(), "-passin", &passin, "-noout"]);
+    assert!(ok, "{out}");
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -409,20 +418,7 @@ fn import_keeps_an_encrypted_puppet3_key_encrypted() {
         "{run:#?}"
     );
     assert_run_clean(&run);
-    let key = data.join("ca_key.pem");
-    assert!(std::fs::read_to_string(&key)
-        .unwrap()
-        .starts_with(ENCRYPTED_BEGIN));
-    assert_eq!(mode(&key), 0o600);
-    let (ok, out) = openssl(&[
-        "pkey",
-        "-in",
-        key.to_str().unwrap(),
-        "-passin",
-        &format!("file:{pass}"),
-        "-noout",
-    ]);
-    assert!(ok, "{out}");
+    assert_encrypted_key(&data.join("ca_key.pem"), &pass);
     ca(&["--data-dir", d, "sign", "node2.example.test"]).fails_with(1, "no passphrase was given");
     let run = ca(&[
         "--data-dir",
@@ -493,20 +489,7 @@ fn server_on_an_empty_data_dir_encrypts_the_new_key_with_the_configured_passphra
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let key = data.join("ca_key.pem");
-    assert!(std::fs::read_to_string(&key)
-        .unwrap()
-        .starts_with(ENCRYPTED_BEGIN));
-    assert_eq!(mode(&key), 0o600);
-    let (ok, out) = openssl(&[
-        "pkey",
-        "-in",
-        key.to_str().unwrap(),
-        "-passin",
-        &format!("file:{pass}"),
-        "-noout",
-    ]);
-    assert!(ok, "{out}");
+    assert_encrypted_key(&data.join("ca_key.pem"), &pass);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
