@@ -208,11 +208,18 @@ impl Authority {
             (Some(_), Some(n)) => self.crl_numbered(tx, n).await?,
             _ => None,
         };
-        // Appending copies megabytes and encoding every revocation is CPU work: both run with the
-        // signature, off the executor.
-        let (kept, new) = match (added, &base) {
-            (Some(new), Some(base)) if crl::read_crl(&base.der).is_some() => (Some(Arc::clone(base)), new),
-            _ => (None, self.all_revocations(tx).await?),
+        let appended = match (&added, &base) {
+            (Some(new), Some(base)) => crl::read_crl(&base.der).map(|parts| {
+                let mut der = Vec::with_capacity(parts.entries.len() + new.len() * 40);
+                der.extend_from_slice(parts.entries);
+                der.extend(crl::encode_entries(new));
+                der
+            }),
+            _ => None,
+        };
+        let entries_der = match appended {
+            Some(der) => der,
+            None => crl::encode_entries(&self.all_revocations(tx).await?),
         };
         let number = tx.next_crl_number().await?;
         let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
@@ -220,13 +227,6 @@ impl Authority {
         let next_update = now + self.settings.crl_lifetime;
         let signer = Arc::clone(&self.signer);
         let der = blocking(move || {
-            let kept = kept
-                .as_deref()
-                .and_then(|b| crl::read_crl(&b.der))
-                .map_or(&[][..], |p| p.entries);
-            let mut entries_der = Vec::with_capacity(kept.len() + new.len() * 40);
-            entries_der.extend_from_slice(kept);
-            entries_der.extend(crl::encode_entries(&new));
             crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der)
         })
         .await?;
