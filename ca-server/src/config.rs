@@ -11,6 +11,7 @@ use crate::ca::csr::San;
 use crate::ca::duration;
 use crate::ca::keys::KeyType;
 use crate::ca::passphrase::PassphraseSource;
+use crate::policy::access::IpPattern;
 use crate::policy::{AltNameRule, SigningOptions, SigningPolicy};
 
 /// Environment variable naming the configuration file.
@@ -110,13 +111,17 @@ struct FileAuthorization {
     auth_conf: Option<PathBuf>,
     legacy_auth_conf: Option<PathBuf>,
     allow_header_cert_info: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileLimits {
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    handshake_timeout: Option<String>,
     header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
     request_timeout: Option<String>,
 }
 
@@ -134,10 +139,16 @@ pub enum AuthSource {
 /// Connection and request limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Concurrent connections; more wait in the kernel's accept queue.
+    /// Concurrent connections; a connection beyond them is accepted and closed at once.
     pub max_connections: usize,
-    /// Time allowed for the TLS handshake and for each request's headers (also the keep-alive idle time).
+    /// Concurrent connections from one source address (default: a quarter of `max_connections`).
+    pub max_connections_per_address: usize,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: std::time::Duration,
+    /// Time allowed for each request's headers (also the keep-alive idle time).
     pub header_read_timeout: std::time::Duration,
+    /// Time allowed for reading a request body.
+    pub body_read_timeout: std::time::Duration,
     /// Time allowed for a whole request (body included).
     pub request_timeout: std::time::Duration,
 }
@@ -146,7 +157,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_address: 256,
+            handshake_timeout: std::time::Duration::from_secs(10),
             header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(60),
         }
     }
@@ -173,6 +187,8 @@ pub struct Settings {
     pub auth: AuthSource,
     /// Trust `X-Client-*` headers from a TLS-terminating proxy.
     pub allow_header_cert_info: bool,
+    /// The proxies whose `X-Client-*` headers are trusted in header mode (others' are ignored).
+    pub trusted_proxies: Vec<IpPattern>,
     /// Limits.
     pub limits: Limits,
     /// `json` for JSON logs.
@@ -341,12 +357,27 @@ impl Settings {
             (None, None) => AuthSource::Defaults,
         };
         let dl = Limits::default();
+        let max_connections = fc.limits.max_connections.unwrap_or(dl.max_connections);
         let limits = Limits {
-            max_connections: fc.limits.max_connections.unwrap_or(dl.max_connections),
+            max_connections,
+            max_connections_per_address: fc
+                .limits
+                .max_connections_per_address
+                .unwrap_or((max_connections / 4).max(1)),
+            handshake_timeout: std_dur(
+                "limits.handshake-timeout",
+                fc.limits.handshake_timeout,
+                dl.handshake_timeout,
+            )?,
             header_read_timeout: std_dur(
                 "limits.header-read-timeout",
                 fc.limits.header_read_timeout,
                 dl.header_read_timeout,
+            )?,
+            body_read_timeout: std_dur(
+                "limits.body-read-timeout",
+                fc.limits.body_read_timeout,
+                dl.body_read_timeout,
             )?,
             request_timeout: std_dur(
                 "limits.request-timeout",
@@ -359,6 +390,21 @@ impl Settings {
                 "limits.max-connections must be at least 1".into(),
             ));
         }
+        if limits.max_connections_per_address == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max-connections-per-address must be at least 1".into(),
+            ));
+        }
+        let trusted_proxies = fc
+            .authorization
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                IpPattern::parse(p)
+                    .map_err(|e| ConfigError::Invalid(format!("authorization.trusted-proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let json_logs = match fc.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -378,6 +424,7 @@ impl Settings {
             ca,
             auth,
             allow_header_cert_info: fc.authorization.allow_header_cert_info.unwrap_or(false),
+            trusted_proxies,
             limits,
             json_logs,
         })
@@ -402,6 +449,12 @@ mod tests {
         assert_eq!(s.listen.to_string(), "0.0.0.0:8140");
         assert_eq!(s.data_dir, PathBuf::from("/d"));
         assert_eq!(s.auth, AuthSource::Defaults);
+        assert_eq!(s.limits.max_connections_per_address, 256);
+        let s = parse("[limits]\nmax-connections = 64\n[authorization]\ntrusted-proxies = [\"127.0.0.1\", \"10.1.0.0/16\"]")
+            .unwrap();
+        assert_eq!(s.limits.max_connections_per_address, 16);
+        assert!(s.trusted_proxies[1].matches("10.1.2.3".parse().unwrap()));
+        assert!(!s.trusted_proxies[0].matches("127.0.0.2".parse().unwrap()));
         let s = parse("listen = \"127.0.0.1:9\"\n[ca]\nallow-subject-alt-names = true\ncert-ttl = \"90d\"\n")
             .unwrap();
         assert!(s.ca.signing.global.allow_dns_alt_names);
@@ -448,5 +501,10 @@ mod tests {
         assert!(parse("[ca]\ncert-ttl = \"5w\"").is_err());
         assert!(parse("[authorization]\nauth-conf = \"a\"\nlegacy-auth-conf = \"b\"").is_err());
         assert!(parse("[limits]\nmax-connections = 0").is_err());
+        assert!(parse("[limits]\nmax-connections-per-address = 0").is_err());
+        let e = parse("[authorization]\ntrusted-proxies = [\"10.0.0.0/33\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted-proxies"), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 //! hot-swapped TLS config), hyper HTTP/1.1, graceful shutdown.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -10,7 +11,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::authority::{self, Authority, SetupOptions};
@@ -73,18 +73,28 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
     Ok(authority)
 }
 
-/// Loads the configured access rules.
+/// Loads the configured access rules (and checks that header mode names its trusted proxies).
 pub fn load_rules(settings: &Settings) -> Result<AccessRules, ServeError> {
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).map_err(|e| ServeError::Rules(format!("cannot read {}: {e}", p.display())))
     };
-    match &settings.auth {
-        AuthSource::Defaults => Ok(AccessRules::puppetserver_defaults()),
+    let rules = match &settings.auth {
+        AuthSource::Defaults => AccessRules::puppetserver_defaults(),
         AuthSource::Hocon(p) => AccessRules::from_hocon(&read(p)?)
-            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0))),
+            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0)))?,
         AuthSource::Legacy(p) => AccessRules::from_legacy(&read(p)?)
-            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0))),
+            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0)))?,
+    };
+    let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
+    if header_mode && settings.trusted_proxies.is_empty() {
+        return Err(ServeError::Rules(
+            "allow-header-cert-info is on but [authorization] trusted-proxies is empty: list the \
+             addresses of the proxies allowed to send X-Client-* headers (anyone else who could send \
+             them could claim any identity)"
+                .into(),
+        ));
     }
+    Ok(rules)
 }
 
 /// Re-signs the CRL well before its nextUpdate: checked at start and then every hour (or a tenth of the
@@ -123,6 +133,14 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let rules = load_rules(&settings)?;
     let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
+    if header_mode {
+        let proxies: Vec<String> = settings.trusted_proxies.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            trusted_proxies = %proxies.join(", "),
+            "header mode: X-Client-* headers from these addresses decide who the caller is; make sure \
+             nobody else can connect from them"
+        );
+    }
     let dir = DataDir::new(&settings.data_dir);
     let authority = authority.with_deferred_crl_storage();
     let chain =
@@ -134,25 +152,22 @@ pub async fn serve(
         authority,
         rules,
         header_mode,
+        settings.trusted_proxies.clone(),
         tls,
-        settings.limits.request_timeout,
+        &settings.limits,
     ));
     state.sync_tls().await?;
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
     let limits = settings.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Slots::new(
+        limits.max_connections,
+        limits.max_connections_per_address,
+    ));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     tracing::info!(listen = %listener.local_addr()?, "serving the Puppet CA API");
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (tcp, addr) = tokio::select! {
             () = &mut shutdown => break,
             r = listener.accept() => match r {
@@ -164,19 +179,27 @@ pub async fn serve(
                 }
             },
         };
+        // Full (in all, or for this source address): closed at once rather than left to grow the
+        // kernel's backlog, so that one client's idle sockets cannot delay everybody else.
+        let Some(slot) = Slots::take(&slots, addr.ip()) else {
+            tracing::debug!(%addr, "connection limit reached: closed");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let state = Arc::clone(&state);
         let app = app.clone();
         let watcher = graceful.watcher();
         let hrt = limits.header_read_timeout;
+        let handshake_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             // A CRL published by anyone (this server or the CLI) is in force before the handshake.
             if let Err(e) = state.sync_tls().await {
                 tracing::warn!(error = %e, "could not refresh the CRL");
             }
             let acceptor = state.tls.acceptor();
-            let tls = match tokio::time::timeout(hrt, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     tracing::info!(%addr, error = %e, "TLS handshake failed");
@@ -193,6 +216,15 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.to_vec());
+            // A resumed session skips the certificate verifier: its certificate is checked again here
+            // against the current revocations and validity dates (and on every request after).
+            if let Some(der) = &cert_der {
+                let now = state.authority.now().unix_timestamp();
+                if let Err(why) = state.tls.check_client_cert(der, now) {
+                    tracing::info!(%addr, reason = %why, "client certificate refused after the handshake: closed");
+                    return;
+                }
+            }
             let peer = PeerInfo { addr, cert_der };
             let svc = app.map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
@@ -223,4 +255,81 @@ pub async fn serve(
     state.authority.flush_crls().await;
     state.authority.store().close().await;
     Ok(())
+}
+
+/// Connection slots: at most `total` at once, and at most `per_address` from one source address.
+struct Slots {
+    total: usize,
+    per_address: usize,
+    held: std::sync::Mutex<(usize, std::collections::HashMap<IpAddr, usize>)>,
+}
+
+/// One connection's slot, given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    fn new(total: usize, per_address: usize) -> Self {
+        Slots {
+            total,
+            per_address,
+            held: std::sync::Mutex::new((0, std::collections::HashMap::new())),
+        }
+    }
+
+    fn take(slots: &Arc<Slots>, ip: IpAddr) -> Option<Slot> {
+        let mut held = slots.held.lock().ok()?;
+        let (total, by_ip) = &mut *held;
+        let mine = by_ip.entry(ip).or_insert(0);
+        if *total >= slots.total || *mine >= slots.per_address {
+            if *mine == 0 {
+                by_ip.remove(&ip);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Slot {
+            slots: Arc::clone(slots),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.slots.held.lock() {
+            let (total, by_ip) = &mut *held;
+            *total = total.saturating_sub(1);
+            if let Some(n) = by_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    by_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_cap_in_all_and_per_address() {
+        let slots = Arc::new(Slots::new(3, 2));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let a1 = Slots::take(&slots, a).unwrap();
+        let _a2 = Slots::take(&slots, a).unwrap();
+        assert!(Slots::take(&slots, a).is_none(), "a third from one address");
+        let b1 = Slots::take(&slots, b).unwrap();
+        assert!(Slots::take(&slots, b).is_none(), "over the total");
+        drop(a1);
+        let _a3 = Slots::take(&slots, a).unwrap();
+        drop(b1);
+        assert_eq!(slots.held.lock().unwrap().1.get(&b), None);
+    }
 }

@@ -36,6 +36,26 @@ pub enum TlsError {
     Rustls(String),
 }
 
+/// Why a client certificate does not authenticate its holder (any more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a readable certificate.
+    #[error("the client certificate is unreadable")]
+    Unreadable,
+    /// Not issued by our signing CA.
+    #[error("the client certificate was not issued by this CA")]
+    NotOurs,
+    /// Revoked.
+    #[error("the client certificate is revoked")]
+    Revoked,
+    /// Past its notAfter.
+    #[error("the client certificate has expired")]
+    Expired,
+    /// Before its notBefore.
+    #[error("the client certificate is not yet valid")]
+    NotYetValid,
+}
+
 struct Material {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -174,10 +194,12 @@ impl TlsState {
             .and_then(|ca| crate::ca::crl::cert_subject(ca))
             .ok_or_else(|| TlsError::Rustls("the CA certificate is not readable".into()))?
             .to_vec();
+        // Only the signing CA is a trust anchor for client certificates: with an intermediate CA, a
+        // certificate the root signed directly (another intermediate's leaf, say) does not authenticate.
         let mut roots = RootCertStore::empty();
-        for der in ca_chain {
+        if let Some(signing) = ca_chain.first() {
             roots
-                .add(CertificateDer::from(der.clone()))
+                .add(CertificateDer::from(signing.clone()))
                 .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?;
         }
         // Send the CA chain after the server's own certificate, as puppetserver does.
@@ -196,6 +218,29 @@ impl TlsState {
             config: ArcSwap::from_pointee(config),
             parents_version: Mutex::new(None),
         })
+    }
+
+    /// Whether a client certificate that chained to the CA when its session began still authenticates
+    /// its holder at `now` (Unix seconds): issued by our signing CA, not revoked, within its validity.
+    /// Checked after every handshake (a resumed session skips the verifier) and on every request (a
+    /// keep-alive connection outlives a revocation).
+    pub fn check_client_cert(&self, der: &[u8], now: i64) -> Result<(), Rejection> {
+        let (issuer, serial) = cert_issuer_and_serial(der).ok_or(Rejection::Unreadable)?;
+        if issuer != self.material.issuer.as_slice() {
+            return Err(Rejection::NotOurs);
+        }
+        if self.material.revoked.contains(serial) {
+            return Err(Rejection::Revoked);
+        }
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| Rejection::Unreadable)?;
+        let validity = cert.validity();
+        if now < validity.not_before.timestamp() {
+            return Err(Rejection::NotYetValid);
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(Rejection::Expired);
+        }
+        Ok(())
     }
 
     /// Our CA's revocations, as TLS checks them.

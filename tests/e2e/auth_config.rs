@@ -106,7 +106,9 @@ fn proxy_headers(s: &TestServer) -> Vec<(String, String)> {
 #[test]
 fn header_cert_info_only_when_enabled() {
     for (enabled, want) in [(false, StatusCode::FORBIDDEN), (true, StatusCode::OK)] {
-        let s = TestServer::start_with(&format!("[authorization]\nallow-header-cert-info = {enabled}\n"));
+        let s = TestServer::start_with(&format!(
+            "[authorization]\nallow-header-cert-info = {enabled}\ntrusted-proxies = [\"127.0.0.1\"]\n"
+        ));
         let h = proxy_headers(&s);
         let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let a = s.send(

@@ -214,9 +214,28 @@ fn every_endpoint_by_every_caller() {
         "{alert}"
     );
 
-    // Control: the same spoofed headers do make an admin when header mode is on, so the column above
+    // Control: the same kind of headers (with that server's own admin certificate, which it checks
+    // against its key and database) do make an admin from a trusted proxy address, so the column above
     // shows them ignored, not malformed.
-    let proxied = TestServer::start_with("[authorization]\nallow-header-cert-info = true\n");
+    let proxied = TestServer::start_with(
+        "[authorization]\nallow-header-cert-info = true\ntrusted-proxies = [\"127.0.0.1\"]\n",
+    );
+    let own_pem = std::fs::read_to_string(proxied.data().join("admin/cert.pem")).unwrap();
+    let own_cert = crate::harness::url_encode(&own_pem);
+    let own: Vec<(&str, &str)> = vec![
+        ("x-client-verify", "SUCCESS"),
+        ("x-client-dn", "CN=ca-admin"),
+        ("x-client-cert", &own_cert),
+    ];
+    let a = proxied.send(
+        &As::Anonymous,
+        Method::GET,
+        "/puppet-ca/v1/certificate_statuses/any",
+        &own,
+        b"",
+    );
+    assert_eq!(a.status, hyper::StatusCode::OK, "{}", a.text());
+    // The other server's admin certificate is not this CA's: refused.
     let a = proxied.send(
         &As::Anonymous,
         Method::GET,
@@ -224,5 +243,5 @@ fn every_endpoint_by_every_caller() {
         &spoof,
         b"",
     );
-    assert_eq!(a.status, hyper::StatusCode::OK, "{}", a.text());
+    assert_eq!(a.status, hyper::StatusCode::FORBIDDEN, "{}", a.text());
 }

@@ -487,7 +487,9 @@ fn check_proxy(s: &TestServer, proxy: &Proxy, agent: (&Path, &Path), certnames: 
 #[test]
 fn second_master_proxies_certificate_traffic_to_the_central_ca() {
     let started = Instant::now();
-    let s = TestServer::start_with("[authorization]\nallow-header-cert-info = true\n");
+    let s = TestServer::start_with(
+        "[authorization]\nallow-header-cert-info = true\ntrusted-proxies = [\"127.0.0.1\"]\n",
+    );
     let master = tempfile::tempdir().unwrap();
     let mssl = bring_up_master(&s, master.path());
     let setup = ProxySetup {

@@ -48,18 +48,55 @@ impl Authority {
     }
 
     /// Renews the caller's certificate (§1.13): same subject, key, alt names and Puppet extensions; a new
-    /// serial and the auto-renewal TTL. Refuses a certificate this CA did not issue.
+    /// serial and the auto-renewal TTL. Only the name's current certificate in the database renews, and
+    /// only while it is unrevoked and valid: a revoked, superseded, cleaned or foreign certificate is
+    /// refused (with an audit row). What is copied (key, alt names, extensions) comes from the stored
+    /// row, never from what the caller presented.
     pub async fn renew(&self, actor: &str, cert_der: &[u8]) -> Result<Issued, AuthorityError> {
         let (_, cert) = X509Certificate::from_der(cert_der)
             .map_err(|_| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?;
-        let mut aki = None;
+        let aki = cert
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                _ => None,
+            });
+        if aki.as_deref() != Some(self.signer.cert.key_id.as_slice()) {
+            return Err(AuthorityError::Invalid(
+                "Certificate present, but does not match signature".into(),
+            ));
+        }
+        let certname = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .ok_or_else(|| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?
+            .to_string();
+        let mut tx = self.store.write().await?;
+        let now = unix(self.now());
+        let stored = match tx.current_certificate(&certname).await? {
+            Some(c) if c.der != cert_der => Err("is not the current certificate of its name"),
+            Some(c) if c.revoked.is_some() => Err("is revoked"),
+            Some(c) if c.not_after < now || c.not_before > now => Err("is not within its validity dates"),
+            Some(c) => Ok(c),
+            None => Err("is not the current certificate of its name"),
+        };
+        let stored = match stored {
+            Ok(c) => c,
+            Err(why) => {
+                let err = AuthorityError::Invalid(format!("Certificate present, but it {why}; not renewed"));
+                return Err(self.refuse(tx, actor, "renew", &certname, err).await);
+            }
+        };
+        let (_, cert) = X509Certificate::from_der(&stored.der).map_err(|_| {
+            AuthorityError::Internal(format!("the stored certificate {} is unreadable", stored.serial))
+        })?;
         let mut sans = Vec::new();
         let mut exts = Vec::new();
         for ext in cert.extensions() {
             match ext.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => {
-                    aki = a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                }
                 ParsedExtension::SubjectAlternativeName(s) => {
                     sans.extend(
                         s.general_names
@@ -77,21 +114,8 @@ impl Authority {
                 }
             }
         }
-        if aki.as_deref() != Some(self.signer.cert.key_id.as_slice()) {
-            return Err(AuthorityError::Invalid(
-                "Certificate present, but does not match signature".into(),
-            ));
-        }
-        let certname = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|c| c.as_str().ok())
-            .ok_or_else(|| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?
-            .to_string();
         let permit = Permit::for_renewal(&certname, sans, exts)?;
         let spki = cert.public_key().raw.to_vec();
-        let mut tx = self.store.write().await?;
         let issued = self
             .issue(&mut tx, actor, spki, permit, self.settings.auto_renewal_cert_ttl)
             .await?;

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod legacy;
 mod metrics;
 mod status;
@@ -19,10 +20,12 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 use self::error::{text, ApiError};
-use self::extract::{caller_from_headers, identity_from_der, Caller, PeerInfo};
+use self::extract::{Caller, PeerInfo};
+use self::identity::Identified;
 use crate::authority::{Authority, AuthorityError};
 use crate::ca::pem_encode;
-use crate::policy::access::{AccessRequest, AccessRules, Decision, Method};
+use crate::config::Limits;
+use crate::policy::access::{AccessRequest, AccessRules, Decision, IpPattern, Method};
 use crate::tls::TlsState;
 
 /// The API level we implement, reported as `X-Puppet-Version` and as the `ca` service version (≥ 8.4.0
@@ -48,12 +51,16 @@ pub struct AppState {
     pub authority: Authority,
     /// Access rules.
     pub rules: AccessRules,
-    /// Trust `X-Client-*` headers.
+    /// Trust `X-Client-*` headers (from `trusted_proxies` only).
     pub header_cert_info: bool,
+    /// The proxies allowed to send `X-Client-*` headers in header mode.
+    pub trusted_proxies: Vec<IpPattern>,
     /// The TLS layer, told about new CRLs.
     pub tls: Arc<TlsState>,
     /// Time allowed for one request.
     pub request_timeout: std::time::Duration,
+    /// Time allowed for reading a request body.
+    pub body_read_timeout: std::time::Duration,
     /// Requests answered, for `/metrics`.
     pub requests: metrics::RequestCounters,
     crl: Mutex<Option<Arc<CrlCache>>>,
@@ -67,15 +74,18 @@ impl AppState {
         authority: Authority,
         rules: AccessRules,
         header_cert_info: bool,
+        trusted_proxies: Vec<IpPattern>,
         tls: Arc<TlsState>,
-        request_timeout: std::time::Duration,
+        limits: &Limits,
     ) -> Self {
         AppState {
             authority,
             rules,
             header_cert_info,
+            trusted_proxies,
             tls,
-            request_timeout,
+            request_timeout: limits.request_timeout,
+            body_read_timeout: limits.body_read_timeout,
             requests: metrics::RequestCounters::default(),
             crl: Mutex::new(None),
             crl_rebuild: tokio::sync::Mutex::new(()),
@@ -337,14 +347,10 @@ fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
 /// Identifies the caller and applies the access rules; 403 with puppetserver's body when denied.
 async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<PeerInfo>().cloned();
-    let (identity, cert_der) = if state.header_cert_info {
-        match caller_from_headers(req.headers()) {
-            Ok(c) => c,
-            Err(e) => return e.into_response(),
-        }
-    } else {
-        let der = peer.as_ref().and_then(|p| p.cert_der.clone());
-        (der.as_deref().and_then(identity_from_der), der)
+    let (identity, cert_der) = match identity::identify(&state, peer.as_ref(), req.headers()).await {
+        Identified::Caller(i, c) => (i, c),
+        Identified::BadRequest(e) => return e.into_response(),
+        Identified::Refused(r) => return r.into_response(req.uri().path(), req.method().as_str()),
     };
     let caller = Caller {
         identity,
@@ -384,9 +390,33 @@ async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: N
     next.run(req).await
 }
 
-/// A body read with a size cap; 413 beyond it, 400 when the body itself is broken (bad chunking).
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// A body read with a size cap and a time limit; 413 beyond the cap (at once when `Content-Length`
+/// announces more), 408 when the client is too slow, 400 when the body itself is broken (bad chunking).
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    use axum::body::HttpBody as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {} KiB", limit / 1024),
+        )
+    };
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large());
+    }
+    let read = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Timed out reading the request body",
+            ))
+        }
+    };
+    read.map_err(|e| {
         let inner = e.into_inner();
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
         while let Some(c) = cause {
@@ -395,10 +425,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
             }
             cause = c.source();
         }
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body is larger than {} KiB", limit / 1024),
-        )
+        too_large()
     })
 }
 

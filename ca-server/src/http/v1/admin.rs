@@ -45,8 +45,8 @@ pub async fn expirations(State(state): State<Arc<AppState>>) -> Response {
     json_ok(StatusCode::OK, &body)
 }
 
-async fn json_body(body: Body) -> Result<Value, ApiError> {
-    let bytes = read_body(body, MAX_JSON_BYTES).await?;
+async fn json_body(body: Body, timeout: std::time::Duration) -> Result<Value, ApiError> {
+    let bytes = read_body(body, MAX_JSON_BYTES, timeout).await?;
     serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("Request body is not JSON."))
 }
 
@@ -56,7 +56,7 @@ pub async fn clean(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
-    let v = match json_body(body).await {
+    let v = match json_body(body, state.body_read_timeout).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -137,7 +137,7 @@ pub async fn sign(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
-    let v = match json_body(body).await {
+    let v = match json_body(body, state.body_read_timeout).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -162,7 +162,9 @@ pub async fn sign_all(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
-    let v = json_body(body).await.unwrap_or(Value::Null);
+    let v = json_body(body, state.body_read_timeout)
+        .await
+        .unwrap_or(Value::Null);
     let names = match state.authority.list(ListFilter::REQUESTED).await {
         Ok(l) => l.into_iter().map(|s| s.name).collect(),
         Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),

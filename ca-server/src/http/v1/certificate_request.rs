@@ -40,7 +40,7 @@ pub async fn put(
     Path(subject): Path<String>,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(body, MAX_CSR_BYTES).await {
+    let bytes = match read_body(body, MAX_CSR_BYTES, state.body_read_timeout).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

@@ -169,7 +169,7 @@ pub async fn put(
             return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type.");
         }
     }
-    let bytes = match read_body(body, MAX_JSON_BYTES).await {
+    let bytes = match read_body(body, MAX_JSON_BYTES, state.body_read_timeout).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

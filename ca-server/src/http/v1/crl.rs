@@ -45,7 +45,7 @@ pub async fn put(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(body, 16 * 1024 * 1024).await {
+    let bytes = match read_body(body, 16 * 1024 * 1024, state.body_read_timeout).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

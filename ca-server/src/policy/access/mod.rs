@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use names::{oid_for_short_name, short_name_for_oid};
+pub use names::{oid_for_short_name, short_name_for_oid, IpPattern};
 
 /// HTTP method of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

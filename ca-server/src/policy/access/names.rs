@@ -301,16 +301,24 @@ fn substitute(template: &str, digits: BackrefDigits, captures: &[Option<&str>]) 
     out
 }
 
-/// An `allow_ip`/`deny_ip` pattern: exact address, CIDR, or `10.1.*` wildcard.
+/// An `allow_ip`/`deny_ip` pattern (also a `trusted-proxies` entry): exact address, CIDR, or `10.1.*`
+/// wildcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum IpPattern {
+pub enum IpPattern {
+    /// One address.
     Exact(IpAddr),
-    Net { network: IpAddr, bits: u8 },
+    /// A network.
+    Net {
+        /// The network address (masked).
+        network: IpAddr,
+        /// The prefix length.
+        bits: u8,
+    },
 }
 
 impl IpPattern {
     /// Parse as Ruby authstore's `parse_ip` does.
-    pub(crate) fn parse(value: &str) -> Result<IpPattern, String> {
+    pub fn parse(value: &str) -> Result<IpPattern, String> {
         let invalid = || format!("invalid IP pattern {value:?}");
         if let Some((addr, bits)) = value.split_once('/') {
             let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
@@ -362,13 +370,22 @@ impl IpPattern {
     }
 
     /// Whether the address is covered (IPv4-mapped IPv6 addresses are compared as IPv4).
-    pub(crate) fn matches(&self, ip: IpAddr) -> bool {
+    pub fn matches(&self, ip: IpAddr) -> bool {
         let ip = normalise_ip(ip);
         match self {
             IpPattern::Exact(a) => *a == ip,
             IpPattern::Net { network, bits } => {
                 network.is_ipv4() == ip.is_ipv4() && mask(ip, *bits) == *network
             }
+        }
+    }
+}
+
+impl std::fmt::Display for IpPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpPattern::Exact(a) => write!(f, "{a}"),
+            IpPattern::Net { network, bits } => write!(f, "{network}/{bits}"),
         }
     }
 }
