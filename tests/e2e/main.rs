@@ -20,6 +20,7 @@ mod limits;
 mod migration;
 mod multi_master;
 mod operations;
+mod pg;
 mod policy;
 mod real_clients;
 mod remote_cli;

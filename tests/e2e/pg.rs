@@ -1,0 +1,196 @@
+//! Throwaway PostgreSQL clusters for the tests: `initdb` in a temporary directory, `pg_ctl` on a free
+//! loopback port, as a non-root user (root runs them as `postgres`, the user Debian's package makes).
+//! No PostgreSQL service needs to be running; scripts/test installs the `postgresql` package.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+use crate::harness::free_port;
+
+/// The newest PostgreSQL server binaries (`/usr/lib/postgresql/<v>/bin`).
+pub fn pg_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries (scripts/test installs the postgresql package)")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, b)| b)
+        .expect("initdb under /usr/lib/postgresql/<version>/bin")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A running cluster; stopped (immediately) when dropped.
+pub struct PgCluster {
+    _tmp: TempDir,
+    pub data: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PgCluster {
+    /// A new cluster with a `ca` superuser (trust authentication on loopback) and database `ca`.
+    pub fn start() -> PgCluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("pgdata");
+        let bin = pg_bin();
+        if is_root() {
+            // The server refuses to run as root: the cluster belongs to `postgres`.
+            run(Command::new("chown").arg("postgres:postgres").arg(tmp.path()));
+        }
+        let c = PgCluster {
+            port: free_port(),
+            data,
+            bin,
+            _tmp: tmp,
+        };
+        c.as_owner(
+            "initdb",
+            &[
+                "-D",
+                &c.data.display().to_string(),
+                "-U",
+                "ca",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        c.pg_ctl_start();
+        c.psql("postgres", "CREATE DATABASE ca");
+        c
+    }
+
+    /// `postgresql://ca@127.0.0.1:<port>/<db>`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgresql://ca@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn as_owner(&self, tool: &str, args: &[&str]) -> Output {
+        let exe = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(args);
+        run(&mut cmd)
+    }
+
+    fn pg_ctl_start(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            self.port,
+            self.data.display()
+        );
+        self.as_owner(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &self.data.join("server.log").display().to_string(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Runs SQL with psql; its output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = run(Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "ca",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .args(["-d", db, "-c", sql]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server at once (as a crash would, without a checkpoint).
+    pub fn stop_immediately(&self) {
+        let _ = self.try_pg_ctl(&["-D", &self.data.display().to_string(), "-m", "immediate", "stop"]);
+    }
+
+    fn try_pg_ctl(&self, args: &[&str]) -> std::io::Result<Output> {
+        let exe = self.bin.join("pg_ctl");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(args).output()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop_immediately();
+    }
+}
+
+#[track_caller]
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The harness itself: a cluster starts on a free port as a non-root user, answers SQL, and stops.
+#[test]
+fn a_throwaway_cluster_starts_answers_and_stops() {
+    let pg = PgCluster::start();
+    assert_eq!(pg.psql("ca", "SELECT 40 + 2"), "42");
+    assert_eq!(pg.psql("ca", "SELECT current_user"), "ca");
+    assert!(pg.data_dir().join("postmaster.pid").exists(), "running");
+    pg.stop_immediately();
+    assert!(!pg.data_dir().join("postmaster.pid").exists(), "stopped");
+}
