@@ -405,6 +405,9 @@ pub async fn read_body(
         )
     };
     if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        // The answer goes out now; what the client keeps sending is read and dropped for a moment, so
+        // that closing the connection does not reset it before the client has read the 413.
+        drain_in_background(body);
         return Err(too_large());
     }
     let read = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
@@ -427,6 +430,25 @@ pub async fn read_body(
         }
         too_large()
     })
+}
+
+/// Reads and drops what is left of a refused body (at most 16 MiB, for at most 5 s).
+fn drain_in_background(mut body: Body) {
+    use axum::body::HttpBody as _;
+    tokio::spawn(async move {
+        let mut seen = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+            {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > 16 * 1024 * 1024 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    });
 }
 
 /// A `text/plain` response of PEM.
