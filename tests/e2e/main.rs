@@ -27,3 +27,4 @@ mod remote_cli;
 mod revocation;
 mod server;
 mod server_binary;
+mod store_contract;

@@ -1,5 +1,15 @@
-//! Persistence: the only module that speaks SQL. One SQLite database in WAL mode; every change is one
-//! `BEGIN IMMEDIATE` transaction, so the CLI and a running server can write the same file safely.
+//! Persistence: the only module that speaks SQL. Two backends behind one API and one statement text
+//! (sqlx's `Any` driver, `$N` placeholders, which SQLite reads as numbered parameters too):
+//!
+//! - SQLite (the default, zero set-up): one database file in WAL mode; every change is one
+//!   `BEGIN IMMEDIATE` transaction, so the CLI and a running server can write the same file safely.
+//! - PostgreSQL (several active `ca-server` replicas): every change is one transaction that first
+//!   takes the CA's global write lock, a transaction-scoped advisory lock, which dies with the
+//!   connection of a crashed writer.
+//!
+//! Either way, writers are serialized by one explicit lock: the invariants that need a single writer
+//! (serial allocation, CRL numbering and its append base, the audit chain head, the duplicate-request
+//! check) hold with several processes and replicas.
 
 mod queries;
 
@@ -7,10 +17,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
     AuditRecord, AuditRow, CertRow, CrlRow, MetricsSnapshot, RequestRow, RevocationRow, StatusFilter,
@@ -31,17 +40,51 @@ pub enum StoreError {
     /// Migration failure.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Not possible on this backend.
+    #[error("{0}")]
+    Unsupported(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The advisory lock key of the CA's global write lock on PostgreSQL ("ca-write" in ASCII).
+const WRITE_LOCK_KEY: i64 = 0x63_61_2d_77_72_69_74_65;
+
+/// Which database engine holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
 
 /// A handle on the CA database.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("********"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable database URL)".to_string(),
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 impl Store {
@@ -53,26 +96,99 @@ impl Store {
         if !create && !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
-        let url = format!("sqlite://{}", path.display());
-        let opts = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        // The path travels in a URL: percent-encode all but the plain characters.
+        let encoded: String = path
+            .display()
+            .to_string()
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let mode = if create { "rwc" } else { "rw" };
+        let opts = AnyConnectOptions::from_str(&format!("sqlite://{encoded}?mode={mode}"))?;
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; \
+                         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        SQLITE_MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+        })
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`: takes the write lock now, never mid-way).
-    pub async fn write(&self) -> Result<WriteTx, StoreError> {
-        Ok(WriteTx {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+    /// Opens a PostgreSQL database (`postgresql://...`, multi-host URLs with
+    /// `target_session_attrs=read-write` included) and brings its schema up to date.
+    pub async fn open_url(url: &str) -> Result<Store, StoreError> {
+        if !is_postgres_url(url) {
+            return Err(StoreError::Corrupt(format!(
+                "unsupported database URL {} (use postgresql://..., or a data directory for SQLite)",
+                redact_url(url)
+            )));
+        }
+        sqlx::any::install_default_drivers();
+        let opts = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        // Replicas starting together: the migration runs under the write lock.
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(WRITE_LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+        let migrated = POSTGRES_MIGRATOR.run(&mut *conn).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(WRITE_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        migrated?;
+        drop(conn);
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
         })
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction holding the CA's global write lock until it ends: on SQLite
+    /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
+    /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
+    pub async fn write(&self) -> Result<WriteTx, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        Ok(WriteTx { tx })
     }
 
     /// Closes the pool (flushes WAL on last connection).
@@ -109,7 +225,15 @@ impl Store {
         signed_state: &str,
         revoked_state: &str,
     ) -> Result<String, StoreError> {
-        queries::status_list_json(&self.pool, requests, certificates, signed_state, revoked_state).await
+        queries::status_list_json(
+            &self.pool,
+            self.backend,
+            requests,
+            certificates,
+            signed_state,
+            revoked_state,
+        )
+        .await
     }
     /// The current CRL.
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
@@ -169,11 +293,18 @@ impl Store {
         Ok(Ok(rows.len()))
     }
     /// A consistent copy of the whole database into a new file (`VACUUM INTO`), safe while others write.
+    /// SQLite only: a PostgreSQL database is backed up with PostgreSQL's own tools (`pg_dump`).
     pub async fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            return Err(StoreError::Unsupported(
+                "ca backup copies a SQLite database; back up PostgreSQL with pg_dump (or `ca migrate-store`)"
+                    .into(),
+            ));
+        }
         if path.exists() {
             return Err(StoreError::Duplicate(path.display().to_string()));
         }
-        sqlx::query("VACUUM INTO ?")
+        sqlx::query("VACUUM INTO $1")
             .bind(path.display().to_string())
             .execute(&self.pool)
             .await?;
@@ -191,7 +322,7 @@ impl Store {
 
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
 }
 
 impl WriteTx {

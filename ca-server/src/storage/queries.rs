@@ -1,6 +1,7 @@
 //! The SQL. Runtime-checked queries (`query_as` + `FromRow`); the schema is in `migrations/`.
 
-use sqlx::{Executor, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Any, Executor, Row};
+use sqlx::{AnyConnection, AnyPool};
 
 use super::StoreError;
 
@@ -164,7 +165,7 @@ pub(super) fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt("serial beyond 2^63".into()))
 }
 
-pub(super) async fn ca<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn ca<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
     let row = sqlx::query("SELECT chain_pem, key_id FROM ca WHERE id = 1")
@@ -174,13 +175,13 @@ pub(super) async fn ca<'e, E: Executor<'e, Database = Sqlite>>(
 }
 
 pub(super) async fn init_ca(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     chain_pem: &str,
     key_id: &[u8],
     first_serial: u64,
     now: i64,
 ) -> Result<(), StoreError> {
-    let res = sqlx::query("INSERT INTO ca (id, chain_pem, key_id, created_at) VALUES (1, ?, ?, ?)")
+    let res = sqlx::query("INSERT INTO ca (id, chain_pem, key_id, created_at) VALUES (1, $1, $2, $3)")
         .bind(chain_pem)
         .bind(key_id)
         .bind(now)
@@ -193,7 +194,7 @@ pub(super) async fn init_ca(
     }
     res?;
     sqlx::query(
-        "INSERT INTO counters (name, value) VALUES ('serial', ?), ('crl_number', -1), ('parent_crls', 0)",
+        "INSERT INTO counters (name, value) VALUES ('serial', $1), ('crl_number', -1), ('parent_crls', 0)",
     )
     .bind(to_i64(first_serial)?)
     .execute(&mut *c)
@@ -201,11 +202,11 @@ pub(super) async fn init_ca(
     Ok(())
 }
 
-pub(super) async fn counter<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn counter<'e, E: Executor<'e, Database = Any>>(
     e: E,
     name: &str,
 ) -> Result<u64, StoreError> {
-    let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?")
+    let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = $1")
         .bind(name)
         .fetch_optional(e)
         .await?
@@ -214,20 +215,20 @@ pub(super) async fn counter<'e, E: Executor<'e, Database = Sqlite>>(
 }
 
 /// Increments a counter and returns its new value.
-pub(super) async fn bump(c: &mut SqliteConnection, name: &str) -> Result<i64, StoreError> {
+pub(super) async fn bump(c: &mut AnyConnection, name: &str) -> Result<i64, StoreError> {
     let v: Option<i64> =
-        sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value")
+        sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
             .bind(name)
             .fetch_optional(&mut *c)
             .await?;
     v.ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))
 }
 
-pub(super) async fn request<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn request<'e, E: Executor<'e, Database = Any>>(
     e: E,
     certname: &str,
 ) -> Result<Option<RequestRow>, StoreError> {
-    let row = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests WHERE certname = ?")
+    let row = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests WHERE certname = $1")
         .bind(certname)
         .fetch_optional(e)
         .await?;
@@ -238,7 +239,7 @@ pub(super) async fn request<'e, E: Executor<'e, Database = Sqlite>>(
     }))
 }
 
-pub(super) async fn requests<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn requests<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Vec<RequestRow>, StoreError> {
     let rows = sqlx::query("SELECT certname, csr_der, submitted_at FROM requests ORDER BY certname")
@@ -255,7 +256,7 @@ pub(super) async fn requests<'e, E: Executor<'e, Database = Sqlite>>(
 }
 
 pub(super) async fn put_request(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     certname: &str,
     csr_der: &[u8],
     status_json: &str,
@@ -265,12 +266,12 @@ pub(super) async fn put_request(
 ) -> Result<(), StoreError> {
     let sql = if replace {
         "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
-         VALUES (?, ?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
          status_json = excluded.status_json, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
     } else {
         "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
-         VALUES (?, ?, ?, ?, ?, ?)"
+         VALUES ($1, $2, $3, $4, $5, $6)"
     };
     let res = sqlx::query(sql)
         .bind(certname)
@@ -289,8 +290,8 @@ pub(super) async fn put_request(
     }
 }
 
-pub(super) async fn delete_request(c: &mut SqliteConnection, certname: &str) -> Result<bool, StoreError> {
-    let res = sqlx::query("DELETE FROM requests WHERE certname = ?")
+pub(super) async fn delete_request(c: &mut AnyConnection, certname: &str) -> Result<bool, StoreError> {
+    let res = sqlx::query("DELETE FROM requests WHERE certname = $1")
         .bind(certname)
         .execute(&mut *c)
         .await?;
@@ -299,7 +300,7 @@ pub(super) async fn delete_request(c: &mut SqliteConnection, certname: &str) -> 
 
 const CERT_COLUMNS: &str = "c.serial, c.certname, c.der, c.not_before, c.not_after, r.revoked_at, r.reason";
 
-fn cert_row(r: &sqlx::sqlite::SqliteRow) -> Result<CertRow, StoreError> {
+fn cert_row(r: &sqlx::any::AnyRow) -> Result<CertRow, StoreError> {
     let revoked_at: Option<i64> = r.get(5);
     let reason: Option<i64> = r.get(6);
     Ok(CertRow {
@@ -312,19 +313,19 @@ fn cert_row(r: &sqlx::sqlite::SqliteRow) -> Result<CertRow, StoreError> {
     })
 }
 
-pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Any>>(
     e: E,
     certname: &str,
 ) -> Result<Option<CertRow>, StoreError> {
     let sql = format!(
         "SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
-         WHERE c.certname = ? AND c.cleaned_at IS NULL ORDER BY c.serial DESC LIMIT 1"
+         WHERE c.certname = $1 AND c.cleaned_at IS NULL ORDER BY c.serial DESC LIMIT 1"
     );
     let row = sqlx::query(&sql).bind(certname).fetch_optional(e).await?;
     row.as_ref().map(cert_row).transpose()
 }
 
-pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn certificates<'e, E: Executor<'e, Database = Any>>(
     e: E,
     filter: StatusFilter,
 ) -> Result<Vec<CertRow>, StoreError> {
@@ -344,7 +345,7 @@ pub(super) async fn certificates<'e, E: Executor<'e, Database = Sqlite>>(
 }
 
 pub(super) async fn insert_certificate(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     row: &CertRow,
     status_json: &str,
     issued_at: i64,
@@ -352,7 +353,7 @@ pub(super) async fn insert_certificate(
 ) -> Result<(), StoreError> {
     let res = sqlx::query(
         "INSERT INTO certificates (serial, certname, der, fingerprint, status_json, not_before, not_after, issued_at, issued_by) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(to_i64(row.serial)?)
     .bind(&row.certname)
@@ -378,7 +379,8 @@ pub(super) async fn insert_certificate(
 /// name), a revoked one's `state` rewritten from `signed` to `revoked`. Assembled by SQLite in one
 /// pass per table (no row-by-row transfer), read in one transaction so both parts agree.
 pub(super) async fn status_list_json(
-    pool: &SqlitePool,
+    pool: &AnyPool,
+    backend: super::Backend,
     requests: bool,
     filter: Option<StatusFilter>,
     signed_state: &str,
@@ -389,11 +391,13 @@ pub(super) async fn status_list_json(
     if requests {
         // An ordered subquery feeds the aggregate in its order (SQLite does not flatten it), which
         // costs no sort, unlike an ORDER BY inside group_concat.
-        let reqs: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(j, ',') FROM (SELECT status_json AS j FROM requests ORDER BY certname)",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let sql = match backend {
+            super::Backend::Sqlite => {
+                "SELECT group_concat(j, ',') FROM (SELECT status_json AS j FROM requests ORDER BY certname)"
+            }
+            super::Backend::Postgres => "SELECT string_agg(status_json, ',' ORDER BY certname) FROM requests",
+        };
+        let reqs: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut *tx).await?;
         parts.extend(reqs);
     }
     if let Some(filter) = filter {
@@ -402,14 +406,18 @@ pub(super) async fn status_list_json(
             StatusFilter::Signed => "AND r.serial IS NULL",
             StatusFilter::Revoked => "AND r.serial IS NOT NULL",
         };
+        let agg = match backend {
+            super::Backend::Sqlite => "group_concat(j, ',')",
+            super::Backend::Postgres => "string_agg(j, ',' ORDER BY certname)",
+        };
         let sql = format!(
-            "SELECT group_concat(j, ',') FROM ( \
-               SELECT CASE WHEN r.serial IS NULL THEN c.status_json \
-                           ELSE replace(c.status_json, ?1, ?2) END AS j \
+            "SELECT {agg} FROM ( \
+               SELECT c.certname AS certname, CASE WHEN r.serial IS NULL THEN c.status_json \
+                           ELSE replace(c.status_json, $1, $2) END AS j \
                FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
                WHERE c.cleaned_at IS NULL AND c.serial = \
                  (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
-               {state} ORDER BY c.certname)"
+               {state} ORDER BY c.certname) AS listed"
         );
         let certs: Option<String> = sqlx::query_scalar(&sql)
             .bind(signed_state)
@@ -432,13 +440,13 @@ pub(super) async fn status_list_json(
 }
 
 pub(super) async fn revocable_serials(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     certname: &str,
     now: i64,
 ) -> Result<Vec<u64>, StoreError> {
     let v: Vec<i64> = sqlx::query_scalar(
         "SELECT c.serial FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
-         WHERE c.certname = ? AND c.cleaned_at IS NULL AND r.serial IS NULL AND c.not_after > ? ORDER BY c.serial",
+         WHERE c.certname = $1 AND c.cleaned_at IS NULL AND r.serial IS NULL AND c.not_after > $2 ORDER BY c.serial",
     )
     .bind(certname)
     .bind(now)
@@ -448,14 +456,14 @@ pub(super) async fn revocable_serials(
 }
 
 pub(super) async fn revoke(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     serial: u64,
     certname: Option<&str>,
     at: i64,
     reason: i64,
 ) -> Result<bool, StoreError> {
     let res = sqlx::query(
-        "INSERT INTO revocations (serial, certname, revoked_at, reason) VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
+        "INSERT INTO revocations (serial, certname, revoked_at, reason) VALUES ($1, $2, $3, $4) ON CONFLICT (serial) DO NOTHING",
     )
     .bind(to_i64(serial)?)
     .bind(certname)
@@ -467,19 +475,20 @@ pub(super) async fn revoke(
 }
 
 pub(super) async fn clean_certificates(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     certname: &str,
     at: i64,
 ) -> Result<u64, StoreError> {
-    let res = sqlx::query("UPDATE certificates SET cleaned_at = ? WHERE certname = ? AND cleaned_at IS NULL")
-        .bind(at)
-        .bind(certname)
-        .execute(&mut *c)
-        .await?;
+    let res =
+        sqlx::query("UPDATE certificates SET cleaned_at = $1 WHERE certname = $2 AND cleaned_at IS NULL")
+            .bind(at)
+            .bind(certname)
+            .execute(&mut *c)
+            .await?;
     Ok(res.rows_affected())
 }
 
-pub(super) async fn revocations(c: &mut SqliteConnection) -> Result<Vec<RevocationRow>, StoreError> {
+pub(super) async fn revocations(c: &mut AnyConnection) -> Result<Vec<RevocationRow>, StoreError> {
     let rows = sqlx::query("SELECT serial, revoked_at, reason FROM revocations ORDER BY serial")
         .fetch_all(&mut *c)
         .await?;
@@ -494,10 +503,10 @@ pub(super) async fn revocations(c: &mut SqliteConnection) -> Result<Vec<Revocati
         .collect()
 }
 
-pub(super) async fn expired_revocations(c: &mut SqliteConnection, now: i64) -> Result<Vec<u64>, StoreError> {
+pub(super) async fn expired_revocations(c: &mut AnyConnection, now: i64) -> Result<Vec<u64>, StoreError> {
     let v: Vec<i64> = sqlx::query_scalar(
         "SELECT r.serial FROM revocations r JOIN certificates c ON c.serial = r.serial \
-         WHERE c.not_after < ? ORDER BY r.serial",
+         WHERE c.not_after < $1 ORDER BY r.serial",
     )
     .bind(now)
     .fetch_all(&mut *c)
@@ -505,15 +514,15 @@ pub(super) async fn expired_revocations(c: &mut SqliteConnection, now: i64) -> R
     v.into_iter().map(|s| to_u64(s, "serial")).collect()
 }
 
-pub(super) async fn delete_revocation(c: &mut SqliteConnection, serial: u64) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM revocations WHERE serial = ?")
+pub(super) async fn delete_revocation(c: &mut AnyConnection, serial: u64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM revocations WHERE serial = $1")
         .bind(to_i64(serial)?)
         .execute(&mut *c)
         .await?;
     Ok(())
 }
 
-pub(super) async fn parent_crls<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn parent_crls<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     Ok(
@@ -524,14 +533,14 @@ pub(super) async fn parent_crls<'e, E: Executor<'e, Database = Sqlite>>(
 }
 
 pub(super) async fn set_parent_crl(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     position: u32,
     der: &[u8],
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO parent_crls (position, der) VALUES (?, ?) ON CONFLICT (position) DO UPDATE SET der = excluded.der",
+        "INSERT INTO parent_crls (position, der) VALUES ($1, $2) ON CONFLICT (position) DO UPDATE SET der = excluded.der",
     )
-    .bind(position)
+    .bind(i64::from(position))
     .bind(der)
     .execute(&mut *c)
     .await?;
@@ -540,8 +549,8 @@ pub(super) async fn set_parent_crl(
     Ok(())
 }
 
-pub(super) async fn set_counter(c: &mut SqliteConnection, name: &str, value: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE counters SET value = ? WHERE name = ?")
+pub(super) async fn set_counter(c: &mut AnyConnection, name: &str, value: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE counters SET value = $1 WHERE name = $2")
         .bind(value)
         .bind(name)
         .execute(&mut *c)
@@ -549,26 +558,26 @@ pub(super) async fn set_counter(c: &mut SqliteConnection, name: &str, value: i64
     Ok(())
 }
 
-pub(super) async fn all_certificates<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn all_certificates<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Vec<(CertRow, bool)>, StoreError> {
     let sql = format!(
-        "SELECT {CERT_COLUMNS}, c.cleaned_at IS NOT NULL FROM certificates c \
+        "SELECT {CERT_COLUMNS}, CASE WHEN c.cleaned_at IS NULL THEN 0 ELSE 1 END FROM certificates c \
          LEFT JOIN revocations r ON r.serial = c.serial ORDER BY c.serial"
     );
     let rows = sqlx::query(&sql).fetch_all(e).await?;
     rows.iter()
-        .map(|r| Ok((cert_row(r)?, r.get::<bool, _>(7))))
+        .map(|r| Ok((cert_row(r)?, r.get::<i64, _>(7) != 0)))
         .collect()
 }
 
 pub(super) async fn insert_inventory_line(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     serial: u64,
     line: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO imported_inventory (serial, line) VALUES (?, ?) ON CONFLICT (serial) DO NOTHING",
+        "INSERT INTO imported_inventory (serial, line) VALUES ($1, $2) ON CONFLICT (serial) DO NOTHING",
     )
     .bind(to_i64(serial)?)
     .bind(line)
@@ -577,7 +586,7 @@ pub(super) async fn insert_inventory_line(
     Ok(())
 }
 
-pub(super) async fn inventory_lines<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn inventory_lines<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Vec<(u64, String)>, StoreError> {
     let rows = sqlx::query("SELECT serial, line FROM imported_inventory ORDER BY serial")
@@ -588,8 +597,8 @@ pub(super) async fn inventory_lines<'e, E: Executor<'e, Database = Sqlite>>(
         .collect()
 }
 
-pub(super) async fn certificate_exists(c: &mut SqliteConnection, serial: u64) -> Result<bool, StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certificates WHERE serial = ?")
+pub(super) async fn certificate_exists(c: &mut AnyConnection, serial: u64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certificates WHERE serial = $1")
         .bind(to_i64(serial)?)
         .fetch_one(&mut *c)
         .await?;
@@ -608,14 +617,14 @@ pub struct MetricsSnapshot {
     pub crl_next_update: i64,
 }
 
-pub(super) async fn metrics<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
     e: E,
     now: i64,
 ) -> Result<MetricsSnapshot, StoreError> {
     let r = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM requests), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL), \
-                (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > ?1 AND not_after <= ?1 + 2592000), \
+                (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > $1 AND not_after <= $1 + 2592000), \
                 (SELECT COUNT(*) FROM revocations), \
                 (SELECT value FROM counters WHERE name = 'crl_number'), (SELECT this_update FROM crl WHERE id = 1), \
                 (SELECT next_update FROM crl WHERE id = 1)",
@@ -634,7 +643,7 @@ pub(super) async fn metrics<'e, E: Executor<'e, Database = Sqlite>>(
     })
 }
 
-pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<Option<CrlRow>, StoreError> {
+pub(super) async fn crl<'e, E: Executor<'e, Database = Any>>(e: E) -> Result<Option<CrlRow>, StoreError> {
     let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
         .fetch_optional(e)
         .await?;
@@ -649,7 +658,7 @@ pub(super) async fn crl<'e, E: Executor<'e, Database = Sqlite>>(e: E) -> Result<
     .transpose()
 }
 
-pub(super) async fn crl_version<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn crl_version<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<(Option<i64>, i64), StoreError> {
     let row = sqlx::query(
@@ -661,9 +670,7 @@ pub(super) async fn crl_version<'e, E: Executor<'e, Database = Sqlite>>(
     Ok((row.get(0), row.get::<Option<i64>, _>(1).unwrap_or(0)))
 }
 
-pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(
-    e: E,
-) -> Result<Option<u64>, StoreError> {
+pub(super) async fn crl_number<'e, E: Executor<'e, Database = Any>>(e: E) -> Result<Option<u64>, StoreError> {
     // The counter: the number of the last CRL signed (-1 before the first). Its row may be written a
     // moment later (see `store_crl_if_newer`).
     let n: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
@@ -674,9 +681,9 @@ pub(super) async fn crl_number<'e, E: Executor<'e, Database = Sqlite>>(
 
 /// Stores a CRL unless the stored one is newer (a CRL written late by the server's background
 /// writer never replaces one signed after it).
-pub(super) async fn store_crl(c: &mut SqliteConnection, row: &CrlRow) -> Result<(), StoreError> {
+pub(super) async fn store_crl(c: &mut AnyConnection, row: &CrlRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, ?, ?, ?, ?) \
+        "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, $1, $2, $3, $4) \
          ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
          next_update = excluded.next_update, der = excluded.der WHERE excluded.number > crl.number",
     )
@@ -717,7 +724,7 @@ pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+pub(super) async fn audit(c: &mut AnyConnection, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
     // Inside the write transaction, so the chain has no forks.
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut *c)
@@ -734,7 +741,7 @@ pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Re
     };
     let hash = audit_hash(prev.as_deref().unwrap_or(""), &fields);
     sqlx::query(
-        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(rec.at)
     .bind(rec.actor)
@@ -749,13 +756,13 @@ pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Re
     Ok(())
 }
 
-pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Sqlite>>(
+pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Any>>(
     e: E,
     certname: Option<&str>,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let rows = sqlx::query_as::<_, AuditRow>(
         "SELECT id, at, actor, action, certname, serial, outcome, detail, hash FROM audit \
-         WHERE (?1 IS NULL OR certname = ?1) ORDER BY id",
+         WHERE ($1 IS NULL OR certname = $1) ORDER BY id",
     )
     .bind(certname)
     .fetch_all(e)

@@ -1,0 +1,217 @@
+//! One contract for both storage backends: the same battery runs on a SQLite file and on a throwaway
+//! PostgreSQL cluster. It covers what several writers must never break: serials never reused (with
+//! concurrent writers on separate pools, as separate processes or replicas would be), CRL numbers never
+//! going back, a duplicate request refused, a revocation shown as revoked, the audit chain intact.
+
+use ca_server::storage::{AuditRecord, CertRow, CrlRow, StatusFilter, Store, StoreError};
+
+use crate::pg::PgCluster;
+
+async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Store>>>) {
+    let store = open().await;
+    let mut tx = store.write().await.unwrap();
+    tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
+    tx.commit().await.unwrap();
+    // A second CA in the same database is refused.
+    let mut tx = store.write().await.unwrap();
+    assert!(matches!(
+        tx.init_ca("other", b"k", 1, 0).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    drop(tx);
+
+    // Serials: four writers, each on its own pool (as separate processes), 25 serials each.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = open().await;
+        tasks.push(async move {
+            let mut got = Vec::new();
+            for i in 0..25 {
+                let mut tx = s.write().await.unwrap();
+                let serial = tx.next_serial().await.unwrap();
+                let name = format!("w{w}-{i}.example.test");
+                tx.insert_certificate(
+                    &CertRow {
+                        serial,
+                        certname: name.clone(),
+                        der: vec![1, 2, 3],
+                        not_before: 0,
+                        not_after: i64::MAX / 2,
+                        revoked: None,
+                    },
+                    "{\"state\":\"signed\"}",
+                    100,
+                    "test",
+                )
+                .await
+                .unwrap();
+                tx.audit(&AuditRecord::ok(100, "test", "sign").on(&name).serial(serial))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                got.push(serial);
+            }
+            s.close().await;
+            got
+        });
+    }
+    let mut all: Vec<u64> = futures_join_all(tasks).await.into_iter().flatten().collect();
+    all.sort_unstable();
+    let expected: Vec<u64> = (2..102).collect();
+    assert_eq!(all, expected, "serials unique, dense, from the first serial");
+    assert_eq!(store.peek_serial().await.unwrap(), 102);
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Ok(100),
+        "audit chain intact under concurrent writers"
+    );
+
+    // Requests: a duplicate is refused unless replacing.
+    let mut tx = store.write().await.unwrap();
+    tx.put_request("req.example.test", b"csr", "{}", 1, "test", false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        tx.put_request("req.example.test", b"csr2", "{}", 1, "test", false)
+            .await,
+        Err(StoreError::Duplicate(_))
+    ));
+    drop(tx); // rolled back: nothing stored
+    assert!(store.request("req.example.test").await.unwrap().is_none());
+    let mut tx = store.write().await.unwrap();
+    tx.put_request("req.example.test", b"csr", "{}", 1, "test", false)
+        .await
+        .unwrap();
+    tx.put_request("req.example.test", b"csr2", "{}", 2, "test", true)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.request("req.example.test").await.unwrap().unwrap().csr_der,
+        b"csr2"
+    );
+
+    // Revocation, CRL numbers.
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.revoke(5, Some("w0-3.example.test"), 200, 1).await.unwrap());
+    assert!(
+        !tx.revoke(5, Some("w0-3.example.test"), 201, 1).await.unwrap(),
+        "revoked once"
+    );
+    let n0 = tx.next_crl_number().await.unwrap();
+    tx.store_crl(&CrlRow {
+        number: n0,
+        this_update: 200,
+        next_update: 900,
+        der: vec![9],
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let revoked = store.certificates(StatusFilter::Revoked).await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].serial, 5);
+    assert_eq!(revoked[0].revoked, Some((200, 1)));
+    let listed = store
+        .status_list_json(true, Some(StatusFilter::All), "\"signed\"", "\"revoked\"")
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 101, "{listed}");
+    assert_eq!(listed.matches("\"revoked\"").count(), 1);
+    let mut tx = store.write().await.unwrap();
+    let n1 = tx.next_crl_number().await.unwrap();
+    assert_eq!(n1, n0 + 1);
+    // An older CRL never replaces a newer one.
+    tx.store_crl(&CrlRow {
+        number: n1,
+        this_update: 300,
+        next_update: 900,
+        der: vec![8],
+    })
+    .await
+    .unwrap();
+    tx.store_crl(&CrlRow {
+        number: n0,
+        this_update: 200,
+        next_update: 900,
+        der: vec![9],
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.crl().await.unwrap().unwrap().number, n1);
+    assert_eq!(store.crl_number().await.unwrap(), Some(n1));
+    let mut tx = store.write().await.unwrap();
+    tx.raise_crl_number(0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.crl_number().await.unwrap(),
+        Some(n1),
+        "the CRL number never goes back"
+    );
+
+    // Cleaning, export listing.
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.clean_certificates("w1-0.example.test", 400).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    assert!(store
+        .current_certificate("w1-0.example.test")
+        .await
+        .unwrap()
+        .is_none());
+    let every = store.all_certificates().await.unwrap();
+    assert_eq!(every.len(), 100);
+    assert_eq!(every.iter().filter(|(_, cleaned)| *cleaned).count(), 1);
+    let m = store.metrics(100).await.unwrap();
+    assert_eq!((m.pending, m.certificates, m.revoked), (1, 99, 1));
+    store.close().await;
+}
+
+/// `join_all` without a futures dependency: each future on its own task.
+async fn futures_join_all<F>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn store_contract_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.db");
+    rt().block_on(contract(move || {
+        let path = path.clone();
+        Box::pin(async move { Store::open(&path, true).await.unwrap() })
+    }));
+}
+
+#[test]
+fn store_contract_on_postgresql() {
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let log = pg.log();
+    rt().block_on(contract(move || {
+        let url = url.clone();
+        let log = log.clone();
+        Box::pin(async move {
+            Store::open_url(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{log}"))
+        })
+    }));
+}
