@@ -34,6 +34,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A file the store writes (a backup) cannot be written where asked.
+    #[error("{0}")]
+    File(String),
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -169,14 +172,38 @@ impl Store {
         Ok(Ok(rows.len()))
     }
     /// A consistent copy of the whole database into a new file (`VACUUM INTO`), safe while others write.
+    /// The file is created here first, mode 0600 and exclusively: an existing file or a symbolic link
+    /// (even a dangling one) in its place is refused, never followed.
     pub async fn backup(&self, path: &Path) -> Result<(), StoreError> {
-        if path.exists() {
-            return Err(StoreError::Duplicate(path.display().to_string()));
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(StoreError::File(format!(
+                    "{} is a symbolic link; refusing to write through it",
+                    path.display()
+                )))
+            }
+            Ok(_) => return Err(StoreError::Duplicate(path.display().to_string())),
+            Err(_) => {}
         }
-        sqlx::query("VACUUM INTO ?")
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => StoreError::Duplicate(path.display().to_string()),
+                _ => StoreError::File(format!("cannot create {}: {e}", path.display())),
+            })?;
+        // VACUUM INTO writes into an existing file only when it is empty: the one just created.
+        let res = sqlx::query("VACUUM INTO ?")
             .bind(path.display().to_string())
             .execute(&self.pool)
-            .await?;
+            .await;
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(path);
+            return Err(e.into());
+        }
         Ok(())
     }
     /// Audit rows, oldest first.
