@@ -56,6 +56,8 @@ pub struct CaSettings {
     pub autosign: Autosign,
     /// How long an autosign executable may run.
     pub autosign_timeout: std::time::Duration,
+    /// How many autosign executables may run at once; further submissions wait their turn.
+    pub autosign_max_concurrent: usize,
     /// Where the passphrase of an encrypted CA key (and root key) comes from.
     pub key_passphrase: PassphraseSource,
 }
@@ -90,6 +92,9 @@ impl CaSettings {
     }
 }
 
+/// Autosign executables running at once unless `autosign-max-concurrent` says otherwise.
+pub const DEFAULT_AUTOSIGN_MAX_CONCURRENT: usize = 4;
+
 impl Default for CaSettings {
     fn default() -> Self {
         CaSettings {
@@ -101,6 +106,7 @@ impl Default for CaSettings {
             auto_renewal_cert_ttl: Duration::days(90),
             autosign: Autosign::Off,
             autosign_timeout: std::time::Duration::from_secs(30),
+            autosign_max_concurrent: DEFAULT_AUTOSIGN_MAX_CONCURRENT,
             key_passphrase: PassphraseSource::None,
         }
     }
@@ -150,6 +156,8 @@ pub struct Authority {
     settings: CaSettings,
     clock: Arc<dyn Clock>,
     autosign_cache: Arc<autosign::AllowListCache>,
+    /// One permit per autosign executable running (`autosign_max_concurrent`).
+    autosign_slots: Arc<tokio::sync::Semaphore>,
     dir: DataDir,
     queue: Arc<batch::Queue>,
     sign_latency: Arc<latency::Histogram>,
@@ -242,12 +250,14 @@ impl Authority {
         clock: Arc<dyn Clock>,
         dir: &DataDir,
     ) -> Authority {
+        let slots = settings.autosign_max_concurrent.max(1);
         Authority {
             store,
             signer: Arc::new(signer),
             settings,
             clock,
             autosign_cache: Arc::default(),
+            autosign_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dir: dir.clone(),
             queue: Arc::default(),
             sign_latency: Arc::default(),
