@@ -188,25 +188,12 @@ fn unix(t: OffsetDateTime) -> i64 {
 
 /// The CA key must be private to its owner: refuse to use it otherwise, saying how to fix it.
 fn check_key_mode(path: &std::path::Path) -> Result<(), AuthorityError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| {
-            AuthorityError::Ca(CaError::Key(format!(
-                "cannot read the CA key {}: {e}",
-                path.display()
-            )))
-        })?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(AuthorityError::Ca(CaError::Key(format!(
-            "the CA key {} is accessible to other users (mode {:o}); run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        ))));
-    }
-    Ok(())
+    check_private_key(path, "the CA key")
+}
+
+/// A private key of the data directory must be private to its owner (`what` names it in the error).
+fn check_private_key(path: &std::path::Path, what: &str) -> Result<(), AuthorityError> {
+    crate::datadir::check_private_key_mode(path, what).map_err(|m| AuthorityError::Ca(CaError::Key(m)))
 }
 
 async fn blocking<T: Send + 'static>(
