@@ -164,6 +164,13 @@ impl Permit {
     ) -> Result<Permit, PolicyError> {
         let mut sans = sans;
         check_san_shapes(certname, &sans)?;
+        let extensions = extensions
+            .into_iter()
+            .map(|(oid, critical, value)| {
+                let puppet = oids::is_under(&oid, oids::PUPPET_ARC);
+                (oid, critical && !puppet, value)
+            })
+            .collect();
         let own = San::Dns(certname.to_string());
         if !sans.contains(&own) {
             sans.insert(0, own);
@@ -451,7 +458,9 @@ pub fn evaluate(csr: &Csr, policy: &SigningPolicy, flags: SigningOptions) -> Eva
     for (e, v) in csr.extensions.iter().zip(extensions.iter_mut()) {
         if v.allowed {
             match der::decode_string(&e.value) {
-                Some(value) => copied.push((e.oid.clone(), e.critical, der::utf8_string(&value))),
+                // Puppet's extensions are never critical, whatever the request says: a critical
+                // extension that verifiers do not know makes them reject the certificate.
+                Some(value) => copied.push((e.oid.clone(), false, der::utf8_string(&value))),
                 None => {
                     v.allowed = false;
                     v.kind = Refusal::BadValue;
