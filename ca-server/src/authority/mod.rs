@@ -16,6 +16,7 @@ pub mod status;
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::crl::{self, Reason};
 use crate::ca::csr::{self, Csr, San};
@@ -314,6 +315,7 @@ impl Authority {
         // Parsing and the signature check happen before the write lock is taken.
         let checked = csr::parse(body).map_err(AuthorityError::from).and_then(|c| {
             names::validate_subject(certname, &c.common_name)?;
+            self.check_name_available(certname, &[])?;
             Ok(c)
         });
         let tx = self.store.write().await?;
@@ -449,6 +451,10 @@ impl Authority {
         ttl: Option<Duration>,
     ) -> Result<(String, Issued), AuthorityError> {
         let permit = Self::generated_permit(certname, alt_names, false)?;
+        if let Err(e) = self.check_name_available(certname, alt_names) {
+            let tx = self.store.write().await?;
+            return Err(self.refuse(tx, actor, "generate", certname, e.into()).await);
+        }
         let key = blocking(move || keys::generate(key_type)).await?;
         let mut tx = self.store.write().await?;
         if tx.current_certificate(certname).await?.is_some() || tx.request(certname).await?.is_some() {
@@ -469,6 +475,47 @@ impl Authority {
             .await?;
         tx.commit().await?;
         Ok((key.serialize_pem(), issued))
+    }
+
+    /// The certname of this CA's server certificate (`server/cert.pem`), when it is there.
+    fn server_certname(&self) -> Option<String> {
+        let pem = std::fs::read_to_string(self.dir.server_cert()).ok()?;
+        let ders = crate::ca::signer::parse_cert_bundle(&pem).ok()?;
+        let (_, cert) = X509Certificate::from_der(ders.first()?).ok()?;
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()?
+            .as_str()
+            .ok()?
+            .to_string();
+        Some(cn)
+    }
+
+    /// Refuses certnames no request or `ca generate` may take: `ca`, the admin certificate's and this
+    /// server's own (setup issues those directly), and an IP literal unless the signing policy allows
+    /// it as an IP alt name for itself (or `granted`, the alt names of `ca generate`, holds it).
+    fn check_name_available(&self, certname: &str, granted: &[San]) -> Result<(), names::NameError> {
+        let reserved = |what| names::NameError::Reserved {
+            name: certname.to_string(),
+            what,
+        };
+        if certname == "ca" {
+            return Err(reserved("the CA certificate"));
+        }
+        if certname == ADMIN_CERTNAME {
+            return Err(reserved("the CA's admin certificate"));
+        }
+        if let Ok(ip) = certname.parse::<std::net::IpAddr>() {
+            let san = San::Ip(ip);
+            if !granted.contains(&san) && !self.settings.signing.allows_alt_name(certname, &san) {
+                return Err(names::NameError::IpAddress(certname.to_string()));
+            }
+        }
+        if self.server_certname().as_deref() == Some(certname) {
+            return Err(reserved("the CA server's own certificate"));
+        }
+        Ok(())
     }
 
     fn generated_permit(certname: &str, alt_names: &[San], cli_auth: bool) -> Result<Permit, AuthorityError> {

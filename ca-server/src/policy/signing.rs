@@ -278,6 +278,15 @@ pub struct SigningPolicy {
     pub rules: Vec<AltNameRule>,
 }
 
+impl SigningPolicy {
+    /// Whether the configured policy (the global `allow-subject-alt-names` switch, or a
+    /// `[[ca.alt-name-rules]]` entry for `certname`) allows the alt name `san` whoever signs: what an
+    /// IP-literal certname needs for its own address.
+    pub fn allows_alt_name(&self, certname: &str, san: &San) -> bool {
+        self.global.allow_dns_alt_names || rule_for(self, certname, |r| r.allows_san(san)).is_some()
+    }
+}
+
 /// One SAN or extension and what the policy says of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
