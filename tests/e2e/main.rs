@@ -22,5 +22,6 @@ mod operations;
 mod policy;
 mod real_clients;
 mod remote_cli;
+mod security_low;
 mod server;
 mod server_binary;
