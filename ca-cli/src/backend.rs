@@ -74,7 +74,15 @@ impl Backend {
         };
         let cacert = remote.cacert.clone().unwrap_or_else(|| dir.ca_cert());
         let cert = remote.cert.clone().unwrap_or_else(|| dir.admin_cert());
-        let key = remote.key.clone().unwrap_or_else(|| dir.admin_key());
+        let key = match &remote.key {
+            Some(k) => k.clone(),
+            None => {
+                // The admin certificate carries pp_cli_auth: its key must be as private as the CA key.
+                let k = dir.admin_key();
+                ca_server::datadir::check_private_key_mode(&k, "the admin key")?;
+                k
+            }
+        };
         Client::new(server, &cacert, Some((&cert, &key))).map(Backend::Remote)
     }
 

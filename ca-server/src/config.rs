@@ -83,6 +83,7 @@ struct FileCa {
     auto_renewal_cert_ttl: Option<String>,
     autosign: Option<FileAutosign>,
     autosign_timeout: Option<String>,
+    autosign_max_concurrent: Option<usize>,
     key_passphrase_file: Option<PathBuf>,
     #[serde(default)]
     alt_name_rules: Vec<FileAltNameRule>,
@@ -338,6 +339,15 @@ impl Settings {
             },
             autosign,
             autosign_timeout: std_dur("ca.autosign-timeout", fc.ca.autosign_timeout, d.autosign_timeout)?,
+            autosign_max_concurrent: match fc.ca.autosign_max_concurrent {
+                None => d.autosign_max_concurrent,
+                Some(n) if (1..=1024).contains(&n) => n,
+                Some(_) => {
+                    return Err(ConfigError::Invalid(
+                        "ca.autosign-max-concurrent must be between 1 and 1024".into(),
+                    ))
+                }
+            },
             allow_duplicate_certs: fc.ca.allow_duplicate_certs.unwrap_or(false),
             allow_auto_renewal: fc.ca.allow_auto_renewal.unwrap_or(false),
             auto_renewal_cert_ttl: dur(
@@ -479,6 +489,10 @@ mod tests {
             Autosign::Path(PathBuf::from("/etc/ca/autosign.conf"))
         );
         assert_eq!(s.ca.autosign_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(s.ca.autosign_max_concurrent, 4, "the default");
+        let two = parse("[ca]\nautosign-max-concurrent = 2\n").unwrap();
+        assert_eq!(two.ca.autosign_max_concurrent, 2);
+        assert!(parse("[ca]\nautosign-max-concurrent = 0\n").is_err());
         assert_eq!(
             s.ca.signing.rules[0].label,
             "ca.alt-name-rules[1] (compile-*.example.com)"

@@ -83,6 +83,24 @@ impl DataDir {
     }
 }
 
+/// Refuses a private key file that other users may read or write (any group or other permission bit),
+/// saying how to fix it; `what` names it (`the CA key`, `the server key`).
+pub fn check_private_key_mode(path: &Path, what: &str) -> Result<(), String> {
+    let mode = fs::metadata(path)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{what} {} is accessible to other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Writes a new file with `mode`, refusing to overwrite, creating parent directories (0700).
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {

@@ -25,6 +25,7 @@ mod policy;
 mod real_clients;
 mod remote_cli;
 mod revocation;
+mod security_low;
 mod server;
 mod server_binary;
 mod store_contract;

@@ -387,7 +387,7 @@ fn export_import_export_is_byte_identical() {
             .permissions()
             .mode()
             & 0o777,
-        0o640
+        0o600
     );
     assert!(
         first.join("signed/agent-ec.example.test.pem").exists()

@@ -105,6 +105,11 @@ impl Authority {
     }
 
     async fn run_policy(&self, path: &Path, certname: &str, csr_pem: &[u8]) -> AutosignVerdict {
+        // At most `autosign_max_concurrent` executables at once: a burst of submissions queues here
+        // instead of starting one process each. The wait does not count against the timeout.
+        let Ok(_slot) = self.autosign_slots.acquire().await else {
+            return no("autosign is shutting down");
+        };
         // The policy never sees the CA key's passphrase.
         let child = tokio::process::Command::new(path)
             .arg(certname)

@@ -16,6 +16,7 @@ pub mod status;
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::crl::{self, Reason};
 use crate::ca::csr::{self, Csr, San};
@@ -56,6 +57,8 @@ pub struct CaSettings {
     pub autosign: Autosign,
     /// How long an autosign executable may run.
     pub autosign_timeout: std::time::Duration,
+    /// How many autosign executables may run at once; further submissions wait their turn.
+    pub autosign_max_concurrent: usize,
     /// Where the passphrase of an encrypted CA key (and root key) comes from.
     pub key_passphrase: PassphraseSource,
 }
@@ -90,6 +93,9 @@ impl CaSettings {
     }
 }
 
+/// Autosign executables running at once unless `autosign-max-concurrent` says otherwise.
+pub const DEFAULT_AUTOSIGN_MAX_CONCURRENT: usize = 4;
+
 impl Default for CaSettings {
     fn default() -> Self {
         CaSettings {
@@ -101,6 +107,7 @@ impl Default for CaSettings {
             auto_renewal_cert_ttl: Duration::days(90),
             autosign: Autosign::Off,
             autosign_timeout: std::time::Duration::from_secs(30),
+            autosign_max_concurrent: DEFAULT_AUTOSIGN_MAX_CONCURRENT,
             key_passphrase: PassphraseSource::None,
         }
     }
@@ -150,6 +157,8 @@ pub struct Authority {
     settings: CaSettings,
     clock: Arc<dyn Clock>,
     autosign_cache: Arc<autosign::AllowListCache>,
+    /// One permit per autosign executable running (`autosign_max_concurrent`).
+    autosign_slots: Arc<tokio::sync::Semaphore>,
     dir: DataDir,
     queue: Arc<batch::Queue>,
     sign_latency: Arc<latency::Histogram>,
@@ -180,25 +189,12 @@ fn unix(t: OffsetDateTime) -> i64 {
 
 /// The CA key must be private to its owner: refuse to use it otherwise, saying how to fix it.
 fn check_key_mode(path: &std::path::Path) -> Result<(), AuthorityError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| {
-            AuthorityError::Ca(CaError::Key(format!(
-                "cannot read the CA key {}: {e}",
-                path.display()
-            )))
-        })?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(AuthorityError::Ca(CaError::Key(format!(
-            "the CA key {} is accessible to other users (mode {:o}); run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        ))));
-    }
-    Ok(())
+    check_private_key(path, "the CA key")
+}
+
+/// A private key of the data directory must be private to its owner (`what` names it in the error).
+fn check_private_key(path: &std::path::Path, what: &str) -> Result<(), AuthorityError> {
+    crate::datadir::check_private_key_mode(path, what).map_err(|m| AuthorityError::Ca(CaError::Key(m)))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -242,12 +238,14 @@ impl Authority {
         clock: Arc<dyn Clock>,
         dir: &DataDir,
     ) -> Authority {
+        let slots = settings.autosign_max_concurrent.max(1);
         Authority {
             store,
             signer: Arc::new(signer),
             settings,
             clock,
             autosign_cache: Arc::default(),
+            autosign_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dir: dir.clone(),
             queue: Arc::default(),
             sign_latency: Arc::default(),
@@ -317,6 +315,7 @@ impl Authority {
         // Parsing and the signature check happen before the write lock is taken.
         let checked = csr::parse(body).map_err(AuthorityError::from).and_then(|c| {
             names::validate_subject(certname, &c.common_name)?;
+            self.check_name_available(certname, &[])?;
             Ok(c)
         });
         let tx = self.store.write().await?;
@@ -452,6 +451,10 @@ impl Authority {
         ttl: Option<Duration>,
     ) -> Result<(String, Issued), AuthorityError> {
         let permit = Self::generated_permit(certname, alt_names, false)?;
+        if let Err(e) = self.check_name_available(certname, alt_names) {
+            let tx = self.store.write().await?;
+            return Err(self.refuse(tx, actor, "generate", certname, e.into()).await);
+        }
         let key = blocking(move || keys::generate(key_type)).await?;
         let mut tx = self.store.write().await?;
         if tx.current_certificate(certname).await?.is_some() || tx.request(certname).await?.is_some() {
@@ -472,6 +475,47 @@ impl Authority {
             .await?;
         tx.commit().await?;
         Ok((key.serialize_pem(), issued))
+    }
+
+    /// The certname of this CA's server certificate (`server/cert.pem`), when it is there.
+    fn server_certname(&self) -> Option<String> {
+        let pem = std::fs::read_to_string(self.dir.server_cert()).ok()?;
+        let ders = crate::ca::signer::parse_cert_bundle(&pem).ok()?;
+        let (_, cert) = X509Certificate::from_der(ders.first()?).ok()?;
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()?
+            .as_str()
+            .ok()?
+            .to_string();
+        Some(cn)
+    }
+
+    /// Refuses certnames no request or `ca generate` may take: `ca`, the admin certificate's and this
+    /// server's own (setup issues those directly), and an IP literal unless the signing policy allows
+    /// it as an IP alt name for itself (or `granted`, the alt names of `ca generate`, holds it).
+    fn check_name_available(&self, certname: &str, granted: &[San]) -> Result<(), names::NameError> {
+        let reserved = |what| names::NameError::Reserved {
+            name: certname.to_string(),
+            what,
+        };
+        if certname == "ca" {
+            return Err(reserved("the CA certificate"));
+        }
+        if certname == ADMIN_CERTNAME {
+            return Err(reserved("the CA's admin certificate"));
+        }
+        if let Ok(ip) = certname.parse::<std::net::IpAddr>() {
+            let san = San::Ip(ip);
+            if !granted.contains(&san) && !self.settings.signing.allows_alt_name(certname, &san) {
+                return Err(names::NameError::IpAddress(certname.to_string()));
+            }
+        }
+        if self.server_certname().as_deref() == Some(certname) {
+            return Err(reserved("the CA server's own certificate"));
+        }
+        Ok(())
     }
 
     fn generated_permit(certname: &str, alt_names: &[San], cli_auth: bool) -> Result<Permit, AuthorityError> {

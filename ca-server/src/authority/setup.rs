@@ -235,6 +235,7 @@ impl Authority {
                 dir.server_cert(),
                 dir.server_key(),
                 server_key_type,
+                "the server key",
             ),
             (
                 ADMIN_CERTNAME,
@@ -242,11 +243,14 @@ impl Authority {
                 dir.admin_cert(),
                 dir.admin_key(),
                 key_type,
+                "the admin key",
             ),
         ];
         let mut made = Vec::new();
-        for (name, alts, cert_path, key_path, key_type) in wanted {
+        for (name, alts, cert_path, key_path, key_type, what) in wanted {
             if cert_path.exists() && key_path.exists() {
+                // Both certificates carry pp_cli_auth: their keys are as sensitive as the CA key.
+                super::check_private_key(&key_path, what)?;
                 continue;
             }
             let permit = Authority::generated_permit(name, &alts, true)?;

@@ -29,6 +29,12 @@ pub enum CsrError {
     NoCommonName,
     /// The self-signature does not verify.
     BadSignature,
+    /// The extension request names the same extension more than once.
+    DuplicateExtension(String),
+    /// The public key is too weak or of a kind we do not certify.
+    WeakKey(String),
+    /// The self-signature uses a broken or unsupported digest.
+    WeakSignature(String),
 }
 
 impl fmt::Display for CsrError {
@@ -47,6 +53,15 @@ impl fmt::Display for CsrError {
             CsrError::NoCommonName => f.write_str("The certificate request has no subject CN"),
             CsrError::BadSignature => {
                 f.write_str("CSR contains a public key that does not correspond to the signing key")
+            }
+            CsrError::DuplicateExtension(name) => write!(
+                f,
+                "The certificate request contains the extension {name} more than once; \
+                 each extension may appear only once"
+            ),
+            CsrError::WeakKey(why) => write!(f, "The certificate request's key is refused: {why}"),
+            CsrError::WeakSignature(why) => {
+                write!(f, "The certificate request's signature is refused: {why}")
             }
         }
     }
@@ -224,9 +239,12 @@ pub fn parse_der(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     if cns.next().is_some() {
         return Err(CsrError::Unparsable("the subject has more than one CN".into()));
     }
+    check_key(&info.subject_pki)?;
+    check_signature_algorithm(&oid_arcs(&req.signature_algorithm.algorithm)?)?;
     req.verify_signature().map_err(|_| CsrError::BadSignature)?;
 
     let mut sans = Vec::new();
+    let mut seen: Vec<Vec<u64>> = Vec::new();
     let mut extensions = Vec::new();
     let mut challenge_password = None;
     let mut attributes = Vec::new();
@@ -236,6 +254,10 @@ pub fn parse_der(der_bytes: &[u8]) -> Result<Csr, CsrError> {
             ParsedCriAttribute::ExtensionRequest(er) => {
                 for ext in &er.extensions {
                     let oid = oid_arcs(&ext.oid)?;
+                    if seen.contains(&oid) {
+                        return Err(CsrError::DuplicateExtension(extension_name(&oid)));
+                    }
+                    seen.push(oid.clone());
                     if oid == oids::SUBJECT_ALT_NAME {
                         match ext.parsed_extension() {
                             ParsedExtension::SubjectAlternativeName(s) => {
@@ -274,6 +296,116 @@ pub fn parse_der(der_bytes: &[u8]) -> Result<Csr, CsrError> {
         challenge_password,
         attributes,
     })
+}
+
+/// An extension's name for messages: `subjectAltName`, `pp_role`, or the dotted OID.
+fn extension_name(oid: &[u64]) -> String {
+    if oid == oids::SUBJECT_ALT_NAME {
+        return "subjectAltName (2.5.29.17)".into();
+    }
+    match oids::short_name(oid) {
+        Some(n) => format!("{n} ({})", oids::dotted(oid)),
+        None => oids::dotted(oid),
+    }
+}
+
+/// The smallest RSA modulus we certify, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA modulus the signature check handles, in bits.
+pub const MAX_RSA_BITS: usize = 8192;
+/// The smallest RSA public exponent we certify.
+pub const MIN_RSA_EXPONENT: u64 = 65537;
+
+/// The value of a big-endian unsigned integer without its leading zero bytes.
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let skip = b.iter().take_while(|x| **x == 0).count();
+    &b[skip..]
+}
+
+/// Refuses keys too weak to certify (RSA under 2048 bits or with a small exponent, DSA, curves other
+/// than P-256 and P-384) with a message that says so, before the signature check would fail on them.
+fn check_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), CsrError> {
+    use x509_parser::public_key::PublicKey;
+    let alg = oid_arcs(&spki.algorithm.algorithm)?;
+    if alg == oids::KEY_DSA {
+        return Err(CsrError::WeakKey(
+            "DSA keys are not accepted; use RSA (at least 2048 bits) or EC P-256/P-384".into(),
+        ));
+    }
+    if alg == oids::KEY_EC {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| oid_arcs(&o))
+            .transpose()?;
+        return match curve.as_deref() {
+            Some(c) if c == oids::CURVE_P256 || c == oids::CURVE_P384 => Ok(()),
+            Some(c) if c == oids::CURVE_P192 => Err(CsrError::WeakKey(
+                "EC P-192 keys are too weak; use EC P-256/P-384 or RSA (at least 2048 bits)".into(),
+            )),
+            Some(c) => Err(CsrError::WeakKey(format!(
+                "EC curve {} is not accepted; use EC P-256/P-384 or RSA (at least 2048 bits)",
+                oids::dotted(c)
+            ))),
+            None => Err(CsrError::WeakKey("the EC key names no curve".into())),
+        };
+    }
+    if alg == oids::KEY_RSA {
+        let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+            return Err(CsrError::Unparsable("the RSA public key is malformed".into()));
+        };
+        let modulus = strip_zeros(rsa.modulus);
+        let bits = modulus
+            .first()
+            .map_or(0, |b| (modulus.len() - 1) * 8 + (8 - b.leading_zeros() as usize));
+        if bits < MIN_RSA_BITS {
+            return Err(CsrError::WeakKey(format!(
+                "RSA keys of {bits} bits are too weak; at least {MIN_RSA_BITS} bits are required"
+            )));
+        }
+        if bits > MAX_RSA_BITS {
+            return Err(CsrError::WeakKey(format!(
+                "RSA keys of {bits} bits are not supported; at most {MAX_RSA_BITS} bits"
+            )));
+        }
+        let exponent = strip_zeros(rsa.exponent);
+        if exponent.len() <= 8 {
+            let mut buf = [0u8; 8];
+            buf[8 - exponent.len()..].copy_from_slice(exponent);
+            let e = u64::from_be_bytes(buf);
+            if e < MIN_RSA_EXPONENT {
+                return Err(CsrError::WeakKey(format!(
+                    "the RSA public exponent {e} is too small; at least {MIN_RSA_EXPONENT} is required"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses self-signatures made with MD2/MD4/MD5 or SHA-1 (every Puppet agent since 3.x signs with
+/// SHA-256), naming the digest.
+fn check_signature_algorithm(alg: &[u64]) -> Result<(), CsrError> {
+    let broken = |digest: &str| {
+        Err(CsrError::WeakSignature(format!(
+            "it is signed with {digest}, which is not accepted; sign it with SHA-256"
+        )))
+    };
+    match alg {
+        a if a == oids::SIG_MD2_RSA => broken("MD2"),
+        a if a == oids::SIG_MD4_RSA => broken("MD4"),
+        a if a == oids::SIG_MD5_RSA || a == oids::SIG_MD5_RSA_OLD => broken("MD5"),
+        a if a == oids::SIG_SHA1_RSA
+            || a == oids::SIG_SHA1_RSA_OLD
+            || a == oids::SIG_ECDSA_SHA1
+            || a == oids::SIG_DSA_SHA1 =>
+        {
+            broken("SHA-1")
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Csr {

@@ -21,6 +21,17 @@ pub enum NameError {
     Wildcard(String),
     /// Anything else the syntax rule refuses (including empty and overlong names).
     Syntax,
+    /// A name kept for the CA's own certificates (`ca`, `ca-admin`, the server's certname).
+    Reserved {
+        /// The name.
+        name: String,
+        /// What it is kept for.
+        what: &'static str,
+    },
+    /// An IP-literal certname that the signing policy does not allow as an IP alt name.
+    IpAddress(String),
+    /// An IPv6 literal, which the syntax rule can never accept.
+    Ipv6Address(String),
 }
 
 impl fmt::Display for NameError {
@@ -39,6 +50,26 @@ impl fmt::Display for NameError {
                 printable(cn)
             ),
             NameError::Syntax => f.write_str("Subject hostname format is invalid"),
+            NameError::Reserved { name, what } => write!(
+                f,
+                "The certname '{}' is reserved for {what}; choose another name",
+                printable(name)
+            ),
+            NameError::IpAddress(name) => {
+                let name = printable(name);
+                write!(
+                    f,
+                    "The certname '{name}' is an IP address, which is refused unless the signing policy \
+                     allows IP:{name} for it: set allow-subject-alt-names = true, or add a \
+                     [[ca.alt-name-rules]] entry with certnames = \"{name}\" and allow = [\"IP:{name}\"] \
+                     (ca generate also takes --dns-alt-names IP:{name})"
+                )
+            }
+            NameError::Ipv6Address(name) => write!(
+                f,
+                "The certname '{}' is an IPv6 address, which is not a valid certname",
+                printable(name)
+            ),
         }
     }
 }
@@ -79,6 +110,9 @@ pub fn validate_certname(name: &str) -> Result<(), NameError> {
     }
     if name.contains('*') {
         return Err(NameError::Wildcard(name.to_string()));
+    }
+    if name.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err(NameError::Ipv6Address(name.to_string()));
     }
     if !is_valid_syntax(name) {
         return Err(NameError::Syntax);

@@ -22,6 +22,34 @@ pub const NETSCAPE_COMMENT: &[u64] = &[2, 16, 840, 1, 113730, 1, 13];
 pub const CHALLENGE_PASSWORD: &[u64] = &[1, 2, 840, 113549, 1, 9, 7];
 /// PKCS#9 extensionRequest attribute.
 pub const EXTENSION_REQUEST: &[u64] = &[1, 2, 840, 113549, 1, 9, 14];
+/// rsaEncryption (SubjectPublicKeyInfo algorithm).
+pub const KEY_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
+/// id-dsa.
+pub const KEY_DSA: &[u64] = &[1, 2, 840, 10040, 4, 1];
+/// id-ecPublicKey.
+pub const KEY_EC: &[u64] = &[1, 2, 840, 10045, 2, 1];
+/// prime192v1 (P-192).
+pub const CURVE_P192: &[u64] = &[1, 2, 840, 10045, 3, 1, 1];
+/// prime256v1 (P-256).
+pub const CURVE_P256: &[u64] = &[1, 2, 840, 10045, 3, 1, 7];
+/// secp384r1 (P-384).
+pub const CURVE_P384: &[u64] = &[1, 3, 132, 0, 34];
+/// md2WithRSAEncryption.
+pub const SIG_MD2_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 2];
+/// md4WithRSAEncryption.
+pub const SIG_MD4_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 3];
+/// md5WithRSAEncryption.
+pub const SIG_MD5_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 4];
+/// md5WithRSASignature (OIW).
+pub const SIG_MD5_RSA_OLD: &[u64] = &[1, 3, 14, 3, 2, 25];
+/// sha1WithRSAEncryption.
+pub const SIG_SHA1_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 5];
+/// sha1WithRSASignature (OIW).
+pub const SIG_SHA1_RSA_OLD: &[u64] = &[1, 3, 14, 3, 2, 29];
+/// ecdsa-with-SHA1.
+pub const SIG_ECDSA_SHA1: &[u64] = &[1, 2, 840, 10045, 4, 1];
+/// dsa-with-sha1.
+pub const SIG_DSA_SHA1: &[u64] = &[1, 2, 840, 10040, 4, 3];
 
 const REGISTERED_NAMES: [&str; 26] = [
     "pp_uuid",

@@ -31,6 +31,7 @@ fn bad(msg: impl Into<String>) -> AuthorityError {
     AuthorityError::Invalid(msg.into())
 }
 
+/// Writes a new file (`create_new`: an existing file or symlink in its place is refused, never followed).
 fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), AuthorityError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -46,13 +47,60 @@ fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), AuthorityError> 
         .map_err(|e| bad(format!("cannot set the mode of {}: {e}", path.display())))
 }
 
-fn mkdir(path: &Path) -> Result<(), AuthorityError> {
+/// Creates a directory that must not exist yet (a symlink or anything else in its place is refused), so
+/// nothing an attacker placed there redirects the files written into it.
+fn mkdir_new(path: &Path) -> Result<(), AuthorityError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
-        .recursive(true)
         .mode(0o755)
         .create(path)
         .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))
+}
+
+/// Checks the target directory: absent (then created), or an empty real directory (not a symlink) that
+/// no other user may write to.
+fn prepare_target(cadir_path: &Path) -> Result<(), AuthorityError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::symlink_metadata(cadir_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = cadir_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            return mkdir_new(cadir_path);
+        }
+        Err(e) => return Err(bad(format!("{}: {e}", cadir_path.display()))),
+        Ok(m) => m,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(bad(format!(
+            "{} is a symbolic link; refusing to export through it (give the real directory)",
+            cadir_path.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(bad(format!("{} is not a directory", cadir_path.display())));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(bad(format!(
+            "{} is writable by other users (mode {:o}); refusing to export into it",
+            cadir_path.display(),
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    let mut entries =
+        std::fs::read_dir(cadir_path).map_err(|e| bad(format!("{}: {e}", cadir_path.display())))?;
+    if entries.next().is_some() {
+        return Err(bad(format!(
+            "{} is not empty; refusing to overwrite",
+            cadir_path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes the CA of `authority` (data directory `dir`) into `cadir`, which must be absent or empty.
@@ -61,32 +109,22 @@ pub async fn export(
     dir: &DataDir,
     cadir_path: &Path,
 ) -> Result<ExportReport, AuthorityError> {
-    if cadir_path.exists() {
-        let mut entries =
-            std::fs::read_dir(cadir_path).map_err(|e| bad(format!("{}: {e}", cadir_path.display())))?;
-        if entries.next().is_some() {
-            return Err(bad(format!(
-                "{} is not empty; refusing to overwrite",
-                cadir_path.display()
-            )));
-        }
-    }
+    prepare_target(cadir_path)?;
     let cadir = Cadir(cadir_path);
-    mkdir(cadir_path)?;
-    mkdir(&cadir.signed())?;
-    mkdir(&cadir.requests())?;
+    mkdir_new(&cadir.signed())?;
+    mkdir_new(&cadir.requests())?;
     let store = authority.store();
     let signer = authority.signer();
     let mut report = ExportReport::default();
 
     write(&cadir.file("ca_crt.pem"), signer.chain_pem.as_bytes(), 0o644)?;
     let key = std::fs::read(dir.ca_key()).map_err(|e| bad(format!("cannot read the CA key: {e}")))?;
-    write(&cadir.file("ca_key.pem"), &key, 0o640)?;
+    write(&cadir.file("ca_key.pem"), &key, 0o600)?;
     report.key_encrypted = crate::ca::keys::is_encrypted(&String::from_utf8_lossy(&key));
     if dir.root_key().exists() {
         let root =
             std::fs::read(dir.root_key()).map_err(|e| bad(format!("cannot read the root key: {e}")))?;
-        write(&cadir.file("root_key.pem"), &root, 0o640)?;
+        write(&cadir.file("root_key.pem"), &root, 0o600)?;
     }
     let (_, ca) = X509Certificate::from_der(&signer.cert.der).map_err(|e| bad(e.to_string()))?;
     write(

@@ -164,6 +164,13 @@ impl Permit {
     ) -> Result<Permit, PolicyError> {
         let mut sans = sans;
         check_san_shapes(certname, &sans)?;
+        let extensions = extensions
+            .into_iter()
+            .map(|(oid, critical, value)| {
+                let puppet = oids::is_under(&oid, oids::PUPPET_ARC);
+                (oid, critical && !puppet, value)
+            })
+            .collect();
         let own = San::Dns(certname.to_string());
         if !sans.contains(&own) {
             sans.insert(0, own);
@@ -269,6 +276,15 @@ pub struct SigningPolicy {
     pub global: SigningOptions,
     /// `[[ca.alt-name-rules]]`, in file order.
     pub rules: Vec<AltNameRule>,
+}
+
+impl SigningPolicy {
+    /// Whether the configured policy (the global `allow-subject-alt-names` switch, or a
+    /// `[[ca.alt-name-rules]]` entry for `certname`) allows the alt name `san` whoever signs: what an
+    /// IP-literal certname needs for its own address.
+    pub fn allows_alt_name(&self, certname: &str, san: &San) -> bool {
+        self.global.allow_dns_alt_names || rule_for(self, certname, |r| r.allows_san(san)).is_some()
+    }
 }
 
 /// One SAN or extension and what the policy says of it.
@@ -451,7 +467,9 @@ pub fn evaluate(csr: &Csr, policy: &SigningPolicy, flags: SigningOptions) -> Eva
     for (e, v) in csr.extensions.iter().zip(extensions.iter_mut()) {
         if v.allowed {
             match der::decode_string(&e.value) {
-                Some(value) => copied.push((e.oid.clone(), e.critical, der::utf8_string(&value))),
+                // Puppet's extensions are never critical, whatever the request says: a critical
+                // extension that verifiers do not know makes them reject the certificate.
+                Some(value) => copied.push((e.oid.clone(), false, der::utf8_string(&value))),
                 None => {
                     v.allowed = false;
                     v.kind = Refusal::BadValue;

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A file the store writes (a backup) cannot be written where asked.
+    #[error("{0}")]
+    File(String),
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -293,21 +296,45 @@ impl Store {
         Ok(Ok(rows.len()))
     }
     /// A consistent copy of the whole database into a new file (`VACUUM INTO`), safe while others write.
+    /// The file is created here first, mode 0600 and exclusively: an existing file or a symbolic link
+    /// (even a dangling one) in its place is refused, never followed.
     /// SQLite only: a PostgreSQL database is backed up with PostgreSQL's own tools (`pg_dump`).
     pub async fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
         if self.backend == Backend::Postgres {
             return Err(StoreError::Unsupported(
                 "ca backup copies a SQLite database; back up PostgreSQL with pg_dump (or `ca migrate-store`)"
                     .into(),
             ));
         }
-        if path.exists() {
-            return Err(StoreError::Duplicate(path.display().to_string()));
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(StoreError::File(format!(
+                    "{} is a symbolic link; refusing to write through it",
+                    path.display()
+                )))
+            }
+            Ok(_) => return Err(StoreError::Duplicate(path.display().to_string())),
+            Err(_) => {}
         }
-        sqlx::query("VACUUM INTO $1")
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => StoreError::Duplicate(path.display().to_string()),
+                _ => StoreError::File(format!("cannot create {}: {e}", path.display())),
+            })?;
+        // VACUUM INTO writes into an existing file only when it is empty: the one just created.
+        let res = sqlx::query("VACUUM INTO $1")
             .bind(path.display().to_string())
             .execute(&self.pool)
-            .await?;
+            .await;
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(path);
+            return Err(e.into());
+        }
         Ok(())
     }
     /// Audit rows, oldest first.
