@@ -3,6 +3,7 @@
 //! `cli_*` drive the `ca` CLI in process (captured output, exit codes) and, where it matters, as the
 //! real binary; everything issued is checked with `openssl` and re-parsed with x509-parser.
 
+mod audit_seal;
 mod auth_config;
 mod auth_matrix;
 mod bad_input;

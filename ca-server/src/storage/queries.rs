@@ -717,7 +717,12 @@ pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+/// Appends an audit row, sealed when `seal` is given. Returns its id and chain hash.
+pub(super) async fn audit(
+    c: &mut SqliteConnection,
+    rec: &AuditRecord<'_>,
+    seal: Option<&super::AuditSeal>,
+) -> Result<(i64, String), StoreError> {
     // Inside the write transaction, so the chain has no forks.
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut *c)
@@ -733,8 +738,8 @@ pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Re
         detail: rec.detail,
     };
     let hash = audit_hash(prev.as_deref().unwrap_or(""), &fields);
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(rec.at)
     .bind(rec.actor)
@@ -743,10 +748,82 @@ pub(super) async fn audit(c: &mut SqliteConnection, rec: &AuditRecord<'_>) -> Re
     .bind(serial)
     .bind(rec.outcome)
     .bind(rec.detail)
-    .bind(hash)
-    .execute(&mut *c)
+    .bind(&hash)
+    .fetch_one(&mut *c)
     .await?;
+    if let Some(seal) = seal {
+        set_audit_mac(c, id, &seal.row_mac(id, &hash)).await?;
+    }
+    Ok((id, hash))
+}
+
+pub(super) async fn set_audit_mac(c: &mut SqliteConnection, id: i64, mac: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit SET mac = ? WHERE id = ?")
+        .bind(mac)
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
     Ok(())
+}
+
+/// The hash of the audit row `id`, if there is one.
+pub(super) async fn audit_hash_of(c: &mut SqliteConnection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT hash FROM audit WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?)
+}
+
+/// The last audit row: (id, hash, seal).
+pub(super) async fn audit_last(
+    c: &mut SqliteConnection,
+) -> Result<Option<(i64, String, Option<String>)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT id, hash, mac FROM audit ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *c)
+            .await?,
+    )
+}
+
+/// Whether any audit row is sealed.
+pub(super) async fn audit_any_sealed(c: &mut SqliteConnection) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit WHERE mac IS NOT NULL)")
+            .fetch_one(&mut *c)
+            .await?,
+    )
+}
+
+/// Up to `limit` audit rows after `after`, with their seals, oldest first (verification pages through).
+pub(super) async fn audit_page(
+    pool: &SqlitePool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(AuditRow, Option<String>)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, certname, serial, outcome, detail, hash, mac FROM audit \
+         WHERE id > ? ORDER BY id LIMIT ?",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let row = AuditRow {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                certname: r.try_get("certname")?,
+                serial: r.try_get("serial")?,
+                outcome: r.try_get("outcome")?,
+                detail: r.try_get("detail")?,
+                hash: r.try_get("hash")?,
+            };
+            Ok((row, r.try_get("mac")?))
+        })
+        .collect()
 }
 
 pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Sqlite>>(
