@@ -12,6 +12,7 @@ mod cli_lifecycle;
 mod cli_scenario;
 mod concurrency;
 mod crash;
+mod crl_freshness;
 mod fuzz_smoke;
 mod harness;
 mod http_api;
