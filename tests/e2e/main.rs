@@ -3,6 +3,7 @@
 //! `cli_*` drive the `ca` CLI in process (captured output, exit codes) and, where it matters, as the
 //! real binary; everything issued is checked with `openssl` and re-parsed with x509-parser.
 
+mod audit_seal;
 mod auth_config;
 mod auth_matrix;
 mod bad_input;
@@ -11,6 +12,7 @@ mod cli_lifecycle;
 mod cli_scenario;
 mod concurrency;
 mod crash;
+mod crl_freshness;
 mod fuzz_smoke;
 mod harness;
 mod http_api;

@@ -60,10 +60,13 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     let expected: Vec<u64> = (2..102).collect();
     assert_eq!(all, expected, "serials unique, dense, from the first serial");
     assert_eq!(store.peek_serial().await.unwrap(), 102);
-    assert_eq!(
-        store.verify_audit().await.unwrap(),
-        Ok(100),
-        "audit chain intact under concurrent writers"
+    let verdict = store.verify_audit().await.unwrap();
+    assert!(
+        matches!(
+            verdict,
+            ca_server::storage::AuditVerdict::Intact { records: 100, .. }
+        ),
+        "audit chain intact under concurrent writers: {verdict:?}"
     );
 
     // Requests: a duplicate is refused unless replacing.
@@ -182,6 +185,11 @@ where
     out
 }
 
+/// Audit rows sealed with a test key, the head file in `dir`, as the authority does with the CA key.
+fn sealed(store: Store, dir: &std::path::Path) -> Store {
+    store.with_seal(ca_server::storage::AuditSeal::new(b"contract-test-key", dir))
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -194,9 +202,11 @@ fn rt() -> tokio::runtime::Runtime {
 fn store_contract_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca.db");
+    let head_dir = dir.path().to_path_buf();
     rt().block_on(contract(move || {
         let path = path.clone();
-        Box::pin(async move { Store::open(&path, true).await.unwrap() })
+        let head_dir = head_dir.clone();
+        Box::pin(async move { sealed(Store::open(&path, true).await.unwrap(), &head_dir) })
     }));
 }
 
@@ -205,13 +215,17 @@ fn store_contract_on_postgresql() {
     let pg = PgCluster::start();
     let url = pg.url("ca");
     let log = pg.log();
+    let head = tempfile::tempdir().unwrap();
+    let head_dir = head.path().to_path_buf();
     rt().block_on(contract(move || {
         let url = url.clone();
         let log = log.clone();
+        let head_dir = head_dir.clone();
         Box::pin(async move {
-            Store::open_url(&url)
+            let store = Store::open_url(&url)
                 .await
-                .unwrap_or_else(|e| panic!("{e}\n{log}"))
+                .unwrap_or_else(|e| panic!("{e}\n{log}"));
+            sealed(store, &head_dir)
         })
     }));
 }

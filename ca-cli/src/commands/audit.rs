@@ -71,15 +71,36 @@ pub async fn show(
 }
 
 pub async fn verify(b: &Backend, out: &mut Out<'_>) -> CmdResult {
+    use ca_server::storage::AuditVerdict;
     let a = local(b)?;
     match a.store().verify_audit().await.map_err(|e| e.to_string())? {
-        Ok(n) => {
-            out.line(&format!("audit log intact: {n} records, hash chain verified"));
+        AuditVerdict::Intact {
+            records,
+            unsealed,
+            head,
+            head_file,
+        } => {
+            let older = if unsealed > 0 {
+                format!(" ({unsealed} records from before sealing are covered by the first sealed one)")
+            } else {
+                String::new()
+            };
+            out.line(&format!(
+                "audit log intact: {records} records, hash chain, seals and head verified{older}"
+            ));
+            if let Some((id, hash)) = head {
+                out.line(&format!("head: record {id} {hash}"));
+            }
+            if !head_file {
+                out.warn(&format!(
+                    "{} is missing (as after a restore from a backup): a cut of the newest records \
+                     cannot be ruled out; the next change writes it again",
+                    ca_server::storage::HEAD_FILE
+                ));
+            }
             Ok(0)
         }
-        Err(id) => Err(format!(
-            "audit log tampered: record {id} does not match the hash chain"
-        )),
+        AuditVerdict::Tampered { why, .. } => Err(format!("audit log tampered: {why}")),
     }
 }
 

@@ -27,7 +27,7 @@ use crate::ca::{names, pem_encode, CaError, CaSigner};
 use crate::clock::Clock;
 use crate::datadir::DataDir;
 use crate::policy::{Permit, SigningOptions, SigningPolicy};
-use crate::storage::{AuditRecord, CertRow, CrlRow, Store, StoreError, WriteTx};
+use crate::storage::{AuditRecord, AuditSeal, CertRow, CrlRow, Store, StoreError, WriteTx};
 
 pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
@@ -228,7 +228,9 @@ impl Authority {
         })?;
         let key = settings.load_key(key_pem, "the CA key").await?;
         let signer = CaSigner::new(&chain_pem, key)?;
-        Ok(Authority::assemble(store, signer, settings, clock, dir))
+        let authority = Authority::assemble(store, signer, settings, clock, dir);
+        authority.store.seal_legacy_log().await?;
+        Ok(authority)
     }
 
     fn assemble(
@@ -239,6 +241,7 @@ impl Authority {
         dir: &DataDir,
     ) -> Authority {
         let slots = settings.autosign_max_concurrent.max(1);
+        let store = store.with_seal(AuditSeal::new(signer.audit_key(), dir.root()));
         Authority {
             store,
             signer: Arc::new(signer),

@@ -217,13 +217,26 @@ impl Authority {
             }),
             _ => None,
         };
-        let entries_der = match appended {
-            Some(der) => der,
-            None => crl::encode_entries(&self.all_revocations(tx).await?),
+        // thisUpdate is backdated a second (agents whose clock runs a little behind accept the CRL at
+        // once), but never before a revocation it lists: a CRL cannot be older than what it says.
+        let (entries_der, newest) = match appended {
+            Some(der) => {
+                let added_newest = added.iter().flatten().map(|e| e.revoked_at).max();
+                // The base's entries are no newer than its own thisUpdate.
+                let base_this_update = base
+                    .as_ref()
+                    .and_then(|b| OffsetDateTime::from_unix_timestamp(b.this_update).ok());
+                (der, added_newest.max(base_this_update))
+            }
+            None => {
+                let all = self.all_revocations(tx).await?;
+                let newest = all.iter().map(|e| e.revoked_at).max();
+                (crl::encode_entries(&all), newest)
+            }
         };
         let number = tx.next_crl_number().await?;
         let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
-        let this_update = now - Duration::seconds(1);
+        let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
         let next_update = now + self.settings.crl_lifetime;
         let signer = Arc::clone(&self.signer);
         let der = blocking(move || {

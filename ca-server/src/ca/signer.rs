@@ -69,6 +69,8 @@ pub struct CaSigner {
     pub chain_der: Vec<Vec<u8>>,
     /// DER of the signing CA's subject Name (the issuer of everything it signs).
     pub subject_der: Vec<u8>,
+    /// The key that seals the audit log (see [`audit_key`]); as secret as the CA key.
+    audit_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for CaSigner {
@@ -104,6 +106,7 @@ impl CaSigner {
                 "the CA private key does not match the CA certificate".into(),
             ));
         }
+        let audit_key = audit_key(&key)?;
         let issuer = Issuer::from_ca_cert_der(&chain_der[0].clone().into(), key)?;
         let (_, parsed) = X509Certificate::from_der(&chain_der[0])
             .map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
@@ -118,13 +121,45 @@ impl CaSigner {
             chain_pem,
             chain_der,
             subject_der,
+            audit_key,
         })
+    }
+
+    /// The audit log's sealing key, derived from the CA key: whoever lacks the CA key cannot seal a row.
+    pub fn audit_key(&self) -> &[u8] {
+        self.audit_key.as_slice()
     }
 
     /// The rcgen issuer (for `issue` and `crl`).
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
+}
+
+/// The audit log's sealing key: HMAC-SHA256 under a fixed label over the CA key in a canonical form
+/// (the EC scalar, or the RSA key as aws-lc re-encodes it), so that re-encoding or encrypting the key
+/// file (`ca key encrypt`, PKCS#1 or SEC1 files) keeps the same sealing key.
+fn audit_key(key: &KeyPair) -> Result<zeroize::Zeroizing<[u8; 32]>, CaError> {
+    use aws_lc_rs::encoding::{AsBigEndian, AsDer};
+    fn fail<E>(_: E) -> CaError {
+        CaError::Key("cannot derive the audit sealing key from the CA key".into())
+    }
+    let pkcs8 = super::keys::pkcs8_der(key)?;
+    let canonical: zeroize::Zeroizing<Vec<u8>> = if key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+        let kp = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, &pkcs8).map_err(fail)?;
+        let scalar = kp.private_key().as_be_bytes().map_err(fail)?;
+        zeroize::Zeroizing::new(scalar.as_ref().to_vec())
+    } else {
+        let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(&pkcs8).map_err(fail)?;
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'static>>::as_der(&kp).map_err(fail)?;
+        zeroize::Zeroizing::new(der.as_ref().to_vec())
+    };
+    let label = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"ca audit seal v1");
+    let tag = aws_lc_rs::hmac::sign(&label, &canonical);
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
 }
 
 /// Netscape comment extension with puppetserver's text.

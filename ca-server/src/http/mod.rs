@@ -41,7 +41,10 @@ pub struct CrlCache {
     pub version: (Option<i64>, i64),
     /// PEM text (the CRL chain).
     pub pem: axum::body::Bytes,
-    /// When it was published (for `Last-Modified` / `If-Modified-Since`).
+    /// Its `Last-Modified`, a whole second: not before this process first served it (rounded up), and
+    /// a second after the previous one's at least. So an `If-Modified-Since` at or after it (a date the
+    /// agent took after fetching, or the `Last-Modified` it got) proves the client has this CRL, and a
+    /// CRL that changes within the same second is still answered 200.
     pub published: SystemTime,
 }
 
@@ -156,8 +159,16 @@ impl AppState {
         let row = self.authority.crl().await?;
         // The chain: our CRL first, then each parent's (agents in `chain` mode need one per CA).
         let parents = self.authority.store().parent_crls().await?;
+        let now = self.authority.now();
+        let ceil = now.unix_timestamp() + i64::from(now.nanosecond() > 0);
+        let after_previous = self.crl.lock().ok().and_then(|g| {
+            g.as_ref()
+                .and_then(|c| c.published.checked_add(std::time::Duration::from_secs(1)))
+        });
         let published = SystemTime::UNIX_EPOCH
-            + std::time::Duration::from_secs(u64::try_from(row.this_update + 1).unwrap_or(0));
+            .checked_add(std::time::Duration::from_secs(u64::try_from(ceil).unwrap_or(0)))
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+            .max(after_previous.unwrap_or(SystemTime::UNIX_EPOCH));
         let number = row.number;
         // Keyed by what was read: a CRL signed meanwhile makes the next call encode again.
         let version = (i64::try_from(number).ok(), version.1);

@@ -327,6 +327,7 @@ pub async fn import(
         store
     };
 
+    let store = store.with_seal(crate::storage::AuditSeal::new(signer.audit_key(), dir.root()));
     let mut tx = store.write().await?;
     let signed_serials: Vec<u64> = signed.iter().map(|s| s.row.serial).collect();
     for s in &signed {

@@ -12,9 +12,11 @@
 //! check) hold with several processes and replicas.
 
 mod queries;
+mod seal;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -22,8 +24,34 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
-    AuditRecord, AuditRow, CertRow, CrlRow, MetricsSnapshot, RequestRow, RevocationRow, StatusFilter,
+    audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlRow, MetricsSnapshot, RequestRow,
+    RevocationRow, StatusFilter,
 };
+pub use seal::{AuditSeal, Head, HEAD_FILE};
+
+/// What `verify_audit` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditVerdict {
+    /// Every record chains, every sealed one is sealed with this CA's key, the head is in place.
+    Intact {
+        /// Records checked.
+        records: u64,
+        /// Records from before sealing existed (a prefix, covered by the first sealed one's hash).
+        unsealed: u64,
+        /// The newest record's id and hash (worth keeping elsewhere: see the README).
+        head: Option<(i64, String)>,
+        /// Whether the head file was there to check against (it is missing after a restore from a
+        /// backup, until the next change writes it).
+        head_file: bool,
+    },
+    /// The first problem found.
+    Tampered {
+        /// The first record that is wrong or missing, when one can be named.
+        record: Option<i64>,
+        /// What is wrong.
+        why: String,
+    },
+}
 
 /// Storage errors. Constraint violations become domain errors by name.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +99,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Seals audit rows and keeps the head file (when the CA key is loaded).
+    seal: Option<Arc<AuditSeal>>,
 }
 
 /// A database URL with any password replaced, for messages and logs.
@@ -133,6 +163,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Sqlite,
+            seal: None,
         })
     }
 
@@ -168,6 +199,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Postgres,
+            seal: None,
         })
     }
 
@@ -180,6 +212,15 @@ impl Store {
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
+        Ok(WriteTx {
+            tx: self.begin_write().await?,
+            seal: self.seal.clone(),
+            head: None,
+            advance_head: None,
+        })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => {
@@ -191,7 +232,41 @@ impl Store {
                 tx
             }
         };
-        Ok(WriteTx { tx })
+        Ok(tx)
+    }
+
+    /// From now on audit rows are sealed with `seal` and its head file kept up to date.
+    pub fn with_seal(mut self, seal: AuditSeal) -> Store {
+        self.seal = Some(Arc::new(seal));
+        self
+    }
+
+    /// A log written before sealing existed gets its newest record sealed (its hash covers all the
+    /// older ones) and the head file: once, at the first start after the upgrade. A log holding any
+    /// sealed record is left alone: an unsealed record after sealed ones is for `verify_audit` to report.
+    pub async fn seal_legacy_log(&self) -> Result<(), StoreError> {
+        let Some(seal) = self.seal.clone() else {
+            return Ok(());
+        };
+        {
+            let mut c = self.pool.acquire().await?;
+            if !matches!(queries::audit_last(&mut c).await?, Some((_, _, None))) {
+                return Ok(());
+            }
+        }
+        let mut tx = self.begin_write().await?;
+        let Some((id, hash, None)) = queries::audit_last(&mut tx).await? else {
+            return Ok(());
+        };
+        if queries::audit_any_sealed(&mut tx).await? {
+            return Ok(());
+        }
+        queries::set_audit_mac(&mut tx, id, &seal.row_mac(id, &hash)).await?;
+        tx.commit().await?;
+        if seal.read_head() == Head::Missing {
+            seal.write_head(id, &hash);
+        }
+        Ok(())
     }
 
     /// Closes the pool (flushes WAL on last connection).
@@ -274,26 +349,106 @@ impl Store {
     pub async fn metrics(&self, now: i64) -> Result<MetricsSnapshot, StoreError> {
         queries::metrics(&self.pool, now).await
     }
-    /// Checks the audit chain: Ok(number of rows) or Err(id of the first row that does not match).
-    pub async fn verify_audit(&self) -> Result<Result<usize, i64>, StoreError> {
-        let rows = queries::audit_rows(&self.pool, None).await?;
-        let mut prev = String::new();
-        for r in &rows {
-            let fields = queries::AuditFields {
-                at: r.at,
-                actor: &r.actor,
-                action: &r.action,
-                certname: r.certname.as_deref(),
-                serial: r.serial,
-                outcome: &r.outcome,
-                detail: r.detail.as_deref(),
-            };
-            if queries::audit_hash(&prev, &fields) != r.hash {
-                return Ok(Err(r.id));
+    /// Checks the audit log: the hash chain, every record's seal, and that the head file names a
+    /// record still held with the same hash. Pages through the log (constant memory).
+    pub async fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
+        let Some(seal) = self.seal.as_deref() else {
+            return Err(StoreError::Corrupt(
+                "the audit log is verified with the CA key, which is not loaded".into(),
+            ));
+        };
+        let tampered = |record: i64, why: &str| AuditVerdict::Tampered {
+            record: Some(record),
+            why: format!("record {record} {why}"),
+        };
+        let head = seal.read_head();
+        let (mut prev, mut after, mut records, mut unsealed) = (String::new(), 0i64, 0u64, 0u64);
+        let mut sealed_seen = false;
+        let mut head_seen = false;
+        loop {
+            let page = queries::audit_page(&self.pool, after, 4096).await?;
+            if page.is_empty() {
+                break;
             }
-            prev.clone_from(&r.hash);
+            for (r, mac) in &page {
+                let fields = queries::AuditFields {
+                    at: r.at,
+                    actor: &r.actor,
+                    action: &r.action,
+                    certname: r.certname.as_deref(),
+                    serial: r.serial,
+                    outcome: &r.outcome,
+                    detail: r.detail.as_deref(),
+                };
+                if queries::audit_hash(&prev, &fields) != r.hash {
+                    return Ok(tampered(
+                        r.id,
+                        "does not match the hash chain (it was changed, or a record before it removed)",
+                    ));
+                }
+                match mac {
+                    Some(m) if seal.row_ok(r.id, &r.hash, m) => sealed_seen = true,
+                    Some(_) => return Ok(tampered(
+                        r.id,
+                        "does not match its seal (changed and re-hashed, or not written with this CA's key)",
+                    )),
+                    None if sealed_seen => {
+                        return Ok(tampered(
+                            r.id,
+                            "is not sealed, yet follows sealed records (written without the CA key)",
+                        ))
+                    }
+                    None => unsealed += 1,
+                }
+                if let Head::Sealed { id, hash } = &head {
+                    if r.id == *id {
+                        if r.hash != *hash {
+                            return Ok(tampered(
+                                r.id,
+                                &format!("differs from the one {HEAD_FILE} names (the log was rewritten)"),
+                            ));
+                        }
+                        head_seen = true;
+                    }
+                }
+                prev.clone_from(&r.hash);
+                after = r.id;
+                records += 1;
+            }
         }
-        Ok(Ok(rows.len()))
+        if records > 0 && !sealed_seen {
+            return Ok(tampered(after, "is not sealed: the newest record must be"));
+        }
+        let newest = (records > 0).then_some((after, prev));
+        match head {
+            Head::Missing => Ok(AuditVerdict::Intact {
+                records,
+                unsealed,
+                head: newest,
+                head_file: false,
+            }),
+            Head::Invalid(why) => Ok(AuditVerdict::Tampered {
+                record: None,
+                why: format!("{}: {why}", seal.head_path().display()),
+            }),
+            Head::Sealed { id, .. } if !head_seen => Ok(AuditVerdict::Tampered {
+                record: Some(if id > after { after + 1 } else { id }),
+                why: if id > after {
+                    format!(
+                        "record {} is missing: {HEAD_FILE} names record {id}, the log ends at {after} (its newest records were removed)",
+                        after + 1
+                    )
+                } else {
+                    format!("record {id}, which {HEAD_FILE} names, is missing")
+                },
+            }),
+            Head::Sealed { .. } => Ok(AuditVerdict::Intact {
+                records,
+                unsealed,
+                head: newest,
+                head_file: true,
+            }),
+        }
     }
     /// A consistent copy of the whole database into a new file (`VACUUM INTO`), safe while others write.
     /// The file is created here first, mode 0600 and exclusively: an existing file or a symbolic link
@@ -350,12 +505,22 @@ impl Store {
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
+    seal: Option<Arc<AuditSeal>>,
+    /// The last audit row appended in this transaction.
+    head: Option<(i64, String)>,
+    /// Whether the head file may move to it (checked at the first audit row).
+    advance_head: Option<bool>,
 }
 
 impl WriteTx {
-    /// Commits.
+    /// Commits, then moves the audit head file to the last row appended (best effort: a crash in
+    /// between leaves the head one transaction behind, which verification accepts).
     pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        if let (Some(seal), Some((id, hash)), Some(true)) = (self.seal, self.head, self.advance_head) {
+            seal.write_head(id, &hash);
+        }
+        Ok(())
     }
 
     /// Records the CA and its counters (setup and import).
@@ -495,8 +660,36 @@ impl WriteTx {
     pub async fn store_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
         queries::store_crl(&mut self.tx, row).await
     }
-    /// Appends an audit row.
+    /// Appends an audit row (sealed, when the CA key is loaded).
     pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
-        queries::audit(&mut self.tx, rec).await
+        if let (Some(seal), None) = (self.seal.clone(), self.advance_head) {
+            self.advance_head = Some(head_may_advance(&seal, &mut self.tx).await?);
+        }
+        self.head = Some(queries::audit(&mut self.tx, rec, self.seal.as_deref()).await?);
+        Ok(())
+    }
+}
+
+/// Whether the head file may be moved on: it is missing, or names a record the log still holds with
+/// the same hash. Otherwise the log was cut or rewritten since it was written: it stays as evidence.
+async fn head_may_advance(seal: &AuditSeal, c: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
+    match seal.read_head() {
+        Head::Missing => Ok(true),
+        Head::Invalid(why) => {
+            tracing::error!(path = %seal.head_path().display(), %why,
+                "the audit head file is not valid; it is left as it is (run `ca audit verify`)");
+            Ok(false)
+        }
+        Head::Sealed { id, hash } => {
+            if queries::audit_hash_of(c, id).await?.as_deref() == Some(hash.as_str()) {
+                return Ok(true);
+            }
+            tracing::error!(
+                record = id,
+                "the audit log no longer holds the record the audit head names: it was cut or rewritten; \
+                 the head file is left as it is (run `ca audit verify`)"
+            );
+            Ok(false)
+        }
     }
 }

@@ -724,7 +724,12 @@ pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) async fn audit(c: &mut AnyConnection, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+/// Appends an audit row, sealed when `seal` is given. Returns its id and chain hash.
+pub(super) async fn audit(
+    c: &mut AnyConnection,
+    rec: &AuditRecord<'_>,
+    seal: Option<&super::AuditSeal>,
+) -> Result<(i64, String), StoreError> {
     // Inside the write transaction, so the chain has no forks.
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut *c)
@@ -740,8 +745,8 @@ pub(super) async fn audit(c: &mut AnyConnection, rec: &AuditRecord<'_>) -> Resul
         detail: rec.detail,
     };
     let hash = audit_hash(prev.as_deref().unwrap_or(""), &fields);
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(rec.at)
     .bind(rec.actor)
@@ -750,10 +755,83 @@ pub(super) async fn audit(c: &mut AnyConnection, rec: &AuditRecord<'_>) -> Resul
     .bind(serial)
     .bind(rec.outcome)
     .bind(rec.detail)
-    .bind(hash)
-    .execute(&mut *c)
+    .bind(&hash)
+    .fetch_one(&mut *c)
     .await?;
+    if let Some(seal) = seal {
+        set_audit_mac(c, id, &seal.row_mac(id, &hash)).await?;
+    }
+    Ok((id, hash))
+}
+
+pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit SET mac = $1 WHERE id = $2")
+        .bind(mac)
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
     Ok(())
+}
+
+/// The hash of the audit row `id`, if there is one.
+pub(super) async fn audit_hash_of(c: &mut AnyConnection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT hash FROM audit WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?)
+}
+
+/// The last audit row: (id, hash, seal).
+pub(super) async fn audit_last(
+    c: &mut AnyConnection,
+) -> Result<Option<(i64, String, Option<String>)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT id, hash, mac FROM audit ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *c)
+            .await?,
+    )
+}
+
+/// Whether any audit row is sealed.
+pub(super) async fn audit_any_sealed(c: &mut AnyConnection) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM audit WHERE mac IS NOT NULL) THEN 1 ELSE 0 END",
+    )
+    .fetch_one(&mut *c)
+    .await?
+        != 0)
+}
+
+/// Up to `limit` audit rows after `after`, with their seals, oldest first (verification pages through).
+pub(super) async fn audit_page(
+    pool: &AnyPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(AuditRow, Option<String>)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, certname, serial, outcome, detail, hash, mac FROM audit \
+         WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let row = AuditRow {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                certname: r.try_get("certname")?,
+                serial: r.try_get("serial")?,
+                outcome: r.try_get("outcome")?,
+                detail: r.try_get("detail")?,
+                hash: r.try_get("hash")?,
+            };
+            Ok((row, r.try_get("mac")?))
+        })
+        .collect()
 }
 
 pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Any>>(
