@@ -546,3 +546,39 @@ fn a_leaf_signed_by_the_root_does_not_authenticate() {
         StatusCode::OK
     );
 }
+
+/// Validity dates count on every request too: a certificate that expires while its keep-alive
+/// connection stays open is refused on that connection from then on.
+#[test]
+fn an_expired_certificate_stops_working_on_an_open_connection() {
+    let s = TestServer::start();
+    let bundle = std::fs::read_to_string(s.data().join("ca_crt.pem")).unwrap();
+    let signing = pem::encode(&pem::parse_many(&bundle).unwrap()[0]);
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(s.data().join("ca_key.pem")).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&signing, ca_key).unwrap();
+    let now = time::OffsetDateTime::from(std::time::SystemTime::now());
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "short-lived.example.test");
+    params.not_before = now - time::Duration::minutes(1);
+    params.not_after = now + time::Duration::seconds(4);
+    params.serial_number = Some(rcgen::SerialNumber::from(9_999_999u64));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_path, key_path) = (s.ca.path("short.pem"), s.ca.path("short.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let mut conn = KeepAlive::open(&s, &As::Cert(cert_path, key_path));
+    let (status, body) = conn.get("/puppet-ca/v1/expirations").unwrap();
+    assert_eq!(status, StatusCode::OK, "while valid: {body}");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    match conn.get("/puppet-ca/v1/expirations") {
+        Ok((status, body)) => {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            assert!(body.contains("expired"), "{body}");
+        }
+        Err(e) => panic!("expected 403 on the open connection, got {e}"),
+    }
+}
