@@ -322,6 +322,17 @@ fn reserved_certnames_are_refused() {
     }
     // The admin certificate issued at setup is still there and still works for its holder.
     assert!(ca.holds("ca-admin") && ca.holds("ca.example.test"));
+    // A request stored before the reservation existed (written straight into the database, as an
+    // older version would have) is refused at signing too.
+    let der = pem::parse(csr_with("ca", &[], &[])).unwrap().into_contents();
+    ca.with_store(async |s| {
+        let mut tx = s.write().await.unwrap();
+        tx.put_request("ca", &der, "{}", 0, "test", false).await.unwrap();
+        tx.commit().await.unwrap();
+    });
+    ca.ca(&["sign", "ca"])
+        .fails_with(1, "reserved for the CA certificate");
+    assert!(ca.with_store(async |s| s.current_certificate("ca").await.unwrap().is_none()));
 }
 
 #[test]

@@ -329,6 +329,11 @@ impl Authority {
                 has_cert,
             }));
         };
+        // A request stored before a name was reserved (or before the server's certname changed) is
+        // refused at signing too.
+        if let Err(e) = self.check_name_available(&job.certname, &[]) {
+            return Ok(Err(e.into()));
+        }
         let parsed = match csr::parse_der(&row.csr_der) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e.into())),
