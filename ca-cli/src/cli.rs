@@ -28,6 +28,10 @@ pub struct Cli {
     /// Configuration file (the server's TOML: signing policy, autosign). Default: <data-dir>/config.toml.
     #[arg(long, global = true, env = "CA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Local mode: the CA's state is in this PostgreSQL database (`postgresql://user@host/db`) instead of
+    /// the data directory's SQLite file. Also `database-url` in the configuration file.
+    #[arg(long, global = true, env = "CA_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
     /// Local mode: file holding the passphrase of an encrypted CA key (one trailing newline is ignored).
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_key_passphrase_file: Option<PathBuf>,

@@ -9,9 +9,38 @@ use ca_server::clock::SystemClock;
 use ca_server::config::{find_config, Overrides, Settings};
 use ca_server::datadir::{default_data_dir, DataDir};
 
-/// The data directory chosen by flag, environment or default.
-pub fn data_dir(flag: Option<PathBuf>) -> DataDir {
-    DataDir::new(flag.unwrap_or_else(default_data_dir))
+/// The data directory chosen by flag, environment or default, with the database URL given by
+/// `--database-url`/`$CA_DATABASE_URL`, else by `database-url` in the configuration file.
+pub fn data_dir(
+    flag: Option<PathBuf>,
+    database_url: Option<String>,
+    config: Option<PathBuf>,
+) -> Result<DataDir, String> {
+    let dir = DataDir::new(flag.unwrap_or_else(default_data_dir));
+    let url = match database_url.filter(|u| !u.is_empty()) {
+        Some(u) => Some(u),
+        None => match find_config(config, dir.root()) {
+            None => None,
+            Some(path) => {
+                let ov = Overrides {
+                    data_dir: Some(dir.root().to_path_buf()),
+                    ..Overrides::default()
+                };
+                Settings::load(Some(&path), ov, dir.root().to_path_buf())
+                    .map_err(|e| e.to_string())?
+                    .database_url
+            }
+        },
+    };
+    if let Some(u) = &url {
+        if !ca_server::storage::is_postgres_url(u) {
+            return Err(format!(
+                "--database-url: {} is not a postgresql:// URL",
+                ca_server::storage::redact_url(u)
+            ));
+        }
+    }
+    Ok(dir.with_database_url(url))
 }
 
 /// The CA settings of the configuration file (`--config`, `$CA_CONFIG`, or `<data-dir>/config.toml`),
@@ -41,7 +70,7 @@ pub fn settings(
 
 /// Opens the CA of a data directory.
 pub async fn open(dir: &DataDir, settings: CaSettings) -> Result<Authority, String> {
-    if !dir.db().exists() {
+    if dir.database_url().is_none() && !dir.db().exists() {
         return Err(format!(
             "no CA in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
             dir.root().display()

@@ -57,6 +57,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     listen: Option<String>,
     certname: Option<String>,
     dns_alt_names: Option<Vec<String>>,
@@ -172,6 +173,8 @@ impl Default for Limits {
 pub struct Settings {
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Where the state lives when not in the data directory's SQLite file (`postgresql://...`).
+    pub database_url: Option<String>,
     /// Listen address.
     pub listen: SocketAddr,
     /// Certname for a new CA (setup on an empty data directory).
@@ -196,6 +199,13 @@ pub struct Settings {
     pub json_logs: bool,
 }
 
+impl Settings {
+    /// The data directory, with the database URL when the state is in PostgreSQL.
+    pub fn data_dir(&self) -> crate::datadir::DataDir {
+        crate::datadir::DataDir::new(&self.data_dir).with_database_url(self.database_url.clone())
+    }
+}
+
 /// Overrides from the command line (they win over the file).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -209,6 +219,8 @@ pub struct Overrides {
     pub dns_alt_names: Option<Vec<String>>,
     /// `--ca-key-passphrase-file`.
     pub key_passphrase_file: Option<PathBuf>,
+    /// `--database-url` (or `$CA_DATABASE_URL`).
+    pub database_url: Option<String>,
 }
 
 fn dur(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
@@ -415,6 +427,16 @@ impl Settings {
                     .map_err(|e| ConfigError::Invalid(format!("authorization.trusted-proxies: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let database_url = ov.database_url.or(fc.database_url).filter(|u| !u.is_empty());
+        if let Some(url) = &database_url {
+            if !crate::storage::is_postgres_url(url) {
+                return Err(ConfigError::Invalid(format!(
+                    "database-url: {} is not a postgresql:// URL (without it, the state is in the data \
+                     directory's SQLite database)",
+                    crate::storage::redact_url(url)
+                )));
+            }
+        }
         let json_logs = match fc.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -426,6 +448,7 @@ impl Settings {
         };
         Ok(Settings {
             data_dir: ov.data_dir.or(fc.data_dir).unwrap_or(default_data_dir),
+            database_url,
             listen,
             certname: ov.certname.or(fc.certname),
             dns_alt_names,

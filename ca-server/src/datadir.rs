@@ -30,16 +30,42 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Paths inside a data directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Paths inside a data directory, and where the CA's state lives: the SQLite database in it, or a
+/// PostgreSQL database named by URL (several replicas, each with its own data directory).
+#[derive(Clone, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
+    database_url: Option<String>,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("root", &self.root)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::storage::redact_url),
+            )
+            .finish()
+    }
 }
 
 impl DataDir {
-    /// Wraps a directory path.
+    /// Wraps a directory path (state in its SQLite database).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            database_url: None,
+        }
+    }
+    /// The same directory with the state in the database at `url` (`None`: its SQLite file).
+    pub fn with_database_url(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+    /// The database URL, when the state is not in the directory's SQLite file.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
     /// The directory.
     pub fn root(&self) -> &Path {

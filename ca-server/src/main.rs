@@ -34,6 +34,10 @@ struct Args {
     /// directory, the new CA's key is encrypted with it.
     #[arg(long, value_name = "FILE")]
     ca_key_passphrase_file: Option<PathBuf>,
+    /// Keep the CA's state in this PostgreSQL database (`postgresql://user@host/db`; several replicas
+    /// share it) instead of the data directory's SQLite file. Also `database-url` in the configuration.
+    #[arg(long, env = "CA_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
     /// Validate the configuration (and the auth.conf and passphrase file it names), then exit.
     #[arg(long)]
     check_config: bool,
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             certname: args.certname,
             dns_alt_names: args.dns_alt_names,
             key_passphrase_file: args.ca_key_passphrase_file,
+            database_url: args.database_url,
         },
         default_data_dir(),
     )?;
@@ -71,7 +76,10 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        tracing::info!(data_dir = %settings.data_dir.display(), "data directory");
+        match &settings.database_url {
+            Some(url) => tracing::info!(data_dir = %settings.data_dir.display(), database = %ca_server::storage::redact_url(url), "data directory; state in PostgreSQL"),
+            None => tracing::info!(data_dir = %settings.data_dir.display(), "data directory; state in its SQLite database"),
+        }
         server::serve(settings, authority, listener, shutdown_signal()).await?;
         Ok(())
     })

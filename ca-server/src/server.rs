@@ -17,7 +17,6 @@ use crate::authority::{self, Authority, SetupOptions};
 use crate::ca::signer::parse_cert_bundle;
 use crate::clock::Clock;
 use crate::config::{AuthSource, Settings};
-use crate::datadir::DataDir;
 use crate::http::extract::PeerInfo;
 use crate::http::{self, AppState};
 use crate::policy::access::AccessRules;
@@ -42,7 +41,23 @@ pub enum ServeError {
 
 /// Opens the CA in the data directory, or creates one there (as `ca setup`) when it is empty.
 pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Authority, ServeError> {
-    let dir = DataDir::new(&settings.data_dir);
+    let dir = settings.data_dir();
+    if !dir.has_ca() {
+        if let Some(url) = dir.database_url() {
+            if crate::storage::Store::holds_ca(&dir)
+                .await
+                .map_err(crate::authority::AuthorityError::from)?
+            {
+                return Err(ServeError::Rules(format!(
+                    "the database {} holds a CA but {} has no ca_key.pem: to join as a replica, copy \
+                     ca_key.pem (mode 0600; and root_key.pem for an intermediate CA) from the first \
+                     replica into it",
+                    crate::storage::redact_url(url),
+                    dir.root().display()
+                )));
+            }
+        }
+    }
     if dir.has_ca() {
         let authority = Authority::open(&dir, settings.ca.clone(), clock).await?;
         // After an import there is no server or admin identity yet.
@@ -141,7 +156,7 @@ pub async fn serve(
              nobody else can connect from them"
         );
     }
-    let dir = DataDir::new(&settings.data_dir);
+    let dir = settings.data_dir();
     let authority = authority.with_deferred_crl_storage();
     let chain =
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;

@@ -26,6 +26,7 @@ mod pg;
 mod policy;
 mod real_clients;
 mod remote_cli;
+mod replicas;
 mod revocation;
 mod security_low;
 mod server;

@@ -37,12 +37,17 @@ impl TestServer {
     /// Serves the data directory of `ca` (made by setup or import); a missing server identity is issued
     /// for ca.example.test with `localhost` and 127.0.0.1.
     pub fn launch(ca: TestCa, config_toml: &str) -> TestServer {
+        Self::launch_as(ca, config_toml, "ca.example.test")
+    }
+
+    /// As [`TestServer::launch`], with the server certname `certname` (a second replica's).
+    pub fn launch_as(ca: TestCa, config_toml: &str, certname: &str) -> TestServer {
         let config_path = ca.path("ca-server.toml");
         std::fs::write(&config_path, config_toml).unwrap();
         let overrides = Overrides {
             data_dir: Some(ca.data.clone()),
             listen: Some("127.0.0.1:0".into()),
-            certname: Some("ca.example.test".into()),
+            certname: Some(certname.into()),
             dns_alt_names: Some(vec!["localhost".into(), "IP:127.0.0.1".into()]),
             ..Overrides::default()
         };

@@ -24,7 +24,11 @@ pub type CmdResult = Result<i32, String>;
 
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
-    let dir = local::data_dir(cli.data_dir);
+    let dir = if cli.server.is_some() {
+        local::data_dir(cli.data_dir, None, None)?
+    } else {
+        local::data_dir(cli.data_dir, cli.database_url, cli.config.clone())?
+    };
     let remote = RemoteOptions {
         server: cli.server,
         cert: cli.cert,

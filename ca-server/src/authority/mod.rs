@@ -213,7 +213,7 @@ impl Authority {
         settings: CaSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<Authority, AuthorityError> {
-        let store = Store::open(&dir.db(), false).await?;
+        let store = Store::open_for(dir, false).await?;
         let (chain_pem, _) = store
             .ca()
             .await?

@@ -105,8 +105,12 @@ impl CrlWriter {
 impl Authority {
     /// From now on, revocations leave storing their CRL to a background writer (the server does this;
     /// the CLI, which exits right after, stores it in the revoking transaction).
+    ///
+    /// Not on PostgreSQL: there other replicas read the CRL number the moment the revocation commits,
+    /// and a CRL row behind its number would look to them like a CRL lost by a crashed writer. There
+    /// the CRL is stored in the revoking transaction, so number and CRL always move together.
     pub fn with_deferred_crl_storage(mut self) -> Self {
-        self.defer_crl_storage = true;
+        self.defer_crl_storage = self.store.backend() == crate::storage::Backend::Sqlite;
         self
     }
 

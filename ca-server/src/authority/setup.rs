@@ -129,6 +129,16 @@ pub async fn setup(
             dir.root().display()
         )));
     }
+    if let Some(url) = dir.database_url() {
+        if Store::holds_ca(dir).await? {
+            return Err(AuthorityError::Invalid(format!(
+                "the database {} already holds a CA; to run another replica of it, copy ca_key.pem \
+                 (mode 0600) from the first replica into {} and start ca-server with this --database-url",
+                crate::storage::redact_url(url),
+                dir.root().display()
+            )));
+        }
+    }
     names::validate_certname(&opts.certname)?;
     let ca_name = opts
         .ca_name
@@ -174,7 +184,7 @@ pub async fn setup(
         write_new(&dir.root_key(), root_key_pem.as_bytes(), 0o600).map_err(|e| io_err("the root key", e))?;
     }
 
-    let store = Store::open(&dir.db(), true).await?;
+    let store = Store::open_for(dir, true).await?;
     let mut tx = store.write().await?;
     let first_serial = if root.is_some() { 3 } else { 2 };
     tx.init_ca(&signer.chain_pem, &signer.cert.key_id, first_serial, unix(now))
@@ -252,6 +262,19 @@ impl Authority {
                 // Both certificates carry pp_cli_auth: their keys are as sensitive as the CA key.
                 super::check_private_key(&key_path, what)?;
                 continue;
+            }
+            // A replica joining a shared (PostgreSQL) database: the admin certificate belongs to the
+            // first replica's data directory; a second one would supersede it. Copy admin/ for
+            // remote administration from this host.
+            if name == ADMIN_CERTNAME && self.store.backend() == crate::storage::Backend::Postgres {
+                let current = self.store.current_certificate(ADMIN_CERTNAME).await?;
+                if current.is_some_and(|c| c.revoked.is_none()) {
+                    tracing::info!(
+                        "the shared database already holds the admin certificate: none issued here \
+                         (copy admin/ from the first replica to administer remotely from this host)"
+                    );
+                    continue;
+                }
             }
             let permit = Authority::generated_permit(name, &alts, true)?;
             let key = blocking(move || keys::generate(key_type)).await?;

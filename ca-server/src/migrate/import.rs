@@ -279,8 +279,8 @@ pub async fn import(
 
     // Store: a new data directory, or the same CA again (re-run).
     let now = clock.now().unix_timestamp();
-    let store = if dir.db().exists() {
-        let store = Store::open(&dir.db(), false).await?;
+    let store = if Store::holds_ca(dir).await? {
+        let store = Store::open_for(dir, false).await?;
         let (held, _) = store
             .ca()
             .await?
@@ -319,7 +319,7 @@ pub async fn import(
                 crate::ca::passphrase::HOW_TO_GIVE
             ));
         }
-        let store = Store::open(&dir.db(), true).await?;
+        let store = Store::open_for(dir, true).await?;
         let mut tx = store.write().await?;
         tx.init_ca(&signer.chain_pem, &signer.cert.key_id, report.next_serial, now)
             .await?;

@@ -203,6 +203,28 @@ impl Store {
         })
     }
 
+    /// Opens the store of a data directory: the database at its URL, else its SQLite file (created
+    /// when `create`).
+    pub async fn open_for(dir: &crate::datadir::DataDir, create: bool) -> Result<Store, StoreError> {
+        match dir.database_url() {
+            Some(url) => Store::open_url(url).await,
+            None => Store::open(&dir.db(), create).await,
+        }
+    }
+
+    /// Whether the data directory's database holds a CA (for SQLite: whether its file exists).
+    pub async fn holds_ca(dir: &crate::datadir::DataDir) -> Result<bool, StoreError> {
+        match dir.database_url() {
+            Some(url) => {
+                let store = Store::open_url(url).await?;
+                let held = store.ca().await?.is_some();
+                store.close().await;
+                Ok(held)
+            }
+            None => Ok(dir.db().exists()),
+        }
+    }
+
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -1,0 +1,125 @@
+//! Several `ca-server` replicas on one PostgreSQL database: a replica joins with only the CA key in its
+//! data directory, and a revocation made on one is in force on the other at once (new handshake,
+//! open keep-alive connection) and in its CRL.
+
+use std::os::unix::fs::PermissionsExt;
+
+use hyper::{Method, StatusCode};
+
+use crate::harness::TestCa;
+use crate::pg::PgCluster;
+use crate::revocation::KeepAlive;
+use crate::server::{As, TestServer};
+
+/// The first replica: `ca setup --database-url` on an empty database, then served. The data
+/// directory's config.toml names the database, so the `ca` CLI there works on it too.
+fn first_replica(url: &str) -> TestServer {
+    let ca = TestCa::setup(&[
+        "--key-type",
+        "ec-p256",
+        "--dns-alt-names",
+        "localhost,IP:127.0.0.1",
+        "--database-url",
+        url,
+    ]);
+    assert!(
+        !ca.data.join("ca.db").exists(),
+        "the state is in PostgreSQL, not in a SQLite file"
+    );
+    std::fs::write(ca.data.join("config.toml"), format!("database-url = \"{url}\"\n")).unwrap();
+    TestServer::launch(ca, &format!("database-url = \"{url}\"\n"))
+}
+
+/// Another replica: a new data directory holding only a copy of the CA key.
+fn joining_replica(url: &str, first: &TestServer, certname: &str) -> TestServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ca");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = data.join("ca_key.pem");
+    std::fs::copy(first.data().join("ca_key.pem"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(data.join("config.toml"), format!("database-url = \"{url}\"\n")).unwrap();
+    // The CA certificate, for this test's clients (the server itself reads the chain from the database).
+    std::fs::copy(first.data().join("ca_crt.pem"), data.join("ca_crt.pem")).unwrap();
+    TestServer::launch_as(
+        TestCa { tmp, data },
+        &format!("database-url = \"{url}\"\n"),
+        certname,
+    )
+}
+
+#[test]
+fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once() {
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let a = first_replica(&url);
+    let b = joining_replica(&url, &a, "ca-b.example.test");
+    // B issued its own server certificate from the shared CA, and no second admin certificate.
+    assert!(b.data().join("server/cert.pem").exists());
+    assert!(!b.data().join("admin/cert.pem").exists());
+    let ca_a = a.get(&As::Anonymous, "/puppet-ca/v1/certificate/ca").text();
+    assert_eq!(ca_a, b.get(&As::Anonymous, "/puppet-ca/v1/certificate/ca").text());
+    let listed = a.ca.ca(&["list", "--all"]).ok().stdout;
+    assert!(listed.contains("ca-b.example.test"), "{listed}");
+
+    // An agent issued on the shared database (the CLI on A's host) is known to both.
+    let agent = a.identity("agent-r.example.test");
+    let mut on_b = KeepAlive::open(&b, &agent);
+    assert_eq!(on_b.get("/puppet-ca/v1/expirations").unwrap().0, StatusCode::OK);
+    assert_eq!(b.get(&agent, "/puppet-ca/v1/expirations").status, StatusCode::OK);
+
+    // Revoked through A's API: B refuses it at once, on a new handshake and on the open connection.
+    let r = a.send(
+        &As::Admin,
+        Method::PUT,
+        "/puppet-ca/v1/certificate_status/agent-r.example.test",
+        &[("content-type", "application/json")],
+        br#"{"desired_state":"revoked"}"#,
+    );
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(
+        b.try_send(&agent, Method::GET, "/puppet-ca/v1/expirations", &[], b"")
+            .is_err(),
+        "B accepted a handshake with a certificate revoked on A"
+    );
+    let after = on_b.get("/puppet-ca/v1/expirations").unwrap();
+    assert_eq!(after.0, StatusCode::FORBIDDEN, "{}", after.1);
+
+    // Both serve the same CRL, which lists the serial; B signed none of its own.
+    let crl_a = a
+        .get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+        .text();
+    let crl_b = b
+        .get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+        .text();
+    assert_eq!(crl_a, crl_b, "byte-identical CRLs");
+    let crl_file = a.ca.path("shared-crl.pem");
+    std::fs::write(&crl_file, &crl_a).unwrap();
+    let (cert, _) = match &agent {
+        As::Cert(c, k) => (c.clone(), k.clone()),
+        _ => unreachable!(),
+    };
+    let refused = crate::harness::crl_check(&a.ca.ca_cert(), &crl_file, &cert);
+    assert!(
+        refused.is_err_and(|e| e.contains("revoked")),
+        "the shared CRL lists the agent"
+    );
+    let audit = a.ca.ca(&["audit"]).ok().stdout;
+    assert!(
+        !audit.contains("crl-recovery"),
+        "no replica re-signed the CRL: {audit}"
+    );
+
+    // A third replica on a database that holds a CA but without the key: a clear refusal.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("empty");
+    let out = std::process::Command::new(crate::harness::server_binary())
+        .args(["--listen", "127.0.0.1:0", "--database-url", &url, "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("copy") && err.contains("ca_key.pem"), "{err}");
+}
