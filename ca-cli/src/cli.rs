@@ -77,6 +77,14 @@ pub enum Command {
         #[arg(long)]
         encrypt_key: bool,
     },
+    /// Copy the CA's whole state (certificates, requests, revocations, CRL, counters, audit log) to
+    /// another database: PostgreSQL (`postgresql://...`) or a new SQLite file (`sqlite:///path` or a
+    /// path). Stop the servers first; then point `database-url` at the destination.
+    MigrateStore {
+        /// The destination: a PostgreSQL URL holding no CA, or a SQLite file that does not exist yet.
+        #[arg(long, value_name = "URL|FILE")]
+        to: String,
+    },
     /// Export the CA in puppetserver's cadir layout (the directory must be absent or empty).
     Export {
         /// Where to write it.

@@ -19,6 +19,7 @@ mod http_api;
 mod intermediate;
 mod key_passphrase;
 mod limits;
+mod migrate_store;
 mod migration;
 mod multi_master;
 mod operations;

@@ -82,3 +82,42 @@ pub async fn export(dir: &DataDir, cadir: &Path, opts: &RemoteOptions, out: &mut
     }
     Ok(0)
 }
+
+/// `ca migrate-store --to URL|FILE`: copies the state of the data directory's database into another.
+pub async fn store(dir: &DataDir, to: &str, out: &mut Out<'_>) -> CmdResult {
+    use ca_server::storage::{is_postgres_url, redact_url, Store};
+    let source = if dir.database_url().is_none() && !dir.db().exists() {
+        return Err(format!(
+            "no CA in {} (give --data-dir, or --database-url for a CA in PostgreSQL)",
+            dir.root().display()
+        ));
+    } else {
+        Store::open_for(dir, false).await.map_err(|e| e.to_string())?
+    };
+    let (dest, shown) = if is_postgres_url(to) {
+        let store = Store::open_url(to)
+            .await
+            .map_err(|e| format!("{}: {e}", redact_url(to)))?;
+        (store, redact_url(to))
+    } else {
+        let path = std::path::PathBuf::from(to.strip_prefix("sqlite://").unwrap_or(to));
+        if std::fs::symlink_metadata(&path).is_ok() {
+            return Err(format!(
+                "{} exists: the destination SQLite file must be new",
+                path.display()
+            ));
+        }
+        let store = Store::open(&path, true).await.map_err(|e| e.to_string())?;
+        (store, path.display().to_string())
+    };
+    let copied = source.copy_into(&dest).await;
+    source.close().await;
+    dest.close().await;
+    let report = copied.map_err(|e| format!("{shown}: {e}"))?;
+    out.line(&format!("Copied the CA's state to {shown}:"));
+    for (table, rows) in &report.tables {
+        out.line(&format!("  {table:<20} {rows} row(s)"));
+    }
+    out.line("Point ca-server and ca at it (database-url, or a data directory for a SQLite file) and start the servers.");
+    Ok(0)
+}

@@ -39,10 +39,16 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
     };
     let local_only = matches!(
         cli.command,
-        Command::Setup(_) | Command::Import { .. } | Command::Export { .. } | Command::Key { .. }
+        Command::Setup(_)
+            | Command::Import { .. }
+            | Command::Export { .. }
+            | Command::Key { .. }
+            | Command::MigrateStore { .. }
     );
     if local_only && remote.server.is_some() {
-        return Err("setup, import, export and key work on a data directory only (no --server)".into());
+        return Err(
+            "setup, import, export, key and migrate-store work on a data directory only (no --server)".into(),
+        );
     }
     match cli.command {
         Command::Setup(args) => return setup::run(&dir, args, &remote, out).await,
@@ -50,6 +56,7 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             return migrate::import(&dir, &cadir, encrypt_key, &remote, out).await
         }
         Command::Export { cadir } => return migrate::export(&dir, &cadir, &remote, out).await,
+        Command::MigrateStore { to } => return migrate::store(&dir, &to, out).await,
         Command::Key { action } => return key::run(&dir, action, &remote, out).await,
         _ => {}
     }
@@ -61,9 +68,11 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
 
 async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
     match command {
-        Command::Setup(_) | Command::Import { .. } | Command::Export { .. } | Command::Key { .. } => {
-            Err("this command works on the data directory only".into())
-        }
+        Command::Setup(_)
+        | Command::Import { .. }
+        | Command::Export { .. }
+        | Command::Key { .. }
+        | Command::MigrateStore { .. } => Err("this command works on the data directory only".into()),
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,

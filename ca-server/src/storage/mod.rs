@@ -715,3 +715,149 @@ async fn head_may_advance(seal: &AuditSeal, c: &mut sqlx::AnyConnection) -> Resu
         }
     }
 }
+
+/// What [`Store::copy_into`] moved, table by table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// (table, rows copied).
+    pub tables: Vec<(&'static str, u64)>,
+}
+
+/// A column's type, for copying rows between backends.
+#[derive(Clone, Copy)]
+enum Col {
+    Int,
+    OptInt,
+    Text,
+    OptText,
+    Blob,
+}
+
+/// Every table of the CA's state with its columns, in an order that keeps references valid.
+const TABLES: &[(&str, &[(&str, Col)])] = &[
+    (
+        "ca",
+        &[
+            ("id", Col::Int),
+            ("chain_pem", Col::Text),
+            ("key_id", Col::Blob),
+            ("created_at", Col::Int),
+        ],
+    ),
+    ("counters", &[("name", Col::Text), ("value", Col::Int)]),
+    (
+        "requests",
+        &[
+            ("certname", Col::Text),
+            ("csr_der", Col::Blob),
+            ("fingerprint", Col::Text),
+            ("status_json", Col::Text),
+            ("submitted_at", Col::Int),
+            ("submitted_by", Col::Text),
+        ],
+    ),
+    (
+        "certificates",
+        &[
+            ("serial", Col::Int),
+            ("certname", Col::Text),
+            ("der", Col::Blob),
+            ("fingerprint", Col::Text),
+            ("status_json", Col::Text),
+            ("not_before", Col::Int),
+            ("not_after", Col::Int),
+            ("issued_at", Col::Int),
+            ("issued_by", Col::Text),
+            ("cleaned_at", Col::OptInt),
+        ],
+    ),
+    (
+        "revocations",
+        &[
+            ("serial", Col::Int),
+            ("certname", Col::OptText),
+            ("revoked_at", Col::Int),
+            ("reason", Col::Int),
+        ],
+    ),
+    (
+        "crl",
+        &[
+            ("id", Col::Int),
+            ("number", Col::Int),
+            ("this_update", Col::Int),
+            ("next_update", Col::Int),
+            ("der", Col::Blob),
+        ],
+    ),
+    ("parent_crls", &[("position", Col::Int), ("der", Col::Blob)]),
+    ("imported_inventory", &[("serial", Col::Int), ("line", Col::Text)]),
+    (
+        "audit",
+        &[
+            ("id", Col::Int),
+            ("at", Col::Int),
+            ("actor", Col::Text),
+            ("action", Col::Text),
+            ("certname", Col::OptText),
+            ("serial", Col::OptInt),
+            ("outcome", Col::Text),
+            ("detail", Col::OptText),
+            ("hash", Col::Text),
+            ("mac", Col::OptText),
+        ],
+    ),
+];
+
+impl Store {
+    /// Copies the whole state into `dest`, which must hold no CA: one read of this store under its
+    /// write lock (no writer changes it meanwhile), one transaction (under the write lock) on `dest`. Serials, counters, the CRL (byte for byte)
+    /// and the audit chain with its seals arrive unchanged, so `dest` lists, verifies and serves
+    /// identically.
+    pub async fn copy_into(&self, dest: &Store) -> Result<CopyReport, StoreError> {
+        use sqlx::Row;
+        let mut out = dest.write().await?;
+        if queries::ca(&mut *out.tx).await?.is_some() {
+            return Err(StoreError::Duplicate("a CA in the destination database".into()));
+        }
+        // The source's write lock: no writer changes it while it is read (and the read is one snapshot).
+        let mut src = self.begin_write().await?;
+        let mut report = CopyReport::default();
+        for (table, cols) in TABLES {
+            let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+            let select = format!("SELECT {} FROM {table} ORDER BY 1", names.join(", "));
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+            let insert = format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                names.join(", "),
+                marks.join(", ")
+            );
+            let rows = sqlx::query(&select).fetch_all(&mut *src).await?;
+            for row in &rows {
+                let mut q = sqlx::query(&insert);
+                for (i, (_, col)) in cols.iter().enumerate() {
+                    q = match col {
+                        Col::Int => q.bind(row.try_get::<i64, _>(i)?),
+                        Col::OptInt => q.bind(row.try_get::<Option<i64>, _>(i)?),
+                        Col::Text => q.bind(row.try_get::<String, _>(i)?),
+                        Col::OptText => q.bind(row.try_get::<Option<String>, _>(i)?),
+                        Col::Blob => q.bind(row.try_get::<Vec<u8>, _>(i)?),
+                    };
+                }
+                q.execute(&mut *out.tx).await?;
+            }
+            report.tables.push((table, rows.len() as u64));
+        }
+        // The audit id keeps counting from where the source was.
+        if dest.backend == Backend::Postgres {
+            sqlx::query(
+                "SELECT setval(pg_get_serial_sequence('audit', 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)",
+            )
+            .execute(&mut *out.tx)
+            .await?;
+        }
+        out.tx.commit().await?;
+        src.rollback().await?;
+        Ok(report)
+    }
+}
