@@ -139,6 +139,42 @@ async fn crl_upkeep(state: Arc<AppState>) {
     }
 }
 
+/// On a shared (PostgreSQL) database: keeps this replica's revocations and CRL current with the
+/// other writers', woken by their transactions' notifications (or every 500 ms should one be lost),
+/// and reports whether the database answers (`/status/v1/simple`). Nothing on SQLite.
+async fn revocation_feed(state: Arc<AppState>) {
+    use std::sync::atomic::Ordering;
+    let Some(mut feed) = state
+        .authority
+        .store()
+        .change_feed(std::time::Duration::from_millis(500))
+    else {
+        return;
+    };
+    loop {
+        let res = match feed.wait().await {
+            Ok(()) => match tokio::time::timeout(std::time::Duration::from_secs(2), state.sync_tls()).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the database did not answer within 2 s".to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match res {
+            Ok(()) => {
+                if !state.db_ok.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the database answers again: revocations and CRL are current");
+                }
+            }
+            Err(e) => {
+                if state.db_ok.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "the database cannot be reached: serving the CA certificate and the last CRL, refusing changes until it is back");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets open requests finish (up to 10 s).
 pub async fn serve(
     settings: Settings,
@@ -174,6 +210,7 @@ pub async fn serve(
     state.sync_tls().await?;
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
+    let feed = tokio::spawn(revocation_feed(Arc::clone(&state)));
     let limits = settings.limits.clone();
     let slots = Arc::new(Slots::new(
         limits.max_connections,
@@ -210,7 +247,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             // A CRL published by anyone (this server or the CLI) is in force before the handshake.
-            if let Err(e) = state.sync_tls().await {
+            if let Err(e) = state.refresh_local().await {
                 tracing::warn!(error = %e, "could not refresh the CRL");
             }
             let acceptor = state.tls.acceptor();
@@ -260,6 +297,7 @@ pub async fn serve(
     }
     drop(listener);
     upkeep.abort();
+    feed.abort();
     tracing::info!("shutting down: waiting for open requests");
     if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
         .await

@@ -119,6 +119,11 @@ impl PgCluster {
         );
     }
 
+    /// Starts the stopped server again (same data, same port).
+    pub fn start_again(&self) {
+        self.pg_ctl_start();
+    }
+
     /// Runs SQL with psql; its output.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = run(Command::new(self.bin.join("psql"))

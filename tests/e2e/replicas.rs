@@ -3,6 +3,7 @@
 //! open keep-alive connection) and in its CRL.
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
@@ -49,6 +50,24 @@ fn joining_replica(url: &str, first: &TestServer, certname: &str) -> TestServer 
     )
 }
 
+/// How long until `server` refuses a handshake with `who`'s certificate; fails after one second.
+fn until_refused(server: &TestServer, who: &As) -> Duration {
+    let started = Instant::now();
+    loop {
+        if server
+            .try_send(who, Method::GET, "/puppet-ca/v1/expirations", &[], b"")
+            .is_err()
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still accepted a second after the revocation"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once() {
     let pg = PgCluster::start();
@@ -69,7 +88,8 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
     assert_eq!(on_b.get("/puppet-ca/v1/expirations").unwrap().0, StatusCode::OK);
     assert_eq!(b.get(&agent, "/puppet-ca/v1/expirations").status, StatusCode::OK);
 
-    // Revoked through A's API: B refuses it at once, on a new handshake and on the open connection.
+    // Revoked through A's API: B refuses it within a second (it is told by A's transaction), on a new
+    // handshake and on the open connection.
     let r = a.send(
         &As::Admin,
         Method::PUT,
@@ -78,13 +98,24 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
         br#"{"desired_state":"revoked"}"#,
     );
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
-    assert!(
-        b.try_send(&agent, Method::GET, "/puppet-ca/v1/expirations", &[], b"")
-            .is_err(),
-        "B accepted a handshake with a certificate revoked on A"
-    );
+    let acknowledged = Instant::now();
+    let refused_in = until_refused(&b, &agent);
     let after = on_b.get("/puppet-ca/v1/expirations").unwrap();
     assert_eq!(after.0, StatusCode::FORBIDDEN, "{}", after.1);
+    println!(
+        "revocation on A refused on B after {} ms (handshake)",
+        refused_in.as_millis()
+    );
+    assert!(acknowledged.elapsed() < Duration::from_secs(2));
+
+    // Revoked with the CLI on the database: both replicas refuse it within a second.
+    let other = a.identity("agent-s.example.test");
+    assert_eq!(b.get(&other, "/puppet-ca/v1/expirations").status, StatusCode::OK);
+    a.ca.ca(&["revoke", "agent-s.example.test"]).ok();
+    for (name, r) in [("A", &a), ("B", &b)] {
+        let t = until_refused(r, &other);
+        println!("CLI revocation refused on {name} after {} ms", t.as_millis());
+    }
 
     // Both serve the same CRL, which lists the serial; B signed none of its own.
     let crl_a = a
@@ -122,4 +153,61 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("copy") && err.contains("ca_key.pem"), "{err}");
+}
+
+/// A replica that loses its database says so (`/status/v1/simple` answers 503 `error`), keeps
+/// serving the CA certificate and the last CRL, and recovers by itself when the database returns.
+#[test]
+fn a_replica_without_its_database_says_so_serves_what_it_can_and_recovers() {
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let a = first_replica(&url);
+    assert_eq!(a.get(&As::Anonymous, "/status/v1/simple").text(), "running");
+    let crl = a
+        .get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+        .text();
+    pg.stop_immediately();
+    let started = Instant::now();
+    loop {
+        let s = a.get(&As::Anonymous, "/status/v1/simple");
+        if s.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(s.text(), "error");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still 'running' without a database"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("database loss noticed after {} ms", started.elapsed().as_millis());
+    assert_eq!(
+        a.get(&As::Anonymous, "/puppet-ca/v1/certificate/ca").status,
+        StatusCode::OK
+    );
+    let served = a.get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca");
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.text(), crl, "the last CRL");
+    // A change needs the database: a clear error, not a hang.
+    let r = a.send(
+        &As::Admin,
+        Method::PUT,
+        "/puppet-ca/v1/certificate_status/ca-admin",
+        &[("content-type", "application/json")],
+        br#"{"desired_state":"revoked"}"#,
+    );
+    assert!(r.status.is_server_error(), "{} {}", r.status, r.text());
+
+    pg.start_again();
+    let started = Instant::now();
+    while a.get(&As::Anonymous, "/status/v1/simple").text() != "running" {
+        assert!(started.elapsed() < Duration::from_secs(10), "did not recover");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "recovered {} ms after the database returned",
+        started.elapsed().as_millis()
+    );
+    let agent = a.identity("after.example.test");
+    assert_eq!(a.get(&agent, "/puppet-ca/v1/expirations").status, StatusCode::OK);
 }

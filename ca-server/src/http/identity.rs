@@ -91,7 +91,7 @@ pub async fn identify(state: &AppState, peer: Option<&PeerInfo>, headers: &Heade
         return Identified::Caller(None, None);
     };
     // A revocation made by another process (`ca revoke` on the database) is loaded first.
-    if let Err(e) = state.sync_tls().await {
+    if let Err(e) = state.refresh_local().await {
         tracing::warn!(error = %e, "could not refresh the revocations");
     }
     match state.tls.check_client_cert(&der, now) {
@@ -112,7 +112,7 @@ async fn proxied(
     let Some(claimed) = identity else {
         return Ok((None, None));
     };
-    if let Err(e) = state.sync_tls().await {
+    if let Err(e) = state.refresh_local().await {
         tracing::warn!(error = %e, "could not refresh the revocations");
     }
     let current = state

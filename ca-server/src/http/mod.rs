@@ -67,6 +67,10 @@ pub struct AppState {
     /// Requests answered, for `/metrics`.
     pub requests: metrics::RequestCounters,
     crl: Mutex<Option<Arc<CrlCache>>>,
+    /// The CRL version last read from the database (what a shared database's readers go by).
+    last_version: Mutex<Option<(Option<i64>, i64)>>,
+    /// Whether the database answered the last time it was asked (readiness).
+    pub db_ok: std::sync::atomic::AtomicBool,
     crl_rebuild: tokio::sync::Mutex<()>,
     crl_encode: tokio::sync::Mutex<()>,
 }
@@ -91,6 +95,8 @@ impl AppState {
             body_read_timeout: limits.body_read_timeout,
             requests: metrics::RequestCounters::default(),
             crl: Mutex::new(None),
+            last_version: Mutex::new(None),
+            db_ok: std::sync::atomic::AtomicBool::new(true),
             crl_rebuild: tokio::sync::Mutex::new(()),
             crl_encode: tokio::sync::Mutex::new(()),
         }
@@ -100,6 +106,9 @@ impl AppState {
     /// a CRL signed by another process (the `ca` CLI) or a new parent CRL costs more, once.
     pub async fn sync_tls(&self) -> Result<(), AuthorityError> {
         let version = self.authority.store().crl_version().await?;
+        if let Ok(mut v) = self.last_version.lock() {
+            *v = Some(version);
+        }
         if self.tls_current(version) {
             return Ok(());
         }
@@ -138,6 +147,28 @@ impl AppState {
         .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))
     }
 
+    /// Before a handshake or an authenticated request: on SQLite, [`AppState::sync_tls`] (one cheap
+    /// read of a local file catches a revocation by the CLI at once). On a shared PostgreSQL database
+    /// nothing: the change feed keeps this replica current (see `server::revocation_feed`), so no
+    /// connection or request waits on the database.
+    pub async fn refresh_local(&self) -> Result<(), AuthorityError> {
+        if self.authority.store().backend() == crate::storage::Backend::Sqlite {
+            self.sync_tls().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The CRL version to serve: read from SQLite; on PostgreSQL the one the change feed last read.
+    async fn served_version(&self) -> Result<(Option<i64>, i64), AuthorityError> {
+        if self.authority.store().backend() == crate::storage::Backend::Postgres {
+            if let Some(v) = self.last_version.lock().ok().and_then(|v| *v) {
+                return Ok(v);
+            }
+        }
+        Ok(self.authority.store().crl_version().await?)
+    }
+
     fn tls_current(&self, version: (Option<i64>, i64)) -> bool {
         let ours = self.tls.revoked().number().and_then(|n| i64::try_from(n).ok());
         ours == version.0 && self.tls.parents_version() == Some(version.1)
@@ -145,14 +176,14 @@ impl AppState {
 
     /// The CRL chain as served, PEM-encoded once per CRL (on the first GET after a change).
     pub async fn current_crl(&self) -> Result<Arc<CrlCache>, AuthorityError> {
-        let version = self.authority.store().crl_version().await?;
+        let version = self.served_version().await?;
         if let Some(c) = self.cached_crl(version) {
             return Ok(c);
         }
         // One encoding at a time: under a burst of revocations the waiting callers find the work done
         // (or do it once for all of them).
         let _one = self.crl_encode.lock().await;
-        let version = self.authority.store().crl_version().await?;
+        let version = self.served_version().await?;
         if let Some(c) = self.cached_crl(version) {
             return Ok(c);
         }

@@ -1,12 +1,14 @@
 //! `/status/v1/services[/{service}]` and `/status/v1/simple[/{service}]` (trapperkeeper-status shapes).
 
-use axum::extract::Path;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::error::text;
-use super::PUPPET_VERSION;
+use super::{AppState, PUPPET_VERSION};
 
 fn ca_service() -> Value {
     json!({
@@ -39,10 +41,13 @@ pub async fn service(Path(name): Path<String>) -> Response {
     }
 }
 
-/// `running`.
-pub async fn simple(name: Option<Path<String>>) -> Response {
+/// `running`; `error` (503) while the database cannot be reached.
+pub async fn simple(State(state): State<Arc<AppState>>, name: Option<Path<String>>) -> Response {
     match name {
         Some(Path(n)) if n != "ca" => text(StatusCode::NOT_FOUND, "Not Found"),
+        _ if !state.db_ok.load(std::sync::atomic::Ordering::Relaxed) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "error")
+        }
         _ => text(StatusCode::OK, "running"),
     }
 }

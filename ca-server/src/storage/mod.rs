@@ -85,6 +85,57 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 /// The advisory lock key of the CA's global write lock on PostgreSQL ("ca-write" in ASCII).
 const WRITE_LOCK_KEY: i64 = 0x63_61_2d_77_72_69_74_65;
 
+/// The PostgreSQL notification channel of CRL changes.
+const CRL_CHANNEL: &str = "ca_crl";
+
+/// Waits for the moments the CRLs may have changed in a shared database: a notification from the
+/// writer's transaction (PostgreSQL `LISTEN`), or at the latest every `poll` (the fallback when
+/// notifications are lost with a connection). A store on SQLite has none: there the readers check
+/// the database themselves.
+pub struct ChangeFeed {
+    url: String,
+    listener: Option<sqlx::postgres::PgListener>,
+    poll: Duration,
+}
+
+impl ChangeFeed {
+    /// Returns when a notification arrived or `poll` passed; an error when the database cannot be
+    /// reached (the next call tries to connect again).
+    pub async fn wait(&mut self) -> Result<(), StoreError> {
+        let Some(l) = self.listener.as_mut() else {
+            self.listener = Some(self.connect().await?);
+            // Connected anew: whatever happened meanwhile is read now.
+            return Ok(());
+        };
+        match tokio::time::timeout(self.poll, l.try_recv()).await {
+            Err(_) | Ok(Ok(Some(_))) => Ok(()),
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                // The connection was lost: notifications in between are gone, so the caller reads
+                // the state once the feed is back.
+                self.listener = None;
+                self.listener = Some(self.connect().await?);
+                Ok(())
+            }
+        }
+    }
+
+    /// A listening connection, or an error within `poll` (sqlx would retry for its whole acquire
+    /// timeout; readiness must change sooner).
+    async fn connect(&self) -> Result<sqlx::postgres::PgListener, StoreError> {
+        let connect = async {
+            let mut l = sqlx::postgres::PgListener::connect(&self.url).await?;
+            l.listen(CRL_CHANNEL).await?;
+            Ok::<_, StoreError>(l)
+        };
+        match tokio::time::timeout(self.poll.max(Duration::from_secs(1)), connect).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unsupported(
+                "the database does not answer (timed out connecting)".into(),
+            )),
+        }
+    }
+}
+
 /// Which database engine holds the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -99,6 +150,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The PostgreSQL URL (for the change feed's own connection).
+    url: Option<Arc<str>>,
     /// Seals audit rows and keeps the head file (when the CA key is loaded).
     seal: Option<Arc<AuditSeal>>,
 }
@@ -163,6 +216,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Sqlite,
+            url: None,
             seal: None,
         })
     }
@@ -180,7 +234,7 @@ impl Store {
         let opts = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
         // Replicas starting together: the migration runs under the write lock.
@@ -199,6 +253,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Postgres,
+            url: Some(url.into()),
             seal: None,
         })
     }
@@ -225,6 +280,15 @@ impl Store {
         }
     }
 
+    /// The change feed of a shared (PostgreSQL) database; None on SQLite.
+    pub fn change_feed(&self, poll: Duration) -> Option<ChangeFeed> {
+        self.url.as_ref().map(|u| ChangeFeed {
+            url: u.to_string(),
+            listener: None,
+            poll,
+        })
+    }
+
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -239,6 +303,7 @@ impl Store {
             seal: self.seal.clone(),
             head: None,
             advance_head: None,
+            backend: self.backend,
         })
     }
 
@@ -532,6 +597,7 @@ pub struct WriteTx {
     head: Option<(i64, String)>,
     /// Whether the head file may move to it (checked at the first audit row).
     advance_head: Option<bool>,
+    backend: Backend,
 }
 
 impl WriteTx {
@@ -565,6 +631,7 @@ impl WriteTx {
     pub async fn next_crl_number(&mut self) -> Result<u64, StoreError> {
         // The counter holds the number of the last CRL (-1 before the first, so the first is 0).
         let n = queries::bump(&mut self.tx, "crl_number").await?;
+        self.notify_crl_change().await?;
         queries::to_u64(n, "crl number")
     }
     /// Stores a pending request, replacing one of the same name when `replace`.
@@ -633,7 +700,19 @@ impl WriteTx {
     }
     /// Replaces the CRL of the parent at `position` (1 = direct parent).
     pub async fn set_parent_crl(&mut self, position: u32, der: &[u8]) -> Result<(), StoreError> {
-        queries::set_parent_crl(&mut self.tx, position, der).await
+        queries::set_parent_crl(&mut self.tx, position, der).await?;
+        self.notify_crl_change().await
+    }
+    /// On PostgreSQL, tells every replica's [`ChangeFeed`] at commit that the CRLs changed (a
+    /// notification sent in the transaction is delivered only if it commits).
+    async fn notify_crl_change(&mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CRL_CHANNEL)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
     /// The parents' CRLs.
     pub async fn parent_crls(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -655,6 +734,7 @@ impl WriteTx {
         let n = queries::to_i64(number)?;
         if n > current {
             queries::set_counter(&mut self.tx, "crl_number", n).await?;
+            self.notify_crl_change().await?;
         }
         Ok(())
     }
