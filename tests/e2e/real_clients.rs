@@ -20,8 +20,13 @@ pub fn require(cmd: &str) {
 
 /// Settings that isolate a puppet run in `dir` and point it at the test server.
 pub fn agent_args(s: &TestServer, dir: &Path, certname: &str) -> Vec<String> {
+    agent_args_at(s.addr.port(), dir, certname)
+}
+
+/// The agent's arguments for a CA on `localhost:port` (a server, or a balancer in front of several).
+pub fn agent_args_at(port: u16, dir: &Path, certname: &str) -> Vec<String> {
     let d = |sub: &str| dir.join(sub).display().to_string();
-    let port = s.addr.port().to_string();
+    let port = port.to_string();
     [
         "--color",
         "false",
@@ -201,13 +206,18 @@ fn puppet_agent_gives_up_while_unsigned_and_resubmits_harmlessly() {
 }
 
 /// The real `puppetserver ca` CLI, configured as §7 describes, with our admin certificate as hostcert.
-struct RealCli {
+pub struct RealCli {
     conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl RealCli {
-    fn new(s: &TestServer) -> RealCli {
+    pub fn new(s: &TestServer) -> RealCli {
+        Self::at(s, s.addr.port())
+    }
+
+    /// The CLI with `s`'s admin certificate, talking to `localhost:port` (`s`, or a balancer).
+    pub fn at(s: &TestServer, port: u16) -> RealCli {
         require("ruby");
         let dir = tempfile::tempdir().unwrap();
         let crl = dir.path().join("crl.pem");
@@ -217,7 +227,7 @@ impl RealCli {
         let text = format!(
             "[main]\ncertname = ca-admin\nssldir = {ssl}\nca_server = localhost\nca_port = {port}\nhostcert = {cert}\nhostprivkey = {key}\nlocalcacert = {ca}\nhostcrl = {crl}\nkeylength = 2048\n",
             ssl = dir.path().join("ssl").display(),
-            port = s.addr.port(),
+            port = port,
             cert = data.join("admin/cert.pem").display(),
             key = data.join("admin/key.pem").display(),
             ca = data.join("ca_crt.pem").display(),
@@ -227,7 +237,7 @@ impl RealCli {
         RealCli { conf, _dir: dir }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         let mut c = Command::new("ruby");
         c.args([
             "-e",
@@ -245,7 +255,7 @@ impl RealCli {
     }
 
     #[track_caller]
-    fn ok(&self, args: &[&str], needle: &str) -> String {
+    pub fn ok(&self, args: &[&str], needle: &str) -> String {
         let out = self.run(args);
         let t = text(&out);
         assert!(

@@ -211,3 +211,189 @@ fn a_replica_without_its_database_says_so_serves_what_it_can_and_recovers() {
     let agent = a.identity("after.example.test");
     assert_eq!(a.get(&agent, "/puppet-ca/v1/expirations").status, StatusCode::OK);
 }
+
+/// nginx (stream module) balancing TCP round-robin over the replicas, from
+/// deploy/nginx/ca-balancer.conf.template; killed when dropped.
+struct Balancer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    fn start(replicas: &[&TestServer]) -> Balancer {
+        let module = "/usr/lib/nginx/modules/ngx_stream_module.so";
+        assert!(
+            std::path::Path::new(module).exists(),
+            "{module} missing: scripts/test installs libnginx-mod-stream"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::harness::free_port();
+        let template =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/ca-balancer.conf.template");
+        let upstreams: Vec<String> = replicas
+            .iter()
+            .map(|r| format!("server 127.0.0.1:{} max_fails=1 fail_timeout=10s;", r.addr.port()))
+            .collect();
+        // Placeholders are filled in outside the comments (which name them).
+        let conf: String = std::fs::read_to_string(&template)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with('#') {
+                    l.to_string()
+                } else {
+                    l.replace("@STREAM_MODULE@", module)
+                        .replace("@PREFIX@", &dir.path().display().to_string())
+                        .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
+                        .replace("@UPSTREAMS@", &upstreams.join("\n        "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = std::process::Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("nginx (scripts/test installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Balancer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests a replica answered, from its /metrics.
+fn answered(r: &TestServer) -> u64 {
+    r.get(&As::Anonymous, "/metrics")
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("ca_http_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Three replicas on one database behind nginx (TCP round-robin, TLS passed through): real
+/// `puppet ssl bootstrap` agents get certificates through it, signed with `ca sign` on the database;
+/// the real `puppetserver ca` CLI lists and revokes through it; every replica refuses the revoked
+/// certificate within a second and serves the same CRL.
+#[test]
+fn three_replicas_behind_a_balancer_serve_real_agents_and_the_real_cli() {
+    use crate::real_clients::{agent_args_at, require, text, RealCli};
+    require("puppet");
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let a = first_replica(&url);
+    let b = joining_replica(&url, &a, "ca-b.example.test");
+    let c = joining_replica(&url, &a, "ca-c.example.test");
+    let lb = Balancer::start(&[&a, &b, &c]);
+    let before: Vec<u64> = [&a, &b, &c].iter().map(|r| answered(r)).collect();
+
+    let names = [
+        "lb-agent1.example.test",
+        "lb-agent2.example.test",
+        "lb-agent3.example.test",
+    ];
+    let dirs: Vec<tempfile::TempDir> = names.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let agents: Vec<std::process::Child> = names
+        .iter()
+        .zip(&dirs)
+        .map(|(n, d)| {
+            std::process::Command::new("puppet")
+                .args(["ssl", "bootstrap"])
+                .args(agent_args_at(lb.port, d.path(), n))
+                .args(["--waitforcert", "1", "--maxwaitforcert", "60"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The requests arrive through whichever replica; they are signed on the database.
+    let started = Instant::now();
+    loop {
+        let listed = a.ca.ca(&["list"]).ok().stdout;
+        if names.iter().all(|n| listed.contains(n)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "requests missing: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for n in names {
+        a.ca.ca(&["sign", n]).ok();
+    }
+    for child in agents {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let after: Vec<u64> = [&a, &b, &c].iter().map(|r| answered(r)).collect();
+    for (i, (x, y)) in before.iter().zip(&after).enumerate() {
+        assert!(
+            y > x,
+            "replica {i} answered nothing through the balancer: {before:?} -> {after:?}"
+        );
+    }
+
+    // The real puppetserver CA CLI through the balancer.
+    let cli = RealCli::at(&a, lb.port);
+    let listed = cli.ok(&["list", "--all"], "Signed Certificates:");
+    for n in names {
+        assert!(listed.contains(n), "{listed}");
+    }
+    cli.ok(
+        &["revoke", "--certname", names[0]],
+        &format!("Certificate for {} has been revoked", names[0]),
+    );
+    let revoked = As::Cert(
+        dirs[0].path().join(format!("ssl/certs/{}.pem", names[0])),
+        dirs[0].path().join(format!("ssl/private_keys/{}.pem", names[0])),
+    );
+    for r in [&a, &b, &c] {
+        until_refused(r, &revoked);
+    }
+    let crls: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|r| {
+            r.get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+                .text()
+        })
+        .collect();
+    assert!(
+        crls.iter().all(|x| *x == crls[0]),
+        "byte-identical CRLs on every replica"
+    );
+    // The other agents still work through the balancer.
+    let out = std::process::Command::new("puppet")
+        .args(["ssl", "verify"])
+        .args(agent_args_at(lb.port, dirs[1].path(), names[1]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
