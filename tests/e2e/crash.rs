@@ -17,6 +17,11 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use crate::harness::{free_port, server_binary, sqlite, TestCa};
 
 fn start(data: &std::path::Path, port: u16) -> Child {
+    start_with(data, port, &[])
+}
+
+/// The real `ca-server` on `data`, listening on `port`, with `extra` arguments; waits until it listens.
+pub fn start_with(data: &std::path::Path, port: u16, extra: &[&str]) -> Child {
     let child = Command::new(server_binary())
         .args([
             "--data-dir",
@@ -24,6 +29,7 @@ fn start(data: &std::path::Path, port: u16) -> Child {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(extra)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -11,7 +11,7 @@ mod cli_corpus;
 mod cli_lifecycle;
 mod cli_scenario;
 mod concurrency;
-mod crash;
+pub mod crash;
 mod crl_freshness;
 mod fuzz_smoke;
 mod harness;

@@ -397,3 +397,228 @@ fn three_replicas_behind_a_balancer_serve_real_agents_and_the_real_cli() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// kill -9 of one replica (the real binary) while clients sign and revoke on all three: no duplicate
+/// serial, every certificate a client received is stored, every acknowledged revocation is in the
+/// survivors' CRL, and the survivors keep serving (the longest request on them is reported).
+#[test]
+fn kill_9_of_a_replica_under_load_loses_nothing_and_the_others_keep_serving() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use ca_cli::remote::Client;
+    use x509_parser::prelude::FromDer;
+
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let first = TestCa::setup(&[
+        "--key-type",
+        "ec-p256",
+        "--dns-alt-names",
+        "localhost",
+        "--database-url",
+        &url,
+    ]);
+    let mut dirs = vec![first.data.clone()];
+    let _keep: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| {
+            let tmp = tempfile::tempdir().unwrap();
+            let data = tmp.path().join("ca");
+            std::fs::create_dir(&data).unwrap();
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::fs::copy(first.data.join("ca_key.pem"), data.join("ca_key.pem")).unwrap();
+            std::fs::set_permissions(data.join("ca_key.pem"), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+            dirs.push(data);
+            tmp
+        })
+        .collect();
+    let ports: Vec<u16> = (0..3).map(|_| crate::harness::free_port()).collect();
+    let mut servers: Vec<Option<std::process::Child>> = dirs
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (d, p))| {
+            Some(crate::crash::start_with(
+                d,
+                *p,
+                &[
+                    "--database-url",
+                    &url,
+                    "--certname",
+                    &format!("ca-{i}.example.test"),
+                    "--dns-alt-names",
+                    "localhost",
+                ],
+            ))
+        })
+        .collect();
+    let d = &first.data;
+    let admin = |port: u16| {
+        Client::new(
+            &format!("https://localhost:{port}"),
+            &d.join("ca_crt.pem"),
+            Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
+        )
+        .unwrap()
+    };
+    #[derive(Default)]
+    struct Seen {
+        received: BTreeMap<String, (u64, Vec<u8>)>,
+        revoked: BTreeSet<u64>,
+        /// Longest request on a surviving replica after the kill.
+        survivor_max: Duration,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let client = admin(ports[w]);
+            let (seen, stop, killed) = (Arc::clone(&seen), Arc::clone(&stop), Arc::clone(&killed));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let json = [("content-type", "application/json")];
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let name = format!("kill-{w}-{i}.example.test");
+                    let timed = |f: &mut dyn FnMut() -> Result<ca_cli::remote::Answer, String>| {
+                        let t = Instant::now();
+                        let r = f();
+                        if w != 2 && killed.load(Ordering::Relaxed) {
+                            let mut s = seen.lock().unwrap();
+                            s.survivor_max = s.survivor_max.max(t.elapsed());
+                        }
+                        r
+                    };
+                    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+                    let mut p = rcgen::CertificateParams::default();
+                    p.distinguished_name
+                        .push(rcgen::DnType::CommonName, name.as_str());
+                    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+                    let put = timed(&mut || {
+                        rt.block_on(client.send(
+                            hyper::Method::PUT,
+                            &format!("/puppet-ca/v1/certificate_request/{name}"),
+                            &[],
+                            csr.clone().into_bytes(),
+                        ))
+                    });
+                    if !matches!(put, Ok(ref a) if a.status == StatusCode::OK) {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    let sign = timed(&mut || {
+                        rt.block_on(client.send(
+                            hyper::Method::PUT,
+                            &format!("/puppet-ca/v1/certificate_status/{name}"),
+                            &json,
+                            br#"{"desired_state":"signed"}"#.to_vec(),
+                        ))
+                    });
+                    if !matches!(sign, Ok(ref a) if a.status == StatusCode::NO_CONTENT) {
+                        continue;
+                    }
+                    let Ok(a) =
+                        timed(&mut || rt.block_on(client.get(&format!("/puppet-ca/v1/certificate/{name}"))))
+                    else {
+                        continue;
+                    };
+                    if a.status != StatusCode::OK {
+                        continue;
+                    }
+                    let der = pem::parse(a.text()).unwrap().into_contents();
+                    let (_, c) = x509_parser::prelude::X509Certificate::from_der(&der).unwrap();
+                    let serial = u64::try_from(c.serial.clone()).unwrap();
+                    seen.lock().unwrap().received.insert(name.clone(), (serial, der));
+                    if i % 2 == 0 {
+                        let r = timed(&mut || {
+                            rt.block_on(client.send(
+                                hyper::Method::PUT,
+                                &format!("/puppet-ca/v1/certificate_status/{name}"),
+                                &json,
+                                br#"{"desired_state":"revoked"}"#.to_vec(),
+                            ))
+                        });
+                        if matches!(r, Ok(ref a) if a.status == StatusCode::NO_CONTENT) {
+                            seen.lock().unwrap().revoked.insert(serial);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut victim = servers[2].take().unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    killed.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.received.len() >= 10,
+        "the load made progress: {}",
+        seen.received.len()
+    );
+    assert!(!seen.revoked.is_empty());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut crls = Vec::new();
+    for port in &ports[..2] {
+        let crl = rt
+            .block_on(admin(*port).get("/puppet-ca/v1/certificate_revocation_list/ca"))
+            .unwrap();
+        assert_eq!(crl.status, StatusCode::OK);
+        crls.push(crl.text());
+    }
+    assert_eq!(crls[0], crls[1], "the survivors serve the same CRL");
+    let der = pem::parse(&crls[0]).unwrap().into_contents();
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).unwrap();
+    let in_crl: BTreeSet<u64> = crl
+        .iter_revoked_certificates()
+        .map(|e| u64::try_from(e.user_certificate.clone()).unwrap())
+        .collect();
+    for s in &seen.revoked {
+        assert!(
+            in_crl.contains(s),
+            "acknowledged revocation of serial {s} missing from the CRL"
+        );
+    }
+    let stored = rt.block_on(async {
+        let store = ca_server::storage::Store::open_url(&url).await.unwrap();
+        let all = store.all_certificates().await.unwrap();
+        store.close().await;
+        all
+    });
+    let by_serial: BTreeMap<u64, &Vec<u8>> = stored.iter().map(|(r, _)| (r.serial, &r.der)).collect();
+    assert_eq!(by_serial.len(), stored.len(), "no duplicate serial");
+    for (name, (serial, der)) in &seen.received {
+        assert_eq!(
+            by_serial.get(serial).map(|d| d.as_slice()),
+            Some(der.as_slice()),
+            "{name} (serial {serial}) lost"
+        );
+    }
+    println!(
+        "kill -9 of a replica: {} certificates received, {} revocations acknowledged, longest request on a survivor after the kill {} ms",
+        seen.received.len(),
+        seen.revoked.len(),
+        seen.survivor_max.as_millis()
+    );
+    for s in servers.iter_mut().flatten() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
