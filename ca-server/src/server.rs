@@ -34,6 +34,9 @@ pub enum ServeError {
     /// The access rules file.
     #[error("{0}")]
     Rules(String),
+    /// The data directory cannot serve the CA (a replica missing its key).
+    #[error("{0}")]
+    Setup(String),
     /// Socket errors.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -48,7 +51,7 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
                 .await
                 .map_err(crate::authority::AuthorityError::from)?
             {
-                return Err(ServeError::Rules(format!(
+                return Err(ServeError::Setup(format!(
                     "the database {} holds a CA but {} has no ca_key.pem: to join as a replica, copy \
                      ca_key.pem (mode 0600; and root_key.pem for an intermediate CA) from the first \
                      replica into it",
