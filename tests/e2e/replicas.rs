@@ -111,11 +111,46 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
     // Revoked with the CLI on the database: both replicas refuse it within a second.
     let other = a.identity("agent-s.example.test");
     assert_eq!(b.get(&other, "/puppet-ca/v1/expirations").status, StatusCode::OK);
+    let crl_path = "/puppet-ca/v1/certificate_revocation_list/ca";
+    let last_modified = |r: &TestServer| {
+        let got = r.get(&As::Anonymous, crl_path);
+        got.headers["last-modified"].to_str().unwrap().to_string()
+    };
+    // Every replica gives the same CRL the same Last-Modified.
+    let seen_on_a = last_modified(&a);
+    assert_eq!(seen_on_a, last_modified(&b));
     a.ca.ca(&["revoke", "agent-s.example.test"]).ok();
     for (name, r) in [("A", &a), ("B", &b)] {
         let t = until_refused(r, &other);
         println!("CLI revocation refused on {name} after {} ms", t.as_millis());
     }
+    // An agent that fetched from A and asks B (If-Modified-Since from A, in the same second as the
+    // revocation, most likely) gets the new CRL, not 304.
+    let again = b.send(
+        &As::Anonymous,
+        Method::GET,
+        crl_path,
+        &[("if-modified-since", &seen_on_a)],
+        b"",
+    );
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "a changed CRL answered {}",
+        again.status
+    );
+    assert_ne!(again.headers["last-modified"].to_str().unwrap(), seen_on_a);
+    let unchanged = b.send(
+        &As::Anonymous,
+        Method::GET,
+        crl_path,
+        &[(
+            "if-modified-since",
+            again.headers["last-modified"].to_str().unwrap(),
+        )],
+        b"",
+    );
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
 
     // Both serve the same CRL, which lists the serial; B signed none of its own.
     let crl_a = a

@@ -107,6 +107,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         this_update: 200,
         next_update: 900,
         der: vec![9],
+        last_modified: 0,
     })
     .await
     .unwrap();
@@ -131,6 +132,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         this_update: 300,
         next_update: 900,
         der: vec![8],
+        last_modified: 0,
     })
     .await
     .unwrap();
@@ -139,6 +141,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         this_update: 200,
         next_update: 900,
         der: vec![9],
+        last_modified: 0,
     })
     .await
     .unwrap();

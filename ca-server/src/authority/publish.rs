@@ -239,6 +239,10 @@ impl Authority {
             }
         };
         let number = tx.next_crl_number().await?;
+        let exact = self.now();
+        let last_modified = tx
+            .next_crl_last_modified(unix(exact) + i64::from(exact.nanosecond() > 0))
+            .await?;
         let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
         let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
         let next_update = now + self.settings.crl_lifetime;
@@ -252,6 +256,7 @@ impl Authority {
             this_update: unix(this_update),
             next_update: unix(next_update),
             der,
+            last_modified,
         };
         if !defer_storage {
             tx.store_crl(&row).await?;

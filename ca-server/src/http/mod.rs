@@ -190,16 +190,20 @@ impl AppState {
         let row = self.authority.crl().await?;
         // The chain: our CRL first, then each parent's (agents in `chain` mode need one per CA).
         let parents = self.authority.store().parent_crls().await?;
-        let now = self.authority.now();
-        let ceil = now.unix_timestamp() + i64::from(now.nanosecond() > 0);
-        let after_previous = self.crl.lock().ok().and_then(|g| {
-            g.as_ref()
-                .and_then(|c| c.published.checked_add(std::time::Duration::from_secs(1)))
-        });
+        // Last-Modified is fixed with the CRL when it is signed (and moved on with the parents'), the
+        // same on every process and replica: an If-Modified-Since taken from an older CRL is always
+        // before it, so a changed CRL is never answered 304.
+        let parents_lm = self.authority.store().parent_crls_last_modified().await?;
+        let lm = if row.last_modified > 0 {
+            row.last_modified
+        } else {
+            row.this_update + 1
+        };
         let published = SystemTime::UNIX_EPOCH
-            .checked_add(std::time::Duration::from_secs(u64::try_from(ceil).unwrap_or(0)))
-            .unwrap_or(SystemTime::UNIX_EPOCH)
-            .max(after_previous.unwrap_or(SystemTime::UNIX_EPOCH));
+            .checked_add(std::time::Duration::from_secs(
+                u64::try_from(lm.max(parents_lm)).unwrap_or(0),
+            ))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let number = row.number;
         // Keyed by what was read: a CRL signed meanwhile makes the next call encode again.
         let version = (i64::try_from(number).ok(), version.1);

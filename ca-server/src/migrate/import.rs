@@ -196,6 +196,7 @@ pub async fn import(
             .next_update()
             .map_or(crl.last_update().timestamp(), |t| t.timestamp()),
         der: own_crl.clone(),
+        last_modified: crl.last_update().timestamp() + 1,
     };
 
     // Signed certificates: each must be this CA's.

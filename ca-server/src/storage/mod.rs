@@ -412,6 +412,10 @@ impl Store {
     pub async fn parent_crls(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         queries::parent_crls(&self.pool).await
     }
+    /// The `Last-Modified` of the last change of the parents' CRLs (0 when none).
+    pub async fn parent_crls_last_modified(&self) -> Result<i64, StoreError> {
+        queries::parent_crls_last_modified(&self.pool).await
+    }
     /// Every certificate ever issued, by serial, with whether it was cleaned (export).
     pub async fn all_certificates(&self) -> Result<Vec<(CertRow, bool)>, StoreError> {
         queries::all_certificates(&self.pool).await
@@ -626,6 +630,11 @@ impl WriteTx {
         // The counter holds the next serial to issue: hand out the value before the increment.
         let next = queries::bump(&mut self.tx, "serial").await?;
         queries::to_u64(next - 1, "serial")
+    }
+    /// The `Last-Modified` of the CRL being signed: `at_least` (now, rounded up to the second) or one
+    /// second after the previous CRL's, whichever is later.
+    pub async fn next_crl_last_modified(&mut self, at_least: i64) -> Result<i64, StoreError> {
+        queries::next_crl_last_modified(&mut self.tx, at_least).await
     }
     /// Allocates the next CRL number.
     pub async fn next_crl_number(&mut self) -> Result<u64, StoreError> {
@@ -868,6 +877,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("this_update", Col::Int),
             ("next_update", Col::Int),
             ("der", Col::Blob),
+            ("last_modified", Col::Int),
         ],
     ),
     ("parent_crls", &[("position", Col::Int), ("der", Col::Blob)]),

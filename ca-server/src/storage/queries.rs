@@ -55,6 +55,8 @@ pub struct CrlRow {
     pub next_update: i64,
     /// DER.
     pub der: Vec<u8>,
+    /// `Last-Modified` when served (Unix seconds): later than every earlier CRL's.
+    pub last_modified: i64,
 }
 
 /// An audit row to write.
@@ -546,6 +548,15 @@ pub(super) async fn set_parent_crl(
     .await?;
     // Readers notice a new parent CRL by this counter (see crl_version).
     bump(c, "parent_crls").await?;
+    // The served chain changed: a Last-Modified later than any served so far.
+    let lm = next_crl_last_modified(c, 0).await?;
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ('parent_crls_last_modified', $1) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(lm)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
@@ -644,15 +655,17 @@ pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
 }
 
 pub(super) async fn crl<'e, E: Executor<'e, Database = Any>>(e: E) -> Result<Option<CrlRow>, StoreError> {
-    let row = sqlx::query("SELECT number, this_update, next_update, der FROM crl WHERE id = 1")
-        .fetch_optional(e)
-        .await?;
+    let row =
+        sqlx::query("SELECT number, this_update, next_update, der, last_modified FROM crl WHERE id = 1")
+            .fetch_optional(e)
+            .await?;
     row.map(|r| {
         Ok(CrlRow {
             number: to_u64(r.get(0), "crl number")?,
             this_update: r.get(1),
             next_update: r.get(2),
             der: r.get(3),
+            last_modified: r.get(4),
         })
     })
     .transpose()
@@ -683,14 +696,16 @@ pub(super) async fn crl_number<'e, E: Executor<'e, Database = Any>>(e: E) -> Res
 /// writer never replaces one signed after it).
 pub(super) async fn store_crl(c: &mut AnyConnection, row: &CrlRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO crl (id, number, this_update, next_update, der) VALUES (1, $1, $2, $3, $4) \
+        "INSERT INTO crl (id, number, this_update, next_update, der, last_modified) VALUES (1, $1, $2, $3, $4, $5) \
          ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
-         next_update = excluded.next_update, der = excluded.der WHERE excluded.number > crl.number",
+         next_update = excluded.next_update, der = excluded.der, last_modified = excluded.last_modified \
+         WHERE excluded.number > crl.number",
     )
     .bind(to_i64(row.number)?)
     .bind(row.this_update)
     .bind(row.next_update)
     .bind(&row.der)
+    .bind(row.last_modified)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -846,4 +861,29 @@ pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Any>>(
     .fetch_all(e)
     .await?;
     Ok(rows)
+}
+
+/// The next CRL's `Last-Modified`: `at_least`, or one second after the previous CRL's, whichever is
+/// later (the counter is created on first use).
+pub(super) async fn next_crl_last_modified(c: &mut AnyConnection, at_least: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO counters (name, value) VALUES ('crl_last_modified', $1) \
+         ON CONFLICT (name) DO UPDATE SET value = \
+           CASE WHEN excluded.value > counters.value + 1 THEN excluded.value ELSE counters.value + 1 END \
+         RETURNING value",
+    )
+    .bind(at_least)
+    .fetch_one(&mut *c)
+    .await?)
+}
+
+/// The `Last-Modified` of the last parent CRL change (0 when none).
+pub(super) async fn parent_crls_last_modified<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+) -> Result<i64, StoreError> {
+    let v: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM counters WHERE name = 'parent_crls_last_modified'")
+            .fetch_optional(e)
+            .await?;
+    Ok(v.unwrap_or(0))
 }
