@@ -3,6 +3,7 @@
 //! open keep-alive connection) and in its CRL.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
@@ -288,6 +289,8 @@ impl Balancer {
             .join("\n");
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        // Its own process group (master and workers stopped together), and no inherited output: a
+        // worker left behind must not hold the test runner's pipe open.
         let child = std::process::Command::new("/usr/sbin/nginx")
             .arg("-c")
             .arg(&conf_path)
@@ -296,6 +299,10 @@ impl Balancer {
             .arg("-e")
             .arg(dir.path().join("error.log"))
             .args(["-g", "daemon off;"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("nginx (scripts/test installs it)");
         let started = Instant::now();
@@ -316,8 +323,20 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    /// SIGTERM (the master stops its workers), then SIGKILL of the whole process group.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
         let _ = self.child.wait();
     }
 }
