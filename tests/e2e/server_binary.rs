@@ -150,3 +150,67 @@ fn limits_bound_slow_and_greedy_clients() {
     );
     assert_eq!(s.get(&As::Anonymous, "/status/v1/simple").text(), "running");
 }
+
+/// The README's run command, as written but for `--release` (the same target in the test profile,
+/// already built by scripts/test; a release build would add minutes to every run): it must resolve
+/// the binary from the workspace root and serve on the embedded default. The configuration comes from
+/// `CA_CONFIG`/`CA_DATA_DIR` only to keep the test on loopback and in a temporary directory.
+#[test]
+fn the_readme_run_command_starts_the_server() {
+    use std::os::unix::process::CommandExt;
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let setup = &readme[readme
+        .find("## Set-up on a fresh machine")
+        .expect("set-up section")..];
+    let block = &setup[setup.find("```sh\n").expect("first command block") + 6..];
+    let command = block.lines().next().unwrap().trim();
+    assert!(command.starts_with("cargo run"), "{command}");
+    let command = command.replace(" --release", "");
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = tmp.path().join("ca-server.toml");
+    std::fs::write(
+        &conf,
+        format!("listen = \"127.0.0.1:{port}\"\ncertname = \"ca.example.test\"\ndns-alt-names = [\"localhost\"]\n"),
+    )
+    .unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", &command])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CA_CONFIG", &conf)
+        .env("CA_DATA_DIR", tmp.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut up = false;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The whole group: sh, cargo and the server it started.
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pgid}")])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        up,
+        "`{command}` did not serve: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tmp.path().join("data/ca_crt.pem").exists(),
+        "a CA was created on first start"
+    );
+}
