@@ -160,6 +160,8 @@ pub struct Authority {
     /// One permit per autosign executable running (`autosign_max_concurrent`).
     autosign_slots: Arc<tokio::sync::Semaphore>,
     dir: DataDir,
+    /// The CN of `server/cert.pem`, read once it exists (it is written only at setup or first start).
+    server_cn: Arc<std::sync::OnceLock<String>>,
     queue: Arc<batch::Queue>,
     sign_latency: Arc<latency::Histogram>,
     /// The newest CRL this process signed or read.
@@ -250,6 +252,7 @@ impl Authority {
             autosign_cache: Arc::default(),
             autosign_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dir: dir.clone(),
+            server_cn: Arc::default(),
             queue: Arc::default(),
             sign_latency: Arc::default(),
             latest_crl: Arc::default(),
@@ -480,8 +483,17 @@ impl Authority {
         Ok((key.serialize_pem(), issued))
     }
 
-    /// The certname of this CA's server certificate (`server/cert.pem`), when it is there.
+    /// The certname of this CA's server certificate (`server/cert.pem`), when it is there: read from
+    /// the file the first time only (not on every submission and signing).
     fn server_certname(&self) -> Option<String> {
+        if let Some(cn) = self.server_cn.get() {
+            return Some(cn.clone());
+        }
+        let cn = self.read_server_certname()?;
+        Some(self.server_cn.get_or_init(|| cn).clone())
+    }
+
+    fn read_server_certname(&self) -> Option<String> {
         let pem = std::fs::read_to_string(self.dir.server_cert()).ok()?;
         let ders = crate::ca::signer::parse_cert_bundle(&pem).ok()?;
         let (_, cert) = X509Certificate::from_der(ders.first()?).ok()?;

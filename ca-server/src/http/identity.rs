@@ -120,7 +120,11 @@ async fn proxied(
         .store()
         .current_certificate(&claimed.certname)
         .await
-        .map_err(|e| Refused::new(format!("Cannot check the client certificate: {e}")))?;
+        .map_err(|e| {
+            // The database's words stay in the log.
+            tracing::error!(error = %e, "cannot look up a proxied client certificate");
+            Refused::new("The client certificate cannot be checked now")
+        })?;
     let Some(current) = current else {
         return Err(Refused::new(format!(
             "{} has no current certificate",
