@@ -448,8 +448,9 @@ impl Backend {
     pub async fn crl(&self) -> Result<Vec<Vec<u8>>, String> {
         match self {
             Backend::Local(a) => {
-                let mut chain = vec![a.crl().await.map_err(|e| e.to_string())?.der.clone()];
-                chain.extend(a.store().parent_crls().await.map_err(|e| e.to_string())?);
+                let crl = a.crl().await.map_err(|e| e.to_string())?;
+                let mut chain = vec![crl.row().der.clone()];
+                chain.extend(crl.parent_crls().iter().cloned());
                 Ok(chain)
             }
             Backend::Remote(_) => {

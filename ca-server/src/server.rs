@@ -125,7 +125,7 @@ async fn crl_upkeep(state: Arc<AppState>) {
         match state.authority.refresh_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "CRL re-signed before its nextUpdate");
-                let _ = state.sync_tls().await;
+                let _ = state.refresh().await;
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "CRL upkeep failed"),
@@ -133,7 +133,7 @@ async fn crl_upkeep(state: Arc<AppState>) {
         match state.authority.refresh_root_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "root CRL re-signed before its nextUpdate");
-                let _ = state.sync_tls().await;
+                let _ = state.refresh().await;
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
@@ -156,8 +156,8 @@ async fn revocation_feed(state: Arc<AppState>) {
     };
     loop {
         let res = match feed.wait().await {
-            Ok(()) => match tokio::time::timeout(std::time::Duration::from_secs(2), state.sync_tls()).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
+            Ok(()) => match tokio::time::timeout(std::time::Duration::from_secs(2), state.refresh()).await {
+                Ok(r) => r.map(drop).map_err(|e| e.to_string()),
                 Err(_) => Err("the database did not answer within 2 s".to_string()),
             },
             Err(e) => Err(e.to_string()),
@@ -196,12 +196,11 @@ pub async fn serve(
         );
     }
     let dir = settings.data_dir();
-    let authority = authority.with_deferred_crl_storage();
     let chain =
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
-    // Our revocations are loaded by the first `sync_tls` below, before anything is served.
-    let revoked = Arc::clone(authority.revoked_set());
-    let tls = Arc::new(TlsState::new(&dir, &chain, revoked, &[])?);
+    // The revocation state is loaded before anything is served.
+    authority.revocations().refresh().await?;
+    let tls = Arc::new(TlsState::new(&dir, &chain, Arc::clone(authority.revocations()))?);
     let state = Arc::new(AppState::new(
         authority,
         rules,
@@ -210,7 +209,6 @@ pub async fn serve(
         tls,
         &settings.limits,
     ));
-    state.sync_tls().await?;
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
     let feed = tokio::spawn(revocation_feed(Arc::clone(&state)));
@@ -308,7 +306,6 @@ pub async fn serve(
     {
         tracing::warn!("open connections did not finish within 10 s");
     }
-    state.authority.flush_crls().await;
     state.authority.store().close().await;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! TLS: rustls with an optional client certificate, verified against the CA chain, the parent CAs'
-//! CRLs (rustls/webpki), and our own revocations: a [`RevokedSet`] the authority keeps in step with
-//! every CRL it signs, so that a revocation is in force at the next handshake without re-parsing a CRL
-//! of 100,000 entries. The `ServerConfig` sits behind an `ArcSwap`; new parent CRLs swap in a new
-//! config for new connections, keeping the session cache so resumption survives the swap.
+//! CRLs (rustls/webpki), and our own revocations: the revoked serials of the revocation state's
+//! current snapshot ([`Revocations`]), so that a revocation is in force at the next handshake without
+//! re-parsing a CRL of 100,000 entries. TLS only reads snapshots. The `ServerConfig` sits behind an
+//! `ArcSwap`; when a snapshot brings new parent CRLs, the next connection swaps in a new config,
+//! keeping the session cache so resumption survives the swap.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +18,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use tokio_rustls::TlsAcceptor;
 
-use crate::ca::crl::{cert_issuer_and_serial, RevokedSet};
+use crate::authority::revocations::Revocations;
+use crate::ca::crl::cert_issuer_and_serial;
 use crate::datadir::DataDir;
 
 /// TLS setup errors.
@@ -61,15 +63,23 @@ struct Material {
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
     sessions: Arc<dyn StoresServerSessions>,
-    /// Our CA's subject: client certificates it issued are checked against `revoked`.
+    /// Our CA's subject: client certificates it issued are checked against our revocations.
     issuer: Vec<u8>,
-    revoked: Arc<RevokedSet>,
+    revocations: Arc<Revocations>,
+}
+
+/// Whether `serial` is among our revocations now; before the first snapshot, every one is (closed).
+fn is_revoked(revocations: &Revocations, serial: &[u8]) -> bool {
+    revocations
+        .snapshot()
+        .is_none_or(|s| s.revoked().contains(serial))
 }
 
 /// The live TLS configuration.
 pub struct TlsState {
     material: Material,
     config: ArcSwap<ServerConfig>,
+    /// The version of the parents' CRLs in `config`.
     parents_version: Mutex<Option<i64>>,
 }
 
@@ -87,7 +97,7 @@ impl std::fmt::Debug for TlsState {
 struct Verifier {
     chain: Arc<dyn ClientCertVerifier>,
     issuer: Vec<u8>,
-    revoked: Arc<RevokedSet>,
+    revocations: Arc<Revocations>,
 }
 
 impl ClientCertVerifier for Verifier {
@@ -109,7 +119,7 @@ impl ClientCertVerifier for Verifier {
         let verified = self.chain.verify_client_cert(end_entity, intermediates, now)?;
         let (issuer, serial) = cert_issuer_and_serial(end_entity)
             .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if issuer == self.issuer.as_slice() && self.revoked.contains(serial) {
+        if issuer == self.issuer.as_slice() && is_revoked(&self.revocations, serial) {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(verified)
@@ -143,7 +153,7 @@ fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
 }
 
 /// A config whose verifier checks the parents' CRLs (`parent_crls`, small and rarely changing) with
-/// webpki; our own CA's status (unknown to webpki, which has not its CRL) comes from `m.revoked`.
+/// webpki; our own CA's status (unknown to webpki, which has not its CRL) comes from the snapshot.
 fn build(m: &Material, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
     let crls: Vec<CertificateRevocationListDer<'static>> = parent_crls
         .iter()
@@ -158,7 +168,7 @@ fn build(m: &Material, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError
     let verifier = Arc::new(Verifier {
         chain,
         issuer: m.issuer.clone(),
-        revoked: Arc::clone(&m.revoked),
+        revocations: Arc::clone(&m.revocations),
     });
     let mut cfg = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
@@ -171,13 +181,12 @@ fn build(m: &Material, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError
 
 impl TlsState {
     /// Loads the server identity from the data directory and trusts `ca_chain` (signing CA first) for
-    /// client certificates: those our CA issued are refused when in `revoked`, the others when in one
-    /// of `parent_crls` (the CRLs of the CAs above ours, if any).
+    /// client certificates: those our CA issued are refused when revoked in the current snapshot of
+    /// `revocations`, the others when in one of its parent CRLs (of the CAs above ours, if any).
     pub fn new(
         dir: &DataDir,
         ca_chain: &[Vec<u8>],
-        revoked: Arc<RevokedSet>,
-        parent_crls: &[Vec<u8>],
+        revocations: Arc<Revocations>,
     ) -> Result<TlsState, TlsError> {
         let cert_path = dir.server_cert();
         let key_path = dir.server_key();
@@ -210,13 +219,14 @@ impl TlsState {
             roots: Arc::new(roots),
             sessions: ServerSessionMemoryCache::new(4096),
             issuer,
-            revoked,
+            revocations,
         };
-        let config = build(&material, parent_crls)?;
+        let snapshot = material.revocations.snapshot();
+        let config = build(&material, snapshot.as_ref().map_or(&[], |s| s.parent_crls()))?;
         Ok(TlsState {
             material,
             config: ArcSwap::from_pointee(config),
-            parents_version: Mutex::new(None),
+            parents_version: Mutex::new(snapshot.map(|s| s.parents_version())),
         })
     }
 
@@ -229,7 +239,7 @@ impl TlsState {
         if issuer != self.material.issuer.as_slice() {
             return Err(Rejection::NotOurs);
         }
-        if self.material.revoked.contains(serial) {
+        if is_revoked(&self.material.revocations, serial) {
             return Err(Rejection::Revoked);
         }
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| Rejection::Unreadable)?;
@@ -243,23 +253,26 @@ impl TlsState {
         Ok(())
     }
 
-    /// Our CA's revocations, as TLS checks them.
-    pub fn revoked(&self) -> &Arc<RevokedSet> {
-        &self.material.revoked
+    /// An acceptor with the current configuration: when the revocation state's snapshot holds parent
+    /// CRLs other than those in force, a configuration with them first.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        if let Some(snapshot) = self.material.revocations.snapshot() {
+            let version = snapshot.parents_version();
+            if self.parents_version() != Some(version) {
+                if let Err(e) = self.install_parent_crls(version, snapshot.parent_crls()) {
+                    tracing::error!(error = %e, "could not install the parent CRLs in the TLS layer");
+                }
+            }
+        }
+        TlsAcceptor::from(self.config.load_full())
     }
 
-    /// The parents' CRL version installed (`None` before the first [`TlsState::update_parent_crls`]).
+    /// The parents' CRL version in force (`None` before the first snapshot).
     pub fn parents_version(&self) -> Option<i64> {
         self.parents_version.lock().ok().and_then(|v| *v)
     }
 
-    /// An acceptor with the current configuration.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config.load_full())
-    }
-
-    /// Installs the parents' CRLs (no-op when `version` is the one installed).
-    pub fn update_parent_crls(&self, version: i64, crls: &[Vec<u8>]) -> Result<(), TlsError> {
+    fn install_parent_crls(&self, version: i64, crls: &[Vec<u8>]) -> Result<(), TlsError> {
         let mut current = self
             .parents_version
             .lock()
@@ -269,11 +282,14 @@ impl TlsState {
         }
         let config = build(&self.material, crls)?;
         self.config.store(Arc::new(config));
+        let first = current.is_none();
         *current = Some(version);
-        tracing::info!(
-            parent_updates = version,
-            "TLS: new parent CRLs in force for new connections"
-        );
+        if !first {
+            tracing::info!(
+                parent_updates = version,
+                "TLS: new parent CRLs in force for new connections"
+            );
+        }
         Ok(())
     }
 }

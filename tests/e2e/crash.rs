@@ -202,13 +202,19 @@ fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
     );
 }
 
-/// The server stores the CRL a moment after acknowledging a revocation. Killed in that moment, it
-/// leaves the stored CRL older than the last CRL number signed; whoever opens the CA next (the `ca`
-/// CLI here, then the restarted server) signs a new CRL from the database, with the revocation.
+/// A revocation is stored with its CRL in one transaction: killed right after acknowledging it, the
+/// server leaves a CRL with it. A database left by an older version (which stored the CRL a moment
+/// after the acknowledgement, and could be killed in between) holds a CRL older than the last CRL
+/// number signed; whoever opens the CA next (the `ca` CLI here, then the restarted server) signs a
+/// new CRL from the database, with the revocation.
 #[test]
-fn revocation_acknowledged_before_its_crl_is_stored_survives_sigkill() {
+fn revocation_acknowledged_before_a_sigkill_is_in_the_crl_and_a_crl_behind_is_repaired() {
     let ca = TestCa::with_args(&["--dns-alt-names", "localhost"]);
-    for name in ["victim-1.example.test", "victim-2.example.test"] {
+    for name in [
+        "victim-1.example.test",
+        "victim-2.example.test",
+        "victim-3.example.test",
+    ] {
         let out = ca.data.join(name);
         ca.ca(&["generate", name, "--out", out.to_str().unwrap()]).ok();
     }
@@ -250,9 +256,18 @@ fn revocation_acknowledged_before_its_crl_is_stored_survives_sigkill() {
         let signed: u64 = sqlite(&db, "SELECT value FROM counters WHERE name = 'crl_number'")
             .parse()
             .unwrap();
-        assert!(
-            stored < signed,
-            "the kill was meant to land before the CRL was stored ({stored} vs {signed})"
+        assert_eq!(stored, signed, "the CRL is stored with the revocation");
+    };
+    // What an older version left when killed between the revocation's commit and the CRL's write:
+    // the revocation and the CRL number, not the CRL.
+    let leave_crl_behind = |name: &str| {
+        let serial = serial_of(name);
+        sqlite(
+            &db,
+            &format!(
+                "INSERT INTO revocations (serial, certname, revoked_at, reason) VALUES ({serial}, '{name}', \
+                 strftime('%s','now'), 1); UPDATE counters SET value = value + 1 WHERE name = 'crl_number'"
+            ),
         );
     };
     let in_crl = |pem_text: &str| -> BTreeSet<u64> {
@@ -263,20 +278,28 @@ fn revocation_acknowledged_before_its_crl_is_stored_survives_sigkill() {
             .collect()
     };
 
-    // The CLI finds the stored CRL behind and signs one with the revocation.
     revoke_and_kill("victim-1.example.test");
     let printed = ca.ca(&["crl"]).ok().stdout;
     assert!(in_crl(&printed).contains(&serial_of("victim-1.example.test")));
 
+    // The CLI finds the stored CRL behind and signs one with the revocation.
+    leave_crl_behind("victim-2.example.test");
+    let printed = ca.ca(&["crl"]).ok().stdout;
+    assert!(in_crl(&printed).contains(&serial_of("victim-2.example.test")));
+
     // So does the restarted server, before it serves anything.
-    revoke_and_kill("victim-2.example.test");
+    leave_crl_behind("victim-3.example.test");
     let mut server = start(d, port);
     let crl = rt
         .block_on(admin.get("/puppet-ca/v1/certificate_revocation_list/ca"))
         .unwrap();
     assert_eq!(crl.status, StatusCode::OK);
     let served = in_crl(&crl.text());
-    for name in ["victim-1.example.test", "victim-2.example.test"] {
+    for name in [
+        "victim-1.example.test",
+        "victim-2.example.test",
+        "victim-3.example.test",
+    ] {
         assert!(served.contains(&serial_of(name)), "{name} missing from the CRL");
     }
     server.kill().unwrap();

@@ -162,27 +162,35 @@ fn crl_this_update_is_never_before_a_revocation_it_lists() {
         a.revoke("t", "one.example.test", Default::default())
             .await
             .unwrap();
-        check("a revocation", &a.crl().await.unwrap().der, 1);
+        check("a revocation", &a.crl().await.unwrap().row().der, 1);
 
         clock.set(t0 + Duration::seconds(5) + Duration::milliseconds(999));
         a.revoke("t", "two.example.test", Default::default())
             .await
             .unwrap();
-        check("a second revocation", &a.crl().await.unwrap().der, 2);
+        check("a second revocation", &a.crl().await.unwrap().row().der, 2);
 
         a.republish_crl("t").await.unwrap();
-        check("a CRL signed from the database", &a.crl().await.unwrap().der, 2);
+        check(
+            "a CRL signed from the database",
+            &a.crl().await.unwrap().row().der,
+            2,
+        );
 
         // The clock stepped back: the CRL still is no older than what it lists.
         clock.set(t0 - Duration::seconds(30));
         a.revoke("t", "three.example.test", Default::default())
             .await
             .unwrap();
-        check("after the clock stepped back", &a.crl().await.unwrap().der, 3);
+        check(
+            "after the clock stepped back",
+            &a.crl().await.unwrap().row().der,
+            3,
+        );
         a.republish_crl("t").await.unwrap();
         check(
             "republished after the clock stepped back",
-            &a.crl().await.unwrap().der,
+            &a.crl().await.unwrap().row().der,
             3,
         );
     });

@@ -398,8 +398,11 @@ fn crl_is_re_signed_before_next_update_and_pruned_at_a_fixed_clock() {
     let (a, clock, t0) = (&f.authority, &f.clock, f.t0);
     f.rt.block_on(async {
         let first = a.crl().await.unwrap();
-        assert_eq!(first.number, 0);
-        assert_eq!(first.next_update, (t0 + Duration::days(10)).unix_timestamp());
+        assert_eq!(first.number(), 0);
+        assert_eq!(
+            first.row().next_update,
+            (t0 + Duration::days(10)).unix_timestamp()
+        );
 
         clock.set(t0 + Duration::days(4));
         assert_eq!(
@@ -410,7 +413,10 @@ fn crl_is_re_signed_before_next_update_and_pruned_at_a_fixed_clock() {
         clock.set(t0 + Duration::days(6));
         assert_eq!(a.refresh_crl_if_due().await.unwrap(), Some(1));
         let second = a.crl().await.unwrap();
-        assert_eq!(second.next_update, (t0 + Duration::days(16)).unix_timestamp());
+        assert_eq!(
+            second.row().next_update,
+            (t0 + Duration::days(16)).unix_timestamp()
+        );
         assert_eq!(a.refresh_crl_if_due().await.unwrap(), None);
 
         // A short-lived certificate, revoked, then expired: prune drops it from the CRL.
@@ -438,11 +444,11 @@ fn crl_is_re_signed_before_next_update_and_pruned_at_a_fixed_clock() {
             vec![issued.serial],
             "dry run lists it"
         );
-        let before = a.crl().await.unwrap().number;
+        let before = a.crl().await.unwrap().number();
         assert_eq!(a.prune("t", false).await.unwrap(), vec![issued.serial]);
         let after = a.crl().await.unwrap();
-        assert!(after.number > before, "CRL numbers only increase");
-        let text = ca_server::ca::text::describe_crl(&after.der).unwrap();
+        assert!(after.number() > before, "CRL numbers only increase");
+        let text = ca_server::ca::text::describe_crl(&after.row().der).unwrap();
         assert!(text.contains("Revoked Certificates: 0"), "{text}");
         a.store().close().await;
     });

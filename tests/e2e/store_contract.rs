@@ -3,7 +3,9 @@
 //! concurrent writers on separate pools, as separate processes or replicas would be), CRL numbers never
 //! going back, a duplicate request refused, a revocation shown as revoked, the audit chain intact.
 
-use ca_server::storage::{AuditRecord, CertRow, CrlRow, StatusFilter, Store, StoreError};
+use ca_server::storage::{
+    AuditRecord, CertRow, CrlLayout, CrlRow, CrlUpdate, StatusFilter, Store, StoreError,
+};
 
 use crate::pg::PgCluster;
 
@@ -102,15 +104,20 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         "revoked once"
     );
     let n0 = tx.next_crl_number().await.unwrap();
-    tx.store_crl(&CrlRow {
-        number: n0,
+    let crl = |number, der: &[u8]| CrlRow {
+        number,
         this_update: 200,
         next_update: 900,
-        der: vec![9],
+        der: der.to_vec(),
         last_modified: 0,
-    })
-    .await
-    .unwrap();
+    };
+    let whole = |entries: std::ops::Range<usize>| CrlLayout {
+        entries,
+        appends_to: None,
+    };
+    tx.store_crl(&crl(n0, b"HEAD-e1-TAIL"), &whole(4..8))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let revoked = store.certificates(StatusFilter::Revoked).await.unwrap();
     assert_eq!(revoked.len(), 1);
@@ -126,27 +133,54 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     let mut tx = store.write().await.unwrap();
     let n1 = tx.next_crl_number().await.unwrap();
     assert_eq!(n1, n0 + 1);
+    // A CRL that appends to the stored one stores only what it adds; a reader holding the older one
+    // gets just that, and a reader with none gets it whole.
+    let appended = CrlLayout {
+        entries: 2..9,
+        appends_to: Some((n0, 4)),
+    };
+    tx.store_crl(&crl(n1, b"H2-e1-e2-T2"), &appended).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.crl().await.unwrap().unwrap().der, b"H2-e1-e2-T2");
+    match store.crl_since(Some(n0)).await.unwrap() {
+        CrlUpdate::Appended {
+            row,
+            head,
+            added,
+            tail,
+        } => {
+            assert_eq!(
+                (row.number, &head[..], &added[..], &tail[..]),
+                (n1, &b"H2"[..], &b"e2-"[..], &b"T2"[..])
+            );
+        }
+        other => panic!("expected what CRL {n1} appends, got {other:?}"),
+    }
+    assert!(matches!(
+        store.crl_since(Some(n1)).await.unwrap(),
+        CrlUpdate::Unchanged
+    ));
+    match store.crl_since(None).await.unwrap() {
+        CrlUpdate::Whole { row, pieces } => assert!(pieces && row.der == b"H2-e1-e2-T2"),
+        other => panic!("expected the whole CRL, got {other:?}"),
+    }
+    // An append to a CRL that is not the stored one is refused (it would not rebuild to what was
+    // signed), and changes nothing.
+    let mut tx = store.write().await.unwrap();
+    let stale = CrlLayout {
+        entries: 2..4,
+        appends_to: Some((n0, 0)),
+    };
+    assert!(tx.store_crl(&crl(n1 + 1, b"H3e3T3"), &stale).await.is_err());
+    drop(tx);
     // An older CRL never replaces a newer one.
-    tx.store_crl(&CrlRow {
-        number: n1,
-        this_update: 300,
-        next_update: 900,
-        der: vec![8],
-        last_modified: 0,
-    })
-    .await
-    .unwrap();
-    tx.store_crl(&CrlRow {
-        number: n0,
-        this_update: 200,
-        next_update: 900,
-        der: vec![9],
-        last_modified: 0,
-    })
-    .await
-    .unwrap();
+    let mut tx = store.write().await.unwrap();
+    tx.store_crl(&crl(n0, b"HEAD-e1-TAIL"), &whole(4..8))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.crl().await.unwrap().unwrap().number, n1);
+    assert_eq!(store.crl().await.unwrap().unwrap().der, b"H2-e1-e2-T2");
     assert_eq!(store.crl_number().await.unwrap(), Some(n1));
     let mut tx = store.write().await.unwrap();
     tx.raise_crl_number(0).await.unwrap();

@@ -126,6 +126,7 @@ impl Authority {
     /// Removes from the CRL the entries of certificates that have expired (they can no longer be used).
     /// Returns the serials; with `dry_run` nothing changes.
     pub async fn prune(&self, actor: &str, dry_run: bool) -> Result<Vec<u64>, AuthorityError> {
+        let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
         let serials = tx.expired_revocations(unix(self.now())).await?;
         if dry_run || serials.is_empty() {
@@ -135,10 +136,11 @@ impl Authority {
             tx.delete_revocation(s).await?;
         }
         let crl = self.publish_crl(&mut tx).await?;
-        let detail = format!("{} entries removed, CRL number {}", serials.len(), crl.number);
+        let detail = format!("{} entries removed, CRL number {}", serials.len(), crl.number());
         tx.audit(&AuditRecord::ok(unix(self.now()), actor, "prune").detail(&detail))
             .await?;
         tx.commit().await?;
+        self.install_crl(crl);
         Ok(serials)
     }
 
@@ -148,10 +150,10 @@ impl Authority {
         let now = unix(self.now());
         let half = self.settings.crl_lifetime.whole_seconds() / 2;
         let due = |next_update: i64| next_update - now < half;
-        match self.store.crl().await? {
-            Some(c) if !due(c.next_update) => return Ok(None),
-            _ => {}
+        if !due(self.revocations.refresh().await?.row().next_update) {
+            return Ok(None);
         }
+        let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
         // Checked again under the write lock: another process may have just done it.
         if let Some(c) = tx.crl().await? {
@@ -160,11 +162,13 @@ impl Authority {
             }
         }
         let crl = self.publish_crl(&mut tx).await?;
-        let detail = format!("CRL number {}", crl.number);
+        let number = crl.number();
+        let detail = format!("CRL number {number}");
         tx.audit(&AuditRecord::ok(now, "ca-server", "crl-refresh").detail(&detail))
             .await?;
         tx.commit().await?;
-        Ok(Some(crl.number))
+        self.install_crl(crl);
+        Ok(Some(number))
     }
 
     /// Removes a pending request; false when there was none.

@@ -10,6 +10,7 @@ mod latency;
 mod lifecycle;
 mod parents;
 mod publish;
+pub mod revocations;
 mod setup;
 pub mod status;
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::ca::crl::{self, Reason};
+use crate::ca::crl::Reason;
 use crate::ca::csr::{self, Csr, San};
 use crate::ca::issue::{self, Validity};
 use crate::ca::keys::{self, KeyType};
@@ -27,7 +28,7 @@ use crate::ca::{names, pem_encode, CaError, CaSigner};
 use crate::clock::Clock;
 use crate::datadir::DataDir;
 use crate::policy::{Permit, SigningOptions, SigningPolicy};
-use crate::storage::{AuditRecord, AuditSeal, CertRow, CrlRow, Store, StoreError, WriteTx};
+use crate::storage::{AuditRecord, AuditSeal, CertRow, Store, StoreError, WriteTx};
 
 pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
@@ -164,14 +165,9 @@ pub struct Authority {
     server_cn: Arc<std::sync::OnceLock<String>>,
     queue: Arc<batch::Queue>,
     sign_latency: Arc<latency::Histogram>,
-    /// The newest CRL this process signed or read.
-    latest_crl: Arc<std::sync::Mutex<Option<Arc<CrlRow>>>>,
-    /// Our revocations as TLS checks them (see `crate::tls`).
-    revoked: Arc<crl::RevokedSet>,
-    /// Held by a revocation from its transaction until its CRL is installed.
-    crl_lock: Arc<tokio::sync::Mutex<()>>,
-    crl_writer: Arc<publish::CrlWriter>,
-    defer_crl_storage: bool,
+    /// The revocation state's one owner: CRL numbering, signing, storage, the served CRL and the
+    /// revoked serials TLS checks.
+    revocations: Arc<revocations::Revocations>,
 }
 
 /// What a submission did.
@@ -244,9 +240,16 @@ impl Authority {
     ) -> Authority {
         let slots = settings.autosign_max_concurrent.max(1);
         let store = store.with_seal(AuditSeal::new(signer.audit_key(), dir.root()));
+        let signer = Arc::new(signer);
+        let revocations = Arc::new(revocations::Revocations::new(
+            store.clone(),
+            Arc::clone(&signer),
+            Arc::clone(&clock),
+            settings.crl_lifetime,
+        ));
         Authority {
             store,
-            signer: Arc::new(signer),
+            signer,
             settings,
             clock,
             autosign_cache: Arc::default(),
@@ -255,17 +258,17 @@ impl Authority {
             server_cn: Arc::default(),
             queue: Arc::default(),
             sign_latency: Arc::default(),
-            latest_crl: Arc::default(),
-            revoked: Arc::default(),
-            crl_lock: Arc::default(),
-            crl_writer: Arc::default(),
-            defer_crl_storage: false,
+            revocations,
         }
     }
 
     /// The store (read access for listings and serving).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+    /// The revocation state (snapshots for HTTP and TLS).
+    pub fn revocations(&self) -> &Arc<revocations::Revocations> {
+        &self.revocations
     }
     /// The signing CA.
     pub fn signer(&self) -> &CaSigner {
@@ -546,7 +549,7 @@ impl Authority {
         certname: &str,
         reason: Reason,
     ) -> Result<Vec<u64>, AuthorityError> {
-        let _crl = self.crl_lock.lock().await;
+        let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
         let serials = tx.revocable_serials(certname, unix(self.now())).await?;
         if serials.is_empty() {
@@ -569,7 +572,7 @@ impl Authority {
     /// Revokes (if signed and not yet revoked) and then removes everything held for `certname`, like
     /// `puppetserver ca clean`.
     pub async fn clean(&self, actor: &str, certname: &str) -> Result<Cleaned, AuthorityError> {
-        let _crl = self.crl_lock.lock().await;
+        let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
         let now = unix(self.now());
         let revoked = tx.revocable_serials(certname, now).await?;

@@ -195,7 +195,7 @@ pub async fn setup(
     tx.commit().await?;
     let authority = Authority::assemble(store, signer, settings, clock, dir);
     let mut tx = authority.store.write().await?;
-    authority.publish_crl(&mut tx).await?;
+    let crl = authority.publish_crl(&mut tx).await?;
     tx.audit(
         &AuditRecord::ok(unix(now), "setup", "setup")
             .serial(1)
@@ -203,6 +203,7 @@ pub async fn setup(
     )
     .await?;
     tx.commit().await?;
+    authority.install_crl(crl);
     write_new(&dir.ca_cert(), authority.signer.chain_pem.as_bytes(), 0o644)
         .map_err(|e| io_err("the CA certificate", e))?;
     authority

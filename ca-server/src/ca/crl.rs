@@ -267,6 +267,18 @@ pub fn read_crl(crl_der: &[u8]) -> Option<CrlParts<'_>> {
     })
 }
 
+/// Where the revokedCertificates contents of a CRL are within its DER (an empty range at the end of
+/// the DER when it has none): what [`crate::storage::CrlLayout`] records.
+pub fn entries_range(crl_der: &[u8]) -> Option<std::ops::Range<usize>> {
+    let parts = read_crl(crl_der)?;
+    if parts.entries.is_empty() {
+        return Some(crl_der.len()..crl_der.len());
+    }
+    let start = (parts.entries.as_ptr() as usize).checked_sub(crl_der.as_ptr() as usize)?;
+    let end = start.checked_add(parts.entries.len())?;
+    (end <= crl_der.len()).then_some(start..end)
+}
+
 fn crl_number(exts_wrapper: &[u8]) -> Option<u64> {
     let (0x30, mut exts, _) = der::read_tlv(exts_wrapper)? else {
         return None;
@@ -306,35 +318,34 @@ pub fn serial_key(int: &[u8]) -> &[u8] {
     &int[zeros..]
 }
 
-/// The serials our CA has revoked, as of one CRL number: what TLS checks a client certificate
-/// against, instead of walking a parsed CRL. Revocations made here are added in place; a CRL published
-/// elsewhere (the `ca` CLI) replaces the whole set.
-#[derive(Debug, Default)]
-pub struct RevokedSet {
-    inner: std::sync::RwLock<Revoked>,
+/// Serials added to a [`RevokedSerials`] beyond this are folded into a new base set.
+const RECENT_MAX: usize = 4096;
+
+/// The serials our CA has revoked: what TLS checks a client certificate against, instead of walking
+/// a parsed CRL. Immutable: a revocation makes a new set that shares the bulk of the old one (a base
+/// hash set, plus a short sorted list of the serials added since; the list is folded into a new base
+/// every few thousand additions), so adding one serial to 100,000 costs microseconds.
+#[derive(Debug, Clone, Default)]
+pub struct RevokedSerials {
+    base: std::sync::Arc<SerialSet>,
+    /// Added since `base` was built: sorted, no duplicates, none in `base`.
+    recent: std::sync::Arc<[u64]>,
 }
 
-#[derive(Debug, Default)]
-struct Revoked {
-    number: Option<u64>,
+#[derive(Debug, Default, Clone)]
+struct SerialSet {
     /// Serials of up to 8 bytes (all of ours): no allocation per entry.
     short: std::collections::HashSet<u64>,
     /// Longer ones (from an imported CA, if ever).
     long: std::collections::HashSet<Box<[u8]>>,
 }
 
-impl Revoked {
+impl SerialSet {
     fn insert(&mut self, key: &[u8]) {
         match short_serial(key) {
             Some(n) => self.short.insert(n),
             None => self.long.insert(key.into()),
         };
-    }
-    fn contains(&self, key: &[u8]) -> bool {
-        match short_serial(key) {
-            Some(n) => self.short.contains(&n),
-            None => self.long.contains(key),
-        }
     }
 }
 
@@ -343,15 +354,89 @@ fn short_serial(key: &[u8]) -> Option<u64> {
     (key.len() <= 8).then(|| key.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
-impl RevokedSet {
-    /// The CRL number the set is at (`None` before the first load).
-    pub fn number(&self) -> Option<u64> {
-        self.inner.read().map_or(None, |r| r.number)
+/// The serial keys of revokedCertificates contents ([`CrlParts::entries`]); `None` when malformed.
+fn entry_serials(entries: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(entries.len() / 36);
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let (0x30, entry, next) = der::read_tlv(rest)? else {
+            return None;
+        };
+        let (0x02, serial, _) = der::read_tlv(entry)? else {
+            return None;
+        };
+        out.push(serial_key(serial));
+        rest = next;
+    }
+    Some(out)
+}
+
+impl RevokedSerials {
+    /// The serials of revokedCertificates contents ([`CrlParts::entries`]); `None` when malformed.
+    pub fn from_entries(entries: &[u8]) -> Option<RevokedSerials> {
+        let keys = entry_serials(entries)?;
+        let mut set = SerialSet {
+            short: std::collections::HashSet::with_capacity(keys.len()),
+            long: std::collections::HashSet::new(),
+        };
+        for k in keys {
+            set.insert(k);
+        }
+        Some(RevokedSerials {
+            base: std::sync::Arc::new(set),
+            recent: std::sync::Arc::new([]),
+        })
+    }
+
+    /// This set and the serials of more entries (revokedCertificates contents); `None` when they are
+    /// malformed.
+    pub fn with_entries(&self, entries: &[u8]) -> Option<RevokedSerials> {
+        let keys = entry_serials(entries)?;
+        let mut short = Vec::with_capacity(keys.len());
+        let mut long = Vec::new();
+        for k in keys {
+            match short_serial(k) {
+                Some(n) => short.push(n),
+                None => long.push(k),
+            }
+        }
+        if long.is_empty() {
+            return Some(self.with_serials(&short));
+        }
+        let mut set = SerialSet::clone(&self.base);
+        set.short.extend(self.recent.iter().copied().chain(short));
+        for k in long {
+            set.insert(k);
+        }
+        Some(RevokedSerials {
+            base: std::sync::Arc::new(set),
+            recent: std::sync::Arc::new([]),
+        })
+    }
+
+    /// This set and `serials`.
+    pub fn with_serials(&self, serials: &[u64]) -> RevokedSerials {
+        let mut recent: Vec<u64> = self.recent.to_vec();
+        recent.extend(serials.iter().filter(|s| !self.base.short.contains(s)));
+        recent.sort_unstable();
+        recent.dedup();
+        if recent.len() <= RECENT_MAX {
+            return RevokedSerials {
+                base: std::sync::Arc::clone(&self.base),
+                recent: recent.into(),
+            };
+        }
+        let mut set = SerialSet::clone(&self.base);
+        set.short.extend(recent);
+        RevokedSerials {
+            base: std::sync::Arc::new(set),
+            recent: std::sync::Arc::new([]),
+        }
     }
 
     /// How many serials it holds.
     pub fn len(&self) -> usize {
-        self.inner.read().map_or(0, |r| r.short.len() + r.long.len())
+        self.base.short.len() + self.base.long.len() + self.recent.len()
     }
 
     /// Whether it holds none.
@@ -361,47 +446,11 @@ impl RevokedSet {
 
     /// Whether `serial` (INTEGER contents, as in a certificate) is revoked.
     pub fn contains(&self, serial: &[u8]) -> bool {
-        // A poisoned lock fails closed: the certificate is treated as revoked.
-        self.inner.read().map_or(true, |r| r.contains(serial_key(serial)))
-    }
-
-    /// Replaces the set with the entries of the CRL numbered `number` (its revokedCertificates
-    /// contents, [`CrlParts::entries`]). False, and nothing changed, when they are malformed.
-    pub fn replace(&self, number: Option<u64>, entries: &[u8]) -> bool {
-        let mut new = Revoked {
-            number,
-            short: std::collections::HashSet::with_capacity(entries.len() / 36),
-            long: std::collections::HashSet::new(),
-        };
-        let mut rest = entries;
-        while !rest.is_empty() {
-            let Some((0x30, entry, next)) = der::read_tlv(rest) else {
-                return false;
-            };
-            let Some((0x02, serial, _)) = der::read_tlv(entry) else {
-                return false;
-            };
-            new.insert(serial_key(serial));
-            rest = next;
+        let key = serial_key(serial);
+        match short_serial(key) {
+            Some(n) => self.base.short.contains(&n) || self.recent.binary_search(&n).is_ok(),
+            None => self.base.long.contains(key),
         }
-        if let Ok(mut r) = self.inner.write() {
-            *r = new;
-        }
-        true
-    }
-
-    /// Adds the serials that CRL `number` adds to CRL `previous`. Returns false (and changes nothing)
-    /// when the set is not at `previous`: the caller then replaces it from the whole CRL.
-    pub fn extend(&self, previous: u64, number: u64, serials: &[u64]) -> bool {
-        let Ok(mut r) = self.inner.write() else {
-            return false;
-        };
-        if r.number != Some(previous) {
-            return false;
-        }
-        r.short.extend(serials);
-        r.number = Some(number);
-        true
     }
 }
 

@@ -233,7 +233,7 @@ fn crl_carries_number_aki_and_reasons() {
 
 #[test]
 fn crl_is_read_without_decoding_entries() {
-    use super::crl::{read_crl, RevokedSet};
+    use super::crl::{entries_range, read_crl, RevokedSerials};
     let ca = test_ca();
     let entries: Vec<RevokedEntry> = [1u64, 0x80, 0xffff_ffff_ffff]
         .iter()
@@ -248,19 +248,23 @@ fn crl_is_read_without_decoding_entries() {
     assert_eq!(parts.number, Some(300));
     assert_eq!(parts.issuer, &ca.subject_der[..]);
     assert_eq!(parts.entries, &super::crl::encode_entries(&entries)[..]);
-    let set = RevokedSet::default();
-    assert!(set.replace(parts.number, parts.entries));
+    let set = RevokedSerials::from_entries(parts.entries).unwrap();
+    // Where the entries are, for storing the CRL in pieces.
+    let range = entries_range(&der_bytes).unwrap();
+    assert_eq!(&der_bytes[range], parts.entries);
     // No entries at all.
     let empty = sign_crl(&ca, 0, now(), now() + Duration::days(5), &[]).unwrap();
     let parts = read_crl(&empty).unwrap();
-    let empty_set = RevokedSet::default();
-    assert!(empty_set.replace(parts.number, parts.entries) && empty_set.is_empty());
+    let empty_set = RevokedSerials::from_entries(parts.entries).unwrap();
+    assert!(empty_set.is_empty());
     assert_eq!((parts.number, parts.entries.len()), (Some(0), 0));
+    assert_eq!(entries_range(&empty), Some(empty.len()..empty.len()));
     // Truncated or garbage input: None, never a panic.
     for cut in [0, 1, 10, der_bytes.len() / 2, der_bytes.len() - 1] {
         assert!(read_crl(&der_bytes[..cut]).is_none(), "cut at {cut}");
     }
-    assert!(!RevokedSet::default().replace(None, &[0x30, 0x03, 0x04, 0x01, 0x00]));
+    assert!(RevokedSerials::from_entries(&[0x30, 0x03, 0x04, 0x01, 0x00]).is_none());
+    assert!(entries_range(&der_bytes[..10]).is_none());
 
     // The set TLS checks: loaded from the CRL, then extended in place.
     assert!(set.contains(&[0x00, 0x80]) && set.contains(&[0x01]) && !set.contains(&[0x02]));
@@ -273,12 +277,31 @@ fn crl_is_read_without_decoding_entries() {
     entry.extend(b"250101000000Z");
     let mut entries = vec![0x30, entry.len() as u8];
     entries.extend(entry);
-    let long_set = RevokedSet::default();
-    assert!(long_set.replace(Some(1), &entries));
+    let long_set = RevokedSerials::from_entries(&entries).unwrap();
     assert!(long_set.contains(&long) && !long_set.contains(&long[1..]));
-    assert!(!set.extend(299, 301, &[2]), "not at 299: must not extend");
-    assert!(set.extend(300, 301, &[2]));
-    assert!(set.contains(&[0x02]) && set.number() == Some(301) && set.len() == 4);
+    // A new set shares the old one, which does not change.
+    let more = set.with_serials(&[2, 1]);
+    assert!(more.contains(&[0x02]) && more.len() == 4);
+    assert!(!set.contains(&[0x02]) && set.len() == 3);
+    let with_long = more.with_entries(&entries).unwrap();
+    assert!(with_long.contains(&long) && with_long.contains(&[0x02]) && with_long.len() == 5);
+    assert!(more.with_entries(&[0x30, 0x01]).is_none());
+}
+
+#[test]
+fn revoked_serials_fold_many_additions_into_a_new_base() {
+    use super::crl::RevokedSerials;
+    let mut set = RevokedSerials::default();
+    for n in 1..=10_000u64 {
+        set = set.with_serials(&[n]);
+    }
+    assert_eq!(set.len(), 10_000);
+    for n in [1u64, 4096, 4097, 8193, 10_000] {
+        assert!(set.contains(&n.to_be_bytes()), "{n}");
+    }
+    assert!(!set.contains(&10_001u64.to_be_bytes()) && !set.contains(&[0]));
+    // Adding what is there changes nothing.
+    assert_eq!(set.with_serials(&[5, 5, 10_000]).len(), 10_000);
 }
 
 #[test]
@@ -310,8 +333,7 @@ fn crl_from_another_encoder_is_read_like_x509_parser_reads_it() {
     let parts = super::crl::read_crl(&der_bytes).unwrap();
     assert_eq!(parts.number, Some(77));
     assert_eq!(parts.issuer, parsed.issuer().as_raw());
-    let set = super::crl::RevokedSet::default();
-    assert!(set.replace(parts.number, parts.entries));
+    let set = super::crl::RevokedSerials::from_entries(parts.entries).unwrap();
     assert_eq!(set.len(), parsed.iter_revoked_certificates().count());
     for e in parsed.iter_revoked_certificates() {
         assert!(set.contains(e.raw_serial()), "{:?}", e.raw_serial());

@@ -8,8 +8,7 @@ mod metrics;
 mod status;
 mod v1;
 
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -22,8 +21,8 @@ use axum::Router;
 use self::error::{text, ApiError};
 use self::extract::{Caller, PeerInfo};
 use self::identity::Identified;
+use crate::authority::revocations::CrlSnapshot;
 use crate::authority::{Authority, AuthorityError};
-use crate::ca::pem_encode;
 use crate::config::Limits;
 use crate::policy::access::{AccessRequest, AccessRules, Decision, IpPattern, Method};
 use crate::tls::TlsState;
@@ -31,22 +30,6 @@ use crate::tls::TlsState;
 /// The API level we implement, reported as `X-Puppet-Version` and as the `ca` service version (≥ 8.4.0
 /// makes the real `puppetserver ca` CLI use bulk signing).
 pub const PUPPET_VERSION: &str = "8.4.0";
-
-/// The CRL as served: pre-encoded PEM.
-#[derive(Debug, Clone)]
-pub struct CrlCache {
-    /// CRL number.
-    pub number: u64,
-    /// (our CRL number, parent CRL updates): the cache key.
-    pub version: (Option<i64>, i64),
-    /// PEM text (the CRL chain).
-    pub pem: axum::body::Bytes,
-    /// Its `Last-Modified`, a whole second: not before this process first served it (rounded up), and
-    /// a second after the previous one's at least. So an `If-Modified-Since` at or after it (a date the
-    /// agent took after fetching, or the `Last-Modified` it got) proves the client has this CRL, and a
-    /// CRL that changes within the same second is still answered 200.
-    pub published: SystemTime,
-}
 
 /// Shared state of the server.
 pub struct AppState {
@@ -66,13 +49,8 @@ pub struct AppState {
     pub body_read_timeout: std::time::Duration,
     /// Requests answered, for `/metrics`.
     pub requests: metrics::RequestCounters,
-    crl: Mutex<Option<Arc<CrlCache>>>,
-    /// The CRL version last read from the database (what a shared database's readers go by).
-    last_version: Mutex<Option<(Option<i64>, i64)>>,
     /// Whether the database answered the last time it was asked (readiness).
     pub db_ok: std::sync::atomic::AtomicBool,
-    crl_rebuild: tokio::sync::Mutex<()>,
-    crl_encode: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -94,142 +72,38 @@ impl AppState {
             request_timeout: limits.request_timeout,
             body_read_timeout: limits.body_read_timeout,
             requests: metrics::RequestCounters::default(),
-            crl: Mutex::new(None),
-            last_version: Mutex::new(None),
             db_ok: std::sync::atomic::AtomicBool::new(true),
-            crl_rebuild: tokio::sync::Mutex::new(()),
-            crl_encode: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Brings TLS up to date with the CRLs before a handshake: one cheap read of the CRL numbers; only
-    /// a CRL signed by another process (the `ca` CLI) or a new parent CRL costs more, once.
-    pub async fn sync_tls(&self) -> Result<(), AuthorityError> {
-        let version = self.authority.store().crl_version().await?;
-        if let Ok(mut v) = self.last_version.lock() {
-            *v = Some(version);
-        }
-        if self.tls_current(version) {
-            return Ok(());
-        }
-        let _one = self.crl_rebuild.lock().await;
-        let version = self.authority.store().crl_version().await?;
-        if self.tls_current(version) {
-            return Ok(());
-        }
-        let row = self.authority.crl().await?;
-        let revoked = Arc::clone(self.tls.revoked());
-        let parents = if self.tls.parents_version() == Some(version.1) {
-            None
-        } else {
-            Some(self.authority.store().parent_crls().await?)
-        };
-        let tls = Arc::clone(&self.tls);
-        // Reading 100,000 serials or building a verifier is CPU work: off the executor.
-        tokio::task::spawn_blocking(move || {
-            if revoked.number() != Some(row.number) {
-                let loaded = crate::ca::crl::read_crl(&row.der)
-                    .is_some_and(|p| revoked.replace(Some(row.number), p.entries));
-                if !loaded {
-                    tracing::error!(
-                        crl_number = row.number,
-                        "the CRL is unreadable: TLS keeps the revocations it had"
-                    );
-                }
-            }
-            if let Some(parents) = parents {
-                if let Err(e) = tls.update_parent_crls(version.1, &parents) {
-                    tracing::error!(error = %e, "could not install the parent CRLs in the TLS layer");
-                }
-            }
-        })
-        .await
-        .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))
+    /// Brings the revocation state up to date with the database (see [`Revocations::refresh`]).
+    ///
+    /// [`Revocations::refresh`]: crate::authority::revocations::Revocations::refresh
+    pub async fn refresh(&self) -> Result<Arc<CrlSnapshot>, AuthorityError> {
+        self.authority.revocations().refresh().await
     }
 
-    /// Before a handshake or an authenticated request: on SQLite, [`AppState::sync_tls`] (one cheap
+    /// Before a handshake or an authenticated request: on SQLite, [`AppState::refresh`] (one cheap
     /// read of a local file catches a revocation by the CLI at once). On a shared PostgreSQL database
     /// nothing: the change feed keeps this replica current (see `server::revocation_feed`), so no
     /// connection or request waits on the database.
     pub async fn refresh_local(&self) -> Result<(), AuthorityError> {
         if self.authority.store().backend() == crate::storage::Backend::Sqlite {
-            self.sync_tls().await
+            self.refresh().await.map(drop)
         } else {
             Ok(())
         }
     }
 
-    /// The CRL version to serve: read from SQLite; on PostgreSQL the one the change feed last read.
-    async fn served_version(&self) -> Result<(Option<i64>, i64), AuthorityError> {
+    /// The revocation state to serve: read from SQLite; on PostgreSQL the snapshot the change feed
+    /// keeps current.
+    pub async fn current_crl(&self) -> Result<Arc<CrlSnapshot>, AuthorityError> {
         if self.authority.store().backend() == crate::storage::Backend::Postgres {
-            if let Some(v) = self.last_version.lock().ok().and_then(|v| *v) {
-                return Ok(v);
+            if let Some(s) = self.authority.revocations().snapshot() {
+                return Ok(s);
             }
         }
-        Ok(self.authority.store().crl_version().await?)
-    }
-
-    fn tls_current(&self, version: (Option<i64>, i64)) -> bool {
-        let ours = self.tls.revoked().number().and_then(|n| i64::try_from(n).ok());
-        ours == version.0 && self.tls.parents_version() == Some(version.1)
-    }
-
-    /// The CRL chain as served, PEM-encoded once per CRL (on the first GET after a change).
-    pub async fn current_crl(&self) -> Result<Arc<CrlCache>, AuthorityError> {
-        let version = self.served_version().await?;
-        if let Some(c) = self.cached_crl(version) {
-            return Ok(c);
-        }
-        // One encoding at a time: under a burst of revocations the waiting callers find the work done
-        // (or do it once for all of them).
-        let _one = self.crl_encode.lock().await;
-        let version = self.served_version().await?;
-        if let Some(c) = self.cached_crl(version) {
-            return Ok(c);
-        }
-        let row = self.authority.crl().await?;
-        // The chain: our CRL first, then each parent's (agents in `chain` mode need one per CA).
-        let parents = self.authority.store().parent_crls().await?;
-        // Last-Modified is fixed with the CRL when it is signed (and moved on with the parents'), the
-        // same on every process and replica: an If-Modified-Since taken from an older CRL is always
-        // before it, so a changed CRL is never answered 304.
-        let parents_lm = self.authority.store().parent_crls_last_modified().await?;
-        let lm = if row.last_modified > 0 {
-            row.last_modified
-        } else {
-            row.this_update + 1
-        };
-        let published = SystemTime::UNIX_EPOCH
-            .checked_add(std::time::Duration::from_secs(
-                u64::try_from(lm.max(parents_lm)).unwrap_or(0),
-            ))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let number = row.number;
-        // Keyed by what was read: a CRL signed meanwhile makes the next call encode again.
-        let version = (i64::try_from(number).ok(), version.1);
-        let cache = tokio::task::spawn_blocking(move || {
-            let mut pem = pem_encode("X509 CRL", &row.der);
-            for d in &parents {
-                pem.push_str(&pem_encode("X509 CRL", d));
-            }
-            Arc::new(CrlCache {
-                number,
-                version,
-                pem: pem.into(),
-                published,
-            })
-        })
-        .await
-        .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))?;
-        if let Ok(mut guard) = self.crl.lock() {
-            *guard = Some(Arc::clone(&cache));
-        }
-        Ok(cache)
-    }
-
-    fn cached_crl(&self, version: (Option<i64>, i64)) -> Option<Arc<CrlCache>> {
-        let guard = self.crl.lock().ok()?;
-        guard.as_ref().filter(|c| c.version == version).map(Arc::clone)
+        self.refresh().await
     }
 }
 

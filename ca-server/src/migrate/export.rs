@@ -132,7 +132,7 @@ pub async fn export(
         pem_encode("PUBLIC KEY", ca.public_key().raw).as_bytes(),
         0o644,
     )?;
-    let mut crls = vec![authority.crl().await?.der.clone()];
+    let mut crls = vec![authority.crl().await?.row().der.clone()];
     crls.extend(store.parent_crls().await?);
     let crl_pem: String = crls.iter().map(|d| pem_encode("X509 CRL", d)).collect();
     write(&cadir.file("ca_crl.pem"), crl_pem.as_bytes(), 0o644)?;

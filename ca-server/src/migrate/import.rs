@@ -359,7 +359,13 @@ pub async fn import(
     }
     let held_crl = tx.crl().await?;
     if held_crl.as_ref().is_none_or(|c| c.number < crl_row.number) {
-        tx.store_crl(&crl_row).await?;
+        // Stored in pieces like every CRL, so that the next revocation appends to it.
+        let layout = crate::storage::CrlLayout {
+            entries: crate::ca::crl::entries_range(&crl_row.der)
+                .ok_or_else(|| bad("ca_crl.pem: the CRL is not readable"))?,
+            appends_to: None,
+        };
+        tx.store_crl(&crl_row, &layout).await?;
         tx.raise_crl_number(crl_row.number).await?;
     }
     for (i, der) in parent_crls.iter().enumerate() {

@@ -24,8 +24,8 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
-    audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlRow, MetricsSnapshot, RequestRow,
-    RevocationRow, StatusFilter,
+    audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, MetricsSnapshot,
+    RequestRow, RevocationRow, StatusFilter,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -400,9 +400,34 @@ impl Store {
         )
         .await
     }
-    /// The current CRL.
+    /// The current CRL (rebuilt from its pieces, in one read snapshot).
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
-        queries::crl(&self.pool).await
+        let mut tx = self.read_snapshot().await?;
+        let crl = whole_crl(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(crl)
+    }
+
+    /// What changed in the CRL since the one numbered `held` (its entries `held_entries` bytes
+    /// long): the entries appended since, when the stored CRL continues it; else the whole CRL.
+    /// A replica following another's revocations reads a few hundred bytes, not megabytes.
+    pub async fn crl_since(&self, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
+        let mut tx = self.read_snapshot().await?;
+        let update = crl_since(&mut tx, held).await?;
+        tx.rollback().await?;
+        Ok(update)
+    }
+
+    /// A read-only transaction that sees one state of the database throughout (SQLite: any
+    /// transaction in WAL mode; PostgreSQL: REPEATABLE READ).
+    async fn read_snapshot(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
     /// Imported inventory lines, by serial.
     pub async fn inventory_lines(&self) -> Result<Vec<(u64, String)>, StoreError> {
@@ -428,13 +453,6 @@ impl Store {
     /// The number of the last CRL signed.
     pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&self.pool).await
-    }
-    /// Stores a CRL signed earlier unless a newer one is stored already (its own short transaction:
-    /// the revocation it carries was committed before it was signed).
-    pub async fn store_crl_if_newer(&self, row: &CrlRow) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        queries::store_crl(&mut tx.tx, row).await?;
-        tx.commit().await
     }
     /// Counts for `/metrics`.
     pub async fn metrics(&self, now: i64) -> Result<MetricsSnapshot, StoreError> {
@@ -761,15 +779,20 @@ impl WriteTx {
     }
     /// The current CRL.
     pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
-        queries::crl(&mut *self.tx).await
+        whole_crl(&mut self.tx).await
     }
-    /// The number of the last CRL signed (its row may not be stored yet: see [`Store::store_crl_if_newer`]).
+    /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&mut *self.tx).await
     }
-    /// Replaces the current CRL with a newer one.
-    pub async fn store_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
-        queries::store_crl(&mut self.tx, row).await
+    /// What changed in the stored CRL since CRL `held` (see [`Store::crl_since`]).
+    pub async fn crl_since(&mut self, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
+        crl_since(&mut self.tx, held).await
+    }
+    /// Replaces the current CRL with a newer one: stores only what it appends to the stored one when
+    /// `layout` says it does (see [`CrlLayout`]).
+    pub async fn store_crl(&mut self, row: &CrlRow, layout: &CrlLayout) -> Result<(), StoreError> {
+        queries::store_crl(&mut self.tx, row, layout).await
     }
     /// Appends an audit row (sealed, when the CA key is loaded).
     pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
@@ -805,6 +828,55 @@ async fn head_may_advance(seal: &AuditSeal, c: &mut sqlx::AnyConnection) -> Resu
     }
 }
 
+/// What changed in the stored CRL since CRL `held` (see [`Store::crl_since`]).
+async fn crl_since(c: &mut sqlx::AnyConnection, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
+    Ok(match queries::crl_meta(c).await? {
+        None => return Err(StoreError::Corrupt("no CRL has been published".into())),
+        Some(m) if Some(m.row.number) == held => CrlUpdate::Unchanged,
+        Some(m) => match (m.pieces, held) {
+            (Some((head, tail, from)), Some(h)) if from <= queries::to_i64(h)? && h < m.row.number => {
+                let added =
+                    queries::crl_segments(c, queries::to_i64(h)? + 1, queries::to_i64(m.row.number)?).await?;
+                CrlUpdate::Appended {
+                    row: m.row,
+                    head,
+                    added,
+                    tail,
+                }
+            }
+            (pieces, _) => CrlUpdate::Whole {
+                pieces: pieces.is_some(),
+                row: assemble_crl(c, m.row, pieces).await?,
+            },
+        },
+    })
+}
+
+/// The stored CRL, whole.
+async fn whole_crl(c: &mut sqlx::AnyConnection) -> Result<Option<CrlRow>, StoreError> {
+    match queries::crl_meta(c).await? {
+        None => Ok(None),
+        Some(m) => Ok(Some(assemble_crl(c, m.row, m.pieces).await?)),
+    }
+}
+
+/// A CRL row's DER from its head, segments and tail (rows from before segments hold it whole).
+async fn assemble_crl(
+    c: &mut sqlx::AnyConnection,
+    mut row: CrlRow,
+    pieces: Option<(Vec<u8>, Vec<u8>, i64)>,
+) -> Result<CrlRow, StoreError> {
+    if let Some((head, tail, from)) = pieces {
+        let entries = queries::crl_segments(c, from, queries::to_i64(row.number)?).await?;
+        let mut der = Vec::with_capacity(head.len() + entries.len() + tail.len());
+        der.extend_from_slice(&head);
+        der.extend_from_slice(&entries);
+        der.extend_from_slice(&tail);
+        row.der = der;
+    }
+    Ok(row)
+}
+
 /// What [`Store::copy_into`] moved, table by table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyReport {
@@ -820,6 +892,7 @@ enum Col {
     Text,
     OptText,
     Blob,
+    OptBlob,
 }
 
 /// Every table of the CA's state with its columns, in an order that keeps references valid.
@@ -878,8 +951,12 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("next_update", Col::Int),
             ("der", Col::Blob),
             ("last_modified", Col::Int),
+            ("head", Col::OptBlob),
+            ("tail", Col::OptBlob),
+            ("entries_from", Col::OptInt),
         ],
     ),
+    ("crl_segments", &[("number", Col::Int), ("entries", Col::Blob)]),
     ("parent_crls", &[("position", Col::Int), ("der", Col::Blob)]),
     ("imported_inventory", &[("serial", Col::Int), ("line", Col::Text)]),
     (
@@ -932,6 +1009,7 @@ impl Store {
                         Col::Text => q.bind(row.try_get::<String, _>(i)?),
                         Col::OptText => q.bind(row.try_get::<Option<String>, _>(i)?),
                         Col::Blob => q.bind(row.try_get::<Vec<u8>, _>(i)?),
+                        Col::OptBlob => q.bind(row.try_get::<Option<Vec<u8>>, _>(i)?),
                     };
                 }
                 q.execute(&mut *out.tx).await?;

@@ -59,6 +59,33 @@ pub struct CrlRow {
     pub last_modified: i64,
 }
 
+/// Where a CRL's entries are in its DER, for storing it in pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlLayout {
+    /// The revokedCertificates contents within the DER (an empty range where the CRL has none).
+    pub entries: std::ops::Range<usize>,
+    /// When the CRL appends to the stored one: that CRL's number and the length of its entries (the
+    /// first bytes of these).
+    pub appends_to: Option<(u64, usize)>,
+}
+
+/// What changed in the stored CRL since one a reader holds.
+#[derive(Debug, Clone)]
+pub enum CrlUpdate {
+    /// Still the CRL the reader holds.
+    Unchanged,
+    /// A later CRL whose entries are the held CRL's followed by `added`: the row's DER is
+    /// `head + held entries + added + tail` (`row.der` is empty).
+    Appended {
+        row: CrlRow,
+        head: Vec<u8>,
+        added: Vec<u8>,
+        tail: Vec<u8>,
+    },
+    /// Another CRL, whole; `pieces` when it is stored in pieces (a later CRL may append to it).
+    Whole { row: CrlRow, pieces: bool },
+}
+
 /// An audit row to write.
 #[derive(Debug, Clone)]
 pub struct AuditRecord<'a> {
@@ -654,21 +681,51 @@ pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
     })
 }
 
-pub(super) async fn crl<'e, E: Executor<'e, Database = Any>>(e: E) -> Result<Option<CrlRow>, StoreError> {
-    let row =
-        sqlx::query("SELECT number, this_update, next_update, der, last_modified FROM crl WHERE id = 1")
-            .fetch_optional(e)
-            .await?;
+/// The stored CRL's row: the DER itself (rows from before segments) or its head and tail.
+pub(super) struct CrlMeta {
+    pub row: CrlRow,
+    /// head, tail, entries_from: `None` for a row that keeps its whole DER.
+    pub pieces: Option<(Vec<u8>, Vec<u8>, i64)>,
+}
+
+pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, StoreError> {
+    let row = sqlx::query(
+        "SELECT number, this_update, next_update, der, last_modified, head, tail, entries_from \
+         FROM crl WHERE id = 1",
+    )
+    .fetch_optional(&mut *c)
+    .await?;
     row.map(|r| {
-        Ok(CrlRow {
-            number: to_u64(r.get(0), "crl number")?,
-            this_update: r.get(1),
-            next_update: r.get(2),
-            der: r.get(3),
-            last_modified: r.get(4),
+        let head: Option<Vec<u8>> = r.get(5);
+        let tail: Option<Vec<u8>> = r.get(6);
+        let from: Option<i64> = r.get(7);
+        Ok(CrlMeta {
+            row: CrlRow {
+                number: to_u64(r.get(0), "crl number")?,
+                this_update: r.get(1),
+                next_update: r.get(2),
+                der: r.get(3),
+                last_modified: r.get(4),
+            },
+            pieces: match (head, tail, from) {
+                (Some(h), Some(t), Some(f)) => Some((h, t, f)),
+                _ => None,
+            },
         })
     })
     .transpose()
+}
+
+/// The entries of the CRL segments numbered `from..=to`, concatenated in order.
+pub(super) async fn crl_segments(c: &mut AnyConnection, from: i64, to: i64) -> Result<Vec<u8>, StoreError> {
+    let parts: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT entries FROM crl_segments WHERE number >= $1 AND number <= $2 ORDER BY number",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(parts.concat())
 }
 
 pub(super) async fn crl_version<'e, E: Executor<'e, Database = Any>>(
@@ -684,30 +741,86 @@ pub(super) async fn crl_version<'e, E: Executor<'e, Database = Any>>(
 }
 
 pub(super) async fn crl_number<'e, E: Executor<'e, Database = Any>>(e: E) -> Result<Option<u64>, StoreError> {
-    // The counter: the number of the last CRL signed (-1 before the first). Its row may be written a
-    // moment later (see `store_crl_if_newer`).
+    // The counter: the number of the last CRL signed (-1 before the first), stored in the same
+    // transaction as the CRL (a database written by an older version may hold an older CRL: the
+    // revocation state's owner then signs a new one).
     let n: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
         .fetch_optional(e)
         .await?;
     n.filter(|n| *n >= 0).map(|n| to_u64(n, "crl number")).transpose()
 }
 
-/// Stores a CRL unless the stored one is newer (a CRL written late by the server's background
-/// writer never replaces one signed after it).
-pub(super) async fn store_crl(c: &mut AnyConnection, row: &CrlRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO crl (id, number, this_update, next_update, der, last_modified) VALUES (1, $1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
-         next_update = excluded.next_update, der = excluded.der, last_modified = excluded.last_modified \
-         WHERE excluded.number > crl.number",
-    )
-    .bind(to_i64(row.number)?)
-    .bind(row.this_update)
-    .bind(row.next_update)
-    .bind(&row.der)
-    .bind(row.last_modified)
-    .execute(&mut *c)
-    .await?;
+/// Stores a CRL in pieces (see migration 0004): a CRL that appends to the stored one adds a segment
+/// with its new entries; any other replaces every segment with one holding all its entries. A CRL
+/// never replaces a newer one, and an append whose base is not the stored CRL is refused (it would
+/// rebuild to something other than what was signed).
+pub(super) async fn store_crl(
+    c: &mut AnyConnection,
+    row: &CrlRow,
+    layout: &CrlLayout,
+) -> Result<(), StoreError> {
+    let bad = || StoreError::Corrupt("the CRL's layout does not match its DER".into());
+    let der = &row.der;
+    let entries = der.get(layout.entries.clone()).ok_or_else(bad)?;
+    let head = &der[..layout.entries.start];
+    let tail = &der[layout.entries.end..];
+    let number = to_i64(row.number)?;
+    match layout.appends_to {
+        Some((previous, previous_len)) => {
+            let added = entries.get(previous_len..).ok_or_else(bad)?;
+            let updated = sqlx::query(
+                "UPDATE crl SET number = $1, this_update = $2, next_update = $3, head = $4, tail = $5, \
+                 last_modified = $6 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
+            )
+            .bind(number)
+            .bind(row.this_update)
+            .bind(row.next_update)
+            .bind(head)
+            .bind(tail)
+            .bind(row.last_modified)
+            .bind(to_i64(previous)?)
+            .execute(&mut *c)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "CRL {} appends to CRL {previous}, which is not the one stored",
+                    row.number
+                )));
+            }
+            sqlx::query("INSERT INTO crl_segments (number, entries) VALUES ($1, $2)")
+                .bind(number)
+                .bind(added)
+                .execute(&mut *c)
+                .await?;
+        }
+        None => {
+            let stored = sqlx::query(
+                "INSERT INTO crl (id, number, this_update, next_update, der, last_modified, head, tail, entries_from) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1) \
+                 ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
+                 next_update = excluded.next_update, der = excluded.der, last_modified = excluded.last_modified, \
+                 head = excluded.head, tail = excluded.tail, entries_from = excluded.entries_from \
+                 WHERE excluded.number > crl.number",
+            )
+            .bind(number)
+            .bind(row.this_update)
+            .bind(row.next_update)
+            .bind(Vec::<u8>::new())
+            .bind(row.last_modified)
+            .bind(head)
+            .bind(tail)
+            .execute(&mut *c)
+            .await?;
+            if stored.rows_affected() == 1 {
+                sqlx::query("DELETE FROM crl_segments").execute(&mut *c).await?;
+                sqlx::query("INSERT INTO crl_segments (number, entries) VALUES ($1, $2)")
+                    .bind(number)
+                    .bind(entries)
+                    .execute(&mut *c)
+                    .await?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -38,7 +38,7 @@ pub async fn expirations(State(state): State<Arc<AppState>>) -> Response {
             ca_certs.insert(c.common_name, puppet_time(c.not_after));
         }
     }
-    let next = time::OffsetDateTime::from_unix_timestamp(crl.next_update)
+    let next = time::OffsetDateTime::from_unix_timestamp(crl.row().next_update)
         .map(puppet_time)
         .unwrap_or_default();
     let body = json!({ "ca-certs": ca_certs, "crls": { signer.cert.common_name.clone(): next } });

@@ -23,15 +23,26 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok());
-    let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(crl.published)).ok();
+    let published = crl.last_modified();
+    let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(published)).ok();
     let mut res = match since {
-        Some(t) if crl.published <= t => {
+        Some(t) if published <= t => {
             let mut r = text(StatusCode::NOT_MODIFIED, "");
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             r
         }
-        _ => pem_response(crl.pem.clone()),
+        _ => {
+            // Encoded once per CRL; megabytes at 100,000 entries, so off the executor.
+            let pem = match crl.encoded_pem() {
+                Some(p) => p,
+                None => match tokio::task::spawn_blocking(move || crl.pem()).await {
+                    Ok(p) => p,
+                    Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal error."),
+                },
+            };
+            pem_response(axum::body::Bytes::from_owner(pem))
+        }
     };
     if let Some(lm) = last_modified {
         res.headers_mut().insert(header::LAST_MODIFIED, lm);
@@ -58,7 +69,7 @@ pub async fn put(
         .collect();
     match state.authority.update_parent_crls(&caller.actor(), &crls).await {
         Ok(_) => {
-            let _ = state.sync_tls().await;
+            let _ = state.refresh().await;
             text(StatusCode::OK, "Successfully updated CRLs.")
         }
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),

@@ -1,0 +1,517 @@
+//! The one owner of the revocation state: CRL numbering, signing, storage, recovery, the CRL as served
+//! and the revoked serials TLS checks. It publishes immutable [`CrlSnapshot`]s; HTTP and TLS only read
+//! them, and a new snapshot replaces the old one in one atomic swap, so a reader never sees a CRL
+//! and a revoked set that disagree.
+//!
+//! A revocation costs one signature whatever the CRL's size: its entries are appended to the previous
+//! CRL's encoded entries, and only what it adds is stored (the CRL is stored in pieces, see
+//! `migrations/*/0004_crl_segments.sql`), in the revoking transaction, with the CRL number it takes.
+//! Number and CRL therefore always move together, on one process or on many replicas of a shared
+//! database; a replica that learns of another's revocation reads the pieces added since the CRL it
+//! holds and never re-signs anything.
+
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use time::{Duration, OffsetDateTime};
+
+use super::{unix, AuthorityError};
+use crate::ca::crl::{self, RevokedEntry, RevokedSerials};
+use crate::ca::{pem_encode, CaSigner};
+use crate::clock::Clock;
+use crate::storage::{CrlLayout, CrlRow, CrlUpdate, Store, StoreError, WriteTx};
+
+/// Our own CRL, as a snapshot holds it.
+#[derive(Debug)]
+struct OurCrl {
+    row: CrlRow,
+    /// Where its entries are in `row.der`.
+    entries: Range<usize>,
+    /// Stored in pieces: the next CRL may append to it (a CRL stored whole by an older version is
+    /// followed by one signed from the database).
+    appendable: bool,
+    /// Its serials, as TLS checks them.
+    revoked: RevokedSerials,
+}
+
+impl OurCrl {
+    fn entries(&self) -> &[u8] {
+        &self.row.der[self.entries.clone()]
+    }
+
+    /// From a whole CRL (CPU work for a big one: call it off the executor).
+    fn whole(row: CrlRow, appendable: bool) -> Result<OurCrl, AuthorityError> {
+        let unreadable = || StoreError::Corrupt(format!("CRL {} is unreadable", row.number));
+        let entries = crl::entries_range(&row.der).ok_or_else(unreadable)?;
+        let revoked = RevokedSerials::from_entries(&row.der[entries.clone()]).ok_or_else(unreadable)?;
+        Ok(OurCrl {
+            row,
+            entries,
+            appendable,
+            revoked,
+        })
+    }
+
+    /// The CRL whose entries are ours followed by `added` (its `head` and `tail` around them).
+    fn appended(
+        &self,
+        mut row: CrlRow,
+        head: &[u8],
+        added: &[u8],
+        tail: &[u8],
+    ) -> Result<OurCrl, AuthorityError> {
+        let held = self.entries();
+        let mut der = Vec::with_capacity(head.len() + held.len() + added.len() + tail.len());
+        der.extend_from_slice(head);
+        der.extend_from_slice(held);
+        der.extend_from_slice(added);
+        der.extend_from_slice(tail);
+        let entries = head.len()..head.len() + held.len() + added.len();
+        // What was rebuilt must be the CRL that was signed: its number says so.
+        if crl::read_crl(&der).and_then(|p| p.number) != Some(row.number) {
+            return Err(StoreError::Corrupt(format!(
+                "CRL {} does not rebuild from its pieces on top of CRL {}",
+                row.number, self.row.number
+            ))
+            .into());
+        }
+        let revoked = self
+            .revoked
+            .with_entries(added)
+            .ok_or_else(|| StoreError::Corrupt(format!("CRL {}: unreadable entries", row.number)))?;
+        row.der = der;
+        Ok(OurCrl {
+            row,
+            entries,
+            appendable: true,
+            revoked,
+        })
+    }
+}
+
+/// The parent CAs' CRLs, served after ours.
+#[derive(Debug, Default)]
+struct ParentCrls {
+    /// The database's counter of parent CRL changes (-1: not read yet).
+    version: i64,
+    ders: Vec<Vec<u8>>,
+    last_modified: i64,
+}
+
+/// What HTTP and TLS know of revocation, as of one CRL of ours and one version of the parents' CRLs.
+/// Never changes once published.
+#[derive(Debug)]
+pub struct CrlSnapshot {
+    ours: Arc<OurCrl>,
+    parents: Arc<ParentCrls>,
+    /// The CRL chain as served, PEM, encoded on first use.
+    pem: OnceLock<Arc<[u8]>>,
+}
+
+impl CrlSnapshot {
+    /// Our CRL.
+    pub fn row(&self) -> &CrlRow {
+        &self.ours.row
+    }
+
+    /// Our CRL's number.
+    pub fn number(&self) -> u64 {
+        self.ours.row.number
+    }
+
+    /// Our revoked serials.
+    pub fn revoked(&self) -> &RevokedSerials {
+        &self.ours.revoked
+    }
+
+    /// The parents' CRLs (DER), direct parent first.
+    pub fn parent_crls(&self) -> &[Vec<u8>] {
+        &self.parents.ders
+    }
+
+    /// The version of the parents' CRLs (changes whenever one does).
+    pub fn parents_version(&self) -> i64 {
+        self.parents.version
+    }
+
+    /// `Last-Modified` of the CRL chain: fixed when each CRL was signed, the same on every process and
+    /// replica, so an `If-Modified-Since` taken from an older CRL never matches a newer one.
+    pub fn last_modified(&self) -> SystemTime {
+        let row = &self.ours.row;
+        let ours = if row.last_modified > 0 {
+            row.last_modified
+        } else {
+            row.this_update + 1
+        };
+        let secs = u64::try_from(ours.max(self.parents.last_modified)).unwrap_or(0);
+        SystemTime::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_secs(secs))
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// The CRL chain as served (ours first, then each parent's), PEM; encoded on the first call
+    /// (megabytes at 100,000 entries: call it off the executor unless [`CrlSnapshot::encoded_pem`]
+    /// has it).
+    pub fn pem(&self) -> Arc<[u8]> {
+        Arc::clone(self.pem.get_or_init(|| {
+            let mut pem = pem_encode("X509 CRL", &self.ours.row.der);
+            for d in &self.parents.ders {
+                pem.push_str(&pem_encode("X509 CRL", d));
+            }
+            Arc::from(pem.into_bytes())
+        }))
+    }
+
+    /// The PEM, when already encoded.
+    pub fn encoded_pem(&self) -> Option<Arc<[u8]>> {
+        self.pem.get().map(Arc::clone)
+    }
+
+    fn is_at(&self, version: (Option<i64>, i64)) -> bool {
+        i64::try_from(self.number()).ok() == version.0 && self.parents.version == version.1
+    }
+}
+
+/// A CRL signed and stored in a write transaction, to be installed with [`Revocations::install`]
+/// once that transaction commits.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    ours: Arc<OurCrl>,
+}
+
+impl Signed {
+    /// Its number.
+    pub fn number(&self) -> u64 {
+        self.ours.row.number
+    }
+}
+
+/// The owner of the revocation state (one per process, shared by the authority's clones).
+pub struct Revocations {
+    store: Store,
+    signer: Arc<CaSigner>,
+    clock: Arc<dyn Clock>,
+    lifetime: Duration,
+    current: ArcSwapOption<CrlSnapshot>,
+    /// One reload from the database at a time.
+    reload: tokio::sync::Mutex<()>,
+    /// Held from a publishing transaction's start until its CRL is installed, so snapshots are
+    /// installed in the order their CRLs were numbered.
+    publishing: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations")
+            .field("crl_number", &self.snapshot().map(|s| s.number()))
+            .finish_non_exhaustive()
+    }
+}
+
+async fn off_executor<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AuthorityError> + Send + 'static,
+) -> Result<T, AuthorityError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))?
+}
+
+impl Revocations {
+    pub(crate) fn new(
+        store: Store,
+        signer: Arc<CaSigner>,
+        clock: Arc<dyn Clock>,
+        lifetime: Duration,
+    ) -> Self {
+        Revocations {
+            store,
+            signer,
+            clock,
+            lifetime,
+            current: ArcSwapOption::empty(),
+            reload: tokio::sync::Mutex::new(()),
+            publishing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The snapshot published last, without asking the database (`None` before the first
+    /// [`Revocations::refresh`] or publication).
+    pub fn snapshot(&self) -> Option<Arc<CrlSnapshot>> {
+        self.current.load_full()
+    }
+
+    /// Brings the snapshot up to date with the database (one cheap read when nothing changed; else
+    /// what changed: the entries appended since, new parent CRLs) and returns it. A CRL number ahead
+    /// of the stored CRL (left by a version that stored CRLs after the revocation's commit, whose
+    /// process died in between) is repaired by signing a CRL from the database.
+    pub async fn refresh(&self) -> Result<Arc<CrlSnapshot>, AuthorityError> {
+        let version = self.store.crl_version().await?;
+        if let Some(s) = self.snapshot().filter(|s| s.is_at(version)) {
+            return Ok(s);
+        }
+        let _one = self.reload.lock().await;
+        let version = self.store.crl_version().await?;
+        let current = self.snapshot();
+        if let Some(s) = current.as_ref().filter(|s| s.is_at(version)) {
+            return Ok(Arc::clone(s));
+        }
+        let held = current.as_ref().map(|s| Arc::clone(&s.ours));
+        let ours = match held
+            .as_ref()
+            .filter(|o| i64::try_from(o.row.number).ok() == version.0)
+        {
+            Some(o) => Arc::clone(o),
+            None => {
+                let update = self.store.crl_since(held.as_ref().map(|o| o.row.number)).await?;
+                let ours = self.apply(held, update).await?;
+                if version
+                    .0
+                    .is_some_and(|n| n > i64::try_from(ours.row.number).unwrap_or(i64::MAX))
+                {
+                    self.recover().await?
+                } else {
+                    ours
+                }
+            }
+        };
+        let parents = match current.as_ref().filter(|s| s.parents.version == version.1) {
+            Some(s) => Arc::clone(&s.parents),
+            None => Arc::new(ParentCrls {
+                version: version.1,
+                ders: self.store.parent_crls().await?,
+                last_modified: self.store.parent_crls_last_modified().await?,
+            }),
+        };
+        Ok(self.publish_snapshot(ours, Some(parents)))
+    }
+
+    /// Our CRL after `update` to `held`.
+    async fn apply(
+        &self,
+        held: Option<Arc<OurCrl>>,
+        update: CrlUpdate,
+    ) -> Result<Arc<OurCrl>, AuthorityError> {
+        let ours = match (update, held) {
+            (CrlUpdate::Unchanged, Some(h)) => return Ok(h),
+            (
+                CrlUpdate::Appended {
+                    row,
+                    head,
+                    added,
+                    tail,
+                },
+                Some(h),
+            ) => off_executor(move || h.appended(row, &head, &added, &tail)).await?,
+            (CrlUpdate::Whole { row, pieces }, _) => off_executor(move || OurCrl::whole(row, pieces)).await?,
+            (_, None) => {
+                return Err(AuthorityError::Internal(
+                    "a CRL update without the CRL it updates".into(),
+                ))
+            }
+        };
+        Ok(Arc::new(ours))
+    }
+
+    /// Signs a CRL from the database when the stored one is behind the CRL number.
+    async fn recover(&self) -> Result<Arc<OurCrl>, AuthorityError> {
+        let _order = self.publishing().await;
+        let mut tx = self.store.write().await?;
+        let counter = tx.crl_number().await?;
+        let stored = tx.crl().await?.map(|r| r.number);
+        if counter.is_some() && stored == counter {
+            // Repaired meanwhile (by another process): read it.
+            drop(tx);
+            let update = self.store.crl_since(None).await?;
+            return self.apply(None, update).await;
+        }
+        let signed = self.sign_next(&mut tx, None).await?;
+        let detail = format!("CRL number {}", signed.number());
+        tx.audit(
+            &super::AuditRecord::ok(unix(self.clock.now()), "ca-server", "crl-recovery").detail(&detail),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(
+            crl_number = signed.number(),
+            "the stored CRL was older than the last one signed: signed a new one from the database"
+        );
+        let ours = Arc::clone(&signed.ours);
+        self.install(signed);
+        Ok(ours)
+    }
+
+    /// Held by whoever signs a CRL, from before its transaction until [`Revocations::install`].
+    pub(crate) async fn publishing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.publishing.lock().await
+    }
+
+    /// Signs and stores, in `tx`, the next CRL: the current one's entries followed by `added`, or
+    /// (`added` = `None`, or a current CRL that cannot be appended to) every revocation in the
+    /// database. Install it with [`Revocations::install`] once `tx` commits.
+    pub(crate) async fn sign_next(
+        &self,
+        tx: &mut WriteTx,
+        added: Option<Vec<RevokedEntry>>,
+    ) -> Result<Signed, AuthorityError> {
+        let previous = tx.crl_number().await?;
+        let base = match (&added, previous) {
+            (Some(_), Some(n)) => self.current_in(tx, n).await?.filter(|b| b.appendable),
+            _ => None,
+        };
+        let (base, added) = match (base, added) {
+            (Some(b), Some(a)) => (Some(b), a),
+            _ => (None, Vec::new()),
+        };
+        // thisUpdate is backdated a second (agents whose clock runs a little behind accept the CRL at
+        // once), but never before a revocation it lists: a CRL cannot be older than what it says.
+        let (all, newest) = match &base {
+            Some(b) => {
+                let base_this_update = OffsetDateTime::from_unix_timestamp(b.row.this_update).ok();
+                (
+                    None,
+                    added.iter().map(|e| e.revoked_at).max().max(base_this_update),
+                )
+            }
+            None => {
+                let all = all_revocations(tx).await?;
+                let newest = all.iter().map(|e| e.revoked_at).max();
+                (Some(all), newest)
+            }
+        };
+        let number = tx.next_crl_number().await?;
+        let exact = self.clock.now();
+        let last_modified = tx
+            .next_crl_last_modified(unix(exact) + i64::from(exact.nanosecond() > 0))
+            .await?;
+        let now = exact.replace_nanosecond(0).unwrap_or(exact);
+        let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
+        let next_update = now + self.lifetime;
+        let signer = Arc::clone(&self.signer);
+        let base_for_task = base.clone();
+        // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
+        let (der, entries, revoked) = off_executor(move || {
+            let (entries_der, revoked) = match (&base_for_task, all) {
+                (Some(b), _) => {
+                    let mut der = Vec::with_capacity(b.entries.len() + added.len() * 40);
+                    der.extend_from_slice(b.entries());
+                    der.extend(crl::encode_entries(&added));
+                    let serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
+                    (der, b.revoked.with_serials(&serials))
+                }
+                (None, all) => {
+                    let der = crl::encode_entries(&all.unwrap_or_default());
+                    let revoked = RevokedSerials::from_entries(&der)
+                        .ok_or_else(|| AuthorityError::Internal("CRL entries unreadable".into()))?;
+                    (der, revoked)
+                }
+            };
+            let der = crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der)
+                .map_err(AuthorityError::Ca)?;
+            let entries = crl::entries_range(&der)
+                .ok_or_else(|| AuthorityError::Internal("the signed CRL is unreadable".into()))?;
+            Ok((der, entries, revoked))
+        })
+        .await?;
+        let row = CrlRow {
+            number,
+            this_update: unix(this_update),
+            next_update: unix(next_update),
+            der,
+            last_modified,
+        };
+        let layout = CrlLayout {
+            entries: entries.clone(),
+            appends_to: base.as_ref().map(|b| (b.row.number, b.entries.len())),
+        };
+        tx.store_crl(&row, &layout).await?;
+        Ok(Signed {
+            ours: Arc::new(OurCrl {
+                row,
+                entries,
+                appendable: true,
+                revoked,
+            }),
+        })
+    }
+
+    /// Our CRL numbered `number` as `tx` sees it: the snapshot's when it is at that number, else the
+    /// snapshot brought up to date by what was appended since (another process or replica revoked).
+    async fn current_in(&self, tx: &mut WriteTx, number: u64) -> Result<Option<Arc<OurCrl>>, AuthorityError> {
+        let held = self.snapshot().map(|s| Arc::clone(&s.ours));
+        if let Some(h) = held.as_ref().filter(|h| h.row.number == number) {
+            return Ok(Some(Arc::clone(h)));
+        }
+        let update = tx.crl_since(held.as_ref().map(|h| h.row.number)).await?;
+        let ours = self.apply(held, update).await?;
+        Ok((ours.row.number == number).then_some(ours))
+    }
+
+    /// After the commit of the transaction that signed it: the CRL and its revocations are in force
+    /// for every reader from now on.
+    pub(crate) fn install(&self, signed: Signed) {
+        self.publish_snapshot(signed.ours, None);
+    }
+
+    /// Publishes a snapshot made of the newer of each part (ours by CRL number, the parents' by
+    /// version) between what is given and what is current, and returns what is current then.
+    fn publish_snapshot(&self, ours: Arc<OurCrl>, parents: Option<Arc<ParentCrls>>) -> Arc<CrlSnapshot> {
+        let pick = |cur: Option<&Arc<CrlSnapshot>>| -> Arc<CrlSnapshot> {
+            let new_ours = match cur {
+                Some(c) if c.ours.row.number >= ours.row.number => Arc::clone(&c.ours),
+                _ => Arc::clone(&ours),
+            };
+            let new_parents = match (parents.as_ref(), cur) {
+                (Some(p), Some(c)) if c.parents.version >= p.version => Arc::clone(&c.parents),
+                (Some(p), _) => Arc::clone(p),
+                (None, Some(c)) => Arc::clone(&c.parents),
+                // Not read yet: the next refresh reads them.
+                (None, None) => Arc::new(ParentCrls {
+                    version: -1,
+                    ..ParentCrls::default()
+                }),
+            };
+            match cur {
+                Some(c) if Arc::ptr_eq(&c.ours, &new_ours) && Arc::ptr_eq(&c.parents, &new_parents) => {
+                    Arc::clone(c)
+                }
+                _ => Arc::new(CrlSnapshot {
+                    ours: new_ours,
+                    parents: new_parents,
+                    pem: OnceLock::new(),
+                }),
+            }
+        };
+        let mut cur = self.current.load_full();
+        loop {
+            let new = pick(cur.as_ref());
+            let prev = self.current.compare_and_swap(&cur, Some(Arc::clone(&new)));
+            let swapped = match (&*prev, &cur) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if swapped {
+                return new;
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+}
+
+async fn all_revocations(tx: &mut WriteTx) -> Result<Vec<RevokedEntry>, AuthorityError> {
+    let rows = tx.revocations().await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| {
+            Ok(RevokedEntry {
+                serial: r.serial,
+                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+                    .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
+                reason: crl::Reason::from_code(r.reason).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(entries)
+}
