@@ -10,7 +10,7 @@ use hyper::{Method, StatusCode};
 
 use crate::harness::TestCa;
 use crate::pg::PgCluster;
-use crate::revocation::KeepAlive;
+use crate::revocation::{s_client, KeepAlive};
 use crate::server::{As, TestServer};
 
 /// The first replica: `ca setup --database-url` on an empty database, then served. The data
@@ -89,8 +89,33 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
     assert_eq!(on_b.get("/puppet-ca/v1/expirations").unwrap().0, StatusCode::OK);
     assert_eq!(b.get(&agent, "/puppet-ca/v1/expirations").status, StatusCode::OK);
 
+    // A TLS session with B saved for resumption (TLS 1.3 tickets are single-use: one shows that
+    // resumption works, the other is kept for after the revocation).
+    let sessions = [a.ca.path("b-1.sess"), a.ca.path("b-2.sess")];
+    for saved in &sessions {
+        let out = s_client(
+            &b,
+            &agent,
+            "/puppet-ca/v1/expirations",
+            ("-sess_out", saved),
+            "-tls1_3",
+        );
+        assert!(out.contains("HTTP/1.1 200 OK"), "full handshake on B: {out}");
+    }
+    let out = s_client(
+        &b,
+        &agent,
+        "/puppet-ca/v1/expirations",
+        ("-sess_in", &sessions[0]),
+        "-tls1_3",
+    );
+    assert!(
+        out.contains("Reused,") && out.contains("HTTP/1.1 200 OK"),
+        "resumed on B: {out}"
+    );
+
     // Revoked through A's API: B refuses it within a second (it is told by A's transaction), on a new
-    // handshake and on the open connection.
+    // handshake, on a resumed session and on the open connection.
     let r = a.send(
         &As::Admin,
         Method::PUT,
@@ -103,6 +128,17 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
     let refused_in = until_refused(&b, &agent);
     let after = on_b.get("/puppet-ca/v1/expirations").unwrap();
     assert_eq!(after.0, StatusCode::FORBIDDEN, "{}", after.1);
+    let out = s_client(
+        &b,
+        &agent,
+        "/puppet-ca/v1/expirations",
+        ("-sess_in", &sessions[1]),
+        "-tls1_3",
+    );
+    assert!(
+        !out.contains("HTTP/1.1 200"),
+        "B served a resumed session of a certificate A revoked: {out}"
+    );
     println!(
         "revocation on A refused on B after {} ms (handshake)",
         refused_in.as_millis()
@@ -174,8 +210,24 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
     );
     let audit = a.ca.ca(&["audit"]).ok().stdout;
     assert!(
-        !audit.contains("crl-recovery"),
+        !audit.contains("crl-recovery") && !audit.contains("crl-republish"),
         "no replica re-signed the CRL: {audit}"
+    );
+    // Each revocation took one CRL number and stored only what it added: the CRL signed at setup
+    // (number 0, all its entries) and one segment per revocation since, no whole CRL in `der`.
+    assert_eq!(
+        pg.psql(
+            "ca",
+            "SELECT string_agg(number::text, ',' ORDER BY number) FROM crl_segments"
+        ),
+        "0,1,2"
+    );
+    assert_eq!(
+        pg.psql(
+            "ca",
+            "SELECT number || ' ' || entries_from || ' ' || octet_length(der) FROM crl"
+        ),
+        "2 0 0"
     );
 
     // A third replica on a database that holds a CA but without the key: a clear refusal.

@@ -18,7 +18,7 @@ use crate::server::{As, TestServer};
 
 /// `openssl s_client` sending one `GET path` (Connection: close) with a client certificate, saving or
 /// resuming a session; its whole output.
-fn s_client(s: &TestServer, id: &As, path: &str, session: (&str, &Path), tls: &str) -> String {
+pub fn s_client(s: &TestServer, id: &As, path: &str, session: (&str, &Path), tls: &str) -> String {
     let As::Cert(cert, key) = id else {
         unreachable!("a certificate identity")
     };
