@@ -174,7 +174,7 @@ fn every_endpoint_by_every_caller() {
                         let m = method.as_str().to_ascii_lowercase();
                         let ok = text.starts_with("Forbidden request: /")
                             && text.ends_with(&format!(
-                                " (method {m}). Please see the server logs for details."
+                                " (method :{m}). Please see the server logs for details."
                             ));
                         assert!(ok, "{method} {path} as {}: 403 body {text:?}", CALLERS[i]);
                     }

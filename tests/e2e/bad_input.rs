@@ -638,7 +638,7 @@ fn bad_requests_table() {
             "/puppet-ca/v1/certificate/ca",
             403,
         )
-        .says("Forbidden request: /puppet-ca/v1/certificate/ca (method patch)"),
+        .says("Forbidden request: /puppet-ca/v1/certificate/ca (method :patch)"),
         Case::new(
             "POST certificate",
             As::Anonymous,
@@ -698,7 +698,7 @@ fn bad_requests_table() {
             "/puppet-ca/v1/certificate/ca",
             403,
         )
-        .says("(method frob)"),
+        .says("(method :frob)"),
         Case::new(
             "DELETE a CSR as its agent",
             agent.clone(),

@@ -217,7 +217,7 @@ fn authorization_by_identity() {
             assert_eq!(
                 a.text(),
                 format!(
-                    "Forbidden request: {path} (method {}). Please see the server logs for details.",
+                    "Forbidden request: {path} (method :{}). Please see the server logs for details.",
                     m.as_str().to_lowercase()
                 )
             );
@@ -469,7 +469,7 @@ fn bulk_sign_clean_and_status_endpoints() {
     );
     assert_eq!(
         clean.text(),
-        "The following certs do not exist and cannot be revoked: [ghost]"
+        "The following certs do not exist and cannot be revoked: [\"ghost\"]"
     );
     let clean = s.send(
         &As::Admin,

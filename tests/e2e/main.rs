@@ -10,6 +10,7 @@ mod bad_input;
 mod cli_corpus;
 mod cli_lifecycle;
 mod cli_scenario;
+mod compat;
 mod concurrency;
 pub mod crash;
 mod crl_freshness;

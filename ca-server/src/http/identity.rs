@@ -39,7 +39,7 @@ impl Refused {
         let mut res = text(
             StatusCode::FORBIDDEN,
             format!(
-                "Forbidden request: {path} (method {}). {}.",
+                "Forbidden request: {path} (method :{}). {}.",
                 method.to_ascii_lowercase(),
                 self.reason
             ),

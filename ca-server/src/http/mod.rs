@@ -303,7 +303,8 @@ async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: N
         let m = req.method().as_str().to_ascii_lowercase();
         return text(
             StatusCode::FORBIDDEN,
-            format!("Forbidden request: {path} (method {m}). Please see the server logs for details."),
+            // puppetserver prints the method as a Clojure keyword.
+            format!("Forbidden request: {path} (method :{m}). Please see the server logs for details."),
         );
     }
     req.extensions_mut().insert(caller);

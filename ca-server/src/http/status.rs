@@ -44,7 +44,11 @@ pub async fn service(Path(name): Path<String>) -> Response {
 /// `running`; `error` (503) while the database cannot be reached.
 pub async fn simple(State(state): State<Arc<AppState>>, name: Option<Path<String>>) -> Response {
     match name {
-        Some(Path(n)) if n != "ca" => text(StatusCode::NOT_FOUND, "Not Found"),
+        // puppetserver registers its server service under both names; agents whose `server_list`
+        // names the CA ask for `server` (then `master`) before bootstrapping.
+        Some(Path(n)) if !matches!(n.as_str(), "ca" | "server" | "master") => {
+            text(StatusCode::NOT_FOUND, "Not Found")
+        }
         _ if !state.db_ok.load(std::sync::atomic::Ordering::Relaxed) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "error")
         }

@@ -365,6 +365,17 @@ impl Store {
     pub async fn ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         queries::ca(&self.pool).await
     }
+    /// When the CA chain was stored (Unix seconds).
+    pub async fn ca_stored_at(&self) -> Result<Option<i64>, StoreError> {
+        queries::ca_stored_at(&self.pool).await
+    }
+    /// The DER of a certname's current certificate and when it was issued (Unix seconds).
+    pub async fn current_certificate_issued(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        queries::current_certificate_issued(&self.pool, certname).await
+    }
     /// A pending request.
     pub async fn request(&self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
         queries::request(&self.pool, certname).await

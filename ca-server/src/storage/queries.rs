@@ -203,6 +203,30 @@ pub(super) async fn ca<'e, E: Executor<'e, Database = Any>>(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
+/// When the CA chain was stored (Unix seconds): the `certificate/ca` "file time".
+pub(super) async fn ca_stored_at<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT created_at FROM ca WHERE id = 1")
+        .fetch_optional(e)
+        .await?)
+}
+
+/// The DER of a certname's current certificate and when it was issued.
+pub(super) async fn current_certificate_issued<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    certname: &str,
+) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT der, issued_at FROM certificates WHERE certname = $1 AND cleaned_at IS NULL \
+         ORDER BY serial DESC LIMIT 1",
+    )
+    .bind(certname)
+    .fetch_optional(e)
+    .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 pub(super) async fn init_ca(
     c: &mut AnyConnection,
     chain_pem: &str,

@@ -96,7 +96,12 @@ pub async fn clean(
             StatusCode::OK,
             format!(
                 "The following certs do not exist and cannot be revoked: [{}]",
-                missing.join(" ")
+                // Clojure's print form of a vector of strings, as puppetserver answers.
+                missing
+                    .iter()
+                    .map(|n| format!("\"{}\"", n.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
         )
     }

@@ -1,31 +1,71 @@
-//! GET `/certificate/{subject}`: a signed certificate, or the CA chain for `ca`.
+//! GET `/certificate/{subject}`: a signed certificate, or the CA chain for `ca`, with
+//! `If-Modified-Since` as puppetserver ≥ 7.12 answers it (Puppet 8 agents refresh the CA certificate
+//! with it every day).
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::plausible;
-use crate::http::error::{ApiError, Context};
+use crate::ca::pem_encode;
+use crate::http::error::{text, ApiError, Context};
 use crate::http::{pem_response, AppState};
 
-/// The certificate (PEM), or `Could not find certificate <subject>`.
-pub async fn get(State(state): State<Arc<AppState>>, Path(subject): Path<String>) -> Response {
-    if subject == "ca" {
-        return pem_response(state.authority.signer().chain_pem.clone());
-    }
-    let not_found = || {
-        ApiError::not_found(format!(
-            "Could not find certificate {}",
-            crate::ca::names::printable(&subject)
-        ))
+/// The certificate (PEM), or `Could not find certificate <subject>`; 304 (empty, `text/plain`)
+/// when it was not written after the `If-Modified-Since` time, like puppetserver compares a file's
+/// mtime. `Last-Modified` is sent too (puppetserver sends none; agents use their file's time).
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let found = if subject == "ca" {
+        state
+            .authority
+            .store()
+            .ca_stored_at()
+            .await
+            .map(|at| Some((state.authority.signer().chain_pem.clone(), at.unwrap_or(0))))
+    } else if plausible(&subject) {
+        state
+            .authority
+            .store()
+            .current_certificate_issued(&subject)
+            .await
+            .map(|c| c.map(|(der, at)| (pem_encode("CERTIFICATE", &der), at)))
+    } else {
+        Ok(None)
     };
-    if !plausible(&subject) {
-        return not_found().into_response();
+    let (pem, written) = match found {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return ApiError::not_found(format!(
+                "Could not find certificate {}",
+                crate::ca::names::printable(&subject)
+            ))
+            .into_response()
+        }
+        Err(e) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
+    };
+    let written = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(written).unwrap_or(0));
+    let since = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let mut res = match since {
+        Some(t) if written <= t => {
+            let mut r = text(StatusCode::NOT_MODIFIED, "");
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r
+        }
+        _ => pem_response(pem),
+    };
+    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(written)) {
+        res.headers_mut().insert(header::LAST_MODIFIED, lm);
     }
-    match state.authority.certificate_pem(&subject).await {
-        Ok(Some(pem)) => pem_response(pem),
-        Ok(None) => not_found().into_response(),
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
-    }
+    res
 }

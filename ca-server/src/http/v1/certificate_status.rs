@@ -208,11 +208,15 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
 ) -> Response {
+    // Liberator's default 404 body, as puppetserver answers a DELETE of an unknown subject.
     if !plausible(&subject) {
-        return text(StatusCode::NOT_FOUND, "Invalid certificate subject.");
+        return text(StatusCode::NOT_FOUND, "Resource not found.");
     }
     match state.authority.delete(&caller.actor(), &subject).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(crate::authority::AuthorityError::NotFound(_)) => {
+            text(StatusCode::NOT_FOUND, "Resource not found.")
+        }
         Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
     }
 }
