@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ca_server::authority::{Authority, CaSettings};
 use ca_server::ca::passphrase::PassphraseSource;
 use ca_server::clock::SystemClock;
-use ca_server::config::{find_config, Overrides, Settings};
+use ca_server::config::{cli_config, Overrides, Settings};
 use ca_server::datadir::{default_data_dir, DataDir};
 
 /// The data directory chosen by flag, environment or default, with the database URL given by
@@ -19,7 +19,7 @@ pub fn data_dir(
     let dir = DataDir::new(flag.unwrap_or_else(default_data_dir));
     let url = match database_url.filter(|u| !u.is_empty()) {
         Some(u) => Some(u),
-        None => match find_config(config, dir.root()) {
+        None => match cli_config(config, dir.root()) {
             None => None,
             Some(path) => {
                 let ov = Overrides {
@@ -43,14 +43,15 @@ pub fn data_dir(
     Ok(dir.with_database_url(url))
 }
 
-/// The CA settings of the configuration file (`--config`, `$CA_CONFIG`, or `<data-dir>/config.toml`),
+/// The CA settings of the configuration file (`--config`, `$CA_CONFIG`, the one the server records it
+/// runs with, or `<data-dir>/config.toml`),
 /// with the CA key's passphrase source (`--ca-key-passphrase-file` first).
 pub fn settings(
     dir: &DataDir,
     config: Option<PathBuf>,
     key_passphrase_file: Option<PathBuf>,
 ) -> Result<CaSettings, String> {
-    match find_config(config, dir.root()) {
+    match cli_config(config, dir.root()) {
         None => Ok(CaSettings {
             key_passphrase: PassphraseSource::resolve(key_passphrase_file, None),
             ..CaSettings::default()

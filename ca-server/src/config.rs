@@ -26,6 +26,35 @@ pub fn find_config(explicit: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf
     })
 }
 
+/// The file in the data directory where the server records which configuration file it runs with
+/// (its absolute path; empty for the built-in defaults), so that `ca` in local mode judges requests
+/// with the configuration the server uses even when that file is elsewhere (`--config`).
+pub const SERVER_CONFIG_RECORD: &str = "server-config";
+
+/// Records (atomically) the configuration file the server runs with; see [`SERVER_CONFIG_RECORD`].
+pub fn record_server_config(data_dir: &Path, config: Option<&Path>) -> std::io::Result<()> {
+    let text = match config {
+        Some(p) => std::path::absolute(p)?.display().to_string(),
+        None => String::new(),
+    };
+    let tmp = data_dir.join(format!(".{SERVER_CONFIG_RECORD}.tmp"));
+    std::fs::write(&tmp, format!("{text}\n"))?;
+    std::fs::rename(&tmp, data_dir.join(SERVER_CONFIG_RECORD))
+}
+
+/// The configuration file the `ca` CLI reads in local mode: the one given (flag or `$CA_CONFIG`),
+/// else the one the server of this data directory records it runs with (when it still exists), else
+/// `<data-dir>/config.toml` when it exists, else none.
+pub fn cli_config(explicit: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
+    explicit
+        .or_else(|| {
+            let recorded = std::fs::read_to_string(data_dir.join(SERVER_CONFIG_RECORD)).ok()?;
+            let p = PathBuf::from(recorded.trim());
+            (!recorded.trim().is_empty() && p.is_file()).then_some(p)
+        })
+        .or_else(|| find_config(None, data_dir))
+}
+
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8140";
 
@@ -197,6 +226,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `json` for JSON logs.
     pub json_logs: bool,
+    /// The configuration file these settings were read from (none: built-in defaults).
+    pub config_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -250,6 +281,7 @@ impl Settings {
         ov: Overrides,
         default_data_dir: PathBuf,
     ) -> Result<Settings, ConfigError> {
+        let config_file = file.map(Path::to_path_buf);
         let fc: FileConfig = match file {
             None => FileConfig::default(),
             Some(p) => {
@@ -263,7 +295,9 @@ impl Settings {
                 })?
             }
         };
-        Self::from_file_config(fc, ov, default_data_dir)
+        let mut settings = Self::from_file_config(fc, ov, default_data_dir)?;
+        settings.config_file = config_file;
+        Ok(settings)
     }
 
     fn from_file_config(
@@ -460,6 +494,7 @@ impl Settings {
             trusted_proxies,
             limits,
             json_logs,
+            config_file: None,
         })
     }
 }

@@ -196,6 +196,10 @@ pub async fn serve(
         );
     }
     let dir = settings.data_dir();
+    // `ca` in local mode then judges with this configuration, wherever the file is.
+    if let Err(e) = crate::config::record_server_config(&settings.data_dir, settings.config_file.as_deref()) {
+        tracing::warn!(error = %e, data_dir = %settings.data_dir.display(), "could not record the configuration file in the data directory (`ca` in local mode then reads <data-dir>/config.toml)");
+    }
     let chain =
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
     // The revocation state is loaded before anything is served.

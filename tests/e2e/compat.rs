@@ -128,3 +128,42 @@ fn delete_of_an_unknown_subject_says_resource_not_found() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.text().contains("(method :get)"), "{}", r.text());
 }
+
+/// A server started with `--config` elsewhere records that file in its data directory, and `ca` in
+/// local mode (no `--config`) judges with it: `ca check` says what the server's autosign would do,
+/// not what the built-in defaults would.
+#[test]
+fn ca_check_judges_with_the_configuration_the_server_uses() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let list = elsewhere.path().join("autosign.conf");
+    std::fs::write(&list, "*.listed.example.test\n").unwrap();
+    let s = TestServer::start_with(&format!("[ca]\nautosign = \"{}\"\n", list.display()));
+    assert!(
+        !s.data().join("config.toml").exists(),
+        "the configuration is elsewhere"
+    );
+    let name = "agent-rsa2048.example.test";
+    let csr = std::fs::read(crate::harness::fixture("csr/rsa2048.pem")).unwrap();
+    let r = s.send(
+        &As::Anonymous,
+        Method::PUT,
+        &format!("/puppet-ca/v1/certificate_request/{name}"),
+        &[("content-type", "text/plain")],
+        &csr,
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let out = s.ca.ca(&["check", name]).ok().stdout;
+    assert!(out.contains("autosign: would not sign it"), "{out}");
+    assert!(
+        !out.contains("autosign is off"),
+        "ca check judged with the built-in defaults, not the server's configuration: {out}"
+    );
+    // An explicit --config still wins.
+    let other = elsewhere.path().join("off.toml");
+    std::fs::write(&other, "").unwrap();
+    let out =
+        s.ca.ca(&["--config", other.to_str().unwrap(), "check", name])
+            .ok()
+            .stdout;
+    assert!(out.contains("autosign is off"), "{out}");
+}
