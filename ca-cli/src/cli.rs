@@ -207,6 +207,13 @@ pub enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Infrastructure nodes (compilers, replicas): their revocations make the infrastructure CRL,
+    /// served to agents instead of the full CRL with `enable-infra-crl` (local mode).
+    Infra {
+        /// What to do.
+        #[command(subcommand)]
+        action: InfraAction,
+    },
     /// Print the fingerprint of a certificate (or pending request).
     Fingerprint {
         /// Certname, or `ca`.
@@ -222,6 +229,25 @@ pub enum Command {
 pub enum AuditAction {
     /// Check the hash chain of the whole audit log.
     Verify,
+}
+
+/// `ca infra`.
+#[derive(Debug, Subcommand)]
+pub enum InfraAction {
+    /// List the infrastructure nodes.
+    List,
+    /// Add infrastructure nodes (and sign the infrastructure CRL).
+    Add {
+        /// Certnames.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove infrastructure nodes (and sign the infrastructure CRL).
+    Remove {
+        /// Certnames.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 /// `ca key`.

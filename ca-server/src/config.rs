@@ -115,6 +115,7 @@ struct FileCa {
     autosign_timeout: Option<String>,
     autosign_max_concurrent: Option<usize>,
     key_passphrase_file: Option<PathBuf>,
+    enable_infra_crl: Option<bool>,
     #[serde(default)]
     alt_name_rules: Vec<FileAltNameRule>,
 }
@@ -402,6 +403,7 @@ impl Settings {
                 d.auto_renewal_cert_ttl,
             )?,
             key_passphrase: PassphraseSource::resolve(ov.key_passphrase_file, fc.ca.key_passphrase_file),
+            enable_infra_crl: fc.ca.enable_infra_crl.unwrap_or(false),
         };
         let auth = match (fc.authorization.auth_conf, fc.authorization.legacy_auth_conf) {
             (Some(_), Some(_)) => return Err(ConfigError::Invalid(

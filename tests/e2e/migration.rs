@@ -29,7 +29,7 @@ pub fn sh(script: &str, dir: &Path) {
     );
 }
 
-fn real_cli(conf: &Path, args: &[&str]) -> String {
+pub fn real_cli(conf: &Path, args: &[&str]) -> String {
     require("ruby");
     let out = Command::new("ruby")
         .args([

@@ -53,6 +53,12 @@ pub async fn import(
         "  inventory:    {} line(s); next serial 0x{:04X}",
         r.inventory, r.next_serial
     ));
+    if r.infra_nodes > 0 {
+        out.line(&format!(
+            "  infra nodes:  {} (infra_inventory.txt; an infrastructure CRL is signed for them)",
+            r.infra_nodes
+        ));
+    }
     for w in &r.warnings {
         out.warn(w);
     }

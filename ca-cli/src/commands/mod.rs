@@ -44,10 +44,12 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             | Command::Export { .. }
             | Command::Key { .. }
             | Command::MigrateStore { .. }
+            | Command::Infra { .. }
     );
     if local_only && remote.server.is_some() {
         return Err(
-            "setup, import, export, key and migrate-store work on a data directory only (no --server)".into(),
+            "setup, import, export, key, infra and migrate-store work on a data directory only (no --server)"
+                .into(),
         );
     }
     match cli.command {
@@ -73,6 +75,7 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
         | Command::Export { .. }
         | Command::Key { .. }
         | Command::MigrateStore { .. } => Err("this command works on the data directory only".into()),
+        Command::Infra { action } => infra(b, action, out).await,
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,
@@ -131,4 +134,25 @@ pub fn parse_alt_names(list: &[String]) -> Result<Vec<San>, String> {
 pub fn parse_ttl(ttl: Option<&str>) -> Result<Option<time::Duration>, String> {
     ttl.map(|t| ca_server::ca::duration::parse(t).map_err(|e| e.to_string()))
         .transpose()
+}
+
+/// `ca infra list|add|remove`.
+async fn infra(b: &Backend, action: crate::cli::InfraAction, out: &mut Out<'_>) -> CmdResult {
+    use crate::cli::InfraAction;
+    let Backend::Local(a) = b else {
+        return Err("infra works on the data directory only (no --server)".into());
+    };
+    let nodes = match action {
+        InfraAction::List => a.infra_nodes().await,
+        InfraAction::Add { names } => a.set_infra_nodes(&local::actor(), &names, &[]).await,
+        InfraAction::Remove { names } => a.set_infra_nodes(&local::actor(), &[], &names).await,
+    }
+    .map_err(|e| e.to_string())?;
+    if nodes.is_empty() {
+        out.line("No infrastructure nodes");
+    }
+    for n in nodes {
+        out.line(&n);
+    }
+    Ok(0)
 }

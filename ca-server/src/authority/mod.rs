@@ -5,6 +5,7 @@ mod autosign;
 mod batch;
 mod error;
 mod explain;
+mod infra;
 mod keyfile;
 mod latency;
 mod lifecycle;
@@ -62,6 +63,9 @@ pub struct CaSettings {
     pub autosign_max_concurrent: usize,
     /// Where the passphrase of an encrypted CA key (and root key) comes from.
     pub key_passphrase: PassphraseSource,
+    /// Serve the infrastructure CRL (revocations of the infrastructure nodes' certificates only) to
+    /// agents instead of the full CRL, as puppetserver's `enable-infra-crl`.
+    pub enable_infra_crl: bool,
 }
 
 /// The `autosign` setting (§4.1).
@@ -110,6 +114,7 @@ impl Default for CaSettings {
             autosign_timeout: std::time::Duration::from_secs(30),
             autosign_max_concurrent: DEFAULT_AUTOSIGN_MAX_CONCURRENT,
             key_passphrase: PassphraseSource::None,
+            enable_infra_crl: false,
         }
     }
 }
@@ -246,6 +251,7 @@ impl Authority {
             Arc::clone(&signer),
             Arc::clone(&clock),
             settings.crl_lifetime,
+            settings.enable_infra_crl,
         ));
         Authority {
             store,

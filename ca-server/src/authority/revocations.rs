@@ -91,12 +91,14 @@ impl OurCrl {
     }
 }
 
-/// The parent CAs' CRLs, served after ours.
+/// The CRLs served besides ours: the parent CAs' (after ours), and the infrastructure CRL (instead
+/// of ours with `enable-infra-crl`).
 #[derive(Debug, Default)]
 struct ParentCrls {
-    /// The database's counter of parent CRL changes (-1: not read yet).
+    /// The database's counter of changes to these (-1: not read yet).
     version: i64,
     ders: Vec<Vec<u8>>,
+    infra: Option<Vec<u8>>,
     last_modified: i64,
 }
 
@@ -106,6 +108,8 @@ struct ParentCrls {
 pub struct CrlSnapshot {
     ours: Arc<OurCrl>,
     parents: Arc<ParentCrls>,
+    /// Serve the infrastructure CRL in place of ours (`enable-infra-crl`), once there is one.
+    serve_infra: bool,
     /// The CRL chain as served, PEM, encoded on first use.
     pem: OnceLock<Arc<[u8]>>,
 }
@@ -151,12 +155,17 @@ impl CrlSnapshot {
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
-    /// The CRL chain as served (ours first, then each parent's), PEM; encoded on the first call
+    /// The CRL chain as served (ours, or the infrastructure CRL with `enable-infra-crl`, first, then
+    /// each parent's), PEM; encoded on the first call
     /// (megabytes at 100,000 entries: call it off the executor unless [`CrlSnapshot::encoded_pem`]
     /// has it).
     pub fn pem(&self) -> Arc<[u8]> {
         Arc::clone(self.pem.get_or_init(|| {
-            let mut pem = pem_encode("X509 CRL", &self.ours.row.der);
+            let first = match (&self.parents.infra, self.serve_infra) {
+                (Some(infra), true) => infra,
+                _ => &self.ours.row.der,
+            };
+            let mut pem = pem_encode("X509 CRL", first);
             for d in &self.parents.ders {
                 pem.push_str(&pem_encode("X509 CRL", d));
             }
@@ -194,6 +203,7 @@ pub struct Revocations {
     signer: Arc<CaSigner>,
     clock: Arc<dyn Clock>,
     lifetime: Duration,
+    serve_infra: bool,
     current: ArcSwapOption<CrlSnapshot>,
     /// One reload from the database at a time.
     reload: tokio::sync::Mutex<()>,
@@ -224,12 +234,14 @@ impl Revocations {
         signer: Arc<CaSigner>,
         clock: Arc<dyn Clock>,
         lifetime: Duration,
+        serve_infra: bool,
     ) -> Self {
         Revocations {
             store,
             signer,
             clock,
             lifetime,
+            serve_infra,
             current: ArcSwapOption::empty(),
             reload: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
@@ -281,6 +293,7 @@ impl Revocations {
             None => Arc::new(ParentCrls {
                 version: version.1,
                 ders: self.store.parent_crls().await?,
+                infra: self.store.infra_crl().await?.map(|r| r.der),
                 last_modified: self.store.parent_crls_last_modified().await?,
             }),
         };
@@ -390,6 +403,7 @@ impl Revocations {
         let next_update = now + self.lifetime;
         let signer = Arc::clone(&self.signer);
         let base_for_task = base.clone();
+        let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
         // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
         let (der, entries, revoked) = off_executor(move || {
             let (entries_der, revoked) = match (&base_for_task, all) {
@@ -426,6 +440,15 @@ impl Revocations {
             appends_to: base.as_ref().map(|b| (b.row.number, b.entries.len())),
         };
         tx.store_crl(&row, &layout).await?;
+        // The infrastructure CRL follows when this CRL adds an infrastructure node's revocation, or
+        // is signed from the database (a refresh, a prune...).
+        let infra = match &base {
+            Some(_) => tx.any_infra_serial(&added_serials).await?,
+            None => !tx.infra_nodes().await?.is_empty() || tx.infra_crl().await?.is_some(),
+        };
+        if infra {
+            self.sign_infra(tx).await?;
+        }
         Ok(Signed {
             ours: Arc::new(OurCrl {
                 row,
@@ -434,6 +457,43 @@ impl Revocations {
                 revoked,
             }),
         })
+    }
+
+    /// Signs and stores, in `tx`, the next infrastructure CRL: every revocation of an infrastructure
+    /// node's certificate (a handful: signed whole each time). Readers reload it with the parents'.
+    pub(crate) async fn sign_infra(&self, tx: &mut WriteTx) -> Result<u64, AuthorityError> {
+        let rows = tx.infra_revocations().await?;
+        let entries = rows
+            .into_iter()
+            .map(|r| {
+                Ok(RevokedEntry {
+                    serial: r.serial,
+                    revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+                        .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
+                    reason: crl::Reason::from_code(r.reason).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let number = tx.infra_crl().await?.map_or(0, |r| r.number + 1);
+        let exact = self.clock.now();
+        let now = exact.replace_nanosecond(0).unwrap_or(exact);
+        let newest = entries.iter().map(|e| e.revoked_at).max();
+        let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
+        let next_update = now + self.lifetime;
+        let signer = Arc::clone(&self.signer);
+        let der = off_executor(move || {
+            crl::sign_crl(&signer, number, this_update, next_update, &entries).map_err(AuthorityError::Ca)
+        })
+        .await?;
+        tx.store_infra_crl(&CrlRow {
+            number,
+            this_update: unix(this_update),
+            next_update: unix(next_update),
+            der,
+            last_modified: 0,
+        })
+        .await?;
+        Ok(number)
     }
 
     /// Our CRL numbered `number` as `tx` sees it: the snapshot's when it is at that number, else the
@@ -479,6 +539,7 @@ impl Revocations {
                 _ => Arc::new(CrlSnapshot {
                     ours: new_ours,
                     parents: new_parents,
+                    serve_infra: self.serve_infra,
                     pem: OnceLock::new(),
                 }),
             }

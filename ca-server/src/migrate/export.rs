@@ -136,9 +136,21 @@ pub async fn export(
     crls.extend(store.parent_crls().await?);
     let crl_pem: String = crls.iter().map(|d| pem_encode("X509 CRL", d)).collect();
     write(&cadir.file("ca_crl.pem"), crl_pem.as_bytes(), 0o644)?;
-    write(&cadir.file("infra_crl.pem"), crl_pem.as_bytes(), 0o644)?;
-    write(&cadir.file("infra_inventory.txt"), b"", 0o644)?;
-    write(&cadir.file("infra_serials"), b"", 0o644)?;
+    // puppetserver's infrastructure files: its CRL (ours until one was signed: a superset, safe to
+    // serve), the nodes, and the decimal serials of their current certificates.
+    let infra_pem: String = match store.infra_crl().await? {
+        Some(infra) => std::iter::once(&infra.der)
+            .chain(&crls[1..])
+            .map(|d| pem_encode("X509 CRL", d))
+            .collect(),
+        None => crl_pem.clone(),
+    };
+    write(&cadir.file("infra_crl.pem"), infra_pem.as_bytes(), 0o644)?;
+    let lines = |v: Vec<String>| -> String { v.into_iter().map(|l| l + "\n").collect() };
+    let nodes = lines(store.infra_nodes().await?);
+    write(&cadir.file("infra_inventory.txt"), nodes.as_bytes(), 0o644)?;
+    let serials = lines(store.infra_serials().await?.iter().map(u64::to_string).collect());
+    write(&cadir.file("infra_serials"), serials.as_bytes(), 0o644)?;
 
     // inventory.txt: the CA certificates, every certificate we issued or imported, and the imported
     // lines of certificates we hold no copy of — by serial.

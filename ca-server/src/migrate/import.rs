@@ -40,6 +40,8 @@ pub struct ImportReport {
     pub next_serial: u64,
     /// Lines in inventory.txt.
     pub inventory: usize,
+    /// Infrastructure nodes (infra_inventory.txt).
+    pub infra_nodes: usize,
     /// Things skipped, with why.
     pub warnings: Vec<String>,
 }
@@ -255,16 +257,20 @@ pub async fn import(
         .filter_map(|l| inventory_serial(l).map(|s| (s, l.trim_end().to_string())))
         .collect();
     report.inventory = inventory.len();
-    // puppetserver's infrastructure CRL (enable-infra-crl): the nodes are reported; their revocations are
-    // in the main CRL, which is what we serve.
+    // puppetserver's infrastructure CRL (enable-infra-crl): the nodes come along, and a new
+    // infrastructure CRL is signed from their revocations once the rest is imported.
     let infra = std::fs::read_to_string(cadir.file("infra_inventory.txt")).unwrap_or_default();
-    let infra_nodes = infra.lines().filter(|l| !l.trim().is_empty()).count();
-    if infra_nodes > 0 {
-        report.warnings.push(format!(
-            "infra_inventory.txt lists {infra_nodes} infrastructure node(s); the separate infra CRL is not \
-             served (their revocations are in the main CRL)"
-        ));
+    let mut infra_nodes = Vec::new();
+    for line in infra.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match names::validate_certname(line) {
+            Ok(()) => infra_nodes.push(line.to_string()),
+            Err(e) => report.warnings.push(format!(
+                "infra_inventory.txt: skipped '{}': {e}",
+                names::printable(line)
+            )),
+        }
     }
+    report.infra_nodes = infra_nodes.len();
     let serial_file = std::fs::read_to_string(cadir.file("serial"))
         .ok()
         .and_then(|t| parse_serial_file(&t));
@@ -393,5 +399,8 @@ pub async fn import(
     }
     report.key_encrypted = std::fs::read_to_string(dir.ca_key()).is_ok_and(|t| keys::is_encrypted(&t));
     let authority = Authority::open(dir, settings, clock).await?;
+    if !infra_nodes.is_empty() {
+        authority.set_infra_nodes("import", &infra_nodes, &[]).await?;
+    }
     Ok((authority, report))
 }

@@ -448,6 +448,18 @@ impl Store {
     pub async fn parent_crls(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         queries::parent_crls(&self.pool).await
     }
+    /// The infrastructure nodes' certnames.
+    pub async fn infra_nodes(&self) -> Result<Vec<String>, StoreError> {
+        queries::infra_nodes(&self.pool).await
+    }
+    /// The serials of the infrastructure nodes' current certificates.
+    pub async fn infra_serials(&self) -> Result<Vec<u64>, StoreError> {
+        queries::infra_serials(&self.pool).await
+    }
+    /// The infrastructure CRL, once one was signed.
+    pub async fn infra_crl(&self) -> Result<Option<CrlRow>, StoreError> {
+        queries::infra_crl(&self.pool).await
+    }
     /// The `Last-Modified` of the last change of the parents' CRLs (0 when none).
     pub async fn parent_crls_last_modified(&self) -> Result<i64, StoreError> {
         queries::parent_crls_last_modified(&self.pool).await
@@ -752,6 +764,31 @@ impl WriteTx {
         }
         Ok(())
     }
+    /// The infrastructure nodes' certnames.
+    pub async fn infra_nodes(&mut self) -> Result<Vec<String>, StoreError> {
+        queries::infra_nodes(&mut *self.tx).await
+    }
+    /// Adds (`add`) or removes an infrastructure node; whether anything changed.
+    pub async fn set_infra_node(&mut self, certname: &str, add: bool) -> Result<bool, StoreError> {
+        queries::set_infra_node(&mut self.tx, certname, add).await
+    }
+    /// The revocations of infrastructure nodes' certificates.
+    pub async fn infra_revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
+        queries::infra_revocations(&mut self.tx).await
+    }
+    /// Whether any of these (revoked) serials is an infrastructure node's.
+    pub async fn any_infra_serial(&mut self, serials: &[u64]) -> Result<bool, StoreError> {
+        queries::any_infra_serial(&mut self.tx, serials).await
+    }
+    /// The infrastructure CRL.
+    pub async fn infra_crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
+        queries::infra_crl(&mut *self.tx).await
+    }
+    /// Replaces the infrastructure CRL (readers reload the served chain).
+    pub async fn store_infra_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
+        queries::store_infra_crl(&mut self.tx, row).await?;
+        self.notify_crl_change().await
+    }
     /// The parents' CRLs.
     pub async fn parent_crls(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
         queries::parent_crls(&mut *self.tx).await
@@ -969,6 +1006,17 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
     ),
     ("crl_segments", &[("number", Col::Int), ("entries", Col::Blob)]),
     ("parent_crls", &[("position", Col::Int), ("der", Col::Blob)]),
+    ("infra_nodes", &[("certname", Col::Text)]),
+    (
+        "infra_crl",
+        &[
+            ("id", Col::Int),
+            ("number", Col::Int),
+            ("this_update", Col::Int),
+            ("next_update", Col::Int),
+            ("der", Col::Blob),
+        ],
+    ),
     ("imported_inventory", &[("serial", Col::Int), ("line", Col::Text)]),
     (
         "audit",

@@ -597,9 +597,14 @@ pub(super) async fn set_parent_crl(
     .bind(der)
     .execute(&mut *c)
     .await?;
-    // Readers notice a new parent CRL by this counter (see crl_version).
+    // Readers notice a new parent CRL by the counter (see crl_version).
+    other_crls_changed(c).await
+}
+
+/// Readers reload the served chain (parents' and infrastructure CRLs) when this counter moves, and
+/// serve it with a `Last-Modified` later than any served so far.
+async fn other_crls_changed(c: &mut AnyConnection) -> Result<(), StoreError> {
     bump(c, "parent_crls").await?;
-    // The served chain changed: a Last-Modified later than any served so far.
     let lm = next_crl_last_modified(c, 0).await?;
     sqlx::query(
         "INSERT INTO counters (name, value) VALUES ('parent_crls_last_modified', $1) \
@@ -609,6 +614,119 @@ pub(super) async fn set_parent_crl(
     .execute(&mut *c)
     .await?;
     Ok(())
+}
+
+pub(super) async fn infra_nodes<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT certname FROM infra_nodes ORDER BY certname")
+            .fetch_all(e)
+            .await?,
+    )
+}
+
+/// Adds (`add`) or removes an infrastructure node; whether anything changed.
+pub(super) async fn set_infra_node(
+    c: &mut AnyConnection,
+    certname: &str,
+    add: bool,
+) -> Result<bool, StoreError> {
+    let sql = if add {
+        "INSERT INTO infra_nodes (certname) VALUES ($1) ON CONFLICT (certname) DO NOTHING"
+    } else {
+        "DELETE FROM infra_nodes WHERE certname = $1"
+    };
+    let n = sqlx::query(sql)
+        .bind(certname)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// What makes a serial an infrastructure node's: its certificate's certname (or, for a revocation
+/// imported without the certificate, the revocation's) is listed.
+const INFRA_SERIAL: &str = "COALESCE(c.certname, r.certname) IN (SELECT certname FROM infra_nodes)";
+
+/// The revocations of infrastructure nodes' certificates, by serial.
+pub(super) async fn infra_revocations(c: &mut AnyConnection) -> Result<Vec<RevocationRow>, StoreError> {
+    let sql = format!(
+        "SELECT r.serial, r.revoked_at, r.reason FROM revocations r \
+         LEFT JOIN certificates c ON c.serial = r.serial WHERE {INFRA_SERIAL} ORDER BY r.serial"
+    );
+    let rows = sqlx::query(&sql).fetch_all(&mut *c).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RevocationRow {
+                serial: to_u64(r.get(0), "serial")?,
+                revoked_at: r.get(1),
+                reason: r.get(2),
+            })
+        })
+        .collect()
+}
+
+/// Whether any of `serials` is an infrastructure node's.
+pub(super) async fn any_infra_serial(c: &mut AnyConnection, serials: &[u64]) -> Result<bool, StoreError> {
+    for &serial in serials {
+        let sql = format!(
+            "SELECT COUNT(*) FROM revocations r LEFT JOIN certificates c ON c.serial = r.serial \
+             WHERE r.serial = $1 AND {INFRA_SERIAL}"
+        );
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(to_i64(serial)?)
+            .fetch_one(&mut *c)
+            .await?;
+        if n > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The serials of the infrastructure nodes' current certificates (puppetserver's `infra_serials`).
+pub(super) async fn infra_serials<'e, E: Executor<'e, Database = Any>>(e: E) -> Result<Vec<u64>, StoreError> {
+    let v: Vec<i64> = sqlx::query_scalar(
+        "SELECT MAX(serial) FROM certificates WHERE cleaned_at IS NULL \
+         AND certname IN (SELECT certname FROM infra_nodes) GROUP BY certname ORDER BY 1",
+    )
+    .fetch_all(e)
+    .await?;
+    v.into_iter().map(|s| to_u64(s, "serial")).collect()
+}
+
+pub(super) async fn infra_crl<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+) -> Result<Option<CrlRow>, StoreError> {
+    let row = sqlx::query("SELECT number, this_update, next_update, der FROM infra_crl WHERE id = 1")
+        .fetch_optional(e)
+        .await?;
+    row.map(|r| {
+        Ok(CrlRow {
+            number: to_u64(r.get(0), "infra crl number")?,
+            this_update: r.get(1),
+            next_update: r.get(2),
+            der: r.get(3),
+            last_modified: 0,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn store_infra_crl(c: &mut AnyConnection, row: &CrlRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO infra_crl (id, number, this_update, next_update, der) VALUES (1, $1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
+         next_update = excluded.next_update, der = excluded.der",
+    )
+    .bind(to_i64(row.number)?)
+    .bind(row.this_update)
+    .bind(row.next_update)
+    .bind(&row.der)
+    .execute(&mut *c)
+    .await?;
+    other_crls_changed(c).await
 }
 
 pub(super) async fn set_counter(c: &mut AnyConnection, name: &str, value: i64) -> Result<(), StoreError> {
