@@ -25,6 +25,7 @@ mod migrate_store;
 pub mod migration;
 mod multi_master;
 mod operations;
+mod other_clients;
 mod pg;
 mod policy;
 mod real_clients;
