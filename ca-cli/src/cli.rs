@@ -23,29 +23,66 @@ $CA_KEY_PASSPHRASE.";
 #[command(name = "ca", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The CA's data directory (database, CA key, certificates).
-    #[arg(long, global = true, env = "CA_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CA_DATA_DIR",
+        value_name = "DIR"
+    )]
     pub data_dir: Option<PathBuf>,
-    /// Configuration file (the server's TOML: signing policy, autosign). Default: <data-dir>/config.toml.
-    #[arg(long, global = true, env = "CA_CONFIG", value_name = "FILE")]
+    /// Configuration file (the server's TOML: signing policy, autosign). Default: the one the server of
+    /// the data directory runs with, else <data-dir>/config.toml.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CA_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Local mode: the CA's state is in this PostgreSQL database (`postgresql://user@host/db`) instead of
     /// the data directory's SQLite file. Also `database-url` in the configuration file.
-    #[arg(long, global = true, env = "CA_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CA_DATABASE_URL",
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
     /// Local mode: file holding the passphrase of an encrypted CA key (one trailing newline is ignored).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
     pub ca_key_passphrase_file: Option<PathBuf>,
     /// Remote mode: the CA's HTTPS API (e.g. https://ca.example.com:8140) instead of the database.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "URL")]
     pub server: Option<String>,
     /// Remote mode: client certificate (default: <data-dir>/admin/cert.pem).
-    #[arg(long, global = true, value_name = "FILE", requires = "server")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE",
+        requires = "server"
+    )]
     pub cert: Option<PathBuf>,
     /// Remote mode: client key (default: <data-dir>/admin/key.pem).
-    #[arg(long, global = true, value_name = "FILE", requires = "server")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE",
+        requires = "server"
+    )]
     pub key: Option<PathBuf>,
     /// Remote mode: CA bundle to trust (default: <data-dir>/ca_crt.pem).
-    #[arg(long, global = true, value_name = "FILE", requires = "server")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE",
+        requires = "server"
+    )]
     pub cacert: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]

@@ -86,6 +86,28 @@ pub async fn open(dir: &DataDir, settings: CaSettings) -> Result<Authority, Stri
 pub fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(process_user)
+        .unwrap_or_else(|| "unknown".into());
     format!("cli:{user}")
+}
+
+/// The name of the process's real user id (systemd units, cron and containers set no `$USER`): from
+/// /etc/passwd, else `uid:<n>`.
+fn process_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    });
+    Some(name.unwrap_or_else(|| format!("uid:{uid}")))
 }

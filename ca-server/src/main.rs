@@ -17,7 +17,8 @@ struct Args {
     /// Configuration file (TOML; unknown keys are refused). Default: <data-dir>/config.toml if present.
     #[arg(long, env = "CA_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory (database, CA key, certificates); created with a new CA when empty.
+    /// Data directory (database, CA key, certificates); created with a new CA when empty. Default:
+    /// /var/lib/ca for root, ~/.local/share/ca for other users.
     #[arg(long, env = "CA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Listen address (default 0.0.0.0:8140).
@@ -43,8 +44,18 @@ struct Args {
     check_config: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, with every cause (the path concerned included), no backtrace.
+            eprintln!("ca-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let data_dir_hint = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let config = ca_server::config::find_config(args.config, &data_dir_hint);
     let settings = Settings::load(
@@ -81,15 +92,22 @@ fn main() -> anyhow::Result<()> {
             None => tracing::info!(data_dir = %settings.data_dir.display(), "data directory; state in its SQLite database"),
         }
         server::serve(settings, authority, listener, shutdown_signal()).await?;
+        tracing::info!("stopped");
         Ok(())
     })
 }
 
+/// The log filter unless `RUST_LOG` says otherwise: info, without rustls's warnings about what clients
+/// send in their hello (an agent that dials by IP address sends it as SNI: expected, nothing to act on).
+const DEFAULT_LOG_FILTER: &str = "info,rustls::msgs::handshake=error";
+
 fn init_logging(json: bool) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

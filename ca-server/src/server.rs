@@ -213,6 +213,10 @@ pub async fn serve(
         tls,
         &settings.limits,
     ));
+    // The CA chain's time for If-Modified-Since, read now so it is served without the database too.
+    if let Ok(Some(at)) = state.authority.store().ca_stored_at().await {
+        let _ = state.ca_written.set(at);
+    }
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
     let feed = tokio::spawn(revocation_feed(Arc::clone(&state)));
@@ -223,7 +227,11 @@ pub async fn serve(
     ));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    tracing::info!(listen = %listener.local_addr()?, "serving the Puppet CA API");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        names = %state.tls.server_names().join(", "),
+        "serving the Puppet CA API; agents can reach it by these names (its certificate's alt names)"
+    );
     loop {
         let (tcp, addr) = tokio::select! {
             () = &mut shutdown => break,

@@ -230,6 +230,37 @@ impl TlsState {
         })
     }
 
+    /// The names in the server certificate's subject alternative names: what agents can dial.
+    pub fn server_names(&self) -> Vec<String> {
+        use x509_parser::extensions::GeneralName;
+        let Some(cert) = self.material.chain.first() else {
+            return Vec::new();
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) else {
+            return Vec::new();
+        };
+        let Ok(Some(san)) = cert.subject_alternative_name() else {
+            return Vec::new();
+        };
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some((*d).to_string()),
+                GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => <[u8; 4]>::try_from(*ip)
+                        .ok()
+                        .map(|a| std::net::IpAddr::from(a).to_string()),
+                    16 => <[u8; 16]>::try_from(*ip)
+                        .ok()
+                        .map(|a| std::net::IpAddr::from(a).to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether a client certificate that chained to the CA when its session began still authenticates
     /// its holder at `now` (Unix seconds): issued by our signing CA, not revoked, within its validity.
     /// Checked after every handshake (a resumed session skips the verifier) and on every request (a

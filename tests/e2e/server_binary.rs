@@ -55,6 +55,21 @@ fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
         .unwrap();
     let a = rt.block_on(client.get("/status/v1/simple/ca")).unwrap();
     assert_eq!(a.text(), "running");
+    // An agent that dials by IP address sends it as SNI: expected, not worth a warning.
+    let mut hello = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "127.0.0.1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = hello.wait();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -75,6 +90,23 @@ fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
         log.contains("creating one") && log.contains("shutting down"),
         "{log}"
     );
+    // Not a terminal: no colour codes. Where the data is, which names agents can dial, a last line.
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {log:?}"
+    );
+    assert!(log.contains(data.to_str().unwrap()), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("agents can reach it")
+            && l.contains("ca.example.test")
+            && l.contains("localhost")),
+        "{log}"
+    );
+    assert!(
+        log.trim_end().lines().last().unwrap().ends_with("stopped"),
+        "{log}"
+    );
+    assert!(!log.contains("Illegal SNI") && !log.contains("WARN"), "{log}");
     assert!(!log.contains("PRIVATE KEY"), "no key material in the log");
 }
 
@@ -105,6 +137,76 @@ fn check_config_validates_and_names_the_problem() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("auth.conf"),
         "{bad:?}"
+    );
+    // A start-up error is one line naming the file, without a backtrace.
+    let missing = tmp.path().join("missing.toml");
+    let out = Command::new(server_binary())
+        .args(["--config", missing.to_str().unwrap()])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("ca-server: ") && err.contains(missing.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(!err.contains("backtrace") && !err.contains("Caused by"), "{err}");
+}
+
+/// `ca sign --help` shows sign's own options apart from the global ones; `ca-server --help` names
+/// the defaults; the audit log names the process's user when `$USER` and `$LOGNAME` are unset.
+#[test]
+fn help_texts_and_the_audit_actor_without_user_variables() {
+    let help = Command::new(crate::harness::ca_binary())
+        .args(["sign", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let (own, global) = help
+        .split_once("Global options:")
+        .expect("a global options section");
+    assert!(
+        own.contains("--allow-dns-alt-names") && !own.contains("--data-dir"),
+        "{help}"
+    );
+    assert!(
+        global.contains("--data-dir") && !global.contains("--allow-dns-alt-names"),
+        "{help}"
+    );
+    let help = Command::new(server_binary()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for default in ["0.0.0.0:8140", "/var/lib/ca", "config.toml", "FQDN"] {
+        assert!(
+            help.contains(default),
+            "ca-server --help does not name {default}: {help}"
+        );
+    }
+
+    let ca = crate::harness::TestCa::new();
+    let out = Command::new(crate::harness::ca_binary())
+        .args([
+            "--data-dir",
+            ca.data.to_str().unwrap(),
+            "generate",
+            "cron-made.example.test",
+            "--out",
+        ])
+        .arg(ca.path("out"))
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let audit = ca.audit("cron-made.example.test");
+    let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    assert!(
+        audit.iter().any(|r| r.actor == format!("cli:{me}")),
+        "{:?}",
+        audit.iter().map(|r| &r.actor).collect::<Vec<_>>()
     );
 }
 

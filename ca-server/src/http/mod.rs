@@ -51,6 +51,8 @@ pub struct AppState {
     pub requests: metrics::RequestCounters,
     /// Whether the database answered the last time it was asked (readiness).
     pub db_ok: std::sync::atomic::AtomicBool,
+    /// When the CA chain was stored (`certificate/ca`'s time for `If-Modified-Since`), once read.
+    pub ca_written: std::sync::OnceLock<i64>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             body_read_timeout: limits.body_read_timeout,
             requests: metrics::RequestCounters::default(),
             db_ok: std::sync::atomic::AtomicBool::new(true),
+            ca_written: std::sync::OnceLock::new(),
         }
     }
 

@@ -14,6 +14,15 @@ use crate::ca::pem_encode;
 use crate::http::error::{text, ApiError, Context};
 use crate::http::{pem_response, AppState};
 
+/// When the CA chain was stored, read once.
+async fn ca_written(state: &AppState) -> Option<i64> {
+    if let Some(at) = state.ca_written.get() {
+        return Some(*at);
+    }
+    let at = state.authority.store().ca_stored_at().await.ok()??;
+    Some(*state.ca_written.get_or_init(|| at))
+}
+
 /// The certificate (PEM), or `Could not find certificate <subject>`; 304 (empty, `text/plain`)
 /// when it was not written after the `If-Modified-Since` time, like puppetserver compares a file's
 /// mtime. `Last-Modified` is sent too (puppetserver sends none; agents use their file's time).
@@ -23,12 +32,12 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Response {
     let found = if subject == "ca" {
-        state
-            .authority
-            .store()
-            .ca_stored_at()
-            .await
-            .map(|at| Some((state.authority.signer().chain_pem.clone(), at.unwrap_or(0))))
+        // From memory: served while the database is away (a replica that lost it).
+        let chain = state.authority.signer().chain_pem.clone();
+        match ca_written(&state).await {
+            Some(at) => Ok(Some((chain, at))),
+            None => return pem_response(chain),
+        }
     } else if plausible(&subject) {
         state
             .authority
