@@ -75,7 +75,7 @@ impl Authority {
         csr_pem: &[u8],
         run_executable: bool,
     ) -> AutosignVerdict {
-        let path = match &self.settings.autosign {
+        let path = match &self.settings().autosign {
             Autosign::Off => return no("autosign is off"),
             Autosign::All => return yes("autosign = true"),
             Autosign::Path(p) => p.clone(),
@@ -131,7 +131,7 @@ impl Authority {
             let _ = stdin.write_all(csr_pem).await;
             drop(stdin);
         }
-        let timeout = self.settings.autosign_timeout;
+        let timeout = self.settings().autosign_timeout;
         match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Err(_) => {
                 // Dropping the future drops the child: kill_on_drop ends it.

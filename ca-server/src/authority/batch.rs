@@ -338,7 +338,7 @@ impl Authority {
             Ok(p) => p,
             Err(e) => return Ok(Err(e.into())),
         };
-        let permit = match signing::check(&parsed, &self.settings.signing, job.req.options) {
+        let permit = match signing::check(&parsed, &self.settings().signing, job.req.options) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e.into())),
         };

@@ -51,8 +51,8 @@ impl Authority {
             });
         };
         let parsed = csr::parse_der(&row.csr_der)?;
-        let eval = signing::evaluate(&parsed, &self.settings.signing, flags);
-        let auto_eval = signing::evaluate(&parsed, &self.settings.signing, SigningOptions::default());
+        let eval = signing::evaluate(&parsed, &self.settings().signing, flags);
+        let auto_eval = signing::evaluate(&parsed, &self.settings().signing, SigningOptions::default());
         let pem = crate::ca::pem_encode("CERTIFICATE REQUEST", &row.csr_der);
         let verdict = self.autosign_verdict(certname, pem.as_bytes(), false).await;
         let mut items: Vec<ExplainItem> = eval

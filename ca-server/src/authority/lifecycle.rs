@@ -117,7 +117,7 @@ impl Authority {
         let permit = Permit::for_renewal(&certname, sans, exts)?;
         let spki = cert.public_key().raw.to_vec();
         let issued = self
-            .issue(&mut tx, actor, spki, permit, self.settings.auto_renewal_cert_ttl)
+            .issue(&mut tx, actor, spki, permit, self.settings().auto_renewal_cert_ttl)
             .await?;
         tx.commit().await?;
         Ok(issued)
@@ -148,7 +148,7 @@ impl Authority {
     /// that cache it). Returns the new CRL number when it did.
     pub async fn refresh_crl_if_due(&self) -> Result<Option<u64>, AuthorityError> {
         let now = unix(self.now());
-        let half = self.settings.crl_lifetime.whole_seconds() / 2;
+        let half = self.settings().crl_lifetime.whole_seconds() / 2;
         let due = |next_update: i64| next_update - now < half;
         if !due(self.revocations.refresh().await?.row().next_update) {
             return Ok(None);

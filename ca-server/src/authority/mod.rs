@@ -160,7 +160,8 @@ pub struct Cleaned {
 pub struct Authority {
     store: Store,
     signer: Arc<CaSigner>,
-    settings: CaSettings,
+    /// Swapped whole by a reload (SIGHUP); each operation reads it once.
+    settings: Arc<arc_swap::ArcSwap<CaSettings>>,
     clock: Arc<dyn Clock>,
     autosign_cache: Arc<autosign::AllowListCache>,
     /// One permit per autosign executable running (`autosign_max_concurrent`).
@@ -246,12 +247,12 @@ impl Authority {
         let slots = settings.autosign_max_concurrent.max(1);
         let store = store.with_seal(AuditSeal::new(signer.audit_key(), dir.root()));
         let signer = Arc::new(signer);
+        let settings = Arc::new(arc_swap::ArcSwap::from_pointee(settings));
         let revocations = Arc::new(revocations::Revocations::new(
             store.clone(),
             Arc::clone(&signer),
             Arc::clone(&clock),
-            settings.crl_lifetime,
-            settings.enable_infra_crl,
+            Arc::clone(&settings),
         ));
         Authority {
             store,
@@ -280,9 +281,15 @@ impl Authority {
     pub fn signer(&self) -> &CaSigner {
         &self.signer
     }
-    /// The settings.
-    pub fn settings(&self) -> &CaSettings {
-        &self.settings
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<CaSettings> {
+        self.settings.load_full()
+    }
+    /// Puts new settings in force for the operations that start from now on (a reload). The
+    /// passphrase source is kept: keys are loaded at start.
+    pub fn reload_settings(&self, mut new: CaSettings) {
+        new.key_passphrase = self.settings.load().key_passphrase.clone();
+        self.settings.store(Arc::new(new));
     }
     /// Issuance latency so far (for `/metrics`).
     pub fn signing_histogram(&self) -> latency::HistogramSnapshot {
@@ -369,7 +376,7 @@ impl Authority {
 
     async fn store_request(&self, mut tx: WriteTx, actor: &str, parsed: Csr) -> Result<Csr, AuthorityError> {
         let name = parsed.common_name.clone();
-        if !self.settings.allow_duplicate_certs {
+        if !self.settings().allow_duplicate_certs {
             let existing = match tx.current_certificate(&name).await? {
                 Some(c) if c.revoked.is_some() => Some("revoked"),
                 Some(_) => Some("signed"),
@@ -417,10 +424,10 @@ impl Authority {
             return t;
         }
         let renews = csr.attribute(crate::ca::oids::PP_AUTH_AUTO_RENEW) == Some("true");
-        if self.settings.allow_auto_renewal && renews {
-            self.settings.auto_renewal_cert_ttl
+        if self.settings().allow_auto_renewal && renews {
+            self.settings().auto_renewal_cert_ttl
         } else {
-            self.settings.cert_ttl
+            self.settings().cert_ttl
         }
     }
 
@@ -485,7 +492,7 @@ impl Authority {
                 actor,
                 spki,
                 permit,
-                ttl.unwrap_or(self.settings.cert_ttl),
+                ttl.unwrap_or(self.settings().cert_ttl),
             )
             .await?;
         tx.commit().await?;
@@ -532,7 +539,7 @@ impl Authority {
         }
         if let Ok(ip) = certname.parse::<std::net::IpAddr>() {
             let san = San::Ip(ip);
-            if !granted.contains(&san) && !self.settings.signing.allows_alt_name(certname, &san) {
+            if !granted.contains(&san) && !self.settings().signing.allows_alt_name(certname, &san) {
                 return Err(names::NameError::IpAddress(certname.to_string()));
             }
         }

@@ -37,7 +37,7 @@ impl Authority {
             return Ok(None);
         }
         let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
-        let lifetime = self.settings.crl_lifetime;
+        let lifetime = self.settings().crl_lifetime;
         let parents = self.store.parent_crls().await?;
         let (number, entries) = match parents.first() {
             Some(der) => {
@@ -67,7 +67,7 @@ impl Authority {
         let key_pem = std::fs::read_to_string(self.dir.root_key())
             .map_err(|e| bad(format!("cannot read {}: {e}", self.dir.root_key().display())))?;
         let root_pem: String = chain[1..].iter().map(|d| pem_encode("CERTIFICATE", d)).collect();
-        let root_key = self.settings.load_key(key_pem, "the root CA key").await?;
+        let root_key = self.settings().load_key(key_pem, "the root CA key").await?;
         let der = blocking(move || {
             let root = CaSigner::new(&root_pem, root_key)?;
             sign_crl(

@@ -202,8 +202,7 @@ pub struct Revocations {
     store: Store,
     signer: Arc<CaSigner>,
     clock: Arc<dyn Clock>,
-    lifetime: Duration,
-    serve_infra: bool,
+    settings: Arc<arc_swap::ArcSwap<super::CaSettings>>,
     current: ArcSwapOption<CrlSnapshot>,
     /// One reload from the database at a time.
     reload: tokio::sync::Mutex<()>,
@@ -233,15 +232,13 @@ impl Revocations {
         store: Store,
         signer: Arc<CaSigner>,
         clock: Arc<dyn Clock>,
-        lifetime: Duration,
-        serve_infra: bool,
+        settings: Arc<arc_swap::ArcSwap<super::CaSettings>>,
     ) -> Self {
         Revocations {
             store,
             signer,
             clock,
-            lifetime,
-            serve_infra,
+            settings,
             current: ArcSwapOption::empty(),
             reload: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
@@ -400,7 +397,7 @@ impl Revocations {
             .await?;
         let now = exact.replace_nanosecond(0).unwrap_or(exact);
         let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
-        let next_update = now + self.lifetime;
+        let next_update = now + self.settings.load().crl_lifetime;
         let signer = Arc::clone(&self.signer);
         let base_for_task = base.clone();
         let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
@@ -479,7 +476,7 @@ impl Revocations {
         let now = exact.replace_nanosecond(0).unwrap_or(exact);
         let newest = entries.iter().map(|e| e.revoked_at).max();
         let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
-        let next_update = now + self.lifetime;
+        let next_update = now + self.settings.load().crl_lifetime;
         let signer = Arc::clone(&self.signer);
         let der = off_executor(move || {
             crl::sign_crl(&signer, number, this_update, next_update, &entries).map_err(AuthorityError::Ca)
@@ -514,6 +511,13 @@ impl Revocations {
         self.publish_snapshot(signed.ours, None);
     }
 
+    /// After a reload: a snapshot that serves what the settings now say (`enable-infra-crl`).
+    pub fn settings_changed(&self) {
+        if let Some(s) = self.snapshot() {
+            self.publish_snapshot(Arc::clone(&s.ours), None);
+        }
+    }
+
     /// Publishes a snapshot made of the newer of each part (ours by CRL number, the parents' by
     /// version) between what is given and what is current, and returns what is current then.
     fn publish_snapshot(&self, ours: Arc<OurCrl>, parents: Option<Arc<ParentCrls>>) -> Arc<CrlSnapshot> {
@@ -532,14 +536,19 @@ impl Revocations {
                     ..ParentCrls::default()
                 }),
             };
+            let serve_infra = self.settings.load().enable_infra_crl;
             match cur {
-                Some(c) if Arc::ptr_eq(&c.ours, &new_ours) && Arc::ptr_eq(&c.parents, &new_parents) => {
+                Some(c)
+                    if Arc::ptr_eq(&c.ours, &new_ours)
+                        && Arc::ptr_eq(&c.parents, &new_parents)
+                        && c.serve_infra == serve_infra =>
+                {
                     Arc::clone(c)
                 }
                 _ => Arc::new(CrlSnapshot {
                     ours: new_ours,
                     parents: new_parents,
-                    serve_infra: self.serve_infra,
+                    serve_infra,
                     pem: OnceLock::new(),
                 }),
             }

@@ -282,7 +282,7 @@ impl Authority {
             let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
             let mut tx = self.store.write().await?;
             let issued = self
-                .issue(&mut tx, "setup", spki, permit, self.settings.cert_ttl)
+                .issue(&mut tx, "setup", spki, permit, self.settings().cert_ttl)
                 .await?;
             tx.commit().await?;
             let _ = std::fs::remove_file(&cert_path);
