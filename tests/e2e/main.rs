@@ -25,6 +25,7 @@ mod multi_master;
 mod operations;
 mod pg;
 mod policy;
+mod puppet8;
 mod real_clients;
 mod remote_cli;
 mod replicas;
