@@ -28,6 +28,7 @@ mod operations;
 mod other_clients;
 mod pg;
 mod policy;
+mod puppet8;
 mod real_clients;
 mod remote_cli;
 mod replicas;

@@ -98,7 +98,7 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-fn wait_for_request(s: &TestServer, certname: &str) {
+pub fn wait_for_request(s: &TestServer, certname: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pending =

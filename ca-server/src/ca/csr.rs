@@ -205,6 +205,32 @@ pub fn parse(body: &[u8]) -> Result<Csr, CsrError> {
     parse_der(block.contents())
 }
 
+/// The value (`SET OF ...`, tag and all) of each attribute of a DER CertificationRequestInfo, in order:
+/// `SEQUENCE { version, subject, subjectPKInfo, [0] { SEQUENCE { type, SET }... } }`. Empty when the
+/// structure is not that (x509-parser has already accepted it by then).
+fn attribute_sets(cri: &[u8]) -> Vec<&[u8]> {
+    let mut sets = Vec::new();
+    let Some((0x30, body, _)) = der::read_tlv(cri) else {
+        return sets;
+    };
+    let mut rest = body;
+    for _ in 0..3 {
+        match der::read_tlv(rest) {
+            Some((_, _, r)) => rest = r,
+            None => return sets,
+        }
+    }
+    let Some((0xa0, mut attrs, _)) = der::read_tlv(rest) else {
+        return sets;
+    };
+    while let Some((0x30, attr, next)) = der::read_tlv(attrs) {
+        attrs = next;
+        let set = der::read_tlv(attr).map(|(_, _, value)| value).unwrap_or_default();
+        sets.push(set);
+    }
+    sets
+}
+
 /// Whether anything but whitespace stands before the `-----BEGIN` line or after the first `-----END`
 /// line (the body holds exactly one PEM block when this is asked).
 fn has_text_outside_block(text: &str) -> bool {
@@ -248,7 +274,10 @@ pub fn parse_der(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     let mut extensions = Vec::new();
     let mut challenge_password = None;
     let mut attributes = Vec::new();
-    for attr in info.iter_attributes() {
+    // x509-parser hands an unknown attribute's value as its SET header only; the whole SETs, in order,
+    // come from the raw request info.
+    let raw_sets = attribute_sets(info.raw);
+    for (i, attr) in info.iter_attributes().enumerate() {
         match attr.parsed_attribute() {
             ParsedCriAttribute::ChallengePassword(p) => challenge_password = Some(p.0.clone()),
             ParsedCriAttribute::ExtensionRequest(er) => {
@@ -280,7 +309,8 @@ pub fn parse_der(der_bytes: &[u8]) -> Result<Csr, CsrError> {
             }
             ParsedCriAttribute::UnsupportedAttribute => {
                 let oid = oids::dotted(&oid_arcs(&attr.oid)?);
-                if let Some(v) = der::decode_set_of_string(attr.value) {
+                let set = raw_sets.get(i).copied().unwrap_or_default();
+                if let Some(v) = der::decode_set_of_string(set) {
                     attributes.push((oid, v));
                 }
             }
@@ -443,5 +473,37 @@ mod tests {
         ] {
             assert_eq!(parse(&junk).map(|c| c.common_name), outside);
         }
+    }
+
+    /// Regression (puppet8 e2e): Puppet 8 agents put `pp_auth_auto_renew = true` in their CSR as an
+    /// attribute (PrintableString, as Puppet encodes it); it was never read, so no agent got the
+    /// auto-renewal TTL.
+    #[test]
+    fn custom_attributes_are_read() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agent.example.test");
+        // rcgen writes `values` as given: the whole `SET OF` value.
+        let set = |v: Vec<u8>| der::encode_tlv(0x31, &v);
+        let attrs = vec![
+            rcgen::Attribute {
+                oid: &[1, 3, 6, 1, 4, 1, 34380, 1, 1, 1],
+                values: set(der::utf8_string("a-uuid")),
+            },
+            rcgen::Attribute {
+                oid: oids::PP_AUTH_AUTO_RENEW,
+                values: set(der::encode_tlv(0x13, b"true")),
+            },
+        ];
+        let csr = params.serialize_request_with_attributes(&key, attrs).unwrap();
+        let parsed = parse_der(csr.der()).unwrap();
+        assert_eq!(parsed.attribute(oids::PP_AUTH_AUTO_RENEW), Some("true"));
+        assert_eq!(
+            parsed.attribute(&[1, 3, 6, 1, 4, 1, 34380, 1, 1, 1]),
+            Some("a-uuid")
+        );
+        assert_eq!(parsed.attribute(&[1, 2, 3]), None);
     }
 }
