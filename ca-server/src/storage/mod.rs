@@ -11,6 +11,7 @@
 //! (serial allocation, CRL numbering and its append base, the audit chain head, the duplicate-request
 //! check) hold with several processes and replicas.
 
+pub mod pg_hosts;
 mod queries;
 mod seal;
 
@@ -156,8 +157,11 @@ pub struct Store {
     seal: Option<Arc<AuditSeal>>,
 }
 
-/// A database URL with any password replaced, for messages and logs.
+/// A database URL with any password replaced, for messages and logs (host lists included).
 pub fn redact_url(url: &str) -> String {
+    if is_postgres_url(url) {
+        return pg_hosts::redact(url);
+    }
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("********"));
