@@ -13,6 +13,7 @@ mod cli_scenario;
 mod concurrency;
 pub mod crash;
 mod crl_freshness;
+mod failover;
 mod fuzz_smoke;
 mod harness;
 mod http_api;
