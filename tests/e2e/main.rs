@@ -14,6 +14,7 @@ mod compat;
 mod concurrency;
 pub mod crash;
 mod crl_freshness;
+mod failover;
 mod fuzz_smoke;
 mod harness;
 mod http_api;

@@ -80,6 +80,88 @@ impl PgCluster {
         c
     }
 
+    /// A streaming standby of `primary` on its own port: `pg_basebackup -R` (standby.signal and
+    /// primary_conninfo), started, and streaming when this returns. It stays a standby until
+    /// [`PgCluster::promote`].
+    pub fn standby_of(primary: &PgCluster) -> PgCluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("pgdata");
+        let bin = pg_bin();
+        if is_root() {
+            run(Command::new("chown").arg("postgres:postgres").arg(tmp.path()));
+        }
+        let c = PgCluster {
+            port: free_port(),
+            data,
+            bin,
+            _tmp: tmp,
+        };
+        c.as_owner(
+            "pg_basebackup",
+            &[
+                "-D",
+                &c.data.display().to_string(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "ca",
+                "--write-recovery-conf",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        // The primary's log came along with the copy: the standby starts its own.
+        let _ = std::fs::write(c.data.join("server.log"), "");
+        c.pg_ctl_start();
+        let started = std::time::Instant::now();
+        while primary.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+        ) != "1"
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the standby does not stream: {}",
+                c.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        c
+    }
+
+    /// Makes commits wait for the standby: `synchronous_standby_names = '*'`, `synchronous_commit =
+    /// on`; returns once the standby is the synchronous one. Set on this (primary) cluster only, after
+    /// the standby was copied from it: a promoted standby carrying it would wait for a standby of its
+    /// own and hang every commit.
+    pub fn make_synchronous(&self) {
+        self.psql("postgres", "ALTER SYSTEM SET synchronous_standby_names = '*'");
+        self.psql("postgres", "ALTER SYSTEM SET synchronous_commit = 'on'");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        let started = std::time::Instant::now();
+        while self.psql(
+            "postgres",
+            "SELECT string_agg(sync_state, ',') FROM pg_stat_replication",
+        ) != "sync"
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the standby did not become synchronous"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote`, waiting until it accepts writes).
+    pub fn promote(&self) {
+        self.as_owner(
+            "pg_ctl",
+            &["-D", &self.data.display().to_string(), "-w", "promote"],
+        );
+    }
+
     /// `postgresql://ca@127.0.0.1:<port>/<db>`.
     pub fn url(&self, db: &str) -> String {
         format!("postgresql://ca@127.0.0.1:{}/{db}", self.port)
@@ -125,8 +207,17 @@ impl PgCluster {
     }
 
     /// Runs SQL with psql; its output.
+    #[track_caller]
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = run(Command::new(self.bin.join("psql"))
+        match self.try_psql(db, sql) {
+            Ok(out) => out,
+            Err(e) => panic!("psql {sql:?}: {e}"),
+        }
+    }
+
+    /// Runs SQL with psql: its output, or its error message.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
             .args([
                 "-X",
                 "-A",
@@ -140,8 +231,14 @@ impl PgCluster {
                 "-p",
             ])
             .arg(self.port.to_string())
-            .args(["-d", db, "-c", sql]));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            .args(["-d", db, "-c", sql])
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
     }
 
     /// The server's log so far.
@@ -198,4 +295,33 @@ fn a_throwaway_cluster_starts_answers_and_stops() {
     assert!(pg.data_dir().join("postmaster.pid").exists(), "running");
     pg.stop_immediately();
     assert!(!pg.data_dir().join("postmaster.pid").exists(), "stopped");
+}
+
+/// The harness's standby: it receives what the primary commits, refuses writes, and takes them once
+/// promoted.
+#[test]
+fn a_synchronous_standby_streams_refuses_writes_and_takes_over_when_promoted() {
+    let primary = PgCluster::start();
+    let standby = PgCluster::standby_of(&primary);
+    primary.make_synchronous();
+    primary.psql("ca", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    // Synchronous commit: acknowledged means on the standby too (and replayed there shortly after).
+    let started = std::time::Instant::now();
+    while standby.psql("ca", "SELECT count(*) FROM pg_tables WHERE tablename = 't'") != "1"
+        || standby.psql("ca", "SELECT count(*) FROM t") != "1"
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not replayed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(standby.psql("ca", "SELECT pg_is_in_recovery()"), "t");
+    let refused = standby.try_psql("ca", "INSERT INTO t VALUES (5)").unwrap_err();
+    assert!(refused.contains("read-only transaction"), "{refused}");
+    primary.stop_immediately();
+    standby.promote();
+    assert_eq!(standby.psql("ca", "SELECT pg_is_in_recovery()"), "f");
+    standby.psql("ca", "INSERT INTO t VALUES (2)");
+    assert_eq!(standby.psql("ca", "SELECT sum(x) FROM t"), "3");
 }

@@ -11,6 +11,8 @@
 //! (serial allocation, CRL numbering and its append base, the audit chain head, the duplicate-request
 //! check) hold with several processes and replicas.
 
+mod failover;
+pub mod pg_hosts;
 mod queries;
 mod seal;
 
@@ -93,8 +95,11 @@ const CRL_CHANNEL: &str = "ca_crl";
 /// notifications are lost with a connection). A store on SQLite has none: there the readers check
 /// the database themselves.
 pub struct ChangeFeed {
-    url: String,
-    listener: Option<sqlx::postgres::PgListener>,
+    /// The server list and the one the store uses: the feed listens on that one (notifications are
+    /// sent on the primary and LISTEN is refused on a standby).
+    failover: Arc<failover::Failover>,
+    /// The listening connection and the store's switch count when it was opened.
+    listener: Option<(sqlx::postgres::PgListener, u64)>,
     poll: Duration,
 }
 
@@ -102,7 +107,15 @@ impl ChangeFeed {
     /// Returns when a notification arrived or `poll` passed; an error when the database cannot be
     /// reached (the next call tries to connect again).
     pub async fn wait(&mut self) -> Result<(), StoreError> {
-        let Some(l) = self.listener.as_mut() else {
+        if self
+            .listener
+            .as_ref()
+            .is_some_and(|(_, g)| *g != self.failover.generation())
+        {
+            // The store moved to another server (failover): listen there.
+            self.listener = None;
+        }
+        let Some((l, _)) = self.listener.as_mut() else {
             self.listener = Some(self.connect().await?);
             // Connected anew: whatever happened meanwhile is read now.
             return Ok(());
@@ -111,7 +124,8 @@ impl ChangeFeed {
             Err(_) | Ok(Ok(Some(_))) => Ok(()),
             Ok(Ok(None)) | Ok(Err(_)) => {
                 // The connection was lost: notifications in between are gone, so the caller reads
-                // the state once the feed is back.
+                // the state once the feed is back. The server may have failed: look for the primary.
+                self.failover.suspect();
                 self.listener = None;
                 self.listener = Some(self.connect().await?);
                 Ok(())
@@ -119,19 +133,29 @@ impl ChangeFeed {
         }
     }
 
-    /// A listening connection, or an error within `poll` (sqlx would retry for its whole acquire
-    /// timeout; readiness must change sooner).
-    async fn connect(&self) -> Result<sqlx::postgres::PgListener, StoreError> {
+    /// A listening connection on the store's current server, or an error within `poll` (sqlx would
+    /// retry for its whole acquire timeout; readiness must change sooner).
+    async fn connect(&self) -> Result<(sqlx::postgres::PgListener, u64), StoreError> {
+        let Some((url, generation)) = self.failover.current_url() else {
+            return Err(StoreError::Unsupported("the database URL names no server".into()));
+        };
         let connect = async {
-            let mut l = sqlx::postgres::PgListener::connect(&self.url).await?;
+            let mut l = sqlx::postgres::PgListener::connect(&url).await?;
             l.listen(CRL_CHANNEL).await?;
             Ok::<_, StoreError>(l)
         };
-        match tokio::time::timeout(self.poll.max(Duration::from_secs(1)), connect).await {
+        let res = match tokio::time::timeout(self.poll.max(Duration::from_secs(1)), connect).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unsupported(
                 "the database does not answer (timed out connecting)".into(),
             )),
+        };
+        match res {
+            Ok(l) => Ok((l, generation)),
+            Err(e) => {
+                self.failover.suspect();
+                Err(e)
+            }
         }
     }
 }
@@ -150,14 +174,17 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// The PostgreSQL URL (for the change feed's own connection).
-    url: Option<Arc<str>>,
+    /// PostgreSQL: the server list and which one the pool uses (followed on failover).
+    failover: Option<Arc<failover::Failover>>,
     /// Seals audit rows and keeps the head file (when the CA key is loaded).
     seal: Option<Arc<AuditSeal>>,
 }
 
-/// A database URL with any password replaced, for messages and logs.
+/// A database URL with any password replaced, for messages and logs (host lists included).
 pub fn redact_url(url: &str) -> String {
+    if is_postgres_url(url) {
+        return pg_hosts::redact(url);
+    }
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("********"));
@@ -216,13 +243,14 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Sqlite,
-            url: None,
+            failover: None,
             seal: None,
         })
     }
 
     /// Opens a PostgreSQL database (`postgresql://...`, multi-host URLs with
-    /// `target_session_attrs=read-write` included) and brings its schema up to date.
+    /// `target_session_attrs=read-write` included: the first server that qualifies is used, and the
+    /// store follows a failover to another by itself) and brings its schema up to date.
     pub async fn open_url(url: &str) -> Result<Store, StoreError> {
         if !is_postgres_url(url) {
             return Err(StoreError::Corrupt(format!(
@@ -231,13 +259,8 @@ impl Store {
             )));
         }
         sqlx::any::install_default_drivers();
-        let opts = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
-            .await?;
-        // Replicas starting together: the migration runs under the write lock.
+        let (pool, failover) = failover::Failover::open(url).await?;
+        // Replicas starting together: the migration runs under the write lock (on the chosen server).
         let mut conn = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(WRITE_LOCK_KEY)
@@ -253,7 +276,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Postgres,
-            url: Some(url.into()),
+            failover: Some(failover),
             seal: None,
         })
     }
@@ -282,8 +305,8 @@ impl Store {
 
     /// The change feed of a shared (PostgreSQL) database; None on SQLite.
     pub fn change_feed(&self, poll: Duration) -> Option<ChangeFeed> {
-        self.url.as_ref().map(|u| ChangeFeed {
-            url: u.to_string(),
+        self.failover.as_ref().map(|f| ChangeFeed {
+            failover: Arc::clone(f),
             listener: None,
             poll,
         })
@@ -304,10 +327,19 @@ impl Store {
             head: None,
             advance_head: None,
             backend: self.backend,
+            failover: self.failover.clone(),
         })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let res = self.begin_write_here().await;
+        if let (Err(e), Some(f)) = (&res, &self.failover) {
+            f.note(e);
+        }
+        res
+    }
+
+    async fn begin_write_here(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => {
@@ -643,13 +675,23 @@ pub struct WriteTx {
     /// Whether the head file may move to it (checked at the first audit row).
     advance_head: Option<bool>,
     backend: Backend,
+    /// PostgreSQL: told when the commit fails for a reason a failover explains.
+    failover: Option<Arc<failover::Failover>>,
 }
 
 impl WriteTx {
     /// Commits, then moves the audit head file to the last row appended (best effort: a crash in
     /// between leaves the head one transaction behind, which verification accepts).
+    /// A commit that fails is not retried: its outcome may be unknown (the server died after it), and
+    /// only an acknowledged change must never be lost.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+        if let Err(e) = self.tx.commit().await {
+            let e = StoreError::from(e);
+            if let Some(f) = &self.failover {
+                f.note(&e);
+            }
+            return Err(e);
+        }
         if let (Some(seal), Some((id, hash)), Some(true)) = (self.seal, self.head, self.advance_head) {
             seal.write_head(id, &hash);
         }
