@@ -451,8 +451,8 @@ fn puppet8_ssl_submit_download_verify_clean() {
 /// CRL and CA certificate refresh. After a revocation the agent's CRL stays as it is while
 /// `crl_refresh_interval` has not passed; once it has, the agent fetches the new CRL, which lists the
 /// revoked serial, without asking for the CA certificate. With `ca_refresh_interval` passed it asks for
-/// the CA certificate (with `If-Modified-Since`), keeps a CA file equal to the server's, and refreshes
-/// the CRL too.
+/// the CA certificate (with `If-Modified-Since`: unchanged, 304) and keeps a CA file equal to the
+/// server's.
 #[test]
 fn puppet8_refreshes_its_crl_and_ca_certificate() {
     let s = autosigning();
