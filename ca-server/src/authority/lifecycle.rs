@@ -117,7 +117,13 @@ impl Authority {
         let permit = Permit::for_renewal(&certname, sans, exts)?;
         let spki = cert.public_key().raw.to_vec();
         let issued = self
-            .issue(&mut tx, actor, spki, permit, self.settings().auto_renewal_cert_ttl)
+            .issue(
+                &mut tx,
+                actor,
+                spki,
+                permit,
+                self.settings().auto_renewal_cert_ttl,
+            )
             .await?;
         tx.commit().await?;
         Ok(issued)
