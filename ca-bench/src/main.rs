@@ -88,6 +88,12 @@ async fn run(args: Args) -> Result<(), String> {
         "ca-bench: {} cores; concurrency {}; {} s per timed phase",
         cores, args.concurrency, args.duration
     );
+    if args.csrs == 0 {
+        return Err("--csrs must be at least 1".into());
+    }
+    if !(args.duration.is_finite() && (0.0..=86_400.0).contains(&args.duration)) {
+        return Err("--duration must be a number of seconds from 0 to 86400".into());
+    }
     let mut rows: Vec<Figures> = Vec::new();
     let mut own = None;
     let (target, ca_pem) = match &args.server {
@@ -271,10 +277,12 @@ async fn run(args: Args) -> Result<(), String> {
 
     if let Some(server) = own.as_mut() {
         // Revoke latency as the CRL grows: revoked entries are seeded into the database between steps.
+        // Up to 100 revocations per size, fewer when --csrs does not give 100 for each.
+        let per_size = 100.min(names.len() / args.revoke_sizes.len().max(1)).max(1);
         let mut victims = names.clone();
         for &size in &args.revoke_sizes {
             server.seed_revocations(size).await?;
-            let batch: Vec<String> = victims.drain(..victims.len().min(100)).collect();
+            let batch: Vec<String> = victims.drain(..victims.len().min(per_size)).collect();
             let f = report(
                 &format!("revoke at {size} CRL entries (serial)"),
                 each(
