@@ -1,4 +1,5 @@
-//! ca-bench's own ca-server: set up, started as a child process, seeded through the database.
+//! ca-bench's own ca-server: set up, started as a child process, seeded through the database (its
+//! SQLite file, or the PostgreSQL database named by URL).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,8 @@ use crate::stats::Figures;
 pub struct OwnServer {
     _tmp: tempfile::TempDir,
     data: PathBuf,
+    /// The PostgreSQL database (never printed: it may hold a password); None: the SQLite file.
+    database_url: Option<String>,
     pub port: u16,
     child: Option<Child>,
     pub ca_pem: Vec<u8>,
@@ -48,6 +51,7 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         p99_ms: p50_ms,
         ratio: None,
         note: note.into(),
+        backend: "",
     }
 }
 
@@ -71,11 +75,24 @@ impl Sampler {
     }
 }
 
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
 impl OwnServer {
-    pub async fn start(kind: KeyType, server_kind: KeyType) -> Result<OwnServer, String> {
+    /// Sets up a new CA (state in the database at `database_url`, else in the data directory's SQLite
+    /// file) and starts a server on it.
+    pub async fn start(
+        kind: KeyType,
+        server_kind: KeyType,
+        database_url: Option<&str>,
+    ) -> Result<OwnServer, String> {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let data = tmp.path().join("ca");
-        let dir = DataDir::new(&data);
+        let dir = DataDir::new(&data).with_database_url(database_url.map(str::to_string));
         let mut opts = SetupOptions::new("localhost");
         opts.key_type = kind;
         opts.server_key_type = Some(server_kind);
@@ -84,17 +101,14 @@ impl OwnServer {
             .map_err(|e| e.to_string())?;
         a.store().close().await;
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
         let mut s = OwnServer {
             ca_pem: read(dir.ca_cert())?,
             admin_cert: read(dir.admin_cert())?,
             admin_key: read(dir.admin_key())?,
             _tmp: tmp,
             data,
-            port,
+            database_url: database_url.map(str::to_string),
+            port: free_port()?,
             child: None,
             cold_start: Duration::ZERO,
             seeded_revocations: 0,
@@ -103,21 +117,36 @@ impl OwnServer {
         Ok(s)
     }
 
+    /// The data directory, with the database it names.
+    fn dir(&self) -> DataDir {
+        DataDir::new(&self.data).with_database_url(self.database_url.clone())
+    }
+
     async fn spawn(&mut self) -> Result<(), String> {
         let exe = std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("ca-server");
         let started = Instant::now();
-        let child = Command::new(&exe)
-            .args([
-                "--data-dir",
-                &self.data.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--data-dir",
+            &self.data.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+        ])
+        .env("RUST_LOG", "warn")
+        // Nothing from ca-bench's own environment: the server uses the data directory and database
+        // given here, and nothing else.
+        .env_remove("CA_CONFIG")
+        .env_remove("CA_DATA_DIR")
+        .env_remove("CA_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        // In the environment rather than the arguments: a password in the URL stays out of `ps`.
+        if let Some(url) = &self.database_url {
+            cmd.env("CA_DATABASE_URL", url);
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
         self.child = Some(child);
@@ -188,9 +217,8 @@ impl OwnServer {
         if total <= self.seeded_revocations {
             return Ok(());
         }
-        let store = Store::open(&self.data.join("ca.db"), false)
-            .await
-            .map_err(|e| e.to_string())?;
+        let dir = self.dir();
+        let store = Store::open_for(&dir, false).await.map_err(|e| e.to_string())?;
         let mut tx = store.write().await.map_err(|e| e.to_string())?;
         let now = ca_server::clock::Clock::now(&SystemClock).unix_timestamp();
         for _ in self.seeded_revocations..total {
@@ -200,7 +228,6 @@ impl OwnServer {
         tx.commit().await.map_err(|e| e.to_string())?;
         store.close().await;
         // Publish them, as every revocation through the CA does.
-        let dir = DataDir::new(&self.data);
         let a = ca_server::authority::Authority::open(&dir, CaSettings::default(), Arc::new(SystemClock))
             .await
             .map_err(|e| e.to_string())?;
@@ -213,7 +240,7 @@ impl OwnServer {
     /// Adds certificates (copies of the admin certificate under new names and serials) until the CA
     /// holds at least `total`.
     pub async fn seed_certificates(&mut self, total: usize) -> Result<(), String> {
-        let store = Store::open(&self.data.join("ca.db"), false)
+        let store = Store::open_for(&self.dir(), false)
             .await
             .map_err(|e| e.to_string())?;
         let template = store
