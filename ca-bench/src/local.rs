@@ -1,5 +1,5 @@
 //! ca-bench's own ca-server: set up, started as a child process, seeded through the database (its
-//! SQLite file, or the PostgreSQL database named by URL).
+//! SQLite file, or the PostgreSQL database named by URL); on PostgreSQL, further replicas join it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +22,8 @@ pub struct OwnServer {
     data: PathBuf,
     /// The PostgreSQL database (never printed: it may hold a password); None: the SQLite file.
     database_url: Option<String>,
+    /// `--certname` of a joining replica (the first server's comes from the setup).
+    certname: Option<String>,
     pub port: u16,
     child: Option<Child>,
     pub ca_pem: Vec<u8>,
@@ -108,8 +110,52 @@ impl OwnServer {
             _tmp: tmp,
             data,
             database_url: database_url.map(str::to_string),
+            certname: None,
             port: free_port()?,
             child: None,
+            cold_start: Duration::ZERO,
+            seeded_revocations: 0,
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    /// Another replica of `first`'s CA (PostgreSQL): a new data directory holding only a copy of the CA
+    /// key and a config.toml with the key types, started with its own certname and port. It issues its
+    /// own server certificate (with `DNS:localhost`) at its first start.
+    pub async fn join(
+        first: &OwnServer,
+        certname: &str,
+        kind: KeyType,
+        server_kind: KeyType,
+    ) -> Result<OwnServer, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let url = first
+            .database_url
+            .as_deref()
+            .ok_or("replicas need a PostgreSQL database")?;
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let data = tmp.path().join("ca");
+        let io = |e: std::io::Error| format!("{}: {e}", data.display());
+        std::fs::create_dir(&data).map_err(io)?;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let key = std::fs::read(first.data.join("ca_key.pem")).map_err(io)?;
+        ca_server::datadir::write_new(&data.join("ca_key.pem"), &key, 0o600).map_err(io)?;
+        std::fs::write(
+            data.join("config.toml"),
+            format!("key-type = \"{kind}\"\nserver-key-type = \"{server_kind}\"\n"),
+        )
+        .map_err(io)?;
+        let mut s = OwnServer {
+            _tmp: tmp,
+            data,
+            database_url: Some(url.to_string()),
+            certname: Some(certname.to_string()),
+            port: free_port()?,
+            child: None,
+            ca_pem: first.ca_pem.clone(),
+            admin_cert: first.admin_cert.clone(),
+            admin_key: first.admin_key.clone(),
             cold_start: Duration::ZERO,
             seeded_revocations: 0,
         };
@@ -142,6 +188,9 @@ impl OwnServer {
         .env_remove("CA_DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+        if let Some(name) = &self.certname {
+            cmd.args(["--certname", name, "--dns-alt-names", "localhost"]);
+        }
         // In the environment rather than the arguments: a password in the URL stays out of `ps`.
         if let Some(url) = &self.database_url {
             cmd.env("CA_DATABASE_URL", url);
@@ -176,7 +225,17 @@ impl OwnServer {
         Ok(())
     }
 
-    fn pid(&self) -> u32 {
+    /// From spawning the process to its first served request.
+    pub fn cold_start(&self) -> Duration {
+        self.cold_start
+    }
+
+    /// The PostgreSQL database, if the state is there.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 

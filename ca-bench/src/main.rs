@@ -4,18 +4,21 @@
 //!
 //! Without `--server` it sets up and starts its own `ca-server` (the binary next to it) and also
 //! measures cold start, RSS, revoke latency as the CRL grows and listing at 100,000 certificates. With
-//! `--database-url` it then does the same with the CA's state in PostgreSQL.
+//! `--database-url` it then does the same on PostgreSQL, starts replicas there and measures signing
+//! spread over them and how fast a revocation on one is in force on another.
 
 mod ceiling;
 mod client;
+mod cpu;
 mod local;
 mod pg;
 mod phases;
+mod replicas;
 mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hyper::{Method, StatusCode};
@@ -67,7 +70,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,100000")]
     revoke_sizes: Vec<usize>,
     /// An empty PostgreSQL database (postgresql://user@host/db) of the benchmark's own: after the
-    /// SQLite run, the own-server phases run again with the CA's state there.
+    /// SQLite run, the own-server phases run again with the CA's state there, then the replica phases.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// Before the PostgreSQL run, drop the database's current schema (public) with everything in it and
@@ -75,6 +78,12 @@ struct Args {
     /// refused when other schemas hold tables.
     #[arg(long, requires = "database_url")]
     reset_database: bool,
+    /// ca-server replicas on the PostgreSQL database for the replica phases (default 2; 1: none).
+    #[arg(long, requires = "database_url")]
+    replicas: Option<usize>,
+    /// Revocations on replica A timed until replica B enforces them (propagation).
+    #[arg(long, default_value_t = 200)]
+    propagation_samples: usize,
 }
 
 fn main() {
@@ -127,6 +136,9 @@ async fn run(args: Args) -> Result<(), String> {
     if args.server.is_some() && args.database_url.is_some() {
         return Err("--database-url is for ca-bench's own server, not with --server".into());
     }
+    if args.replicas == Some(0) {
+        return Err("--replicas must be at least 1".into());
+    }
     if args.csrs == 0 {
         return Err("--csrs must be at least 1".into());
     }
@@ -172,7 +184,7 @@ async fn run(args: Args) -> Result<(), String> {
             rows.push(server.cold_start_row("cold start, empty CA (to first request)"));
             let kind = ceiling::key_type_of(&server.ca_pem)?;
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
-            rows.extend(own_phases(&args, &mut server).await?);
+            rows.extend(own_phases(&args, &mut server, None).await?);
             drop(server);
             if let Some(url) = &args.database_url {
                 for r in &mut rows {
@@ -205,23 +217,39 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The own-server phases again with the CA's state in PostgreSQL.
+/// The own-server phases again with the CA's state in PostgreSQL, the replica phases among them.
 async fn postgres_run(
     args: &Args,
     url: &str,
     kind: KeyType,
     server_kind: KeyType,
 ) -> Result<Vec<Figures>, String> {
-    println!("PostgreSQL run on {} ...", ca_server::storage::redact_url(url));
+    let replicas = args.replicas.unwrap_or(2);
+    println!(
+        "PostgreSQL run on {} with {replicas} replica(s) ...",
+        ca_server::storage::redact_url(url)
+    );
     // Still empty (it was checked, or reset, before the SQLite run).
     pg::prepare(url, false).await?;
     let mut server = OwnServer::start(kind, server_kind, Some(url)).await?;
     let mut rows = vec![server.cold_start_row("cold start, empty CA (to first request)")];
-    rows.extend(own_phases(args, &mut server).await?);
+    let plan = (replicas > 1).then_some(Replicas {
+        count: replicas,
+        kind,
+        server_kind,
+    });
+    rows.extend(own_phases(args, &mut server, plan).await?);
     for r in &mut rows {
         r.backend = "pg";
     }
     Ok(rows)
+}
+
+/// Replicas to start for the replica phases (the own server is the first).
+struct Replicas {
+    count: usize,
+    kind: KeyType,
+    server_kind: KeyType,
 }
 
 /// The phases against any CA over HTTPS; also the names signed per certificate.
@@ -351,9 +379,13 @@ async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec
 }
 
 /// The HTTPS phases against ca-bench's own server, then those that need its process and database:
-/// RSS, revoke latency as the CRL grows, listing at `--list-size` certificates and the cold start with
-/// them.
-async fn own_phases(args: &Args, server: &mut OwnServer) -> Result<Vec<Figures>, String> {
+/// RSS, revoke latency as the CRL grows, (with `replicas`) the replica phases, listing at
+/// `--list-size` certificates and the cold start with them.
+async fn own_phases(
+    args: &Args,
+    server: &mut OwnServer,
+    replicas: Option<Replicas>,
+) -> Result<Vec<Figures>, String> {
     let target = admin_target(server)?;
     let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)")];
     let sampler = server.rss_sampler();
@@ -382,6 +414,9 @@ async fn own_phases(args: &Args, server: &mut OwnServer) -> Result<Vec<Figures>,
         );
         rows.push(f);
     }
+    if let Some(plan) = replicas {
+        rows.extend(replica_phases(args, server, &plan).await?);
+    }
     server.seed_certificates(args.list_size).await?;
     let pending = make_csrs(&format!("p{run_id}"), 10)?;
     each(&target, false, 2, submit_reqs(&pending), &[StatusCode::OK]).await;
@@ -401,6 +436,47 @@ async fn own_phases(args: &Args, server: &mut OwnServer) -> Result<Vec<Figures>,
     )));
     rows.push(server.rss_row("RSS idle after restart (MB in ops/s column)"));
     server.stop();
+    Ok(rows)
+}
+
+/// Replicas join the own server's database, the replica phases run on all of them, and the joined
+/// ones stop again (the later phases measure the own server alone, as on SQLite).
+async fn replica_phases(args: &Args, first: &OwnServer, plan: &Replicas) -> Result<Vec<Figures>, String> {
+    let mut joined = Vec::new();
+    let mut starts = Vec::new();
+    for i in 2..=plan.count {
+        let r = OwnServer::join(
+            first,
+            &format!("replica-{i}.bench.test"),
+            plan.kind,
+            plan.server_kind,
+        )
+        .await?;
+        starts.push(r.cold_start());
+        joined.push(r);
+    }
+    let mut joining = report(
+        "replica join, cold start (to first request)",
+        (starts, Duration::ZERO, 0),
+    );
+    joining.per_sec = 0.0;
+    joining.note = "ms in p50/p99; issues its server certificate".into();
+    let mut rows = vec![joining];
+    let mut all = vec![first];
+    all.extend(joined.iter());
+    let postmaster = match first.database_url() {
+        Some(url) => pg::postmaster_pid(url).await,
+        None => None,
+    };
+    let phases = replicas::Plan {
+        concurrency: args.concurrency,
+        csrs: args.csrs,
+        samples: args.propagation_samples,
+        run_id: std::process::id(),
+        postmaster,
+    };
+    rows.extend(replicas::phases(&all, &phases).await?);
+    drop(joined);
     Ok(rows)
 }
 

@@ -1,5 +1,5 @@
 //! The PostgreSQL database ca-bench was given: checked empty (or, with `--reset-database`, emptied)
-//! before its CA is created there.
+//! before its CA is created there, and where its server processes run, for the CPU figures.
 
 use sqlx::{Connection, PgConnection};
 
@@ -81,4 +81,24 @@ pub async fn prepare(url: &str, reset: bool) -> Result<(), String> {
     }
     let _ = c.close().await;
     Ok(())
+}
+
+/// The PostgreSQL server's main process, when it runs on this machine and its processes are visible
+/// here: the parent of this connection's backend.
+pub async fn postmaster_pid(url: &str) -> Option<u32> {
+    let mut c = connect(url).await.ok()?;
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut c)
+        .await
+        .ok()?;
+    // Looked up while the connection is open: the backend ends with it.
+    let backend = u32::try_from(backend).ok();
+    let parent = backend.and_then(crate::cpu::parent);
+    let comm = |pid: Option<u32>| {
+        pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .is_some_and(|c| c.trim() == "postgres")
+    };
+    let found = (comm(backend) && comm(parent)).then_some(parent).flatten();
+    let _ = c.close().await;
+    found
 }
