@@ -25,6 +25,8 @@ pub struct Target {
     admin: Arc<ClientConfig>,
     /// No session resumption: every connection is a full handshake.
     full: Arc<ClientConfig>,
+    /// The identity, without session resumption (the certificate is verified on every connection).
+    admin_full: Arc<ClientConfig>,
 }
 
 fn config(roots: &RootCertStore, identity: Option<(&[u8], &[u8])>) -> Result<ClientConfig, String> {
@@ -62,6 +64,11 @@ impl Target {
                 c
             }),
             admin: Arc::new(config(&roots, Some(admin))?),
+            admin_full: Arc::new({
+                let mut c = config(&roots, Some(admin))?;
+                c.resumption = rustls::client::Resumption::disabled();
+                c
+            }),
         })
     }
 
@@ -74,6 +81,12 @@ impl Target {
     /// Opens a connection with a full TLS handshake (no resumption).
     pub async fn connect_full(&self) -> Result<Conn, String> {
         self.connect_with(&self.full).await
+    }
+
+    /// Opens a connection with the identity (`admin`) and a full TLS handshake: the server verifies
+    /// the certificate again.
+    pub async fn connect_full_as_identity(&self) -> Result<Conn, String> {
+        self.connect_with(&self.admin_full).await
     }
 
     async fn connect_with(&self, cfg: &Arc<ClientConfig>) -> Result<Conn, String> {
@@ -104,10 +117,12 @@ pub struct Conn {
     host: String,
 }
 
-/// A response's status, and how long it took (body read in full).
+/// A response's status, its body and `Last-Modified`, and how long it took (body read in full).
 pub struct Reply {
     pub status: StatusCode,
     pub elapsed: Duration,
+    pub body: Bytes,
+    pub last_modified: Option<String>,
 }
 
 impl Conn {
@@ -130,10 +145,22 @@ impl Conn {
         self.sender.ready().await.map_err(|e| e.to_string())?;
         let res = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = res.status();
-        res.into_body().collect().await.map_err(|e| e.to_string())?;
+        let last_modified = res
+            .headers()
+            .get(hyper::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         Ok(Reply {
             status,
             elapsed: started.elapsed(),
+            body,
+            last_modified,
         })
     }
 }

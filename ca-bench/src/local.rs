@@ -1,4 +1,5 @@
-//! ca-bench's own ca-server: set up, started as a child process, seeded through the database.
+//! ca-bench's own ca-server: set up, started as a child process, seeded through the database (its
+//! SQLite file, or the PostgreSQL database named by URL); on PostgreSQL, further replicas join it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,10 @@ use crate::stats::Figures;
 pub struct OwnServer {
     _tmp: tempfile::TempDir,
     data: PathBuf,
+    /// The PostgreSQL database (never printed: it may hold a password); None: the SQLite file.
+    database_url: Option<String>,
+    /// `--certname` of a joining replica (the first server's comes from the setup).
+    certname: Option<String>,
     pub port: u16,
     child: Option<Child>,
     pub ca_pem: Vec<u8>,
@@ -48,6 +53,7 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         p99_ms: p50_ms,
         ratio: None,
         note: note.into(),
+        backend: "",
     }
 }
 
@@ -71,11 +77,24 @@ impl Sampler {
     }
 }
 
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
 impl OwnServer {
-    pub async fn start(kind: KeyType, server_kind: KeyType) -> Result<OwnServer, String> {
+    /// Sets up a new CA (state in the database at `database_url`, else in the data directory's SQLite
+    /// file) and starts a server on it.
+    pub async fn start(
+        kind: KeyType,
+        server_kind: KeyType,
+        database_url: Option<&str>,
+    ) -> Result<OwnServer, String> {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let data = tmp.path().join("ca");
-        let dir = DataDir::new(&data);
+        let dir = DataDir::new(&data).with_database_url(database_url.map(str::to_string));
         let mut opts = SetupOptions::new("localhost");
         opts.key_type = kind;
         opts.server_key_type = Some(server_kind);
@@ -84,17 +103,15 @@ impl OwnServer {
             .map_err(|e| e.to_string())?;
         a.store().close().await;
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
         let mut s = OwnServer {
             ca_pem: read(dir.ca_cert())?,
             admin_cert: read(dir.admin_cert())?,
             admin_key: read(dir.admin_key())?,
             _tmp: tmp,
             data,
-            port,
+            database_url: database_url.map(str::to_string),
+            certname: None,
+            port: free_port()?,
             child: None,
             cold_start: Duration::ZERO,
             seeded_revocations: 0,
@@ -103,21 +120,82 @@ impl OwnServer {
         Ok(s)
     }
 
+    /// Another replica of `first`'s CA (PostgreSQL): a new data directory holding only a copy of the CA
+    /// key and a config.toml with the key types, started with its own certname and port. It issues its
+    /// own server certificate (with `DNS:localhost`) at its first start.
+    pub async fn join(
+        first: &OwnServer,
+        certname: &str,
+        kind: KeyType,
+        server_kind: KeyType,
+    ) -> Result<OwnServer, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let url = first
+            .database_url
+            .as_deref()
+            .ok_or("replicas need a PostgreSQL database")?;
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let data = tmp.path().join("ca");
+        let io = |e: std::io::Error| format!("{}: {e}", data.display());
+        std::fs::create_dir(&data).map_err(io)?;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let key = std::fs::read(first.data.join("ca_key.pem")).map_err(io)?;
+        ca_server::datadir::write_new(&data.join("ca_key.pem"), &key, 0o600).map_err(io)?;
+        std::fs::write(
+            data.join("config.toml"),
+            format!("key-type = \"{kind}\"\nserver-key-type = \"{server_kind}\"\n"),
+        )
+        .map_err(io)?;
+        let mut s = OwnServer {
+            _tmp: tmp,
+            data,
+            database_url: Some(url.to_string()),
+            certname: Some(certname.to_string()),
+            port: free_port()?,
+            child: None,
+            ca_pem: first.ca_pem.clone(),
+            admin_cert: first.admin_cert.clone(),
+            admin_key: first.admin_key.clone(),
+            cold_start: Duration::ZERO,
+            seeded_revocations: 0,
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    /// The data directory, with the database it names.
+    fn dir(&self) -> DataDir {
+        DataDir::new(&self.data).with_database_url(self.database_url.clone())
+    }
+
     async fn spawn(&mut self) -> Result<(), String> {
         let exe = std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("ca-server");
         let started = Instant::now();
-        let child = Command::new(&exe)
-            .args([
-                "--data-dir",
-                &self.data.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--data-dir",
+            &self.data.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+        ])
+        .env("RUST_LOG", "warn")
+        // Nothing from ca-bench's own environment: the server uses the data directory and database
+        // given here, and nothing else.
+        .env_remove("CA_CONFIG")
+        .env_remove("CA_DATA_DIR")
+        .env_remove("CA_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        if let Some(name) = &self.certname {
+            cmd.args(["--certname", name, "--dns-alt-names", "localhost"]);
+        }
+        // In the environment rather than the arguments: a password in the URL stays out of `ps`.
+        if let Some(url) = &self.database_url {
+            cmd.env("CA_DATABASE_URL", url);
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
         self.child = Some(child);
@@ -147,7 +225,17 @@ impl OwnServer {
         Ok(())
     }
 
-    fn pid(&self) -> u32 {
+    /// From spawning the process to its first served request.
+    pub fn cold_start(&self) -> Duration {
+        self.cold_start
+    }
+
+    /// The PostgreSQL database, if the state is there.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
@@ -188,9 +276,8 @@ impl OwnServer {
         if total <= self.seeded_revocations {
             return Ok(());
         }
-        let store = Store::open(&self.data.join("ca.db"), false)
-            .await
-            .map_err(|e| e.to_string())?;
+        let dir = self.dir();
+        let store = Store::open_for(&dir, false).await.map_err(|e| e.to_string())?;
         let mut tx = store.write().await.map_err(|e| e.to_string())?;
         let now = ca_server::clock::Clock::now(&SystemClock).unix_timestamp();
         for _ in self.seeded_revocations..total {
@@ -200,7 +287,6 @@ impl OwnServer {
         tx.commit().await.map_err(|e| e.to_string())?;
         store.close().await;
         // Publish them, as every revocation through the CA does.
-        let dir = DataDir::new(&self.data);
         let a = ca_server::authority::Authority::open(&dir, CaSettings::default(), Arc::new(SystemClock))
             .await
             .map_err(|e| e.to_string())?;
@@ -213,7 +299,7 @@ impl OwnServer {
     /// Adds certificates (copies of the admin certificate under new names and serials) until the CA
     /// holds at least `total`.
     pub async fn seed_certificates(&mut self, total: usize) -> Result<(), String> {
-        let store = Store::open(&self.data.join("ca.db"), false)
+        let store = Store::open_for(&self.dir(), false)
             .await
             .map_err(|e| e.to_string())?;
         let template = store

@@ -3,22 +3,30 @@
 //! same run on the same machine (the physical ceiling).
 //!
 //! Without `--server` it sets up and starts its own `ca-server` (the binary next to it) and also
-//! measures cold start, RSS, revoke latency as the CRL grows and listing at 100,000 certificates.
+//! measures cold start, RSS, revoke latency as the CRL grows and listing at 100,000 certificates. With
+//! `--database-url` it then does the same on PostgreSQL, starts replicas there and measures signing
+//! spread over them and how fast a revocation on one is in force on another.
 
 mod ceiling;
 mod client;
+mod cpu;
 mod local;
+mod pg;
 mod phases;
+mod replicas;
 mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hyper::{Method, StatusCode};
 
+use ca_server::ca::keys::KeyType;
+
 use crate::client::Target;
+use crate::local::OwnServer;
 use crate::phases::{each, for_duration, make_csrs, report, status_reqs, submit_reqs, Connect, Req};
 use crate::stats::{header, line, Figures};
 
@@ -61,6 +69,21 @@ struct Args {
     /// CRL sizes at which revoke latency is measured (own server only).
     #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,100000")]
     revoke_sizes: Vec<usize>,
+    /// An empty PostgreSQL database (postgresql://user@host/db) of the benchmark's own: after the
+    /// SQLite run, the own-server phases run again with the CA's state there, then the replica phases.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Before the PostgreSQL run, drop the database's current schema (public) with everything in it and
+    /// create it again. Only for a database dedicated to ca-bench (one holding a previous run's CA);
+    /// refused when other schemas hold tables.
+    #[arg(long, requires = "database_url")]
+    reset_database: bool,
+    /// ca-server replicas on the PostgreSQL database for the replica phases (default 2; 1: none).
+    #[arg(long, requires = "database_url")]
+    replicas: Option<usize>,
+    /// Revocations on replica A timed until replica B enforces them (propagation).
+    #[arg(long, default_value_t = 200)]
+    propagation_samples: usize,
 }
 
 fn main() {
@@ -82,15 +105,48 @@ fn read(p: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// The signing ceiling before the run: (one core, all cores), printed.
+fn measure_ceiling(kind: KeyType, cores: usize) -> Result<(f64, f64), String> {
+    println!("measuring the ceiling: raw {kind} signatures on {cores} threads ...");
+    let per_core = ceiling::raw_sign_rate(kind, 1, 2.0)?;
+    let all_cores = ceiling::raw_sign_rate(kind, cores, 2.0)?;
+    println!(
+        "ceiling: {per_core:.0} signatures/s on one core, {all_cores:.0}/s on {cores} cores (CA key {kind})"
+    );
+    Ok((per_core, all_cores))
+}
+
+/// A signing figure: the rate is kept here and divided by the ceiling at the end, once it was measured
+/// again.
+fn ratio(mut f: Figures) -> Figures {
+    f.ratio = Some(f.per_sec);
+    f
+}
+
+fn admin_target(s: &OwnServer) -> Result<Target, String> {
+    Target::new("localhost", s.port, &s.ca_pem, (&s.admin_cert, &s.admin_key))
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "ca-bench: {} cores; concurrency {}; {} s per timed phase",
         cores, args.concurrency, args.duration
     );
+    if args.server.is_some() && args.database_url.is_some() {
+        return Err("--database-url is for ca-bench's own server, not with --server".into());
+    }
+    if args.replicas == Some(0) {
+        return Err("--replicas must be at least 1".into());
+    }
+    if args.csrs == 0 {
+        return Err("--csrs must be at least 1".into());
+    }
+    if !(args.duration.is_finite() && (0.0..=86_400.0).contains(&args.duration)) {
+        return Err("--duration must be a number of seconds from 0 to 86400".into());
+    }
     let mut rows: Vec<Figures> = Vec::new();
-    let mut own = None;
-    let (target, ca_pem) = match &args.server {
+    let (kind, per_core, all_cores) = match &args.server {
         Some(url) => {
             let (cacert, cert, key) = match (&args.cacert, &args.cert, &args.key) {
                 (Some(a), Some(b), Some(c)) => (read(a)?, read(b)?, read(c)?),
@@ -104,7 +160,11 @@ async fn run(args: Args) -> Result<(), String> {
                 .rsplit_once(':')
                 .ok_or("--server needs a port")?;
             let port: u16 = port.parse().map_err(|_| "bad port")?;
-            (Target::new(host, port, &cacert, (&cert, &key))?, cacert)
+            let target = Target::new(host, port, &cacert, (&cert, &key))?;
+            let kind = ceiling::key_type_of(&cacert)?;
+            let (per_core, all_cores) = measure_ceiling(kind, cores)?;
+            rows.extend(https_phases(&args, &target).await?.0);
+            (kind, per_core, all_cores)
         }
         None => {
             let kind = args
@@ -115,48 +175,98 @@ async fn run(args: Args) -> Result<(), String> {
                 Some(k) => k.parse().map_err(|e: ca_server::ca::CaError| e.to_string())?,
                 None => kind,
             };
-            let server = local::OwnServer::start(kind, server_kind).await?;
+            // The database is checked (and reset, when asked) before the SQLite run, so that a wrong
+            // URL or a database in use is refused at once, not after it.
+            if let Some(url) = &args.database_url {
+                pg::prepare(url, args.reset_database).await?;
+            }
+            let mut server = OwnServer::start(kind, server_kind, None).await?;
             rows.push(server.cold_start_row("cold start, empty CA (to first request)"));
-            let t = Target::new(
-                "localhost",
-                server.port,
-                &server.ca_pem,
-                (&server.admin_cert, &server.admin_key),
-            )?;
-            let ca = server.ca_pem.clone();
-            own = Some(server);
-            (t, ca)
+            let kind = ceiling::key_type_of(&server.ca_pem)?;
+            let (per_core, all_cores) = measure_ceiling(kind, cores)?;
+            rows.extend(own_phases(&args, &mut server, None).await?);
+            drop(server);
+            if let Some(url) = &args.database_url {
+                for r in &mut rows {
+                    r.backend = "sqlite";
+                }
+                rows.extend(postgres_run(&args, url, kind, server_kind).await?);
+            }
+            (kind, per_core, all_cores)
         }
     };
-    let kind = ceiling::key_type_of(&ca_pem)?;
-    println!("measuring the ceiling: raw {kind} signatures on {cores} threads ...");
-    let per_core = ceiling::raw_sign_rate(kind, 1, 2.0)?;
-    let all_cores = ceiling::raw_sign_rate(kind, cores, 2.0)?;
-    println!(
-        "ceiling: {per_core:.0} signatures/s on one core, {all_cores:.0}/s on {cores} cores (CA key {kind})"
-    );
-    // The rate is kept here and divided by the ceiling at the end, once it was measured again.
-    let ratio = |mut f: Figures| {
-        f.ratio = Some(f.per_sec);
-        f
-    };
-    if let Some(s) = &own {
-        rows.push(s.rss_row("RSS idle (MB in ops/s column)"));
-    }
-    let sampler = own.as_ref().map(local::OwnServer::rss_sampler);
 
+    // Measured again after the run, on the same (now idle) cores: the higher of the two is the
+    // yardstick, so that a disturbance during one measurement cannot flatter the ratios.
+    let again = ceiling::raw_sign_rate(kind, cores, 2.0)?;
+    let ceiling = all_cores.max(again);
+    for r in &mut rows {
+        r.ratio = r.ratio.map(|rate| rate / ceiling);
+    }
+    let backends = args.database_url.is_some();
+    println!();
+    println!("{}", header(backends));
+    for r in &rows {
+        println!("{}", line(r, backends));
+    }
+    println!();
+    println!(
+        "ceiling: {ceiling:.0} raw {kind} signatures/s on {cores} cores (before the run {all_cores:.0}/s, \
+         after {again:.0}/s; {per_core:.0}/s on one); ratio = ops/s ÷ ceiling"
+    );
+    Ok(())
+}
+
+/// The own-server phases again with the CA's state in PostgreSQL, the replica phases among them.
+async fn postgres_run(
+    args: &Args,
+    url: &str,
+    kind: KeyType,
+    server_kind: KeyType,
+) -> Result<Vec<Figures>, String> {
+    let replicas = args.replicas.unwrap_or(2);
+    println!(
+        "PostgreSQL run on {} with {replicas} replica(s) ...",
+        ca_server::storage::redact_url(url)
+    );
+    // Still empty (it was checked, or reset, before the SQLite run).
+    pg::prepare(url, false).await?;
+    let mut server = OwnServer::start(kind, server_kind, Some(url)).await?;
+    let mut rows = vec![server.cold_start_row("cold start, empty CA (to first request)")];
+    let plan = (replicas > 1).then_some(Replicas {
+        count: replicas,
+        kind,
+        server_kind,
+    });
+    rows.extend(own_phases(args, &mut server, plan).await?);
+    for r in &mut rows {
+        r.backend = "pg";
+    }
+    Ok(rows)
+}
+
+/// Replicas to start for the replica phases (the own server is the first).
+struct Replicas {
+    count: usize,
+    kind: KeyType,
+    server_kind: KeyType,
+}
+
+/// The phases against any CA over HTTPS; also the names signed per certificate.
+async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec<String>), String> {
+    let mut rows = Vec::new();
     let c = args.concurrency;
     let run_id = std::process::id();
     let csrs = make_csrs(&format!("a{run_id}"), args.csrs)?;
     let names: Vec<String> = csrs.iter().map(|(n, _)| n.clone()).collect();
     rows.push(report(
         "CSR submit (PUT certificate_request)",
-        each(&target, false, c, submit_reqs(&csrs), &[StatusCode::OK]).await,
+        each(target, false, c, submit_reqs(&csrs), &[StatusCode::OK]).await,
     ));
     let signed = report(
         "sign via certificate_status PUT",
         each(
-            &target,
+            target,
             true,
             c,
             status_reqs(&names, "signed"),
@@ -167,11 +277,11 @@ async fn run(args: Args) -> Result<(), String> {
     rows.push(ratio(signed));
 
     let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
-    each(&target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
+    each(target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
     let bulk_names: Vec<String> = bulk.iter().map(|(n, _)| n.clone()).collect();
     let body = serde_json::json!({ "certnames": bulk_names }).to_string();
     let (lat, wall, err) = each(
-        &target,
+        target,
         true,
         1,
         vec![Req::json(Method::POST, "/puppet-ca/v1/sign", body)],
@@ -193,7 +303,7 @@ async fn run(args: Args) -> Result<(), String> {
     rows.push(report(
         "certificate fetch (keep-alive)",
         for_duration(
-            &target,
+            target,
             false,
             c,
             args.duration,
@@ -208,7 +318,7 @@ async fn run(args: Args) -> Result<(), String> {
     rows.push(report(
         "CRL GET 200 (keep-alive)",
         for_duration(
-            &target,
+            target,
             false,
             c,
             args.duration,
@@ -227,7 +337,7 @@ async fn run(args: Args) -> Result<(), String> {
     rows.push(report(
         "CRL GET 304 If-Modified-Since (keep-alive)",
         for_duration(
-            &target,
+            target,
             false,
             c,
             args.duration,
@@ -241,7 +351,7 @@ async fn run(args: Args) -> Result<(), String> {
     rows.push(report(
         "new TLS connection per request (resumed)",
         for_duration(
-            &target,
+            target,
             false,
             c,
             args.duration,
@@ -254,7 +364,7 @@ async fn run(args: Args) -> Result<(), String> {
     rows.push(report(
         "new TLS connection per request (full handshake)",
         for_duration(
-            &target,
+            target,
             false,
             c,
             args.duration,
@@ -264,69 +374,110 @@ async fn run(args: Args) -> Result<(), String> {
         )
         .await,
     ));
-    rows.push(listing(&target, "certificate_statuses (all)", "").await);
-    if let Some(s) = sampler {
-        rows.push(s.finish("RSS peak under load (MB in ops/s column)"));
-    }
+    rows.push(listing(target, "certificate_statuses (all)", "").await);
+    Ok((rows, names))
+}
 
-    if let Some(server) = own.as_mut() {
-        // Revoke latency as the CRL grows: revoked entries are seeded into the database between steps.
-        let mut victims = names.clone();
-        for &size in &args.revoke_sizes {
-            server.seed_revocations(size).await?;
-            let batch: Vec<String> = victims.drain(..victims.len().min(100)).collect();
-            let f = report(
-                &format!("revoke at {size} CRL entries (serial)"),
-                each(
-                    &target,
-                    true,
-                    1,
-                    status_reqs(&batch, "revoked"),
-                    &[StatusCode::NO_CONTENT],
-                )
-                .await,
-            );
-            rows.push(f);
-        }
-        server.seed_certificates(args.list_size).await?;
-        let pending = make_csrs(&format!("p{run_id}"), 10)?;
-        each(&target, false, 2, submit_reqs(&pending), &[StatusCode::OK]).await;
-        rows.push(
-            listing(
+/// The HTTPS phases against ca-bench's own server, then those that need its process and database:
+/// RSS, revoke latency as the CRL grows, (with `replicas`) the replica phases, listing at
+/// `--list-size` certificates and the cold start with them.
+async fn own_phases(
+    args: &Args,
+    server: &mut OwnServer,
+    replicas: Option<Replicas>,
+) -> Result<Vec<Figures>, String> {
+    let target = admin_target(server)?;
+    let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)")];
+    let sampler = server.rss_sampler();
+    let (https, names) = https_phases(args, &target).await?;
+    rows.extend(https);
+    rows.push(sampler.finish("RSS peak under load (MB in ops/s column)"));
+
+    let run_id = std::process::id();
+    // Revoke latency as the CRL grows: revoked entries are seeded into the database between steps.
+    // Up to 100 revocations per size, fewer when --csrs does not give 100 for each.
+    let per_size = 100.min(names.len() / args.revoke_sizes.len().max(1)).max(1);
+    let mut victims = names;
+    for &size in &args.revoke_sizes {
+        server.seed_revocations(size).await?;
+        let batch: Vec<String> = victims.drain(..victims.len().min(per_size)).collect();
+        let f = report(
+            &format!("revoke at {size} CRL entries (serial)"),
+            each(
                 &target,
-                &format!("certificate_statuses, {} certs", args.list_size),
-                "",
+                true,
+                1,
+                status_reqs(&batch, "revoked"),
+                &[StatusCode::NO_CONTENT],
             )
             .await,
         );
-        rows.push(listing(&target, "  ?state=requested (10 pending)", "?state=requested").await);
-        server.restart().await?;
-        rows.push(server.cold_start_row(&format!(
-            "cold start, {} certs (to first request)",
-            args.list_size
-        )));
-        rows.push(server.rss_row("RSS idle after restart (MB in ops/s column)"));
-        server.stop();
+        rows.push(f);
     }
-
-    // Measured again after the run, on the same (now idle) cores: the higher of the two is the
-    // yardstick, so that a disturbance during one measurement cannot flatter the ratios.
-    let again = ceiling::raw_sign_rate(kind, cores, 2.0)?;
-    let ceiling = all_cores.max(again);
-    for r in &mut rows {
-        r.ratio = r.ratio.map(|rate| rate / ceiling);
+    if let Some(plan) = replicas {
+        rows.extend(replica_phases(args, server, &plan).await?);
     }
-    println!();
-    println!("{}", header());
-    for r in &rows {
-        println!("{}", line(r));
-    }
-    println!();
-    println!(
-        "ceiling: {ceiling:.0} raw {kind} signatures/s on {cores} cores (before the run {all_cores:.0}/s, \
-         after {again:.0}/s; {per_core:.0}/s on one); ratio = ops/s ÷ ceiling"
+    server.seed_certificates(args.list_size).await?;
+    let pending = make_csrs(&format!("p{run_id}"), 10)?;
+    each(&target, false, 2, submit_reqs(&pending), &[StatusCode::OK]).await;
+    rows.push(
+        listing(
+            &target,
+            &format!("certificate_statuses, {} certs", args.list_size),
+            "",
+        )
+        .await,
     );
-    Ok(())
+    rows.push(listing(&target, "  ?state=requested (10 pending)", "?state=requested").await);
+    server.restart().await?;
+    rows.push(server.cold_start_row(&format!(
+        "cold start, {} certs (to first request)",
+        args.list_size
+    )));
+    rows.push(server.rss_row("RSS idle after restart (MB in ops/s column)"));
+    server.stop();
+    Ok(rows)
+}
+
+/// Replicas join the own server's database, the replica phases run on all of them, and the joined
+/// ones stop again (the later phases measure the own server alone, as on SQLite).
+async fn replica_phases(args: &Args, first: &OwnServer, plan: &Replicas) -> Result<Vec<Figures>, String> {
+    let mut joined = Vec::new();
+    let mut starts = Vec::new();
+    for i in 2..=plan.count {
+        let r = OwnServer::join(
+            first,
+            &format!("replica-{i}.bench.test"),
+            plan.kind,
+            plan.server_kind,
+        )
+        .await?;
+        starts.push(r.cold_start());
+        joined.push(r);
+    }
+    let mut joining = report(
+        "replica join, cold start (to first request)",
+        (starts, Duration::ZERO, 0),
+    );
+    joining.per_sec = 0.0;
+    joining.note = "ms in p50/p99; issues its server certificate".into();
+    let mut rows = vec![joining];
+    let mut all = vec![first];
+    all.extend(joined.iter());
+    let postmaster = match first.database_url() {
+        Some(url) => pg::postmaster_pid(url).await,
+        None => None,
+    };
+    let phases = replicas::Plan {
+        concurrency: args.concurrency,
+        csrs: args.csrs,
+        samples: args.propagation_samples,
+        run_id: std::process::id(),
+        postmaster,
+    };
+    rows.extend(replicas::phases(&all, &phases).await?);
+    drop(joined);
+    Ok(rows)
 }
 
 async fn listing(t: &Target, phase: &str, query: &str) -> Figures {

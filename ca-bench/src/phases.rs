@@ -49,11 +49,26 @@ pub async fn each(
     reqs: Vec<Req>,
     ok: &[StatusCode],
 ) -> (Vec<Duration>, Duration, usize) {
+    each_on(std::slice::from_ref(t), admin, conc, reqs, ok).await
+}
+
+/// [`each`] over several servers: connection `i` goes to `targets[i % targets.len()]`, all of them
+/// taking requests from one queue.
+pub async fn each_on(
+    targets: &[Target],
+    admin: bool,
+    conc: usize,
+    reqs: Vec<Req>,
+    ok: &[StatusCode],
+) -> (Vec<Duration>, Duration, usize) {
+    if targets.is_empty() {
+        return (Vec::new(), Duration::ZERO, reqs.len());
+    }
     let queue = Arc::new(Mutex::new(reqs));
     let errors = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conc.max(1) {
+    for (_, t) in (0..conc.max(1)).zip(targets.iter().cycle()) {
         let (t, queue, errors, ok) = (t.clone(), Arc::clone(&queue), Arc::clone(&errors), ok.to_vec());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -176,6 +191,21 @@ pub fn report(phase: &str, (lat, wall, errors): (Vec<Duration>, Duration, usize)
 
 /// EC P-256 CSRs for `prefix-N` names (the agent side's cost, made before timing).
 pub fn make_csrs(prefix: &str, n: usize) -> Result<Vec<(String, String)>, String> {
+    Ok(make_agents(prefix, n)?
+        .into_iter()
+        .map(|a| (a.name, a.csr_pem))
+        .collect())
+}
+
+/// An agent's name, CSR and private key (PEM).
+pub struct Agent {
+    pub name: String,
+    pub csr_pem: String,
+    pub key_pem: String,
+}
+
+/// EC P-256 keys and CSRs for `prefix-N` names.
+pub fn make_agents(prefix: &str, n: usize) -> Result<Vec<Agent>, String> {
     (0..n)
         .map(|i| {
             let name = format!("{prefix}-{i:06}.bench.test");
@@ -184,12 +214,16 @@ pub fn make_csrs(prefix: &str, n: usize) -> Result<Vec<(String, String)>, String
             let mut p = rcgen::CertificateParams::default();
             p.distinguished_name
                 .push(rcgen::DnType::CommonName, name.as_str());
-            let pem = p
+            let csr_pem = p
                 .serialize_request(&key)
                 .map_err(|e| e.to_string())?
                 .pem()
                 .map_err(|e| e.to_string())?;
-            Ok((name, pem))
+            Ok(Agent {
+                name,
+                csr_pem,
+                key_pem: key.serialize_pem(),
+            })
         })
         .collect()
 }

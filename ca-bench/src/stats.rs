@@ -13,6 +13,8 @@ pub struct Figures {
     /// Ratio to the signing ceiling, for signing phases.
     pub ratio: Option<f64>,
     pub note: String,
+    /// The own server's database (`sqlite`, `pg`); shown as a column when a run has both.
+    pub backend: &'static str,
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -33,22 +35,34 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
         p99_ms: percentile(&lat, 0.99),
         ratio: None,
         note: String::new(),
+        backend: "",
     }
 }
 
-pub fn header() -> String {
-    format!(
+/// The table's header; `backends`: with a first column naming the own server's database.
+pub fn header(backends: bool) -> String {
+    let row = format!(
         "{:<44} {:>8} {:>11} {:>9} {:>9} {:>8}  {}",
         "phase", "count", "ops/s", "p50 ms", "p99 ms", "ratio", "note"
-    )
+    );
+    if backends {
+        format!("{:<7} {row}", "backend")
+    } else {
+        row
+    }
 }
 
-pub fn line(f: &Figures) -> String {
+pub fn line(f: &Figures, backends: bool) -> String {
     let ratio = f
         .ratio
         .map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0));
-    format!(
+    let row = format!(
         "{:<44} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>8}  {}",
         f.phase, f.count, f.per_sec, f.p50_ms, f.p99_ms, ratio, f.note
-    )
+    );
+    if backends {
+        format!("{:<7} {row}", f.backend)
+    } else {
+        row
+    }
 }
