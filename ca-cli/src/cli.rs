@@ -251,6 +251,14 @@ pub enum Command {
         #[command(subcommand)]
         action: InfraAction,
     },
+    /// Renew the server's and the admin's own certificates (same keys and names, new validity; local
+    /// mode). The running server serves the new one after a reload (SIGHUP); it also renews them by
+    /// itself when less than 30 days remain.
+    RenewOwn {
+        /// Which one (default: both).
+        #[arg(value_enum)]
+        which: Option<OwnCert>,
+    },
     /// Print the fingerprint of a certificate (or pending request).
     Fingerprint {
         /// Certname, or `ca`.
@@ -266,6 +274,15 @@ pub enum Command {
 pub enum AuditAction {
     /// Check the hash chain of the whole audit log.
     Verify,
+}
+
+/// `ca renew-own`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OwnCert {
+    /// `server/cert.pem`.
+    Server,
+    /// `admin/cert.pem`.
+    Admin,
 }
 
 /// `ca infra`.

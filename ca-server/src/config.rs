@@ -276,6 +276,27 @@ fn std_dur(
 }
 
 impl Settings {
+    /// The settings a reload puts in force: the configuration file read again, keeping what only a
+    /// restart changes (listen address, data directory, database, limits, log format, the server's
+    /// certname and alt names for a new CA, key types, the passphrase source).
+    pub fn reloaded(&self) -> Result<Settings, ConfigError> {
+        let ov = Overrides {
+            data_dir: Some(self.data_dir.clone()),
+            listen: Some(self.listen.to_string()),
+            database_url: self.database_url.clone(),
+            ..Overrides::default()
+        };
+        let mut new = Settings::load(self.config_file.as_deref(), ov, self.data_dir.clone())?;
+        new.certname.clone_from(&self.certname);
+        new.dns_alt_names.clone_from(&self.dns_alt_names);
+        new.key_type = self.key_type;
+        new.server_key_type = self.server_key_type;
+        new.limits = self.limits.clone();
+        new.json_logs = self.json_logs;
+        new.ca.key_passphrase = self.ca.key_passphrase.clone();
+        Ok(new)
+    }
+
     /// Loads `file` (if given) and applies the overrides. `default_data_dir` is used when neither sets one.
     pub fn load(
         file: Option<&Path>,

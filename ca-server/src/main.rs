@@ -45,6 +45,20 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // `ca-server --generate man|complete-bash|...`: the man page and shell completions (packaging).
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, what] = argv.as_slice() {
+        if flag == "--generate" {
+            use clap::CommandFactory as _;
+            return match ca_server::generate::generate(Args::command(), what, &mut std::io::stdout()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ca-server: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            };
+        }
+    }
     match run(Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -40,6 +40,9 @@ pub enum ServeError {
     /// Socket errors.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The configuration file.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Opens the CA in the data directory, or creates one there (as `ca setup`) when it is empty.
@@ -115,6 +118,92 @@ pub fn load_rules(settings: &Settings) -> Result<AccessRules, ServeError> {
     Ok(rules)
 }
 
+/// The access rules and header mode of `settings` (a warning names the trusted proxies in header mode).
+fn load_access(settings: &Settings) -> Result<http::Access, ServeError> {
+    let rules = load_rules(settings)?;
+    let header_cert_info = settings.allow_header_cert_info || rules.allow_header_cert_info();
+    if header_cert_info {
+        let proxies: Vec<String> = settings.trusted_proxies.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            trusted_proxies = %proxies.join(", "),
+            "header mode: X-Client-* headers from these addresses decide who the caller is; make sure \
+             nobody else can connect from them"
+        );
+    }
+    Ok(http::Access {
+        rules,
+        header_cert_info,
+        trusted_proxies: settings.trusted_proxies.clone(),
+    })
+}
+
+/// Re-reads the configuration file, the auth.conf it names, and the server's certificate and key, and
+/// puts them in force for the next request and handshake, or none of them: the new configuration is
+/// checked whole first, and a broken one leaves the running one in force. Open connections stay.
+/// What only a restart changes (listen address, data directory, database, limits, the server's
+/// certname) is kept. Returns the settings now in force.
+pub async fn reload(state: &AppState, running: &Settings) -> Result<Settings, ServeError> {
+    let new = running.reloaded()?;
+    let access = load_access(&new)?;
+    let identity = state.tls.load_identity(&new.data_dir())?;
+    state.tls.install_identity(identity)?;
+    state.authority.reload_settings(new.ca.clone());
+    state.authority.revocations().settings_changed();
+    state.access.store(Arc::new(access));
+    Ok(new)
+}
+
+/// The `STATUS=` line for systemd: where it listens, the CA certificate's expiry, the CRL's freshness.
+fn status_line(state: &AppState, listen: std::net::SocketAddr) -> String {
+    let day = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .map(|d| d.date().to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let ca_until = x509_parser::parse_x509_certificate(&state.authority.signer().cert.der)
+        .map(|(_, c)| day(c.validity().not_after.timestamp()))
+        .unwrap_or_else(|_| "?".into());
+    let crl = state.authority.revocations().snapshot().map_or_else(
+        || "no CRL loaded".to_string(),
+        |s| format!("CRL {} next update {}", s.number(), day(s.row().next_update)),
+    );
+    format!("serving on {listen}; CA certificate valid until {ca_until}; {crl}")
+}
+
+/// SIGHUP (`systemctl reload`): [`reload`], with one log line either way.
+async fn reload_on_sighup(
+    state: Arc<AppState>,
+    mut running: Settings,
+    notifier: Arc<crate::notify::Notifier>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reloading needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let file = running
+            .config_file
+            .as_ref()
+            .map_or_else(|| "(built-in defaults)".to_string(), |p| p.display().to_string());
+        notifier.send("RELOADING=1");
+        let result = reload(&state, &running).await;
+        notifier.send(&format!(
+            "READY=1\nSTATUS={}",
+            status_line(&state, running.listen)
+        ));
+        match result {
+            Ok(new) => {
+                running = new;
+                tracing::info!(config = %file, names = %state.tls.server_names().join(", "), "reloaded: configuration, access rules, signing policy, autosign and the server certificate in force for new requests");
+            }
+            Err(e) => {
+                tracing::error!(config = %file, error = %e, "reload refused: the running configuration stays in force");
+            }
+        }
+    }
+}
+
 /// Re-signs the CRL well before its nextUpdate: checked at start and then every hour (or a tenth of the
 /// CRL lifetime when that is shorter).
 async fn crl_upkeep(state: Arc<AppState>) {
@@ -138,7 +227,53 @@ async fn crl_upkeep(state: Arc<AppState>) {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
         }
+        renew_own_certificates_if_due(&state).await;
         tokio::time::sleep(period).await;
+    }
+}
+
+/// Renews the server's and the admin's certificates (same key, same names) when less than 30 days, or
+/// a third of their lifetime, remain; the new server certificate is served from the next handshake.
+async fn renew_own_certificates_if_due(state: &AppState) {
+    use crate::authority::OwnCertificate;
+    let dir = state.authority.dir();
+    let now = state.authority.now().unix_timestamp();
+    for (which, path) in [
+        (OwnCertificate::Server, dir.server_cert()),
+        (OwnCertificate::Admin, dir.admin_cert()),
+    ] {
+        let Some((not_before, not_after)) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| pem::parse(t).ok())
+            .and_then(|p| {
+                let (_, c) = x509_parser::parse_x509_certificate(p.contents()).ok()?;
+                Some((
+                    c.validity().not_before.timestamp(),
+                    c.validity().not_after.timestamp(),
+                ))
+            })
+        else {
+            continue;
+        };
+        let window = (30 * 86_400).min((not_after - not_before) / 3);
+        if not_after - now >= window {
+            continue;
+        }
+        match state.authority.renew_own_certificate("ca-server", which).await {
+            Ok(issued) => {
+                tracing::info!(certificate = %path.display(), serial = issued.serial, "renewed before expiry");
+                if which == OwnCertificate::Server {
+                    let installed = state
+                        .tls
+                        .load_identity(&dir)
+                        .and_then(|id| state.tls.install_identity(id));
+                    if let Err(e) = installed {
+                        tracing::error!(error = %e, "the renewed server certificate could not be put in force");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(certificate = %path.display(), error = %e, "could not renew"),
+        }
     }
 }
 
@@ -185,16 +320,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let rules = load_rules(&settings)?;
-    let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
-    if header_mode {
-        let proxies: Vec<String> = settings.trusted_proxies.iter().map(ToString::to_string).collect();
-        tracing::warn!(
-            trusted_proxies = %proxies.join(", "),
-            "header mode: X-Client-* headers from these addresses decide who the caller is; make sure \
-             nobody else can connect from them"
-        );
-    }
+    let access = load_access(&settings)?;
     let dir = settings.data_dir();
     // `ca` in local mode then judges with this configuration, wherever the file is.
     if let Err(e) = crate::config::record_server_config(&settings.data_dir, settings.config_file.as_deref()) {
@@ -205,20 +331,28 @@ pub async fn serve(
     // The revocation state is loaded before anything is served.
     authority.revocations().refresh().await?;
     let tls = Arc::new(TlsState::new(&dir, &chain, Arc::clone(authority.revocations()))?);
-    let state = Arc::new(AppState::new(
-        authority,
-        rules,
-        header_mode,
-        settings.trusted_proxies.clone(),
-        tls,
-        &settings.limits,
-    ));
+    let state = Arc::new(AppState::new(authority, access, tls, &settings.limits));
     // The CA chain's time for If-Modified-Since, read now so it is served without the database too.
     if let Ok(Some(at)) = state.authority.store().ca_stored_at().await {
         let _ = state.ca_written.set(at);
     }
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
+    let notifier = Arc::new(crate::notify::Notifier::from_env());
+    let reloads = tokio::spawn(reload_on_sighup(
+        Arc::clone(&state),
+        settings.clone(),
+        Arc::clone(&notifier),
+    ));
+    let watchdog = notifier.watchdog_interval().map(|every| {
+        let n = Arc::clone(&notifier);
+        tokio::spawn(async move {
+            loop {
+                n.send("WATCHDOG=1");
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
     let feed = tokio::spawn(revocation_feed(Arc::clone(&state)));
     let limits = settings.limits.clone();
     let slots = Arc::new(Slots::new(
@@ -227,8 +361,11 @@ pub async fn serve(
     ));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let listen = listener.local_addr()?;
+    // The listener accepts from here on: systemd may start what depends on us.
+    notifier.send(&format!("READY=1\nSTATUS={}", status_line(&state, listen)));
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %listen,
         names = %state.tls.server_names().join(", "),
         "serving the Puppet CA API; agents can reach it by these names (its certificate's alt names)"
     );
@@ -311,6 +448,11 @@ pub async fn serve(
     drop(listener);
     upkeep.abort();
     feed.abort();
+    reloads.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    notifier.send("STOPPING=1");
     tracing::info!("shutting down: waiting for open requests");
     if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
         .await

@@ -58,9 +58,17 @@ pub enum Rejection {
     NotYetValid,
 }
 
-struct Material {
+/// The server's certificate (then the CA chain, as puppetserver sends it) and key: replaced by a
+/// reload.
+pub struct ServerIdentity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+}
+
+struct Material {
+    identity: ArcSwap<ServerIdentity>,
+    /// The CA chain, signing CA first, sent after the server's certificate.
+    ca_chain: Vec<CertificateDer<'static>>,
     roots: Arc<RootCertStore>,
     sessions: Arc<dyn StoresServerSessions>,
     /// Our CA's subject: client certificates it issued are checked against our revocations.
@@ -145,6 +153,23 @@ impl ClientCertVerifier for Verifier {
     }
 }
 
+/// The server certificate and key of the data directory, the CA chain after the certificate.
+fn read_identity(dir: &DataDir, ca_chain: &[CertificateDer<'static>]) -> Result<ServerIdentity, TlsError> {
+    let cert_path = dir.server_cert();
+    let key_path = dir.server_key();
+    let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| pem_err(&cert_path, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_err(&cert_path, e))?;
+    if chain.is_empty() {
+        return Err(pem_err(&cert_path, "no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| pem_err(&key_path, e))?;
+    // Send the CA chain after the server's own certificate, as puppetserver does.
+    chain.extend(ca_chain.iter().cloned());
+    Ok(ServerIdentity { chain, key })
+}
+
 fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
     TlsError::Pem {
         path: path.display().to_string(),
@@ -154,7 +179,7 @@ fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
 
 /// A config whose verifier checks the parents' CRLs (`parent_crls`, small and rarely changing) with
 /// webpki; our own CA's status (unknown to webpki, which has not its CRL) comes from the snapshot.
-fn build(m: &Material, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
+fn build(m: &Material, id: &ServerIdentity, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
     let crls: Vec<CertificateRevocationListDer<'static>> = parent_crls
         .iter()
         .map(|d| CertificateRevocationListDer::from(d.clone()))
@@ -172,7 +197,7 @@ fn build(m: &Material, parent_crls: &[Vec<u8>]) -> Result<ServerConfig, TlsError
     });
     let mut cfg = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(m.chain.clone(), m.key.clone_key())
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.session_storage = Arc::clone(&m.sessions);
@@ -188,16 +213,6 @@ impl TlsState {
         ca_chain: &[Vec<u8>],
         revocations: Arc<Revocations>,
     ) -> Result<TlsState, TlsError> {
-        let cert_path = dir.server_cert();
-        let key_path = dir.server_key();
-        let mut chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-            .map_err(|e| pem_err(&cert_path, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| pem_err(&cert_path, e))?;
-        if chain.is_empty() {
-            return Err(pem_err(&cert_path, "no certificate"));
-        }
-        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| pem_err(&key_path, e))?;
         let issuer = ca_chain
             .first()
             .and_then(|ca| crate::ca::crl::cert_subject(ca))
@@ -211,18 +226,23 @@ impl TlsState {
                 .add(CertificateDer::from(signing.clone()))
                 .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?;
         }
-        // Send the CA chain after the server's own certificate, as puppetserver does.
-        chain.extend(ca_chain.iter().map(|d| CertificateDer::from(d.clone())));
+        let ca_chain: Vec<CertificateDer<'static>> =
+            ca_chain.iter().map(|d| CertificateDer::from(d.clone())).collect();
+        let identity = read_identity(dir, &ca_chain)?;
         let material = Material {
-            chain,
-            key,
+            identity: ArcSwap::from_pointee(identity),
+            ca_chain,
             roots: Arc::new(roots),
             sessions: ServerSessionMemoryCache::new(4096),
             issuer,
             revocations,
         };
         let snapshot = material.revocations.snapshot();
-        let config = build(&material, snapshot.as_ref().map_or(&[], |s| s.parent_crls()))?;
+        let config = build(
+            &material,
+            &material.identity.load(),
+            snapshot.as_ref().map_or(&[], |s| s.parent_crls()),
+        )?;
         Ok(TlsState {
             material,
             config: ArcSwap::from_pointee(config),
@@ -230,10 +250,38 @@ impl TlsState {
         })
     }
 
+    /// The server certificate and key of the data directory as they are now, checked (they parse, the
+    /// key matches the certificate); nothing changes until [`TlsState::install_identity`].
+    pub fn load_identity(&self, dir: &DataDir) -> Result<ServerIdentity, TlsError> {
+        let identity = read_identity(dir, &self.material.ca_chain)?;
+        build(&self.material, &identity, &[])?;
+        Ok(identity)
+    }
+
+    /// Serves `identity` from the next handshake on (open connections keep theirs; the session cache
+    /// is kept, so sessions still resume).
+    pub fn install_identity(&self, identity: ServerIdentity) -> Result<(), TlsError> {
+        let mut parents = self
+            .parents_version
+            .lock()
+            .map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
+        let snapshot = self.material.revocations.snapshot();
+        let config = build(
+            &self.material,
+            &identity,
+            snapshot.as_ref().map_or(&[], |s| s.parent_crls()),
+        )?;
+        self.material.identity.store(Arc::new(identity));
+        self.config.store(Arc::new(config));
+        *parents = snapshot.map(|s| s.parents_version());
+        Ok(())
+    }
+
     /// The names in the server certificate's subject alternative names: what agents can dial.
     pub fn server_names(&self) -> Vec<String> {
         use x509_parser::extensions::GeneralName;
-        let Some(cert) = self.material.chain.first() else {
+        let identity = self.material.identity.load();
+        let Some(cert) = identity.chain.first() else {
             return Vec::new();
         };
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) else {
@@ -311,7 +359,7 @@ impl TlsState {
         if *current == Some(version) {
             return Ok(());
         }
-        let config = build(&self.material, crls)?;
+        let config = build(&self.material, &self.material.identity.load(), crls)?;
         self.config.store(Arc::new(config));
         let first = current.is_none();
         *current = Some(version);

@@ -136,8 +136,18 @@ impl KeepAlive {
 
     /// Connects from the loopback address `from` (any 127.0.0.0/8 address works on Linux).
     pub fn open_from(s: &TestServer, id: &As, from: Option<std::net::IpAddr>) -> KeepAlive {
+        Self::connect(s.addr, &s.ca.ca_cert(), id, from)
+    }
+
+    /// A connection to any server at `addr` whose CA bundle is `cacert` (dialled as `localhost`).
+    pub fn connect(
+        addr: std::net::SocketAddr,
+        cacert: &Path,
+        id: &As,
+        from: Option<std::net::IpAddr>,
+    ) -> KeepAlive {
         let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(s.ca.ca_cert()).unwrap() {
+        for c in CertificateDer::pem_file_iter(cacert).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
         let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
@@ -157,7 +167,6 @@ impl KeepAlive {
             .enable_all()
             .build()
             .unwrap();
-        let addr = s.addr;
         let sender = rt.block_on(async move {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             if let Some(ip) = from {

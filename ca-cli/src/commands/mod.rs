@@ -45,10 +45,11 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             | Command::Key { .. }
             | Command::MigrateStore { .. }
             | Command::Infra { .. }
+            | Command::RenewOwn { .. }
     );
     if local_only && remote.server.is_some() {
         return Err(
-            "setup, import, export, key, infra and migrate-store work on a data directory only (no --server)"
+            "setup, import, export, key, infra, renew-own and migrate-store work on a data directory only (no --server)"
                 .into(),
         );
     }
@@ -76,6 +77,7 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
         | Command::Key { .. }
         | Command::MigrateStore { .. } => Err("this command works on the data directory only".into()),
         Command::Infra { action } => infra(b, action, out).await,
+        Command::RenewOwn { which } => renew_own(b, which, out).await,
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,
@@ -153,6 +155,38 @@ async fn infra(b: &Backend, action: crate::cli::InfraAction, out: &mut Out<'_>) 
     }
     for n in nodes {
         out.line(&n);
+    }
+    Ok(0)
+}
+
+/// `ca renew-own [server|admin]`.
+async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out<'_>) -> CmdResult {
+    use crate::cli::OwnCert;
+    use ca_server::authority::OwnCertificate;
+    let Backend::Local(a) = b else {
+        return Err("renew-own works on the data directory only (no --server)".into());
+    };
+    let which: Vec<(OwnCertificate, &str)> = match only {
+        Some(OwnCert::Server) => vec![(OwnCertificate::Server, "server")],
+        Some(OwnCert::Admin) => vec![(OwnCertificate::Admin, "admin")],
+        None => vec![
+            (OwnCertificate::Server, "server"),
+            (OwnCertificate::Admin, "admin"),
+        ],
+    };
+    let admin = only == Some(OwnCert::Admin);
+    for (w, name) in which {
+        let issued = a
+            .renew_own_certificate(&local::actor(), w)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.line(&format!(
+            "Renewed the {name} certificate (serial {})",
+            issued.serial
+        ));
+    }
+    if !admin {
+        out.line("A running server serves the new certificate after a reload (SIGHUP, systemctl reload ca-server).");
     }
     Ok(0)
 }

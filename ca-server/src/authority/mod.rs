@@ -37,7 +37,7 @@ pub use explain::{ExplainItem, Explanation};
 pub use keyfile::{rewrite_keys, RewrittenKey};
 pub use latency::HistogramSnapshot;
 pub use lifecycle::BatchOutcome;
-pub use setup::{host_fqdn, setup, SetupOptions, SetupReport, ADMIN_CERTNAME};
+pub use setup::{host_fqdn, setup, OwnCertificate, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
 
 /// Settings of the CA's behaviour (from the config file or defaults).
@@ -272,6 +272,10 @@ impl Authority {
     /// The store (read access for listings and serving).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+    /// The data directory.
+    pub fn dir(&self) -> DataDir {
+        self.dir.clone()
     }
     /// The revocation state (snapshots for HTTP and TLS).
     pub fn revocations(&self) -> &Arc<revocations::Revocations> {

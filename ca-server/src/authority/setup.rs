@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use rcgen::KeyPair;
 use time::Duration;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{blocking, unix, Authority, AuthorityError, CaSettings};
+use super::{blocking, unix, Authority, AuthorityError, CaSettings, Issued};
 use crate::ca::crl::sign_crl;
 use crate::ca::csr::San;
 use crate::ca::keys::{self, KeyType};
@@ -293,5 +295,76 @@ impl Authority {
             made.push(name.to_string());
         }
         Ok(made)
+    }
+}
+
+/// The certificates of the data directory that the CA issues to itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnCertificate {
+    /// `server/cert.pem`: what TLS presents.
+    Server,
+    /// `admin/cert.pem`: the `ca` CLI's remote mode.
+    Admin,
+}
+
+impl Authority {
+    /// Issues a new certificate for the server's (or the admin's) key, with the same names as the
+    /// current one and a new validity, and puts it in place of `server/cert.pem` (`admin/cert.pem`)
+    /// atomically. A running server serves it after a reload. The old certificate is not revoked.
+    pub async fn renew_own_certificate(
+        &self,
+        actor: &str,
+        which: OwnCertificate,
+    ) -> Result<Issued, AuthorityError> {
+        let (cert_path, what) = match which {
+            OwnCertificate::Server => (self.dir.server_cert(), "the server certificate"),
+            OwnCertificate::Admin => (self.dir.admin_cert(), "the admin certificate"),
+        };
+        let pem_text = std::fs::read_to_string(&cert_path).map_err(|e| io_err(what, e))?;
+        let der = pem::parse(&pem_text)
+            .map_err(|e| AuthorityError::Invalid(format!("{}: {e}", cert_path.display())))?
+            .into_contents();
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| AuthorityError::Invalid(format!("{}: {e}", cert_path.display())))?;
+        let certname = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .ok_or_else(|| AuthorityError::Invalid(format!("{}: no common name", cert_path.display())))?
+            .to_string();
+        let alts: Vec<San> = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        GeneralName::DNSName(d) if *d != certname => Some(San::Dns((*d).to_string())),
+                        GeneralName::IPAddress(ip) => match ip.len() {
+                            4 => <[u8; 4]>::try_from(*ip).ok().map(|a| San::Ip(a.into())),
+                            16 => <[u8; 16]>::try_from(*ip).ok().map(|a| San::Ip(a.into())),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let permit = Authority::generated_permit(&certname, &alts, true)?;
+        let spki = cert.public_key().raw.to_vec();
+        let mut tx = self.store.write().await?;
+        let issued = self
+            .issue(&mut tx, actor, spki, permit, self.settings().cert_ttl)
+            .await?;
+        tx.commit().await?;
+        // Written beside it, then renamed over it: a reader sees the old file or the new one.
+        let tmp = cert_path.with_extension("pem.new");
+        let _ = std::fs::remove_file(&tmp);
+        write_new(&tmp, issued.pem().as_bytes(), 0o644).map_err(|e| io_err(what, e))?;
+        std::fs::rename(&tmp, &cert_path).map_err(|e| io_err(what, e))?;
+        Ok(issued)
     }
 }

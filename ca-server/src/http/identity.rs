@@ -72,7 +72,8 @@ pub enum Identified {
 
 /// Whether `ip` may send identity headers.
 fn trusted_proxy(state: &AppState, ip: IpAddr) -> bool {
-    state.header_cert_info && state.trusted_proxies.iter().any(|p| p.matches(ip))
+    let access = state.access.load();
+    access.header_cert_info && access.trusted_proxies.iter().any(|p| p.matches(ip))
 }
 
 /// Identifies the caller of one request.

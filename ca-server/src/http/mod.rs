@@ -31,16 +31,23 @@ use crate::tls::TlsState;
 /// makes the real `puppetserver ca` CLI use bulk signing).
 pub const PUPPET_VERSION: &str = "8.4.0";
 
-/// Shared state of the server.
-pub struct AppState {
-    /// The CA.
-    pub authority: Authority,
+/// Who may do what: swapped whole by a reload.
+#[derive(Debug)]
+pub struct Access {
     /// Access rules.
     pub rules: AccessRules,
     /// Trust `X-Client-*` headers (from `trusted_proxies` only).
     pub header_cert_info: bool,
     /// The proxies allowed to send `X-Client-*` headers in header mode.
     pub trusted_proxies: Vec<IpPattern>,
+}
+
+/// Shared state of the server.
+pub struct AppState {
+    /// The CA.
+    pub authority: Authority,
+    /// The access rules and header mode in force (a reload swaps them; each request reads them once).
+    pub access: arc_swap::ArcSwap<Access>,
     /// The TLS layer, told about new CRLs.
     pub tls: Arc<TlsState>,
     /// Time allowed for one request.
@@ -57,19 +64,10 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state.
-    pub fn new(
-        authority: Authority,
-        rules: AccessRules,
-        header_cert_info: bool,
-        trusted_proxies: Vec<IpPattern>,
-        tls: Arc<TlsState>,
-        limits: &Limits,
-    ) -> Self {
+    pub fn new(authority: Authority, access: Access, tls: Arc<TlsState>, limits: &Limits) -> Self {
         AppState {
             authority,
-            rules,
-            header_cert_info,
-            trusted_proxies,
+            access: arc_swap::ArcSwap::from_pointee(access),
             tls,
             request_timeout: limits.request_timeout,
             body_read_timeout: limits.body_read_timeout,
@@ -288,7 +286,7 @@ async fn authorize(State(state): State<Arc<AppState>>, mut req: Request, next: N
             rule: "method".into(),
             reason: format!("method {} is not served", req.method()),
         },
-        Some(method) => state.rules.check(&AccessRequest {
+        Some(method) => state.access.load().rules.check(&AccessRequest {
             path: &path,
             method,
             query: &query,
