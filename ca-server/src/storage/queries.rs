@@ -269,9 +269,15 @@ pub(super) async fn counter<'e, E: Executor<'e, Database = Any>>(
 
 /// Increments a counter and returns its new value.
 pub(super) async fn bump(c: &mut AnyConnection, name: &str) -> Result<i64, StoreError> {
+    bump_by(c, name, 1).await
+}
+
+/// Advances a counter by `n` in one statement; its new value.
+pub(super) async fn bump_by(c: &mut AnyConnection, name: &str, n: i64) -> Result<i64, StoreError> {
     let v: Option<i64> =
-        sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+        sqlx::query_scalar("UPDATE counters SET value = value + $2 WHERE name = $1 RETURNING value")
             .bind(name)
+            .bind(n)
             .fetch_optional(&mut *c)
             .await?;
     v.ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))
