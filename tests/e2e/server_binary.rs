@@ -315,4 +315,26 @@ fn the_readme_run_command_starts_the_server() {
         tmp.path().join("data/ca_crt.pem").exists(),
         "a CA was created on first start"
     );
+
+    // The Quickstart's build command builds both programs (not just the test package at the root).
+    let quick = &readme[readme.find("## Quickstart").expect("quickstart")..];
+    let build = quick
+        .lines()
+        .find(|l| l.trim_start().starts_with("cargo build"))
+        .expect("a cargo build line")
+        .trim()
+        .replace(" --release", "");
+    let out = Command::new("sh")
+        .args(["-c", &format!("{build} -v")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{build}: {log}");
+    for package in ["ca-server", "ca-cli"] {
+        assert!(
+            log.contains(&format!("Fresh {package} ")) || log.contains(&format!("Compiling {package} ")),
+            "`{build}` does not build {package}: {log}"
+        );
+    }
 }

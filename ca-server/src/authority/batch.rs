@@ -7,8 +7,12 @@
 //! - **sign**: one blocking task per core takes reserved certificates one after the other and signs
 //!   them, with no lock held (no hand-over between two signatures).
 //!
-//! The cores keep signing while the database task waits for its commits. A crash between the
-//! reservation and the storing leaves a gap in the serials, never a reused one.
+//! The cores keep signing while the database task waits for its commits. A round that only reserves
+//! does not wait for the disk at its commit (the durable commit that stores the certificates, and
+//! answers their requests, makes it durable with it). A crash between the reservation and the storing
+//! leaves a gap in the serials, or, when the reservation was lost with the crash, frees those serials
+//! again: no certificate with them was stored or handed out, so no two certificates anyone holds
+//! share a serial.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -239,7 +243,16 @@ impl Authority {
     }
 
     async fn run_round(&self, round: &mut Round) -> Result<(), AuthorityError> {
-        let mut tx = self.store.write().await?;
+        // A round that stores nothing only reserves serials: its commit need not wait for the disk
+        // (nothing is answered from it; the durable commit that stores the certificates covers it).
+        // Its refusals, which are answered, are audited in a durable transaction of their own.
+        let durable = !round.signed.is_empty();
+        let mut tx = if durable {
+            self.store.write().await?
+        } else {
+            self.store.write_unsynced().await?
+        };
+        let mut refusals: Vec<(String, String, String)> = Vec::new();
         while let Some((r, der)) = round.signed.pop() {
             let result = match der {
                 Err(e) => Err(AuthorityError::Ca(e)),
@@ -277,10 +290,15 @@ impl Authority {
                 Err(refusal) => {
                     let detail = refusal.to_string();
                     let name = crate::ca::names::printable(&job.certname);
-                    let rec = AuditRecord::refused(unix(self.now()), &job.actor, "sign")
-                        .on(&name)
-                        .detail(&detail);
-                    let audited = tx.audit(&rec).await;
+                    let audited = if durable {
+                        let rec = AuditRecord::refused(unix(self.now()), &job.actor, "sign")
+                            .on(&name)
+                            .detail(&detail);
+                        tx.audit(&rec).await
+                    } else {
+                        refusals.push((job.actor.clone(), name, detail));
+                        Ok(())
+                    };
                     round.answers.push((reply, Err(refusal), None));
                     audited?;
                 }
@@ -293,6 +311,15 @@ impl Authority {
             }
         }
         tx.commit().await?;
+        if !refusals.is_empty() {
+            let mut tx = self.store.write().await?;
+            let now = unix(self.now());
+            for (actor, name, detail) in &refusals {
+                let rec = AuditRecord::refused(now, actor, "sign").on(name).detail(detail);
+                tx.audit(&rec).await?;
+            }
+            tx.commit().await?;
+        }
         Ok(())
     }
 

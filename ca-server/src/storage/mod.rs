@@ -173,6 +173,8 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: one connection with `synchronous = NORMAL`, for [`Store::write_unsynced`].
+    unsynced: Option<AnyPool>,
     backend: Backend,
     /// PostgreSQL: the server list and which one the pool uses (followed on failover).
     failover: Option<Arc<failover::Failover>>,
@@ -237,11 +239,24 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
+        let unsynced = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts);
         Ok(Store {
             pool,
+            unsynced: Some(unsynced),
             backend: Backend::Sqlite,
             failover: None,
             seal: None,
@@ -275,6 +290,7 @@ impl Store {
         drop(conn);
         Ok(Store {
             pool,
+            unsynced: None,
             backend: Backend::Postgres,
             failover: Some(failover),
             seal: None,
@@ -323,6 +339,32 @@ impl Store {
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
         Ok(WriteTx {
             tx: self.begin_write().await?,
+            seal: self.seal.clone(),
+            head: None,
+            advance_head: None,
+            backend: self.backend,
+            failover: self.failover.clone(),
+        })
+    }
+
+    /// A write transaction (under the same global write lock) whose commit does not wait for the
+    /// disk: for changes that may be lost in a crash without losing anything handed out, and that a
+    /// later durable commit makes durable with it (SQLite's WAL and PostgreSQL's log are written in
+    /// order). The signing pipeline reserves serials in it: a certificate is answered only after the
+    /// durable commit that stores it.
+    pub async fn write_unsynced(&self) -> Result<WriteTx, StoreError> {
+        let tx = match (&self.backend, &self.unsynced) {
+            (Backend::Sqlite, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
+            _ => {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        Ok(WriteTx {
+            tx,
             seal: self.seal.clone(),
             head: None,
             advance_head: None,
@@ -390,6 +432,9 @@ impl Store {
 
     /// Closes the pool (flushes WAL on last connection).
     pub async fn close(&self) {
+        if let Some(p) = &self.unsynced {
+            p.close().await;
+        }
         self.pool.close().await;
     }
 
