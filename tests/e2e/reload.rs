@@ -285,3 +285,58 @@ fn systemd_notifications_without_systemd() {
         .success());
     while next() != "STOPPING=1" {}
 }
+
+/// The server renews its own certificate by itself when little of its lifetime remains, and serves
+/// the new one to the next handshake without a reload.
+#[test]
+fn the_server_renews_its_own_certificate_before_expiry() {
+    let ca = TestCa::with_args(&["--dns-alt-names", "localhost"]);
+    let conf = ca.path("short.toml");
+    // Six hours (issued a day back-dated): less than a third of its lifetime left at once.
+    std::fs::write(&conf, "[ca]\ncert-ttl = \"6h\"\n").unwrap();
+    let out = ca
+        .ca(&["--config", conf.to_str().unwrap(), "renew-own", "server"])
+        .ok()
+        .stdout;
+    assert!(out.contains("Renewed the server certificate"), "{out}");
+    let port = free_port();
+    let log = ca.path("server.log");
+    let child = Command::new(server_binary())
+        .args([
+            "--data-dir",
+            ca.data.to_str().unwrap(),
+            "--config",
+            conf.to_str().unwrap(),
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let server = Running { child, log };
+    let started = Instant::now();
+    while !server.log().contains("renewed before expiry") {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let on_disk = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(ca.data.join("server/cert.pem"))
+        .output()
+        .unwrap();
+    let on_disk = String::from_utf8_lossy(&on_disk.stdout).trim().to_string();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(served_serial(port), on_disk, "the renewed certificate is served");
+    let line = server
+        .log()
+        .lines()
+        .find(|l| l.contains("renewed before expiry"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("server/cert.pem"), "{line}");
+}
