@@ -59,6 +59,8 @@ mod pg;
 mod policy;
 /// Puppet 8.10 agents and the 2.7 CA CLI from a Debian 13 root
 mod puppet8;
+/// every `ca` line of the README's command blocks, extracted and run with the real binary
+mod readme_commands;
 /// Puppet 7.23 agents and the 2.4 CA CLI against the server
 mod real_clients;
 /// SIGHUP reload and systemd notifications on the real binary
