@@ -39,6 +39,28 @@ struct Running {
 }
 
 impl Running {
+    /// The real binary on `ca`'s data directory, listening on `port`, its log in a file, in a process
+    /// group of its own; `extra` arguments and `env` added.
+    fn start(ca: &TestCa, port: u16, extra: &[&str], env: &[(&str, &std::path::Path)]) -> Running {
+        let log = ca.path("server.log");
+        let mut cmd = Command::new(server_binary());
+        cmd.args(["--data-dir", ca.data.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .env_remove("WATCHDOG_PID")
+            .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Running {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -92,28 +114,7 @@ fn sighup_reloads_rules_policy_and_the_server_certificate() {
     std::fs::write(&auth, AUTH_V1).unwrap();
     std::fs::write(&conf, config(&auth, false)).unwrap();
     let port = free_port();
-    let log = ca.path("server.log");
-    let child = Command::new(server_binary())
-        .args([
-            "--data-dir",
-            ca.data.to_str().unwrap(),
-            "--config",
-            conf.to_str().unwrap(),
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--certname",
-            "ca.example.test",
-        ])
-        .args(["--dns-alt-names", "localhost"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let server = Running { child, log };
+    let server = Running::start(&ca, port, &["--config", conf.to_str().unwrap()], &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -221,25 +222,15 @@ fn systemd_notifications_without_systemd() {
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let port = free_port();
-    let log = ca.path("server.log");
-    let child = Command::new(server_binary())
-        .args(["--data-dir", ca.data.to_str().unwrap()])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--certname",
-            "ca.example.test",
-        ])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let server = Running { child, log };
+    let server = Running::start(
+        &ca,
+        port,
+        &["--certname", "ca.example.test"],
+        &[
+            ("NOTIFY_SOCKET", &sock_path),
+            ("WATCHDOG_USEC", std::path::Path::new("400000")),
+        ],
+    );
     let mut buf = [0u8; 4096];
     let mut next = || {
         let n = sock.recv(&mut buf).expect("a notification");
@@ -300,22 +291,7 @@ fn the_server_renews_its_own_certificate_before_expiry() {
         .stdout;
     assert!(out.contains("Renewed the server certificate"), "{out}");
     let port = free_port();
-    let log = ca.path("server.log");
-    let child = Command::new(server_binary())
-        .args([
-            "--data-dir",
-            ca.data.to_str().unwrap(),
-            "--config",
-            conf.to_str().unwrap(),
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let server = Running { child, log };
+    let server = Running::start(&ca, port, &["--config", conf.to_str().unwrap()], &[]);
     let started = Instant::now();
     while !server.log().contains("renewed before expiry") {
         assert!(started.elapsed() < Duration::from_secs(60), "{}", server.log());

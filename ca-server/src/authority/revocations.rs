@@ -459,18 +459,7 @@ impl Revocations {
     /// Signs and stores, in `tx`, the next infrastructure CRL: every revocation of an infrastructure
     /// node's certificate (a handful: signed whole each time). Readers reload it with the parents'.
     pub(crate) async fn sign_infra(&self, tx: &mut WriteTx) -> Result<u64, AuthorityError> {
-        let rows = tx.infra_revocations().await?;
-        let entries = rows
-            .into_iter()
-            .map(|r| {
-                Ok(RevokedEntry {
-                    serial: r.serial,
-                    revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
-                        .map_err(|_| StoreError::Corrupt("revocation time".into()))?,
-                    reason: crl::Reason::from_code(r.reason).unwrap_or_default(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let entries = entries_of(tx.infra_revocations().await?)?;
         let number = tx.infra_crl().await?.map_or(0, |r| r.number + 1);
         let exact = self.clock.now();
         let now = exact.replace_nanosecond(0).unwrap_or(exact);
@@ -571,7 +560,11 @@ impl Revocations {
 }
 
 async fn all_revocations(tx: &mut WriteTx) -> Result<Vec<RevokedEntry>, AuthorityError> {
-    let rows = tx.revocations().await?;
+    entries_of(tx.revocations().await?)
+}
+
+/// CRL entries from stored revocations.
+fn entries_of(rows: Vec<crate::storage::RevocationRow>) -> Result<Vec<RevokedEntry>, AuthorityError> {
     let entries = rows
         .into_iter()
         .map(|r| {

@@ -548,9 +548,16 @@ pub(super) async fn clean_certificates(
 }
 
 pub(super) async fn revocations(c: &mut AnyConnection) -> Result<Vec<RevocationRow>, StoreError> {
-    let rows = sqlx::query("SELECT serial, revoked_at, reason FROM revocations ORDER BY serial")
-        .fetch_all(&mut *c)
-        .await?;
+    revocation_rows(
+        c,
+        "SELECT serial, revoked_at, reason FROM revocations ORDER BY serial",
+    )
+    .await
+}
+
+/// The rows of a query selecting (serial, revoked_at, reason).
+async fn revocation_rows(c: &mut AnyConnection, sql: &str) -> Result<Vec<RevocationRow>, StoreError> {
+    let rows = sqlx::query(sql).fetch_all(&mut *c).await?;
     rows.iter()
         .map(|r| {
             Ok(RevocationRow {
@@ -661,16 +668,7 @@ pub(super) async fn infra_revocations(c: &mut AnyConnection) -> Result<Vec<Revoc
         "SELECT r.serial, r.revoked_at, r.reason FROM revocations r \
          LEFT JOIN certificates c ON c.serial = r.serial WHERE {INFRA_SERIAL} ORDER BY r.serial"
     );
-    let rows = sqlx::query(&sql).fetch_all(&mut *c).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RevocationRow {
-                serial: to_u64(r.get(0), "serial")?,
-                revoked_at: r.get(1),
-                reason: r.get(2),
-            })
-        })
-        .collect()
+    revocation_rows(c, &sql).await
 }
 
 /// Whether any of `serials` is an infrastructure node's.
