@@ -344,15 +344,6 @@ pub async fn serve(
         settings.clone(),
         Arc::clone(&notifier),
     ));
-    let watchdog = notifier.watchdog_interval().map(|every| {
-        let n = Arc::clone(&notifier);
-        tokio::spawn(async move {
-            loop {
-                n.send("WATCHDOG=1");
-                tokio::time::sleep(every).await;
-            }
-        })
-    });
     let feed = tokio::spawn(revocation_feed(Arc::clone(&state)));
     let limits = settings.limits.clone();
     let slots = Arc::new(Slots::new(
@@ -364,6 +355,16 @@ pub async fn serve(
     let listen = listener.local_addr()?;
     // The listener accepts from here on: systemd may start what depends on us.
     notifier.send(&format!("READY=1\nSTATUS={}", status_line(&state, listen)));
+    // Keep-alives from now on (systemd's watchdog counts from READY).
+    let watchdog = notifier.watchdog_interval().map(|every| {
+        let n = Arc::clone(&notifier);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                n.send("WATCHDOG=1");
+            }
+        })
+    });
     tracing::info!(
         listen = %listen,
         names = %state.tls.server_names().join(", "),
