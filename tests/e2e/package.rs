@@ -60,7 +60,8 @@ fn the_debian_package_installs_serves_a_real_agent_and_purges() {
     let out_dir = tempfile::tempdir().unwrap();
     let built = run_ok({
         let mut c = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-deb"));
-        c.arg(out_dir.path());
+        // The debug binaries scripts/test has built: the same package, without a release build.
+        c.arg(out_dir.path()).env("CA_DEB_PROFILE", "dev");
         c
     });
     let deb = built.trim().lines().last().unwrap().to_string();
