@@ -367,7 +367,7 @@ impl Authority {
         if let Err(e) = self.check_name_available(&job.certname, &[]) {
             return Ok(Err(e.into()));
         }
-        let parsed = match csr::parse_der(&row.csr_der) {
+        let parsed = match csr::parse_stored_der(&row.csr_der) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e.into())),
         };

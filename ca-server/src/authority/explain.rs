@@ -50,7 +50,7 @@ impl Authority {
                 has_cert,
             });
         };
-        let parsed = csr::parse_der(&row.csr_der)?;
+        let parsed = csr::parse_stored_der(&row.csr_der)?;
         let eval = signing::evaluate(&parsed, &self.settings().signing, flags);
         let auto_eval = signing::evaluate(&parsed, &self.settings().signing, SigningOptions::default());
         let pem = crate::ca::pem_encode("CERTIFICATE REQUEST", &row.csr_der);

@@ -118,7 +118,7 @@ fn auth_extension(oid: &[u64], value: &[u8], out: &mut BTreeMap<String, String>)
 
 /// Status of a pending request.
 pub fn request_status(row: &RequestRow) -> Result<CertStatus, AuthorityError> {
-    let c = csr::parse_der(&row.csr_der)?;
+    let c = csr::parse_stored_der(&row.csr_der)?;
     let (dns, all) = alt_names(&c.sans);
     let mut auth = BTreeMap::new();
     for e in &c.extensions {

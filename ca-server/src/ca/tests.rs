@@ -407,3 +407,14 @@ fn no_panic_on_mutated_or_random_input() {
     }
     assert_eq!(oids::short_name(oids::PP_CLI_AUTH), Some("pp_cli_auth"));
 }
+
+#[test]
+fn a_stored_request_is_not_verified_again_but_a_submitted_one_is() {
+    let pem_text = fixture("bad-signature.pem");
+    assert!(matches!(csr::parse(&pem_text), Err(CsrError::BadSignature)));
+    let der_bytes = pem::parse(&pem_text).unwrap().into_contents();
+    assert!(matches!(csr::parse_der(&der_bytes), Err(CsrError::BadSignature)));
+    // Only requests that went through `parse` are stored: signing them does not verify again.
+    let stored = csr::parse_stored_der(&der_bytes).unwrap();
+    assert!(!stored.common_name.is_empty());
+}
