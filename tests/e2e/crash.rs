@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use ca_cli::remote::Client;
 use hyper::{Method, StatusCode};
 use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::harness::{free_port, server_binary, sqlite, TestCa};
 
@@ -168,12 +167,7 @@ fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
         .block_on(admin.get("/puppet-ca/v1/certificate_revocation_list/ca"))
         .unwrap();
     assert_eq!(crl.status, StatusCode::OK);
-    let der = pem::parse(crl.text()).unwrap().into_contents();
-    let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
-    let in_crl: BTreeSet<u64> = crl
-        .iter_revoked_certificates()
-        .map(|e| u64::try_from(e.user_certificate.clone()).unwrap())
-        .collect();
+    let in_crl = crate::harness::crl_serials_of(&crl.text());
     for s in &seen.revoked {
         assert!(
             in_crl.contains(s),
@@ -270,13 +264,7 @@ fn revocation_acknowledged_before_a_sigkill_is_in_the_crl_and_a_crl_behind_is_re
             ),
         );
     };
-    let in_crl = |pem_text: &str| -> BTreeSet<u64> {
-        let der = pem::parse(pem_text).unwrap().into_contents();
-        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
-        crl.iter_revoked_certificates()
-            .map(|e| u64::try_from(e.user_certificate.clone()).unwrap())
-            .collect()
-    };
+    let in_crl = crate::harness::crl_serials_of;
 
     revoke_and_kill("victim-1.example.test");
     let printed = ca.ca(&["crl"]).ok().stdout;

@@ -301,3 +301,13 @@ pub fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The serials our CRL lists: the first CRL of a PEM chain, as served.
+pub fn crl_serials_of(pem_text: &str) -> std::collections::BTreeSet<u64> {
+    let der = pem::parse(pem_text).expect("a PEM CRL").into_contents();
+    use x509_parser::prelude::FromDer as _;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).expect("a CRL");
+    crl.iter_revoked_certificates()
+        .map(|e| u64::try_from(e.user_certificate.clone()).expect("a serial of 8 bytes at most"))
+        .collect()
+}

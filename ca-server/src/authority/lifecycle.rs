@@ -162,8 +162,8 @@ impl Authority {
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
         // Checked again under the write lock: another process may have just done it.
-        if let Some(c) = tx.crl().await? {
-            if !due(c.next_update) {
+        if let Some((_, next_update)) = tx.crl_dates().await? {
+            if !due(next_update) {
                 return Ok(None);
             }
         }

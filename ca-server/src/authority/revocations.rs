@@ -329,7 +329,7 @@ impl Revocations {
         let _order = self.publishing().await;
         let mut tx = self.store.write().await?;
         let counter = tx.crl_number().await?;
-        let stored = tx.crl().await?.map(|r| r.number);
+        let stored = tx.crl_dates().await?.map(|(number, _)| number);
         if counter.is_some() && stored == counter {
             // Repaired meanwhile (by another process): read it.
             drop(tx);

@@ -363,8 +363,8 @@ pub async fn import(
             tx.insert_inventory_line(*serial, line).await?;
         }
     }
-    let held_crl = tx.crl().await?;
-    if held_crl.as_ref().is_none_or(|c| c.number < crl_row.number) {
+    let held_crl = tx.crl_dates().await?;
+    if held_crl.is_none_or(|(number, _)| number < crl_row.number) {
         // Stored in pieces like every CRL, so that the next revocation appends to it.
         let layout = crate::storage::CrlLayout {
             entries: crate::ca::crl::entries_range(&crl_row.der)

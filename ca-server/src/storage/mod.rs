@@ -920,9 +920,11 @@ impl WriteTx {
     pub async fn ca(&mut self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         queries::ca(&mut *self.tx).await
     }
-    /// The current CRL.
-    pub async fn crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
-        whole_crl(&mut self.tx).await
+    /// The stored CRL's number and nextUpdate, without reading its entries.
+    pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64)>, StoreError> {
+        Ok(queries::crl_meta(&mut self.tx)
+            .await?
+            .map(|m| (m.row.number, m.row.next_update)))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
