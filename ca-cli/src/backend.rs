@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use ca_server::authority::{Authority, AuthorityError, CertStatus, Explanation, ListFilter, SignRequest};
+use ca_server::authority::{
+    Authority, AuthorityError, CertStatus, Expiring, Explanation, ListFilter, SignRequest,
+};
 use ca_server::ca::crl::Reason;
 use ca_server::ca::csr::San;
 use ca_server::ca::keys::{self, KeyType};
@@ -94,6 +96,35 @@ impl Backend {
     }
 
     /// Statuses.
+    /// What expires within `within` (everything without it), soonest first.
+    pub async fn expirations(&self, within: Option<time::Duration>) -> Result<Vec<Expiring>, String> {
+        match self {
+            Backend::Local(a) => a.expirations(within, true).await.map_err(|e| e.to_string()),
+            Backend::Remote(c) => {
+                let query = within.map_or(String::new(), |w| format!("?within={}s", w.whole_seconds()));
+                let a = c.get(&format!("/puppet-ca/v1/expirations{query}")).await?;
+                if a.status != StatusCode::OK {
+                    return Err(status_error(&a));
+                }
+                let mut v: Value =
+                    serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                let Some(items) = v.get_mut("expiring").map(Value::take) else {
+                    return Err("the server listed no certificates: is the client certificate the admin's (pp_cli_auth)?".into());
+                };
+                serde_json::from_value(items).map_err(|e| format!("bad JSON from the server: {e}"))
+            }
+        }
+    }
+
+    /// The window within which `ca list` marks certificates as expiring: the configured
+    /// `expiry-warning` in local mode, 30 days against a server.
+    pub fn expiry_window(&self) -> time::Duration {
+        match self {
+            Backend::Local(a) => a.settings().expiry_warning,
+            Backend::Remote(_) => time::Duration::days(30),
+        }
+    }
+
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, String> {
         match self {
             Backend::Local(a) => a.list(filter).await.map_err(|e| e.to_string()),

@@ -259,6 +259,16 @@ pub enum Command {
         #[arg(value_enum)]
         which: Option<OwnCert>,
     },
+    /// List what expires when, soonest first: the CA certificates, the server's and admin's
+    /// certificates, the CRLs and every current, unrevoked certificate.
+    Expirations {
+        /// Only what expires within this (30d, 12h, 1y...).
+        #[arg(long, value_name = "DURATION")]
+        within: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Print the fingerprint of a certificate (or pending request).
     Fingerprint {
         /// Certname, or `ca`.

@@ -39,7 +39,9 @@ fn inspect_list(items: &[String]) -> String {
 }
 
 /// `puppetserver ca list` text layout: non-empty sections, names padded to the longest + 6.
-pub fn list_text(statuses: &[CertStatus]) -> String {
+/// `puppetserver ca list`'s layout; certificates whose notAfter is within `window` seconds of `now`
+/// are marked (`expires in N days`, `EXPIRED`).
+pub fn list_text(statuses: &[CertStatus], now: i64, window: i64) -> String {
     if statuses.is_empty() {
         return "No certificates to list\n".to_string();
     }
@@ -69,8 +71,28 @@ pub fn list_text(statuses: &[CertStatus]) -> String {
                     .collect();
                 text.push_str(&format!("\tauthorization extensions: [{}]", exts.join(", ")));
             }
+            if state == "signed" {
+                let left = s
+                    .not_after
+                    .as_deref()
+                    .and_then(unix_of_puppet_time)
+                    .map(|t| t - now);
+                match left {
+                    Some(l) if l <= 0 => text.push_str("\tEXPIRED"),
+                    Some(l) if l <= window => text.push_str(&format!("\texpires in {} days", l / 86_400)),
+                    _ => {}
+                }
+            }
             text.push('\n');
         }
     }
     text
+}
+
+/// `2031-11-28T03:15:45UTC` (the status object's time) as Unix seconds.
+fn unix_of_puppet_time(s: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]UTC");
+    time::PrimitiveDateTime::parse(s, format)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }

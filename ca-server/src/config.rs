@@ -106,6 +106,8 @@ struct FileConfig {
 struct FileCa {
     cert_ttl: Option<String>,
     crl_next_update: Option<String>,
+    relying_party_crl_next_update: Option<String>,
+    expiry_warning: Option<String>,
     allow_subject_alt_names: Option<bool>,
     allow_authorization_extensions: Option<bool>,
     allow_duplicate_certs: Option<bool>,
@@ -398,6 +400,12 @@ impl Settings {
         let ca = CaSettings {
             cert_ttl: dur("ca.cert-ttl", fc.ca.cert_ttl, d.cert_ttl)?,
             crl_lifetime: dur("ca.crl-next-update", fc.ca.crl_next_update, d.crl_lifetime)?,
+            relying_crl_lifetime: dur(
+                "ca.relying-party-crl-next-update",
+                fc.ca.relying_party_crl_next_update,
+                d.relying_crl_lifetime,
+            )?,
+            expiry_warning: dur("ca.expiry-warning", fc.ca.expiry_warning, d.expiry_warning)?,
             signing: SigningPolicy {
                 global: SigningOptions {
                     allow_dns_alt_names: fc.ca.allow_subject_alt_names.unwrap_or(false),

@@ -204,10 +204,15 @@ async fn reload_on_sighup(
     }
 }
 
-/// Re-signs the CRL well before its nextUpdate: checked at start and then every hour (or a tenth of the
-/// CRL lifetime when that is shorter).
+/// Re-signs the CRL well before its nextUpdate (or the relying parties' CRL's): checked at start and
+/// then every hour (or a tenth of the shorter CRL lifetime when that is shorter).
 async fn crl_upkeep(state: Arc<AppState>) {
-    let lifetime = state.authority.settings().crl_lifetime.whole_seconds().max(10);
+    let settings = state.authority.settings();
+    let lifetime = settings
+        .crl_lifetime
+        .min(settings.relying_crl_lifetime)
+        .whole_seconds()
+        .max(10);
     let period =
         std::time::Duration::from_secs(u64::try_from((lifetime / 10).clamp(1, 3600)).unwrap_or(3600));
     loop {
@@ -228,6 +233,9 @@ async fn crl_upkeep(state: Arc<AppState>) {
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
         }
         renew_own_certificates_if_due(&state).await;
+        if let Err(e) = state.authority.warn_of_expiry().await {
+            tracing::error!(error = %e, "could not check what expires soon");
+        }
         tokio::time::sleep(period).await;
     }
 }

@@ -258,15 +258,24 @@ pub struct FixedClockCa {
 }
 
 impl FixedClockCa {
+    /// The relying parties' CRL lives 20 days here, so that only the agents' CRL's 10 days decide
+    /// when a CRL is due.
     pub fn new(intermediate: bool) -> FixedClockCa {
+        Self::with_settings(
+            intermediate,
+            ca_server::authority::CaSettings {
+                crl_lifetime: time::Duration::days(10),
+                relying_crl_lifetime: time::Duration::days(20),
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn with_settings(intermediate: bool, settings: ca_server::authority::CaSettings) -> FixedClockCa {
         let t0 = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("t0");
         let clock = std::sync::Arc::new(ca_server::clock::FixedClock::new(t0));
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = ca_server::datadir::DataDir::new(tmp.path().join("ca"));
-        let settings = ca_server::authority::CaSettings {
-            crl_lifetime: time::Duration::days(10),
-            ..Default::default()
-        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

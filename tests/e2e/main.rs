@@ -39,6 +39,8 @@ mod infra_crl;
 mod intermediate;
 /// encrypted CA keys: setup, import, signing, wrong passphrases
 mod key_passphrase;
+/// CA lifecycle: the relying parties' CRL, expirations, CA extension, renewal
+mod lifecycle;
 /// connection, header, body and time limits hold against greedy clients
 mod limits;
 /// `ca migrate-store` between SQLite and PostgreSQL keeps everything
@@ -64,7 +66,7 @@ mod readme_commands;
 /// Puppet 7.23 agents and the 2.4 CA CLI against the server
 mod real_clients;
 /// SIGHUP reload and systemd notifications on the real binary
-mod reload;
+pub(crate) mod reload;
 /// `ca --server` gives the same results as local mode
 mod remote_cli;
 /// several replicas on one PostgreSQL database, behind a balancer

@@ -33,7 +33,7 @@ fn config(auth: &std::path::Path, autosign: bool) -> String {
     )
 }
 
-struct Running {
+pub(crate) struct Running {
     child: std::process::Child,
     log: std::path::PathBuf,
 }
@@ -41,7 +41,7 @@ struct Running {
 impl Running {
     /// The real binary on `ca`'s data directory, listening on `port`, its log in a file, in a process
     /// group of its own; `extra` arguments and `env` added.
-    fn start(ca: &TestCa, port: u16, extra: &[&str], env: &[(&str, &std::path::Path)]) -> Running {
+    pub(crate) fn start(ca: &TestCa, port: u16, extra: &[&str], env: &[(&str, &std::path::Path)]) -> Running {
         let log = ca.path("server.log");
         let mut cmd = Command::new(server_binary());
         cmd.args(["--data-dir", ca.data.to_str().unwrap()])
@@ -61,7 +61,7 @@ impl Running {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
     /// Sends SIGHUP and waits for the reload's log line (the `n`-th of `what`).

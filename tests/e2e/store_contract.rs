@@ -110,6 +110,12 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         next_update: 900,
         der: der.to_vec(),
         last_modified: 0,
+        // The relying parties' CRL's pieces travel with each CRL.
+        relying: Some(ca_server::storage::RelyingPieces {
+            next_update: 300 + i64::try_from(number).unwrap(),
+            head: format!("RH{number}").into_bytes(),
+            tail: b"RT".to_vec(),
+        }),
     };
     let whole = |entries: std::ops::Range<usize>| CrlLayout {
         entries,
@@ -153,6 +159,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
                 (row.number, &head[..], &added[..], &tail[..]),
                 (n1, &b"H2"[..], &b"e2-"[..], &b"T2"[..])
             );
+            assert_eq!(row.relying, crl(n1, b"").relying);
         }
         other => panic!("expected what CRL {n1} appends, got {other:?}"),
     }
@@ -161,7 +168,10 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         CrlUpdate::Unchanged
     ));
     match store.crl_since(None).await.unwrap() {
-        CrlUpdate::Whole { row, pieces } => assert!(pieces && row.der == b"H2-e1-e2-T2"),
+        CrlUpdate::Whole { row, pieces } => {
+            assert!(pieces && row.der == b"H2-e1-e2-T2");
+            assert_eq!(row.relying, crl(n1, b"").relying);
+        }
         other => panic!("expected the whole CRL, got {other:?}"),
     }
     // An append to a CRL that is not the stored one is refused (it would not rebuild to what was
@@ -203,8 +213,49 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     let every = store.all_certificates().await.unwrap();
     assert_eq!(every.len(), 100);
     assert_eq!(every.iter().filter(|(_, cleaned)| *cleaned).count(), 1);
-    let m = store.metrics(100).await.unwrap();
+    let m = store.metrics(100, 2_592_000).await.unwrap();
     assert_eq!((m.pending, m.certificates, m.revoked), (1, 99, 1));
+
+    // Expirations: a name's current (highest, not cleaned) certificate, unless revoked.
+    let mut tx = store.write().await.unwrap();
+    for (name, not_after, revoke) in [
+        ("old.example.test", 500, false),
+        ("soon.example.test", 1_500, false),
+        ("renewed.example.test", 1_200, false),
+        ("renewed.example.test", 1_000_000, false),
+        ("gone.example.test", 1_300, true),
+    ] {
+        let serial = tx.next_serial().await.unwrap();
+        let row = CertRow {
+            serial,
+            certname: name.to_string(),
+            der: vec![1],
+            not_before: 0,
+            not_after,
+            revoked: None,
+        };
+        tx.insert_certificate(&row, "{}", 100, "test").await.unwrap();
+        if revoke {
+            tx.revoke(serial, Some(name), 100, 1).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let m = store.metrics(1_000, 1_000).await.unwrap();
+    assert_eq!((m.expiring, m.expired), (1, 1), "soon expiring, old expired");
+    let names: Vec<(String, i64)> = store
+        .expiring(2_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.certname, r.not_after))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("old.example.test".to_string(), 500),
+            ("soon.example.test".to_string(), 1_500)
+        ]
+    );
     store.close().await;
 }
 

@@ -27,7 +27,11 @@ pub async fn run(
     };
     let statuses = b.list(filter).await?;
     match format {
-        Format::Text => out.raw(&out::list_text(&statuses)),
+        Format::Text => {
+            let window = b.expiry_window();
+            warn_of_expiry(b, window, out).await;
+            out.raw(&out::list_text(&statuses, now(), window.whole_seconds()));
+        }
         Format::Json => {
             let mut groups = Map::new();
             for (wanted, state) in [
@@ -49,4 +53,33 @@ pub async fn run(
         }
     }
     Ok(0)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Warnings (stderr) for the CA, server and admin certificates expiring within `window` (the CRLs are
+/// the server's to re-sign, and it logs when it fails to).
+async fn warn_of_expiry(b: &Backend, window: time::Duration, out: &mut Out<'_>) {
+    use ca_server::authority::ExpiringKind;
+    let Ok(items) = b.expirations(Some(window)).await else {
+        return;
+    };
+    let own = [ExpiringKind::Ca, ExpiringKind::Server, ExpiringKind::Admin];
+    for i in items.iter().filter(|i| own.contains(&i.kind)) {
+        let when = if i.days_left < 0 {
+            format!("expired on {}", i.expires)
+        } else {
+            format!("expires in {} days ({})", i.days_left, i.expires)
+        };
+        let what = match i.kind {
+            ExpiringKind::Ca => format!("the CA certificate '{}'", i.name),
+            ExpiringKind::Server => format!("the server certificate '{}'", i.name),
+            _ => format!("the admin certificate '{}'", i.name),
+        };
+        out.warn(&format!("{what} {when}"));
+    }
 }

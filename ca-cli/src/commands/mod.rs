@@ -3,6 +3,7 @@
 mod audit;
 mod check;
 mod clean;
+mod expirations;
 mod generate;
 mod key;
 mod list;
@@ -120,6 +121,7 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
             None => audit::show(b, certname.as_deref(), since.as_deref(), format, out).await,
         },
         Command::Backup { file } => audit::backup(b, &file, out).await,
+        Command::Expirations { within, format } => expirations::run(b, within.as_deref(), format, out).await,
         Command::Fingerprint { name, digest } => print::fingerprint(b, &name, &digest, out).await,
     }
 }

@@ -151,23 +151,30 @@ impl Authority {
     }
 
     /// Re-signs the CRL when less than half of its lifetime remains (so it never expires under agents
-    /// that cache it). Returns the new CRL number when it did.
+    /// that cache it), or less than half of the relying parties' CRL's (a week by default), or when
+    /// there is no relying parties' CRL yet. The new CRL appends nothing to the current one (one
+    /// signature each, whatever its size). Returns the new CRL number when it did.
     pub async fn refresh_crl_if_due(&self) -> Result<Option<u64>, AuthorityError> {
         let now = unix(self.now());
-        let half = self.settings().crl_lifetime.whole_seconds() / 2;
-        let due = |next_update: i64| next_update - now < half;
-        if !due(self.revocations.refresh().await?.row().next_update) {
+        let settings = self.settings();
+        let half = settings.crl_lifetime.whole_seconds() / 2;
+        let relying_half = settings.relying_crl_lifetime.whole_seconds() / 2;
+        let due = |next_update: i64, relying: Option<i64>| {
+            next_update - now < half || relying.is_none_or(|r| r - now < relying_half)
+        };
+        let current = self.revocations.refresh().await?;
+        if !due(current.row().next_update, current.relying_next_update()) {
             return Ok(None);
         }
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
         // Checked again under the write lock: another process may have just done it.
-        if let Some((_, next_update)) = tx.crl_dates().await? {
-            if !due(next_update) {
+        if let Some((_, next_update, relying)) = tx.crl_dates().await? {
+            if !due(next_update, relying) {
                 return Ok(None);
             }
         }
-        let crl = self.publish_crl(&mut tx).await?;
+        let crl = self.revocations.sign_next(&mut tx, Some(Vec::new())).await?;
         let number = crl.number();
         let detail = format!("CRL number {number}");
         tx.audit(&AuditRecord::ok(now, "ca-server", "crl-refresh").detail(&detail))

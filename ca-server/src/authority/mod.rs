@@ -4,6 +4,7 @@
 mod autosign;
 mod batch;
 mod error;
+mod expiry;
 mod explain;
 mod infra;
 mod keyfile;
@@ -33,10 +34,12 @@ use crate::storage::{AuditRecord, AuditSeal, CertRow, Store, StoreError, WriteTx
 
 pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
+pub use expiry::{Expiring, ExpiringKind};
 pub use explain::{ExplainItem, Explanation};
 pub use keyfile::{rewrite_keys, RewrittenKey};
 pub use latency::HistogramSnapshot;
 pub use lifecycle::BatchOutcome;
+pub use revocations::RelyingCrl;
 pub use setup::{host_fqdn, setup, OwnCertificate, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
 
@@ -47,6 +50,11 @@ pub struct CaSettings {
     pub cert_ttl: Duration,
     /// How far ahead `nextUpdate` of a new CRL lies, default 5 years.
     pub crl_lifetime: Duration,
+    /// How far ahead `nextUpdate` of the relying parties' CRL (`/crl.pem`) lies, default 7 days: it
+    /// is re-signed with every CRL and when half of this has passed.
+    pub relying_crl_lifetime: Duration,
+    /// Warn (log, `/metrics`, `ca list`) of what expires within this, default 30 days.
+    pub expiry_warning: Duration,
     /// The signing policy: global switches and per-pattern rules.
     pub signing: SigningPolicy,
     /// Accept a CSR for a name that already has a certificate or request.
@@ -106,6 +114,8 @@ impl Default for CaSettings {
         CaSettings {
             cert_ttl: Duration::days(5 * 365),
             crl_lifetime: Duration::days(5 * 365),
+            relying_crl_lifetime: Duration::days(7),
+            expiry_warning: Duration::days(30),
             signing: SigningPolicy::default(),
             allow_duplicate_certs: false,
             allow_auto_renewal: false,

@@ -21,7 +21,7 @@ use super::{unix, AuthorityError};
 use crate::ca::crl::{self, RevokedEntry, RevokedSerials};
 use crate::ca::{pem_encode, CaSigner};
 use crate::clock::Clock;
-use crate::storage::{CrlLayout, CrlRow, CrlUpdate, Store, StoreError, WriteTx};
+use crate::storage::{CrlLayout, CrlRow, CrlUpdate, RelyingPieces, Store, StoreError, WriteTx};
 
 /// Our own CRL, as a snapshot holds it.
 #[derive(Debug)]
@@ -112,6 +112,19 @@ pub struct CrlSnapshot {
     serve_infra: bool,
     /// The CRL chain as served, PEM, encoded on first use.
     pem: OnceLock<Arc<[u8]>>,
+    /// The relying parties' CRL, DER and PEM, assembled on first use.
+    relying: OnceLock<Option<RelyingCrl>>,
+}
+
+/// The relying parties' CRL as served at `/crl.der` and `/crl.pem`.
+#[derive(Debug, Clone)]
+pub struct RelyingCrl {
+    /// DER.
+    pub der: Arc<[u8]>,
+    /// PEM.
+    pub pem: Arc<[u8]>,
+    /// Its nextUpdate (Unix seconds).
+    pub next_update: i64,
 }
 
 impl CrlSnapshot {
@@ -176,6 +189,39 @@ impl CrlSnapshot {
     /// The PEM, when already encoded.
     pub fn encoded_pem(&self) -> Option<Arc<[u8]>> {
         self.pem.get().map(Arc::clone)
+    }
+
+    /// The relying parties' CRL: our CRL's number, thisUpdate and entries with a short nextUpdate
+    /// (`None` while our CRL was signed by a version without it, until the next CRL). Assembled on
+    /// the first call (megabytes at 100,000 entries: call it off the executor unless
+    /// [`CrlSnapshot::assembled_relying`] has it).
+    pub fn relying(&self) -> Option<RelyingCrl> {
+        self.relying
+            .get_or_init(|| {
+                let pieces = self.ours.row.relying.as_ref()?;
+                let entries = self.ours.entries();
+                let mut der = Vec::with_capacity(pieces.head.len() + entries.len() + pieces.tail.len());
+                der.extend_from_slice(&pieces.head);
+                der.extend_from_slice(entries);
+                der.extend_from_slice(&pieces.tail);
+                let pem = pem_encode("X509 CRL", &der).into_bytes();
+                Some(RelyingCrl {
+                    der: Arc::from(der),
+                    pem: Arc::from(pem),
+                    next_update: pieces.next_update,
+                })
+            })
+            .clone()
+    }
+
+    /// The relying parties' CRL, when already assembled.
+    pub fn assembled_relying(&self) -> Option<Option<RelyingCrl>> {
+        self.relying.get().cloned()
+    }
+
+    /// The relying parties' CRL's nextUpdate (`None`: there is none yet).
+    pub fn relying_next_update(&self) -> Option<i64> {
+        self.ours.row.relying.as_ref().map(|r| r.next_update)
     }
 
     fn is_at(&self, version: (Option<i64>, i64)) -> bool {
@@ -329,7 +375,7 @@ impl Revocations {
         let _order = self.publishing().await;
         let mut tx = self.store.write().await?;
         let counter = tx.crl_number().await?;
-        let stored = tx.crl_dates().await?.map(|(number, _)| number);
+        let stored = tx.crl_dates().await?.map(|(number, ..)| number);
         if counter.is_some() && stored == counter {
             // Repaired meanwhile (by another process): read it.
             drop(tx);
@@ -397,12 +443,14 @@ impl Revocations {
             .await?;
         let now = exact.replace_nanosecond(0).unwrap_or(exact);
         let this_update = newest.map_or(now - Duration::seconds(1), |n| n.max(now - Duration::seconds(1)));
-        let next_update = now + self.settings.load().crl_lifetime;
+        let settings = self.settings.load();
+        let next_update = now + settings.crl_lifetime;
+        let relying_next_update = now + settings.relying_crl_lifetime;
         let signer = Arc::clone(&self.signer);
         let base_for_task = base.clone();
         let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
         // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
-        let (der, entries, revoked) = off_executor(move || {
+        let (der, entries, revoked, relying) = off_executor(move || {
             let (entries_der, revoked) = match (&base_for_task, all) {
                 (Some(b), _) => {
                     let mut der = Vec::with_capacity(b.entries.len() + added.len() * 40);
@@ -418,11 +466,37 @@ impl Revocations {
                     (der, revoked)
                 }
             };
-            let der = crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der)
-                .map_err(AuthorityError::Ca)?;
-            let entries = crl::entries_range(&der)
-                .ok_or_else(|| AuthorityError::Internal("the signed CRL is unreadable".into()))?;
-            Ok((der, entries, revoked))
+            // The relying parties' CRL is signed beside ours (on another core): a revocation still
+            // waits for one signature.
+            let (der, relying) = std::thread::scope(|s| {
+                let relying = s.spawn(|| {
+                    crl::sign_crl_with_entries(
+                        &signer,
+                        number,
+                        this_update,
+                        relying_next_update,
+                        &entries_der,
+                    )
+                });
+                let der = crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der);
+                let relying = relying
+                    .join()
+                    .unwrap_or_else(|_| Err(crate::ca::CaError::Key("the CRL signing thread failed".into())));
+                (der, relying)
+            });
+            let (der, relying) = (
+                der.map_err(AuthorityError::Ca)?,
+                relying.map_err(AuthorityError::Ca)?,
+            );
+            let unreadable = || AuthorityError::Internal("the signed CRL is unreadable".into());
+            let entries = crl::entries_range(&der).ok_or_else(unreadable)?;
+            let relying_entries = crl::entries_range(&relying).ok_or_else(unreadable)?;
+            let relying = RelyingPieces {
+                next_update: unix(relying_next_update),
+                head: relying[..relying_entries.start].to_vec(),
+                tail: relying[relying_entries.end..].to_vec(),
+            };
+            Ok((der, entries, revoked, relying))
         })
         .await?;
         let row = CrlRow {
@@ -431,6 +505,7 @@ impl Revocations {
             next_update: unix(next_update),
             der,
             last_modified,
+            relying: Some(relying),
         };
         let layout = CrlLayout {
             entries: entries.clone(),
@@ -477,6 +552,7 @@ impl Revocations {
             next_update: unix(next_update),
             der,
             last_modified: 0,
+            relying: None,
         })
         .await?;
         Ok(number)
@@ -539,6 +615,7 @@ impl Revocations {
                     parents: new_parents,
                     serve_infra,
                     pem: OnceLock::new(),
+                    relying: OnceLock::new(),
                 }),
             }
         };

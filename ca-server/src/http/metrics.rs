@@ -45,11 +45,23 @@ pub fn route(path: &str) -> &'static str {
     }
 }
 
+/// The earliest notAfter of the CA chain (Unix seconds).
+fn ca_not_after(a: &crate::authority::Authority) -> i64 {
+    a.signer()
+        .chain_der
+        .iter()
+        .filter_map(|d| crate::ca::signer::CaCert::from_der(d).ok())
+        .map(|(c, _)| c.not_after.unix_timestamp())
+        .min()
+        .unwrap_or(0)
+}
+
 /// GET `/metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let a = &state.authority;
     let now = a.now().unix_timestamp();
-    let snap = match a.store().metrics(now).await {
+    let window = a.settings().expiry_warning.whole_seconds();
+    let snap = match a.store().metrics(now, window).await {
         Ok(s) => s,
         Err(e) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
     };
@@ -95,6 +107,22 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             "Certificates whose notAfter is within 30 days.",
             snap.expiring_30d,
         ),
+        (
+            "ca_certificates_expiring",
+            "Current, unrevoked certificates whose notAfter is within the expiry-warning window.",
+            snap.expiring,
+        ),
+        (
+            "ca_certificates_expired",
+            "Current, unrevoked certificates past their notAfter (not cleaned).",
+            snap.expired,
+        ),
+        ("ca_expiry_warning_seconds", "The expiry-warning window.", window),
+        (
+            "ca_ca_certificate_seconds_to_expiry",
+            "Seconds until the first CA certificate of the chain expires.",
+            ca_not_after(a) - now,
+        ),
         ("ca_crl_entries", "Entries in the CRL.", snap.revoked),
         ("ca_crl_number", "Number of the current CRL.", snap.crl_number),
         (
@@ -106,6 +134,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             "ca_crl_seconds_to_next_update",
             "Seconds until the current CRL's nextUpdate.",
             snap.crl_next_update - now,
+        ),
+        (
+            "ca_relying_crl_seconds_to_next_update",
+            "Seconds until the relying parties' CRL's nextUpdate (/crl.pem).",
+            snap.relying_crl_next_update.unwrap_or(now) - now,
         ),
     ];
     for (name, help, v) in gauges {

@@ -5,6 +5,7 @@ pub mod extract;
 pub mod identity;
 pub mod legacy;
 mod metrics;
+mod relying;
 mod status;
 mod v1;
 
@@ -148,6 +149,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/status/v1/simple", get(status::simple))
         .route("/status/v1/simple/{service}", get(status::simple))
         .route("/metrics", get(metrics::metrics))
+        .route("/crl.pem", get(relying::pem))
+        .route("/crl.der", get(relying::der))
         .fallback(not_found)
         .with_state(Arc::clone(&state));
     Router::new()

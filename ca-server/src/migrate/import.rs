@@ -199,6 +199,7 @@ pub async fn import(
             .map_or(crl.last_update().timestamp(), |t| t.timestamp()),
         der: own_crl.clone(),
         last_modified: crl.last_update().timestamp() + 1,
+        relying: None,
     };
 
     // Signed certificates: each must be this CA's.
@@ -364,7 +365,7 @@ pub async fn import(
         }
     }
     let held_crl = tx.crl_dates().await?;
-    if held_crl.is_none_or(|(number, _)| number < crl_row.number) {
+    if held_crl.is_none_or(|(number, ..)| number < crl_row.number) {
         // Stored in pieces like every CRL, so that the next revocation appends to it.
         let layout = crate::storage::CrlLayout {
             entries: crate::ca::crl::entries_range(&crl_row.der)

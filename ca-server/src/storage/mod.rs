@@ -26,8 +26,8 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
-    audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, MetricsSnapshot,
-    RequestRow, RevocationRow, StatusFilter,
+    audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow,
+    MetricsSnapshot, RelyingPieces, RequestRow, RevocationRow, StatusFilter,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -554,9 +554,13 @@ impl Store {
     pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&self.pool).await
     }
-    /// Counts for `/metrics`.
-    pub async fn metrics(&self, now: i64) -> Result<MetricsSnapshot, StoreError> {
-        queries::metrics(&self.pool, now).await
+    /// Counts for `/metrics`; `window`: the expiry warning window (seconds).
+    pub async fn metrics(&self, now: i64, window: i64) -> Result<MetricsSnapshot, StoreError> {
+        queries::metrics(&self.pool, now, window).await
+    }
+    /// Current, unrevoked certificates expiring at or before `until`, soonest first.
+    pub async fn expiring(&self, until: i64) -> Result<Vec<ExpiringRow>, StoreError> {
+        queries::expiring(&self.pool, until).await
     }
     /// Checks the audit log: the hash chain, every record's seal, and that the head file names a
     /// record still held with the same hash. Pages through the log (constant memory).
@@ -920,11 +924,16 @@ impl WriteTx {
     pub async fn ca(&mut self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         queries::ca(&mut *self.tx).await
     }
-    /// The stored CRL's number and nextUpdate, without reading its entries.
-    pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64)>, StoreError> {
-        Ok(queries::crl_meta(&mut self.tx)
-            .await?
-            .map(|m| (m.row.number, m.row.next_update)))
+    /// The stored CRL's number, nextUpdate and the relying parties' CRL's nextUpdate, without reading
+    /// its entries.
+    pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64, Option<i64>)>, StoreError> {
+        Ok(queries::crl_meta(&mut self.tx).await?.map(|m| {
+            (
+                m.row.number,
+                m.row.next_update,
+                m.row.relying.map(|r| r.next_update),
+            )
+        }))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
@@ -1099,6 +1108,9 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("head", Col::OptBlob),
             ("tail", Col::OptBlob),
             ("entries_from", Col::OptInt),
+            ("relying_next_update", Col::OptInt),
+            ("relying_head", Col::OptBlob),
+            ("relying_tail", Col::OptBlob),
         ],
     ),
     ("crl_segments", &[("number", Col::Int), ("entries", Col::Blob)]),

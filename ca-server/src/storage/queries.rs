@@ -57,6 +57,21 @@ pub struct CrlRow {
     pub der: Vec<u8>,
     /// `Last-Modified` when served (Unix seconds): later than every earlier CRL's.
     pub last_modified: i64,
+    /// The relying parties' CRL signed with it (ours only; `None` for a CRL signed before there
+    /// was one).
+    pub relying: Option<RelyingPieces>,
+}
+
+/// The relying parties' CRL that goes with one of ours: the same number, thisUpdate and entries, a
+/// short nextUpdate. It is `head`, then the entries of our CRL, then `tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelyingPieces {
+    /// Its nextUpdate.
+    pub next_update: i64,
+    /// The DER before the entries.
+    pub head: Vec<u8>,
+    /// The DER after the entries.
+    pub tail: Vec<u8>,
 }
 
 /// Where a CRL's entries are in its DER, for storing it in pieces.
@@ -713,6 +728,7 @@ pub(super) async fn infra_crl<'e, E: Executor<'e, Database = Any>>(
             next_update: r.get(2),
             der: r.get(3),
             last_modified: 0,
+            relying: None,
         })
     })
     .transpose()
@@ -795,36 +811,86 @@ pub struct MetricsSnapshot {
     pub pending: i64,
     pub certificates: i64,
     pub expiring_30d: i64,
+    /// Current, unrevoked certificates expiring within the warning window.
+    pub expiring: i64,
+    /// Current, unrevoked certificates already expired (not cleaned).
+    pub expired: i64,
     pub revoked: i64,
     pub crl_number: i64,
     pub crl_this_update: i64,
     pub crl_next_update: i64,
+    pub relying_crl_next_update: Option<i64>,
 }
+
+/// Certificates that are their name's current one (the highest serial not cleaned) and not revoked.
+const CURRENT_UNREVOKED: &str = "c.cleaned_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial) \
+     AND c.serial = (SELECT MAX(d.serial) FROM certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL)";
 
 pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
     e: E,
     now: i64,
+    window: i64,
 ) -> Result<MetricsSnapshot, StoreError> {
-    let r = sqlx::query(
+    let sql = format!(
         "SELECT (SELECT COUNT(*) FROM requests), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > $1 AND not_after <= $1 + 2592000), \
+                (SELECT COUNT(*) FROM certificates c WHERE c.not_after > $1 AND c.not_after <= $2 AND {CURRENT_UNREVOKED}), \
+                (SELECT COUNT(*) FROM certificates c WHERE c.not_after <= $1 AND {CURRENT_UNREVOKED}), \
                 (SELECT COUNT(*) FROM revocations), \
                 (SELECT value FROM counters WHERE name = 'crl_number'), (SELECT this_update FROM crl WHERE id = 1), \
-                (SELECT next_update FROM crl WHERE id = 1)",
-    )
-    .bind(now)
-    .fetch_one(e)
-    .await?;
+                (SELECT next_update FROM crl WHERE id = 1), (SELECT relying_next_update FROM crl WHERE id = 1)"
+    );
+    let r = sqlx::query(&sql)
+        .bind(now)
+        .bind(now.saturating_add(window))
+        .fetch_one(e)
+        .await?;
     Ok(MetricsSnapshot {
         pending: r.get(0),
         certificates: r.get(1),
         expiring_30d: r.get(2),
-        revoked: r.get(3),
-        crl_number: r.get::<Option<i64>, _>(4).unwrap_or(0),
-        crl_this_update: r.get::<Option<i64>, _>(5).unwrap_or(0),
-        crl_next_update: r.get::<Option<i64>, _>(6).unwrap_or(0),
+        expiring: r.get(3),
+        expired: r.get(4),
+        revoked: r.get(5),
+        crl_number: r.get::<Option<i64>, _>(6).unwrap_or(0),
+        crl_this_update: r.get::<Option<i64>, _>(7).unwrap_or(0),
+        crl_next_update: r.get::<Option<i64>, _>(8).unwrap_or(0),
+        relying_crl_next_update: r.get(9),
     })
+}
+
+/// A current, unrevoked certificate and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringRow {
+    /// Certname.
+    pub certname: String,
+    /// Serial.
+    pub serial: u64,
+    /// notAfter (Unix seconds).
+    pub not_after: i64,
+}
+
+/// Current, unrevoked certificates whose notAfter is at or before `until`, soonest first.
+pub(super) async fn expiring<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    until: i64,
+) -> Result<Vec<ExpiringRow>, StoreError> {
+    let sql = format!(
+        "SELECT c.certname, c.serial, c.not_after FROM certificates c \
+         WHERE c.not_after <= $1 AND {CURRENT_UNREVOKED} ORDER BY c.not_after, c.certname"
+    );
+    let rows = sqlx::query(&sql).bind(until).fetch_all(e).await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(ExpiringRow {
+                certname: r.get(0),
+                serial: to_u64(r.get(1), "serial")?,
+                not_after: r.get(2),
+            })
+        })
+        .collect()
 }
 
 /// The stored CRL's row: the DER itself (rows from before segments) or its head and tail.
@@ -836,8 +902,8 @@ pub(super) struct CrlMeta {
 
 pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, StoreError> {
     let row = sqlx::query(
-        "SELECT number, this_update, next_update, der, last_modified, head, tail, entries_from \
-         FROM crl WHERE id = 1",
+        "SELECT number, this_update, next_update, der, last_modified, head, tail, entries_from, \
+         relying_next_update, relying_head, relying_tail FROM crl WHERE id = 1",
     )
     .fetch_optional(&mut *c)
     .await?;
@@ -845,6 +911,14 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
         let head: Option<Vec<u8>> = r.get(5);
         let tail: Option<Vec<u8>> = r.get(6);
         let from: Option<i64> = r.get(7);
+        let relying = match (r.get(8), r.get(9), r.get(10)) {
+            (Some(next_update), Some(head), Some(tail)) => Some(RelyingPieces {
+                next_update,
+                head,
+                tail,
+            }),
+            _ => None,
+        };
         Ok(CrlMeta {
             row: CrlRow {
                 number: to_u64(r.get(0), "crl number")?,
@@ -852,6 +926,7 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
                 next_update: r.get(2),
                 der: r.get(3),
                 last_modified: r.get(4),
+                relying,
             },
             pieces: match (head, tail, from) {
                 (Some(h), Some(t), Some(f)) => Some((h, t, f)),
@@ -911,12 +986,14 @@ pub(super) async fn store_crl(
     let head = &der[..layout.entries.start];
     let tail = &der[layout.entries.end..];
     let number = to_i64(row.number)?;
+    let relying = row.relying.as_ref();
     match layout.appends_to {
         Some((previous, previous_len)) => {
             let added = entries.get(previous_len..).ok_or_else(bad)?;
             let updated = sqlx::query(
                 "UPDATE crl SET number = $1, this_update = $2, next_update = $3, head = $4, tail = $5, \
-                 last_modified = $6 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
+                 last_modified = $6, relying_next_update = $8, relying_head = $9, relying_tail = $10 \
+                 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
             )
             .bind(number)
             .bind(row.this_update)
@@ -925,6 +1002,9 @@ pub(super) async fn store_crl(
             .bind(tail)
             .bind(row.last_modified)
             .bind(to_i64(previous)?)
+            .bind(relying.map(|r| r.next_update))
+            .bind(relying.map(|r| r.head.as_slice()))
+            .bind(relying.map(|r| r.tail.as_slice()))
             .execute(&mut *c)
             .await?;
             if updated.rows_affected() != 1 {
@@ -941,11 +1021,14 @@ pub(super) async fn store_crl(
         }
         None => {
             let stored = sqlx::query(
-                "INSERT INTO crl (id, number, this_update, next_update, der, last_modified, head, tail, entries_from) \
-                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1) \
+                "INSERT INTO crl (id, number, this_update, next_update, der, last_modified, head, tail, entries_from, \
+                 relying_next_update, relying_head, relying_tail) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10) \
                  ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
                  next_update = excluded.next_update, der = excluded.der, last_modified = excluded.last_modified, \
-                 head = excluded.head, tail = excluded.tail, entries_from = excluded.entries_from \
+                 head = excluded.head, tail = excluded.tail, entries_from = excluded.entries_from, \
+                 relying_next_update = excluded.relying_next_update, relying_head = excluded.relying_head, \
+                 relying_tail = excluded.relying_tail \
                  WHERE excluded.number > crl.number",
             )
             .bind(number)
@@ -955,6 +1038,9 @@ pub(super) async fn store_crl(
             .bind(row.last_modified)
             .bind(head)
             .bind(tail)
+            .bind(relying.map(|r| r.next_update))
+            .bind(relying.map(|r| r.head.as_slice()))
+            .bind(relying.map(|r| r.tail.as_slice()))
             .execute(&mut *c)
             .await?;
             if stored.rows_affected() == 1 {

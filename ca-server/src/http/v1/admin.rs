@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -25,8 +25,22 @@ fn json_ok(status: StatusCode, v: &Value) -> Response {
     r
 }
 
-/// GET `/expirations`: notAfter of each CA certificate and nextUpdate of each CRL.
-pub async fn expirations(State(state): State<Arc<AppState>>) -> Response {
+/// GET `/expirations`: notAfter of each CA certificate and nextUpdate of each CRL (puppetserver's
+/// answer). For the admin (`pp_cli_auth`), also `expiring`: the CA, server and admin certificates, the
+/// CRLs and every current, unrevoked certificate that expire within `?within=` (a duration; default:
+/// everything), soonest first.
+pub async fn expirations(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let within = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "within")
+        .map(|(_, v)| crate::ca::duration::parse(&v));
+    let within = match within.transpose() {
+        Ok(w) => w,
+        Err(e) => return ApiError::bad_request(format!("Invalid within: {e}")).into_response(),
+    };
     let signer = state.authority.signer();
     let crl = match state.authority.crl().await {
         Ok(c) => c,
@@ -41,7 +55,17 @@ pub async fn expirations(State(state): State<Arc<AppState>>) -> Response {
     let next = time::OffsetDateTime::from_unix_timestamp(crl.row().next_update)
         .map(puppet_time)
         .unwrap_or_default();
-    let body = json!({ "ca-certs": ca_certs, "crls": { signer.cert.common_name.clone(): next } });
+    let mut body = json!({ "ca-certs": ca_certs, "crls": { signer.cert.common_name.clone(): next } });
+    let admin = caller
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.extensions.get("pp_cli_auth").map(String::as_str) == Some("true"));
+    if admin {
+        match state.authority.expirations(within, true).await {
+            Ok(items) => body["expiring"] = json!(items),
+            Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
+        }
+    }
     json_ok(StatusCode::OK, &body)
 }
 

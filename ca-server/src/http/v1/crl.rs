@@ -1,6 +1,7 @@
 //! The CRL: GET from memory with `If-Modified-Since`/`Last-Modified`; PUT for parents' CRLs (§1.7).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -19,32 +20,41 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         Ok(c) => c,
         Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
     };
-    let since = headers
+    let published = crl.last_modified();
+    if unchanged_since(&headers, published) {
+        return last_modified(not_modified(), published);
+    }
+    // Encoded once per CRL; megabytes at 100,000 entries, so off the executor.
+    let pem = match crl.encoded_pem() {
+        Some(p) => p,
+        None => match tokio::task::spawn_blocking(move || crl.pem()).await {
+            Ok(p) => p,
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal error."),
+        },
+    };
+    last_modified(pem_response(axum::body::Bytes::from_owner(pem)), published)
+}
+
+/// Whether `If-Modified-Since` is at or after `published` (HTTP dates have whole seconds).
+pub(crate) fn unchanged_since(headers: &HeaderMap, published: SystemTime) -> bool {
+    headers
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    let published = crl.last_modified();
-    let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(published)).ok();
-    let mut res = match since {
-        Some(t) if published <= t => {
-            let mut r = text(StatusCode::NOT_MODIFIED, "");
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            r
-        }
-        _ => {
-            // Encoded once per CRL; megabytes at 100,000 entries, so off the executor.
-            let pem = match crl.encoded_pem() {
-                Some(p) => p,
-                None => match tokio::task::spawn_blocking(move || crl.pem()).await {
-                    Ok(p) => p,
-                    Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal error."),
-                },
-            };
-            pem_response(axum::body::Bytes::from_owner(pem))
-        }
-    };
-    if let Some(lm) = last_modified {
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| published <= since)
+}
+
+/// 304, as puppetserver sends it.
+pub(crate) fn not_modified() -> Response {
+    let mut r = text(StatusCode::NOT_MODIFIED, "");
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// `res` with `Last-Modified: published`.
+pub(crate) fn last_modified(mut res: Response, published: SystemTime) -> Response {
+    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(published)) {
         res.headers_mut().insert(header::LAST_MODIFIED, lm);
     }
     res

@@ -6,7 +6,8 @@
 //!
 //! Paths outside `/puppet-ca/v1/` are not covered by a Puppet 3 file (Puppet 3 had no status API):
 //! in legacy mode `GET`/`HEAD` of `/status/v1/...` is allowed to anyone, as puppetserver's default
-//! status rules do, and everything else outside the CA API is denied ("legacy: not a CA path").
+//! status rules do, and so is `GET`/`HEAD` of the relying parties' CRL (`/crl.pem`, `/crl.der`,
+//! public by nature); everything else outside the CA API is denied ("legacy: not a CA path").
 
 use regex::Regex;
 
@@ -17,6 +18,11 @@ use super::{AccessConfigError, AccessRequest, Decision, Method};
 const CA_PREFIX: &str = "/puppet-ca/v1";
 /// Status API prefix allowed for GET/HEAD in legacy mode.
 const STATUS_PREFIX: &str = "/status/v1/";
+
+/// Public paths outside the CA API (the relying parties' CRL), allowed for GET/HEAD in legacy mode.
+const PUBLIC_PATHS: [&str; 2] = ["/crl.pem", "/crl.der"];
+/// Rule name for the relying parties' CRL.
+pub(crate) const PUBLIC_ALLOWED: &str = "legacy: relying-party CRL (built-in)";
 
 /// Rule name for paths outside the CA API.
 pub(crate) const NOT_CA_PATH: &str = "legacy: not a CA path";
@@ -415,6 +421,11 @@ impl LegacyRules {
                 if req.path.starts_with(STATUS_PREFIX) && matches!(req.method, Method::Get | Method::Head) {
                     return Decision::Allow {
                         rule: STATUS_ALLOWED.to_owned(),
+                    };
+                }
+                if PUBLIC_PATHS.contains(&req.path) && matches!(req.method, Method::Get | Method::Head) {
+                    return Decision::Allow {
+                        rule: PUBLIC_ALLOWED.to_owned(),
                     };
                 }
                 return Decision::Deny {

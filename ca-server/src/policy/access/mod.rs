@@ -163,6 +163,17 @@ pub const DEFAULT_HOCON_AUTH_CONF: &str = r#"authorization: {
             name: "ca metrics"
         },
         {
+            # ca-server's own: the CRL for relying parties that are not Puppet agents (short nextUpdate).
+            match-request: {
+                path: "^/crl\\.(pem|der)$"
+                type: regex
+                method: get
+            }
+            allow-unauthenticated: true
+            sort-order: 500
+            name: "ca relying-party crl"
+        },
+        {
             # Allow nodes to retrieve the certificate they requested earlier (and the CA bundle)
             match-request: {
                 path: "/puppet-ca/v1/certificate/"

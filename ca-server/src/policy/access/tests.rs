@@ -133,6 +133,7 @@ const CLEAN: &str = "puppetlabs cert clean";
 const SIGN: &str = "puppetlabs cert sign";
 const FULL: &str = "puppetlabs status service - full";
 const SIMPLE: &str = "puppetlabs status service - simple";
+const RELYING_CRL: &str = "ca relying-party crl";
 const DENY_ALL: &str = "puppetlabs deny all";
 
 #[test]
@@ -320,6 +321,11 @@ fn default_rules_table() {
         (Get, "/status/v1/simple", Anon, true, SIMPLE),
         (Get, "/status/v1/simple/ca", Anon, true, SIMPLE),
         (Post, "/status/v1/services", Anon, false, DENY_ALL),
+        // relying parties' CRL
+        (Get, "/crl.pem", Anon, true, RELYING_CRL),
+        (Get, "/crl.der", Anon, true, RELYING_CRL),
+        (Put, "/crl.pem", Admin, false, DENY_ALL),
+        (Get, "/crl.pemx", Anon, false, DENY_ALL),
         // everything else
         (Get, "/puppet-ca/v1/unknown", Anon, false, DENY_ALL),
         (Get, "/puppet-ca/v1/unknown", Admin, false, DENY_ALL),
@@ -1099,6 +1105,21 @@ fn legacy_defaults_only() {
             "legacy: status API (built-in)",
         ),
         (Post, "/status/v1/services", Admin, false, "legacy: not a CA path"),
+        (
+            Get,
+            "/crl.pem",
+            Anon,
+            true,
+            "legacy: relying-party CRL (built-in)",
+        ),
+        (
+            Head,
+            "/crl.der",
+            Anon,
+            true,
+            "legacy: relying-party CRL (built-in)",
+        ),
+        (Put, "/crl.der", Admin, false, "legacy: not a CA path"),
         (
             Get,
             "/puppet/v3/catalog/agent1.example.test",

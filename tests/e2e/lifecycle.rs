@@ -1,0 +1,386 @@
+//! CA lifecycle beyond puppetserver: the relying parties' CRL (`/crl.pem`, `/crl.der`) checked with
+//! `openssl verify -crl_check` and nginx's `ssl_crl`, and re-signed before it lapses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use hyper::StatusCode;
+use x509_parser::prelude::FromDer;
+
+use crate::harness::{crl_check, free_port, FixedClockCa};
+use crate::server::{As, TestServer};
+
+/// Number, thisUpdate and nextUpdate (Unix seconds) of a DER CRL, and its serials.
+fn crl_facts(der: &[u8]) -> (u64, i64, i64, Vec<u64>) {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der).expect("a CRL");
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n.clone()).ok())
+        .expect("a CRL number");
+    let serials = crl
+        .iter_revoked_certificates()
+        .map(|r| u64::try_from(r.user_certificate.clone()).expect("serial"))
+        .collect();
+    (
+        number,
+        crl.last_update().timestamp(),
+        crl.next_update().expect("nextUpdate").timestamp(),
+        serials,
+    )
+}
+
+fn pem_der(pem_text: &str) -> Vec<u8> {
+    let p = pem::parse(pem_text).expect("PEM");
+    assert_eq!(p.tag(), "X509 CRL");
+    p.into_contents()
+}
+
+/// nginx serving TLS with client certificates checked against the CA and `ssl_crl`; stopped when dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(ca: &Path, crl: &Path, cert: &Path, key: &Path) -> Nginx {
+        let program = ["/usr/sbin/nginx", "/sbin/nginx"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect("nginx (scripts/test installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let port = free_port();
+        let conf = format!(
+            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
+             ssl_client_certificate {ca};\n  ssl_verify_client on;\n  ssl_crl {crl};\n\
+             location / {{ return 200 \"hello $ssl_client_s_dn\\n\"; }}\n }}\n}}\n",
+            cert = cert.display(),
+            key = key.display(),
+            ca = ca.display(),
+            crl = crl.display(),
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("nginx");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "nginx did not start: {log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Nginx {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The status nginx answers a client presenting `cert`.
+    fn status_for(&self, cert: &Path, key: &Path) -> String {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg(format!("https://127.0.0.1:{}/", self.port))
+            .stdin(Stdio::null())
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn cert_key(who: &As) -> (PathBuf, PathBuf) {
+    match who {
+        As::Cert(c, k) => (c.clone(), k.clone()),
+        _ => unreachable!("an identity with a certificate"),
+    }
+}
+
+#[test]
+fn relying_party_crl_is_short_lived_follows_revocations_and_satisfies_openssl_and_nginx() {
+    let s = TestServer::start();
+    let (good, good_key) = cert_key(&s.identity("good.example.test"));
+    let (bad, bad_key) = cert_key(&s.identity("bad.example.test"));
+    let (web, web_key) = cert_key(&s.identity("web.example.test"));
+    let agents_crl = || {
+        pem_der(
+            &s.get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+                .text(),
+        )
+    };
+
+    // DER and PEM, no client certificate; the agents' CRL's number, a 7-day nextUpdate.
+    let der = s.get(&As::Anonymous, "/crl.der");
+    assert_eq!(der.status, StatusCode::OK);
+    assert_eq!(der.headers["content-type"], "application/pkix-crl");
+    let pem = s.get(&As::Anonymous, "/crl.pem");
+    assert_eq!(pem.status, StatusCode::OK);
+    assert_eq!(pem_der(&pem.text()), der.body.to_vec());
+    let (number, this_update, next_update, serials) = crl_facts(&der.body);
+    let (agents_number, agents_this, agents_next, _) = crl_facts(&agents_crl());
+    assert_eq!(number, agents_number);
+    assert_eq!(this_update, agents_this);
+    assert_eq!(
+        next_update - this_update,
+        7 * 86_400 + 1,
+        "7 days after the backdated thisUpdate"
+    );
+    assert!(
+        agents_next - agents_this > 4 * 365 * 86_400,
+        "the agents' CRL keeps its years"
+    );
+    assert!(serials.is_empty());
+
+    // Not modified since it was served.
+    let since = pem.headers["last-modified"].to_str().unwrap().to_string();
+    let again = s.send(
+        &As::Anonymous,
+        hyper::Method::GET,
+        "/crl.pem",
+        &[("if-modified-since", since.as_str())],
+        b"",
+    );
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+
+    // A revocation re-signs it with the agents' next CRL number, and the revoked certificate fails
+    // `openssl verify -crl_check` while the good one passes.
+    s.ca.ca(&["revoke", "bad.example.test"]).ok();
+    let pem = s.get(&As::Anonymous, "/crl.pem").text();
+    let (number2, _, next2, serials2) = crl_facts(&pem_der(&pem));
+    assert_eq!(number2, number + 1);
+    assert_eq!(number2, crl_facts(&agents_crl()).0);
+    assert_eq!(serials2.len(), 1);
+    assert!(next2 - now() < 8 * 86_400);
+    let crl_file = s.ca.path("relying.pem");
+    std::fs::write(&crl_file, &pem).unwrap();
+    let ca = s.ca.ca_cert();
+    let err = crl_check(&ca, &crl_file, &bad).unwrap_err();
+    assert!(err.contains("certificate revoked"), "{err}");
+    crl_check(&ca, &crl_file, &good).unwrap();
+
+    // nginx with `ssl_crl` set to it: the good client is served, the revoked one refused.
+    let nginx = Nginx::start(&ca, &crl_file, &web, &web_key);
+    assert_eq!(nginx.status_for(&good, &good_key), "200");
+    assert_eq!(nginx.status_for(&bad, &bad_key), "400");
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// At a fixed clock: the relying parties' CRL is re-signed (with the agents', as the next CRL number,
+/// keeping every entry) once half of its 7 days has passed, long before agents' CRL would be.
+#[test]
+fn relying_party_crl_is_re_signed_before_it_lapses() {
+    let f = FixedClockCa::with_settings(
+        false,
+        ca_server::authority::CaSettings {
+            crl_lifetime: time::Duration::days(10),
+            ..Default::default()
+        },
+    );
+    let a = &f.authority;
+    let at = |secs: i64| f.clock.set(f.t0 + time::Duration::seconds(secs));
+    let snapshot = || f.rt.block_on(a.crl()).unwrap();
+    let first = snapshot();
+    let relying = first.relying().expect("signed at setup");
+    assert_eq!(relying.next_update, f.t0.unix_timestamp() + 7 * 86_400);
+    assert_eq!(crl_facts(&relying.der).0, first.number());
+
+    let gone = "gone.example.test";
+    f.rt.block_on(a.generate("t", gone, &[], ca_server::ca::keys::KeyType::EcP256, None))
+        .unwrap();
+    let issued = f.rt.block_on(a.revoke("t", gone, Default::default())).unwrap()[0];
+    let revoked = snapshot();
+
+    at(3 * 86_400);
+    assert_eq!(f.rt.block_on(a.refresh_crl_if_due()).unwrap(), None);
+    at(3 * 86_400 + 12 * 3_600 + 60);
+    let n =
+        f.rt.block_on(a.refresh_crl_if_due())
+            .unwrap()
+            .expect("due after half of 7 days");
+    assert_eq!(n, revoked.number() + 1);
+    let fresh = snapshot();
+    let relying = fresh.relying().unwrap();
+    let (number, this_update, next_update, serials) = crl_facts(&relying.der);
+    assert_eq!(number, n);
+    assert_eq!(serials, vec![issued]);
+    let now = f.t0.unix_timestamp() + 3 * 86_400 + 12 * 3_600 + 60;
+    assert_eq!(next_update, now + 7 * 86_400);
+    assert_eq!(this_update, now - 1);
+    // The agents' CRL moved with it: same number, same entries, its own 10 days.
+    assert_eq!(fresh.number(), n);
+    assert_eq!(fresh.row().next_update, now + 10 * 86_400);
+    assert_eq!(crl_facts(&fresh.row().der).3, vec![issued]);
+}
+
+/// `ca expirations` (local and remote), the expirations endpoint, `/metrics` and `ca list` agree on
+/// what expires within the window; a revoked certificate is no longer listed.
+#[test]
+fn expirations_are_listed_counted_and_marked() {
+    let s = TestServer::start_with("[ca]\nexpiry-warning = \"60d\"\n");
+    let out = s.ca.path("ids");
+    let short = "short-lived.example.test";
+    for (name, ttl) in [(short, "20d"), ("long-lived.example.test", "5y")] {
+        s.ca.ca(&[
+            "generate",
+            name,
+            "--key-type",
+            "ec-p256",
+            "--ttl",
+            ttl,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+    }
+
+    // Local mode: only the 20-day certificate within 30 days; everything with its kind otherwise.
+    let text = s.ca.ca(&["expirations", "--within", "30d"]).ok().stdout;
+    assert!(text.starts_with("EXPIRES"), "{text}");
+    assert!(text.contains(short) && text.contains("certificate"), "{text}");
+    assert!(!text.contains("long-lived"), "{text}");
+    let line = text.lines().find(|l| l.contains(short)).unwrap();
+    assert!(line.contains(" 19 ") || line.contains(" 20 "), "{line}");
+    let json = s.ca.ca(&["expirations", "--format", "json"]).ok().stdout;
+    let all: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let kinds: std::collections::BTreeSet<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    for k in ["ca", "server", "admin", "crl", "relying-crl", "certificate"] {
+        assert!(kinds.contains(k), "{k} in {json}");
+    }
+    let expires: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["expires_unix"].as_i64().unwrap())
+        .collect();
+    assert!(expires.windows(2).all(|w| w[0] <= w[1]), "soonest first: {json}");
+
+    // Remote mode and the endpoint: the same list for the admin, puppetserver's answer for agents.
+    let remote = s.remote_ca(&["expirations", "--within", "30d"]).ok().stdout;
+    assert_eq!(remote, text);
+    let agent = s.identity("plain.example.test");
+    let for_agent: serde_json::Value =
+        serde_json::from_slice(&s.get(&agent, "/puppet-ca/v1/expirations").body).unwrap();
+    assert!(for_agent.get("ca-certs").is_some() && for_agent.get("expiring").is_none());
+    let for_admin: serde_json::Value =
+        serde_json::from_slice(&s.get(&As::Admin, "/puppet-ca/v1/expirations?within=30d").body).unwrap();
+    let certs: Vec<&serde_json::Value> = for_admin["expiring"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "certificate")
+        .collect();
+    assert_eq!(certs.len(), 1, "{for_admin}");
+    assert_eq!(certs[0]["name"], short);
+    let bad = s.get(&As::Admin, "/puppet-ca/v1/expirations?within=soon");
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("Invalid within"), "{}", bad.text());
+
+    // /metrics: within the configured 60 days.
+    let metrics = s.get(&As::Anonymous, "/metrics").text();
+    assert!(metrics.contains("\nca_certificates_expiring 1\n"), "{metrics}");
+    assert!(metrics.contains("\nca_certificates_expired 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nca_expiry_warning_seconds 5184000\n"),
+        "{metrics}"
+    );
+
+    // `ca list --all` marks it.
+    let list = s.ca.ca(&["list", "--all"]).ok().stdout;
+    let line = list.lines().find(|l| l.contains(short)).unwrap();
+    assert!(
+        line.contains("expires in 19 days") || line.contains("expires in 20 days"),
+        "{line}"
+    );
+    assert!(!list
+        .lines()
+        .find(|l| l.contains("long-lived"))
+        .unwrap()
+        .contains("expires"));
+
+    // Revoked: no longer expiring, nowhere.
+    s.ca.ca(&["revoke", short]).ok();
+    let text = s.ca.ca(&["expirations", "--within", "30d"]).ok().stdout;
+    assert!(!text.contains(short), "{text}");
+    assert!(text.contains("relying-crl"), "the 7-day CRL: {text}");
+    let metrics = s.get(&As::Anonymous, "/metrics").text();
+    assert!(metrics.contains("\nca_certificates_expiring 0\n"), "{metrics}");
+}
+
+/// A CA certificate near its end: `ca list` warns, and the server logs it at start.
+#[test]
+fn a_ca_certificate_near_its_end_is_warned_about() {
+    let ca = crate::harness::TestCa::setup(&["--ca-ttl", "20d", "--key-type", "ec-p256"]);
+    let run = ca.ca(&["list", "--all"]).ok();
+    assert!(
+        run.stderr.contains("Warning: the CA certificate")
+            && (run.stderr.contains("expires in 19 days") || run.stderr.contains("expires in 20 days"))
+            && !run.stderr.contains("CRL"),
+        "{}",
+        run.stderr
+    );
+    let port = free_port();
+    let server = crate::reload::Running::start(&ca, port, &[], &[]);
+    let started = std::time::Instant::now();
+    while !server.log().contains("certificate expires soon") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let line = server
+        .log()
+        .lines()
+        .find(|l| l.contains("certificate expires soon"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("Ca") && (line.contains("days_left=19") || line.contains("days_left=20")),
+        "{line}"
+    );
+    assert!(!server.log().contains("CRL not re-signed"), "{}", server.log());
+}
