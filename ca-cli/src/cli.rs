@@ -156,8 +156,12 @@ pub enum Command {
     /// Revoke certificates (every unexpired certificate of each name).
     Revoke {
         /// Certnames.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "serial")]
         names: Vec<String>,
+        /// Revoke these serials (decimal, or hex with 0x), also of certificates this CA holds no copy
+        /// of (listed only in an imported inventory); local mode.
+        #[arg(long, value_name = "SERIAL", value_delimiter = ',')]
+        serial: Vec<String>,
         /// RFC 5280 reason (keyCompromise, superseded, cessationOfOperation, ...).
         #[arg(long, default_value = "keyCompromise")]
         reason: String,

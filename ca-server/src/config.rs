@@ -425,7 +425,7 @@ impl Settings {
                 }
             },
             allow_duplicate_certs: fc.ca.allow_duplicate_certs.unwrap_or(false),
-            allow_auto_renewal: fc.ca.allow_auto_renewal.unwrap_or(false),
+            allow_auto_renewal: fc.ca.allow_auto_renewal.unwrap_or(d.allow_auto_renewal),
             auto_renewal_cert_ttl: dur(
                 "ca.auto-renewal-cert-ttl",
                 fc.ca.auto_renewal_cert_ttl,

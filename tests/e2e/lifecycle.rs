@@ -384,3 +384,60 @@ fn a_ca_certificate_near_its_end_is_warned_about() {
     );
     assert!(!server.log().contains("CRL not re-signed"), "{}", server.log());
 }
+
+/// `ca revoke --serial` for a certificate this CA holds no copy of: a puppetserver CA (made by the
+/// real CLI) whose signed/ file was lost is imported with its inventory; the serial is revoked with
+/// its certname from the inventory, and the CRL refuses the lost certificate in `openssl verify`.
+#[test]
+fn revoke_by_serial_covers_certificates_known_only_from_the_inventory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let conf = t.join("puppet.conf");
+    let cadir = t.join("cadir");
+    std::fs::write(
+        &conf,
+        format!(
+            "[main]\ncertname = old-ca.example.test\nssldir = {ssl}\ncadir = {cadir}\nkeylength = 2048\n[server]\ncadir = {cadir}\n",
+            ssl = t.join("ssl").display(),
+            cadir = cadir.display()
+        ),
+    )
+    .unwrap();
+    crate::migration::real_cli(&conf, &["setup"]);
+    let lost = "lost.example.test";
+    crate::migration::real_cli(&conf, &["generate", "--certname", lost, "--ca-client", "--force"]);
+    let lost_cert = t.join("ssl/certs/lost.example.test.pem");
+    let (_, serial_text) = crate::harness::openssl(&["x509", "-in", lost_cert.to_str().unwrap(), "-noout", "-serial"]);
+    let serial = u64::from_str_radix(serial_text.trim().trim_start_matches("serial="), 16).unwrap();
+    std::fs::remove_file(cadir.join(format!("signed/{lost}.pem"))).unwrap();
+    // Offline generation skips the inventory; a CA signing it over the API writes this line.
+    let mut inventory = std::fs::read_to_string(cadir.join("inventory.txt")).unwrap();
+    inventory.push_str(&format!(
+        "0x{serial:04x} 2026-01-01T00:00:00UTC 2031-01-01T00:00:00UTC /CN={lost}\n"
+    ));
+    std::fs::write(cadir.join("inventory.txt"), inventory).unwrap();
+
+    let ca = crate::harness::TestCa {
+        data: t.join("data"),
+        tmp,
+    };
+    ca.ca(&["import", "--cadir", cadir.to_str().unwrap()]).ok();
+    // Not held: revoking by name cannot reach it.
+    ca.ca(&["revoke", lost]).fails_with(1, "");
+    let out = ca.ca(&["revoke", "--serial", &format!("0x{serial:X}")]).ok().stdout;
+    assert!(out.contains(&format!("Revoked serial {serial}")) && out.contains(lost), "{out}");
+    let again = ca.ca(&["revoke", "--serial", &serial.to_string()]).ok().stdout;
+    assert!(again.contains("already revoked"), "{again}");
+    let crl = ca.path("crl.pem");
+    std::fs::write(&crl, ca.ca(&["crl"]).ok().stdout).unwrap();
+    let err = crl_check(&ca.ca_cert(), &crl, &lost_cert).unwrap_err();
+    assert!(err.contains("certificate revoked"), "{err}");
+    let audit = ca.audit(lost);
+    assert!(audit.iter().any(|r| r.action == "revoke" && r.serial == Some(i64::try_from(serial).unwrap())));
+
+    // Never issued, not a number: refused, nothing changes.
+    ca.ca(&["revoke", "--serial", "999999"]).fails_with(1, "was never issued by this CA");
+    ca.ca(&["revoke", "--serial", "0xZZ"]).fails_with(1, "is not a serial");
+    let listed = crate::harness::crl_serials_of(&ca.ca(&["crl"]).ok().stdout);
+    assert_eq!(listed.into_iter().collect::<Vec<_>>(), vec![serial]);
+}

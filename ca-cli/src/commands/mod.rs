@@ -87,7 +87,11 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
             format,
         } => list::run(b, all, signed, revoked, format, out).await,
         Command::Sign(args) => sign::run(b, args, out).await,
-        Command::Revoke { names, reason } => revoke::run(b, &names, &reason, out).await,
+        Command::Revoke {
+            names,
+            serial,
+            reason,
+        } => revoke::run(b, &names, &serial, &reason, out).await,
         Command::Clean { names } => clean::run(b, &names, out).await,
         Command::Generate {
             name,

@@ -4,11 +4,44 @@ use super::CmdResult;
 use crate::backend::Backend;
 use crate::Out;
 
-pub async fn run(b: &Backend, names: &[String], reason: &str, out: &mut Out<'_>) -> CmdResult {
+pub async fn run(
+    b: &Backend,
+    names: &[String],
+    serials: &[String],
+    reason: &str,
+    out: &mut Out<'_>,
+) -> CmdResult {
     let reason: Reason = reason
         .parse()
         .map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    let serials = serials
+        .iter()
+        .map(|s| parse_serial(s).ok_or_else(|| format!("--serial: '{s}' is not a serial (decimal, or hex with 0x)")))
+        .collect::<Result<Vec<u64>, String>>()?;
     let mut failed = false;
+    if !serials.is_empty() {
+        let Backend::Local(a) = b else {
+            return Err("revoke --serial works on the data directory only (no --server)".into());
+        };
+        for serial in serials {
+            match a.revoke_serial(&crate::local::actor(), serial, reason).await {
+                Ok(r) => {
+                    let whose = r.certname.map_or(String::new(), |n| format!(" of {n}"));
+                    if r.revoked {
+                        out.line(&format!(
+                            "Revoked serial {serial} (0x{serial:X}){whose} (reason {reason})"
+                        ));
+                    } else {
+                        out.line(&format!("Serial {serial} (0x{serial:X}){whose} is already revoked"));
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    out.error(&e.to_string());
+                }
+            }
+        }
+    }
     for name in names {
         match b.revoke(name, reason).await {
             Ok(Some(serials)) if serials.is_empty() => out.line(&format!("{name} is already revoked")),
@@ -27,4 +60,13 @@ pub async fn run(b: &Backend, names: &[String], reason: &str, out: &mut Out<'_>)
         }
     }
     Ok(i32::from(failed))
+}
+
+/// A serial as an admin writes it: decimal, or hex with `0x` (as puppetserver's inventory prints it).
+fn parse_serial(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
 }

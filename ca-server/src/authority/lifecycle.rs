@@ -4,6 +4,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{unix, Authority, AuthorityError, Issued, SignRequest};
+use crate::ca::crl::Reason;
 use crate::ca::csr::{self, San};
 use crate::ca::oids;
 use crate::policy::Permit;
@@ -184,6 +185,42 @@ impl Authority {
         Ok(Some(number))
     }
 
+    /// Revokes one serial this CA issued, also one it holds no copy of (a certificate of an imported
+    /// puppetserver CA that was listed in its inventory only, or whose file was lost), and publishes a
+    /// new CRL. Refuses a serial this CA never issued (at or beyond its next serial).
+    pub async fn revoke_serial(
+        &self,
+        actor: &str,
+        serial: u64,
+        reason: Reason,
+    ) -> Result<SerialRevocation, AuthorityError> {
+        let _order = self.revocations.publishing().await;
+        let mut tx = self.store.write().await?;
+        let (held, line) = tx.serial_owner(serial).await?;
+        let certname = held.or_else(|| line.as_deref().and_then(inventory_certname));
+        let next = tx.peek_serial().await?;
+        if serial >= next || serial == 0 {
+            return Err(AuthorityError::Invalid(format!(
+                "serial {serial} (0x{serial:X}) was never issued by this CA (its next serial is {next})"
+            )));
+        }
+        if tx.is_revoked(serial).await? {
+            return Ok(SerialRevocation {
+                certname,
+                revoked: false,
+            });
+        }
+        let published = self
+            .revoke_serials(&mut tx, actor, certname.as_deref(), &[serial], reason)
+            .await?;
+        tx.commit().await?;
+        self.install_crl(published);
+        Ok(SerialRevocation {
+            certname,
+            revoked: true,
+        })
+    }
+
     /// Removes a pending request; false when there was none.
     pub async fn delete_request(&self, actor: &str, certname: &str) -> Result<bool, AuthorityError> {
         let mut tx = self.store.write().await?;
@@ -195,4 +232,23 @@ impl Authority {
         }
         Ok(removed)
     }
+}
+
+/// What [`Authority::revoke_serial`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialRevocation {
+    /// Whom the serial was issued to, when known (a stored certificate, an inventory line).
+    pub certname: Option<String>,
+    /// Revoked now (false: it already was).
+    pub revoked: bool,
+}
+
+/// The certname in a puppetserver inventory line (`0x0002 <from> <to> /CN=name`).
+fn inventory_certname(line: &str) -> Option<String> {
+    let subject = line.split_whitespace().nth(3)?;
+    subject
+        .split('/')
+        .find_map(|part| part.strip_prefix("CN="))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
 }

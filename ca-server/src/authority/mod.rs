@@ -38,7 +38,7 @@ pub use expiry::{Expiring, ExpiringKind};
 pub use explain::{ExplainItem, Explanation};
 pub use keyfile::{rewrite_keys, RewrittenKey};
 pub use latency::HistogramSnapshot;
-pub use lifecycle::BatchOutcome;
+pub use lifecycle::{BatchOutcome, SerialRevocation};
 pub use revocations::RelyingCrl;
 pub use setup::{host_fqdn, setup, OwnCertificate, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
@@ -59,7 +59,9 @@ pub struct CaSettings {
     pub signing: SigningPolicy,
     /// Accept a CSR for a name that already has a certificate or request.
     pub allow_duplicate_certs: bool,
-    /// Serve `/certificate_renewal` (Puppet 8 agents renew their own certificate).
+    /// Serve `/certificate_renewal` (Puppet 8 agents renew their own certificate). On by default,
+    /// unlike puppetserver: renewal re-issues only a caller's current, unrevoked certificate as the
+    /// database holds it, so it cannot revive or widen anything.
     pub allow_auto_renewal: bool,
     /// Validity of renewed certificates.
     pub auto_renewal_cert_ttl: Duration,
@@ -118,7 +120,7 @@ impl Default for CaSettings {
             expiry_warning: Duration::days(30),
             signing: SigningPolicy::default(),
             allow_duplicate_certs: false,
-            allow_auto_renewal: false,
+            allow_auto_renewal: true,
             auto_renewal_cert_ttl: Duration::days(90),
             autosign: Autosign::Off,
             autosign_timeout: std::time::Duration::from_secs(30),
@@ -589,7 +591,7 @@ impl Authority {
             }
         }
         let published = self
-            .revoke_serials(&mut tx, actor, certname, &serials, reason)
+            .revoke_serials(&mut tx, actor, Some(certname), &serials, reason)
             .await?;
         tx.commit().await?;
         self.install_crl(published);
@@ -607,7 +609,7 @@ impl Authority {
             None
         } else {
             Some(
-                self.revoke_serials(&mut tx, actor, certname, &revoked, Reason::default())
+                self.revoke_serials(&mut tx, actor, Some(certname), &revoked, Reason::default())
                     .await?,
             )
         };

@@ -16,7 +16,7 @@ impl Authority {
         &self,
         tx: &mut WriteTx,
         actor: &str,
-        certname: &str,
+        certname: Option<&str>,
         serials: &[u64],
         reason: Reason,
     ) -> Result<Signed, AuthorityError> {
@@ -24,7 +24,7 @@ impl Authority {
         let mut added = Vec::with_capacity(serials.len());
         for &serial in serials {
             if tx
-                .revoke(serial, Some(certname), unix(now), reason.code())
+                .revoke(serial, certname, unix(now), reason.code())
                 .await?
             {
                 added.push(RevokedEntry {
@@ -33,9 +33,10 @@ impl Authority {
                     reason,
                 });
             }
-            let audit = super::AuditRecord::ok(unix(now), actor, "revoke")
-                .on(certname)
-                .serial(serial);
+            let mut audit = super::AuditRecord::ok(unix(now), actor, "revoke").serial(serial);
+            if let Some(name) = certname {
+                audit = audit.on(name);
+            }
             tx.audit(&audit.detail(&reason.to_string())).await?;
         }
         self.revocations.sign_next(tx, Some(added)).await

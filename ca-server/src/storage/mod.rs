@@ -916,6 +916,18 @@ impl WriteTx {
     pub async fn insert_inventory_line(&mut self, serial: u64, line: &str) -> Result<(), StoreError> {
         queries::insert_inventory_line(&mut self.tx, serial, line).await
     }
+    /// Who `serial` was issued to: a stored certificate's certname, else an imported inventory line.
+    pub async fn serial_owner(&mut self, serial: u64) -> Result<(Option<String>, Option<String>), StoreError> {
+        queries::serial_owner(&mut self.tx, serial).await
+    }
+    /// Whether `serial` is revoked.
+    pub async fn is_revoked(&mut self, serial: u64) -> Result<bool, StoreError> {
+        queries::is_revoked(&mut self.tx, serial).await
+    }
+    /// The next serial to issue, as this transaction sees it.
+    pub async fn peek_serial(&mut self) -> Result<u64, StoreError> {
+        queries::counter(&mut *self.tx, "serial").await
+    }
     /// Whether a certificate with this serial is stored.
     pub async fn certificate_exists(&mut self, serial: u64) -> Result<bool, StoreError> {
         queries::certificate_exists(&mut self.tx, serial).await

@@ -805,6 +805,35 @@ pub(super) async fn certificate_exists(c: &mut AnyConnection, serial: u64) -> Re
     Ok(n > 0)
 }
 
+/// Who a serial was issued to: the certname of a stored certificate, else the line of an imported
+/// inventory (`None`, `None` when neither holds it).
+pub(super) async fn serial_owner(
+    c: &mut AnyConnection,
+    serial: u64,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let serial = to_i64(serial)?;
+    let certname: Option<String> = sqlx::query_scalar("SELECT certname FROM certificates WHERE serial = $1")
+        .bind(serial)
+        .fetch_optional(&mut *c)
+        .await?;
+    if certname.is_some() {
+        return Ok((certname, None));
+    }
+    let line: Option<String> = sqlx::query_scalar("SELECT line FROM imported_inventory WHERE serial = $1")
+        .bind(serial)
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok((None, line))
+}
+
+pub(super) async fn is_revoked(c: &mut AnyConnection, serial: u64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revocations WHERE serial = $1")
+        .bind(to_i64(serial)?)
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(n > 0)
+}
+
 /// Figures for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsSnapshot {
