@@ -255,6 +255,14 @@ pub enum Command {
         #[command(subcommand)]
         action: InfraAction,
     },
+    /// Re-sign the CA certificate (and an intermediate's root) with the same key, subject and key
+    /// identifier and a new validity, so that nothing issued needs re-issuing (local mode). Restart
+    /// each server to serve it; see docs/lifecycle.md for the agents.
+    ExtendCa {
+        /// The new validity, from now.
+        #[arg(long, default_value = "15y")]
+        ttl: String,
+    },
     /// Renew the server's and the admin's own certificates (same keys and names, new validity; local
     /// mode). The running server serves the new one after a reload (SIGHUP); it also renews them by
     /// itself when less than 30 days remain.

@@ -407,7 +407,8 @@ fn revoke_by_serial_covers_certificates_known_only_from_the_inventory() {
     let lost = "lost.example.test";
     crate::migration::real_cli(&conf, &["generate", "--certname", lost, "--ca-client", "--force"]);
     let lost_cert = t.join("ssl/certs/lost.example.test.pem");
-    let (_, serial_text) = crate::harness::openssl(&["x509", "-in", lost_cert.to_str().unwrap(), "-noout", "-serial"]);
+    let (_, serial_text) =
+        crate::harness::openssl(&["x509", "-in", lost_cert.to_str().unwrap(), "-noout", "-serial"]);
     let serial = u64::from_str_radix(serial_text.trim().trim_start_matches("serial="), 16).unwrap();
     std::fs::remove_file(cadir.join(format!("signed/{lost}.pem"))).unwrap();
     // Offline generation skips the inventory; a CA signing it over the API writes this line.
@@ -424,8 +425,14 @@ fn revoke_by_serial_covers_certificates_known_only_from_the_inventory() {
     ca.ca(&["import", "--cadir", cadir.to_str().unwrap()]).ok();
     // Not held: revoking by name cannot reach it.
     ca.ca(&["revoke", lost]).fails_with(1, "");
-    let out = ca.ca(&["revoke", "--serial", &format!("0x{serial:X}")]).ok().stdout;
-    assert!(out.contains(&format!("Revoked serial {serial}")) && out.contains(lost), "{out}");
+    let out = ca
+        .ca(&["revoke", "--serial", &format!("0x{serial:X}")])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains(&format!("Revoked serial {serial}")) && out.contains(lost),
+        "{out}"
+    );
     let again = ca.ca(&["revoke", "--serial", &serial.to_string()]).ok().stdout;
     assert!(again.contains("already revoked"), "{again}");
     let crl = ca.path("crl.pem");
@@ -433,11 +440,101 @@ fn revoke_by_serial_covers_certificates_known_only_from_the_inventory() {
     let err = crl_check(&ca.ca_cert(), &crl, &lost_cert).unwrap_err();
     assert!(err.contains("certificate revoked"), "{err}");
     let audit = ca.audit(lost);
-    assert!(audit.iter().any(|r| r.action == "revoke" && r.serial == Some(i64::try_from(serial).unwrap())));
+    assert!(audit
+        .iter()
+        .any(|r| r.action == "revoke" && r.serial == Some(i64::try_from(serial).unwrap())));
 
     // Never issued, not a number: refused, nothing changes.
-    ca.ca(&["revoke", "--serial", "999999"]).fails_with(1, "was never issued by this CA");
-    ca.ca(&["revoke", "--serial", "0xZZ"]).fails_with(1, "is not a serial");
+    ca.ca(&["revoke", "--serial", "999999"])
+        .fails_with(1, "was never issued by this CA");
+    ca.ca(&["revoke", "--serial", "0xZZ"])
+        .fails_with(1, "is not a serial");
     let listed = crate::harness::crl_serials_of(&ca.ca(&["crl"]).ok().stdout);
     assert_eq!(listed.into_iter().collect::<Vec<_>>(), vec![serial]);
+}
+
+/// Subject (DER), public key, subject key identifier and notAfter of a PEM certificate (the first).
+fn ca_facts(path: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>, i64) {
+    let der = pem::parse(std::fs::read(path).unwrap()).unwrap().into_contents();
+    let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let ski = c
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+        .expect("a subject key identifier");
+    (
+        c.subject().as_raw().to_vec(),
+        c.public_key().raw.to_vec(),
+        ski,
+        c.validity().not_after.timestamp(),
+    )
+}
+
+/// `ca extend-ca` on a CA made to expire in 30 days: same subject, key and key identifier, a new
+/// notAfter; a Puppet 7 agent bootstrapped under the old CA certificate keeps working after the
+/// restart, and picks up the new one with the documented step (remove its CA file, bootstrap).
+#[test]
+fn extend_ca_keeps_every_certificate_verifying_and_puppet7_agents_pick_it_up() {
+    use crate::real_clients::{agent_args_at, require, text};
+    require("puppet");
+    let ca =
+        crate::harness::TestCa::with_args(&["--dns-alt-names", "localhost,IP:127.0.0.1", "--ca-ttl", "30d"]);
+    let config = "[ca]\nautosign = true\n";
+    let s = TestServer::launch(ca, config);
+    let agent_dir = tempfile::tempdir().unwrap();
+    let name = "p7-extend.example.test";
+    let ssl = |port: u16, action: &str| {
+        Command::new("puppet")
+            .args(["ssl", action])
+            .args(agent_args_at(port, agent_dir.path(), name))
+            .args(["--waitforcert", "0"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = ssl(s.addr.port(), "bootstrap");
+    assert!(out.status.success(), "{}", text(&out));
+    let agent_ca = agent_dir.path().join("ssl/certs/ca.pem");
+    let agent_cert = agent_dir.path().join(format!("ssl/certs/{name}.pem"));
+    let old = ca_facts(&s.ca.ca_cert());
+    assert_eq!(ca_facts(&agent_ca), old);
+
+    let out = s.ca.ca(&["extend-ca", "--ttl", "10y"]).ok().stdout;
+    assert!(
+        out.contains("Extended 'Puppet CA: ") && out.contains("Restart each ca-server"),
+        "{out}"
+    );
+    let new = ca_facts(&s.ca.ca_cert());
+    assert_eq!(
+        (&new.0, &new.1, &new.2),
+        (&old.0, &old.1, &old.2),
+        "same subject, key, key identifier"
+    );
+    assert!(new.3 - now() > 9 * 365 * 86_400, "valid for ten years now");
+    // Everything issued under the old certificate verifies under the new one (openssl).
+    crate::harness::assert_verifies(&s.ca.ca_cert(), &agent_cert);
+    crate::harness::assert_verifies(&s.ca.ca_cert(), &s.ca.data.join("server/cert.pem"));
+    crate::harness::assert_verifies(&s.ca.ca_cert(), &s.ca.data.join("admin/cert.pem"));
+    s.ca.ca(&["extend-ca", "--server", "https://localhost:1"])
+        .fails_with(1, "data directory only");
+    let audit = s.ca.with_store(async |st| st.audit_rows(None).await.unwrap());
+    assert!(audit.iter().any(|r| r.action == "extend-ca"));
+
+    // After the restart the new chain is served; the agent, still with the old one, keeps working.
+    let s = s.restart(config);
+    let served = s.get(&As::Anonymous, "/puppet-ca/v1/certificate/ca").text();
+    assert_eq!(served, std::fs::read_to_string(s.ca.ca_cert()).unwrap());
+    let out = ssl(s.addr.port(), "verify");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(ca_facts(&agent_ca), old, "Puppet 7 keeps its CA file");
+    // The documented step for Puppet 7: remove the CA file and bootstrap again.
+    std::fs::remove_file(&agent_ca).unwrap();
+    let out = ssl(s.addr.port(), "bootstrap");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&agent_ca).unwrap(), served);
+    let out = ssl(s.addr.port(), "verify");
+    assert!(out.status.success(), "{}", text(&out));
 }

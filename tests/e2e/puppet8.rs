@@ -724,3 +724,27 @@ fn puppetserver_ca_cli_2_7_administers_us() {
         std::fs::read(server_cert(&s, "gen27.example.test")).unwrap()
     );
 }
+
+/// `ca extend-ca`: a Puppet 8 agent picks up the new CA certificate by its own CA refresh (here
+/// `--ca_refresh_interval 1s` instead of its daily default), with nothing to do on the agent.
+#[test]
+fn puppet8_picks_up_an_extended_ca_certificate_by_itself() {
+    let s = autosigning();
+    let mut agent = Agent::new(&s, "p8-extend.example.test");
+    agent.ok("bootstrap", &["--waitforcert", "0"]);
+    let old = std::fs::read_to_string(agent.ca_cert()).unwrap();
+    // HTTP dates have whole seconds: the extension is stored in a later second than the agent's file.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = s.ca.ca(&["extend-ca", "--ttl", "20y"]).ok().stdout;
+    assert!(out.contains("Extended"), "{out}");
+    let s = s.restart("[ca]\nautosign = true\n");
+    agent.port = s.addr.port();
+    let out = agent.ok("bootstrap", &["--ca_refresh_interval", "1s"]);
+    assert_has(&out, "Refreshed CA certificate");
+    assert!(!out.contains("CA certificate is unmodified"), "{out}");
+    let new = std::fs::read_to_string(agent.ca_cert()).unwrap();
+    assert_ne!(new, old);
+    assert_eq!(new, std::fs::read_to_string(s.ca.ca_cert()).unwrap());
+    assert_verifies(&agent.ca_cert(), &agent.cert());
+    assert_has(&agent.ok("verify", &[]), "Verified client certificate");
+}

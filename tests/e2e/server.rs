@@ -83,6 +83,18 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts it again on the same data directory with `config_toml` (on a
+    /// new port): what restarting the service does.
+    pub fn restart(mut self, config_toml: &str) -> TestServer {
+        let placeholder = TestCa {
+            tmp: tempfile::tempdir().unwrap(),
+            data: PathBuf::new(),
+        };
+        let ca = std::mem::replace(&mut self.ca, placeholder);
+        drop(self);
+        Self::launch(ca, config_toml)
+    }
+
     pub fn start() -> TestServer {
         Self::start_with("")
     }

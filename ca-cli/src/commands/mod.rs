@@ -47,10 +47,11 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             | Command::MigrateStore { .. }
             | Command::Infra { .. }
             | Command::RenewOwn { .. }
+            | Command::ExtendCa { .. }
     );
     if local_only && remote.server.is_some() {
         return Err(
-            "setup, import, export, key, infra, renew-own and migrate-store work on a data directory only (no --server)"
+            "setup, import, export, key, infra, renew-own, extend-ca and migrate-store work on a data directory only (no --server)"
                 .into(),
         );
     }
@@ -79,6 +80,7 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
         | Command::MigrateStore { .. } => Err("this command works on the data directory only".into()),
         Command::Infra { action } => infra(b, action, out).await,
         Command::RenewOwn { which } => renew_own(b, which, out).await,
+        Command::ExtendCa { ttl } => extend_ca(b, &ttl, out).await,
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,
@@ -194,5 +196,31 @@ async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out
     if !admin {
         out.line("A running server serves the new certificate after a reload (SIGHUP, systemctl reload ca-server).");
     }
+    Ok(0)
+}
+
+/// `ca extend-ca [--ttl D]`.
+async fn extend_ca(b: &Backend, ttl: &str, out: &mut Out<'_>) -> CmdResult {
+    let Backend::Local(a) = b else {
+        return Err("extend-ca works on the data directory only (no --server)".into());
+    };
+    let ttl = parse_ttl(Some(ttl))
+        .map_err(|e| format!("--ttl: {e}"))?
+        .unwrap_or(time::Duration::days(15 * 365));
+    let done = a
+        .extend_ca(&local::actor(), ttl)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (name, old, new) in &done.certificates {
+        out.line(&format!(
+            "Extended '{name}': valid until {} (was {})",
+            ca_server::ca::text::puppet_time(*new),
+            ca_server::ca::text::puppet_time(*old)
+        ));
+    }
+    out.line("Same key, subject and key identifier: every certificate issued keeps verifying.");
+    out.line(
+        "Restart each ca-server (one at a time) to serve it; agents pick it up as docs/lifecycle.md says.",
+    );
     Ok(0)
 }

@@ -16,7 +16,10 @@ pub async fn run(
         .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     let serials = serials
         .iter()
-        .map(|s| parse_serial(s).ok_or_else(|| format!("--serial: '{s}' is not a serial (decimal, or hex with 0x)")))
+        .map(|s| {
+            parse_serial(s)
+                .ok_or_else(|| format!("--serial: '{s}' is not a serial (decimal, or hex with 0x)"))
+        })
         .collect::<Result<Vec<u64>, String>>()?;
     let mut failed = false;
     if !serials.is_empty() {
@@ -32,7 +35,9 @@ pub async fn run(
                             "Revoked serial {serial} (0x{serial:X}){whose} (reason {reason})"
                         ));
                     } else {
-                        out.line(&format!("Serial {serial} (0x{serial:X}){whose} is already revoked"));
+                        out.line(&format!(
+                            "Serial {serial} (0x{serial:X}){whose} is already revoked"
+                        ));
                     }
                 }
                 Err(e) => {

@@ -23,10 +23,7 @@ impl Authority {
         let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
         let mut added = Vec::with_capacity(serials.len());
         for &serial in serials {
-            if tx
-                .revoke(serial, certname, unix(now), reason.code())
-                .await?
-            {
+            if tx.revoke(serial, certname, unix(now), reason.code()).await? {
                 added.push(RevokedEntry {
                     serial,
                     revoked_at: now,

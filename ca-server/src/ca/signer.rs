@@ -218,3 +218,79 @@ pub fn self_signed_ca(
         .der()
         .to_vec())
 }
+
+/// The subject of a certificate as rcgen writes it, each attribute with its string type, so that the
+/// re-signed certificate names the CA with the same bytes (TLS stacks such as webpki compare the
+/// issuer of a leaf with the CA's subject byte for byte). One attribute per RDN.
+fn same_subject(cert: &X509Certificate<'_>) -> Result<DistinguishedName, CaError> {
+    use rcgen::string::{Ia5String, PrintableString, TeletexString};
+    use rcgen::DnValue;
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let unsupported = |why: &str| CaError::Invalid(format!("the CA certificate's subject {why}"));
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err(unsupported("has a multi-valued name part"));
+        };
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or_else(|| unsupported("has an unreadable attribute type"))?
+            .collect();
+        let data = attr.attr_value().data;
+        let text = std::str::from_utf8(data).map_err(|_| unsupported("is not text"))?;
+        let bad_string = |_| unsupported("has a malformed string");
+        let value = match attr.attr_value().header.tag() {
+            Tag::Utf8String => DnValue::Utf8String(text.to_string()),
+            Tag::PrintableString => {
+                DnValue::PrintableString(PrintableString::try_from(text).map_err(bad_string)?)
+            }
+            Tag::Ia5String => DnValue::Ia5String(Ia5String::try_from(text).map_err(bad_string)?),
+            Tag::T61String => DnValue::TeletexString(TeletexString::try_from(text).map_err(bad_string)?),
+            _ => return Err(unsupported("uses a string type this CA cannot re-encode")),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
+}
+
+/// The CA certificate `old`, re-signed with a new validity (`now` - 1 day to `now` + `ttl`, capped by
+/// the parent's notAfter) and serial: same subject (byte for byte), key and subject key identifier,
+/// so every certificate it issued keeps verifying under it. Self-signed without `parent`; else
+/// signed by the parent (an intermediate under its root).
+pub fn extended_ca(
+    old: &[u8],
+    key: &KeyPair,
+    serial: u64,
+    now: OffsetDateTime,
+    ttl: time::Duration,
+    parent: Option<&CaSigner>,
+) -> Result<Vec<u8>, CaError> {
+    let (_, cert) =
+        X509Certificate::from_der(old).map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+    let (ca, spk) = CaCert::from_der(old)?;
+    if key.der_bytes() != spk.as_slice() {
+        return Err(CaError::Key(
+            "the key does not match the CA certificate to extend".into(),
+        ));
+    }
+    let mut p = ca_params("", key, serial, now, ttl);
+    p.distinguished_name = same_subject(&cert)?;
+    p.key_identifier_method = KeyIdMethod::PreSpecified(ca.key_id);
+    if let Some(parent) = parent {
+        p.not_after = p.not_after.min(parent.cert.not_after);
+    }
+    let der = match parent {
+        None => p.self_signed(key)?.der().to_vec(),
+        Some(parent) => p.signed_by(key, parent.issuer())?.der().to_vec(),
+    };
+    let (_, new) = X509Certificate::from_der(&der)
+        .map_err(|e| CaError::Parse(format!("extended CA certificate: {e}")))?;
+    if new.subject().as_raw() != cert.subject().as_raw() {
+        return Err(CaError::Invalid(
+            "the CA certificate's subject cannot be re-encoded identically".into(),
+        ));
+    }
+    Ok(der)
+}

@@ -747,6 +747,10 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Replaces the CA's chain (an extension: same key and subject), stored at `now`.
+    pub async fn replace_ca_chain(&mut self, chain_pem: &str, now: i64) -> Result<(), StoreError> {
+        queries::replace_ca_chain(&mut self.tx, chain_pem, now).await
+    }
     /// Records the CA and its counters (setup and import).
     pub async fn init_ca(
         &mut self,
@@ -917,7 +921,10 @@ impl WriteTx {
         queries::insert_inventory_line(&mut self.tx, serial, line).await
     }
     /// Who `serial` was issued to: a stored certificate's certname, else an imported inventory line.
-    pub async fn serial_owner(&mut self, serial: u64) -> Result<(Option<String>, Option<String>), StoreError> {
+    pub async fn serial_owner(
+        &mut self,
+        serial: u64,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
         queries::serial_owner(&mut self.tx, serial).await
     }
     /// Whether `serial` is revoked.

@@ -242,6 +242,22 @@ pub(super) async fn current_certificate_issued<'e, E: Executor<'e, Database = An
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
+pub(super) async fn replace_ca_chain(
+    c: &mut AnyConnection,
+    chain_pem: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let done = sqlx::query("UPDATE ca SET chain_pem = $1, created_at = $2 WHERE id = 1")
+        .bind(chain_pem)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt("the database holds no CA".into()));
+    }
+    Ok(())
+}
+
 pub(super) async fn init_ca(
     c: &mut AnyConnection,
     chain_pem: &str,
