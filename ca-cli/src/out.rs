@@ -71,7 +71,7 @@ pub fn list_text(statuses: &[CertStatus], now: i64, window: i64) -> String {
                     .collect();
                 text.push_str(&format!("\tauthorization extensions: [{}]", exts.join(", ")));
             }
-            if state == "signed" {
+            if state == "signed" && s.name != ca_server::authority::OCSP_CERTNAME {
                 let left = s
                     .not_after
                     .as_deref()

@@ -49,7 +49,14 @@ fn main() -> R<()> {
     for kind in [KeyType::EcP256, KeyType::Rsa2048, KeyType::Rsa4096] {
         let signer = ca(kind, now)?;
         time_it(&format!("issue_leaf by a {kind} CA"), t, || {
-            let _ = issue_leaf(&signer, &parsed.spki_der, &permit, 42, validity);
+            let _ = issue_leaf(
+                &signer,
+                &parsed.spki_der,
+                &permit,
+                42,
+                validity,
+                &Default::default(),
+            );
         });
     }
     let signer = ca(KeyType::Rsa4096, now)?;

@@ -88,6 +88,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     listen: Option<String>,
+    ocsp_listen: Option<String>,
     certname: Option<String>,
     dns_alt_names: Option<Vec<String>>,
     key_type: Option<String>,
@@ -108,6 +109,12 @@ struct FileCa {
     crl_next_update: Option<String>,
     relying_party_crl_next_update: Option<String>,
     expiry_warning: Option<String>,
+    #[serde(default)]
+    crl_distribution_points: Vec<String>,
+    #[serde(default)]
+    ocsp_urls: Vec<String>,
+    #[serde(default)]
+    ca_issuers_urls: Vec<String>,
     allow_subject_alt_names: Option<bool>,
     allow_authorization_extensions: Option<bool>,
     allow_duplicate_certs: Option<bool>,
@@ -209,6 +216,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Listen address.
     pub listen: SocketAddr,
+    /// A plain-HTTP listener for OCSP and the relying parties' CRL (`ocsp-listen`), off by default.
+    pub ocsp_listen: Option<SocketAddr>,
     /// Certname for a new CA (setup on an empty data directory).
     pub certname: Option<String>,
     /// Extra alt names of the server certificate made at setup.
@@ -406,6 +415,19 @@ impl Settings {
                 d.relying_crl_lifetime,
             )?,
             expiry_warning: dur("ca.expiry-warning", fc.ca.expiry_warning, d.expiry_warning)?,
+            issuer_urls: {
+                let urls = crate::ca::issue::IssuerUrls {
+                    crl: fc.ca.crl_distribution_points,
+                    ocsp: fc.ca.ocsp_urls,
+                    ca_issuers: fc.ca.ca_issuers_urls,
+                };
+                urls.check().map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "ca.crl-distribution-points/ocsp-urls/ca-issuers-urls: {e}"
+                    ))
+                })?;
+                urls
+            },
             signing: SigningPolicy {
                 global: SigningOptions {
                     allow_dns_alt_names: fc.ca.allow_subject_alt_names.unwrap_or(false),
@@ -511,10 +533,18 @@ impl Settings {
                 )))
             }
         };
+        let ocsp_listen = fc
+            .ocsp_listen
+            .map(|t| {
+                t.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid(format!("ocsp-listen: '{t}' is not ADDRESS:PORT")))
+            })
+            .transpose()?;
         Ok(Settings {
             data_dir: ov.data_dir.or(fc.data_dir).unwrap_or(default_data_dir),
             database_url,
             listen,
+            ocsp_listen,
             certname: ov.certname.or(fc.certname),
             dns_alt_names,
             key_type,

@@ -103,6 +103,14 @@ impl DataDir {
     pub fn admin_key(&self) -> PathBuf {
         self.root.join("admin/key.pem")
     }
+    /// This server's delegated OCSP responder certificate (issued by the server itself).
+    pub fn ocsp_cert(&self) -> PathBuf {
+        self.root.join("ocsp/cert.pem")
+    }
+    /// Its key (EC P-256, mode 0600).
+    pub fn ocsp_key(&self) -> PathBuf {
+        self.root.join("ocsp/key.pem")
+    }
     /// Whether a CA already lives here (database or key present).
     pub fn has_ca(&self) -> bool {
         self.db().exists() || self.ca_key().exists()

@@ -233,10 +233,29 @@ async fn crl_upkeep(state: Arc<AppState>) {
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
         }
         renew_own_certificates_if_due(&state).await;
+        refresh_ocsp_responder(&state).await;
         if let Err(e) = state.authority.warn_of_expiry().await {
             tracing::error!(error = %e, "could not check what expires soon");
         }
         tokio::time::sleep(period).await;
+    }
+}
+
+/// Puts this server's OCSP responder in force: the one in the data directory, or a new one when it
+/// is missing, another CA's or near its end (then OCSP answers 503 until the next try, with a log).
+async fn refresh_ocsp_responder(state: &AppState) {
+    match state.authority.ocsp_responder("ca-server").await {
+        Ok((responder, issued)) => {
+            if issued || state.ocsp.load().is_none() {
+                if issued {
+                    tracing::info!(certificate = %state.authority.dir().ocsp_cert().display(), "issued the OCSP responder's certificate");
+                }
+                state
+                    .ocsp
+                    .store(Some(Arc::new(http::ocsp::OcspState::new(responder))));
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "no OCSP responder: OCSP requests are answered 503"),
     }
 }
 
@@ -344,6 +363,20 @@ pub async fn serve(
     if let Ok(Some(at)) = state.authority.store().ca_stored_at().await {
         let _ = state.ca_written.set(at);
     }
+    refresh_ocsp_responder(&state).await;
+    let plain = match settings.ocsp_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(listen = %l.local_addr()?, "serving OCSP and the relying parties' CRL over plain HTTP");
+            let app = http::plain_app(Arc::clone(&state));
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(error = %e, "the plain-HTTP listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let app = http::app(Arc::clone(&state));
     let upkeep = tokio::spawn(crl_upkeep(Arc::clone(&state)));
     let notifier = Arc::new(crate::notify::Notifier::from_env());
@@ -455,6 +488,9 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some(p) = plain {
+        p.abort();
+    }
     upkeep.abort();
     feed.abort();
     reloads.abort();

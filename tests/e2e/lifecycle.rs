@@ -35,15 +35,26 @@ fn pem_der(pem_text: &str) -> Vec<u8> {
     p.into_contents()
 }
 
-/// nginx serving TLS with client certificates checked against the CA and `ssl_crl`; stopped when dropped.
+/// nginx serving TLS on a loopback port with a certificate of ours, its `server` block completed by
+/// `extra`; stopped when dropped.
 struct Nginx {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Nginx {
+    /// Client certificates checked against `ca` and `ssl_crl`.
     fn start(ca: &Path, crl: &Path, cert: &Path, key: &Path) -> Nginx {
+        let extra = format!(
+            "  ssl_client_certificate {};\n  ssl_verify_client on;\n  ssl_crl {};\n",
+            ca.display(),
+            crl.display()
+        );
+        Self::start_with(cert, key, &extra)
+    }
+
+    fn start_with(cert: &Path, key: &Path, extra: &str) -> Nginx {
         let program = ["/usr/sbin/nginx", "/sbin/nginx"]
             .iter()
             .map(PathBuf::from)
@@ -53,16 +64,13 @@ impl Nginx {
         let d = dir.path().display();
         let port = free_port();
         let conf = format!(
-            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{}}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
              server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
-             ssl_client_certificate {ca};\n  ssl_verify_client on;\n  ssl_crl {crl};\n\
-             location / {{ return 200 \"hello $ssl_client_s_dn\\n\"; }}\n }}\n}}\n",
+             {extra}  location / {{ return 200 \"hello $ssl_client_s_dn\\n\"; }}\n }}\n}}\n",
             cert = cert.display(),
             key = key.display(),
-            ca = ca.display(),
-            crl = crl.display(),
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -90,11 +98,7 @@ impl Nginx {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Nginx {
-            child,
-            port,
-            _dir: dir,
-        }
+        Nginx { child, port, dir }
     }
 
     /// The status nginx answers a client presenting `cert`.
@@ -537,4 +541,258 @@ fn extend_ca_keeps_every_certificate_verifying_and_puppet7_agents_pick_it_up() {
     assert_eq!(std::fs::read_to_string(&agent_ca).unwrap(), served);
     let out = ssl(s.addr.port(), "verify");
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Waits until something listens on `port` (a listener the server binds after start-up).
+fn wait_listening(port: u16) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "nothing on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `openssl ocsp` against `url` for `args` (`-cert FILE` or `-serial N`), the CA as issuer and trust
+/// anchor; stdout and stderr together.
+fn openssl_ocsp(ca: &Path, url: &str, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(ca)
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-url", url])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// OCSP with the real `openssl ocsp`: good, revoked after `ca revoke` (at once), unknown for a serial
+/// never issued; signed by the delegated responder (its certificate is the CA's, with OCSPSigning),
+/// the nonce echoed; the same answers over GET and on the TLS port; answers to nonce-less requests
+/// served again without signing until a revocation; garbage gets `malformedRequest`.
+#[test]
+fn ocsp_answers_good_revoked_and_unknown_to_openssl() {
+    let plain = free_port();
+    let s = TestServer::start_with(&format!("ocsp-listen = \"127.0.0.1:{plain}\"\n"));
+    wait_listening(plain);
+    let ca = s.ca.ca_cert();
+    let (cert, _) = cert_key(&s.identity("ocsp-agent.example.test"));
+    let url = format!("http://127.0.0.1:{plain}/ocsp");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+
+    let out = openssl_ocsp(&ca, &url, &["-cert", &path(&cert)]);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    assert!(!out.contains("WARNING"), "the nonce is echoed: {out}");
+    let out = openssl_ocsp(&ca, &url, &["-serial", "0x7FFFFFFF"]);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": unknown"),
+        "{out}"
+    );
+
+    // The responder's certificate: issued by the CA for OCSP signing only, short-lived.
+    let responder = s.ca.data.join("ocsp/cert.pem");
+    crate::harness::assert_verifies(&ca, &responder);
+    let (_, text) = crate::harness::openssl(&["x509", "-in", &path(&responder), "-noout", "-text"]);
+    assert!(
+        text.contains("OCSP Signing") && text.contains("OCSP No Check"),
+        "{text}"
+    );
+    assert!(!text.contains("TLS Web"), "{text}");
+
+    // A nonce-less request (as nginx's stapling sends) is answered from memory: the same bytes.
+    let req = s.ca.path("req.der");
+    let (ok, made) = crate::harness::openssl(&[
+        "ocsp",
+        "-issuer",
+        &path(&ca),
+        "-cert",
+        &path(&cert),
+        "-no_nonce",
+        "-reqout",
+        &path(&req),
+    ]);
+    assert!(ok, "{made}");
+    let post = |to: &str, extra: &[&str]| -> Vec<u8> {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "-H",
+                "Content-Type: application/ocsp-request",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", path(&req)))
+            .args(extra)
+            .arg(to)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let first = post(&url, &[]);
+    assert_eq!(post(&url, &[]), first, "kept and served again");
+    // The TLS port answers the same (no client certificate needed).
+    let tls_url = format!("{}/ocsp", s.url());
+    assert_eq!(post(&tls_url, &["--cacert", &path(&ca)]), first);
+    // GET: base64 of the DER request, percent-encoded.
+    let b64 = {
+        use std::io::Write;
+        let mut child = Command::new("openssl")
+            .args(["base64", "-A"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&std::fs::read(&req).unwrap())
+            .unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let got = Command::new("curl")
+        .args(["-sS", "--fail"])
+        .arg(format!("{url}/{}", crate::harness::url_encode(b64.trim())))
+        .output()
+        .unwrap();
+    assert_eq!(got.stdout, first, "GET and POST answer alike");
+
+    // Revoked: at once, with its reason; the kept answer is not served any more.
+    s.ca.ca(&["revoke", "ocsp-agent.example.test", "--reason", "superseded"])
+        .ok();
+    let out = openssl_ocsp(&ca, &url, &["-cert", &path(&cert)]);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": revoked"),
+        "{out}"
+    );
+    assert!(out.contains("Reason: superseded"), "{out}");
+    let after = post(&url, &[]);
+    assert_ne!(after, first);
+    let resp = s.ca.path("resp.der");
+    std::fs::write(&resp, &after).unwrap();
+    let (_, text) = crate::harness::openssl(&[
+        "ocsp",
+        "-respin",
+        &path(&resp),
+        "-issuer",
+        &path(&ca),
+        "-CAfile",
+        &path(&ca),
+        "-cert",
+        &path(&cert),
+    ]);
+    assert!(text.contains(": revoked"), "{text}");
+
+    // Garbage: malformedRequest (status 1), over HTTP 200, as RFC 6960 wants.
+    let bad = Command::new("curl")
+        .args([
+            "-sS",
+            "--data-binary",
+            "not a request",
+            "-H",
+            "Content-Type: application/ocsp-request",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(bad.stdout, vec![0x30, 0x03, 0x0a, 0x01, 0x01]);
+}
+
+/// CRL Distribution Points and Authority Information Access, configured, are in issued
+/// certificates, and the real tools follow them: `openssl verify -crl_download` fetches the relying
+/// parties' CRL from the CDP, `openssl ocsp` asks the AIA's responder; nginx staples OCSP answers.
+#[test]
+fn cdp_and_aia_urls_are_followed_by_openssl_and_nginx_staples_ocsp() {
+    let plain = free_port();
+    let base = format!("http://127.0.0.1:{plain}");
+    let s = TestServer::start_with(&format!(
+        "ocsp-listen = \"127.0.0.1:{plain}\"\n[ca]\ncrl-distribution-points = [\"{base}/crl.der\"]\n\
+         ocsp-urls = [\"{base}/ocsp\"]\nca-issuers-urls = [\"https://ca.example.test:8140/puppet-ca/v1/certificate/ca\"]\n"
+    ));
+    wait_listening(plain);
+    let ca = s.ca.ca_cert();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (cert, _) = cert_key(&s.identity("cdp.example.test"));
+    let (_, text) = crate::harness::openssl(&["x509", "-in", &path(&cert), "-noout", "-text"]);
+    assert!(
+        text.contains("X509v3 CRL Distribution Points") && text.contains(&format!("URI:{base}/crl.der")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("OCSP - URI:{base}/ocsp")), "{text}");
+    assert!(
+        text.contains("CA Issuers - URI:https://ca.example.test:8140/puppet-ca/v1/certificate/ca"),
+        "{text}"
+    );
+    let (_, uri) = crate::harness::openssl(&["x509", "-in", &path(&cert), "-noout", "-ocsp_uri"]);
+    let out = openssl_ocsp(&ca, uri.trim(), &["-cert", &path(&cert)]);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    let verify = || {
+        crate::harness::openssl(&[
+            "verify",
+            "-crl_check",
+            "-crl_download",
+            "-CAfile",
+            &path(&ca),
+            &path(&cert),
+        ])
+    };
+    let (ok, out) = verify();
+    assert!(ok, "{out}");
+
+    // nginx with stapling: its certificate names no responder, so it is given one.
+    let (web, web_key) = cert_key(&s.identity("stapling.example.test"));
+    let extra = format!(
+        "  ssl_stapling on;\n  ssl_stapling_verify on;\n  ssl_trusted_certificate {};\n  ssl_stapling_responder {base}/ocsp;\n",
+        path(&ca)
+    );
+    let nginx = Nginx::start_with(&web, &web_key, &extra);
+    // nginx asks the responder after the first handshake; the next ones carry the answer.
+    let started = std::time::Instant::now();
+    let stapled = loop {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{}", nginx.port),
+                "-status",
+                "-CAfile",
+            ])
+            .arg(&ca)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("OCSP Response Status: successful") {
+            break text;
+        }
+        let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no stapled answer: {text}\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(stapled.contains("Cert Status: good"), "{stapled}");
+
+    // Revoked: the CRL at the CDP says so at once.
+    s.ca.ca(&["revoke", "cdp.example.test"]).ok();
+    let (ok, out) = verify();
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
 }

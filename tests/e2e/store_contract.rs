@@ -213,7 +213,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     let every = store.all_certificates().await.unwrap();
     assert_eq!(every.len(), 100);
     assert_eq!(every.iter().filter(|(_, cleaned)| *cleaned).count(), 1);
-    let m = store.metrics(100, 2_592_000).await.unwrap();
+    let m = store.metrics(100, 2_592_000, "none").await.unwrap();
     assert_eq!((m.pending, m.certificates, m.revoked), (1, 99, 1));
 
     // Expirations: a name's current (highest, not cleaned) certificate, unless revoked.
@@ -240,10 +240,10 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         }
     }
     tx.commit().await.unwrap();
-    let m = store.metrics(1_000, 1_000).await.unwrap();
+    let m = store.metrics(1_000, 1_000, "none").await.unwrap();
     assert_eq!((m.expiring, m.expired), (1, 1), "soon expiring, old expired");
     let names: Vec<(String, i64)> = store
-        .expiring(2_000)
+        .expiring(2_000, "none")
         .await
         .unwrap()
         .into_iter()

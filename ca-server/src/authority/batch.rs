@@ -421,7 +421,15 @@ impl Authority {
                 }
                 return;
             };
-            let der = issue::issue_leaf(&self.signer, &r.c.spki, &r.c.permit, r.c.serial, r.c.validity);
+            let settings = self.settings();
+            let der = issue::issue_leaf(
+                &self.signer,
+                &r.c.spki,
+                &r.c.permit,
+                r.c.serial,
+                r.c.validity,
+                &settings.issuer_urls,
+            );
             if let Ok(mut s) = q.signed.lock() {
                 s.push((r, der));
             }

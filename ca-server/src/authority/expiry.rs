@@ -130,7 +130,7 @@ impl Authority {
             ));
         }
         if certificates {
-            for r in self.store.expiring(until).await? {
+            for r in self.store.expiring(until, super::OCSP_CERTNAME).await? {
                 items.push(Expiring::new(
                     ExpiringKind::Certificate,
                     r.certname,
@@ -179,7 +179,7 @@ impl Authority {
         let window = settings.expiry_warning;
         let certificates = self
             .store
-            .expiring(now.saturating_add(window.whole_seconds()))
+            .expiring(now.saturating_add(window.whole_seconds()), super::OCSP_CERTNAME)
             .await?
             .len();
         if certificates > 0 {

@@ -11,6 +11,7 @@ mod infra;
 mod keyfile;
 mod latency;
 mod lifecycle;
+mod ocsp;
 mod parents;
 mod publish;
 pub mod revocations;
@@ -41,6 +42,7 @@ pub use extend::Extension;
 pub use keyfile::{rewrite_keys, RewrittenKey};
 pub use latency::HistogramSnapshot;
 pub use lifecycle::{BatchOutcome, SerialRevocation};
+pub use ocsp::OCSP_CERTNAME;
 pub use revocations::RelyingCrl;
 pub use setup::{host_fqdn, setup, OwnCertificate, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
@@ -57,6 +59,9 @@ pub struct CaSettings {
     pub relying_crl_lifetime: Duration,
     /// Warn (log, `/metrics`, `ca list`) of what expires within this, default 30 days.
     pub expiry_warning: Duration,
+    /// CRL Distribution Points and Authority Information Access URLs written into issued
+    /// certificates (none by default, as puppetserver).
+    pub issuer_urls: issue::IssuerUrls,
     /// The signing policy: global switches and per-pattern rules.
     pub signing: SigningPolicy,
     /// Accept a CSR for a name that already has a certificate or request.
@@ -120,6 +125,7 @@ impl Default for CaSettings {
             crl_lifetime: Duration::days(5 * 365),
             relying_crl_lifetime: Duration::days(7),
             expiry_warning: Duration::days(30),
+            issuer_urls: issue::IssuerUrls::default(),
             signing: SigningPolicy::default(),
             allow_duplicate_certs: false,
             allow_auto_renewal: true,
@@ -463,7 +469,18 @@ impl Authority {
             Validity::from_now(self.now(), ttl).map_err(|e| AuthorityError::Invalid(e.to_string()))?;
         let signer = Arc::clone(&self.signer);
         let certname = permit.certname().to_string();
-        let der = blocking(move || issue::issue_leaf(&signer, &spki_der, &permit, serial, validity)).await?;
+        let settings = self.settings();
+        let der = blocking(move || {
+            issue::issue_leaf(
+                &signer,
+                &spki_der,
+                &permit,
+                serial,
+                validity,
+                &settings.issuer_urls,
+            )
+        })
+        .await?;
         let now = unix(self.now());
         let row = CertRow {
             serial,
@@ -554,6 +571,9 @@ impl Authority {
         }
         if certname == ADMIN_CERTNAME {
             return Err(reserved("the CA's admin certificate"));
+        }
+        if certname == OCSP_CERTNAME {
+            return Err(reserved("the CA's OCSP responders"));
         }
         if let Ok(ip) = certname.parse::<std::net::IpAddr>() {
             let san = San::Ip(ip);

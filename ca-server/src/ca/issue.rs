@@ -44,14 +44,64 @@ const EKU_SERVER_CLIENT: [u8; 22] = [
     0x05, 0x05, 0x07, 0x03, 0x02,
 ];
 
-/// Issues a leaf certificate for the public key `spki_der` as the permit allows. CPU-heavy (one
-/// signature): call it off the async executor.
+/// Where relying parties find the CA's revocation status and certificate, written into every
+/// certificate issued when configured (`crl-distribution-points`, `ocsp-urls`, `ca-issuers-urls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerUrls {
+    /// CRL Distribution Points (RFC 5280 §4.2.1.13), one point with these URIs.
+    pub crl: Vec<String>,
+    /// Authority Information Access: OCSP responders.
+    pub ocsp: Vec<String>,
+    /// Authority Information Access: where the CA certificate is.
+    pub ca_issuers: Vec<String>,
+}
+
+impl IssuerUrls {
+    /// The authorityInfoAccess extension (RFC 5280 §4.2.2.1), when there is an OCSP or CA issuers URL.
+    fn aia_extension(&self) -> Option<CustomExtension> {
+        const OCSP: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+        const CA_ISSUERS: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+        let mut body = Vec::new();
+        for (method, urls) in [(&OCSP, &self.ocsp), (&CA_ISSUERS, &self.ca_issuers)] {
+            for url in urls {
+                let mut access = method.to_vec();
+                // accessLocation: GeneralName uniformResourceIdentifier [6] IA5String.
+                access.extend(super::der::encode_tlv(0x86, url.as_bytes()));
+                body.extend(super::der::encode_tlv(0x30, &access));
+            }
+        }
+        (!body.is_empty()).then(|| {
+            CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                super::der::encode_tlv(0x30, &body),
+            )
+        })
+    }
+
+    /// Refuses what cannot stand in a certificate: only absolute `http`/`https` URLs in ASCII.
+    pub fn check(&self) -> Result<(), CaError> {
+        for u in self.crl.iter().chain(&self.ocsp).chain(&self.ca_issuers) {
+            let ok = u.is_ascii()
+                && url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.has_host());
+            if !ok {
+                return Err(CaError::Invalid(format!(
+                    "'{u}' is not an absolute http or https URL"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Issues a leaf certificate for the public key `spki_der` as the permit allows, with the
+/// relying parties' URLs of `urls`. CPU-heavy (one signature): call it off the async executor.
 pub fn issue_leaf(
     signer: &CaSigner,
     spki_der: &[u8],
     permit: &Permit,
     serial: u64,
     validity: Validity,
+    urls: &IssuerUrls,
 ) -> Result<Vec<u8>, CaError> {
     let spki = SubjectPublicKeyInfo::from_der(spki_der)
         .map_err(|e| CaError::Invalid(format!("unsupported public key: {e}")))?;
@@ -90,5 +140,46 @@ pub fn issue_leaf(
         ext.set_criticality(*critical);
         p.custom_extensions.push(ext);
     }
+    if !urls.crl.is_empty() {
+        p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: urls.crl.clone(),
+        }];
+    }
+    p.custom_extensions.extend(urls.aia_extension());
+    Ok(p.signed_by(&spki, signer.issuer())?.der().to_vec())
+}
+
+/// DER of `SEQUENCE { id-kp-OCSPSigning }`.
+const EKU_OCSP_SIGNING: [u8; 12] = [
+    0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x09,
+];
+
+/// Issues the certificate of a delegated OCSP responder (RFC 6960 §4.2.2.2): named `certname`, for
+/// the key `spki_der`, with the OCSPSigning purpose only, and `id-pkix-ocsp-nocheck` (clients do not
+/// check its own revocation; it is short-lived instead).
+pub fn issue_ocsp_responder(
+    signer: &CaSigner,
+    spki_der: &[u8],
+    certname: &str,
+    serial: u64,
+    validity: Validity,
+) -> Result<Vec<u8>, CaError> {
+    let spki = SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| CaError::Invalid(format!("unsupported public key: {e}")))?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, certname);
+    p.distinguished_name = dn;
+    p.serial_number = Some(SerialNumber::from(serial));
+    p.not_before = validity.not_before;
+    p.not_after = validity.not_after;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.use_authority_key_identifier_extension = true;
+    p.key_identifier_method = KeyIdMethod::PreSpecified(digest::key_identifier(spki.der_bytes()));
+    p.custom_extensions = vec![
+        CustomExtension::from_oid_content(oids::EXT_KEY_USAGE, EKU_OCSP_SIGNING.to_vec()),
+        super::ocsp::nocheck_extension(),
+    ];
     Ok(p.signed_by(&spki, signer.issuer())?.der().to_vec())
 }

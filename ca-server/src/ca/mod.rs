@@ -1,7 +1,8 @@
 //! The CA engine: pure functions over X.509 data. No HTTP, no SQL.
 //!
 //! Parsing and checking CSRs (`csr`, `names`), issuing certificates (`issue`), building CRLs (`crl`),
-//! keys (`keys`) and the small DER helpers Puppet's extension values need (`der`).
+//! keys (`keys`), OCSP answers (`ocsp`) and the small DER helpers Puppet's extension values need
+//! (`der`).
 
 pub mod crl;
 pub mod csr;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod issue;
 pub mod keys;
 pub mod names;
+pub mod ocsp;
 pub mod oids;
 pub mod passphrase;
 pub mod signer;

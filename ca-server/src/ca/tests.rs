@@ -96,7 +96,7 @@ fn issued_certificate_has_puppet_profile() {
         Validity::from_now(now(), Duration::days(3_000_000)).is_err(),
         "past year 9999"
     );
-    let der_bytes = issue_leaf(&ca, &c.spki_der, &permit, 42, validity).unwrap();
+    let der_bytes = issue_leaf(&ca, &c.spki_der, &permit, 42, validity, &Default::default()).unwrap();
     let (_, cert) = X509Certificate::from_der(&der_bytes).unwrap();
 
     cert.verify_signature(Some(

@@ -41,6 +41,8 @@ pub fn route(path: &str) -> &'static str {
         "sign" => "sign",
         _ if path.starts_with("/status/") => "status",
         _ if path == "/metrics" => "metrics",
+        _ if path == "/ocsp" || path.starts_with("/ocsp/") => "ocsp",
+        _ if path == "/crl.pem" || path == "/crl.der" => "relying_crl",
         _ => "other",
     }
 }
@@ -61,7 +63,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let a = &state.authority;
     let now = a.now().unix_timestamp();
     let window = a.settings().expiry_warning.whole_seconds();
-    let snap = match a.store().metrics(now, window).await {
+    let snap = match a
+        .store()
+        .metrics(now, window, crate::authority::OCSP_CERTNAME)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
     };

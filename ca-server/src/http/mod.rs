@@ -5,6 +5,7 @@ pub mod extract;
 pub mod identity;
 pub mod legacy;
 mod metrics;
+pub mod ocsp;
 mod relying;
 mod status;
 mod v1;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub db_ok: std::sync::atomic::AtomicBool,
     /// When the CA chain was stored (`certificate/ca`'s time for `If-Modified-Since`), once read.
     pub ca_written: std::sync::OnceLock<i64>,
+    /// The OCSP responder (set at start-up, replaced when its certificate is renewed).
+    pub ocsp: arc_swap::ArcSwapOption<ocsp::OcspState>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             requests: metrics::RequestCounters::default(),
             db_ok: std::sync::atomic::AtomicBool::new(true),
             ca_written: std::sync::OnceLock::new(),
+            ocsp: arc_swap::ArcSwapOption::empty(),
         }
     }
 
@@ -151,6 +155,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/crl.pem", get(relying::pem))
         .route("/crl.der", get(relying::der))
+        .route("/ocsp", post(ocsp::post))
+        .route("/ocsp/{*request}", get(ocsp::get))
         .fallback(not_found)
         .with_state(Arc::clone(&state));
     Router::new()
@@ -158,6 +164,20 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
         .layer(middleware::from_fn_with_state(state, deadline))
         .layer(middleware::from_fn(normalize))
+        .layer(middleware::map_response(version_header))
+}
+
+/// The plain-HTTP listener's application (`ocsp-listen`): OCSP and the relying parties' CRL only,
+/// both public by nature, no client certificates.
+pub fn plain_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ocsp", post(ocsp::post))
+        .route("/ocsp/{*request}", get(ocsp::get))
+        .route("/crl.pem", get(relying::pem))
+        .route("/crl.der", get(relying::der))
+        .fallback(not_found)
+        .with_state(Arc::clone(&state))
+        .layer(middleware::from_fn_with_state(state, deadline))
         .layer(middleware::map_response(version_header))
 }
 

@@ -554,13 +554,20 @@ impl Store {
     pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
         queries::crl_number(&self.pool).await
     }
-    /// Counts for `/metrics`; `window`: the expiry warning window (seconds).
-    pub async fn metrics(&self, now: i64, window: i64) -> Result<MetricsSnapshot, StoreError> {
-        queries::metrics(&self.pool, now, window).await
+    /// Counts for `/metrics`; `window`: the expiry warning window (seconds); certificates named
+    /// `except` (renewed by the server itself) are not counted as expiring or expired.
+    pub async fn metrics(&self, now: i64, window: i64, except: &str) -> Result<MetricsSnapshot, StoreError> {
+        queries::metrics(&self.pool, now, window, except).await
     }
-    /// Current, unrevoked certificates expiring at or before `until`, soonest first.
-    pub async fn expiring(&self, until: i64) -> Result<Vec<ExpiringRow>, StoreError> {
-        queries::expiring(&self.pool, until).await
+    /// Whether this CA issued `serial` (a certificate or an imported inventory line) and its
+    /// revocation (time, reason code), if any.
+    pub async fn serial_status(&self, serial: u64) -> Result<(bool, Option<(i64, i64)>), StoreError> {
+        queries::serial_status(&self.pool, serial).await
+    }
+    /// Current, unrevoked certificates expiring at or before `until`, soonest first, except those
+    /// named `except`.
+    pub async fn expiring(&self, until: i64, except: &str) -> Result<Vec<ExpiringRow>, StoreError> {
+        queries::expiring(&self.pool, until, except).await
     }
     /// Checks the audit log: the hash chain, every record's seal, and that the head file names a
     /// record still held with the same hash. Pages through the log (constant memory).

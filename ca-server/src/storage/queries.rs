@@ -842,6 +842,29 @@ pub(super) async fn serial_owner(
     Ok((None, line))
 }
 
+/// What the database knows of a serial for OCSP: whether this CA issued it (a certificate or an
+/// imported inventory line) and its revocation (time, reason), if any.
+pub(super) async fn serial_status<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    serial: u64,
+) -> Result<(bool, Option<(i64, i64)>), StoreError> {
+    let r = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM certificates WHERE serial = $1) + \
+                (SELECT COUNT(*) FROM imported_inventory WHERE serial = $1), \
+                (SELECT revoked_at FROM revocations WHERE serial = $1), \
+                (SELECT reason FROM revocations WHERE serial = $1)",
+    )
+    .bind(to_i64(serial)?)
+    .fetch_one(e)
+    .await?;
+    let issued: i64 = r.get(0);
+    let revoked = match (r.get::<Option<i64>, _>(1), r.get::<Option<i64>, _>(2)) {
+        (Some(at), Some(reason)) => Some((at, reason)),
+        _ => None,
+    };
+    Ok((issued > 0, revoked))
+}
+
 pub(super) async fn is_revoked(c: &mut AnyConnection, serial: u64) -> Result<bool, StoreError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revocations WHERE serial = $1")
         .bind(to_i64(serial)?)
@@ -867,22 +890,30 @@ pub struct MetricsSnapshot {
     pub relying_crl_next_update: Option<i64>,
 }
 
-/// Certificates that are their name's current one (the highest serial not cleaned) and not revoked.
-const CURRENT_UNREVOKED: &str = "c.cleaned_at IS NULL \
-     AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial) \
-     AND c.serial = (SELECT MAX(d.serial) FROM certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL)";
+/// The condition on `certificates c` for certificates that are their name's current one (the highest
+/// serial not cleaned), not revoked and not named by the parameter `except` (`$n`: certificates the
+/// server renews itself).
+fn current_unrevoked(except: &str) -> String {
+    format!(
+        "c.cleaned_at IS NULL AND c.certname <> {except} \
+         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial) \
+         AND c.serial = (SELECT MAX(d.serial) FROM certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL)"
+    )
+}
 
 pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
     e: E,
     now: i64,
     window: i64,
+    except: &str,
 ) -> Result<MetricsSnapshot, StoreError> {
+    let current = current_unrevoked("$3");
     let sql = format!(
         "SELECT (SELECT COUNT(*) FROM requests), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > $1 AND not_after <= $1 + 2592000), \
-                (SELECT COUNT(*) FROM certificates c WHERE c.not_after > $1 AND c.not_after <= $2 AND {CURRENT_UNREVOKED}), \
-                (SELECT COUNT(*) FROM certificates c WHERE c.not_after <= $1 AND {CURRENT_UNREVOKED}), \
+                (SELECT COUNT(*) FROM certificates c WHERE c.not_after > $1 AND c.not_after <= $2 AND {current}), \
+                (SELECT COUNT(*) FROM certificates c WHERE c.not_after <= $1 AND {current}), \
                 (SELECT COUNT(*) FROM revocations), \
                 (SELECT value FROM counters WHERE name = 'crl_number'), (SELECT this_update FROM crl WHERE id = 1), \
                 (SELECT next_update FROM crl WHERE id = 1), (SELECT relying_next_update FROM crl WHERE id = 1)"
@@ -890,6 +921,7 @@ pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
     let r = sqlx::query(&sql)
         .bind(now)
         .bind(now.saturating_add(window))
+        .bind(except)
         .fetch_one(e)
         .await?;
     Ok(MetricsSnapshot {
@@ -917,16 +949,19 @@ pub struct ExpiringRow {
     pub not_after: i64,
 }
 
-/// Current, unrevoked certificates whose notAfter is at or before `until`, soonest first.
+/// Current, unrevoked certificates whose notAfter is at or before `until`, soonest first, except
+/// those named `except`.
 pub(super) async fn expiring<'e, E: Executor<'e, Database = Any>>(
     e: E,
     until: i64,
+    except: &str,
 ) -> Result<Vec<ExpiringRow>, StoreError> {
     let sql = format!(
         "SELECT c.certname, c.serial, c.not_after FROM certificates c \
-         WHERE c.not_after <= $1 AND {CURRENT_UNREVOKED} ORDER BY c.not_after, c.certname"
+         WHERE c.not_after <= $1 AND {} ORDER BY c.not_after, c.certname",
+        current_unrevoked("$2")
     );
-    let rows = sqlx::query(&sql).bind(until).fetch_all(e).await?;
+    let rows = sqlx::query(&sql).bind(until).bind(except).fetch_all(e).await?;
     rows.into_iter()
         .map(|r| {
             Ok(ExpiringRow {

@@ -6,8 +6,9 @@
 //!
 //! Paths outside `/puppet-ca/v1/` are not covered by a Puppet 3 file (Puppet 3 had no status API):
 //! in legacy mode `GET`/`HEAD` of `/status/v1/...` is allowed to anyone, as puppetserver's default
-//! status rules do, and so is `GET`/`HEAD` of the relying parties' CRL (`/crl.pem`, `/crl.der`,
-//! public by nature); everything else outside the CA API is denied ("legacy: not a CA path").
+//! status rules do, and so are the relying parties' CRL (`GET`/`HEAD` of `/crl.pem`, `/crl.der`) and
+//! OCSP (`GET /ocsp/...`, `POST /ocsp`), public by nature; everything else outside the CA API is
+//! denied ("legacy: not a CA path").
 
 use regex::Regex;
 
@@ -22,7 +23,7 @@ const STATUS_PREFIX: &str = "/status/v1/";
 /// Public paths outside the CA API (the relying parties' CRL), allowed for GET/HEAD in legacy mode.
 const PUBLIC_PATHS: [&str; 2] = ["/crl.pem", "/crl.der"];
 /// Rule name for the relying parties' CRL.
-pub(crate) const PUBLIC_ALLOWED: &str = "legacy: relying-party CRL (built-in)";
+pub(crate) const PUBLIC_ALLOWED: &str = "legacy: relying-party CRL and OCSP (built-in)";
 
 /// Rule name for paths outside the CA API.
 pub(crate) const NOT_CA_PATH: &str = "legacy: not a CA path";
@@ -423,7 +424,11 @@ impl LegacyRules {
                         rule: STATUS_ALLOWED.to_owned(),
                     };
                 }
-                if PUBLIC_PATHS.contains(&req.path) && matches!(req.method, Method::Get | Method::Head) {
+                let ocsp = req.path == "/ocsp" || req.path.starts_with("/ocsp/");
+                if (PUBLIC_PATHS.contains(&req.path) || ocsp)
+                    && matches!(req.method, Method::Get | Method::Head)
+                    || req.path == "/ocsp" && req.method == Method::Post
+                {
                     return Decision::Allow {
                         rule: PUBLIC_ALLOWED.to_owned(),
                     };

@@ -174,6 +174,17 @@ pub const DEFAULT_HOCON_AUTH_CONF: &str = r#"authorization: {
             name: "ca relying-party crl"
         },
         {
+            # ca-server's own: OCSP (RFC 6960), for any relying party.
+            match-request: {
+                path: "/ocsp"
+                type: path
+                method: [get, post]
+            }
+            allow-unauthenticated: true
+            sort-order: 500
+            name: "ca ocsp"
+        },
+        {
             # Allow nodes to retrieve the certificate they requested earlier (and the CA bundle)
             match-request: {
                 path: "/puppet-ca/v1/certificate/"

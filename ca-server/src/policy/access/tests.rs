@@ -134,6 +134,7 @@ const SIGN: &str = "puppetlabs cert sign";
 const FULL: &str = "puppetlabs status service - full";
 const SIMPLE: &str = "puppetlabs status service - simple";
 const RELYING_CRL: &str = "ca relying-party crl";
+const OCSP: &str = "ca ocsp";
 const DENY_ALL: &str = "puppetlabs deny all";
 
 #[test]
@@ -326,6 +327,9 @@ fn default_rules_table() {
         (Get, "/crl.der", Anon, true, RELYING_CRL),
         (Put, "/crl.pem", Admin, false, DENY_ALL),
         (Get, "/crl.pemx", Anon, false, DENY_ALL),
+        (Post, "/ocsp", Anon, true, OCSP),
+        (Get, "/ocsp/MEow", Anon, true, OCSP),
+        (Put, "/ocsp", Anon, false, DENY_ALL),
         // everything else
         (Get, "/puppet-ca/v1/unknown", Anon, false, DENY_ALL),
         (Get, "/puppet-ca/v1/unknown", Admin, false, DENY_ALL),
@@ -1110,16 +1114,31 @@ fn legacy_defaults_only() {
             "/crl.pem",
             Anon,
             true,
-            "legacy: relying-party CRL (built-in)",
+            "legacy: relying-party CRL and OCSP (built-in)",
         ),
         (
             Head,
             "/crl.der",
             Anon,
             true,
-            "legacy: relying-party CRL (built-in)",
+            "legacy: relying-party CRL and OCSP (built-in)",
         ),
         (Put, "/crl.der", Admin, false, "legacy: not a CA path"),
+        (
+            Post,
+            "/ocsp",
+            Anon,
+            true,
+            "legacy: relying-party CRL and OCSP (built-in)",
+        ),
+        (
+            Get,
+            "/ocsp/MEow",
+            Anon,
+            true,
+            "legacy: relying-party CRL and OCSP (built-in)",
+        ),
+        (Post, "/ocspx", Anon, false, "legacy: not a CA path"),
         (
             Get,
             "/puppet/v3/catalog/agent1.example.test",

@@ -1,0 +1,112 @@
+//! The delegated OCSP responder of this data directory (`ocsp/cert.pem`, `ocsp/key.pem`): an EC
+//! P-256 key and a 30-day certificate with the OCSPSigning purpose, issued by this CA, so that OCSP
+//! answers never use the CA key; re-issued when a third of its life remains. And what the database
+//! says of a serial.
+
+use std::sync::Arc;
+
+use time::Duration;
+
+use super::{blocking, status, unix, Authority, AuthorityError};
+use crate::ca::issue::{self, Validity};
+use crate::ca::keys::{self, KeyType};
+use crate::ca::ocsp::{Responder, SerialStatus};
+use crate::ca::pem_encode;
+use crate::storage::{AuditRecord, CertRow};
+
+/// The certname of the responders' certificates (every server issues its own).
+pub const OCSP_CERTNAME: &str = "ca-ocsp-responder";
+
+/// How long a responder certificate is valid.
+const LIFETIME: Duration = Duration::days(30);
+
+impl Authority {
+    /// The responder, as the data directory holds it, when its certificate is this CA's and more
+    /// than a third of its lifetime remains; else a new one, issued and written now. Returns it and
+    /// whether it was issued.
+    pub async fn ocsp_responder(&self, actor: &str) -> Result<(Responder, bool), AuthorityError> {
+        if let Some(r) = self.held_responder() {
+            return Ok((r, false));
+        }
+        let key = blocking(|| keys::generate(KeyType::EcP256)).await?;
+        let pkcs8 = keys::pkcs8_der(&key)?;
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let validity = Validity::from_now(self.now(), LIFETIME).map_err(AuthorityError::Ca)?;
+        let mut tx = self.store.write().await?;
+        let serial = tx.next_serial().await?;
+        let signer = Arc::clone(&self.signer);
+        let der =
+            blocking(move || issue::issue_ocsp_responder(&signer, &spki, OCSP_CERTNAME, serial, validity))
+                .await?;
+        let now = unix(self.now());
+        let row = CertRow {
+            serial,
+            certname: OCSP_CERTNAME.to_string(),
+            der: der.clone(),
+            not_before: unix(validity.not_before),
+            not_after: unix(validity.not_after),
+            revoked: None,
+        };
+        tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, actor)
+            .await?;
+        tx.audit(
+            &AuditRecord::ok(now, actor, "ocsp-responder")
+                .on(OCSP_CERTNAME)
+                .serial(serial),
+        )
+        .await?;
+        tx.commit().await?;
+        let io = |what: &str, e: std::io::Error| AuthorityError::Internal(format!("{what}: {e}"));
+        let (cert_path, key_path) = (self.dir.ocsp_cert(), self.dir.ocsp_key());
+        if let Some(parent) = cert_path.parent() {
+            crate::datadir::create_private_dir(parent).map_err(|e| io("the OCSP directory", e))?;
+        }
+        for (path, contents, mode) in [
+            (&key_path, keys::pkcs8_pem(&key)?.as_bytes().to_vec(), 0o600),
+            (&cert_path, pem_encode("CERTIFICATE", &der).into_bytes(), 0o644),
+        ] {
+            // Written beside it, then renamed over it: a reader sees the old file or the new one.
+            let tmp = path.with_extension("pem.new");
+            let _ = std::fs::remove_file(&tmp);
+            crate::datadir::write_new(&tmp, &contents, mode)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| io(&path.display().to_string(), e))?;
+        }
+        let responder = Responder::new(der, &pkcs8, &self.signer.chain_der[0])?;
+        Ok((responder, true))
+    }
+
+    /// The responder in the data directory, if it is this CA's and not near its end.
+    fn held_responder(&self) -> Option<Responder> {
+        let cert_pem = std::fs::read_to_string(self.dir.ocsp_cert()).ok()?;
+        let key_pem = std::fs::read_to_string(self.dir.ocsp_key()).ok()?;
+        let der = pem::parse(cert_pem).ok()?.into_contents();
+        let pkcs8 = zeroize::Zeroizing::new(pem::parse(key_pem).ok()?.into_contents());
+        let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let aki = c.extensions().iter().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })?;
+        let (from, to) = (
+            c.validity().not_before.timestamp(),
+            c.validity().not_after.timestamp(),
+        );
+        let fresh = to - unix(self.now()) > (to - from) / 3;
+        if aki != self.signer.cert.key_id || !fresh {
+            return None;
+        }
+        Responder::new(der, &pkcs8, &self.signer.chain_der[0]).ok()
+    }
+
+    /// What the CA's records say of `serial`: revoked (when and why), issued by this CA, or unknown.
+    pub async fn serial_status(&self, serial: u64) -> Result<SerialStatus, AuthorityError> {
+        let (issued, revoked) = self.store.serial_status(serial).await?;
+        Ok(match revoked {
+            Some((at, reason)) => SerialStatus::Revoked(at, u8::try_from(reason).unwrap_or(0)),
+            None if issued => SerialStatus::Good,
+            None => SerialStatus::Unknown,
+        })
+    }
+}

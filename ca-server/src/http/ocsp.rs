@@ -1,0 +1,143 @@
+//! OCSP (RFC 6960): `POST /ocsp` with a DER request, `GET /ocsp/{base64 request}`, on the server's
+//! port and, with `ocsp-listen`, on a plain-HTTP listener (OCSP is signed, and clients such as
+//! nginx's stapling only speak HTTP to responders). Answers are signed by this server's delegated
+//! responder (never the CA key). An answer to a request without a nonce is kept and served again, with
+//! no signature, until a new CRL (a revocation anywhere) or an hour passes; a nonce is echoed, which
+//! takes one EC P-256 signature.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{text, ApiError, Context};
+use super::{read_body, AppState};
+use crate::ca::ocsp::{self, Responder, SerialStatus};
+
+/// How long an answer is valid (its nextUpdate) and served again from memory.
+const VALIDITY_SECS: i64 = 3_600;
+/// Answers kept; the whole memory is dropped when it is full.
+const KEPT: usize = 16_384;
+/// Largest request read.
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// An answer kept: the CRL number it was made under, its thisUpdate and its DER.
+#[derive(Clone)]
+struct Kept {
+    crl_number: u64,
+    at: i64,
+    der: Arc<[u8]>,
+}
+
+/// The responder and the answers it keeps.
+pub struct OcspState {
+    responder: Responder,
+    /// By request DER.
+    kept: Mutex<HashMap<Vec<u8>, Kept>>,
+}
+
+impl OcspState {
+    /// Serving as `responder`.
+    pub fn new(responder: Responder) -> OcspState {
+        OcspState {
+            responder,
+            kept: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// POST `/ocsp` (`application/ocsp-request`).
+pub async fn post(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    match read_body(body, MAX_REQUEST, state.body_read_timeout).await {
+        Ok(b) => answer(&state, b.to_vec()).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// GET `/ocsp/{request}`: the DER request, base64 and then percent-encoded (RFC 6960 appendix A).
+pub async fn get(State(state): State<Arc<AppState>>, OriginalUri(uri): OriginalUri) -> Response {
+    use base64::Engine as _;
+    let raw = uri.path().strip_prefix("/ocsp/").unwrap_or_default();
+    let decoded = super::extract::percent_decode(raw, false).unwrap_or_default();
+    let b64: Vec<u8> = decoded.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
+    match base64::engine::general_purpose::STANDARD.decode(&b64) {
+        Ok(der) => answer(&state, der).await,
+        Err(_) => ocsp_response(ocsp::malformed()),
+    }
+}
+
+fn ocsp_response(der: impl Into<Arc<[u8]>>) -> Response {
+    let der: Arc<[u8]> = der.into();
+    let mut r = Response::new(Body::from(axum::body::Bytes::from_owner(der)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/ocsp-response"),
+    );
+    r
+}
+
+async fn answer(state: &AppState, der: Vec<u8>) -> Response {
+    let Some(o) = state.ocsp.load_full() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The OCSP responder is not ready.",
+        );
+    };
+    let Some(question) = o.responder.read(&der) else {
+        return ocsp_response(ocsp::malformed());
+    };
+    let crl = match state.current_crl().await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
+    };
+    let now = state.authority.now().unix_timestamp();
+    let keep = !question.has_nonce();
+    if keep {
+        let kept = o.kept.lock().ok().and_then(|k| k.get(&der).cloned());
+        if let Some(k) = kept {
+            if k.crl_number == crl.number() && now - k.at < VALIDITY_SECS / 2 {
+                return ocsp_response(k.der);
+            }
+        }
+    }
+    let mut statuses = Vec::with_capacity(question.asked.len());
+    for a in &question.asked {
+        statuses.push(match a.serial {
+            None => SerialStatus::Unknown,
+            Some(serial) => match state.authority.serial_status(serial).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "OCSP: the database did not answer");
+                    return ocsp_response(ocsp::internal_error());
+                }
+            },
+        });
+    }
+    let o2 = Arc::clone(&o);
+    let signed = tokio::task::spawn_blocking(move || {
+        o2.responder
+            .answer(&question, &statuses, now, now + VALIDITY_SECS)
+    })
+    .await;
+    let answer: Arc<[u8]> = match signed {
+        Ok(Ok(a)) => a.into(),
+        _ => return ocsp_response(ocsp::internal_error()),
+    };
+    if keep {
+        if let Ok(mut k) = o.kept.lock() {
+            if k.len() >= KEPT {
+                k.clear();
+            }
+            let kept = Kept {
+                crl_number: crl.number(),
+                at: now,
+                der: Arc::clone(&answer),
+            };
+            k.insert(der, kept);
+        }
+    }
+    ocsp_response(answer)
+}
