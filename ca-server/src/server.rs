@@ -233,7 +233,7 @@ async fn crl_upkeep(state: Arc<AppState>) {
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
         }
         renew_own_certificates_if_due(&state).await;
-        refresh_ocsp_responder(&state).await;
+        refresh_ocsp_responder(&state, false).await;
         if let Err(e) = state.authority.warn_of_expiry().await {
             tracing::error!(error = %e, "could not check what expires soon");
         }
@@ -241,11 +241,13 @@ async fn crl_upkeep(state: Arc<AppState>) {
     }
 }
 
-/// Puts this server's OCSP responder in force: the one in the data directory, or a new one when it
-/// is missing, another CA's or near its end (then OCSP answers 503 until the next try, with a log).
-async fn refresh_ocsp_responder(state: &AppState) {
-    match state.authority.ocsp_responder("ca-server").await {
-        Ok((responder, issued)) => {
+/// Puts this server's OCSP responder in force: the one in the data directory, or (`issue`) a new one
+/// when it is missing, another CA's or near its end. A responder in force is always renewed. Without
+/// `issue` and none held, the first OCSP request issues it (see `http::ocsp`).
+async fn refresh_ocsp_responder(state: &AppState, issue: bool) {
+    let issue = issue || state.ocsp.load().is_some();
+    match state.authority.ocsp_responder("ca-server", issue).await {
+        Ok(Some((responder, issued))) => {
             if issued || state.ocsp.load().is_none() {
                 if issued {
                     tracing::info!(certificate = %state.authority.dir().ocsp_cert().display(), "issued the OCSP responder's certificate");
@@ -255,6 +257,7 @@ async fn refresh_ocsp_responder(state: &AppState) {
                     .store(Some(Arc::new(http::ocsp::OcspState::new(responder))));
             }
         }
+        Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "no OCSP responder: OCSP requests are answered 503"),
     }
 }
@@ -363,7 +366,10 @@ pub async fn serve(
     if let Ok(Some(at)) = state.authority.store().ca_stored_at().await {
         let _ = state.ca_written.set(at);
     }
-    refresh_ocsp_responder(&state).await;
+    // Issued now where OCSP is clearly wanted (a listener for it, or its URL in certificates); else
+    // by the first OCSP request.
+    let ocsp_wanted = settings.ocsp_listen.is_some() || !settings.ca.issuer_urls.ocsp.is_empty();
+    refresh_ocsp_responder(&state, ocsp_wanted).await;
     let plain = match settings.ocsp_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr).await?;

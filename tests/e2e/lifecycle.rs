@@ -198,6 +198,55 @@ fn relying_party_crl_is_short_lived_follows_revocations_and_satisfies_openssl_an
     let nginx = Nginx::start(&ca, &crl_file, &web, &web_key);
     assert_eq!(nginx.status_for(&good, &good_key), "200");
     assert_eq!(nginx.status_for(&bad, &bad_key), "400");
+
+    // No OCSP configured: no responder until the first OCSP request, which issues it.
+    assert!(!s.ca.data.join("ocsp").exists());
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let req = s.ca.path("req.der");
+    let (ok, made) = crate::harness::openssl(&[
+        "ocsp",
+        "-issuer",
+        &path(&ca),
+        "-cert",
+        &path(&good),
+        "-no_nonce",
+        "-reqout",
+        &path(&req),
+    ]);
+    assert!(ok, "{made}");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            &path(&ca),
+            "-H",
+            "Content-Type: application/ocsp-request",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", path(&req)))
+        .arg(format!("{}/ocsp", s.url()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resp = s.ca.path("resp.der");
+    std::fs::write(&resp, &out.stdout).unwrap();
+    let (_, text) = crate::harness::openssl(&[
+        "ocsp",
+        "-respin",
+        &path(&resp),
+        "-issuer",
+        &path(&ca),
+        "-CAfile",
+        &path(&ca),
+        "-cert",
+        &path(&good),
+    ]);
+    assert!(
+        text.contains("Response verify OK") && text.contains(": good"),
+        "{text}"
+    );
+    assert!(s.ca.data.join("ocsp/cert.pem").exists());
 }
 
 fn now() -> i64 {

@@ -22,11 +22,18 @@ const LIFETIME: Duration = Duration::days(30);
 
 impl Authority {
     /// The responder, as the data directory holds it, when its certificate is this CA's and more
-    /// than a third of its lifetime remains; else a new one, issued and written now. Returns it and
-    /// whether it was issued.
-    pub async fn ocsp_responder(&self, actor: &str) -> Result<(Responder, bool), AuthorityError> {
+    /// than a third of its lifetime remains; else (with `issue`) a new one, issued and written now.
+    /// Returns it and whether it was issued.
+    pub async fn ocsp_responder(
+        &self,
+        actor: &str,
+        issue: bool,
+    ) -> Result<Option<(Responder, bool)>, AuthorityError> {
         if let Some(r) = self.held_responder() {
-            return Ok((r, false));
+            return Ok(Some((r, false)));
+        }
+        if !issue {
+            return Ok(None);
         }
         let key = blocking(|| keys::generate(KeyType::EcP256)).await?;
         let pkcs8 = keys::pkcs8_der(&key)?;
@@ -73,7 +80,7 @@ impl Authority {
                 .map_err(|e| io(&path.display().to_string(), e))?;
         }
         let responder = Responder::new(der, &pkcs8, &self.signer.chain_der[0])?;
-        Ok((responder, true))
+        Ok(Some((responder, true)))
     }
 
     /// The responder in the data directory, if it is this CA's and not near its end.

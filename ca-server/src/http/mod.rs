@@ -64,6 +64,8 @@ pub struct AppState {
     pub ca_written: std::sync::OnceLock<i64>,
     /// The OCSP responder (set at start-up, replaced when its certificate is renewed).
     pub ocsp: arc_swap::ArcSwapOption<ocsp::OcspState>,
+    /// Held while the first OCSP request issues the responder.
+    pub ocsp_issuing: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             db_ok: std::sync::atomic::AtomicBool::new(true),
             ca_written: std::sync::OnceLock::new(),
             ocsp: arc_swap::ArcSwapOption::empty(),
+            ocsp_issuing: tokio::sync::Mutex::new(()),
         }
     }
 

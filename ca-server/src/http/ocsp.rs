@@ -79,8 +79,34 @@ fn ocsp_response(der: impl Into<Arc<[u8]>>) -> Response {
     r
 }
 
+/// The responder in force, issued now when there is none yet (one issuance at a time).
+async fn responder(state: &AppState) -> Option<Arc<OcspState>> {
+    if let Some(o) = state.ocsp.load_full() {
+        return Some(o);
+    }
+    let _one = state.ocsp_issuing.lock().await;
+    if let Some(o) = state.ocsp.load_full() {
+        return Some(o);
+    }
+    match state.authority.ocsp_responder("ca-server", true).await {
+        Ok(Some((r, issued))) => {
+            if issued {
+                tracing::info!("issued the OCSP responder's certificate (first OCSP request)");
+            }
+            let o = Arc::new(OcspState::new(r));
+            state.ocsp.store(Some(Arc::clone(&o)));
+            Some(o)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "no OCSP responder");
+            None
+        }
+    }
+}
+
 async fn answer(state: &AppState, der: Vec<u8>) -> Response {
-    let Some(o) = state.ocsp.load_full() else {
+    let Some(o) = responder(state).await else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "The OCSP responder is not ready.",

@@ -911,7 +911,7 @@ pub(super) async fn metrics<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT (SELECT COUNT(*) FROM requests), \
                 (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL), \
-                (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > $1 AND not_after <= $1 + 2592000), \
+                (SELECT COUNT(*) FROM certificates WHERE cleaned_at IS NULL AND not_after > $1 AND not_after <= $1 + 2592000 AND certname <> $3), \
                 (SELECT COUNT(*) FROM certificates c WHERE c.not_after > $1 AND c.not_after <= $2 AND {current}), \
                 (SELECT COUNT(*) FROM certificates c WHERE c.not_after <= $1 AND {current}), \
                 (SELECT COUNT(*) FROM revocations), \
