@@ -347,6 +347,7 @@ async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec
         )
         .await,
     ));
+    rows.extend(ocsp_phases(args, target, &names[0]).await?);
     let status: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(|_| Req::get("/status/v1/simple"));
     rows.push(report(
         "new TLS connection per request (resumed)",
@@ -477,6 +478,49 @@ async fn replica_phases(args: &Args, first: &OwnServer, plan: &Replicas) -> Resu
     };
     rows.extend(replicas::phases(&all, &phases).await?);
     drop(joined);
+    Ok(rows)
+}
+
+/// OCSP for the certificate of `name`: answers kept by the server (requests without a nonce, as
+/// nginx's stapling sends) and answers signed for each request (a nonce each, as `openssl ocsp`).
+async fn ocsp_phases(args: &Args, target: &Target, name: &str) -> Result<Vec<Figures>, String> {
+    let mut conn = target.connect(false).await?;
+    let mut pem_of = async |path: &str| -> Result<Vec<u8>, String> {
+        let r = conn.send(Method::GET, path, &[("accept", "text/plain")], hyper::body::Bytes::new()).await?;
+        if r.status != StatusCode::OK {
+            return Err(format!("{path}: {}", r.status));
+        }
+        Ok(pem::parse(&r.body[..]).map_err(|e| format!("{path}: {e}"))?.into_contents())
+    };
+    let ca = pem_of("/puppet-ca/v1/certificate/ca").await?;
+    let cert = pem_of(&format!("/puppet-ca/v1/certificate/{name}")).await?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert).map_err(|e| e.to_string())?;
+    let serial = u64::try_from(parsed.serial.clone()).map_err(|_| "serial too large")?;
+    let kept = hyper::body::Bytes::from(
+        ca_server::ca::ocsp::request_der(&ca, serial, None).map_err(|e| e.to_string())?,
+    );
+    let ocsp_req = |body: hyper::body::Bytes| Req {
+        method: Method::POST,
+        path: "/ocsp".into(),
+        headers: vec![("content-type", "application/ocsp-request".into())],
+        body,
+    };
+    let mut rows = Vec::new();
+    let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| ocsp_req(kept.clone()));
+    rows.push(report(
+        "OCSP (kept answer, no nonce; keep-alive)",
+        for_duration(target, false, args.concurrency, args.duration, Connect::KeepAlive, make, StatusCode::OK).await,
+    ));
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let der = ca_server::ca::ocsp::request_der(&ca, serial, Some(&n.to_be_bytes())).unwrap_or_default();
+        ocsp_req(hyper::body::Bytes::from(der))
+    });
+    rows.push(report(
+        "OCSP (nonce: signed per request; keep-alive)",
+        for_duration(target, false, args.concurrency, args.duration, Connect::KeepAlive, make, StatusCode::OK).await,
+    ));
     Ok(rows)
 }
 

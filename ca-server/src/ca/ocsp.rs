@@ -234,6 +234,51 @@ impl Responder {
     }
 }
 
+/// A DER OCSP request for `serial` of the CA `ca_der`, naming the CA by SHA-1 as clients do, with
+/// `nonce` when given (for load generators and tests).
+pub fn request_der(ca_der: &[u8], serial: u64, nonce: Option<&[u8]>) -> Result<Vec<u8>, CaError> {
+    let fail = |e: der::Error| CaError::Invalid(format!("OCSP request: {e}"));
+    let h = IssuerHashes::of(ca_der)?;
+    let bytes = serial.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+    let mut serial_bytes = bytes[skip..].to_vec();
+    if serial_bytes[0] & 0x80 != 0 {
+        serial_bytes.insert(0, 0);
+    }
+    let id = CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: OID_SHA1,
+            parameters: Some(der::Any::null()),
+        },
+        issuer_name_hash: OctetString::new(h.sha1.0).map_err(fail)?,
+        issuer_key_hash: OctetString::new(h.sha1.1).map_err(fail)?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(&serial_bytes).map_err(fail)?,
+    };
+    let nonce = match nonce {
+        Some(n) => Some(vec![Extension {
+            extn_id: OID_NONCE,
+            critical: false,
+            extn_value: OctetString::new(OctetString::new(n).map_err(fail)?.to_der().map_err(fail)?)
+                .map_err(fail)?,
+        }]),
+        None => None,
+    };
+    OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: id,
+                single_request_extensions: None,
+            }],
+            request_extensions: nonce,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(fail)
+}
+
 /// A serial's big-endian bytes as u64 (leading zero bytes allowed).
 fn serial_u64(bytes: &[u8]) -> Option<u64> {
     let trimmed: &[u8] = {
@@ -274,6 +319,41 @@ pub fn nocheck_extension() -> rcgen::CustomExtension {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request made here is read back with its serial and nonce; the answer is a successful basic
+    /// response, signed by the responder's key, echoing the nonce; garbage is not a request.
+    #[test]
+    fn request_answer_round_trip() {
+        use crate::ca::keys::{self, KeyType};
+        let ca = crate::ca::tests::test_ca();
+        let ca_der = ca.chain_der[0].clone();
+        let key = keys::generate(KeyType::EcP256).unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let validity = crate::ca::issue::Validity::from_now(time::OffsetDateTime::now_utc(), time::Duration::days(30)).unwrap();
+        let cert = crate::ca::issue::issue_ocsp_responder(&ca, &spki, "ca-ocsp-responder", 9, validity).unwrap();
+        let r = Responder::new(cert, &keys::pkcs8_der(&key).unwrap(), &ca_der).unwrap();
+        for junk in [&b""[..], b"\x30\x00", &[0xff; 64]] {
+            assert!(r.read(junk).is_none());
+        }
+        let q = r.read(&request_der(&ca_der, 0x80, Some(b"n-1")).unwrap()).unwrap();
+        assert!(q.has_nonce());
+        assert_eq!(q.asked.iter().map(|a| a.serial).collect::<Vec<_>>(), vec![Some(0x80)]);
+        let other = r.read(&request_der(&fixture_other_ca(), 0x80, None).unwrap()).unwrap();
+        assert_eq!(other.asked[0].serial, None, "another issuer's serial is not ours");
+        let der = r.answer(&q, &[SerialStatus::Revoked(1_900_000_000, 1)], 1_900_000_100, 1_900_003_700).unwrap();
+        let resp = OcspResponse::from_der(&der).unwrap();
+        assert_eq!(resp.response_status, x509_ocsp::OcspResponseStatus::Successful);
+        let basic = BasicOcspResponse::from_der(resp.response_bytes.unwrap().response.as_bytes()).unwrap();
+        assert!(matches!(basic.tbs_response_data.responses[0].cert_status, CertStatus::Revoked(_)));
+        assert!(basic.tbs_response_data.response_extensions.is_some(), "the nonce is echoed");
+        let tbs = basic.tbs_response_data.to_der().unwrap();
+        let pk = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1, r.key.public_key().as_ref());
+        pk.verify(&tbs, basic.signature.raw_bytes()).unwrap();
+    }
+
+    fn fixture_other_ca() -> Vec<u8> {
+        crate::ca::tests::test_ca_named("Another CA").chain_der[0].clone()
+    }
 
     #[test]
     fn serials_of_any_width() {

@@ -26,9 +26,13 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
 }
 
-fn test_ca() -> CaSigner {
+pub(super) fn test_ca() -> CaSigner {
+    test_ca_named("Puppet CA: test")
+}
+
+pub(super) fn test_ca_named(name: &str) -> CaSigner {
     let key = keys::generate(KeyType::EcP256).unwrap();
-    let der = signer::self_signed_ca("Puppet CA: test", &key, 1, now(), Duration::days(3650)).unwrap();
+    let der = signer::self_signed_ca(name, &key, 1, now(), Duration::days(3650)).unwrap();
     CaSigner::new(&pem_encode("CERTIFICATE", &der), key).unwrap()
 }
 
