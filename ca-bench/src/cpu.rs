@@ -39,6 +39,45 @@ fn stat(pid: u32) -> Option<Stat> {
     })
 }
 
+/// A process's own CPU seconds (user + system, all threads).
+pub fn process_cpu(pid: u32) -> Option<f64> {
+    stat(pid).map(|s| s.own)
+}
+
+/// The CPU a process used per operation since `before` (its [`process_cpu`] then), in ms.
+pub fn per_op_ms(pid: Option<u32>, before: Option<f64>, ops: usize) -> Option<f64> {
+    let (now, before) = (process_cpu(pid?)?, before?);
+    (ops > 0).then(|| (now - before) * 1000.0 / ops as f64)
+}
+
+/// The server's CPU time per operation, phase after phase.
+pub struct Meter {
+    pid: Option<u32>,
+    since: Option<f64>,
+}
+
+impl Meter {
+    /// For the server process `pid` (none: nothing measured), from now.
+    pub fn new(pid: Option<u32>) -> Meter {
+        Meter {
+            pid,
+            since: pid.and_then(process_cpu),
+        }
+    }
+
+    /// From now (after work that belongs to no phase).
+    pub fn restart(&mut self) {
+        self.since = self.pid.and_then(process_cpu);
+    }
+
+    /// `f` with its id and the server's CPU per operation since the last phase; the next starts now.
+    pub fn done(&mut self, mut f: crate::stats::Figures, id: &str) -> crate::stats::Figures {
+        f.server_cpu_ms_per_op = per_op_ms(self.pid, self.since, f.count);
+        self.restart();
+        f.id(id)
+    }
+}
+
 /// A process's parent.
 pub fn parent(pid: u32) -> Option<u32> {
     stat(pid).map(|s| s.parent)

@@ -54,7 +54,17 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         ratio: None,
         note: note.into(),
         backend: "",
+        id: String::new(),
+        server_cpu_ms_per_op: None,
+        rss_mb: None,
     }
+}
+
+/// An RSS figure (MB, shown in the ops/s column as before, and as `rss_mb` in `--json`).
+fn rss_figure(phase: &str, mb: f64) -> Figures {
+    let mut f = row(phase, mb, 0.0, "");
+    f.rss_mb = Some(mb);
+    f
 }
 
 /// Samples the server's RSS until finished; reports the peak.
@@ -68,12 +78,7 @@ impl Sampler {
     pub fn finish(self, phase: &str) -> Figures {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        row(
-            phase,
-            self.peak_kb.load(Ordering::Relaxed) as f64 / 1024.0,
-            0.0,
-            "",
-        )
+        rss_figure(phase, self.peak_kb.load(Ordering::Relaxed) as f64 / 1024.0)
     }
 }
 
@@ -249,7 +254,7 @@ impl OwnServer {
     }
 
     pub fn rss_row(&self, phase: &str) -> Figures {
-        row(phase, rss_mb(self.pid()), 0.0, "")
+        rss_figure(phase, rss_mb(self.pid()))
     }
 
     pub fn rss_sampler(&self) -> Sampler {

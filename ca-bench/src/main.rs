@@ -84,6 +84,12 @@ struct Args {
     /// Revocations on replica A timed until replica B enforces them (propagation).
     #[arg(long, default_value_t = 200)]
     propagation_samples: usize,
+    /// Also write the run as JSON to this file: the ceilings, the CPU time of one raw signature,
+    /// and every phase with its id (`submit`, `sign`, `bulk`, `revoke_0`, ..., `list_all`,
+    /// `cold_start`, `rss_idle`, `rss_peak`), count, ops/s, p50/p99, ratio, the server's CPU time
+    /// per operation and RSS.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 fn main() {
@@ -163,7 +169,7 @@ async fn run(args: Args) -> Result<(), String> {
             let target = Target::new(host, port, &cacert, (&cert, &key))?;
             let kind = ceiling::key_type_of(&cacert)?;
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
-            rows.extend(https_phases(&args, &target).await?.0);
+            rows.extend(https_phases(&args, &target, None).await?.0);
             (kind, per_core, all_cores)
         }
         None => {
@@ -181,7 +187,11 @@ async fn run(args: Args) -> Result<(), String> {
                 pg::prepare(url, args.reset_database).await?;
             }
             let mut server = OwnServer::start(kind, server_kind, None).await?;
-            rows.push(server.cold_start_row("cold start, empty CA (to first request)"));
+            rows.push(
+                server
+                    .cold_start_row("cold start, empty CA (to first request)")
+                    .id("cold_start"),
+            );
             let kind = ceiling::key_type_of(&server.ca_pem)?;
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
             rows.extend(own_phases(&args, &mut server, None).await?);
@@ -210,10 +220,29 @@ async fn run(args: Args) -> Result<(), String> {
         println!("{}", line(r, backends));
     }
     println!();
+    let signature_ms = 1000.0 / per_core.max(1e-9);
     println!(
         "ceiling: {ceiling:.0} raw {kind} signatures/s on {cores} cores (before the run {all_cores:.0}/s, \
          after {again:.0}/s; {per_core:.0}/s on one); ratio = ops/s ÷ ceiling"
     );
+    println!(
+        "srv CPU ms = the server process's CPU time per operation (from /proc); one raw {kind} signature \
+         takes {signature_ms:.3} ms of CPU on this machine"
+    );
+    if let Some(path) = &args.json {
+        let run = serde_json::json!({
+            "key_type": kind.to_string(),
+            "cores": cores,
+            "ceiling_per_s": ceiling,
+            "ceiling_per_s_one_core": per_core,
+            "signature_cpu_ms": signature_ms,
+            "concurrency": args.concurrency,
+            "phases": rows.iter().map(Figures::json).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("written: {}", path.display());
+    }
     Ok(())
 }
 
@@ -232,7 +261,9 @@ async fn postgres_run(
     // Still empty (it was checked, or reset, before the SQLite run).
     pg::prepare(url, false).await?;
     let mut server = OwnServer::start(kind, server_kind, Some(url)).await?;
-    let mut rows = vec![server.cold_start_row("cold start, empty CA (to first request)")];
+    let mut rows = vec![server
+        .cold_start_row("cold start, empty CA (to first request)")
+        .id("cold_start")];
     let plan = (replicas > 1).then_some(Replicas {
         count: replicas,
         kind,
@@ -253,15 +284,24 @@ struct Replicas {
 }
 
 /// The phases against any CA over HTTPS; also the names signed per certificate.
-async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec<String>), String> {
+async fn https_phases(
+    args: &Args,
+    target: &Target,
+    server: Option<u32>,
+) -> Result<(Vec<Figures>, Vec<String>), String> {
     let mut rows = Vec::new();
+    // The server's CPU time per operation of each phase.
+    let mut meter = cpu::Meter::new(server);
     let c = args.concurrency;
     let run_id = std::process::id();
     let csrs = make_csrs(&format!("a{run_id}"), args.csrs)?;
     let names: Vec<String> = csrs.iter().map(|(n, _)| n.clone()).collect();
-    rows.push(report(
-        "CSR submit (PUT certificate_request)",
-        each(target, false, c, submit_reqs(&csrs), &[StatusCode::OK]).await,
+    rows.push(meter.done(
+        report(
+            "CSR submit (PUT certificate_request)",
+            each(target, false, c, submit_reqs(&csrs), &[StatusCode::OK]).await,
+        ),
+        "submit",
     ));
     let signed = report(
         "sign via certificate_status PUT",
@@ -274,10 +314,11 @@ async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec
         )
         .await,
     );
-    rows.push(ratio(signed));
+    rows.push(meter.done(ratio(signed), "sign"));
 
     let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
     each(target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
+    meter.restart();
     let bulk_names: Vec<String> = bulk.iter().map(|(n, _)| n.clone()).collect();
     let body = serde_json::json!({ "certnames": bulk_names }).to_string();
     let (lat, wall, err) = each(
@@ -291,7 +332,7 @@ async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec
     let mut f = report("bulk sign (POST /sign, one request)", (lat, wall, err));
     f.count = bulk_names.len();
     f.per_sec = bulk_names.len() as f64 / wall.as_secs_f64();
-    rows.push(ratio(f));
+    rows.push(meter.done(ratio(f), "bulk"));
 
     let fetch_names = Arc::new(names.clone());
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |i| {
@@ -300,82 +341,109 @@ async fn https_phases(args: &Args, target: &Target) -> Result<(Vec<Figures>, Vec
             fetch_names[i % fetch_names.len()]
         ))
     });
-    rows.push(report(
-        "certificate fetch (keep-alive)",
-        for_duration(
-            target,
-            false,
-            c,
-            args.duration,
-            Connect::KeepAlive,
-            make,
-            StatusCode::OK,
-        )
-        .await,
-    ));
+    rows.push(
+        meter.done(
+            report(
+                "certificate fetch (keep-alive)",
+                for_duration(
+                    target,
+                    false,
+                    c,
+                    args.duration,
+                    Connect::KeepAlive,
+                    make,
+                    StatusCode::OK,
+                )
+                .await,
+            ),
+            "cert_fetch",
+        ),
+    );
     let crl_path = "/puppet-ca/v1/certificate_revocation_list/ca";
     let crl = Arc::new(move |_| Req::get(crl_path));
-    rows.push(report(
-        "CRL GET 200 (keep-alive)",
-        for_duration(
-            target,
-            false,
-            c,
-            args.duration,
-            Connect::KeepAlive,
-            crl,
-            StatusCode::OK,
-        )
-        .await,
-    ));
+    rows.push(
+        meter.done(
+            report(
+                "CRL GET 200 (keep-alive)",
+                for_duration(
+                    target,
+                    false,
+                    c,
+                    args.duration,
+                    Connect::KeepAlive,
+                    crl,
+                    StatusCode::OK,
+                )
+                .await,
+            ),
+            "crl_get",
+        ),
+    );
     let ims = httpdate_now();
     let crl304: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let mut r = Req::get(crl_path);
         r.headers.push(("if-modified-since", ims.clone()));
         r
     });
-    rows.push(report(
-        "CRL GET 304 If-Modified-Since (keep-alive)",
-        for_duration(
-            target,
-            false,
-            c,
-            args.duration,
-            Connect::KeepAlive,
-            crl304,
-            StatusCode::NOT_MODIFIED,
-        )
-        .await,
-    ));
-    rows.extend(ocsp_phases(args, target, &names[0]).await?);
+    rows.push(
+        meter.done(
+            report(
+                "CRL GET 304 If-Modified-Since (keep-alive)",
+                for_duration(
+                    target,
+                    false,
+                    c,
+                    args.duration,
+                    Connect::KeepAlive,
+                    crl304,
+                    StatusCode::NOT_MODIFIED,
+                )
+                .await,
+            ),
+            "crl_304",
+        ),
+    );
+    rows.extend(ocsp_phases(args, target, &names[0], &mut meter).await?);
     let status: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(|_| Req::get("/status/v1/simple"));
-    rows.push(report(
-        "new TLS connection per request (resumed)",
-        for_duration(
-            target,
-            false,
-            c,
-            args.duration,
-            Connect::Resumed,
-            Arc::clone(&status),
-            StatusCode::OK,
-        )
-        .await,
-    ));
-    rows.push(report(
-        "new TLS connection per request (full handshake)",
-        for_duration(
-            target,
-            false,
-            c,
-            args.duration,
-            Connect::Full,
-            status,
-            StatusCode::OK,
-        )
-        .await,
-    ));
-    rows.push(listing(target, "certificate_statuses (all)", "").await);
+    rows.push(
+        meter.done(
+            report(
+                "new TLS connection per request (resumed)",
+                for_duration(
+                    target,
+                    false,
+                    c,
+                    args.duration,
+                    Connect::Resumed,
+                    Arc::clone(&status),
+                    StatusCode::OK,
+                )
+                .await,
+            ),
+            "tls_resumed",
+        ),
+    );
+    rows.push(
+        meter.done(
+            report(
+                "new TLS connection per request (full handshake)",
+                for_duration(
+                    target,
+                    false,
+                    c,
+                    args.duration,
+                    Connect::Full,
+                    status,
+                    StatusCode::OK,
+                )
+                .await,
+            ),
+            "tls_full",
+        ),
+    );
+    meter.restart();
+    let all = listing(target, "certificate_statuses (all)", "").await;
+    rows.push(meter.done(all, "list_all"));
     Ok((rows, names))
 }
 
@@ -388,11 +456,15 @@ async fn own_phases(
     replicas: Option<Replicas>,
 ) -> Result<Vec<Figures>, String> {
     let target = admin_target(server)?;
-    let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)")];
+    let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)").id("rss_idle")];
     let sampler = server.rss_sampler();
-    let (https, names) = https_phases(args, &target).await?;
+    let (https, names) = https_phases(args, &target, Some(server.pid())).await?;
     rows.extend(https);
-    rows.push(sampler.finish("RSS peak under load (MB in ops/s column)"));
+    rows.push(
+        sampler
+            .finish("RSS peak under load (MB in ops/s column)")
+            .id("rss_peak"),
+    );
 
     let run_id = std::process::id();
     // Revoke latency as the CRL grows: revoked entries are seeded into the database between steps.
@@ -402,6 +474,7 @@ async fn own_phases(
     for &size in &args.revoke_sizes {
         server.seed_revocations(size).await?;
         let batch: Vec<String> = victims.drain(..victims.len().min(per_size)).collect();
+        let mut meter = cpu::Meter::new(Some(server.pid()));
         let f = report(
             &format!("revoke at {size} CRL entries (serial)"),
             each(
@@ -413,7 +486,7 @@ async fn own_phases(
             )
             .await,
         );
-        rows.push(f);
+        rows.push(meter.done(f, &format!("revoke_{size}")));
     }
     if let Some(plan) = replicas {
         rows.extend(replica_phases(args, server, &plan).await?);
@@ -421,21 +494,30 @@ async fn own_phases(
     server.seed_certificates(args.list_size).await?;
     let pending = make_csrs(&format!("p{run_id}"), 10)?;
     each(&target, false, 2, submit_reqs(&pending), &[StatusCode::OK]).await;
-    rows.push(
-        listing(
-            &target,
-            &format!("certificate_statuses, {} certs", args.list_size),
-            "",
-        )
-        .await,
-    );
-    rows.push(listing(&target, "  ?state=requested (10 pending)", "?state=requested").await);
+    let mut meter = cpu::Meter::new(Some(server.pid()));
+    let big = listing(
+        &target,
+        &format!("certificate_statuses, {} certs", args.list_size),
+        "",
+    )
+    .await;
+    rows.push(meter.done(big, &format!("list_all_{}", args.list_size)));
+    let requested = listing(&target, "  ?state=requested (10 pending)", "?state=requested").await;
+    rows.push(meter.done(requested, "list_requested"));
     server.restart().await?;
-    rows.push(server.cold_start_row(&format!(
-        "cold start, {} certs (to first request)",
-        args.list_size
-    )));
-    rows.push(server.rss_row("RSS idle after restart (MB in ops/s column)"));
+    rows.push(
+        server
+            .cold_start_row(&format!(
+                "cold start, {} certs (to first request)",
+                args.list_size
+            ))
+            .id(format!("cold_start_{}", args.list_size)),
+    );
+    rows.push(
+        server
+            .rss_row("RSS idle after restart (MB in ops/s column)")
+            .id(format!("rss_idle_{}", args.list_size)),
+    );
     server.stop();
     Ok(rows)
 }
@@ -483,14 +565,28 @@ async fn replica_phases(args: &Args, first: &OwnServer, plan: &Replicas) -> Resu
 
 /// OCSP for the certificate of `name`: answers kept by the server (requests without a nonce, as
 /// nginx's stapling sends) and answers signed for each request (a nonce each, as `openssl ocsp`).
-async fn ocsp_phases(args: &Args, target: &Target, name: &str) -> Result<Vec<Figures>, String> {
+async fn ocsp_phases(
+    args: &Args,
+    target: &Target,
+    name: &str,
+    meter: &mut cpu::Meter,
+) -> Result<Vec<Figures>, String> {
     let mut conn = target.connect(false).await?;
     let mut pem_of = async |path: &str| -> Result<Vec<u8>, String> {
-        let r = conn.send(Method::GET, path, &[("accept", "text/plain")], hyper::body::Bytes::new()).await?;
+        let r = conn
+            .send(
+                Method::GET,
+                path,
+                &[("accept", "text/plain")],
+                hyper::body::Bytes::new(),
+            )
+            .await?;
         if r.status != StatusCode::OK {
             return Err(format!("{path}: {}", r.status));
         }
-        Ok(pem::parse(&r.body[..]).map_err(|e| format!("{path}: {e}"))?.into_contents())
+        Ok(pem::parse(&r.body[..])
+            .map_err(|e| format!("{path}: {e}"))?
+            .into_contents())
     };
     let ca = pem_of("/puppet-ca/v1/certificate/ca").await?;
     let cert = pem_of(&format!("/puppet-ca/v1/certificate/{name}")).await?;
@@ -507,20 +603,49 @@ async fn ocsp_phases(args: &Args, target: &Target, name: &str) -> Result<Vec<Fig
     };
     let mut rows = Vec::new();
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| ocsp_req(kept.clone()));
-    rows.push(report(
-        "OCSP (kept answer, no nonce; keep-alive)",
-        for_duration(target, false, args.concurrency, args.duration, Connect::KeepAlive, make, StatusCode::OK).await,
-    ));
+    meter.restart();
+    rows.push(
+        meter.done(
+            report(
+                "OCSP (kept answer, no nonce; keep-alive)",
+                for_duration(
+                    target,
+                    false,
+                    args.concurrency,
+                    args.duration,
+                    Connect::KeepAlive,
+                    make,
+                    StatusCode::OK,
+                )
+                .await,
+            ),
+            "ocsp_kept",
+        ),
+    );
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let der = ca_server::ca::ocsp::request_der(&ca, serial, Some(&n.to_be_bytes())).unwrap_or_default();
         ocsp_req(hyper::body::Bytes::from(der))
     });
-    rows.push(report(
-        "OCSP (nonce: signed per request; keep-alive)",
-        for_duration(target, false, args.concurrency, args.duration, Connect::KeepAlive, make, StatusCode::OK).await,
-    ));
+    rows.push(
+        meter.done(
+            report(
+                "OCSP (nonce: signed per request; keep-alive)",
+                for_duration(
+                    target,
+                    false,
+                    args.concurrency,
+                    args.duration,
+                    Connect::KeepAlive,
+                    make,
+                    StatusCode::OK,
+                )
+                .await,
+            ),
+            "ocsp_nonce",
+        ),
+    );
     Ok(rows)
 }
 

@@ -15,6 +15,56 @@ pub struct Figures {
     pub note: String,
     /// The own server's database (`sqlite`, `pg`); shown as a column when a run has both.
     pub backend: &'static str,
+    /// The phase's id in `--json` (derived from the name when not set).
+    pub id: String,
+    /// CPU time of the server process per operation (ms), when ca-bench knows its process.
+    pub server_cpu_ms_per_op: Option<f64>,
+    /// Resident memory (MB), for the RSS phases.
+    pub rss_mb: Option<f64>,
+}
+
+impl Figures {
+    /// With the id `--json` gives it.
+    pub fn id(mut self, id: impl Into<String>) -> Figures {
+        self.id = id.into();
+        self
+    }
+
+    /// The id in `--json`: the one set, else the name in lower case with `_` between words.
+    pub fn json_id(&self) -> String {
+        if !self.id.is_empty() {
+            return self.id.clone();
+        }
+        let mut out = String::new();
+        for w in self
+            .phase
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            if !out.is_empty() {
+                out.push('_');
+            }
+            out.push_str(&w.to_ascii_lowercase());
+        }
+        out
+    }
+
+    /// The phase as `--json` writes it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.json_id(),
+            "name": self.phase.trim(),
+            "backend": if self.backend.is_empty() { "sqlite" } else { self.backend },
+            "count": self.count,
+            "ops_per_s": self.per_sec,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "ratio": self.ratio,
+            "server_cpu_ms_per_op": self.server_cpu_ms_per_op,
+            "rss_mb": self.rss_mb,
+            "note": self.note,
+        })
+    }
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -36,14 +86,17 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
         ratio: None,
         note: String::new(),
         backend: "",
+        id: String::new(),
+        server_cpu_ms_per_op: None,
+        rss_mb: None,
     }
 }
 
 /// The table's header; `backends`: with a first column naming the own server's database.
 pub fn header(backends: bool) -> String {
     let row = format!(
-        "{:<44} {:>8} {:>11} {:>9} {:>9} {:>8}  {}",
-        "phase", "count", "ops/s", "p50 ms", "p99 ms", "ratio", "note"
+        "{:<44} {:>8} {:>11} {:>9} {:>9} {:>8} {:>11}  {}",
+        "phase", "count", "ops/s", "p50 ms", "p99 ms", "ratio", "srv CPU ms", "note"
     );
     if backends {
         format!("{:<7} {row}", "backend")
@@ -56,9 +109,12 @@ pub fn line(f: &Figures, backends: bool) -> String {
     let ratio = f
         .ratio
         .map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0));
+    let cpu = f
+        .server_cpu_ms_per_op
+        .map_or_else(|| "-".to_string(), |c| format!("{c:.3}"));
     let row = format!(
-        "{:<44} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>8}  {}",
-        f.phase, f.count, f.per_sec, f.p50_ms, f.p99_ms, ratio, f.note
+        "{:<44} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>8} {:>11}  {}",
+        f.phase, f.count, f.per_sec, f.p50_ms, f.p99_ms, ratio, cpu, f.note
     );
     if backends {
         format!("{:<7} {row}", f.backend)

@@ -11,6 +11,8 @@ mod auth_config;
 mod auth_matrix;
 /// malformed, oversized and hostile requests get a clear 4xx and change nothing
 mod bad_input;
+/// `ca-bench` end to end on a tiny run, and the JSON it writes
+mod bench_smoke;
 /// the `ca` CLI over a corpus of CSRs: verdicts, messages, exit codes
 mod cli_corpus;
 /// `ca` setup, sign, revoke, clean, generate as an admin uses them

@@ -329,25 +329,51 @@ mod tests {
         let ca_der = ca.chain_der[0].clone();
         let key = keys::generate(KeyType::EcP256).unwrap();
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        let validity = crate::ca::issue::Validity::from_now(time::OffsetDateTime::now_utc(), time::Duration::days(30)).unwrap();
-        let cert = crate::ca::issue::issue_ocsp_responder(&ca, &spki, "ca-ocsp-responder", 9, validity).unwrap();
+        let validity =
+            crate::ca::issue::Validity::from_now(time::OffsetDateTime::now_utc(), time::Duration::days(30))
+                .unwrap();
+        let cert =
+            crate::ca::issue::issue_ocsp_responder(&ca, &spki, "ca-ocsp-responder", 9, validity).unwrap();
         let r = Responder::new(cert, &keys::pkcs8_der(&key).unwrap(), &ca_der).unwrap();
         for junk in [&b""[..], b"\x30\x00", &[0xff; 64]] {
             assert!(r.read(junk).is_none());
         }
-        let q = r.read(&request_der(&ca_der, 0x80, Some(b"n-1")).unwrap()).unwrap();
+        let q = r
+            .read(&request_der(&ca_der, 0x80, Some(b"n-1")).unwrap())
+            .unwrap();
         assert!(q.has_nonce());
-        assert_eq!(q.asked.iter().map(|a| a.serial).collect::<Vec<_>>(), vec![Some(0x80)]);
-        let other = r.read(&request_der(&fixture_other_ca(), 0x80, None).unwrap()).unwrap();
+        assert_eq!(
+            q.asked.iter().map(|a| a.serial).collect::<Vec<_>>(),
+            vec![Some(0x80)]
+        );
+        let other = r
+            .read(&request_der(&fixture_other_ca(), 0x80, None).unwrap())
+            .unwrap();
         assert_eq!(other.asked[0].serial, None, "another issuer's serial is not ours");
-        let der = r.answer(&q, &[SerialStatus::Revoked(1_900_000_000, 1)], 1_900_000_100, 1_900_003_700).unwrap();
+        let der = r
+            .answer(
+                &q,
+                &[SerialStatus::Revoked(1_900_000_000, 1)],
+                1_900_000_100,
+                1_900_003_700,
+            )
+            .unwrap();
         let resp = OcspResponse::from_der(&der).unwrap();
         assert_eq!(resp.response_status, x509_ocsp::OcspResponseStatus::Successful);
         let basic = BasicOcspResponse::from_der(resp.response_bytes.unwrap().response.as_bytes()).unwrap();
-        assert!(matches!(basic.tbs_response_data.responses[0].cert_status, CertStatus::Revoked(_)));
-        assert!(basic.tbs_response_data.response_extensions.is_some(), "the nonce is echoed");
+        assert!(matches!(
+            basic.tbs_response_data.responses[0].cert_status,
+            CertStatus::Revoked(_)
+        ));
+        assert!(
+            basic.tbs_response_data.response_extensions.is_some(),
+            "the nonce is echoed"
+        );
         let tbs = basic.tbs_response_data.to_der().unwrap();
-        let pk = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1, r.key.public_key().as_ref());
+        let pk = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            r.key.public_key().as_ref(),
+        );
         pk.verify(&tbs, basic.signature.raw_bytes()).unwrap();
     }
 

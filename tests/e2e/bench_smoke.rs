@@ -1,0 +1,84 @@
+//! `ca-bench` end to end on a tiny run: it starts its own `ca-server`, runs every phase and writes the
+//! `--json` file whose ids and fields the benchmark checks read. (Figures are not judged here: speed
+//! goals live in BENCHMARKS.md, never in timed tests.)
+
+use std::process::{Command, Stdio};
+
+#[test]
+fn ca_bench_runs_every_phase_and_writes_its_json() {
+    let bench = crate::harness::ca_binary().with_file_name("ca-bench");
+    assert!(
+        bench.exists(),
+        "{} missing: scripts/test builds the workspace",
+        bench.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let out = Command::new(&bench)
+        .args([
+            "--key-type",
+            "ec-p256",
+            "--csrs",
+            "40",
+            "--duration",
+            "0.2",
+            "--list-size",
+            "200",
+        ])
+        .args(["--revoke-sizes", "0,100", "--concurrency", "4", "--json"])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("srv CPU ms") && text.contains("one raw ec-p256 signature"),
+        "{text}"
+    );
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(run["ceiling_per_s"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(run["ceiling_per_s_one_core"].as_f64().unwrap() > 0.0, "{run}");
+    let phases = run["phases"].as_array().unwrap();
+    let phase = |id: &str| {
+        phases
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("no phase {id} in {run}"))
+    };
+    for id in [
+        "submit",
+        "sign",
+        "bulk",
+        "revoke_0",
+        "revoke_100",
+        "list_all",
+        "cold_start",
+        "rss_idle",
+        "rss_peak",
+        "ocsp_kept",
+        "ocsp_nonce",
+        "crl_get",
+    ] {
+        let p = phase(id);
+        for field in ["name", "count", "ops_per_s", "p50_ms", "p99_ms"] {
+            assert!(!p[field].is_null(), "{id}.{field} in {p}");
+        }
+    }
+    assert_eq!(phase("sign")["count"], 40);
+    assert!(phase("sign")["ratio"].as_f64().unwrap() > 0.0);
+    for id in ["submit", "sign", "bulk", "revoke_0", "ocsp_nonce"] {
+        let cpu = phase(id)["server_cpu_ms_per_op"].as_f64();
+        assert!(
+            cpu.is_some_and(|c| c > 0.0),
+            "{id}: the server's CPU per operation: {}",
+            phase(id)
+        );
+    }
+    assert!(phase("rss_idle")["rss_mb"].as_f64().unwrap() > 1.0);
+    assert!(phase("rss_peak")["rss_mb"].as_f64().unwrap() >= phase("rss_idle")["rss_mb"].as_f64().unwrap());
+}
