@@ -329,9 +329,11 @@ mod tests {
         let ca_der = ca.chain_der[0].clone();
         let key = keys::generate(KeyType::EcP256).unwrap();
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        let validity =
-            crate::ca::issue::Validity::from_now(time::OffsetDateTime::now_utc(), time::Duration::days(30))
-                .unwrap();
+        let validity = crate::ca::issue::Validity::from_now(
+            time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
+            time::Duration::days(30),
+        )
+        .unwrap();
         let cert =
             crate::ca::issue::issue_ocsp_responder(&ca, &spki, "ca-ocsp-responder", 9, validity).unwrap();
         let r = Responder::new(cert, &keys::pkcs8_der(&key).unwrap(), &ca_der).unwrap();
