@@ -263,6 +263,14 @@ pub enum Command {
         #[arg(long, default_value = "15y")]
         ttl: String,
     },
+    /// Replace the CA key in three steps (local mode; docs/lifecycle.md has the runbook): `start`
+    /// publishes a new CA certificate (same name, new key) beside the current one, `switch` signs with
+    /// the new key while the old one stays trusted and keeps signing a CRL, `finish` drops the old one.
+    Rollover {
+        /// Which step.
+        #[command(subcommand)]
+        step: RolloverStep,
+    },
     /// Renew the server's and the admin's own certificates (same keys and names, new validity; local
     /// mode). The running server serves the new one after a reload (SIGHUP); it also renews them by
     /// itself when less than 30 days remain.
@@ -296,6 +304,25 @@ pub enum Command {
 pub enum AuditAction {
     /// Check the hash chain of the whole audit log.
     Verify,
+}
+
+/// `ca rollover`.
+#[derive(Debug, Subcommand)]
+pub enum RolloverStep {
+    /// Make the new CA key and certificate (and the cross-certificates), and publish the certificate.
+    Start {
+        /// Key type of the new CA key: rsa-4096, rsa-2048 or ec-p256.
+        #[arg(long, default_value = "rsa-4096")]
+        key_type: String,
+        /// Validity of the new CA certificate.
+        #[arg(long, default_value = "15y")]
+        ttl: String,
+    },
+    /// Sign with the new key from now on; the old CA stays trusted and signs a CRL too.
+    Switch,
+    /// Drop the old CA (once every agent has the new CA certificate); re-issue this data directory's
+    /// server and admin certificates under the new key.
+    Finish,
 }
 
 /// `ca renew-own`.

@@ -103,6 +103,18 @@ impl DataDir {
     pub fn admin_key(&self) -> PathBuf {
         self.root.join("admin/key.pem")
     }
+    /// The next CA key during a key rollover (`ca rollover start`), until `switch`.
+    pub fn next_ca_key(&self) -> PathBuf {
+        self.root.join("rollover/next_ca_key.pem")
+    }
+    /// The previous CA key during a key rollover (from `switch` to `finish`).
+    pub fn previous_ca_key(&self) -> PathBuf {
+        self.root.join("rollover/previous_ca_key.pem")
+    }
+    /// Where a rollover's files are (the keys above, the new CA certificate, the cross-certificates).
+    pub fn rollover_dir(&self) -> PathBuf {
+        self.root.join("rollover")
+    }
     /// This server's delegated OCSP responder certificate (issued by the server itself).
     pub fn ocsp_cert(&self) -> PathBuf {
         self.root.join("ocsp/cert.pem")

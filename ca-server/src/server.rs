@@ -272,21 +272,32 @@ async fn renew_own_certificates_if_due(state: &AppState) {
         (OwnCertificate::Server, dir.server_cert()),
         (OwnCertificate::Admin, dir.admin_cert()),
     ] {
-        let Some((not_before, not_after)) = std::fs::read_to_string(&path)
+        let Some((not_before, not_after, aki)) = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| pem::parse(t).ok())
             .and_then(|p| {
                 let (_, c) = x509_parser::parse_x509_certificate(p.contents()).ok()?;
+                let aki = c.extensions().iter().find_map(|e| match e.parsed_extension() {
+                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                    }
+                    _ => None,
+                });
                 Some((
                     c.validity().not_before.timestamp(),
                     c.validity().not_after.timestamp(),
+                    aki,
                 ))
             })
         else {
             continue;
         };
         let window = (30 * 86_400).min((not_after - not_before) / 3);
-        if not_after - now >= window {
+        // After a key rollover has finished, a certificate of the old key is re-issued under the new
+        // one (while it switches, the servers keep theirs under the old key, which every agent trusts).
+        let old_key = !state.authority.rollover_switched()
+            && aki.is_some_and(|k| k != state.authority.signer().cert.key_id);
+        if not_after - now >= window && !old_key {
             continue;
         }
         match state.authority.renew_own_certificate("ca-server", which).await {
@@ -360,7 +371,12 @@ pub async fn serve(
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
     // The revocation state is loaded before anything is served.
     authority.revocations().refresh().await?;
-    let tls = Arc::new(TlsState::new(&dir, &chain, Arc::clone(authority.revocations()))?);
+    let tls = Arc::new(TlsState::new(
+        &dir,
+        &chain,
+        &authority.trust_anchors(),
+        Arc::clone(authority.revocations()),
+    )?);
     let state = Arc::new(AppState::new(authority, access, tls, &settings.limits));
     // The CA chain's time for If-Modified-Since, read now so it is served without the database too.
     if let Ok(Some(at)) = state.authority.store().ca_stored_at().await {

@@ -211,6 +211,7 @@ impl TlsState {
     pub fn new(
         dir: &DataDir,
         ca_chain: &[Vec<u8>],
+        anchors: &[Vec<u8>],
         revocations: Arc<Revocations>,
     ) -> Result<TlsState, TlsError> {
         let issuer = ca_chain
@@ -218,12 +219,13 @@ impl TlsState {
             .and_then(|ca| crate::ca::crl::cert_subject(ca))
             .ok_or_else(|| TlsError::Rustls("the CA certificate is not readable".into()))?
             .to_vec();
-        // Only the signing CA is a trust anchor for client certificates: with an intermediate CA, a
-        // certificate the root signed directly (another intermediate's leaf, say) does not authenticate.
+        // Only the signing CA is a trust anchor for client certificates (with, during a key rollover,
+        // the next or previous CA: `anchors`): with an intermediate CA, a certificate the root signed
+        // directly (another intermediate's leaf, say) does not authenticate.
         let mut roots = RootCertStore::empty();
-        if let Some(signing) = ca_chain.first() {
+        for anchor in anchors {
             roots
-                .add(CertificateDer::from(signing.clone()))
+                .add(CertificateDer::from(anchor.clone()))
                 .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?;
         }
         let ca_chain: Vec<CertificateDer<'static>> =

@@ -845,3 +845,156 @@ fn cdp_and_aia_urls_are_followed_by_openssl_and_nginx_staples_ocsp() {
     let (ok, out) = verify();
     assert!(!ok && out.contains("certificate revoked"), "{out}");
 }
+
+/// A CA key rollover from start to finish with real Puppet 7 agents: agent A bootstrapped under the
+/// old key keeps talking to the CA through `start` and `switch`; agent B, bootstrapped after the
+/// switch, gets a certificate of the new key and the CA bundle of both; revocations of either reach
+/// a CRL of its issuer (openssl); after `finish` only the new CA is served and the server's own
+/// certificate is the new key's, and B keeps working.
+#[test]
+fn key_rollover_keeps_old_and_new_agents_working_from_start_to_finish() {
+    use crate::real_clients::{agent_args_at, require, text};
+    require("puppet");
+    let config = "[ca]\nautosign = true\n";
+    let s = TestServer::start_with(config);
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let puppet = |port: u16, dir: &Path, name: &str, action: &str| {
+        let out = Command::new("puppet")
+            .args(["ssl", action])
+            .args(agent_args_at(port, dir, name))
+            .args(["--waitforcert", "0"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: puppet ssl {action}: {}",
+            text(&out)
+        );
+    };
+    let bundle_of = |s: &TestServer| -> Vec<Vec<u8>> {
+        let text = s.get(&As::Anonymous, "/puppet-ca/v1/certificate/ca").text();
+        pem::parse_many(text)
+            .unwrap()
+            .into_iter()
+            .map(pem::Pem::into_contents)
+            .collect()
+    };
+    let key_of = |der: &[u8]| {
+        let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+        (c.subject().as_raw().to_vec(), c.public_key().raw.to_vec())
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = ("rollover-a.example.test", "rollover-b.example.test");
+    let cert_in = |dir: &Path, name: &str| dir.join(format!("ssl/certs/{name}.pem"));
+    puppet(s.addr.port(), a_dir.path(), a, "bootstrap");
+    let old = bundle_of(&s);
+    assert_eq!(old.len(), 1);
+
+    // start: the new CA certificate is served beside the old one; nothing else changes.
+    let out =
+        s.ca.ca(&["rollover", "start", "--key-type", "ec-p256", "--ttl", "10y"])
+            .ok()
+            .stdout;
+    assert!(out.contains("New CA key and certificate made"), "{out}");
+    s.ca.ca(&["rollover", "start"])
+        .fails_with(1, "already in progress");
+    let s = s.restart(config);
+    let both = bundle_of(&s);
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[0], old[0]);
+    assert_eq!(key_of(&both[1]).0, key_of(&old[0]).0, "the same name");
+    assert_ne!(key_of(&both[1]).1, key_of(&old[0]).1, "a new key");
+    let next_ca = s.ca.data.join("rollover/next_ca_crt.pem");
+    // The cross-certificates chain each key to the other CA.
+    let cross_new = s.ca.data.join("rollover/cross_new_by_old.pem");
+    let cross_old = s.ca.data.join("rollover/cross_old_by_new.pem");
+    crate::harness::assert_verifies(&s.ca.ca_cert(), &cross_new);
+    crate::harness::assert_verifies(&next_ca, &cross_old);
+    puppet(s.addr.port(), a_dir.path(), a, "download_cert");
+
+    // switch: new certificates are the new key's; the old CA is still served and trusted.
+    s.ca.ca(&["rollover", "switch"]).ok();
+    let s = s.restart(config);
+    let switched = bundle_of(&s);
+    assert_eq!(switched.len(), 2);
+    assert_eq!(
+        key_of(&switched[1]),
+        key_of(&old[0]),
+        "the old CA after the new one"
+    );
+    puppet(s.addr.port(), b_dir.path(), b, "bootstrap");
+    let (a_cert, b_cert) = (cert_in(a_dir.path(), a), cert_in(b_dir.path(), b));
+    crate::harness::assert_verifies(&next_ca, &b_cert);
+    let old_ca = s.ca.path("old_ca.pem");
+    std::fs::write(&old_ca, ca_server::ca::pem_encode("CERTIFICATE", &old[0])).unwrap();
+    assert!(!crate::harness::openssl(&["verify", "-CAfile", &path(&old_ca), &path(&b_cert)]).0);
+    puppet(s.addr.port(), b_dir.path(), b, "download_cert");
+    puppet(s.addr.port(), a_dir.path(), a, "download_cert");
+    let who = |dir: &Path, name: &str| {
+        As::Cert(
+            cert_in(dir, name),
+            dir.join(format!("ssl/private_keys/{name}.pem")),
+        )
+    };
+    for (dir, name) in [(a_dir.path(), a), (b_dir.path(), b)] {
+        let ok = s.try_send(
+            &who(dir, name),
+            hyper::Method::GET,
+            "/puppet-ca/v1/expirations",
+            &[],
+            b"",
+        );
+        assert!(ok.is_ok_and(|r| r.status == StatusCode::OK), "{name} is served");
+    }
+
+    // Revocations of either key's certificates are in a CRL of their issuer.
+    let c_dir = tempfile::tempdir().unwrap();
+    let c = "rollover-c.example.test";
+    puppet(s.addr.port(), c_dir.path(), c, "bootstrap");
+    s.ca.ca(&["revoke", a, b]).ok();
+    let crls = s
+        .get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+        .text();
+    assert_eq!(crls.matches("BEGIN X509 CRL").count(), 2, "one per key");
+    let (ca_bundle, crl_bundle) = (s.ca.path("bundle.pem"), s.ca.path("crls.pem"));
+    std::fs::write(
+        &ca_bundle,
+        s.get(&As::Anonymous, "/puppet-ca/v1/certificate/ca").text(),
+    )
+    .unwrap();
+    std::fs::write(&crl_bundle, &crls).unwrap();
+    for cert in [&a_cert, &b_cert] {
+        let err = crl_check(&ca_bundle, &crl_bundle, cert).unwrap_err();
+        assert!(err.contains("certificate revoked"), "{err}");
+    }
+    crl_check(&ca_bundle, &crl_bundle, &cert_in(c_dir.path(), c)).unwrap();
+    for (dir, name) in [(a_dir.path(), a), (b_dir.path(), b)] {
+        let refused = s.try_send(
+            &who(dir, name),
+            hyper::Method::GET,
+            "/puppet-ca/v1/expirations",
+            &[],
+            b"",
+        );
+        assert!(refused.is_err(), "{name} revoked: refused at the handshake");
+    }
+
+    // finish: only the new CA; the server's certificate is the new key's; C (with the bundle) works.
+    s.ca.ca(&["rollover", "finish"]).ok();
+    assert!(s.ca.data.join("rollover/retired_ca_key.pem").exists());
+    let s = s.restart(config);
+    let new_only = bundle_of(&s);
+    assert_eq!(new_only.len(), 1);
+    assert_eq!(key_of(&new_only[0]), key_of(&switched[0]));
+    crate::harness::assert_verifies(&next_ca, &s.ca.data.join("server/cert.pem"));
+    puppet(s.addr.port(), c_dir.path(), c, "download_cert");
+    let crls = s
+        .get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca")
+        .text();
+    assert_eq!(crls.matches("BEGIN X509 CRL").count(), 1);
+    let audit = s.ca.with_store(async |st| st.audit_rows(None).await.unwrap());
+    for step in ["rollover-start", "rollover-switch", "rollover-finish"] {
+        assert!(audit.iter().any(|r| r.action == step), "{step} audited");
+    }
+}

@@ -748,3 +748,39 @@ fn puppet8_picks_up_an_extended_ca_certificate_by_itself() {
     assert_verifies(&agent.ca_cert(), &agent.cert());
     assert_has(&agent.ok("verify", &[]), "Verified client certificate");
 }
+
+/// A CA key rollover seen by a Puppet 8 agent: after `start` its CA refresh brings the bundle of both
+/// CA certificates; after `switch` its CRL refresh brings a CRL of each key, and it keeps verifying
+/// its certificate (the old key's) and talking to the CA.
+#[test]
+fn puppet8_follows_a_key_rollover_by_its_own_refreshes() {
+    let config = "[ca]\nautosign = true\n";
+    let s = autosigning();
+    let mut agent = Agent::new(&s, "p8-rollover.example.test");
+    agent.ok("bootstrap", &["--waitforcert", "0"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    s.ca.ca(&["rollover", "start", "--key-type", "ec-p256"]).ok();
+    let s = s.restart(config);
+    agent.port = s.addr.port();
+    let out = agent.ok("bootstrap", &["--ca_refresh_interval", "1s"]);
+    assert_has(&out, "Refreshed CA certificate");
+    let ca = std::fs::read_to_string(agent.ca_cert()).unwrap();
+    assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 2, "{ca}");
+    std::thread::sleep(Duration::from_millis(1100));
+    s.ca.ca(&["rollover", "switch"]).ok();
+    let s = s.restart(config);
+    agent.port = s.addr.port();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = agent.ok(
+        "bootstrap",
+        &["--ca_refresh_interval", "1s", "--crl_refresh_interval", "1s"],
+    );
+    assert_has(&out, "Refreshed CRL");
+    let crl = std::fs::read_to_string(agent.crl()).unwrap();
+    assert_eq!(crl.matches("BEGIN X509 CRL").count(), 2, "{crl}");
+    assert_has(&agent.ok("verify", &[]), "Verified client certificate");
+    // A new agent bootstraps under the new key.
+    let fresh = Agent::new(&s, "p8-rollover-new.example.test");
+    fresh.ok("bootstrap", &["--waitforcert", "0"]);
+    assert_verifies(&s.ca.data.join("rollover/next_ca_crt.pem"), &fresh.cert());
+}

@@ -116,6 +116,10 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
             head: format!("RH{number}").into_bytes(),
             tail: b"RT".to_vec(),
         }),
+        previous: Some(ca_server::storage::TwinPieces {
+            head: format!("PH{number}").into_bytes(),
+            tail: b"PT".to_vec(),
+        }),
     };
     let whole = |entries: std::ops::Range<usize>| CrlLayout {
         entries,
@@ -160,6 +164,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
                 (n1, &b"H2"[..], &b"e2-"[..], &b"T2"[..])
             );
             assert_eq!(row.relying, crl(n1, b"").relying);
+            assert_eq!(row.previous, crl(n1, b"").previous);
         }
         other => panic!("expected what CRL {n1} appends, got {other:?}"),
     }

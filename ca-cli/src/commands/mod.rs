@@ -48,10 +48,11 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             | Command::Infra { .. }
             | Command::RenewOwn { .. }
             | Command::ExtendCa { .. }
+            | Command::Rollover { .. }
     );
     if local_only && remote.server.is_some() {
         return Err(
-            "setup, import, export, key, infra, renew-own, extend-ca and migrate-store work on a data directory only (no --server)"
+            "setup, import, export, key, infra, renew-own, extend-ca, rollover and migrate-store work on a data directory only (no --server)"
                 .into(),
         );
     }
@@ -81,6 +82,7 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
         Command::Infra { action } => infra(b, action, out).await,
         Command::RenewOwn { which } => renew_own(b, which, out).await,
         Command::ExtendCa { ttl } => extend_ca(b, &ttl, out).await,
+        Command::Rollover { step } => rollover(b, step, out).await,
         Command::Submit { file, certname } => submit::run(b, &file, certname, out).await,
         Command::List {
             all,
@@ -222,5 +224,55 @@ async fn extend_ca(b: &Backend, ttl: &str, out: &mut Out<'_>) -> CmdResult {
     out.line(
         "Restart each ca-server (one at a time) to serve it; agents pick it up as docs/lifecycle.md says.",
     );
+    Ok(0)
+}
+
+/// `ca rollover start|switch|finish`.
+async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>) -> CmdResult {
+    use crate::cli::RolloverStep;
+    let Backend::Local(a) = b else {
+        return Err("rollover works on the data directory only (no --server)".into());
+    };
+    let actor = local::actor();
+    match step {
+        RolloverStep::Start { key_type, ttl } => {
+            let key_type = key_type
+                .parse()
+                .map_err(|e: ca_server::ca::CaError| format!("--key-type: {e}"))?;
+            let ttl = parse_ttl(Some(&ttl))
+                .map_err(|e| format!("--ttl: {e}"))?
+                .unwrap_or(time::Duration::days(15 * 365));
+            let started = a
+                .rollover_start(&actor, key_type, ttl)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.line(&format!(
+                "New CA key and certificate made (valid until {}), with the cross-certificates:",
+                ca_server::ca::text::puppet_time(started.not_after)
+            ));
+            for f in &started.files {
+                out.line(&format!("  {}", f.display()));
+            }
+            out.line(
+                "Restart each ca-server to publish it beside the current one; copy rollover/next_ca_key.pem",
+            );
+            out.line("to every replica's data directory. Then, once agents have it: ca rollover switch.");
+        }
+        RolloverStep::Switch => {
+            a.rollover_switch(&actor).await.map_err(|e| e.to_string())?;
+            out.line("The new CA key signs from now on; the old CA stays trusted and signs a CRL too.");
+            out.line("Copy ca_key.pem and rollover/previous_ca_key.pem to every replica, then restart each ca-server.");
+        }
+        RolloverStep::Finish => {
+            a.rollover_finish(&actor).await.map_err(|e| e.to_string())?;
+            out.line(
+                "The old CA is no longer served, trusted or signing; its key is rollover/retired_ca_key.pem",
+            );
+            out.line(
+                "(destroy it, or keep it offline). The server and admin certificates are re-issued under the",
+            );
+            out.line("new key: restart each ca-server (replicas re-issue theirs at start).");
+        }
+    }
     Ok(0)
 }

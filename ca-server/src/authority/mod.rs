@@ -15,6 +15,7 @@ mod ocsp;
 mod parents;
 mod publish;
 pub mod revocations;
+mod rollover;
 mod setup;
 pub mod status;
 
@@ -44,6 +45,7 @@ pub use latency::HistogramSnapshot;
 pub use lifecycle::{BatchOutcome, SerialRevocation};
 pub use ocsp::OCSP_CERTNAME;
 pub use revocations::RelyingCrl;
+pub use rollover::RolloverStarted;
 pub use setup::{host_fqdn, setup, OwnCertificate, SetupOptions, SetupReport, ADMIN_CERTNAME};
 pub use status::{CertStatus, ListFilter};
 
@@ -194,6 +196,8 @@ pub struct Authority {
     /// The revocation state's one owner: CRL numbering, signing, storage, the served CRL and the
     /// revoked serials TLS checks.
     revocations: Arc<revocations::Revocations>,
+    /// A key rollover in progress: the next or the previous CA.
+    rollover: Arc<rollover::RolloverState>,
 }
 
 /// What a submission did.
@@ -252,7 +256,8 @@ impl Authority {
         })?;
         let key = settings.load_key(key_pem, "the CA key").await?;
         let signer = CaSigner::new(&chain_pem, key)?;
-        let authority = Authority::assemble(store, signer, settings, clock, dir);
+        let rollover = rollover::load(&store, dir, &settings).await?;
+        let authority = Authority::assemble(store, signer, rollover, settings, clock, dir);
         authority.store.seal_legacy_log().await?;
         Ok(authority)
     }
@@ -260,6 +265,7 @@ impl Authority {
     fn assemble(
         store: Store,
         signer: CaSigner,
+        rollover: rollover::RolloverState,
         settings: CaSettings,
         clock: Arc<dyn Clock>,
         dir: &DataDir,
@@ -271,6 +277,7 @@ impl Authority {
         let revocations = Arc::new(revocations::Revocations::new(
             store.clone(),
             Arc::clone(&signer),
+            rollover.previous.clone(),
             Arc::clone(&clock),
             Arc::clone(&settings),
         ));
@@ -286,6 +293,7 @@ impl Authority {
             queue: Arc::default(),
             sign_latency: Arc::default(),
             revocations,
+            rollover: Arc::new(rollover),
         }
     }
 

@@ -21,7 +21,7 @@ use super::{unix, AuthorityError};
 use crate::ca::crl::{self, RevokedEntry, RevokedSerials};
 use crate::ca::{pem_encode, CaSigner};
 use crate::clock::Clock;
-use crate::storage::{CrlLayout, CrlRow, CrlUpdate, RelyingPieces, Store, StoreError, WriteTx};
+use crate::storage::{CrlLayout, CrlRow, CrlUpdate, RelyingPieces, Store, StoreError, TwinPieces, WriteTx};
 
 /// Our own CRL, as a snapshot holds it.
 #[derive(Debug)]
@@ -179,6 +179,18 @@ impl CrlSnapshot {
                 _ => &self.ours.row.der,
             };
             let mut pem = pem_encode("X509 CRL", first);
+            // During a key rollover, ours signed by the previous key too (for certificates it issued).
+            if let (Some(twin), false) = (
+                &self.ours.row.previous,
+                self.serve_infra && self.parents.infra.is_some(),
+            ) {
+                let entries = self.ours.entries();
+                let mut der = Vec::with_capacity(twin.head.len() + entries.len() + twin.tail.len());
+                der.extend_from_slice(&twin.head);
+                der.extend_from_slice(entries);
+                der.extend_from_slice(&twin.tail);
+                pem.push_str(&pem_encode("X509 CRL", &der));
+            }
             for d in &self.parents.ders {
                 pem.push_str(&pem_encode("X509 CRL", d));
             }
@@ -247,6 +259,8 @@ impl Signed {
 pub struct Revocations {
     store: Store,
     signer: Arc<CaSigner>,
+    /// During a key rollover (after `switch`): the previous CA, which signs each CRL too.
+    previous: Option<Arc<CaSigner>>,
     clock: Arc<dyn Clock>,
     settings: Arc<arc_swap::ArcSwap<super::CaSettings>>,
     current: ArcSwapOption<CrlSnapshot>,
@@ -277,12 +291,14 @@ impl Revocations {
     pub(crate) fn new(
         store: Store,
         signer: Arc<CaSigner>,
+        previous: Option<Arc<CaSigner>>,
         clock: Arc<dyn Clock>,
         settings: Arc<arc_swap::ArcSwap<super::CaSettings>>,
     ) -> Self {
         Revocations {
             store,
             signer,
+            previous,
             clock,
             settings,
             current: ArcSwapOption::empty(),
@@ -447,10 +463,11 @@ impl Revocations {
         let next_update = now + settings.crl_lifetime;
         let relying_next_update = now + settings.relying_crl_lifetime;
         let signer = Arc::clone(&self.signer);
+        let previous = self.previous.clone();
         let base_for_task = base.clone();
         let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
         // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
-        let (der, entries, revoked, relying) = off_executor(move || {
+        let (der, entries, revoked, relying, twin) = off_executor(move || {
             let (entries_der, revoked) = match (&base_for_task, all) {
                 (Some(b), _) => {
                     let mut der = Vec::with_capacity(b.entries.len() + added.len() * 40);
@@ -466,27 +483,34 @@ impl Revocations {
                     (der, revoked)
                 }
             };
-            // The relying parties' CRL is signed beside ours (on another core): a revocation still
-            // waits for one signature.
-            let (der, relying) = std::thread::scope(|s| {
-                let relying = s.spawn(|| {
-                    crl::sign_crl_with_entries(
+            // The relying parties' CRL (and, in a key rollover, ours signed by the previous key) is
+            // signed beside ours, on another core: a revocation still waits for about one signature.
+            let (der, others) = std::thread::scope(|s| {
+                let others = s.spawn(|| {
+                    let relying = crl::sign_crl_with_entries(
                         &signer,
                         number,
                         this_update,
                         relying_next_update,
                         &entries_der,
-                    )
+                    )?;
+                    let twin = previous
+                        .as_ref()
+                        .map(|p| {
+                            crl::sign_crl_with_entries(p, number, this_update, next_update, &entries_der)
+                        })
+                        .transpose()?;
+                    Ok::<_, crate::ca::CaError>((relying, twin))
                 });
                 let der = crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der);
-                let relying = relying
+                let others = others
                     .join()
                     .unwrap_or_else(|_| Err(crate::ca::CaError::Key("the CRL signing thread failed".into())));
-                (der, relying)
+                (der, others)
             });
-            let (der, relying) = (
+            let (der, (relying, twin)) = (
                 der.map_err(AuthorityError::Ca)?,
-                relying.map_err(AuthorityError::Ca)?,
+                others.map_err(AuthorityError::Ca)?,
             );
             let unreadable = || AuthorityError::Internal("the signed CRL is unreadable".into());
             let entries = crl::entries_range(&der).ok_or_else(unreadable)?;
@@ -496,7 +520,17 @@ impl Revocations {
                 head: relying[..relying_entries.start].to_vec(),
                 tail: relying[relying_entries.end..].to_vec(),
             };
-            Ok((der, entries, revoked, relying))
+            let twin = match twin {
+                Some(t) => {
+                    let r = crl::entries_range(&t).ok_or_else(unreadable)?;
+                    Some(TwinPieces {
+                        head: t[..r.start].to_vec(),
+                        tail: t[r.end..].to_vec(),
+                    })
+                }
+                None => None,
+            };
+            Ok((der, entries, revoked, relying, twin))
         })
         .await?;
         let row = CrlRow {
@@ -506,6 +540,7 @@ impl Revocations {
             der,
             last_modified,
             relying: Some(relying),
+            previous: twin,
         };
         let layout = CrlLayout {
             entries: entries.clone(),
@@ -553,6 +588,7 @@ impl Revocations {
             der,
             last_modified: 0,
             relying: None,
+            previous: None,
         })
         .await?;
         Ok(number)

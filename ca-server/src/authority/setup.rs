@@ -195,7 +195,7 @@ pub async fn setup(
         tx.set_parent_crl(1, root_crl).await?;
     }
     tx.commit().await?;
-    let authority = Authority::assemble(store, signer, settings, clock, dir);
+    let authority = Authority::assemble(store, signer, Default::default(), settings, clock, dir);
     let mut tx = authority.store.write().await?;
     let crl = authority.publish_crl(&mut tx).await?;
     tx.audit(

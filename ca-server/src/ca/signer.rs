@@ -267,17 +267,33 @@ pub fn extended_ca(
     ttl: time::Duration,
     parent: Option<&CaSigner>,
 ) -> Result<Vec<u8>, CaError> {
-    let (_, cert) =
-        X509Certificate::from_der(old).map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
     let (ca, spk) = CaCert::from_der(old)?;
     if key.der_bytes() != spk.as_slice() {
         return Err(CaError::Key(
             "the key does not match the CA certificate to extend".into(),
         ));
     }
+    ca_like(old, key, ca.key_id, serial, now, ttl, parent)
+}
+
+/// A CA certificate named exactly as the certificate `template` (its subject, byte for byte), for
+/// `key`, with the subject key identifier `key_id`, valid from `now` - 1 day to `now` + `ttl` (capped
+/// by the parent's notAfter): self-signed without `parent`, else signed by it. For extensions and for
+/// a key rollover's new CA certificate and cross-certificates.
+pub fn ca_like(
+    template: &[u8],
+    key: &KeyPair,
+    key_id: Vec<u8>,
+    serial: u64,
+    now: OffsetDateTime,
+    ttl: time::Duration,
+    parent: Option<&CaSigner>,
+) -> Result<Vec<u8>, CaError> {
+    let (_, cert) =
+        X509Certificate::from_der(template).map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
     let mut p = ca_params("", key, serial, now, ttl);
     p.distinguished_name = same_subject(&cert)?;
-    p.key_identifier_method = KeyIdMethod::PreSpecified(ca.key_id);
+    p.key_identifier_method = KeyIdMethod::PreSpecified(key_id);
     if let Some(parent) = parent {
         p.not_after = p.not_after.min(parent.cert.not_after);
     }
@@ -285,8 +301,8 @@ pub fn extended_ca(
         None => p.self_signed(key)?.der().to_vec(),
         Some(parent) => p.signed_by(key, parent.issuer())?.der().to_vec(),
     };
-    let (_, new) = X509Certificate::from_der(&der)
-        .map_err(|e| CaError::Parse(format!("extended CA certificate: {e}")))?;
+    let (_, new) =
+        X509Certificate::from_der(&der).map_err(|e| CaError::Parse(format!("new CA certificate: {e}")))?;
     if new.subject().as_raw() != cert.subject().as_raw() {
         return Err(CaError::Invalid(
             "the CA certificate's subject cannot be re-encoded identically".into(),

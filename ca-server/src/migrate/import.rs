@@ -200,6 +200,7 @@ pub async fn import(
         der: own_crl.clone(),
         last_modified: crl.last_update().timestamp() + 1,
         relying: None,
+        previous: None,
     };
 
     // Signed certificates: each must be this CA's.

@@ -27,7 +27,7 @@ use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
     audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow,
-    MetricsSnapshot, RelyingPieces, RequestRow, RevocationRow, StatusFilter,
+    MetricsSnapshot, RelyingPieces, RequestRow, RevocationRow, StatusFilter, TwinPieces,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -442,6 +442,10 @@ impl Store {
     pub async fn ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         queries::ca(&self.pool).await
     }
+    /// The chains of a key rollover in progress: the next CA's and the previous CA's.
+    pub async fn rollover_chains(&self) -> Result<(Option<String>, Option<String>), StoreError> {
+        queries::rollover_chains(&self.pool).await
+    }
     /// When the CA chain was stored (Unix seconds).
     pub async fn ca_stored_at(&self) -> Result<Option<i64>, StoreError> {
         queries::ca_stored_at(&self.pool).await
@@ -754,6 +758,23 @@ impl WriteTx {
         Ok(())
     }
 
+    /// The chains of a key rollover: the next CA's (after `start`) and the previous CA's (after
+    /// `switch`).
+    pub async fn rollover_chains(&mut self) -> Result<(Option<String>, Option<String>), StoreError> {
+        queries::rollover_chains(&mut *self.tx).await
+    }
+    /// Publishes (or, with `None`, withdraws) the next CA's chain.
+    pub async fn set_next_chain(&mut self, chain_pem: Option<&str>, now: i64) -> Result<(), StoreError> {
+        queries::set_next_chain(&mut self.tx, chain_pem, now).await
+    }
+    /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one.
+    pub async fn switch_ca(&mut self, key_id: &[u8], now: i64) -> Result<(), StoreError> {
+        queries::switch_ca(&mut self.tx, key_id, now).await
+    }
+    /// Forgets the previous CA (the end of a rollover).
+    pub async fn end_rollover(&mut self, now: i64) -> Result<(), StoreError> {
+        queries::end_rollover(&mut self.tx, now).await
+    }
     /// Replaces the CA's chain (an extension: same key and subject), stored at `now`.
     pub async fn replace_ca_chain(&mut self, chain_pem: &str, now: i64) -> Result<(), StoreError> {
         queries::replace_ca_chain(&mut self.tx, chain_pem, now).await
@@ -1084,6 +1105,8 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("chain_pem", Col::Text),
             ("key_id", Col::Blob),
             ("created_at", Col::Int),
+            ("next_chain_pem", Col::OptText),
+            ("previous_chain_pem", Col::OptText),
         ],
     ),
     ("counters", &[("name", Col::Text), ("value", Col::Int)]),
@@ -1137,6 +1160,8 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("relying_next_update", Col::OptInt),
             ("relying_head", Col::OptBlob),
             ("relying_tail", Col::OptBlob),
+            ("previous_head", Col::OptBlob),
+            ("previous_tail", Col::OptBlob),
         ],
     ),
     ("crl_segments", &[("number", Col::Int), ("entries", Col::Blob)]),

@@ -60,6 +60,17 @@ pub struct CrlRow {
     /// The relying parties' CRL signed with it (ours only; `None` for a CRL signed before there
     /// was one).
     pub relying: Option<RelyingPieces>,
+    /// During a key rollover, the same CRL signed by the previous CA key.
+    pub previous: Option<TwinPieces>,
+}
+
+/// A CRL that is one of ours signed with another key: `head`, then the entries of ours, then `tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinPieces {
+    /// The DER before the entries.
+    pub head: Vec<u8>,
+    /// The DER after the entries.
+    pub tail: Vec<u8>,
 }
 
 /// The relying parties' CRL that goes with one of ours: the same number, thisUpdate and entries, a
@@ -216,6 +227,61 @@ pub(super) async fn ca<'e, E: Executor<'e, Database = Any>>(
         .fetch_optional(e)
         .await?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// The next CA's chain (from `rollover start`) and the previous CA's (from `rollover switch`).
+pub(super) async fn rollover_chains<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let row = sqlx::query("SELECT next_chain_pem, previous_chain_pem FROM ca WHERE id = 1")
+        .fetch_optional(e)
+        .await?;
+    Ok(row.map_or((None, None), |r| (r.get(0), r.get(1))))
+}
+
+fn one_ca_row(done: sqlx::any::AnyQueryResult) -> Result<(), StoreError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt("the database holds no CA".into()))
+    }
+}
+
+/// The served chain changes: `created_at` (its `Last-Modified`) moves to `now`.
+pub(super) async fn set_next_chain(
+    c: &mut AnyConnection,
+    chain: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    one_ca_row(
+        sqlx::query("UPDATE ca SET next_chain_pem = $1, created_at = $2 WHERE id = 1")
+            .bind(chain)
+            .bind(now)
+            .execute(&mut *c)
+            .await?,
+    )
+}
+
+pub(super) async fn switch_ca(c: &mut AnyConnection, key_id: &[u8], now: i64) -> Result<(), StoreError> {
+    one_ca_row(
+        sqlx::query(
+            "UPDATE ca SET previous_chain_pem = chain_pem, chain_pem = next_chain_pem, next_chain_pem = NULL, \
+             key_id = $1, created_at = $2 WHERE id = 1 AND next_chain_pem IS NOT NULL",
+        )
+        .bind(key_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?,
+    )
+}
+
+pub(super) async fn end_rollover(c: &mut AnyConnection, now: i64) -> Result<(), StoreError> {
+    one_ca_row(
+        sqlx::query("UPDATE ca SET previous_chain_pem = NULL, created_at = $1 WHERE id = 1")
+            .bind(now)
+            .execute(&mut *c)
+            .await?,
+    )
 }
 
 /// When the CA chain was stored (Unix seconds): the `certificate/ca` "file time".
@@ -745,6 +811,7 @@ pub(super) async fn infra_crl<'e, E: Executor<'e, Database = Any>>(
             der: r.get(3),
             last_modified: 0,
             relying: None,
+            previous: None,
         })
     })
     .transpose()
@@ -983,7 +1050,7 @@ pub(super) struct CrlMeta {
 pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, StoreError> {
     let row = sqlx::query(
         "SELECT number, this_update, next_update, der, last_modified, head, tail, entries_from, \
-         relying_next_update, relying_head, relying_tail FROM crl WHERE id = 1",
+         relying_next_update, relying_head, relying_tail, previous_head, previous_tail FROM crl WHERE id = 1",
     )
     .fetch_optional(&mut *c)
     .await?;
@@ -999,6 +1066,10 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
             }),
             _ => None,
         };
+        let previous = match (r.get(11), r.get(12)) {
+            (Some(head), Some(tail)) => Some(TwinPieces { head, tail }),
+            _ => None,
+        };
         Ok(CrlMeta {
             row: CrlRow {
                 number: to_u64(r.get(0), "crl number")?,
@@ -1007,6 +1078,7 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
                 der: r.get(3),
                 last_modified: r.get(4),
                 relying,
+                previous,
             },
             pieces: match (head, tail, from) {
                 (Some(h), Some(t), Some(f)) => Some((h, t, f)),
@@ -1067,13 +1139,14 @@ pub(super) async fn store_crl(
     let tail = &der[layout.entries.end..];
     let number = to_i64(row.number)?;
     let relying = row.relying.as_ref();
+    let twin = row.previous.as_ref();
     match layout.appends_to {
         Some((previous, previous_len)) => {
             let added = entries.get(previous_len..).ok_or_else(bad)?;
             let updated = sqlx::query(
                 "UPDATE crl SET number = $1, this_update = $2, next_update = $3, head = $4, tail = $5, \
-                 last_modified = $6, relying_next_update = $8, relying_head = $9, relying_tail = $10 \
-                 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
+                 last_modified = $6, relying_next_update = $8, relying_head = $9, relying_tail = $10, \
+                 previous_head = $11, previous_tail = $12 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
             )
             .bind(number)
             .bind(row.this_update)
@@ -1085,6 +1158,8 @@ pub(super) async fn store_crl(
             .bind(relying.map(|r| r.next_update))
             .bind(relying.map(|r| r.head.as_slice()))
             .bind(relying.map(|r| r.tail.as_slice()))
+            .bind(twin.map(|p| p.head.as_slice()))
+            .bind(twin.map(|p| p.tail.as_slice()))
             .execute(&mut *c)
             .await?;
             if updated.rows_affected() != 1 {
@@ -1102,13 +1177,14 @@ pub(super) async fn store_crl(
         None => {
             let stored = sqlx::query(
                 "INSERT INTO crl (id, number, this_update, next_update, der, last_modified, head, tail, entries_from, \
-                 relying_next_update, relying_head, relying_tail) \
-                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10) \
+                 relying_next_update, relying_head, relying_tail, previous_head, previous_tail) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10, $11, $12) \
                  ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
                  next_update = excluded.next_update, der = excluded.der, last_modified = excluded.last_modified, \
                  head = excluded.head, tail = excluded.tail, entries_from = excluded.entries_from, \
                  relying_next_update = excluded.relying_next_update, relying_head = excluded.relying_head, \
-                 relying_tail = excluded.relying_tail \
+                 relying_tail = excluded.relying_tail, previous_head = excluded.previous_head, \
+                 previous_tail = excluded.previous_tail \
                  WHERE excluded.number > crl.number",
             )
             .bind(number)
@@ -1121,6 +1197,8 @@ pub(super) async fn store_crl(
             .bind(relying.map(|r| r.next_update))
             .bind(relying.map(|r| r.head.as_slice()))
             .bind(relying.map(|r| r.tail.as_slice()))
+            .bind(twin.map(|p| p.head.as_slice()))
+            .bind(twin.map(|p| p.tail.as_slice()))
             .execute(&mut *c)
             .await?;
             if stored.rows_affected() == 1 {

@@ -33,7 +33,7 @@ pub async fn get(
 ) -> Response {
     let found = if subject == "ca" {
         // From memory: served while the database is away (a replica that lost it).
-        let chain = state.authority.signer().chain_pem.clone();
+        let chain = state.authority.served_ca_bundle();
         match ca_written(&state).await {
             Some(at) => Ok(Some((chain, at))),
             None => return pem_response(chain),
