@@ -115,6 +115,7 @@ struct FileCa {
     ocsp_urls: Vec<String>,
     #[serde(default)]
     ca_issuers_urls: Vec<String>,
+    pkcs11: Option<FilePkcs11>,
     allow_subject_alt_names: Option<bool>,
     allow_authorization_extensions: Option<bool>,
     allow_duplicate_certs: Option<bool>,
@@ -127,6 +128,16 @@ struct FileCa {
     enable_infra_crl: Option<bool>,
     #[serde(default)]
     alt_name_rules: Vec<FileAltNameRule>,
+}
+
+/// `[ca.pkcs11]`: the CA key in a token. No PIN here: `pin-file`, or `CA_PKCS11_PIN`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FilePkcs11 {
+    module: PathBuf,
+    token_label: String,
+    key_label: String,
+    pin_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,6 +439,12 @@ impl Settings {
                 })?;
                 urls
             },
+            pkcs11: fc.ca.pkcs11.map(|p| crate::ca::token::Pkcs11Settings {
+                module: p.module,
+                token_label: p.token_label,
+                key_label: p.key_label,
+                pin_file: p.pin_file,
+            }),
             signing: SigningPolicy {
                 global: SigningOptions {
                     allow_dns_alt_names: fc.ca.allow_subject_alt_names.unwrap_or(false),

@@ -59,6 +59,8 @@ mod other_clients;
 mod package;
 /// throwaway PostgreSQL clusters (and standbys) for the tests
 mod pg;
+/// the CA key in a SoftHSM token (PKCS#11): setup, signing, CRLs, errors
+mod pkcs11;
 /// the signing policy: alt names, extensions, autosign, renewal, at a fixed clock
 mod policy;
 /// Puppet 8.10 agents and the 2.7 CA CLI from a Debian 13 root

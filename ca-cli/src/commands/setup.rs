@@ -27,11 +27,15 @@ pub async fn run(dir: &DataDir, args: SetupArgs, opts: &RemoteOptions, out: &mut
         .transpose()
         .map_err(|e: ca_server::ca::CaError| e.to_string())?;
     setup.encrypt_key = args.encrypt_key;
-    // Setup uses the default settings; the configuration is read only for the passphrase's source.
-    let mut settings = CaSettings::default();
+    // Setup uses the default settings; the configuration is read only for where the key goes (a
+    // PKCS#11 token) and the passphrase's source.
+    let configured = local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?;
+    let mut settings = CaSettings {
+        pkcs11: configured.pkcs11,
+        ..CaSettings::default()
+    };
     if args.encrypt_key {
-        settings.key_passphrase =
-            local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?.key_passphrase;
+        settings.key_passphrase = configured.key_passphrase;
     }
     let (authority, report) = authority::setup(dir, &setup, settings, Arc::new(SystemClock))
         .await

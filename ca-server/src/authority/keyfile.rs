@@ -26,6 +26,12 @@ pub async fn rewrite_keys(
     settings: &CaSettings,
     new_passphrase: Option<Passphrase>,
 ) -> Result<Vec<RewrittenKey>, AuthorityError> {
+    if settings.pkcs11.is_some() {
+        return Err(AuthorityError::Invalid(
+            "the CA key is in a PKCS#11 token ([ca.pkcs11]): there is no key file to encrypt or decrypt"
+                .into(),
+        ));
+    }
     let mut files = vec![(dir.ca_key(), "the CA key")];
     if dir.root_key().exists() {
         files.push((dir.root_key(), "the root CA key"));

@@ -64,6 +64,8 @@ pub struct CaSettings {
     /// CRL Distribution Points and Authority Information Access URLs written into issued
     /// certificates (none by default, as puppetserver).
     pub issuer_urls: issue::IssuerUrls,
+    /// The CA key in a PKCS#11 token instead of `ca_key.pem` (`[ca.pkcs11]`).
+    pub pkcs11: Option<crate::ca::token::Pkcs11Settings>,
     /// The signing policy: global switches and per-pattern rules.
     pub signing: SigningPolicy,
     /// Accept a CSR for a name that already has a certificate or request.
@@ -128,6 +130,7 @@ impl Default for CaSettings {
             relying_crl_lifetime: Duration::days(7),
             expiry_warning: Duration::days(30),
             issuer_urls: issue::IssuerUrls::default(),
+            pkcs11: None,
             signing: SigningPolicy::default(),
             allow_duplicate_certs: false,
             allow_auto_renewal: true,
@@ -246,15 +249,24 @@ impl Authority {
             .ca()
             .await?
             .ok_or_else(|| StoreError::Corrupt("the database holds no CA".into()))?;
-        let key_path = dir.ca_key();
-        check_key_mode(&key_path)?;
-        let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
-            AuthorityError::Ca(CaError::Key(format!(
-                "cannot read the CA key {}: {e}",
-                key_path.display()
-            )))
-        })?;
-        let key = settings.load_key(key_pem, "the CA key").await?;
+        let key = match &settings.pkcs11 {
+            Some(p) => {
+                let cfg = p.config()?;
+                let token = blocking(move || crate::ca::token::TokenKey::open(&cfg)).await?;
+                crate::ca::signer::CaKey::Token(token)
+            }
+            None => {
+                let key_path = dir.ca_key();
+                check_key_mode(&key_path)?;
+                let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
+                    AuthorityError::Ca(CaError::Key(format!(
+                        "cannot read the CA key {}: {e}",
+                        key_path.display()
+                    )))
+                })?;
+                crate::ca::signer::CaKey::File(settings.load_key(key_pem, "the CA key").await?)
+            }
+        };
         let signer = CaSigner::new(&chain_pem, key)?;
         let rollover = rollover::load(&store, dir, &settings).await?;
         let authority = Authority::assemble(store, signer, rollover, settings, clock, dir);

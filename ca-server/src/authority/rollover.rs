@@ -131,6 +131,11 @@ impl Authority {
         key_type: KeyType,
         ttl: Duration,
     ) -> Result<RolloverStarted, AuthorityError> {
+        if self.signer.issuer().key().token().is_some() {
+            return Err(AuthorityError::Invalid(
+                "a key rollover with the CA key in a PKCS#11 token is not supported yet".into(),
+            ));
+        }
         if self.signer.chain_der.len() != 1 {
             return Err(AuthorityError::Invalid(
                 "a key rollover of an intermediate CA is not supported: extend it (ca extend-ca) or set up a new one".into(),

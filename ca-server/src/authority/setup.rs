@@ -4,6 +4,9 @@
 use std::sync::Arc;
 
 use rcgen::KeyPair;
+
+use crate::ca::signer::CaKey;
+use crate::ca::token::TokenKey;
 use time::Duration;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -158,7 +161,32 @@ pub async fn setup(
     };
     let kt = opts.key_type;
     let now = clock.now();
-    let (ca_key, key_pem) = generate_key(kt, passphrase.clone()).await?;
+    // In the token when one is configured (a key already there under the label is used), else a
+    // key file.
+    let (ca_key, key_pem): (CaKey, Option<String>) = match &settings.pkcs11 {
+        Some(p) => {
+            let cfg = p.config()?;
+            let (key, made) = blocking(move || TokenKey::open_or_generate(&cfg, kt)).await?;
+            if !key.never_extractable()? {
+                tracing::warn!(
+                    token = %p.token_label,
+                    key = %p.key_label,
+                    "the CA key in the token is extractable or not sensitive: it can leave the token"
+                );
+            }
+            tracing::info!(
+                token = %p.token_label,
+                key = %p.key_label,
+                "{}",
+                if made { "CA key generated in the token" } else { "using the CA key already in the token" }
+            );
+            (CaKey::Token(key), None)
+        }
+        None => {
+            let (key, pem) = generate_key(kt, passphrase.clone()).await?;
+            (CaKey::File(key), Some(pem))
+        }
+    };
     // Root + intermediate: the root signs the intermediate and its own (empty) CRL; its key stays in
     // root_key.pem for CRL upkeep (move it offline if you prefer; then upload the root's CRLs).
     let (chain_pem, root) = if opts.intermediate {
@@ -181,7 +209,9 @@ pub async fn setup(
     };
     let signer = CaSigner::new(&chain_pem, ca_key)?;
     crate::datadir::create_private_dir(dir.root()).map_err(|e| io_err("the data directory", e))?;
-    write_new(&dir.ca_key(), key_pem.as_bytes(), 0o600).map_err(|e| io_err("the CA key", e))?;
+    if let Some(key_pem) = &key_pem {
+        write_new(&dir.ca_key(), key_pem.as_bytes(), 0o600).map_err(|e| io_err("the CA key", e))?;
+    }
     if let Some((_, root_key_pem, _)) = &root {
         write_new(&dir.root_key(), root_key_pem.as_bytes(), 0o600).map_err(|e| io_err("the root key", e))?;
     }

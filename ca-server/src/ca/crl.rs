@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rcgen::RevocationReason;
+use rcgen::{PublicKeyData, RevocationReason};
 use time::OffsetDateTime;
 
 use super::{der, CaError, CaSigner};

@@ -18,6 +18,7 @@ pub mod oids;
 pub mod passphrase;
 pub mod signer;
 pub mod text;
+pub mod token;
 
 pub use error::CaError;
 pub use signer::CaSigner;

@@ -60,7 +60,7 @@ impl CaCert {
 
 /// The signing CA: chain (signing CA first) and key. `Debug` never shows the key.
 pub struct CaSigner {
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
     /// The signing CA's certificate.
     pub cert: CaCert,
     /// The whole chain as PEM, signing CA first (served on `certificate/ca`).
@@ -98,7 +98,8 @@ pub fn parse_cert_bundle(pem_text: &str) -> Result<Vec<Vec<u8>>, CaError> {
 
 impl CaSigner {
     /// Builds the signer from a chain (signing CA first) and its key; refuses a key that does not match.
-    pub fn new(chain_pem: &str, key: KeyPair) -> Result<Self, CaError> {
+    pub fn new(chain_pem: &str, key: impl Into<CaKey>) -> Result<Self, CaError> {
+        let key: CaKey = key.into();
         let chain_der = parse_cert_bundle(chain_pem)?;
         let (cert, spk) = CaCert::from_der(&chain_der[0])?;
         if key.der_bytes() != spk.as_slice() {
@@ -131,15 +132,72 @@ impl CaSigner {
     }
 
     /// The rcgen issuer (for `issue` and `crl`).
-    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    pub(crate) fn issuer(&self) -> &Issuer<'static, CaKey> {
         &self.issuer
     }
 }
 
-/// The audit log's sealing key: HMAC-SHA256 under a fixed label over the CA key in a canonical form
-/// (the EC scalar, or the RSA key as aws-lc re-encodes it), so that re-encoding or encrypting the key
-/// file (`ca key encrypt`, PKCS#1 or SEC1 files) keeps the same sealing key.
-fn audit_key(key: &KeyPair) -> Result<zeroize::Zeroizing<[u8; 32]>, CaError> {
+/// The CA's private key: a key file's, in memory, or a PKCS#11 token's, which never leaves it.
+pub enum CaKey {
+    /// From `ca_key.pem`.
+    File(KeyPair),
+    /// In a token (`[ca.pkcs11]`).
+    Token(super::token::TokenKey),
+}
+
+impl From<KeyPair> for CaKey {
+    fn from(k: KeyPair) -> CaKey {
+        CaKey::File(k)
+    }
+}
+
+impl PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            CaKey::File(k) => k.der_bytes(),
+            CaKey::Token(t) => t.public_der(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            CaKey::File(k) => k.algorithm(),
+            CaKey::Token(t) => t.algorithm(),
+        }
+    }
+}
+
+impl rcgen::SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        match self {
+            CaKey::File(k) => k.sign(msg),
+            CaKey::Token(t) => t.sign(msg).map_err(|e| {
+                tracing::error!(error = %e, "the CA key in the token could not sign");
+                rcgen::Error::RemoteKeyError
+            }),
+        }
+    }
+}
+
+impl CaKey {
+    /// The token, when the key is in one.
+    pub fn token(&self) -> Option<&super::token::TokenKey> {
+        match self {
+            CaKey::Token(t) => Some(t),
+            CaKey::File(_) => None,
+        }
+    }
+}
+
+/// The audit log's sealing key: for a key file, HMAC-SHA256 under a fixed label over the CA key in a
+/// canonical form (the EC scalar, or the RSA key as aws-lc re-encodes it), so that re-encoding or
+/// encrypting the key file (`ca key encrypt`, PKCS#1 or SEC1 files) keeps the same sealing key; for a
+/// token, an HMAC by its audit secret.
+fn audit_key(key: &CaKey) -> Result<zeroize::Zeroizing<[u8; 32]>, CaError> {
+    let key = match key {
+        CaKey::File(k) => k,
+        CaKey::Token(t) => return t.audit_key(),
+    };
     use aws_lc_rs::encoding::{AsBigEndian, AsDer};
     fn fail<E>(_: E) -> CaError {
         CaError::Key("cannot derive the audit sealing key from the CA key".into())
@@ -172,7 +230,7 @@ pub(crate) fn netscape_comment() -> CustomExtension {
 
 fn ca_params(
     name: &str,
-    key: &KeyPair,
+    key: &impl PublicKeyData,
     serial: u64,
     now: OffsetDateTime,
     ttl: time::Duration,
@@ -195,7 +253,7 @@ fn ca_params(
 /// An intermediate CA certificate signed by `parent` (§5.2): same profile as a root, AKI = the parent's SKI.
 pub fn intermediate_ca(
     name: &str,
-    key: &KeyPair,
+    key: &impl PublicKeyData,
     serial: u64,
     now: OffsetDateTime,
     ttl: time::Duration,
@@ -208,7 +266,7 @@ pub fn intermediate_ca(
 /// A self-signed CA certificate (§5.1): CA:TRUE critical, keyCertSign+cRLSign critical, SHA-1 SKI and AKI.
 pub fn self_signed_ca(
     name: &str,
-    key: &KeyPair,
+    key: &impl rcgen::SigningKey,
     serial: u64,
     now: OffsetDateTime,
     ttl: time::Duration,
@@ -261,7 +319,7 @@ fn same_subject(cert: &X509Certificate<'_>) -> Result<DistinguishedName, CaError
 /// signed by the parent (an intermediate under its root).
 pub fn extended_ca(
     old: &[u8],
-    key: &KeyPair,
+    key: &impl rcgen::SigningKey,
     serial: u64,
     now: OffsetDateTime,
     ttl: time::Duration,
@@ -282,7 +340,7 @@ pub fn extended_ca(
 /// a key rollover's new CA certificate and cross-certificates.
 pub fn ca_like(
     template: &[u8],
-    key: &KeyPair,
+    key: &impl rcgen::SigningKey,
     key_id: Vec<u8>,
     serial: u64,
     now: OffsetDateTime,

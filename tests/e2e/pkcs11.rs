@@ -1,0 +1,273 @@
+//! The CA key in a PKCS#11 token (SoftHSM, a throwaway token per test), with the real binaries: `ca
+//! setup` makes the key in the token, `ca-server` signs a real agent's certificate and CRLs through
+//! it, `ca revoke` too; the key file never exists and the token says the key was never extractable;
+//! a wrong PIN or a missing token stops the server at start with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{assert_crl_verifies, assert_verifies, ca_binary, crl_check, free_port, TestCa};
+use crate::real_clients::{agent_args_at, require, text};
+use crate::reload::Running;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const TOKEN: &str = "ca-token";
+const PIN: &str = "4711";
+
+/// A SoftHSM configuration with its own token directory and one initialised token.
+struct SoftHsm {
+    conf: PathBuf,
+}
+
+impl SoftHsm {
+    fn new(dir: &Path) -> SoftHsm {
+        require("softhsm2-util");
+        assert!(
+            Path::new(MODULE).exists(),
+            "{MODULE} (scripts/test installs softhsm2)"
+        );
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                TOKEN,
+                "--pin",
+                PIN,
+                "--so-pin",
+                "123456",
+            ])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        SoftHsm { conf }
+    }
+}
+
+/// The real `ca` with the token's configuration in its environment.
+fn ca(hsm: &SoftHsm, data: &Path, config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(ca_binary())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .args(args)
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn config(dir: &Path, token: &str, pin: &str) -> PathBuf {
+    let pin_file = dir.join(format!("pin-{token}-{pin}"));
+    std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
+    let path = dir.join(format!("config-{token}-{pin}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[ca]\nautosign = true\n[ca.pkcs11]\nmodule = \"{MODULE}\"\ntoken-label = \"{token}\"\n\
+             key-label = \"puppet-ca\"\npin-file = \"{}\"\n",
+            pin_file.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn wait_listening(port: u16, server: &Running) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
+    require("puppet");
+    let tmp = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(tmp.path());
+    let data = tmp.path().join("data");
+    let conf = config(tmp.path(), TOKEN, PIN);
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &[
+            "setup",
+            "--certname",
+            "ca.example.test",
+            "--dns-alt-names",
+            "localhost,IP:127.0.0.1",
+            "--key-type",
+            "rsa-2048",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!data.join("ca_key.pem").exists(), "no key file");
+    assert_verifies(&data.join("ca_crt.pem"), &data.join("server/cert.pem"));
+
+    // The token says: sensitive (never readable), never extractable (never wrapped out), made in it.
+    let tool = |args: &[&str]| {
+        Command::new("pkcs11-tool")
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                TOKEN,
+                "--login",
+                "--pin",
+                PIN,
+            ])
+            .args(args)
+            .env("SOFTHSM2_CONF", &hsm.conf)
+            .output()
+            .unwrap()
+    };
+    let listed = tool(&["--list-objects", "--type", "privkey"]);
+    let listed = text(&listed);
+    assert!(
+        listed.contains("puppet-ca")
+            && listed.contains("always sensitive")
+            && listed.contains("never extractable")
+            && listed.contains("local"),
+        "{listed}"
+    );
+
+    // The server signs a real agent's certificate with the token.
+    let port = free_port();
+    let ca_dir = TestCa {
+        tmp: tempfile::tempdir().unwrap(),
+        data: data.clone(),
+    };
+    let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
+    let server = Running::start(&ca_dir, port, &["--config", conf.to_str().unwrap()], &env);
+    wait_listening(port, &server);
+    let agent = tmp.path().join("agent");
+    let name = "hsm-agent.example.test";
+    let out = Command::new("puppet")
+        .args(["ssl", "bootstrap"])
+        .args(agent_args_at(port, &agent, name))
+        .args(["--waitforcert", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), server.log());
+    let cert = agent.join(format!("ssl/certs/{name}.pem"));
+    assert_verifies(&data.join("ca_crt.pem"), &cert);
+
+    // Revocation through the token (the CLI, in local mode), a CRL that verifies and lists it.
+    let out = ca(&hsm, &data, &conf, &["revoke", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    let crl = tmp.path().join("crl.pem");
+    let got = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            data.join("ca_crt.pem").to_str().unwrap(),
+        ])
+        .arg(format!(
+            "https://localhost:{port}/puppet-ca/v1/certificate_revocation_list/ca"
+        ))
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "{}", text(&got));
+    std::fs::write(&crl, &got.stdout).unwrap();
+    assert_crl_verifies(&data.join("ca_crt.pem"), &crl);
+    let err = crl_check(&data.join("ca_crt.pem"), &crl, &cert).unwrap_err();
+    assert!(err.contains("certificate revoked"), "{err}");
+    // The audit log is sealed with the token's secret, and verifies.
+    let out = ca(&hsm, &data, &conf, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    drop(server);
+
+    // Restarted: still serving from the token.
+    let server = Running::start(&ca_dir, port, &["--config", conf.to_str().unwrap()], &env);
+    wait_listening(port, &server);
+    drop(server);
+    assert!(!data.join("ca_key.pem").exists());
+
+    // A wrong PIN, a missing token: the server stops at start and says why (never the PIN).
+    for (bad, why) in [
+        (
+            config(tmp.path(), TOKEN, "0000"),
+            "the PIN of token 'ca-token' is wrong",
+        ),
+        (
+            config(tmp.path(), "no-such-token", PIN),
+            "no token labelled 'no-such-token'",
+        ),
+    ] {
+        let mut server = Running::start(&ca_dir, free_port(), &["--config", bad.to_str().unwrap()], &env);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = server.try_wait() {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "still running: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success());
+        let log = server.log();
+        assert!(log.contains(why), "{log}");
+        assert!(
+            !log.contains("0000") && !log.contains(PIN),
+            "no PIN in the log: {log}"
+        );
+    }
+}
+
+/// An EC P-256 CA key in the token: ECDSA signatures from the token are DER-encoded as X.509 wants.
+#[test]
+fn an_ec_ca_key_in_the_token_makes_valid_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(tmp.path());
+    let data = tmp.path().join("data");
+    let conf = config(tmp.path(), TOKEN, PIN);
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &["setup", "--certname", "ec.example.test", "--key-type", "ec-p256"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!data.join("ca_key.pem").exists());
+    assert_verifies(&data.join("ca_crt.pem"), &data.join("admin/cert.pem"));
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &[
+            "generate",
+            "ec-node.example.test",
+            "--key-type",
+            "ec-p256",
+            "--out",
+            tmp.path().join("gen").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_verifies(
+        &data.join("ca_crt.pem"),
+        &tmp.path().join("gen/certs/ec-node.example.test.pem"),
+    );
+}
