@@ -96,6 +96,7 @@ impl OwnServer {
         kind: KeyType,
         server_kind: KeyType,
         database_url: Option<&str>,
+        pkcs11: Option<&ca_server::ca::token::Pkcs11Settings>,
     ) -> Result<OwnServer, String> {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let data = tmp.path().join("ca");
@@ -103,10 +104,29 @@ impl OwnServer {
         let mut opts = SetupOptions::new("localhost");
         opts.key_type = kind;
         opts.server_key_type = Some(server_kind);
-        let (a, _) = authority::setup(&dir, &opts, CaSettings::default(), Arc::new(SystemClock))
+        let settings = CaSettings {
+            pkcs11: pkcs11.cloned(),
+            ..CaSettings::default()
+        };
+        let (a, _) = authority::setup(&dir, &opts, settings, Arc::new(SystemClock))
             .await
             .map_err(|e| e.to_string())?;
         a.store().close().await;
+        // The server finds the token in its data directory's configuration (the module's own
+        // environment, SOFTHSM2_CONF for SoftHSM, is inherited).
+        if let Some(p) = pkcs11 {
+            let pin = p
+                .pin_file
+                .as_ref()
+                .map_or(String::new(), |f| format!("pin-file = \"{}\"\n", f.display()));
+            let conf = format!(
+                "[ca.pkcs11]\nmodule = \"{}\"\ntoken-label = \"{}\"\nkey-label = \"{}\"\n{pin}",
+                p.module.display(),
+                p.token_label,
+                p.key_label
+            );
+            std::fs::write(data.join("config.toml"), conf).map_err(|e| e.to_string())?;
+        }
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
         let mut s = OwnServer {
             ca_pem: read(dir.ca_cert())?,

@@ -90,6 +90,17 @@ struct Args {
     /// per operation and RSS.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// A PKCS#11 module: after the run with the CA key in a file, the own-server phases run again
+    /// with the CA key made in the token `--pkcs11-token` (`hsm` in the backend column). Its own
+    /// environment (SOFTHSM2_CONF for SoftHSM) is passed on; scripts/bench-hsm sets up a SoftHSM token.
+    #[arg(long, value_name = "PATH", requires_all = ["pkcs11_token", "pkcs11_pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label.
+    #[arg(long, value_name = "LABEL")]
+    pkcs11_token: Option<String>,
+    /// A file with the token's user PIN.
+    #[arg(long, value_name = "FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
 }
 
 fn main() {
@@ -186,7 +197,7 @@ async fn run(args: Args) -> Result<(), String> {
             if let Some(url) = &args.database_url {
                 pg::prepare(url, args.reset_database).await?;
             }
-            let mut server = OwnServer::start(kind, server_kind, None).await?;
+            let mut server = OwnServer::start(kind, server_kind, None, None).await?;
             rows.push(
                 server
                     .cold_start_row("cold start, empty CA (to first request)")
@@ -196,11 +207,31 @@ async fn run(args: Args) -> Result<(), String> {
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
             rows.extend(own_phases(&args, &mut server, None).await?);
             drop(server);
+            for r in &mut rows {
+                r.backend = "sqlite";
+            }
             if let Some(url) = &args.database_url {
-                for r in &mut rows {
-                    r.backend = "sqlite";
-                }
                 rows.extend(postgres_run(&args, url, kind, server_kind).await?);
+            }
+            if let (Some(module), Some(token), pin_file) =
+                (&args.pkcs11_module, &args.pkcs11_token, &args.pkcs11_pin_file)
+            {
+                let p = ca_server::ca::token::Pkcs11Settings {
+                    module: module.clone(),
+                    token_label: token.clone(),
+                    key_label: format!("ca-bench-{}", std::process::id()),
+                    pin_file: pin_file.clone(),
+                };
+                println!("the same phases with the CA key in the PKCS#11 token '{token}' ...");
+                let mut server = OwnServer::start(kind, server_kind, None, Some(&p)).await?;
+                let mut hsm = vec![server
+                    .cold_start_row("cold start, empty CA (to first request)")
+                    .id("cold_start")];
+                hsm.extend(own_phases(&args, &mut server, None).await?);
+                for r in &mut hsm {
+                    r.backend = "hsm";
+                }
+                rows.extend(hsm);
             }
             (kind, per_core, all_cores)
         }
@@ -213,7 +244,7 @@ async fn run(args: Args) -> Result<(), String> {
     for r in &mut rows {
         r.ratio = r.ratio.map(|rate| rate / ceiling);
     }
-    let backends = args.database_url.is_some();
+    let backends = args.database_url.is_some() || args.pkcs11_module.is_some();
     println!();
     println!("{}", header(backends));
     for r in &rows {
@@ -260,7 +291,7 @@ async fn postgres_run(
     );
     // Still empty (it was checked, or reset, before the SQLite run).
     pg::prepare(url, false).await?;
-    let mut server = OwnServer::start(kind, server_kind, Some(url)).await?;
+    let mut server = OwnServer::start(kind, server_kind, Some(url), None).await?;
     let mut rows = vec![server
         .cold_start_row("cold start, empty CA (to first request)")
         .id("cold_start")];

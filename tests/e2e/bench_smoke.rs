@@ -82,3 +82,84 @@ fn ca_bench_runs_every_phase_and_writes_its_json() {
     assert!(phase("rss_idle")["rss_mb"].as_f64().unwrap() > 1.0);
     assert!(phase("rss_peak")["rss_mb"].as_f64().unwrap() >= phase("rss_idle")["rss_mb"].as_f64().unwrap());
 }
+
+/// `--pkcs11-module`: the same phases again with the CA key in a SoftHSM token (`backend` `hsm`).
+#[test]
+fn ca_bench_runs_again_with_the_ca_key_in_a_softhsm_token() {
+    let bench = crate::harness::ca_binary().with_file_name("ca-bench");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            "4711",
+            "--so-pin",
+            "123456",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (scripts/test installs softhsm2)");
+    assert!(init.status.success());
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "4711\n").unwrap();
+    let json = dir.path().join("run.json");
+    let out = Command::new(&bench)
+        .args([
+            "--key-type",
+            "ec-p256",
+            "--csrs",
+            "20",
+            "--duration",
+            "0.1",
+            "--list-size",
+            "50",
+        ])
+        .args([
+            "--revoke-sizes",
+            "0",
+            "--concurrency",
+            "2",
+            "--pkcs11-module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+        ])
+        .args(["--pkcs11-token", "bench", "--pkcs11-pin-file"])
+        .arg(&pin)
+        .arg("--json")
+        .arg(&json)
+        .env("SOFTHSM2_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let phases = run["phases"].as_array().unwrap();
+    for backend in ["sqlite", "hsm"] {
+        let sign = phases
+            .iter()
+            .find(|p| p["id"] == "sign" && p["backend"] == backend)
+            .unwrap_or_else(|| panic!("no {backend} sign phase: {run}"));
+        assert_eq!(sign["count"], 20, "{sign}");
+        assert!(phases
+            .iter()
+            .any(|p| p["id"] == "revoke_0" && p["backend"] == backend));
+    }
+}

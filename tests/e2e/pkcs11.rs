@@ -271,3 +271,87 @@ fn an_ec_ca_key_in_the_token_makes_valid_certificates() {
         &tmp.path().join("gen/certs/ec-node.example.test.pem"),
     );
 }
+
+/// `ca import` with `[ca.pkcs11]`: a puppetserver CA (made by the real CLI) is imported with its key
+/// taken into the token (sensitive from then on), no key file; the CA signs through the token and
+/// the certificates verify under the imported CA certificate; export refuses (the key cannot leave).
+#[test]
+fn ca_import_takes_a_puppetserver_key_into_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let puppet_conf = t.join("puppet.conf");
+    let cadir = t.join("cadir");
+    std::fs::write(
+        &puppet_conf,
+        format!(
+            "[main]\ncertname = old-ca.example.test\nssldir = {ssl}\ncadir = {cadir}\nkeylength = 2048\n[server]\ncadir = {cadir}\n",
+            ssl = t.join("ssl").display(),
+            cadir = cadir.display()
+        ),
+    )
+    .unwrap();
+    crate::migration::real_cli(&puppet_conf, &["setup"]);
+    let hsm = SoftHsm::new(t);
+    let data = t.join("data");
+    let conf = config(t, TOKEN, PIN);
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &["import", "--cadir", cadir.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !data.join("ca_key.pem").exists(),
+        "the key went into the token, not a file"
+    );
+    let listed = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            PIN,
+            "--list-objects",
+            "--type",
+            "privkey",
+        ])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .output()
+        .unwrap();
+    let listed = text(&listed);
+    assert!(
+        listed.contains("puppet-ca") && listed.contains("sensitive"),
+        "{listed}"
+    );
+    let gen = t.join("gen");
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &[
+            "generate",
+            "imported-node.example.test",
+            "--out",
+            gen.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_verifies(
+        &cadir.join("ca_crt.pem"),
+        &gen.join("certs/imported-node.example.test.pem"),
+    );
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &["export", "--cadir", t.join("out").to_str().unwrap()],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("never leaves it"),
+        "{}",
+        text(&out)
+    );
+}

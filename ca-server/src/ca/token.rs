@@ -251,6 +251,97 @@ impl TokenKey {
         ))
     }
 
+    /// Takes the CA key `pkcs8` (PKCS#8 DER; `public`: its public key as rcgen gives it) into the
+    /// token under `cfg`'s label, sensitive and not extractable from then on, with a new audit
+    /// secret. Refuses when the label is taken. (For `ca import`: the file is then not written.)
+    pub fn import(cfg: &TokenConfig, pkcs8: &[u8], public: &[u8]) -> Result<TokenKey, CaError> {
+        let (context, slot, session) = open_token(cfg)?;
+        if find(&session, ObjectClass::PRIVATE_KEY, &cfg.key_label)?.is_some() {
+            return Err(CaError::Key(format!(
+                "PKCS#11: token '{}' already holds a key labelled '{}'",
+                cfg.token_label, cfg.key_label
+            )));
+        }
+        let info =
+            pkcs8::PrivateKeyInfo::try_from(pkcs8).map_err(|e| CaError::Key(format!("the CA key: {e}")))?;
+        let label = cfg.key_label.as_bytes().to_vec();
+        let mut private = vec![
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.clone()),
+        ];
+        let mut public_template = vec![
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::Label(label),
+        ];
+        let bad = || CaError::Key("the CA key is not a key this CA can take into a token".into());
+        let ints = |der_bytes: &[u8]| -> Option<Vec<Vec<u8>>> {
+            let (tag, mut body, _) = der::read_tlv(der_bytes)?;
+            if tag != 0x30 {
+                return None;
+            }
+            let mut out = Vec::new();
+            while !body.is_empty() {
+                let (t, v, rest) = der::read_tlv(body)?;
+                out.push((t, v.to_vec()));
+                body = rest;
+            }
+            Some(out.into_iter().map(|(_, v)| v).collect())
+        };
+        match info.algorithm.oid.to_string().as_str() {
+            "1.2.840.113549.1.1.1" => {
+                // RSAPrivateKey: version, n, e, d, p, q, dp, dq, qinv.
+                let v = ints(info.private_key).filter(|v| v.len() >= 9).ok_or_else(bad)?;
+                let strip = |x: &[u8]| x.iter().skip_while(|b| **b == 0).copied().collect::<Vec<u8>>();
+                private.extend([
+                    Attribute::KeyType(TokenKeyType::RSA),
+                    Attribute::Modulus(strip(&v[1])),
+                    Attribute::PublicExponent(strip(&v[2])),
+                    Attribute::PrivateExponent(strip(&v[3])),
+                    Attribute::Prime1(strip(&v[4])),
+                    Attribute::Prime2(strip(&v[5])),
+                    Attribute::Exponent1(strip(&v[6])),
+                    Attribute::Exponent2(strip(&v[7])),
+                    Attribute::Coefficient(strip(&v[8])),
+                ]);
+                public_template.extend([
+                    Attribute::KeyType(TokenKeyType::RSA),
+                    Attribute::Modulus(strip(&v[1])),
+                    Attribute::PublicExponent(strip(&v[2])),
+                ]);
+            }
+            "1.2.840.10045.2.1" => {
+                // ECPrivateKey: version, privateKey OCTET STRING, ...
+                let v = ints(info.private_key).filter(|v| v.len() >= 2).ok_or_else(bad)?;
+                private.extend([
+                    Attribute::KeyType(TokenKeyType::EC),
+                    Attribute::EcParams(P256_PARAMS.to_vec()),
+                    Attribute::Value(v[1].clone()),
+                ]);
+                public_template.extend([
+                    Attribute::KeyType(TokenKeyType::EC),
+                    Attribute::EcParams(P256_PARAMS.to_vec()),
+                    Attribute::EcPoint(der::encode_tlv(0x04, public)),
+                ]);
+            }
+            _ => return Err(bad()),
+        }
+        let key = session
+            .create_object(&private)
+            .map_err(fail("storing the CA key"))?;
+        session
+            .create_object(&public_template)
+            .map_err(fail("storing the CA public key"))?;
+        let audit = generate_audit_secret(&session, &format!("{}.audit", cfg.key_label))?;
+        Self::assemble(context, slot, session, key, audit, &cfg.key_label)
+    }
+
     fn assemble(
         context: Pkcs11,
         slot: Slot,

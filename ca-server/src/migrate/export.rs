@@ -109,6 +109,11 @@ pub async fn export(
     dir: &DataDir,
     cadir_path: &Path,
 ) -> Result<ExportReport, AuthorityError> {
+    if authority.signer().issuer().key().token().is_some() {
+        return Err(bad(
+            "the CA key is in a PKCS#11 token and never leaves it: puppetserver's cadir needs ca_key.pem, so there is nothing to export it with",
+        ));
+    }
     prepare_target(cadir_path)?;
     let cadir = Cadir(cadir_path);
     mkdir_new(&cadir.signed())?;

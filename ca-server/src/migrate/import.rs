@@ -130,6 +130,15 @@ pub async fn import(
         None if report.key_was_encrypted => keys::pkcs8_pem(&key)?.to_string(),
         None => key_text.clone(),
     };
+    // For a token: the key as it goes into it (the file is then not written).
+    let for_token = match &settings.pkcs11 {
+        Some(p) => Some((
+            p.config()?,
+            keys::pkcs8_der(&key)?,
+            rcgen::PublicKeyData::der_bytes(&key).to_vec(),
+        )),
+        None => None,
+    };
     let signer = CaSigner::new(&chain_pem, key)?;
     for (i, der) in chain.iter().enumerate() {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(format!("ca_crt.pem: {e}")))?;
@@ -310,8 +319,13 @@ pub async fn import(
         }
         create_private_dir(dir.root())
             .map_err(|e| bad(format!("cannot create {}: {e}", dir.root().display())))?;
-        write_new(&dir.ca_key(), key_pem_out.as_bytes(), 0o600)
-            .map_err(|e| bad(format!("cannot write the CA key: {e}")))?;
+        match &for_token {
+            Some((cfg, pkcs8, public)) => {
+                crate::ca::token::TokenKey::import(cfg, pkcs8, public)?;
+            }
+            None => write_new(&dir.ca_key(), key_pem_out.as_bytes(), 0o600)
+                .map_err(|e| bad(format!("cannot write the CA key: {e}")))?,
+        }
         let root_key = cadir.file("root_key.pem");
         if root_key.exists() {
             let mut root_pem = read(&root_key)?;
