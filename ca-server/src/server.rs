@@ -48,12 +48,15 @@ pub enum ServeError {
 /// Opens the CA in the data directory, or creates one there (as `ca setup`) when it is empty.
 pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Authority, ServeError> {
     let dir = settings.data_dir();
+    // A replica on a shared database: the CA is there; its key is a copy of ca_key.pem, or in the
+    // PKCS#11 token every replica uses.
+    let mut joins = false;
     if !dir.has_ca() {
         if let Some(url) = dir.database_url() {
-            if crate::storage::Store::holds_ca(&dir)
+            joins = crate::storage::Store::holds_ca(&dir)
                 .await
-                .map_err(crate::authority::AuthorityError::from)?
-            {
+                .map_err(crate::authority::AuthorityError::from)?;
+            if joins && settings.ca.pkcs11.is_none() {
                 return Err(ServeError::Setup(format!(
                     "the database {} holds a CA but {} has no ca_key.pem: to join as a replica, copy \
                      ca_key.pem (mode 0600; and root_key.pem for an intermediate CA) from the first \
@@ -64,7 +67,7 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
             }
         }
     }
-    if dir.has_ca() {
+    if dir.has_ca() || joins {
         let authority = Authority::open(&dir, settings.ca.clone(), clock).await?;
         // After an import there is no server or admin identity yet.
         let certname = settings.certname.clone().unwrap_or_else(authority::host_fqdn);

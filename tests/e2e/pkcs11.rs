@@ -355,3 +355,104 @@ fn ca_import_takes_a_puppetserver_key_into_the_token() {
         text(&out)
     );
 }
+
+/// Two replicas on one PostgreSQL database, both with the CA key in the same token and no key file:
+/// the second finds the CA in the database and the key in the token, issues its own server
+/// certificate through it, signs a real agent's certificate, and serves the first's revocation.
+#[test]
+fn replicas_share_the_ca_key_in_the_token() {
+    use std::os::unix::fs::PermissionsExt;
+    require("puppet");
+    let tmp = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(tmp.path());
+    let pg = crate::pg::PgCluster::start();
+    let url = pg.url("ca");
+    let pkcs11 = std::fs::read_to_string(config(tmp.path(), TOKEN, PIN)).unwrap();
+    let conf = tmp.path().join("replica.toml");
+    std::fs::write(&conf, format!("database-url = \"{url}\"\n{pkcs11}")).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let out = ca(
+        &hsm,
+        &a,
+        &conf,
+        &[
+            "--database-url",
+            &url,
+            "setup",
+            "--certname",
+            "ca-a.example.test",
+            "--dns-alt-names",
+            "localhost,IP:127.0.0.1",
+            "--key-type",
+            "ec-p256",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::create_dir(&b).unwrap();
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
+    let (port_a, port_b) = (free_port(), free_port());
+    let ca_a = TestCa {
+        tmp: tempfile::tempdir().unwrap(),
+        data: a.clone(),
+    };
+    let ca_b = TestCa {
+        tmp: tempfile::tempdir().unwrap(),
+        data: b.clone(),
+    };
+    let server_a = Running::start(&ca_a, port_a, &["--config", conf.to_str().unwrap()], &env);
+    let server_b = Running::start(
+        &ca_b,
+        port_b,
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--certname",
+            "ca-b.example.test",
+            "--dns-alt-names",
+            "localhost",
+        ],
+        &env,
+    );
+    wait_listening(port_a, &server_a);
+    wait_listening(port_b, &server_b);
+    assert!(!a.join("ca_key.pem").exists() && !b.join("ca_key.pem").exists());
+    let chain = a.join("ca_crt.pem");
+    assert_verifies(&chain, &b.join("server/cert.pem"));
+
+    let agent = tmp.path().join("agent");
+    let name = "replica-hsm-agent.example.test";
+    let out = Command::new("puppet")
+        .args(["ssl", "bootstrap"])
+        .args(agent_args_at(port_b, &agent, name))
+        .args(["--waitforcert", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), server_b.log());
+    let cert = agent.join(format!("ssl/certs/{name}.pem"));
+    assert_verifies(&chain, &cert);
+    // Revoked through replica A's CLI (the token again): B's CRL lists it.
+    let out = ca(&hsm, &a, &conf, &["--database-url", &url, "revoke", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    let crl = tmp.path().join("crl.pem");
+    let started = Instant::now();
+    loop {
+        let got = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert", chain.to_str().unwrap()])
+            .arg(format!(
+                "https://localhost:{port_b}/puppet-ca/v1/certificate_revocation_list/ca"
+            ))
+            .output()
+            .unwrap();
+        std::fs::write(&crl, &got.stdout).unwrap();
+        if crl_check(&chain, &crl, &cert).is_err() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B's CRL never listed it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_crl_verifies(&chain, &crl);
+}
