@@ -456,3 +456,57 @@ fn replicas_share_the_ca_key_in_the_token() {
     }
     assert_crl_verifies(&chain, &crl);
 }
+
+/// A root + intermediate CA with the intermediate's (the signing) key in the token: the root key is a
+/// file that can go offline; certificates the token signs verify through the chain.
+#[test]
+fn an_intermediate_ca_signs_through_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(tmp.path());
+    let data = tmp.path().join("data");
+    let conf = config(tmp.path(), TOKEN, PIN);
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &[
+            "setup",
+            "--certname",
+            "int.example.test",
+            "--intermediate",
+            "--key-type",
+            "ec-p256",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !data.join("ca_key.pem").exists(),
+        "the signing key is in the token"
+    );
+    assert!(
+        data.join("root_key.pem").exists(),
+        "the root key is a file (to keep offline)"
+    );
+    let gen = tmp.path().join("gen");
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &[
+            "generate",
+            "leaf.example.test",
+            "--key-type",
+            "ec-p256",
+            "--out",
+            gen.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // ca_crt.pem holds the intermediate and the root: openssl builds the chain to the root.
+    assert_verifies(&data.join("ca_crt.pem"), &gen.join("certs/leaf.example.test.pem"));
+    let crl = tmp.path().join("crl.pem");
+    let out = ca(&hsm, &data, &conf, &["crl"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&crl, &out.stdout).unwrap();
+    assert_crl_verifies(&data.join("ca_crt.pem"), &crl);
+}
