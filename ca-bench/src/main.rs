@@ -635,49 +635,43 @@ async fn ocsp_phases(
     let mut rows = Vec::new();
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| ocsp_req(kept.clone()));
     meter.restart();
-    rows.push(
-        meter.done(
-            report(
-                "OCSP (kept answer, no nonce; keep-alive)",
-                for_duration(
-                    target,
-                    false,
-                    args.concurrency,
-                    args.duration,
-                    Connect::KeepAlive,
-                    make,
-                    StatusCode::OK,
-                )
-                .await,
-            ),
-            "ocsp_kept",
-        ),
-    );
+    rows.push(meter.done(
+        keep_alive(args, target, "OCSP (kept answer, no nonce; keep-alive)", make).await,
+        "ocsp_kept",
+    ));
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let der = ca_server::ca::ocsp::request_der(&ca, serial, Some(&n.to_be_bytes())).unwrap_or_default();
         ocsp_req(hyper::body::Bytes::from(der))
     });
-    rows.push(
-        meter.done(
-            report(
-                "OCSP (nonce: signed per request; keep-alive)",
-                for_duration(
-                    target,
-                    false,
-                    args.concurrency,
-                    args.duration,
-                    Connect::KeepAlive,
-                    make,
-                    StatusCode::OK,
-                )
-                .await,
-            ),
-            "ocsp_nonce",
-        ),
-    );
+    rows.push(meter.done(
+        keep_alive(args, target, "OCSP (nonce: signed per request; keep-alive)", make).await,
+        "ocsp_nonce",
+    ));
     Ok(rows)
+}
+
+/// A phase of `make`'s requests over keep-alive connections for `--duration`, each answered 200.
+async fn keep_alive(
+    args: &Args,
+    target: &Target,
+    phase: &str,
+    make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
+) -> Figures {
+    report(
+        phase,
+        for_duration(
+            target,
+            false,
+            args.concurrency,
+            args.duration,
+            Connect::KeepAlive,
+            make,
+            StatusCode::OK,
+        )
+        .await,
+    )
 }
 
 async fn listing(t: &Target, phase: &str, query: &str) -> Figures {

@@ -68,13 +68,7 @@ fn file_not_after(path: &std::path::Path) -> Option<(String, u64, i64)> {
     let text = std::fs::read_to_string(path).ok()?;
     let der = pem::parse(text).ok()?.into_contents();
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let name = crate::ca::names::common_name(cert.subject()).unwrap_or_default();
     let serial = u64::try_from(cert.serial.clone()).unwrap_or(0);
     Some((name, serial, cert.validity().not_after.timestamp()))
 }

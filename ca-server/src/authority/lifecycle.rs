@@ -68,13 +68,8 @@ impl Authority {
                 "Certificate present, but does not match signature".into(),
             ));
         }
-        let certname = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|c| c.as_str().ok())
-            .ok_or_else(|| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?
-            .to_string();
+        let certname = crate::ca::names::common_name(cert.subject())
+            .ok_or_else(|| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?;
         let mut tx = self.store.write().await?;
         let now = unix(self.now());
         let stored = match tx.current_certificate(&certname).await? {

@@ -501,20 +501,37 @@ impl Authority {
             )
         })
         .await?;
+        self.record_issued(tx, actor, "sign", &certname, serial, &der, validity)
+            .await?;
+        Ok(Issued { serial, der })
+    }
+
+    /// Stores a certificate just issued, with its status object, and its audit row (`action`).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_issued(
+        &self,
+        tx: &mut WriteTx,
+        actor: &str,
+        action: &str,
+        certname: &str,
+        serial: u64,
+        der: &[u8],
+        validity: Validity,
+    ) -> Result<(), AuthorityError> {
         let now = unix(self.now());
         let row = CertRow {
             serial,
-            certname: certname.clone(),
-            der: der.clone(),
+            certname: certname.to_string(),
+            der: der.to_vec(),
             not_before: unix(validity.not_before),
             not_after: unix(validity.not_after),
             revoked: None,
         };
         tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, actor)
             .await?;
-        tx.audit(&AuditRecord::ok(now, actor, "sign").on(&certname).serial(serial))
+        tx.audit(&AuditRecord::ok(now, actor, action).on(certname).serial(serial))
             .await?;
-        Ok(Issued { serial, der })
+        Ok(())
     }
 
     /// Generates a key and a certificate for `certname` on the CA (`puppet cert generate`): the alt names
@@ -568,13 +585,7 @@ impl Authority {
         let pem = std::fs::read_to_string(self.dir.server_cert()).ok()?;
         let ders = crate::ca::signer::parse_cert_bundle(&pem).ok()?;
         let (_, cert) = X509Certificate::from_der(ders.first()?).ok()?;
-        let cn = cert
-            .subject()
-            .iter_common_name()
-            .next()?
-            .as_str()
-            .ok()?
-            .to_string();
+        let cn = names::common_name(cert.subject())?;
         Some(cn)
     }
 

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use time::Duration;
 
-use super::{blocking, status, unix, Authority, AuthorityError};
+use super::{blocking, unix, Authority, AuthorityError};
 use crate::ca::issue::{self, Validity};
 use crate::ca::keys::{self, KeyType};
 use crate::ca::ocsp::{Responder, SerialStatus};
 use crate::ca::pem_encode;
-use crate::storage::{AuditRecord, CertRow};
 
 /// The certname of the responders' certificates (every server issues its own).
 pub const OCSP_CERTNAME: &str = "ca-ocsp-responder";
@@ -45,21 +44,14 @@ impl Authority {
         let der =
             blocking(move || issue::issue_ocsp_responder(&signer, &spki, OCSP_CERTNAME, serial, validity))
                 .await?;
-        let now = unix(self.now());
-        let row = CertRow {
+        self.record_issued(
+            &mut tx,
+            actor,
+            "ocsp-responder",
+            OCSP_CERTNAME,
             serial,
-            certname: OCSP_CERTNAME.to_string(),
-            der: der.clone(),
-            not_before: unix(validity.not_before),
-            not_after: unix(validity.not_after),
-            revoked: None,
-        };
-        tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, actor)
-            .await?;
-        tx.audit(
-            &AuditRecord::ok(now, actor, "ocsp-responder")
-                .on(OCSP_CERTNAME)
-                .serial(serial),
+            &der,
+            validity,
         )
         .await?;
         tx.commit().await?;

@@ -356,13 +356,8 @@ impl Authority {
             .into_contents();
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| AuthorityError::Invalid(format!("{}: {e}", cert_path.display())))?;
-        let certname = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .ok_or_else(|| AuthorityError::Invalid(format!("{}: no common name", cert_path.display())))?
-            .to_string();
+        let certname = crate::ca::names::common_name(cert.subject())
+            .ok_or_else(|| AuthorityError::Invalid(format!("{}: no common name", cert_path.display())))?;
         let alts: Vec<San> = cert
             .subject_alternative_name()
             .ok()

@@ -131,6 +131,14 @@ pub fn validate_subject(requested: &str, cn: &str) -> Result<(), NameError> {
     validate_certname(cn)
 }
 
+/// The first common name of an X.509 name, when it is a readable string.
+pub fn common_name(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,13 +38,7 @@ impl CaCert {
             _ => None,
         });
         let key_id = ski.unwrap_or_else(|| digest::key_identifier(&spk));
-        let common_name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let common_name = super::names::common_name(cert.subject()).unwrap_or_default();
         let not_after = cert.validity().not_after.to_datetime();
         Ok((
             CaCert {

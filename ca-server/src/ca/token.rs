@@ -211,14 +211,7 @@ impl TokenKey {
             ));
         }
         let label = cfg.key_label.as_bytes().to_vec();
-        let common_private = vec![
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-            Attribute::Label(label.clone()),
-        ];
+        let common_private = private_key_template(&label);
         let common_public = vec![
             Attribute::Token(true),
             Attribute::Verify(true),
@@ -265,15 +258,8 @@ impl TokenKey {
         let info =
             pkcs8::PrivateKeyInfo::try_from(pkcs8).map_err(|e| CaError::Key(format!("the CA key: {e}")))?;
         let label = cfg.key_label.as_bytes().to_vec();
-        let mut private = vec![
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-            Attribute::Label(label.clone()),
-        ];
+        let mut private = private_key_template(&label);
+        private.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
         let mut public_template = vec![
             Attribute::Class(ObjectClass::PUBLIC_KEY),
             Attribute::Token(true),
@@ -365,38 +351,21 @@ impl TokenKey {
         })?;
         let (public, algorithm) = match kind {
             Some(k) if k == TokenKeyType::RSA => {
-                let a = session
-                    .get_attributes(
-                        public_key,
-                        &[AttributeType::Modulus, AttributeType::PublicExponent],
-                    )
-                    .map_err(fail("reading the CA public key"))?;
-                let mut n = Vec::new();
-                let mut e = Vec::new();
-                for attr in a {
-                    match attr {
-                        Attribute::Modulus(m) => n = m,
-                        Attribute::PublicExponent(x) => e = x,
-                        _ => {}
-                    }
-                }
+                let [n, e] = bytes_attributes(
+                    &session,
+                    public_key,
+                    [AttributeType::Modulus, AttributeType::PublicExponent],
+                )?;
                 let mut body = der_uint(&n);
                 body.extend(der_uint(&e));
                 (der::encode_tlv(0x30, &body), &rcgen::PKCS_RSA_SHA256)
             }
             Some(k) if k == TokenKeyType::EC => {
-                let a = session
-                    .get_attributes(public_key, &[AttributeType::EcPoint, AttributeType::EcParams])
-                    .map_err(fail("reading the CA public key"))?;
-                let mut point = Vec::new();
-                let mut params = Vec::new();
-                for attr in a {
-                    match attr {
-                        Attribute::EcPoint(p) => point = p,
-                        Attribute::EcParams(p) => params = p,
-                        _ => {}
-                    }
-                }
+                let [point, params] = bytes_attributes(
+                    &session,
+                    public_key,
+                    [AttributeType::EcPoint, AttributeType::EcParams],
+                )?;
                 if params != P256_PARAMS {
                     return Err(CaError::Key("PKCS#11: the CA key's curve is not P-256".into()));
                 }
@@ -534,4 +503,41 @@ fn generate_audit_secret(session: &Session, label: &str) -> Result<ObjectHandle,
             ],
         )
         .map_err(fail("generating the audit secret"))
+}
+
+/// Two byte-string attributes of a public key object, in the order asked (empty when absent).
+fn bytes_attributes(
+    session: &Session,
+    object: ObjectHandle,
+    types: [AttributeType; 2],
+) -> Result<[Vec<u8>; 2], CaError> {
+    let attrs = session
+        .get_attributes(object, &types)
+        .map_err(fail("reading the CA public key"))?;
+    let mut out = [Vec::new(), Vec::new()];
+    for attr in attrs {
+        let (t, v) = match attr {
+            Attribute::Modulus(v) => (AttributeType::Modulus, v),
+            Attribute::PublicExponent(v) => (AttributeType::PublicExponent, v),
+            Attribute::EcPoint(v) => (AttributeType::EcPoint, v),
+            Attribute::EcParams(v) => (AttributeType::EcParams, v),
+            _ => continue,
+        };
+        if let Some(i) = types.iter().position(|x| *x == t) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// What every CA key in a token is: a token object, private, sensitive, never extractable, for signing.
+fn private_key_template(label: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Label(label.to_vec()),
+    ]
 }

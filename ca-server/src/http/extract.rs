@@ -44,13 +44,7 @@ impl Caller {
 /// The identity in a certificate: its CN and its Puppet extensions (by short name, else dotted OID).
 pub fn identity_from_der(cert_der: &[u8]) -> Option<Identity> {
     let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
-    let certname = cert
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
+    let certname = crate::ca::names::common_name(cert.subject())?;
     let mut extensions = BTreeMap::new();
     for ext in cert.extensions() {
         let Some(arcs) = ext.oid.iter().map(|i| i.collect::<Vec<u64>>()) else {
