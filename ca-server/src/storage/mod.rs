@@ -180,7 +180,15 @@ pub struct Store {
     failover: Option<Arc<failover::Failover>>,
     /// Seals audit rows and keeps the head file (when the CA key is loaded).
     seal: Option<Arc<AuditSeal>>,
+    /// SQLite: this process's writers queue here, first come first served, before `BEGIN
+    /// IMMEDIATE`, instead of sleeping in SQLite's busy handler (its retries wait up to 100 ms and
+    /// more). Other processes (`ca` in local mode) still meet SQLite's lock.
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// How long a writer waits in the queue before it asks SQLite directly (a transaction opened while
+/// this task holds another would otherwise wait for itself).
+const WRITER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A database URL with any password replaced, for messages and logs (host lists included).
 pub fn redact_url(url: &str) -> String {
@@ -260,6 +268,7 @@ impl Store {
             backend: Backend::Sqlite,
             failover: None,
             seal: None,
+            writers: Arc::default(),
         })
     }
 
@@ -294,6 +303,7 @@ impl Store {
             backend: Backend::Postgres,
             failover: Some(failover),
             seal: None,
+            writers: Arc::default(),
         })
     }
 
@@ -337,7 +347,9 @@ impl Store {
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
+        let queued = self.queue().await;
         Ok(WriteTx {
+            _queued: queued,
             tx: self.begin_write().await?,
             seal: self.seal.clone(),
             head: None,
@@ -353,6 +365,7 @@ impl Store {
     /// order). The signing pipeline reserves serials in it: a certificate is answered only after the
     /// durable commit that stores it.
     pub async fn write_unsynced(&self) -> Result<WriteTx, StoreError> {
+        let queued = self.queue().await;
         let tx = match (&self.backend, &self.unsynced) {
             (Backend::Sqlite, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
             _ => {
@@ -364,6 +377,7 @@ impl Store {
             }
         };
         Ok(WriteTx {
+            _queued: queued,
             tx,
             seal: self.seal.clone(),
             head: None,
@@ -371,6 +385,17 @@ impl Store {
             backend: self.backend,
             failover: self.failover.clone(),
         })
+    }
+
+    /// SQLite: this process's turn to write (see `writers`); `None` on PostgreSQL (its advisory lock
+    /// queues writers in the server), or after `WRITER_QUEUE_WAIT`.
+    async fn queue(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        tokio::time::timeout(WRITER_QUEUE_WAIT, Arc::clone(&self.writers).lock_owned())
+            .await
+            .ok()
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
@@ -729,6 +754,9 @@ impl Store {
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
+    /// This process's turn to write (SQLite), released after `tx` commits or rolls back (fields drop
+    /// in declaration order, and `commit` moves `tx` out first).
+    _queued: Option<tokio::sync::OwnedMutexGuard<()>>,
     seal: Option<Arc<AuditSeal>>,
     /// The last audit row appended in this transaction.
     head: Option<(i64, String)>,
