@@ -118,7 +118,7 @@ async fn generate_key(
 fn random_hex(bytes: usize) -> Result<String, AuthorityError> {
     let mut b = vec![0u8; bytes];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| AuthorityError::Internal("no randomness".into()))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::ca::digest::hex(&b))
 }
 
 /// Creates a CA in `dir`. Refuses when a CA (database or key) is already there.

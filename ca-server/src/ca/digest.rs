@@ -49,8 +49,27 @@ pub fn fingerprint(alg: Digest, der: &[u8]) -> String {
 
 /// Uppercase colon-separated hex.
 pub fn colon_hex(bytes: &[u8]) -> String {
-    let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
-    parts.join(":")
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Lowercase hex, no separator (hashes in the audit log, random names).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// RFC 5280 method 1 key identifier: SHA-1 of the subjectPublicKey bits, as Puppet and OpenSSL use.
@@ -69,6 +88,9 @@ mod tests {
         let fp = fingerprint(Digest::Sha256, b"abc");
         assert!(fp.starts_with("BA:78:16:BF"), "{fp}");
         assert_eq!(fp.len(), 32 * 3 - 1);
+        assert_eq!(colon_hex(&[0x00, 0xab, 0x7f]), "00:AB:7F");
+        assert_eq!(colon_hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
         assert_eq!(Digest::parse("SHA-512"), Some(Digest::Sha512));
         assert_eq!(Digest::parse("md5"), None);
     }

@@ -1239,7 +1239,7 @@ pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
         f.detail.map_or_else(|| none.clone(), str::to_string),
     ];
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, fields.join("\u{1f}").as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::ca::digest::hex(d.as_ref())
 }
 
 /// Appends an audit row, sealed when `seal` is given. Returns its id and chain hash.

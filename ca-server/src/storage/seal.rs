@@ -48,7 +48,7 @@ pub enum Head {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::ca::digest::hex(bytes)
 }
 
 impl AuditSeal {
