@@ -97,9 +97,16 @@ impl Backend {
 
     /// Statuses.
     /// What expires within `within` (everything without it), soonest first.
-    pub async fn expirations(&self, within: Option<time::Duration>) -> Result<Vec<Expiring>, String> {
+    pub async fn expirations(
+        &self,
+        within: Option<time::Duration>,
+        certificates: bool,
+    ) -> Result<Vec<Expiring>, String> {
         match self {
-            Backend::Local(a) => a.expirations(within, true).await.map_err(|e| e.to_string()),
+            Backend::Local(a) => a
+                .expirations(within, certificates)
+                .await
+                .map_err(|e| e.to_string()),
             Backend::Remote(c) => {
                 let query = within.map_or(String::new(), |w| format!("?within={}s", w.whole_seconds()));
                 let a = c.get(&format!("/puppet-ca/v1/expirations{query}")).await?;
@@ -111,7 +118,11 @@ impl Backend {
                 let Some(items) = v.get_mut("expiring").map(Value::take) else {
                     return Err("the server listed no certificates: is the client certificate the admin's (pp_cli_auth)?".into());
                 };
-                serde_json::from_value(items).map_err(|e| format!("bad JSON from the server: {e}"))
+                let mut items: Vec<Expiring> =
+                    serde_json::from_value(items).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                // The server lists certificates for the admin in any case.
+                items.retain(|i| certificates || i.kind != ca_server::authority::ExpiringKind::Certificate);
+                Ok(items)
             }
         }
     }

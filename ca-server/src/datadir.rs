@@ -163,6 +163,18 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()>
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// Replaces `path` with `contents` (mode `mode`): written beside it, then renamed over it, so that a
+/// reader sees the old file or the new one, never half of one.
+pub fn replace_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("pem.new");
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    write_new(&tmp, contents, mode)?;
+    fs::rename(&tmp, path)
+}
+
 /// Creates a directory (and parents) with mode 0700 when it does not exist.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {

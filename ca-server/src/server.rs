@@ -280,12 +280,7 @@ async fn renew_own_certificates_if_due(state: &AppState) {
             .and_then(|t| pem::parse(t).ok())
             .and_then(|p| {
                 let (_, c) = x509_parser::parse_x509_certificate(p.contents()).ok()?;
-                let aki = c.extensions().iter().find_map(|e| match e.parsed_extension() {
-                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                    }
-                    _ => None,
-                });
+                let aki = crate::ca::digest::authority_key_id(c.extensions());
                 Some((
                     c.validity().not_before.timestamp(),
                     c.validity().not_after.timestamp(),

@@ -9,7 +9,7 @@ use crate::Out;
 
 pub async fn run(b: &Backend, within: Option<&str>, format: Format, out: &mut Out<'_>) -> CmdResult {
     let within = parse_ttl(within).map_err(|e| format!("--within: {e}"))?;
-    let items = b.expirations(within).await?;
+    let items = b.expirations(within, true).await?;
     match format {
         Format::Json => {
             let text = serde_json::to_string_pretty(&items).map_err(|e| e.to_string())?;

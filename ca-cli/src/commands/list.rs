@@ -65,7 +65,7 @@ fn now() -> i64 {
 /// the server's to re-sign, and it logs when it fails to).
 async fn warn_of_expiry(b: &Backend, window: time::Duration, out: &mut Out<'_>) {
     use ca_server::authority::ExpiringKind;
-    let Ok(items) = b.expirations(Some(window)).await else {
+    let Ok(items) = b.expirations(Some(window), false).await else {
         return;
     };
     let own = [ExpiringKind::Ca, ExpiringKind::Server, ExpiringKind::Admin];

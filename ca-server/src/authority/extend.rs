@@ -85,13 +85,8 @@ impl Authority {
         tx.audit(&AuditRecord::ok(unix(now), actor, "extend-ca").detail(&format!("valid until {until}")))
             .await?;
         tx.commit().await?;
-        // Written beside it, then renamed over it: a reader sees the old file or the new one.
         let path = self.dir.ca_cert();
-        let tmp = path.with_extension("pem.new");
-        let _ = std::fs::remove_file(&tmp);
-        let written = crate::datadir::write_new(&tmp, chain_pem.as_bytes(), 0o644)
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
+        if let Err(e) = crate::datadir::replace_file(&path, chain_pem.as_bytes(), 0o644) {
             return Err(AuthorityError::Internal(format!(
                 "the extended chain is stored, but {} could not be written: {e}",
                 path.display()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::{blocking, check_key_mode, AuthorityError, CaSettings};
 use crate::ca::keys;
 use crate::ca::passphrase::Passphrase;
-use crate::datadir::{write_new, DataDir};
+use crate::datadir::DataDir;
 
 /// One key file rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +63,8 @@ pub async fn rewrite_keys(
     }
     let mut out = Vec::new();
     for (path, pem, was_encrypted) in rewritten {
-        let tmp = path.with_extension("pem.new");
-        let io = |e: std::io::Error| AuthorityError::Invalid(format!("cannot write {}: {e}", tmp.display()));
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
-        write_new(&tmp, pem.as_bytes(), 0o600).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        crate::datadir::replace_file(&path, pem.as_bytes(), 0o600)
+            .map_err(|e| AuthorityError::Invalid(format!("cannot write {}: {e}", path.display())))?;
         out.push(RewrittenKey { path, was_encrypted });
     }
     // The renames reach the disk with the directory.

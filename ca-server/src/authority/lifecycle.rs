@@ -56,13 +56,7 @@ impl Authority {
     pub async fn renew(&self, actor: &str, cert_der: &[u8]) -> Result<Issued, AuthorityError> {
         let (_, cert) = X509Certificate::from_der(cert_der)
             .map_err(|_| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?;
-        let aki = cert
-            .extensions()
-            .iter()
-            .find_map(|ext| match ext.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-                _ => None,
-            });
+        let aki = crate::ca::digest::authority_key_id(cert.extensions());
         if aki.as_deref() != Some(self.signer.cert.key_id.as_slice()) {
             return Err(AuthorityError::Invalid(
                 "Certificate present, but does not match signature".into(),

@@ -64,11 +64,7 @@ impl Authority {
             (&key_path, keys::pkcs8_pem(&key)?.as_bytes().to_vec(), 0o600),
             (&cert_path, pem_encode("CERTIFICATE", &der).into_bytes(), 0o644),
         ] {
-            // Written beside it, then renamed over it: a reader sees the old file or the new one.
-            let tmp = path.with_extension("pem.new");
-            let _ = std::fs::remove_file(&tmp);
-            crate::datadir::write_new(&tmp, &contents, mode)
-                .and_then(|()| std::fs::rename(&tmp, path))
+            crate::datadir::replace_file(path, &contents, mode)
                 .map_err(|e| io(&path.display().to_string(), e))?;
         }
         let responder = Responder::new(der, &pkcs8, &self.signer.chain_der[0])?;
@@ -82,12 +78,7 @@ impl Authority {
         let der = pem::parse(cert_pem).ok()?.into_contents();
         let pkcs8 = zeroize::Zeroizing::new(pem::parse(key_pem).ok()?.into_contents());
         let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
-        let aki = c.extensions().iter().find_map(|e| match e.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        })?;
+        let aki = crate::ca::digest::authority_key_id(c.extensions())?;
         let (from, to) = (
             c.validity().not_before.timestamp(),
             c.validity().not_after.timestamp(),

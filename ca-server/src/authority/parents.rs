@@ -2,7 +2,6 @@
 //! else replaced by newer ones uploaded with `PUT /certificate_revocation_list` (§1.7).
 
 use time::Duration;
-use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -12,10 +11,7 @@ use crate::ca::{pem_encode, CaSigner};
 use crate::storage::AuditRecord;
 
 fn crl_aki(crl: &CertificateRevocationList<'_>) -> Option<Vec<u8>> {
-    crl.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-        _ => None,
-    })
+    crate::ca::digest::authority_key_id(crl.extensions())
 }
 
 fn crl_number(crl: &CertificateRevocationList<'_>) -> u64 {

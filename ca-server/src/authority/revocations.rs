@@ -184,11 +184,7 @@ impl CrlSnapshot {
                 &self.ours.row.previous,
                 self.serve_infra && self.parents.infra.is_some(),
             ) {
-                let entries = self.ours.entries();
-                let mut der = Vec::with_capacity(twin.head.len() + entries.len() + twin.tail.len());
-                der.extend_from_slice(&twin.head);
-                der.extend_from_slice(entries);
-                der.extend_from_slice(&twin.tail);
+                let der = around(&twin.head, self.ours.entries(), &twin.tail);
                 pem.push_str(&pem_encode("X509 CRL", &der));
             }
             for d in &self.parents.ders {
@@ -211,11 +207,7 @@ impl CrlSnapshot {
         self.relying
             .get_or_init(|| {
                 let pieces = self.ours.row.relying.as_ref()?;
-                let entries = self.ours.entries();
-                let mut der = Vec::with_capacity(pieces.head.len() + entries.len() + pieces.tail.len());
-                der.extend_from_slice(&pieces.head);
-                der.extend_from_slice(entries);
-                der.extend_from_slice(&pieces.tail);
+                let der = around(&pieces.head, self.ours.entries(), &pieces.tail);
                 let pem = pem_encode("X509 CRL", &der).into_bytes();
                 Some(RelyingCrl {
                     der: Arc::from(der),
@@ -514,22 +506,13 @@ impl Revocations {
             );
             let unreadable = || AuthorityError::Internal("the signed CRL is unreadable".into());
             let entries = crl::entries_range(&der).ok_or_else(unreadable)?;
-            let relying_entries = crl::entries_range(&relying).ok_or_else(unreadable)?;
+            let relying = pieces_of(&relying).ok_or_else(unreadable)?;
             let relying = RelyingPieces {
                 next_update: unix(relying_next_update),
-                head: relying[..relying_entries.start].to_vec(),
-                tail: relying[relying_entries.end..].to_vec(),
+                head: relying.head,
+                tail: relying.tail,
             };
-            let twin = match twin {
-                Some(t) => {
-                    let r = crl::entries_range(&t).ok_or_else(unreadable)?;
-                    Some(TwinPieces {
-                        head: t[..r.start].to_vec(),
-                        tail: t[r.end..].to_vec(),
-                    })
-                }
-                None => None,
-            };
+            let twin = twin.map(|t| pieces_of(&t).ok_or_else(unreadable)).transpose()?;
             Ok((der, entries, revoked, relying, twin))
         })
         .await?;
@@ -670,6 +653,24 @@ impl Revocations {
             cur = arc_swap::Guard::into_inner(prev);
         }
     }
+}
+
+/// A CRL made of `head`, the shared `entries` and `tail` (the relying parties' CRL, a rollover's twin).
+fn around(head: &[u8], entries: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut der = Vec::with_capacity(head.len() + entries.len() + tail.len());
+    der.extend_from_slice(head);
+    der.extend_from_slice(entries);
+    der.extend_from_slice(tail);
+    der
+}
+
+/// What a CRL holds before and after its entries, to store beside ours (which has the same entries).
+fn pieces_of(der: &[u8]) -> Option<TwinPieces> {
+    let entries = crl::entries_range(der)?;
+    Some(TwinPieces {
+        head: der[..entries.start].to_vec(),
+        tail: der[entries.end..].to_vec(),
+    })
 }
 
 async fn all_revocations(tx: &mut WriteTx) -> Result<Vec<RevokedEntry>, AuthorityError> {

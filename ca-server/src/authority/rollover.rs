@@ -79,13 +79,9 @@ fn io(what: &std::path::Path, e: std::io::Error) -> AuthorityError {
     AuthorityError::Internal(format!("{}: {e}", what.display()))
 }
 
-/// Writes `contents` beside `path` and renames it over `path`.
+/// [`crate::datadir::replace_file`], its error naming the file.
 fn replace_file(path: &std::path::Path, contents: &[u8], mode: u32) -> Result<(), AuthorityError> {
-    let tmp = path.with_extension("pem.new");
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, contents, mode)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| io(path, e))
+    crate::datadir::replace_file(path, contents, mode).map_err(|e| io(path, e))
 }
 
 impl Authority {

@@ -385,11 +385,8 @@ impl Authority {
             .issue(&mut tx, actor, spki, permit, self.settings().cert_ttl)
             .await?;
         tx.commit().await?;
-        // Written beside it, then renamed over it: a reader sees the old file or the new one.
-        let tmp = cert_path.with_extension("pem.new");
-        let _ = std::fs::remove_file(&tmp);
-        write_new(&tmp, issued.pem().as_bytes(), 0o644).map_err(|e| io_err(what, e))?;
-        std::fs::rename(&tmp, &cert_path).map_err(|e| io_err(what, e))?;
+        crate::datadir::replace_file(&cert_path, issued.pem().as_bytes(), 0o644)
+            .map_err(|e| io_err(what, e))?;
         Ok(issued)
     }
 }

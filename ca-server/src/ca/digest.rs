@@ -72,6 +72,16 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The authority key identifier among `extensions` (of a certificate or a CRL): which CA key signed it.
+pub fn authority_key_id(extensions: &[x509_parser::extensions::X509Extension<'_>]) -> Option<Vec<u8>> {
+    extensions.iter().find_map(|e| match e.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+            a.key_identifier.as_ref().map(|k| k.0.to_vec())
+        }
+        _ => None,
+    })
+}
+
 /// RFC 5280 method 1 key identifier: SHA-1 of the subjectPublicKey bits, as Puppet and OpenSSL use.
 pub fn key_identifier(subject_public_key: &[u8]) -> Vec<u8> {
     digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, subject_public_key)

@@ -471,19 +471,19 @@ impl TokenKey {
             )
             .map_err(fail("reading the CA key's attributes"))
         })?;
-        let flag = |t: &dyn Fn(&Attribute) -> Option<bool>| attrs.iter().find_map(t);
-        Ok(flag(&|a| match a {
-            Attribute::Sensitive(b) => Some(*b),
-            _ => None,
-        }) == Some(true)
-            && flag(&|a| match a {
-                Attribute::NeverExtractable(b) => Some(*b),
-                _ => None,
-            }) == Some(true)
-            && flag(&|a| match a {
-                Attribute::Extractable(b) => Some(*b),
-                _ => None,
-            }) == Some(false))
+        // Each of the three asked for comes back once: all three as they should be.
+        let as_wanted = attrs
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Attribute::Sensitive(true)
+                        | Attribute::NeverExtractable(true)
+                        | Attribute::Extractable(false)
+                )
+            })
+            .count();
+        Ok(as_wanted == 3)
     }
 }
 

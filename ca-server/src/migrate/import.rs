@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -55,10 +54,7 @@ fn read(path: &Path) -> Result<String, AuthorityError> {
 }
 
 fn crl_aki(crl: &CertificateRevocationList<'_>) -> Option<Vec<u8>> {
-    crl.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-        _ => None,
-    })
+    crate::ca::digest::authority_key_id(crl.extensions())
 }
 
 struct Signed {

@@ -348,15 +348,24 @@ impl Store {
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
         let queued = self.queue().await;
-        Ok(WriteTx {
+        let tx = self.begin_write().await?;
+        Ok(self.write_tx(queued, tx))
+    }
+
+    fn write_tx(
+        &self,
+        queued: Option<tokio::sync::OwnedMutexGuard<()>>,
+        tx: Transaction<'static, Any>,
+    ) -> WriteTx {
+        WriteTx {
             _queued: queued,
-            tx: self.begin_write().await?,
+            tx,
             seal: self.seal.clone(),
             head: None,
             advance_head: None,
             backend: self.backend,
             failover: self.failover.clone(),
-        })
+        }
     }
 
     /// A write transaction (under the same global write lock) whose commit does not wait for the
@@ -376,15 +385,7 @@ impl Store {
                 tx
             }
         };
-        Ok(WriteTx {
-            _queued: queued,
-            tx,
-            seal: self.seal.clone(),
-            head: None,
-            advance_head: None,
-            backend: self.backend,
-            failover: self.failover.clone(),
-        })
+        Ok(self.write_tx(queued, tx))
     }
 
     /// SQLite: this process's turn to write (see `writers`); `None` on PostgreSQL (its advisory lock
