@@ -779,6 +779,10 @@ fn puppet8_follows_a_key_rollover_by_its_own_refreshes() {
     let crl = std::fs::read_to_string(agent.crl()).unwrap();
     assert_eq!(crl.matches("BEGIN X509 CRL").count(), 2, "{crl}");
     assert_has(&agent.ok("verify", &[]), "Verified client certificate");
+    // Its certificate (the old key's) renews by itself, under the new key.
+    let out = agent.ok("bootstrap", &["--hostcert_renewal_interval", "100d"]);
+    assert_has(&out, "Renewed client certificate");
+    assert_verifies(&s.ca.data.join("rollover/next_ca_crt.pem"), &agent.cert());
     // A new agent bootstraps under the new key.
     let fresh = Agent::new(&s, "p8-rollover-new.example.test");
     fresh.ok("bootstrap", &["--waitforcert", "0"]);

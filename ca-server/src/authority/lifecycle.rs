@@ -57,7 +57,8 @@ impl Authority {
         let (_, cert) = X509Certificate::from_der(cert_der)
             .map_err(|_| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?;
         let aki = crate::ca::digest::authority_key_id(cert.extensions());
-        if aki.as_deref() != Some(self.signer.cert.key_id.as_slice()) {
+        // A certificate of the previous CA key renews during a rollover (under the new key).
+        if !aki.is_some_and(|k| self.issued_by_our_key(&k)) {
             return Err(AuthorityError::Invalid(
                 "Certificate present, but does not match signature".into(),
             ));

@@ -34,6 +34,8 @@ pub(crate) struct RolloverState {
     /// After `switch`, when its key is in the data directory: the previous CA, which signs each CRL
     /// too.
     pub(crate) previous: Option<Arc<CaSigner>>,
+    /// After `switch`: the previous CA's key identifier (its certificates are still ours).
+    previous_key_id: Option<Vec<u8>>,
 }
 
 /// Reads the rollover in progress, and the previous CA's key when it is needed and present.
@@ -59,10 +61,17 @@ pub(crate) async fn load(
         },
         None => None,
     };
+    let previous_key_id = previous_pem
+        .as_deref()
+        .and_then(|chain| pem::parse_many(chain).ok())
+        .and_then(|p| p.into_iter().next())
+        .and_then(|first| CaCert::from_der(first.contents()).ok())
+        .map(|(c, _)| c.key_id);
     Ok(RolloverState {
         next_pem,
         previous_pem,
         previous,
+        previous_key_id,
     })
 }
 
@@ -111,6 +120,13 @@ impl Authority {
             }
         }
         anchors
+    }
+
+    /// Whether `key_id` names a CA key whose certificates this CA issued and still stands by: the
+    /// signing CA's and, between a rollover's `switch` and `finish`, the previous CA's.
+    pub fn issued_by_our_key(&self, key_id: &[u8]) -> bool {
+        key_id == self.signer.cert.key_id.as_slice()
+            || self.rollover.previous_key_id.as_deref() == Some(key_id)
     }
 
     /// Whether a rollover has switched and not finished (the servers keep their certificates under
