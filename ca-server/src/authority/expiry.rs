@@ -39,11 +39,23 @@ pub struct Expiring {
     pub serial: Option<u64>,
     /// When (RFC 3339, UTC).
     pub expires: String,
-    /// Whole days left (negative once expired).
+    /// Days left, a started day counted whole (negative once expired).
     pub days_left: i64,
     /// When (Unix seconds).
     #[serde(rename = "expires_unix")]
     pub at: i64,
+}
+
+/// Days until `at`, a started day counted whole: a certificate issued for 20 days says 20 for its
+/// whole first day instead of turning to 19 one second after it was issued, so two readings a second
+/// apart agree. Negative (whole days ago, rounded down) once expired.
+fn days_left(at: i64, now: i64) -> i64 {
+    let secs = at - now;
+    if secs < 0 {
+        secs.div_euclid(86_400)
+    } else {
+        (secs + 86_399) / 86_400
+    }
 }
 
 impl Expiring {
@@ -57,7 +69,7 @@ impl Expiring {
             name,
             serial,
             expires,
-            days_left: (at - now).div_euclid(86_400),
+            days_left: days_left(at, now),
             at,
         }
     }
@@ -185,5 +197,22 @@ impl Authority {
             );
         }
         Ok(warned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::days_left;
+
+    #[test]
+    fn a_started_day_counts_whole() {
+        let day = 86_400;
+        assert_eq!(days_left(20 * day, 0), 20);
+        assert_eq!(days_left(20 * day, 1), 20);
+        assert_eq!(days_left(20 * day, day - 1), 20);
+        assert_eq!(days_left(20 * day, day), 19);
+        assert_eq!(days_left(0, 0), 0);
+        assert_eq!(days_left(0, 1), -1);
+        assert_eq!(days_left(0, day + 1), -2);
     }
 }
