@@ -50,10 +50,11 @@ pub fn per_op_ms(pid: Option<u32>, before: Option<f64>, ops: usize) -> Option<f6
     (ops > 0).then(|| (now - before) * 1000.0 / ops as f64)
 }
 
-/// The server's CPU time per operation, phase after phase.
+/// The server's and ca-bench's own CPU time per operation, phase after phase.
 pub struct Meter {
     pid: Option<u32>,
     since: Option<f64>,
+    me_since: Option<f64>,
 }
 
 impl Meter {
@@ -62,17 +63,20 @@ impl Meter {
         Meter {
             pid,
             since: pid.and_then(process_cpu),
+            me_since: process_cpu(std::process::id()),
         }
     }
 
     /// From now (after work that belongs to no phase).
     pub fn restart(&mut self) {
         self.since = self.pid.and_then(process_cpu);
+        self.me_since = process_cpu(std::process::id());
     }
 
     /// `f` with its id and the server's CPU per operation since the last phase; the next starts now.
     pub fn done(&mut self, mut f: crate::stats::Figures, id: &str) -> crate::stats::Figures {
         f.server_cpu_ms_per_op = per_op_ms(self.pid, self.since, f.count);
+        f.bench_cpu_ms_per_op = per_op_ms(Some(std::process::id()), self.me_since, f.count);
         self.restart();
         f.id(id)
     }

@@ -56,6 +56,7 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         backend: "",
         id: String::new(),
         server_cpu_ms_per_op: None,
+        bench_cpu_ms_per_op: None,
         rss_mb: None,
     }
 }

@@ -327,6 +327,7 @@ async fn https_phases(
     let run_id = std::process::id();
     let csrs = make_csrs(&format!("a{run_id}"), args.csrs)?;
     let names: Vec<String> = csrs.iter().map(|(n, _)| n.clone()).collect();
+    meter.restart();
     rows.push(meter.done(
         report(
             "CSR submit (PUT certificate_request)",

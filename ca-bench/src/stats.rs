@@ -19,6 +19,8 @@ pub struct Figures {
     pub id: String,
     /// CPU time of the server process per operation (ms), when ca-bench knows its process.
     pub server_cpu_ms_per_op: Option<f64>,
+    /// CPU time of ca-bench itself (the load generator, on the same cores) per operation (ms).
+    pub bench_cpu_ms_per_op: Option<f64>,
     /// Resident memory (MB), for the RSS phases.
     pub rss_mb: Option<f64>,
 }
@@ -61,6 +63,7 @@ impl Figures {
             "p99_ms": self.p99_ms,
             "ratio": self.ratio,
             "server_cpu_ms_per_op": self.server_cpu_ms_per_op,
+            "bench_cpu_ms_per_op": self.bench_cpu_ms_per_op,
             "rss_mb": self.rss_mb,
             "note": self.note,
         })
@@ -88,6 +91,7 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
         backend: "",
         id: String::new(),
         server_cpu_ms_per_op: None,
+        bench_cpu_ms_per_op: None,
         rss_mb: None,
     }
 }
@@ -95,8 +99,8 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
 /// The table's header; `backends`: with a first column naming the own server's database.
 pub fn header(backends: bool) -> String {
     let row = format!(
-        "{:<44} {:>8} {:>11} {:>9} {:>9} {:>8} {:>11}  {}",
-        "phase", "count", "ops/s", "p50 ms", "p99 ms", "ratio", "srv CPU ms", "note"
+        "{:<44} {:>8} {:>11} {:>9} {:>9} {:>8} {:>11} {:>11}  {}",
+        "phase", "count", "ops/s", "p50 ms", "p99 ms", "ratio", "srv CPU ms", "bench CPU", "note"
     );
     if backends {
         format!("{:<7} {row}", "backend")
@@ -112,9 +116,12 @@ pub fn line(f: &Figures, backends: bool) -> String {
     let cpu = f
         .server_cpu_ms_per_op
         .map_or_else(|| "-".to_string(), |c| format!("{c:.3}"));
+    let bench = f
+        .bench_cpu_ms_per_op
+        .map_or_else(|| "-".to_string(), |c| format!("{c:.3}"));
     let row = format!(
-        "{:<44} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>8} {:>11}  {}",
-        f.phase, f.count, f.per_sec, f.p50_ms, f.p99_ms, ratio, cpu, f.note
+        "{:<44} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>8} {:>11} {:>11}  {}",
+        f.phase, f.count, f.per_sec, f.p50_ms, f.p99_ms, ratio, cpu, bench, f.note
     );
     if backends {
         format!("{:<7} {row}", f.backend)

@@ -454,6 +454,68 @@ fn crl_is_re_signed_before_next_update_and_pruned_at_a_fixed_clock() {
     });
 }
 
+/// Concurrent submissions share write transactions (group commit): each name submitted twice at
+/// once, with two different keys, is stored once and refused once as a duplicate, whichever
+/// transaction each lands in; every outcome has its audit row and the sealed chain verifies.
+#[test]
+fn concurrent_submissions_store_each_name_once_and_audit_every_outcome() {
+    let s = TestServer::start();
+    let names: Vec<String> = (0..40).map(|i| format!("sub-{i:02}.example.test")).collect();
+    let csrs: Vec<(String, String)> = names
+        .iter()
+        .chain(names.iter())
+        .map(|n| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut p = rcgen::CertificateParams::default();
+            p.distinguished_name.push(rcgen::DnType::CommonName, n.as_str());
+            (n.clone(), p.serialize_request(&key).unwrap().pem().unwrap())
+        })
+        .collect();
+    let statuses: Vec<(String, StatusCode, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = csrs
+            .iter()
+            .map(|(n, pem)| {
+                let s = &s;
+                scope.spawn(move || {
+                    let a = s.send(
+                        &As::Anonymous,
+                        Method::PUT,
+                        &format!("/puppet-ca/v1/certificate_request/{n}"),
+                        &[("content-type", "text/plain")],
+                        pem.as_bytes(),
+                    );
+                    (n.clone(), a.status, a.text())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for n in &names {
+        let mine: Vec<&(String, StatusCode, String)> = statuses.iter().filter(|(m, _, _)| m == n).collect();
+        let ok = mine.iter().filter(|(_, st, _)| *st == StatusCode::OK).count();
+        let dup = mine
+            .iter()
+            .filter(|(_, st, t)| {
+                *st == StatusCode::BAD_REQUEST && t.contains("already has a requested certificate")
+            })
+            .count();
+        assert_eq!((ok, dup), (1, 1), "{n}: {mine:?}");
+    }
+    let (requests, audit) =
+        s.ca.with_store(async |st| (st.requests().await.unwrap(), st.audit_rows(None).await.unwrap()));
+    assert_eq!(requests.len(), names.len());
+    let submits = |outcome: &str| {
+        audit
+            .iter()
+            .filter(|r| r.action == "submit" && r.outcome == outcome)
+            .count()
+    };
+    assert_eq!(submits("ok"), names.len(), "{audit:?}");
+    assert_eq!(submits("refused"), names.len(), "{audit:?}");
+    let verify = s.ca.ca(&["audit", "verify"]).ok().stdout;
+    assert!(verify.contains("audit log intact"), "{verify}");
+}
+
 #[test]
 fn concurrent_api_signing_loses_nothing() {
     let s = TestServer::start();

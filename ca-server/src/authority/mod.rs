@@ -18,6 +18,7 @@ pub mod revocations;
 mod rollover;
 mod setup;
 pub mod status;
+mod submits;
 
 use std::sync::Arc;
 
@@ -195,6 +196,8 @@ pub struct Authority {
     /// The CN of `server/cert.pem`, read once it exists (it is written only at setup or first start).
     server_cn: Arc<std::sync::OnceLock<String>>,
     queue: Arc<batch::Queue>,
+    /// Certificate requests waiting for a shared transaction.
+    submits: Arc<submits::SubmitQueue>,
     sign_latency: Arc<latency::Histogram>,
     /// The revocation state's one owner: CRL numbering, signing, storage, the served CRL and the
     /// revoked serials TLS checks.
@@ -303,6 +306,7 @@ impl Authority {
             dir: dir.clone(),
             server_cn: Arc::default(),
             queue: Arc::default(),
+            submits: Arc::default(),
             sign_latency: Arc::default(),
             revocations,
             rollover: Arc::new(rollover),
@@ -352,20 +356,33 @@ impl Authority {
         certname: &str,
         err: AuthorityError,
     ) -> AuthorityError {
+        let res = async {
+            self.audit_refusal(&mut tx, actor, action, certname, &err).await?;
+            tx.commit().await.map_err(AuthorityError::from)
+        }
+        .await;
+        match res {
+            Ok(()) => err,
+            Err(e) => e,
+        }
+    }
+
+    /// Appends the audit row of a refusal to `tx`.
+    async fn audit_refusal(
+        &self,
+        tx: &mut WriteTx,
+        actor: &str,
+        action: &str,
+        certname: &str,
+        err: &AuthorityError,
+    ) -> Result<(), AuthorityError> {
         let detail = err.to_string();
         let name = names::printable(certname);
         let rec = AuditRecord::refused(unix(self.now()), actor, action)
             .on(&name)
             .detail(&detail);
-        let res = async {
-            tx.audit(&rec).await?;
-            tx.commit().await
-        }
-        .await;
-        match res {
-            Ok(()) => err,
-            Err(e) => AuthorityError::Store(e),
-        }
+        tx.audit(&rec).await?;
+        Ok(())
     }
 
     /// Accepts a CSR submitted for `certname` (§1.4): parses it, checks the name and the signature and
@@ -384,11 +401,7 @@ impl Authority {
             self.check_name_available(certname, &[])?;
             Ok(c)
         });
-        let tx = self.store.write().await?;
-        let csr = match checked {
-            Ok(parsed) => self.store_request(tx, actor, parsed).await?,
-            Err(e) => return Err(self.refuse(tx, actor, "submit", certname, e).await),
-        };
+        let csr = self.store_request_grouped(actor, certname, checked).await?;
         // The executable runs with no transaction open.
         let autosign = self.autosign_verdict(&csr.common_name, body, true).await;
         tracing::info!(certname = %csr.common_name, sign = autosign.sign, reason = %autosign.reason, "autosign");
@@ -418,29 +431,33 @@ impl Authority {
         }
     }
 
-    async fn store_request(&self, mut tx: WriteTx, actor: &str, parsed: Csr) -> Result<Csr, AuthorityError> {
-        let name = parsed.common_name.clone();
+    /// Stores `parsed` as pending in `tx` with its audit row, or returns the duplicate refusal (not
+    /// yet audited) when the policy forbids a second request or certificate for its name.
+    async fn put_request(
+        &self,
+        tx: &mut WriteTx,
+        actor: &str,
+        parsed: &Csr,
+    ) -> Result<Option<AuthorityError>, AuthorityError> {
+        let name = &parsed.common_name;
         if !self.settings().allow_duplicate_certs {
-            let existing = match tx.current_certificate(&name).await? {
+            let existing = match tx.current_certificate(name).await? {
                 Some(c) if c.revoked.is_some() => Some("revoked"),
                 Some(_) => Some("signed"),
-                None if tx.request(&name).await?.is_some() => Some("requested"),
+                None if tx.request(name).await?.is_some() => Some("requested"),
                 None => None,
             };
             if let Some(state) = existing {
-                let err = AuthorityError::Duplicate(format!(
+                return Ok(Some(AuthorityError::Duplicate(format!(
                     "{name} already has a {state} certificate; ignoring certificate request"
-                ));
-                return Err(self.refuse(tx, actor, "submit", &name, err).await);
+                ))));
             }
         }
         let now = unix(self.now());
-        let json = status::request_status_json(&name, &parsed.der)?;
-        tx.put_request(&name, &parsed.der, &json, now, actor, true)
-            .await?;
-        tx.audit(&AuditRecord::ok(now, actor, "submit").on(&name)).await?;
-        tx.commit().await?;
-        Ok(parsed)
+        let json = status::request_status_json(name, &parsed.der)?;
+        tx.put_request(name, &parsed.der, &json, now, actor, true).await?;
+        tx.audit(&AuditRecord::ok(now, actor, "submit").on(name)).await?;
+        Ok(None)
     }
 
     /// Signs the pending request of `certname` if the policy allows it.

@@ -18,6 +18,7 @@ mod seal;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,6 +185,45 @@ pub struct Store {
     /// IMMEDIATE`, instead of sleeping in SQLite's busy handler (its retries wait up to 100 ms and
     /// more). Other processes (`ca` in local mode) still meet SQLite's lock.
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: commits since the start, read by the background checkpointer (see
+    /// [`start_checkpointer`]); alive while any handle on this store is.
+    commits: Option<Arc<AtomicU64>>,
+}
+
+/// SQLite: how often the background checkpointer looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// SQLite: copies committed pages from the WAL back into the database file in the background
+/// (`PRAGMA wal_checkpoint(PASSIVE)`, which waits for no reader or writer), instead of in the commit
+/// that crosses SQLite's 1,000-page threshold: that commit would wait for the copy and a `fsync` of
+/// the database file, which put a 10-20 ms step into the 99th percentile of CSR submissions and
+/// took 10 % off bulk signing. The connections run with `wal_autocheckpoint = 0`. Ends when every
+/// handle on the store is dropped or the pool is closed. Returns the commit counter it watches.
+fn start_checkpointer(pool: AnyPool) -> Arc<AtomicU64> {
+    let commits = Arc::new(AtomicU64::new(0));
+    let watched = Arc::downgrade(&commits);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut done = 0;
+        loop {
+            tick.tick().await;
+            let Some(now) = watched.upgrade().map(|c| c.load(Ordering::Relaxed)) else {
+                return;
+            };
+            if now == done {
+                continue;
+            }
+            if pool.is_closed() {
+                return;
+            }
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                Ok(_) => done = now,
+                Err(e) => tracing::debug!(error = %e, "WAL checkpoint"),
+            }
+        }
+    });
+    commits
 }
 
 /// How long a writer waits in the queue before it asks SQLite directly (a transaction opened while
@@ -241,7 +281,8 @@ impl Store {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; \
-                         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+                         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                         PRAGMA wal_autocheckpoint = 0",
                     )
                     .await?;
                     Ok(())
@@ -255,13 +296,15 @@ impl Store {
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
-                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
                     )
                     .await?;
                     Ok(())
                 })
             })
             .connect_lazy_with(opts);
+        let commits = Some(start_checkpointer(pool.clone()));
         Ok(Store {
             pool,
             unsynced: Some(unsynced),
@@ -269,6 +312,7 @@ impl Store {
             failover: None,
             seal: None,
             writers: Arc::default(),
+            commits,
         })
     }
 
@@ -304,6 +348,7 @@ impl Store {
             failover: Some(failover),
             seal: None,
             writers: Arc::default(),
+            commits: None,
         })
     }
 
@@ -365,6 +410,7 @@ impl Store {
             advance_head: None,
             backend: self.backend,
             failover: self.failover.clone(),
+            commits: self.commits.clone(),
         }
     }
 
@@ -766,6 +812,8 @@ pub struct WriteTx {
     backend: Backend,
     /// PostgreSQL: told when the commit fails for a reason a failover explains.
     failover: Option<Arc<failover::Failover>>,
+    /// SQLite: counted for the checkpointer.
+    commits: Option<Arc<AtomicU64>>,
 }
 
 impl WriteTx {
@@ -780,6 +828,9 @@ impl WriteTx {
                 f.note(&e);
             }
             return Err(e);
+        }
+        if let Some(c) = &self.commits {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         if let (Some(seal), Some((id, hash)), Some(true)) = (self.seal, self.head, self.advance_head) {
             seal.write_head(id, &hash);
