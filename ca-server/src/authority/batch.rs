@@ -180,7 +180,7 @@ impl Authority {
             return;
         }
         let a = self.clone();
-        tokio::spawn(async move {
+        super::spawn_writer(async move {
             struct Reset<'a>(&'a AtomicBool);
             impl Drop for Reset<'_> {
                 fn drop(&mut self) {

@@ -14,9 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{Authority, AuthorityError};
+use std::collections::{HashMap, HashSet};
+
+use super::{status, unix, Authority, AuthorityError};
 use crate::ca::csr::Csr;
-use crate::storage::WriteTx;
+use crate::ca::names;
+use crate::storage::{AuditRecord, NewRequest};
 
 /// The most submissions one transaction takes.
 const MAX_GROUP: usize = 256;
@@ -89,7 +92,7 @@ impl Authority {
             return;
         }
         let a = self.clone();
-        tokio::spawn(async move {
+        super::spawn_writer(async move {
             /// Lets the next submission start a writer should this one end by a panic.
             struct Reset(Arc<SubmitQueue>);
             impl Drop for Reset {
@@ -118,60 +121,105 @@ impl Authority {
 
     /// One transaction for `group`: every reply is sent after its commit, or with its error.
     async fn submit_group(&self, group: Vec<Pending>) {
-        let mut answers = Vec::with_capacity(group.len());
-        let outcome = async {
-            let mut tx = self.store.write().await?;
-            for p in group {
-                match self
-                    .store_one_request(&mut tx, &p.actor, &p.certname, p.checked)
-                    .await
-                {
-                    Ok(result) => answers.push((p.reply, result)),
-                    Err(e) => {
-                        answers.push((p.reply, Err(AuthorityError::Internal(String::new()))));
-                        return Err(e);
-                    }
-                }
-            }
-            tx.commit().await.map_err(AuthorityError::from)
-        }
-        .await;
-        match outcome {
-            Ok(()) => {
-                for (reply, result) in answers {
-                    let _ = reply.send(result);
+        let (items, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|p| ((p.actor, p.certname, p.checked), p.reply))
+            .unzip();
+        match self.store_requests(items).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
                 }
             }
             Err(e) => {
-                // Nothing of this transaction was stored: every submission in it gets the error
-                // (those not reached yet were dropped with the group, and get "writer ended").
+                // Nothing of this transaction was stored: every submission in it gets the error.
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "certificate requests: a database transaction failed");
-                for (reply, _) in answers {
+                for reply in replies {
                     let _ = reply.send(Err(AuthorityError::Internal(msg.clone())));
                 }
             }
         }
     }
 
-    /// The request's own outcome (stored, or refused with an audit row), or the database error that
-    /// ends the whole transaction.
-    async fn store_one_request(
+    /// Stores the checked requests (actor, certname, request or refusal) in one transaction of a
+    /// few statements, whatever their number: one look-up of what their names hold, one insert of
+    /// the requests, one of the audit rows (one per request, stored or refused, in order). Returns
+    /// each one's outcome, or the database error that ends the whole transaction.
+    async fn store_requests(
         &self,
-        tx: &mut WriteTx,
-        actor: &str,
-        certname: &str,
-        checked: Result<Csr, AuthorityError>,
-    ) -> Result<Result<Csr, AuthorityError>, AuthorityError> {
-        let refusal = match checked {
-            Ok(csr) => match self.put_request(tx, actor, &csr).await? {
-                None => return Ok(Ok(csr)),
-                Some(duplicate) => duplicate,
-            },
-            Err(e) => e,
+        items: Vec<(String, String, Result<Csr, AuthorityError>)>,
+    ) -> Result<Vec<Result<Csr, AuthorityError>>, AuthorityError> {
+        let mut tx = self.store.write().await?;
+        let duplicates_allowed = self.settings().allow_duplicate_certs;
+        let mut held = if duplicates_allowed {
+            HashMap::new()
+        } else {
+            let names: Vec<&str> = items
+                .iter()
+                .filter_map(|(_, _, c)| c.as_ref().ok().map(|c| c.common_name.as_str()))
+                .collect();
+            tx.name_states(&names).await?
         };
-        self.audit_refusal(tx, actor, "submit", certname, &refusal)
-            .await?;
-        Ok(Err(refusal))
+        // Decided in order: a name stored earlier in this transaction is held for those after it.
+        let mut decided = Vec::with_capacity(items.len());
+        for (actor, certname, checked) in items {
+            let outcome = checked.and_then(|csr| match held.get(&csr.common_name) {
+                Some(state) if !duplicates_allowed => Err(AuthorityError::Duplicate(format!(
+                    "{} already has a {state} certificate; ignoring certificate request",
+                    csr.common_name
+                ))),
+                _ => {
+                    held.insert(csr.common_name.clone(), "requested");
+                    Ok(csr)
+                }
+            });
+            decided.push((actor, certname, outcome));
+        }
+        let mut statuses = Vec::with_capacity(decided.len());
+        for (_, _, outcome) in &decided {
+            if let Ok(csr) = outcome {
+                statuses.push(status::request_status_json(&csr.common_name, &csr.der)?);
+            }
+        }
+        // The last request for a name replaces the earlier ones (duplicates allowed).
+        let mut rows = Vec::with_capacity(statuses.len());
+        let mut seen = HashSet::new();
+        let stored: Vec<_> = decided
+            .iter()
+            .filter_map(|(actor, _, o)| o.as_ref().ok().map(|c| (actor, c)))
+            .zip(&statuses)
+            .collect();
+        for ((actor, csr), json) in stored.into_iter().rev() {
+            if seen.insert(csr.common_name.as_str()) {
+                rows.push(NewRequest {
+                    certname: &csr.common_name,
+                    csr_der: &csr.der,
+                    status_json: json,
+                    by: actor,
+                });
+            }
+        }
+        rows.reverse();
+        let now = unix(self.now());
+        tx.put_requests(&rows, now, true).await?;
+        let texts: Vec<(String, Option<String>)> = decided
+            .iter()
+            .map(|(_, certname, o)| match o {
+                Ok(csr) => (csr.common_name.clone(), None),
+                Err(e) => (names::printable(certname), Some(e.to_string())),
+            })
+            .collect();
+        let records: Vec<AuditRecord<'_>> = decided
+            .iter()
+            .zip(&texts)
+            .map(|((actor, _, _), (name, detail))| match detail {
+                None => AuditRecord::ok(now, actor, "submit").on(name),
+                Some(d) => AuditRecord::refused(now, actor, "submit").on(name).detail(d),
+            })
+            .collect();
+        tx.audit_all(&records).await?;
+        tx.commit().await?;
+        Ok(decided.into_iter().map(|(_, _, o)| o).collect())
     }
 }

@@ -28,7 +28,7 @@ use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
     audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow,
-    MetricsSnapshot, RelyingPieces, RequestRow, RevocationRow, StatusFilter, TwinPieces,
+    MetricsSnapshot, NewRequest, RelyingPieces, RequestRow, RevocationRow, StatusFilter, TwinPieces,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -174,6 +174,10 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection durable write transactions use. Always the same connection, so its
+    /// page cache stays valid from one transaction to the next (a connection whose cache another
+    /// connection's commit made stale reads its pages again).
+    writer: Option<AnyPool>,
     /// SQLite: one connection with `synchronous = NORMAL`, for [`Store::write_unsynced`].
     unsynced: Option<AnyPool>,
     backend: Backend,
@@ -275,8 +279,11 @@ impl Store {
             .collect();
         let mode = if create { "rwc" } else { "rw" };
         let opts = AnyConnectOptions::from_str(&format!("sqlite://{encoded}?mode={mode}"))?;
+        // No ping before each use: a local file's connection does not drop, and the ping cost a
+        // round trip to the connection's thread for every statement run on the pool.
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
@@ -291,8 +298,23 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts.clone());
         let unsynced = AnyPoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
@@ -307,6 +329,7 @@ impl Store {
         let commits = Some(start_checkpointer(pool.clone()));
         Ok(Store {
             pool,
+            writer: Some(writer),
             unsynced: Some(unsynced),
             backend: Backend::Sqlite,
             failover: None,
@@ -343,6 +366,7 @@ impl Store {
         drop(conn);
         Ok(Store {
             pool,
+            writer: None,
             unsynced: None,
             backend: Backend::Postgres,
             failover: Some(failover),
@@ -455,7 +479,13 @@ impl Store {
 
     async fn begin_write_here(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => {
+                self.writer
+                    .as_ref()
+                    .unwrap_or(&self.pool)
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await?
+            }
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -504,7 +534,7 @@ impl Store {
 
     /// Closes the pool (flushes WAL on last connection).
     pub async fn close(&self) {
-        if let Some(p) = &self.unsynced {
+        for p in [&self.writer, &self.unsynced].into_iter().flatten() {
             p.close().await;
         }
         self.pool.close().await;
@@ -907,6 +937,24 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         queries::put_request(&mut self.tx, certname, csr_der, status_json, now, by, replace).await
     }
+    /// What each of `certnames` holds: `signed` or `revoked` (its current certificate), else
+    /// `requested`; names holding nothing are left out.
+    pub async fn name_states(
+        &mut self,
+        certnames: &[&str],
+    ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
+        queries::name_states(&mut *self.tx, certnames).await
+    }
+    /// Stores pending requests in one statement (each name once), replacing those stored for the
+    /// same names when `replace`.
+    pub async fn put_requests(
+        &mut self,
+        rows: &[NewRequest<'_>],
+        now: i64,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        queries::put_requests(&mut self.tx, rows, now, replace).await
+    }
     /// A pending request.
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
         queries::request(&mut *self.tx, certname).await
@@ -1077,10 +1125,15 @@ impl WriteTx {
     }
     /// Appends an audit row (sealed, when the CA key is loaded).
     pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
+        self.audit_all(std::slice::from_ref(rec)).await
+    }
+    /// Appends audit rows in order (on SQLite in one statement).
+    pub async fn audit_all(&mut self, recs: &[AuditRecord<'_>]) -> Result<(), StoreError> {
         if let (Some(seal), None) = (self.seal.clone(), self.advance_head) {
             self.advance_head = Some(head_may_advance(&seal, &mut self.tx).await?);
         }
-        self.head = Some(queries::audit(&mut self.tx, rec, self.seal.as_deref()).await?);
+        let prev = self.head.take();
+        self.head = queries::audit(&mut self.tx, self.backend, recs, self.seal.as_deref(), prev).await?;
         Ok(())
     }
 }

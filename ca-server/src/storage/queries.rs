@@ -446,6 +446,63 @@ pub(super) async fn put_request(
     }
 }
 
+/// A pending request to store (see [`put_requests`]).
+pub struct NewRequest<'a> {
+    /// Certname.
+    pub certname: &'a str,
+    /// The CSR.
+    pub csr_der: &'a [u8],
+    /// Its status object.
+    pub status_json: &'a str,
+    /// Who submitted it.
+    pub by: &'a str,
+}
+
+/// Stores pending requests in one statement, replacing any stored for the same names when `replace`
+/// (a name may appear once).
+pub(super) async fn put_requests(
+    c: &mut AnyConnection,
+    rows: &[NewRequest<'_>],
+    now: i64,
+    replace: bool,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values = (0..rows.len())
+        .map(|i| {
+            let b = i * 5;
+            format!("(${}, ${}, ${}, ${}, $1, ${})", b + 2, b + 3, b + 4, b + 5, b + 6)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let conflict = if replace {
+        " ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
+         status_json = excluded.status_json, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
+         VALUES {values}{conflict}"
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for r in rows {
+        q = q
+            .bind(r.certname)
+            .bind(r.csr_der)
+            .bind(sha256(r.csr_der))
+            .bind(r.status_json)
+            .bind(r.by);
+    }
+    match q.execute(&mut *c).await {
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(
+            "a certificate request for one of these names".into(),
+        )),
+        other => other.map(|_| ()).map_err(StoreError::from),
+    }
+}
+
 pub(super) async fn delete_request(c: &mut AnyConnection, certname: &str) -> Result<bool, StoreError> {
     let res = sqlx::query("DELETE FROM requests WHERE certname = $1")
         .bind(certname)
@@ -479,6 +536,46 @@ pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Any>>(
     );
     let row = sqlx::query(&sql).bind(certname).fetch_optional(e).await?;
     row.as_ref().map(cert_row).transpose()
+}
+
+/// What each of `certnames` holds, in one statement: its current certificate (`signed` or
+/// `revoked`), else a pending request (`requested`); names holding nothing are left out.
+pub(super) async fn name_states<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    certnames: &[&str],
+) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if certnames.is_empty() {
+        return Ok(out);
+    }
+    let list = (1..=certnames.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT c.certname, CASE WHEN r.serial IS NULL THEN 1 ELSE 2 END FROM certificates c \
+         LEFT JOIN revocations r ON r.serial = c.serial \
+         WHERE c.certname IN ({list}) AND c.cleaned_at IS NULL AND c.serial = \
+           (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+         UNION ALL SELECT certname, 3 FROM requests WHERE certname IN ({list})"
+    );
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+    for n in certnames {
+        q = q.bind(*n);
+    }
+    for (name, state) in q.fetch_all(e).await? {
+        let state = match state {
+            1 => "signed",
+            2 => "revoked",
+            _ => "requested",
+        };
+        // A certificate says more than a request for the same name.
+        let held = out.entry(name).or_insert(state);
+        if *held == "requested" {
+            *held = state;
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn certificates<'e, E: Executor<'e, Database = Any>>(
@@ -1242,44 +1339,110 @@ pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
     crate::ca::digest::hex(d.as_ref())
 }
 
-/// Appends an audit row, sealed when `seal` is given. Returns its id and chain hash.
+/// Appends audit rows in order, sealed when `seal` is given. Returns the last one's id and chain
+/// hash. `prev` is the last row (id, hash) when the caller knows it (it appended it in this
+/// transaction); else it is read.
+///
+/// On SQLite the rows are written with their ids and seals in one statement: the ids follow the last
+/// row's (the write lock is held, and `AUTOINCREMENT` accepts explicit ids and never goes back). On
+/// PostgreSQL the identity column gives each id (a server of another version may insert through it
+/// at the same time), and each seal follows in a second statement.
 pub(super) async fn audit(
     c: &mut AnyConnection,
-    rec: &AuditRecord<'_>,
+    backend: super::Backend,
+    recs: &[AuditRecord<'_>],
     seal: Option<&super::AuditSeal>,
-) -> Result<(i64, String), StoreError> {
-    // Inside the write transaction, so the chain has no forks.
-    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut *c)
-        .await?;
-    let serial = rec.serial.map(to_i64).transpose()?;
-    let fields = AuditFields {
-        at: rec.at,
-        actor: rec.actor,
-        action: rec.action,
-        certname: rec.certname,
-        serial,
-        outcome: rec.outcome,
-        detail: rec.detail,
-    };
-    let hash = audit_hash(prev.as_deref().unwrap_or(""), &fields);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(rec.at)
-    .bind(rec.actor)
-    .bind(rec.action)
-    .bind(rec.certname)
-    .bind(serial)
-    .bind(rec.outcome)
-    .bind(rec.detail)
-    .bind(&hash)
-    .fetch_one(&mut *c)
-    .await?;
-    if let Some(seal) = seal {
-        set_audit_mac(c, id, &seal.row_mac(id, &hash)).await?;
+    prev: Option<(i64, String)>,
+) -> Result<Option<(i64, String)>, StoreError> {
+    if recs.is_empty() {
+        return Ok(prev);
     }
-    Ok((id, hash))
+    // Inside the write transaction, so the chain has no forks.
+    let mut last = match prev {
+        Some(p) => Some(p),
+        None => {
+            sqlx::query_as::<_, (i64, String)>("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *c)
+                .await?
+        }
+    };
+    let mut rows = Vec::with_capacity(recs.len());
+    for rec in recs {
+        let serial = rec.serial.map(to_i64).transpose()?;
+        let fields = AuditFields {
+            at: rec.at,
+            actor: rec.actor,
+            action: rec.action,
+            certname: rec.certname,
+            serial,
+            outcome: rec.outcome,
+            detail: rec.detail,
+        };
+        let hash = audit_hash(last.as_ref().map_or("", |(_, h)| h.as_str()), &fields);
+        if backend == super::Backend::Sqlite {
+            let id = last.as_ref().map_or(1, |(id, _)| id + 1);
+            rows.push((id, rec, serial, hash.clone()));
+            last = Some((id, hash));
+            continue;
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(rec.at)
+        .bind(rec.actor)
+        .bind(rec.action)
+        .bind(rec.certname)
+        .bind(serial)
+        .bind(rec.outcome)
+        .bind(rec.detail)
+        .bind(&hash)
+        .fetch_one(&mut *c)
+        .await?;
+        if let Some(seal) = seal {
+            set_audit_mac(c, id, &seal.row_mac(id, &hash)).await?;
+        }
+        last = Some((id, hash));
+    }
+    if !rows.is_empty() {
+        let values = (0..rows.len())
+            .map(|i| {
+                let b = i * 10;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO audit (id, at, actor, action, certname, serial, outcome, detail, hash, mac) VALUES {values}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, rec, serial, hash) in &rows {
+            q = q
+                .bind(*id)
+                .bind(rec.at)
+                .bind(rec.actor)
+                .bind(rec.action)
+                .bind(rec.certname)
+                .bind(*serial)
+                .bind(rec.outcome)
+                .bind(rec.detail)
+                .bind(hash.clone())
+                .bind(seal.map(|s| s.row_mac(*id, hash)));
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(last)
 }
 
 pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> Result<(), StoreError> {
