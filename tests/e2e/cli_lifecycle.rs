@@ -276,6 +276,50 @@ fn clean_revokes_then_removes_and_serials_are_sequential() {
     );
 }
 
+/// Writers of different processes queue on the database's writer lock (`ca.db-lock`, `flock`) in
+/// the kernel instead of meeting SQLite's lock and its busy-handler sleeps: while another process
+/// holds it, `ca sign` waits, then signs.
+#[test]
+fn writers_of_other_processes_queue_on_the_writer_lock() {
+    let ca = TestCa::new();
+    let file = fixture("csr/ec-p256.pem").display().to_string();
+    ca.ca(&["submit", &file]).ok();
+    let name = ca.with_store(async |s| s.requests().await.unwrap().remove(0).certname);
+    let lock = ca.data.join("ca.db-lock");
+    assert!(lock.exists(), "the writer lock file is made with the database");
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the holder has it (`flock -n` fails while it is held).
+    let started = std::time::Instant::now();
+    while std::process::Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "flock never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let t = std::time::Instant::now();
+    ca.ca(&["sign", &name]).ok();
+    let waited = t.elapsed();
+    assert!(holder.wait().unwrap().success());
+    assert!(
+        waited >= std::time::Duration::from_millis(1000),
+        "ca sign did not wait for the other process's writer lock ({waited:?})"
+    );
+    assert!(ca.holds(&name), "signed once the lock was let go");
+}
+
 #[test]
 fn concurrent_cli_writers_lose_nothing() {
     let ca = TestCa::new();

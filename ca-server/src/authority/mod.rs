@@ -1,5 +1,7 @@
-//! The CA's operations, shared by the server and the CLI: each one is a single write transaction that
-//! runs the engine and the policy and leaves an audit row, whatever the outcome.
+//! The CA's operations, shared by the server and the CLI: each one runs the engine and the policy in
+//! write transactions (most in one; a signing in two, the serial's reservation then the certificate,
+//! see `batch.rs`; concurrent submissions share one, see `submits.rs`) and leaves an audit row,
+//! whatever the outcome.
 
 mod autosign;
 mod batch;

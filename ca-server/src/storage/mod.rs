@@ -187,11 +187,38 @@ pub struct Store {
     seal: Option<Arc<AuditSeal>>,
     /// SQLite: this process's writers queue here, first come first served, before `BEGIN
     /// IMMEDIATE`, instead of sleeping in SQLite's busy handler (its retries wait up to 100 ms and
-    /// more). Other processes (`ca` in local mode) still meet SQLite's lock.
+    /// more).
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: `<database>-lock`, locked (`flock`) by the writer holding `writers`, so that writers of
+    /// other processes (the server and `ca` in local mode) queue in the kernel, woken the moment the
+    /// lock is free, and never meet SQLite's lock and its busy-handler sleeps.
+    lock_file: Option<Arc<std::fs::File>>,
     /// SQLite: commits since the start, read by the background checkpointer (see
     /// [`start_checkpointer`]); alive while any handle on this store is.
     commits: Option<Arc<AtomicU64>>,
+}
+
+/// The writer lock file of the SQLite database at `db` (`<db>-lock`, beside SQLite's `-wal` and
+/// `-shm`), created 0600 when missing. `None` when it cannot be opened (a read-only directory): the
+/// writers then meet SQLite's lock alone.
+fn open_lock_file(db: &Path) -> Option<Arc<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = db.as_os_str().to_owned();
+    name.push("-lock");
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&name)
+    {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::debug!(path = ?name, error = %e, "writer lock file");
+            None
+        }
+    }
 }
 
 /// SQLite: how often the background checkpointer looks for new commits.
@@ -233,6 +260,44 @@ fn start_checkpointer(pool: AnyPool) -> Arc<AtomicU64> {
 /// How long a writer waits in the queue before it asks SQLite directly (a transaction opened while
 /// this task holds another would otherwise wait for itself).
 const WRITER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a writer waits for another process's write transaction (SQLite's `busy_timeout` after).
+const WRITER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The cross-process writer lock (see `Store::lock_file`), held until dropped.
+#[derive(Debug)]
+struct FileLock(Arc<std::fs::File>);
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Takes the writer lock on `file`: at once when free, else in a blocking thread that the kernel
+/// wakes when the other process lets go, for at most `WRITER_LOCK_WAIT`. `None` when it cannot be
+/// had (the transaction then meets SQLite's own lock, as without this one).
+async fn lock_writer_file(file: &Arc<std::fs::File>) -> Option<FileLock> {
+    match file.try_lock() {
+        Ok(()) => return Some(FileLock(Arc::clone(file))),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::debug!(error = %e, "writer lock file");
+            return None;
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let f = Arc::clone(file);
+    tokio::task::spawn_blocking(move || {
+        if f.lock().is_ok() {
+            // Nobody waits any more: let go at once.
+            if let Err(lock) = tx.send(FileLock(f)) {
+                drop(lock);
+            }
+        }
+    });
+    tokio::time::timeout(WRITER_LOCK_WAIT, rx).await.ok()?.ok()
+}
 
 /// A database URL with any password replaced, for messages and logs (host lists included).
 pub fn redact_url(url: &str) -> String {
@@ -327,6 +392,7 @@ impl Store {
             })
             .connect_lazy_with(opts);
         let commits = Some(start_checkpointer(pool.clone()));
+        let lock_file = open_lock_file(path);
         Ok(Store {
             pool,
             writer: Some(writer),
@@ -335,6 +401,7 @@ impl Store {
             failover: None,
             seal: None,
             writers: Arc::default(),
+            lock_file,
             commits,
         })
     }
@@ -372,6 +439,7 @@ impl Store {
             failover: Some(failover),
             seal: None,
             writers: Arc::default(),
+            lock_file: None,
             commits: None,
         })
     }
@@ -421,11 +489,7 @@ impl Store {
         Ok(self.write_tx(queued, tx))
     }
 
-    fn write_tx(
-        &self,
-        queued: Option<tokio::sync::OwnedMutexGuard<()>>,
-        tx: Transaction<'static, Any>,
-    ) -> WriteTx {
+    fn write_tx(&self, queued: Queued, tx: Transaction<'static, Any>) -> WriteTx {
         WriteTx {
             _queued: queued,
             tx,
@@ -458,15 +522,25 @@ impl Store {
         Ok(self.write_tx(queued, tx))
     }
 
-    /// SQLite: this process's turn to write (see `writers`); `None` on PostgreSQL (its advisory lock
-    /// queues writers in the server), or after `WRITER_QUEUE_WAIT`.
-    async fn queue(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// SQLite: this process's turn to write (see `writers`), then the writer lock shared with other
+    /// processes (see `lock_file`); nothing on PostgreSQL (its advisory lock queues writers in the
+    /// server), nor after `WRITER_QUEUE_WAIT` in this process's queue.
+    async fn queue(&self) -> Queued {
         if self.backend != Backend::Sqlite {
-            return None;
+            return Queued::default();
         }
-        tokio::time::timeout(WRITER_QUEUE_WAIT, Arc::clone(&self.writers).lock_owned())
-            .await
-            .ok()
+        let Ok(turn) = tokio::time::timeout(WRITER_QUEUE_WAIT, Arc::clone(&self.writers).lock_owned()).await
+        else {
+            return Queued::default();
+        };
+        let file = match &self.lock_file {
+            Some(f) => lock_writer_file(f).await,
+            None => None,
+        };
+        Queued {
+            _file: file,
+            _turn: Some(turn),
+        }
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
@@ -828,12 +902,20 @@ impl Store {
     }
 }
 
+/// A writer's place (SQLite): the cross-process lock, then this process's turn (dropped in this
+/// order).
+#[derive(Default)]
+struct Queued {
+    _file: Option<FileLock>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
-    /// This process's turn to write (SQLite), released after `tx` commits or rolls back (fields drop
-    /// in declaration order, and `commit` moves `tx` out first).
-    _queued: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// This process's turn to write and the writer lock (SQLite), released after `tx` commits or
+    /// rolls back (fields drop in declaration order, and `commit` moves `tx` out first).
+    _queued: Queued,
     seal: Option<Arc<AuditSeal>>,
     /// The last audit row appended in this transaction.
     head: Option<(i64, String)>,
