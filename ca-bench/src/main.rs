@@ -527,6 +527,7 @@ async fn own_phases(
     let pending = make_csrs(&format!("p{run_id}"), 10)?;
     each(&target, false, 2, submit_reqs(&pending), &[StatusCode::OK]).await;
     let mut meter = cpu::Meter::new(Some(server.pid()));
+    let sampler = server.rss_sampler();
     let big = listing(
         &target,
         &format!("certificate_statuses, {} certs", args.list_size),
@@ -534,8 +535,20 @@ async fn own_phases(
     )
     .await;
     rows.push(meter.done(big, &format!("list_all_{}", args.list_size)));
+    rows.push(
+        sampler
+            .finish("  RSS peak while listing (MB in ops/s column)")
+            .id(format!("rss_listing_peak_{}", args.list_size)),
+    );
     let requested = listing(&target, "  ?state=requested (10 pending)", "?state=requested").await;
     rows.push(meter.done(requested, "list_requested"));
+    // Memory given back: a second for the allocator to return what the listings freed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rows.push(
+        server
+            .rss_row("  RSS after the listings (MB in ops/s column)")
+            .id(format!("rss_after_listings_{}", args.list_size)),
+    );
     server.restart().await?;
     rows.push(
         server

@@ -261,7 +261,93 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
             ("soon.example.test".to_string(), 1_500)
         ]
     );
+    listings_in_pages(&store).await;
     store.close().await;
+}
+
+/// A listing longer than a page (a thousand names) comes whole and in order, requests first; names
+/// stored in one statement are found by one look-up.
+async fn listings_in_pages(store: &Store) {
+    let before: Vec<serde_json::Value> = serde_json::from_str(
+        &store
+            .status_list_json(true, Some(StatusFilter::All), "\"signed\"", "\"revoked\"")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<String> = (0..1_100).map(|i| format!("page-{i:04}.example.test")).collect();
+    let jsons: Vec<String> = names.iter().map(|n| format!("{{\"name\":\"{n}\"}}")).collect();
+    let rows: Vec<ca_server::storage::NewRequest<'_>> = names
+        .iter()
+        .zip(&jsons)
+        .map(|(n, j)| ca_server::storage::NewRequest {
+            certname: n,
+            csr_der: b"csr",
+            status_json: j,
+            by: "test",
+        })
+        .collect();
+    let mut tx = store.write().await.unwrap();
+    tx.put_requests(&rows, 5, false).await.unwrap();
+    for i in 0..2_100 {
+        let serial = tx.next_serial().await.unwrap();
+        let certname = format!("paged-{i:04}.example.test");
+        let json = format!("{{\"name\":\"{certname}\",\"state\":\"signed\"}}");
+        let row = CertRow {
+            serial,
+            certname,
+            der: vec![1],
+            not_before: 0,
+            not_after: i64::MAX / 2,
+            revoked: None,
+        };
+        tx.insert_certificate(&row, &json, 100, "test").await.unwrap();
+    }
+    let held = tx
+        .name_states(&[
+            "page-0007.example.test",
+            "paged-0007.example.test",
+            "none.example.test",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(held.get("page-0007.example.test"), Some(&"requested"));
+    assert_eq!(held.get("paged-0007.example.test"), Some(&"signed"));
+    assert_eq!(held.len(), 2, "{held:?}");
+    tx.commit().await.unwrap();
+    let listed = store
+        .status_list_json(true, Some(StatusFilter::All), "\"signed\"", "\"revoked\"")
+        .await
+        .unwrap();
+    let all: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(all.len(), before.len() + 1_100 + 2_100);
+    let listed_names: Vec<&str> = all.iter().filter_map(|v| v["name"].as_str()).collect();
+    let pages: Vec<&str> = listed_names
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with("page-"))
+        .collect();
+    let paged: Vec<&str> = listed_names
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with("paged-"))
+        .collect();
+    assert_eq!(
+        pages,
+        names.iter().map(String::as_str).collect::<Vec<_>>(),
+        "requests in order"
+    );
+    assert_eq!(paged.len(), 2_100);
+    assert!(paged.windows(2).all(|w| w[0] < w[1]), "certificates in order");
+    let first_cert = listed_names.iter().position(|n| n.starts_with("paged-")).unwrap();
+    let last_request = listed_names.iter().rposition(|n| n.starts_with("page-")).unwrap();
+    assert!(last_request < first_cert, "requests before certificates");
+    let requested_only: Vec<serde_json::Value> =
+        serde_json::from_str(&store.status_list_json(true, None, "x", "y").await.unwrap()).unwrap();
+    assert!(requested_only.len() >= 1_100);
+    let none: Vec<serde_json::Value> =
+        serde_json::from_str(&store.status_list_json(false, None, "x", "y").await.unwrap()).unwrap();
+    assert!(none.is_empty());
 }
 
 /// `join_all` without a futures dependency: each future on its own task.

@@ -82,6 +82,16 @@ impl ListFilter {
         signed: false,
         revoked: false,
     };
+
+    /// Which certificates it lists, if any.
+    fn certificates(self) -> Option<StatusFilter> {
+        match (self.signed, self.revoked) {
+            (true, true) => Some(StatusFilter::All),
+            (true, false) => Some(StatusFilter::Signed),
+            (false, true) => Some(StatusFilter::Revoked),
+            (false, false) => None,
+        }
+    }
 }
 
 fn fingerprints(der_bytes: &[u8]) -> Fingerprints {
@@ -217,17 +227,31 @@ impl Authority {
     /// Statuses: pending requests first, then certificates, each by name, as a JSON array — assembled
     /// from the status objects stored at submission and issuance, so a listing costs no X.509 work.
     pub async fn list_json(&self, filter: ListFilter) -> Result<String, AuthorityError> {
-        let certs = match (filter.signed, filter.revoked) {
-            (true, true) => Some(StatusFilter::All),
-            (true, false) => Some(StatusFilter::Signed),
-            (false, true) => Some(StatusFilter::Revoked),
-            (false, false) => None,
-        };
         // A certname cannot hold a quote, so SIGNED occurs once in a status object: at its state.
         Ok(self
             .store
-            .status_list_json(filter.requested, certs, SIGNED, REVOKED)
+            .status_list_json(filter.requested, filter.certificates(), SIGNED, REVOKED)
             .await?)
+    }
+
+    /// The statuses as [`Authority::list_json`] gives them, in pieces of bounded size as they are
+    /// read (a listing of any size takes little memory); an error ends the pieces with it.
+    pub fn list_json_pieces(
+        &self,
+        filter: ListFilter,
+    ) -> tokio::sync::mpsc::Receiver<Result<String, crate::storage::StoreError>> {
+        let (sink, pieces) = tokio::sync::mpsc::channel(2);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let listed = store
+                .stream_status_list(filter.requested, filter.certificates(), SIGNED, REVOKED, &sink)
+                .await;
+            if let Err(e) = listed {
+                tracing::error!(error = %e, "certificate statuses: the listing failed part way");
+                let _ = sink.send(Err(e)).await;
+            }
+        });
+        pieces
     }
 
     /// Statuses, parsed (for the CLI).

@@ -649,8 +649,59 @@ impl Store {
     pub async fn certificates(&self, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
         queries::certificates(&self.pool, filter).await
     }
-    /// Status objects as stored, as one JSON array: requests first, then certificates, a revoked
-    /// one's `signed_state` text replaced by `revoked_state`.
+    /// The status listing (`certificate_statuses`): a JSON array of the pending requests' status
+    /// objects (when `requests`), then the current certificates' (those `certificates` selects),
+    /// each in certname order, from one read snapshot. It goes to `sink` in pieces of a bounded size
+    /// (a thousand names at most), so that a listing of any size takes little memory anywhere; it
+    /// ends early, without an error, when `sink` is closed. Revoked certificates' objects get
+    /// `revoked_state` in place of `signed_state`.
+    pub async fn stream_status_list(
+        &self,
+        requests: bool,
+        certificates: Option<StatusFilter>,
+        signed_state: &str,
+        revoked_state: &str,
+        sink: &tokio::sync::mpsc::Sender<Result<String, StoreError>>,
+    ) -> Result<(), StoreError> {
+        const PAGE: i64 = 1000;
+        let mut tx = self.read_snapshot().await?;
+        let kinds = requests
+            .then_some(queries::Listed::Requests)
+            .into_iter()
+            .chain(certificates.map(queries::Listed::Certificates));
+        let mut first = true;
+        let mut piece = String::from("[");
+        for kind in kinds {
+            let mut after = String::new();
+            while let Some((json, last)) = queries::status_list_page(
+                &mut tx,
+                self.backend,
+                kind,
+                &after,
+                PAGE,
+                signed_state,
+                revoked_state,
+            )
+            .await?
+            {
+                if !first {
+                    piece.push(',');
+                }
+                first = false;
+                piece.push_str(&json);
+                if sink.send(Ok(std::mem::take(&mut piece))).await.is_err() {
+                    return Ok(());
+                }
+                after = last;
+            }
+        }
+        piece.push(']');
+        let _ = sink.send(Ok(piece)).await;
+        tx.rollback().await?;
+        Ok(())
+    }
+
+    /// The whole status listing as one string (see [`Store::stream_status_list`]).
     pub async fn status_list_json(
         &self,
         requests: bool,
@@ -658,15 +709,24 @@ impl Store {
         signed_state: &str,
         revoked_state: &str,
     ) -> Result<String, StoreError> {
-        queries::status_list_json(
-            &self.pool,
-            self.backend,
-            requests,
-            certificates,
-            signed_state,
-            revoked_state,
-        )
-        .await
+        let (sink, mut pieces) = tokio::sync::mpsc::channel(4);
+        let producing = async {
+            let r = self
+                .stream_status_list(requests, certificates, signed_state, revoked_state, &sink)
+                .await;
+            drop(sink);
+            r
+        };
+        let collecting = async {
+            let mut out = String::new();
+            while let Some(p) = pieces.recv().await {
+                out.push_str(&p?);
+            }
+            Ok::<_, StoreError>(out)
+        };
+        let (produced, collected) = tokio::join!(producing, collecting);
+        produced?;
+        collected
     }
     /// The current CRL (rebuilt from its pieces, in one read snapshot).
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {

@@ -631,65 +631,65 @@ pub(super) async fn insert_certificate(
 /// The status objects as one JSON array: pending requests (by name), then current certificates (by
 /// name), a revoked one's `state` rewritten from `signed` to `revoked`. Assembled by SQLite in one
 /// pass per table (no row-by-row transfer), read in one transaction so both parts agree.
-pub(super) async fn status_list_json(
-    pool: &AnyPool,
+/// What a page of the status listing holds.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Listed {
+    /// Pending requests.
+    Requests,
+    /// Current certificates.
+    Certificates(StatusFilter),
+}
+
+/// One page of the status listing, in certname order after `after`: the status objects of up to
+/// `limit` names joined with commas (aggregated by the database, not row by row), and the last
+/// name; `None` after the last page. Revoked certificates' objects get `revoked_state` in place of
+/// `signed_state`.
+pub(super) async fn status_list_page(
+    c: &mut AnyConnection,
     backend: super::Backend,
-    requests: bool,
-    filter: Option<StatusFilter>,
+    listed: Listed,
+    after: &str,
+    limit: i64,
     signed_state: &str,
     revoked_state: &str,
-) -> Result<String, StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut parts: Vec<String> = Vec::new();
-    if requests {
-        // An ordered subquery feeds the aggregate in its order (SQLite does not flatten it), which
-        // costs no sort, unlike an ORDER BY inside group_concat.
-        let sql = match backend {
-            super::Backend::Sqlite => {
-                "SELECT group_concat(j, ',') FROM (SELECT status_json AS j FROM requests ORDER BY certname)"
-            }
-            super::Backend::Postgres => "SELECT string_agg(status_json, ',' ORDER BY certname) FROM requests",
-        };
-        let reqs: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut *tx).await?;
-        parts.extend(reqs);
-    }
-    if let Some(filter) = filter {
-        let state = match filter {
-            StatusFilter::All => "",
-            StatusFilter::Signed => "AND r.serial IS NULL",
-            StatusFilter::Revoked => "AND r.serial IS NOT NULL",
-        };
-        let agg = match backend {
-            super::Backend::Sqlite => "group_concat(j, ',')",
-            super::Backend::Postgres => "string_agg(j, ',' ORDER BY certname)",
-        };
-        let sql = format!(
-            "SELECT {agg} FROM ( \
-               SELECT c.certname AS certname, CASE WHEN r.serial IS NULL THEN c.status_json \
-                           ELSE replace(c.status_json, $1, $2) END AS j \
-               FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
-               WHERE c.cleaned_at IS NULL AND c.serial = \
-                 (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
-               {state} ORDER BY c.certname) AS listed"
-        );
-        let certs: Option<String> = sqlx::query_scalar(&sql)
-            .bind(signed_state)
-            .bind(revoked_state)
-            .fetch_one(&mut *tx)
-            .await?;
-        parts.extend(certs);
-    }
-    tx.commit().await?;
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
-    out.push('[');
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+) -> Result<Option<(String, String)>, StoreError> {
+    // An ordered subquery feeds the aggregate in its order (SQLite does not flatten it), which costs
+    // no sort, unlike an ORDER BY inside group_concat.
+    let agg = match backend {
+        super::Backend::Sqlite => "group_concat(j, ',')",
+        super::Backend::Postgres => "string_agg(j, ',' ORDER BY certname)",
+    };
+    let inner = match listed {
+        Listed::Requests => {
+            "SELECT certname, status_json AS j FROM requests WHERE certname > $1 ORDER BY certname LIMIT $2"
+                .to_string()
         }
-        out.push_str(p);
+        Listed::Certificates(filter) => {
+            let state = match filter {
+                StatusFilter::All => "",
+                StatusFilter::Signed => "AND r.serial IS NULL",
+                StatusFilter::Revoked => "AND r.serial IS NOT NULL",
+            };
+            format!(
+                "SELECT c.certname AS certname, CASE WHEN r.serial IS NULL THEN c.status_json \
+                           ELSE replace(c.status_json, $1, $2) END AS j \
+                 FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+                 WHERE c.cleaned_at IS NULL AND c.certname > $3 AND c.serial = \
+                   (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+                 {state} ORDER BY c.certname LIMIT $4"
+            )
+        }
+    };
+    let sql = format!("SELECT {agg}, MAX(certname) FROM ({inner}) AS listed");
+    let mut q = sqlx::query_as::<_, (Option<String>, Option<String>)>(&sql);
+    if let Listed::Certificates(_) = listed {
+        q = q.bind(signed_state).bind(revoked_state);
     }
-    out.push(']');
-    Ok(out)
+    let row = q.bind(after).bind(limit).fetch_one(&mut *c).await?;
+    Ok(match row {
+        (Some(json), Some(last)) => Some((json, last)),
+        _ => None,
+    })
 }
 
 pub(super) async fn revocable_serials(

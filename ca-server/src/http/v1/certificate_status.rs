@@ -252,14 +252,51 @@ pub async fn list(
         },
         _ => ListFilter::ALL,
     };
-    match state.authority.list_json(filter).await {
-        Ok(body) => {
-            let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r
+    let mut pieces = state.authority.list_json_pieces(filter);
+    // The first piece tells whether the listing can be read at all: an error then is still a status.
+    let first = match pieces.recv().await {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
+        None => {
+            return ApiError::from_authority(
+                crate::authority::AuthorityError::Internal("the listing ended".into()),
+                Context::Admin,
+            )
+            .into_response()
         }
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    };
+    let body = axum::body::Body::new(Pieces {
+        first: Some(first),
+        rest: pieces,
+    });
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+/// A response body sent as the listing is read (chunked), in the pieces it comes in; a listing that
+/// fails part way ends the response with an error (the connection is cut, not a short array sent).
+struct Pieces {
+    first: Option<String>,
+    rest: tokio::sync::mpsc::Receiver<Result<String, crate::storage::StoreError>>,
+}
+
+impl hyper::body::Body for Pieces {
+    type Data = axum::body::Bytes;
+    type Error = crate::storage::StoreError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let me = self.get_mut();
+        if let Some(first) = me.first.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first.into()))));
+        }
+        me.rest
+            .poll_recv(cx)
+            .map(|piece| piece.map(|p| p.map(|s| hyper::body::Frame::data(s.into()))))
     }
 }
 
