@@ -76,6 +76,24 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// Samples the RSS of process `pid` every 20 ms.
+    pub fn of(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_kb = Arc::new(AtomicU64::new(0));
+        let (s, p) = (Arc::clone(&stop), Arc::clone(&peak_kb));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max((rss_mb(pid) * 1024.0) as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Sampler {
+            stop,
+            peak_kb,
+            thread,
+        }
+    }
+
     pub fn finish(self, phase: &str) -> Figures {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
@@ -279,21 +297,43 @@ impl OwnServer {
     }
 
     pub fn rss_sampler(&self) -> Sampler {
-        let pid = self.pid();
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak_kb = Arc::new(AtomicU64::new(0));
-        let (s, p) = (Arc::clone(&stop), Arc::clone(&peak_kb));
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max((rss_mb(pid) * 1024.0) as u64, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Sampler {
-            stop,
-            peak_kb,
-            thread,
+        Sampler::of(self.pid())
+    }
+
+    /// `ca list --all` in local mode on this server's data directory and database (the `ca` binary
+    /// beside ca-bench's), its output thrown away: how long it takes, and its peak RSS.
+    pub fn cli_list_all(&self, phase: &str) -> Result<Figures, String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ca");
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--data-dir", &self.data.display().to_string(), "list", "--all"])
+            .env_remove("CA_CONFIG")
+            .env_remove("CA_DATA_DIR")
+            .env_remove("CA_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("CA_DATABASE_URL", url);
         }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", exe.display()))?;
+        let sampler = Sampler::of(child.id());
+        let status = child.wait().map_err(|e| e.to_string())?;
+        let took = started.elapsed();
+        let peak = sampler.finish(phase).rss_mb.unwrap_or(0.0);
+        if !status.success() {
+            return Err(format!("ca list --all failed ({status})"));
+        }
+        let mut f = row(
+            phase,
+            0.0,
+            took.as_secs_f64() * 1000.0,
+            &format!("ms in p50/p99; peak RSS {peak:.1} MB"),
+        );
+        f.rss_mb = Some(peak);
+        Ok(f)
     }
 
     /// Adds revoked serials (of certificates that were never issued) until the database holds `total`
@@ -317,6 +357,8 @@ impl OwnServer {
             tx.revoke(serial, None, now, 1).await.map_err(|e| e.to_string())?;
         }
         tx.commit().await.map_err(|e| e.to_string())?;
+        // The seeded pages go into the database file now, not during the measured phase.
+        store.checkpoint().await.map_err(|e| e.to_string())?;
         store.close().await;
         // Publish them, as every revocation through the CA does.
         let a = ca_server::authority::Authority::open(&dir, CaSettings::default(), Arc::new(SystemClock))
@@ -365,6 +407,8 @@ impl OwnServer {
                 .map_err(|e| e.to_string())?;
         }
         tx.commit().await.map_err(|e| e.to_string())?;
+        // The seeded pages go into the database file now, not during the measured phase.
+        store.checkpoint().await.map_err(|e| e.to_string())?;
         store.close().await;
         Ok(())
     }

@@ -542,6 +542,10 @@ async fn own_phases(
     );
     let requested = listing(&target, "  ?state=requested (10 pending)", "?state=requested").await;
     rows.push(meter.done(requested, "list_requested"));
+    match server.cli_list_all(&format!("  ca list --all (local mode), {} certs", args.list_size)) {
+        Ok(f) => rows.push(f.id(format!("cli_list_all_{}", args.list_size))),
+        Err(e) => eprintln!("ca list --all: {e}"),
+    }
     // Memory given back: a second for the allocator to return what the listings freed.
     tokio::time::sleep(Duration::from_secs(1)).await;
     rows.push(

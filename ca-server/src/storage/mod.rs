@@ -606,6 +606,18 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite: copies what the WAL holds into the database file now (`PRAGMA
+    /// wal_checkpoint(PASSIVE)`), as the background checkpointer would later; for bulk loads, so that
+    /// the work does not fall on whoever commits next. Nothing on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Closes the pool (flushes WAL on last connection).
     pub async fn close(&self) {
         for p in [&self.writer, &self.unsynced].into_iter().flatten() {
