@@ -43,15 +43,11 @@ fn inspect_list(items: &[String]) -> String {
 /// are marked (`expires in N days`, `EXPIRED`).
 pub fn list_text(statuses: &[CertStatus], now: i64, window: i64) -> String {
     if statuses.is_empty() {
-        return "No certificates to list\n".to_string();
+        return NOTHING_LISTED.to_string();
     }
-    let width = statuses.iter().map(|s| s.name.len()).max().unwrap_or(0) + 6;
+    let width = statuses.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let mut text = String::new();
-    for (state, title) in [
-        ("requested", "Requested Certificates:"),
-        ("signed", "Signed Certificates:"),
-        ("revoked", "Revoked Certificates:"),
-    ] {
+    for (state, title) in LIST_GROUPS {
         let group: Vec<&CertStatus> = statuses.iter().filter(|s| s.state == state).collect();
         if group.is_empty() {
             continue;
@@ -59,34 +55,50 @@ pub fn list_text(statuses: &[CertStatus], now: i64, window: i64) -> String {
         text.push_str(title);
         text.push('\n');
         for s in group {
-            text.push_str(&format!("    {:<width$} (SHA256)  {}", s.name, s.fingerprint));
-            if !s.subject_alt_names.is_empty() {
-                text.push_str(&format!("\talt names: {}", inspect_list(&s.subject_alt_names)));
-            }
-            if !s.authorization_extensions.is_empty() {
-                let exts: Vec<String> = s
-                    .authorization_extensions
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect();
-                text.push_str(&format!("\tauthorization extensions: [{}]", exts.join(", ")));
-            }
-            if state == "signed" && s.name != ca_server::authority::OCSP_CERTNAME {
-                let left = s
-                    .not_after
-                    .as_deref()
-                    .and_then(unix_of_puppet_time)
-                    .map(|t| t - now);
-                match left {
-                    Some(l) if l <= 0 => text.push_str("\tEXPIRED"),
-                    Some(l) if l <= window => text.push_str(&format!("\texpires in {} days", l / 86_400)),
-                    _ => {}
-                }
-            }
-            text.push('\n');
+            push_status_line(&mut text, s, width, now, window);
         }
     }
     text
+}
+
+/// What `ca list` prints when it lists nothing.
+pub const NOTHING_LISTED: &str = "No certificates to list\n";
+
+/// The groups of `ca list`'s text, in order: the state and its title line.
+pub const LIST_GROUPS: [(&str, &str); 3] = [
+    ("requested", "Requested Certificates:"),
+    ("signed", "Signed Certificates:"),
+    ("revoked", "Revoked Certificates:"),
+];
+
+/// One status's line of `ca list`'s text; `longest` is the longest name listed (the column).
+pub fn push_status_line(text: &mut String, s: &CertStatus, longest: usize, now: i64, window: i64) {
+    let width = longest + 6;
+    text.push_str(&format!("    {:<width$} (SHA256)  {}", s.name, s.fingerprint));
+    if !s.subject_alt_names.is_empty() {
+        text.push_str(&format!("\talt names: {}", inspect_list(&s.subject_alt_names)));
+    }
+    if !s.authorization_extensions.is_empty() {
+        let exts: Vec<String> = s
+            .authorization_extensions
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        text.push_str(&format!("\tauthorization extensions: [{}]", exts.join(", ")));
+    }
+    if s.state == "signed" && s.name != ca_server::authority::OCSP_CERTNAME {
+        let left = s
+            .not_after
+            .as_deref()
+            .and_then(unix_of_puppet_time)
+            .map(|t| t - now);
+        match left {
+            Some(l) if l <= 0 => text.push_str("\tEXPIRED"),
+            Some(l) if l <= window => text.push_str(&format!("\texpires in {} days", l / 86_400)),
+            _ => {}
+        }
+    }
+    text.push('\n');
 }
 
 /// `2031-11-28T03:15:45UTC` (the status object's time) as Unix seconds.

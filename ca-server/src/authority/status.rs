@@ -234,9 +234,10 @@ impl Authority {
             .await?)
     }
 
-    /// The statuses as [`Authority::list_json`] gives them, in pieces of bounded size as they are
-    /// read (a listing of any size takes little memory); an error ends the pieces with it.
-    pub fn list_json_pieces(
+    /// The statuses [`Authority::list_json`] lists, a page at a time as they are read: each page the
+    /// JSON objects of up to a thousand statuses joined with commas (a listing of any size takes
+    /// little memory); an error ends the pages with it.
+    pub fn list_json_pages(
         &self,
         filter: ListFilter,
     ) -> tokio::sync::mpsc::Receiver<Result<String, crate::storage::StoreError>> {
@@ -252,6 +253,30 @@ impl Authority {
             }
         });
         pieces
+    }
+
+    /// The statuses, parsed a page at a time (see [`Authority::list_json_pages`]), each page given
+    /// to `each` as it is read.
+    pub async fn list_each(
+        &self,
+        filter: ListFilter,
+        mut each: impl FnMut(Vec<CertStatus>),
+    ) -> Result<(), AuthorityError> {
+        let mut pages = self.list_json_pages(filter);
+        while let Some(page) = pages.recv().await {
+            let parsed: Vec<CertStatus> = serde_json::from_str(&format!("[{}]", page?))
+                .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+            each(parsed);
+        }
+        Ok(())
+    }
+
+    /// The longest certname a listing with `filter` holds (0 when none): the text listing's column.
+    pub async fn longest_listed_name(&self, filter: ListFilter) -> Result<usize, AuthorityError> {
+        Ok(self
+            .store
+            .longest_listed_name(filter.requested, filter.certificates())
+            .await?)
     }
 
     /// Statuses, parsed (for the CLI).

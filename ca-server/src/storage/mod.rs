@@ -661,11 +661,11 @@ impl Store {
     pub async fn certificates(&self, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
         queries::certificates(&self.pool, filter).await
     }
-    /// The status listing (`certificate_statuses`): a JSON array of the pending requests' status
-    /// objects (when `requests`), then the current certificates' (those `certificates` selects),
-    /// each in certname order, from one read snapshot. It goes to `sink` in pieces of a bounded size
-    /// (a thousand names at most), so that a listing of any size takes little memory anywhere; it
-    /// ends early, without an error, when `sink` is closed. Revoked certificates' objects get
+    /// The status listing (`certificate_statuses`): the pending requests' status objects (when
+    /// `requests`), then the current certificates' (those `certificates` selects), each in certname
+    /// order, from one read snapshot, sent to `sink` a page at a time (a thousand objects at most,
+    /// joined with commas, never empty), so that a listing of any size takes little memory anywhere.
+    /// It ends early, without an error, when `sink` is closed. Revoked certificates' objects get
     /// `revoked_state` in place of `signed_state`.
     pub async fn stream_status_list(
         &self,
@@ -681,11 +681,9 @@ impl Store {
             .then_some(queries::Listed::Requests)
             .into_iter()
             .chain(certificates.map(queries::Listed::Certificates));
-        let mut first = true;
-        let mut piece = String::from("[");
         for kind in kinds {
             let mut after = String::new();
-            while let Some((json, last)) = queries::status_list_page(
+            while let Some((page, last)) = queries::status_list_page(
                 &mut tx,
                 self.backend,
                 kind,
@@ -696,24 +694,34 @@ impl Store {
             )
             .await?
             {
-                if !first {
-                    piece.push(',');
-                }
-                first = false;
-                piece.push_str(&json);
-                if sink.send(Ok(std::mem::take(&mut piece))).await.is_err() {
+                if sink.send(Ok(page)).await.is_err() {
                     return Ok(());
                 }
                 after = last;
             }
         }
-        piece.push(']');
-        let _ = sink.send(Ok(piece)).await;
         tx.rollback().await?;
         Ok(())
     }
 
-    /// The whole status listing as one string (see [`Store::stream_status_list`]).
+    /// The longest certname the status listing of `requests` and `certificates` holds (0 when none).
+    pub async fn longest_listed_name(
+        &self,
+        requests: bool,
+        certificates: Option<StatusFilter>,
+    ) -> Result<usize, StoreError> {
+        let mut longest = 0;
+        if requests {
+            longest = queries::longest_listed_name(&self.pool, queries::Listed::Requests).await?;
+        }
+        if let Some(f) = certificates {
+            longest = longest
+                .max(queries::longest_listed_name(&self.pool, queries::Listed::Certificates(f)).await?);
+        }
+        Ok(longest)
+    }
+
+    /// The whole status listing as one JSON array (see [`Store::stream_status_list`]).
     pub async fn status_list_json(
         &self,
         requests: bool,
@@ -721,7 +729,7 @@ impl Store {
         signed_state: &str,
         revoked_state: &str,
     ) -> Result<String, StoreError> {
-        let (sink, mut pieces) = tokio::sync::mpsc::channel(4);
+        let (sink, mut pages) = tokio::sync::mpsc::channel(4);
         let producing = async {
             let r = self
                 .stream_status_list(requests, certificates, signed_state, revoked_state, &sink)
@@ -730,16 +738,21 @@ impl Store {
             r
         };
         let collecting = async {
-            let mut out = String::new();
-            while let Some(p) = pieces.recv().await {
+            let mut out = String::from("[");
+            while let Some(p) = pages.recv().await {
+                if out.len() > 1 {
+                    out.push(',');
+                }
                 out.push_str(&p?);
             }
+            out.push(']');
             Ok::<_, StoreError>(out)
         };
         let (produced, collected) = tokio::join!(producing, collecting);
         produced?;
         collected
     }
+
     /// The current CRL (rebuilt from its pieces, in one read snapshot).
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
         let mut tx = self.read_snapshot().await?;

@@ -631,6 +631,31 @@ pub(super) async fn insert_certificate(
 /// The status objects as one JSON array: pending requests (by name), then current certificates (by
 /// name), a revoked one's `state` rewritten from `signed` to `revoked`. Assembled by SQLite in one
 /// pass per table (no row-by-row transfer), read in one transaction so both parts agree.
+/// The longest certname `listed` holds (0 when none).
+pub(super) async fn longest_listed_name<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    listed: Listed,
+) -> Result<usize, StoreError> {
+    let sql = match listed {
+        Listed::Requests => "SELECT MAX(LENGTH(certname)) FROM requests".to_string(),
+        Listed::Certificates(filter) => {
+            let state = match filter {
+                StatusFilter::All => "",
+                StatusFilter::Signed => "AND r.serial IS NULL",
+                StatusFilter::Revoked => "AND r.serial IS NOT NULL",
+            };
+            format!(
+                "SELECT MAX(LENGTH(c.certname)) FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
+                 WHERE c.cleaned_at IS NULL AND c.serial = \
+                   (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+                 {state}"
+            )
+        }
+    };
+    let n: Option<i64> = sqlx::query_scalar(&sql).fetch_one(e).await?;
+    Ok(n.and_then(|n| usize::try_from(n).ok()).unwrap_or(0))
+}
+
 /// What a page of the status listing holds.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Listed {

@@ -252,22 +252,17 @@ pub async fn list(
         },
         _ => ListFilter::ALL,
     };
-    let mut pieces = state.authority.list_json_pieces(filter);
-    // The first piece tells whether the listing can be read at all: an error then is still a status.
-    let first = match pieces.recv().await {
-        Some(Ok(p)) => p,
+    let mut pages = state.authority.list_json_pages(filter);
+    // The first page tells whether the listing can be read at all: an error then is still a status.
+    let first = match pages.recv().await {
+        Some(Ok(p)) => Some(p),
         Some(Err(e)) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
-        None => {
-            return ApiError::from_authority(
-                crate::authority::AuthorityError::Internal("the listing ended".into()),
-                Context::Admin,
-            )
-            .into_response()
-        }
+        None => None,
     };
-    let body = axum::body::Body::new(Pieces {
-        first: Some(first),
-        rest: pieces,
+    let body = axum::body::Body::new(Pages {
+        first,
+        opened: false,
+        rest: Some(pages),
     });
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()
@@ -275,14 +270,19 @@ pub async fn list(
     r
 }
 
-/// A response body sent as the listing is read (chunked), in the pieces it comes in; a listing that
-/// fails part way ends the response with an error (the connection is cut, not a short array sent).
-struct Pieces {
+/// A response body sent as the listing is read (chunked): `[`, the pages joined with commas, `]`.
+/// A listing that fails part way ends the response with an error (the connection is cut, not a short
+/// array sent).
+struct Pages {
+    /// The first page (`None` when the listing is empty), sent with the opening bracket.
     first: Option<String>,
-    rest: tokio::sync::mpsc::Receiver<Result<String, crate::storage::StoreError>>,
+    /// Whether the opening bracket was sent.
+    opened: bool,
+    /// The pages after it; `None` once the closing bracket was sent.
+    rest: Option<tokio::sync::mpsc::Receiver<Result<String, crate::storage::StoreError>>>,
 }
 
-impl hyper::body::Body for Pieces {
+impl hyper::body::Body for Pages {
     type Data = axum::body::Bytes;
     type Error = crate::storage::StoreError;
 
@@ -290,13 +290,25 @@ impl hyper::body::Body for Pieces {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let data = |s: String| Poll::Ready(Some(Ok(hyper::body::Frame::data(s.into()))));
         let me = self.get_mut();
-        if let Some(first) = me.first.take() {
-            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first.into()))));
+        let Some(rest) = me.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !me.opened {
+            me.opened = true;
+            return data(format!("[{}", me.first.take().unwrap_or_default()));
         }
-        me.rest
-            .poll_recv(cx)
-            .map(|piece| piece.map(|p| p.map(|s| hyper::body::Frame::data(s.into()))))
+        match rest.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(page))) => data(format!(",{page}")),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => {
+                me.rest = None;
+                data("]".to_string())
+            }
+        }
     }
 }
 
