@@ -322,15 +322,7 @@ fn renewal_with_the_agents_own_certificate() {
 fn bulk_sign_of_a_thousand_requests_in_one_batch() {
     let ca = TestCa::new();
     let names: Vec<String> = (0..1000).map(|i| format!("bulk-{i:04}.example.test")).collect();
-    let csrs: Vec<(String, String)> = names
-        .iter()
-        .map(|n| {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-            let mut p = rcgen::CertificateParams::default();
-            p.distinguished_name.push(rcgen::DnType::CommonName, n.as_str());
-            (n.clone(), p.serialize_request(&key).unwrap().pem().unwrap())
-        })
-        .collect();
+    let csrs: Vec<(String, String)> = names.iter().map(|n| (n.clone(), ec_csr_pem(n))).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -464,12 +456,7 @@ fn concurrent_submissions_store_each_name_once_and_audit_every_outcome() {
     let csrs: Vec<(String, String)> = names
         .iter()
         .chain(names.iter())
-        .map(|n| {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-            let mut p = rcgen::CertificateParams::default();
-            p.distinguished_name.push(rcgen::DnType::CommonName, n.as_str());
-            (n.clone(), p.serialize_request(&key).unwrap().pem().unwrap())
-        })
+        .map(|n| (n.clone(), ec_csr_pem(n)))
         .collect();
     let statuses: Vec<(String, StatusCode, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = csrs
@@ -521,10 +508,7 @@ fn concurrent_api_signing_loses_nothing() {
     let s = TestServer::start();
     let names: Vec<String> = (0..40).map(|i| format!("conc-{i:02}.example.test")).collect();
     for n in &names {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut p = rcgen::CertificateParams::default();
-        p.distinguished_name.push(rcgen::DnType::CommonName, n.as_str());
-        let pem = p.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = ec_csr_pem(n);
         let a = s.send(
             &As::Anonymous,
             Method::PUT,
@@ -579,4 +563,12 @@ fn concurrent_api_signing_loses_nothing() {
     )
     .unwrap();
     assert_verifies(&s.ca.ca_cert(), &f);
+}
+
+/// A CSR for `name` with a fresh EC P-256 key (PEM).
+fn ec_csr_pem(name: &str) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.serialize_request(&key).unwrap().pem().unwrap()
 }

@@ -243,10 +243,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Runs `task` on the runtime of the database writers (CSR submissions, the signing pipeline's
-/// database task): one thread of its own, so that a writer woken by its database connection (at every statement of a
-/// write transaction) runs at once, instead of waiting in the request runtime's queues behind requests
-/// busy with TLS and signature checks. Measured: the wait before `BEGIN` fell from about 190 to 50 µs
-/// under 8 submitting clients, and CSR submissions went from about 3,000 to 4,400-5,700 per second.
+/// database task): one thread of its own, so that a writer woken by its database connection (at
+/// every statement of a write transaction) runs at once, instead of waiting in the request runtime's
+/// queues behind requests busy with TLS and signature checks. Measured: the wait before `BEGIN` fell
+/// from about 190 to 50 µs under 8 submitting clients, and CSR submissions went from about 3,000 to
+/// 4,400-5,700 per second.
 pub(crate) fn spawn_writer<F>(task: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,

@@ -221,6 +221,20 @@ fn open_lock_file(db: &Path) -> Option<Arc<std::fs::File>> {
     }
 }
 
+/// SQLite: a pool of one connection, opened when first used, set up with `pragmas`.
+fn one_connection(opts: AnyConnectOptions, pragmas: &'static str) -> AnyPool {
+    AnyPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                conn.execute(pragmas).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(opts)
+}
+
 /// SQLite: how often the background checkpointer looks for new commits.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -363,34 +377,16 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
-        let writer = AnyPoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(opts.clone());
-        let unsynced = AnyPoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(opts);
+        let writer = one_connection(
+            opts.clone(),
+            "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; \
+             PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
+        );
+        let unsynced = one_connection(
+            opts,
+            "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
+        );
         let commits = Some(start_checkpointer(pool.clone()));
         let lock_file = open_lock_file(path);
         Ok(Store {

@@ -208,6 +208,22 @@ pub enum StatusFilter {
     Revoked,
 }
 
+impl StatusFilter {
+    /// The condition (appended to a query over `certificates c LEFT JOIN revocations r`) that keeps
+    /// the certificates this filter lists.
+    fn condition(self) -> &'static str {
+        match self {
+            StatusFilter::All => "",
+            StatusFilter::Signed => "AND r.serial IS NULL",
+            StatusFilter::Revoked => "AND r.serial IS NOT NULL",
+        }
+    }
+}
+
+/// Keeps each certname's current certificate (its highest serial not cleaned), over `certificates c`.
+const CURRENT: &str = "c.cleaned_at IS NULL AND c.serial = \
+    (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL)";
+
 fn sha256(der: &[u8]) -> String {
     crate::ca::digest::fingerprint(crate::ca::digest::Digest::Sha256, der)
 }
@@ -555,8 +571,7 @@ pub(super) async fn name_states<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT c.certname, CASE WHEN r.serial IS NULL THEN 1 ELSE 2 END FROM certificates c \
          LEFT JOIN revocations r ON r.serial = c.serial \
-         WHERE c.certname IN ({list}) AND c.cleaned_at IS NULL AND c.serial = \
-           (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+         WHERE c.certname IN ({list}) AND {CURRENT} \
          UNION ALL SELECT certname, 3 FROM requests WHERE certname IN ({list})"
     );
     let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
@@ -582,15 +597,10 @@ pub(super) async fn certificates<'e, E: Executor<'e, Database = Any>>(
     e: E,
     filter: StatusFilter,
 ) -> Result<Vec<CertRow>, StoreError> {
-    let state = match filter {
-        StatusFilter::All => "",
-        StatusFilter::Signed => "AND r.serial IS NULL",
-        StatusFilter::Revoked => "AND r.serial IS NOT NULL",
-    };
+    let state = filter.condition();
     let sql = format!(
         "SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
-         WHERE c.cleaned_at IS NULL AND c.serial = \
-           (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+         WHERE {CURRENT} \
          {state} ORDER BY c.certname"
     );
     let rows = sqlx::query(&sql).fetch_all(e).await?;
@@ -628,9 +638,6 @@ pub(super) async fn insert_certificate(
     }
 }
 
-/// The status objects as one JSON array: pending requests (by name), then current certificates (by
-/// name), a revoked one's `state` rewritten from `signed` to `revoked`. Assembled by SQLite in one
-/// pass per table (no row-by-row transfer), read in one transaction so both parts agree.
 /// The longest certname `listed` holds (0 when none).
 pub(super) async fn longest_listed_name<'e, E: Executor<'e, Database = Any>>(
     e: E,
@@ -639,15 +646,10 @@ pub(super) async fn longest_listed_name<'e, E: Executor<'e, Database = Any>>(
     let sql = match listed {
         Listed::Requests => "SELECT MAX(LENGTH(certname)) FROM requests".to_string(),
         Listed::Certificates(filter) => {
-            let state = match filter {
-                StatusFilter::All => "",
-                StatusFilter::Signed => "AND r.serial IS NULL",
-                StatusFilter::Revoked => "AND r.serial IS NOT NULL",
-            };
+            let state = filter.condition();
             format!(
                 "SELECT MAX(LENGTH(c.certname)) FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
-                 WHERE c.cleaned_at IS NULL AND c.serial = \
-                   (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+                 WHERE {CURRENT} \
                  {state}"
             )
         }
@@ -690,17 +692,12 @@ pub(super) async fn status_list_page(
                 .to_string()
         }
         Listed::Certificates(filter) => {
-            let state = match filter {
-                StatusFilter::All => "",
-                StatusFilter::Signed => "AND r.serial IS NULL",
-                StatusFilter::Revoked => "AND r.serial IS NOT NULL",
-            };
+            let state = filter.condition();
             format!(
                 "SELECT c.certname AS certname, CASE WHEN r.serial IS NULL THEN c.status_json \
                            ELSE replace(c.status_json, $1, $2) END AS j \
                  FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
-                 WHERE c.cleaned_at IS NULL AND c.certname > $3 AND c.serial = \
-                   (SELECT MAX(c2.serial) FROM certificates c2 WHERE c2.certname = c.certname AND c2.cleaned_at IS NULL) \
+                 WHERE c.certname > $3 AND {CURRENT} \
                  {state} ORDER BY c.certname LIMIT $4"
             )
         }
