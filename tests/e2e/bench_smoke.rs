@@ -30,11 +30,7 @@ fn ca_bench_runs_every_phase_and_writes_its_json() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = both_streams(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("srv CPU ms") && text.contains("one raw ec-p256 signature"),
@@ -144,11 +140,7 @@ fn ca_bench_runs_again_with_the_ca_key_in_a_softhsm_token() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = both_streams(&out);
     assert!(out.status.success(), "{text}");
     let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let phases = run["phases"].as_array().unwrap();
@@ -162,4 +154,13 @@ fn ca_bench_runs_again_with_the_ca_key_in_a_softhsm_token() {
             .iter()
             .any(|p| p["id"] == "revoke_0" && p["backend"] == backend));
     }
+}
+
+/// A finished command's stdout then stderr, as text.
+fn both_streams(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -62,7 +62,7 @@ pub(crate) struct Queue {
     /// Waiting to be reserved.
     jobs: Mutex<Vec<(Job, Reply, Instant)>>,
     /// Whether the database task runs.
-    writing: AtomicBool,
+    writing: Arc<AtomicBool>,
     /// Reserved, waiting for a signer.
     to_sign: Mutex<VecDeque<Reserved>>,
     /// Signing tasks running, at most `cores`.
@@ -77,7 +77,7 @@ impl Default for Queue {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
         Queue {
             jobs: Mutex::default(),
-            writing: AtomicBool::new(false),
+            writing: Arc::default(),
             to_sign: Mutex::default(),
             signers: AtomicUsize::new(0),
             cores,
@@ -95,7 +95,8 @@ impl std::fmt::Debug for Queue {
 /// The longest a database round waits for the previous one's certificates to be signed.
 const MAX_ROUND_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// The most signings one transaction takes: bounds a transaction's size and a request's wait.
+/// The most signings (or CSR submissions, see `submits.rs`) one transaction takes: bounds a
+/// transaction's size and a request's wait.
 const MAX_BATCH: usize = 256;
 
 impl Queue {
@@ -112,7 +113,8 @@ impl Queue {
     }
 }
 
-fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+/// Up to [`MAX_BATCH`] items from the front of `m`.
+pub(super) fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
     match m.lock() {
         Ok(mut v) => {
             let n = v.len().min(MAX_BATCH);
@@ -173,42 +175,29 @@ impl Authority {
         out
     }
 
-    /// Runs the database task unless it runs already. It loops while there is work; should it end
-    /// abnormally, the next call starts a new one.
+    /// Runs the database task unless it runs already (see [`super::run_writer`]).
     fn kick_database(&self) {
-        if self.queue.writing.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        let queue = Arc::clone(&self.queue);
         let a = self.clone();
-        super::spawn_writer(async move {
-            struct Reset<'a>(&'a AtomicBool);
-            impl Drop for Reset<'_> {
-                fn drop(&mut self) {
-                    if std::thread::panicking() {
-                        self.0.store(false, Ordering::Release);
+        super::run_writer(
+            Arc::clone(&self.queue.writing),
+            move || queue.has_work(),
+            move || {
+                let a = a.clone();
+                async move {
+                    let started = Instant::now();
+                    if !a.database_round().await {
+                        return false;
                     }
-                }
-            }
-            let queue = Arc::clone(&a.queue);
-            let _reset = Reset(&queue.writing);
-            loop {
-                let started = Instant::now();
-                if a.database_round().await {
                     // While the signers have work queued, waiting costs no signature: the next round
                     // then carries more certificates, and fewer commits take CPU from the signatures.
-                    while started.elapsed() < MAX_ROUND_WAIT && queue.signers_busy() {
+                    while started.elapsed() < MAX_ROUND_WAIT && a.queue.signers_busy() {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     }
-                    continue;
+                    true
                 }
-                queue.writing.store(false, Ordering::Release);
-                // Work queued between the last look and the store would wait: look once more.
-                if queue.has_work() && !queue.writing.swap(true, Ordering::AcqRel) {
-                    continue;
-                }
-                return;
-            }
-        });
+            },
+        );
     }
 
     /// One transaction: store what was signed, reserve what was queued. Returns whether there was work.

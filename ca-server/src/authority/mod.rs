@@ -22,6 +22,7 @@ mod setup;
 pub mod status;
 mod submits;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -270,6 +271,42 @@ where
         // No thread for it: the writers run with the requests.
         None => drop(tokio::spawn(task)),
     }
+}
+
+/// Runs `step` on the writers' thread (see [`spawn_writer`]) again and again while it finds work (it
+/// returns whether it did), unless a run is under way already, which `running` tells. Work queued
+/// as the run ends is not stranded: `has_work` is asked once more after `running` is cleared. Should
+/// a run end by a panic, the next call starts a new one.
+pub(crate) fn run_writer<S, F, W>(running: Arc<AtomicBool>, has_work: W, mut step: S)
+where
+    S: FnMut() -> F + Send + 'static,
+    F: std::future::Future<Output = bool> + Send + 'static,
+    W: Fn() -> bool + Send + 'static,
+{
+    if running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    spawn_writer(async move {
+        struct Reset(Arc<AtomicBool>);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+        }
+        let _reset = Reset(Arc::clone(&running));
+        loop {
+            if step().await {
+                continue;
+            }
+            running.store(false, Ordering::Release);
+            if has_work() && !running.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            return;
+        }
+    });
 }
 
 impl Authority {

@@ -9,20 +9,16 @@
 //! transaction the checks see the requests stored before them, so two submissions of one name in the
 //! same transaction are one stored and one refused, exactly as in two transactions.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-
-use std::collections::{HashMap, HashSet};
 
 use super::{status, unix, Authority, AuthorityError};
 use crate::ca::csr::Csr;
 use crate::ca::names;
 use crate::storage::{AuditRecord, NewRequest};
-
-/// The most submissions one transaction takes.
-const MAX_GROUP: usize = 256;
 
 /// One submission waiting for the writer.
 struct Pending {
@@ -38,7 +34,7 @@ struct Pending {
 pub(crate) struct SubmitQueue {
     pending: Mutex<Vec<Pending>>,
     /// Whether a writer runs.
-    writing: AtomicBool,
+    writing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SubmitQueue {
@@ -48,15 +44,6 @@ impl std::fmt::Debug for SubmitQueue {
 }
 
 impl SubmitQueue {
-    fn take(&self) -> Vec<Pending> {
-        match self.pending.lock() {
-            Ok(mut v) => {
-                let n = v.len().min(MAX_GROUP);
-                v.drain(..n).collect()
-            }
-            Err(_) => Vec::new(),
-        }
-    }
     fn is_empty(&self) -> bool {
         self.pending.lock().map(|v| v.is_empty()).unwrap_or(true)
     }
@@ -86,37 +73,26 @@ impl Authority {
             .unwrap_or_else(|_| Err(AuthorityError::Internal("the request writer ended".into())))
     }
 
-    /// Runs the writer unless one runs; it loops while submissions are queued.
+    /// Runs the writer unless one runs (see [`super::run_writer`]); it loops while submissions are
+    /// queued.
     fn kick_submit_writer(&self) {
-        if self.submits.writing.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        let queue = Arc::clone(&self.submits);
         let a = self.clone();
-        super::spawn_writer(async move {
-            /// Lets the next submission start a writer should this one end by a panic.
-            struct Reset(Arc<SubmitQueue>);
-            impl Drop for Reset {
-                fn drop(&mut self) {
-                    if std::thread::panicking() {
-                        self.0.writing.store(false, Ordering::Release);
+        super::run_writer(
+            Arc::clone(&self.submits.writing),
+            move || !queue.is_empty(),
+            move || {
+                let a = a.clone();
+                async move {
+                    let group = super::batch::take(&a.submits.pending);
+                    if group.is_empty() {
+                        return false;
                     }
-                }
-            }
-            let _reset = Reset(Arc::clone(&a.submits));
-            loop {
-                let group = a.submits.take();
-                if !group.is_empty() {
                     a.submit_group(group).await;
-                    continue;
+                    true
                 }
-                a.submits.writing.store(false, Ordering::Release);
-                // A submission queued between the last look and the store would wait: look again.
-                if !a.submits.is_empty() && !a.submits.writing.swap(true, Ordering::AcqRel) {
-                    continue;
-                }
-                return;
-            }
-        });
+            },
+        );
     }
 
     /// One transaction for `group`: every reply is sent after its commit, or with its error.

@@ -262,13 +262,21 @@ fn start_checkpointer(pool: AnyPool) -> Arc<AtomicU64> {
             if pool.is_closed() {
                 return;
             }
-            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                Ok(_) => done = now,
+            match wal_checkpoint(&pool).await {
+                Ok(()) => done = now,
                 Err(e) => tracing::debug!(error = %e, "WAL checkpoint"),
             }
         }
     });
     commits
+}
+
+/// SQLite: copies what it can of the WAL into the database file, waiting for no reader or writer.
+async fn wal_checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// How long a writer waits in the queue before it asks SQLite directly (a transaction opened while
@@ -607,9 +615,7 @@ impl Store {
     /// the work does not fall on whoever commits next. Nothing on PostgreSQL.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await?;
+            wal_checkpoint(&self.pool).await?;
         }
         Ok(())
     }
