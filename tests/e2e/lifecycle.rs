@@ -991,4 +991,7 @@ fn key_rollover_keeps_old_and_new_agents_working_from_start_to_finish() {
     for step in ["rollover-start", "rollover-switch", "rollover-finish"] {
         assert!(audit.iter().any(|r| r.action == step), "{step} audited");
     }
+    // The audit log written before, during and after the rollover verifies with the new key alone.
+    let verified = s.ca.ca(&["audit", "verify"]).ok();
+    assert!(verified.stdout.contains("intact"), "{verified:?}");
 }

@@ -253,25 +253,48 @@ async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>
             for f in &started.files {
                 out.line(&format!("  {}", f.display()));
             }
-            out.line(
-                "Restart each ca-server to publish it beside the current one; copy rollover/next_ca_key.pem",
-            );
-            out.line("to every replica's data directory. Then, once agents have it: ca rollover switch.");
+            match &started.token_label {
+                Some(label) => {
+                    out.line(&format!(
+                        "The new key is in the PKCS#11 token, labelled '{label}' (sensitive, never extractable)."
+                    ));
+                    out.line("Restart each ca-server to publish it beside the current one (replicas use the same");
+                    out.line("token). Then, once agents have it: ca rollover switch.");
+                }
+                None => {
+                    out.line(
+                        "Restart each ca-server to publish it beside the current one; copy rollover/next_ca_key.pem",
+                    );
+                    out.line("to every replica's data directory. Then, once agents have it: ca rollover switch.");
+                }
+            }
         }
         RolloverStep::Switch => {
             a.rollover_switch(&actor).await.map_err(|e| e.to_string())?;
             out.line("The new CA key signs from now on; the old CA stays trusted and signs a CRL too.");
-            out.line("Copy ca_key.pem and rollover/previous_ca_key.pem to every replica, then restart each ca-server.");
+            if a.signer().issuer_in_token() {
+                out.line("Restart each ca-server (the keys stay in the token).");
+            } else {
+                out.line("Copy ca_key.pem and rollover/previous_ca_key.pem to every replica, then restart each ca-server.");
+            }
         }
         RolloverStep::Finish => {
-            a.rollover_finish(&actor).await.map_err(|e| e.to_string())?;
-            out.line(
-                "The old CA is no longer served, trusted or signing; its key is rollover/retired_ca_key.pem",
-            );
-            out.line(
-                "(destroy it, or keep it offline). The server and admin certificates are re-issued under the",
-            );
-            out.line("new key: restart each ca-server (replicas re-issue theirs at start).");
+            match a.rollover_finish(&actor).await.map_err(|e| e.to_string())? {
+                Some(label) => {
+                    out.line("The old CA is no longer served, trusted or signing. Its key stays in the token,");
+                    out.line(&format!(
+                        "labelled '{label}': destroy it with the token's tools once no replica runs the old CA."
+                    ));
+                }
+                None => {
+                    out.line(
+                        "The old CA is no longer served, trusted or signing; its key is rollover/retired_ca_key.pem",
+                    );
+                    out.line("(destroy it, or keep it offline).");
+                }
+            }
+            out.line("The server and admin certificates are re-issued under the new key: restart each ca-server");
+            out.line("(replicas re-issue theirs at start).");
         }
     }
     Ok(0)

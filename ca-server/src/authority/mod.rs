@@ -324,7 +324,9 @@ impl Authority {
         let key = match &settings.pkcs11 {
             Some(p) => {
                 let cfg = p.config()?;
-                let token = blocking(move || crate::ca::token::TokenKey::open(&cfg)).await?;
+                let public = crate::ca::signer::chain_public_key(&chain_pem)?;
+                let token =
+                    blocking(move || crate::ca::token::TokenKey::open_matching(&cfg, &public)).await?;
                 crate::ca::signer::CaKey::Token(token)
             }
             None => {
@@ -339,7 +341,10 @@ impl Authority {
                 crate::ca::signer::CaKey::File(settings.load_key(key_pem, "the CA key").await?)
             }
         };
-        let signer = CaSigner::new(&chain_pem, key)?;
+        let mut signer = CaSigner::new(&chain_pem, key)?;
+        if let Some(wrapped) = store.audit_key_wrap().await? {
+            signer.adopt_audit_key(&wrapped)?;
+        }
         let rollover = rollover::load(&store, dir, &settings).await?;
         let authority = Authority::assemble(store, signer, rollover, settings, clock, dir);
         authority.store.seal_legacy_log().await?;

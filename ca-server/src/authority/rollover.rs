@@ -19,7 +19,8 @@ use time::Duration;
 
 use super::{unix, Authority, AuthorityError, CaSettings, OwnCertificate};
 use crate::ca::keys::{self, KeyType};
-use crate::ca::signer::{ca_like, CaCert};
+use crate::ca::signer::{ca_like, CaCert, CaKey};
+use crate::ca::token::TokenKey;
 use crate::ca::{digest, pem_encode, CaSigner};
 use crate::datadir::{write_new, DataDir};
 use crate::storage::{AuditRecord, Store};
@@ -45,8 +46,19 @@ pub(crate) async fn load(
     settings: &CaSettings,
 ) -> Result<RolloverState, AuthorityError> {
     let (next_pem, previous_pem) = store.rollover_chains().await?;
-    let previous = match &previous_pem {
-        Some(chain) => match std::fs::read_to_string(dir.previous_ca_key()) {
+    let previous = match (&previous_pem, &settings.pkcs11) {
+        (Some(chain), Some(p)) => {
+            let cfg = p.config()?;
+            let public = crate::ca::signer::chain_public_key(chain)?;
+            match super::blocking(move || TokenKey::open_matching(&cfg, &public)).await {
+                Ok(key) => Some(Arc::new(CaSigner::new(chain, CaKey::Token(key))?)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a key rollover is switching but the previous CA key is not in the token: CRLs are signed by the new key only");
+                    None
+                }
+            }
+        }
+        (Some(chain), None) => match std::fs::read_to_string(dir.previous_ca_key()) {
             Ok(pem) => {
                 let key = settings.load_key(pem, "the previous CA key").await?;
                 Some(Arc::new(CaSigner::new(chain, key)?))
@@ -59,7 +71,7 @@ pub(crate) async fn load(
                 None
             }
         },
-        None => None,
+        (None, _) => None,
     };
     let previous_key_id = previous_pem
         .as_deref()
@@ -75,11 +87,21 @@ pub(crate) async fn load(
     })
 }
 
+/// Where `ca rollover switch` finds the next CA key.
+enum NextKey {
+    /// `rollover/next_ca_key.pem`, as read.
+    File(String),
+    /// In the token, found by the next CA certificate's public key.
+    Token(crate::ca::token::Pkcs11Settings),
+}
+
 /// What `ca rollover start` made.
 #[derive(Debug, Clone)]
 pub struct RolloverStarted {
     /// The new CA certificate, the cross-certificates and the new key, as written.
     pub files: Vec<PathBuf>,
+    /// With the CA key in a PKCS#11 token: the new key's label there (no key file is written).
+    pub token_label: Option<String>,
     /// The new CA certificate's notAfter.
     pub not_after: time::OffsetDateTime,
 }
@@ -143,11 +165,6 @@ impl Authority {
         key_type: KeyType,
         ttl: Duration,
     ) -> Result<RolloverStarted, AuthorityError> {
-        if self.signer.issuer().key().token().is_some() {
-            return Err(AuthorityError::Invalid(
-                "a key rollover with the CA key in a PKCS#11 token is not supported yet".into(),
-            ));
-        }
         if self.signer.chain_der.len() != 1 {
             return Err(AuthorityError::Invalid(
                 "a key rollover of an intermediate CA is not supported: extend it (ca extend-ca) or set up a new one".into(),
@@ -159,22 +176,39 @@ impl Authority {
                 "a key rollover is already in progress (ca rollover switch, then ca rollover finish)".into(),
             ));
         }
-        // The new key is stored as the current one is: encrypted when it is.
-        let current = std::fs::read_to_string(self.dir.ca_key()).map_err(|e| io(&self.dir.ca_key(), e))?;
-        let passphrase = if keys::is_encrypted(&current) {
-            self.settings().key_passphrase.read()?
-        } else {
-            None
-        };
         let now = self.now();
+        // The new key is kept as the current one is: in the token (under the configured label and
+        // the time, never extractable), or in a file, encrypted when the current one is.
+        let (key, key_pem, token_label): (CaKey, Option<String>, Option<String>) = match &self.settings().pkcs11 {
+            Some(p) => {
+                let cfg = p.config()?;
+                let label = format!("{}.{}", cfg.key_label, unix(now));
+                let made = label.clone();
+                let key = super::blocking(move || TokenKey::generate(&cfg, &made, key_type)).await?;
+                (CaKey::Token(key), None, Some(label))
+            }
+            None => {
+                let current =
+                    std::fs::read_to_string(self.dir.ca_key()).map_err(|e| io(&self.dir.ca_key(), e))?;
+                let passphrase = if keys::is_encrypted(&current) {
+                    self.settings().key_passphrase.read()?
+                } else {
+                    None
+                };
+                super::blocking(move || {
+                    let key = keys::generate(key_type)?;
+                    let key_pem = match &passphrase {
+                        Some(p) => keys::encrypt_pem(&key, p)?,
+                        None => keys::pkcs8_pem(&key)?.to_string(),
+                    };
+                    Ok((CaKey::File(key), Some(key_pem), None))
+                })
+                .await?
+            }
+        };
         let serials = tx.reserve_serials(3).await?;
         let signer = Arc::clone(&self.signer);
         let made = super::blocking(move || {
-            let key = keys::generate(key_type)?;
-            let key_pem = match &passphrase {
-                Some(p) => keys::encrypt_pem(&key, p)?,
-                None => keys::pkcs8_pem(&key)?.to_string(),
-            };
             let old = &signer.chain_der[0];
             let new_id = digest::key_identifier(rcgen::PublicKeyData::der_bytes(&key));
             let root = ca_like(old, &key, new_id.clone(), serials.start, now, ttl, None)?;
@@ -189,16 +223,14 @@ impl Authority {
                 ttl,
                 Some(&new_signer),
             )?;
-            Ok((key_pem, root, new_by_old, old_by_new))
+            Ok((root, new_by_old, old_by_new))
         })
         .await?;
-        let (key_pem, root, new_by_old, old_by_new) = made;
+        let (root, new_by_old, old_by_new) = made;
         let dir = self.dir.rollover_dir();
         crate::datadir::create_private_dir(&dir).map_err(|e| io(&dir, e))?;
         let root_pem = pem_encode("CERTIFICATE", &root);
-        let files = [
-            (self.dir.next_ca_key(), key_pem.into_bytes(), 0o600),
-            (dir.join("next_ca_crt.pem"), root_pem.clone().into_bytes(), 0o644),
+        let mut files = vec![(dir.join("next_ca_crt.pem"), root_pem.clone().into_bytes(), 0o644),
             (
                 dir.join("cross_new_by_old.pem"),
                 pem_encode("CERTIFICATE", &new_by_old).into_bytes(),
@@ -210,6 +242,9 @@ impl Authority {
                 0o644,
             ),
         ];
+        if let Some(key_pem) = key_pem {
+            files.insert(0, (self.dir.next_ca_key(), key_pem.into_bytes(), 0o600));
+        }
         for (path, contents, mode) in &files {
             replace_file(path, contents, *mode)?;
         }
@@ -221,21 +256,27 @@ impl Authority {
         tx.commit().await?;
         Ok(RolloverStarted {
             files: files.into_iter().map(|(p, _, _)| p).collect(),
+            token_label,
             not_after: cert.not_after,
         })
     }
 
     /// `ca rollover switch`: the next CA becomes the signing CA (its key `rollover/next_ca_key.pem`
-    /// becomes `ca_key.pem`, the current one `rollover/previous_ca_key.pem`), and a CRL signed by
-    /// both keys is published. Servers serve it after a restart.
+    /// becomes `ca_key.pem`, the current one `rollover/previous_ca_key.pem`; in a token, the keys stay
+    /// as they are, found by their public keys), and a CRL signed by both keys is published. The
+    /// audit log's sealing key is stored wrapped for the new key, so the log stays one sealed chain.
+    /// Servers serve the new CA after a restart.
     pub async fn rollover_switch(&self, actor: &str) -> Result<(), AuthorityError> {
         let next_key_path = self.dir.next_ca_key();
-        let next_key_pem = std::fs::read_to_string(&next_key_path).map_err(|e| {
-            AuthorityError::Invalid(format!(
-                "the next CA key {} is needed here ({e}): run `ca rollover start` first, or copy it from where it ran",
-                next_key_path.display()
-            ))
-        })?;
+        let source = match self.settings().pkcs11.clone() {
+            Some(p) => NextKey::Token(p),
+            None => NextKey::File(std::fs::read_to_string(&next_key_path).map_err(|e| {
+                AuthorityError::Invalid(format!(
+                    "the next CA key {} is needed here ({e}): run `ca rollover start` first, or copy it from where it ran",
+                    next_key_path.display()
+                ))
+            })?),
+        };
         let mut tx = self.store.write().await?;
         let (next, previous) = tx.rollover_chains().await?;
         let Some(next) = next.filter(|_| previous.is_none()) else {
@@ -243,12 +284,27 @@ impl Authority {
                 "no key rollover is started (ca rollover start), or it has switched already".into(),
             ));
         };
-        let key = self
-            .settings()
-            .load_key(next_key_pem.clone(), "the next CA key")
-            .await?;
+        let (key, next_key_pem) = match source {
+            NextKey::File(pem) => (
+                CaKey::File(self.settings().load_key(pem.clone(), "the next CA key").await?),
+                Some(pem),
+            ),
+            NextKey::Token(p) => {
+                let cfg = p.config()?;
+                let public = crate::ca::signer::chain_public_key(&next)?;
+                let key = super::blocking(move || TokenKey::open_matching(&cfg, &public)).await?;
+                (CaKey::Token(key), None)
+            }
+        };
         let next_signer = CaSigner::new(&next, key)?;
+        let wrapped = next_signer.wrap_audit_key(self.signer.audit_key())?;
         let now = unix(self.now());
+        let Some(next_key_pem) = next_key_pem else {
+            tx.switch_ca(&next_signer.cert.key_id, &wrapped, now).await?;
+            tx.audit(&AuditRecord::ok(now, actor, "rollover-switch")).await?;
+            tx.commit().await?;
+            return self.after_rollover_step(actor, false).await;
+        };
         // Both keys are in place under their new names before the database says so; the current key
         // is renamed last, after the commit.
         let current_pem = std::fs::read(self.dir.ca_key()).map_err(|e| io(&self.dir.ca_key(), e))?;
@@ -256,7 +312,7 @@ impl Authority {
         let staged = self.dir.ca_key().with_extension("pem.next");
         let _ = std::fs::remove_file(&staged);
         write_new(&staged, next_key_pem.as_bytes(), 0o600).map_err(|e| io(&staged, e))?;
-        tx.switch_ca(&next_signer.cert.key_id, now).await?;
+        tx.switch_ca(&next_signer.cert.key_id, &wrapped, now).await?;
         tx.audit(&AuditRecord::ok(now, actor, "rollover-switch")).await?;
         tx.commit().await?;
         std::fs::rename(&staged, self.dir.ca_key()).map_err(|e| io(&self.dir.ca_key(), e))?;
@@ -266,8 +322,9 @@ impl Authority {
 
     /// `ca rollover finish`: the previous CA is no longer served, trusted or signing; its key is
     /// renamed `rollover/retired_ca_key.pem` (destroy it, or keep it offline); this data directory's
-    /// server and admin certificates are re-issued under the new key.
-    pub async fn rollover_finish(&self, actor: &str) -> Result<(), AuthorityError> {
+    /// server and admin certificates are re-issued under the new key. With the keys in a token, the
+    /// old key stays there: returns its label (to destroy it with the token's tools).
+    pub async fn rollover_finish(&self, actor: &str) -> Result<Option<String>, AuthorityError> {
         let mut tx = self.store.write().await?;
         if tx.rollover_chains().await?.1.is_none() {
             return Err(AuthorityError::Invalid(
@@ -283,7 +340,12 @@ impl Authority {
             let retired = self.dir.rollover_dir().join("retired_ca_key.pem");
             std::fs::rename(&previous, &retired).map_err(|e| io(&previous, e))?;
         }
-        self.after_rollover_step(actor, true).await
+        self.after_rollover_step(actor, true).await?;
+        Ok(self
+            .rollover
+            .previous
+            .as_ref()
+            .and_then(|p| p.issuer().key().token().map(|t| t.label().to_string())))
     }
 
     /// After `switch` or `finish`: the CA as it now is signs a CRL (both keys while switching), and

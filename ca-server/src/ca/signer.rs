@@ -90,6 +90,12 @@ pub fn parse_cert_bundle(pem_text: &str) -> Result<Vec<Vec<u8>>, CaError> {
     Ok(ders)
 }
 
+/// The public key of a chain's first certificate, as rcgen gives a key's (to find that key).
+pub fn chain_public_key(chain_pem: &str) -> Result<Vec<u8>, CaError> {
+    let chain = parse_cert_bundle(chain_pem)?;
+    Ok(CaCert::from_der(&chain[0])?.1)
+}
+
 impl CaSigner {
     /// Builds the signer from a chain (signing CA first) and its key; refuses a key that does not match.
     pub fn new(chain_pem: &str, key: impl Into<CaKey>) -> Result<Self, CaError> {
@@ -129,7 +135,73 @@ impl CaSigner {
     pub(crate) fn issuer(&self) -> &Issuer<'static, CaKey> {
         &self.issuer
     }
+
+    /// Whether the CA key is in a PKCS#11 token.
+    pub fn issuer_in_token(&self) -> bool {
+        self.issuer.key().token().is_some()
+    }
+
+    /// `audit_key` encrypted for this CA key (AES-256-GCM under a key derived from it, bound to its
+    /// key identifier). A key rollover stores it, so the audit log keeps one sealing key across CA
+    /// keys: the new key opens it ([`CaSigner::adopt_audit_key`]), and the records sealed before the
+    /// rollover still verify.
+    pub fn wrap_audit_key(&self, audit_key: &[u8]) -> Result<Vec<u8>, CaError> {
+        use aws_lc_rs::rand::SecureRandom;
+        let aead = self.wrapping_key()?;
+        let mut nonce = [0u8; 12];
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| CaError::Key("no randomness for wrapping the audit key".into()))?;
+        let mut sealed = audit_key.to_vec();
+        aead.seal_in_place_append_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aws_lc_rs::aead::Aad::from(self.cert.key_id.as_slice()),
+            &mut sealed,
+        )
+        .map_err(|_| CaError::Key("cannot wrap the audit key".into()))?;
+        let mut out = vec![WRAP_VERSION];
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Seals the audit log with the key `wrapped` holds ([`CaSigner::wrap_audit_key`] for this CA
+    /// key) instead of the one derived from this CA key. Refuses what this key did not wrap.
+    pub fn adopt_audit_key(&mut self, wrapped: &[u8]) -> Result<(), CaError> {
+        let bad = || {
+            CaError::Key(
+                "the database's audit key was not wrapped for this CA key (is this the CA's key?)".into(),
+            )
+        };
+        let (&version, rest) = wrapped.split_first().ok_or_else(bad)?;
+        if version != WRAP_VERSION || rest.len() != 12 + 32 + 16 {
+            return Err(bad());
+        }
+        let (nonce, sealed) = rest.split_at(12);
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
+        let aead = self.wrapping_key()?;
+        let mut buf = zeroize::Zeroizing::new(sealed.to_vec());
+        let plain = aead
+            .open_in_place(
+                nonce,
+                aws_lc_rs::aead::Aad::from(self.cert.key_id.as_slice()),
+                &mut buf,
+            )
+            .map_err(|_| bad())?;
+        self.audit_key.copy_from_slice(plain);
+        Ok(())
+    }
+
+    fn wrapping_key(&self) -> Result<aws_lc_rs::aead::LessSafeKey, CaError> {
+        let secret = key_secret(self.issuer.key(), b"ca audit key wrap v1")?;
+        let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, secret.as_slice())
+            .map_err(|_| CaError::Key("cannot make the audit key's wrapping key".into()))?;
+        Ok(aws_lc_rs::aead::LessSafeKey::new(key))
+    }
 }
+
+/// The format of a wrapped audit key: this byte, the nonce (12 bytes), the key and the tag.
+const WRAP_VERSION: u8 = 1;
 
 /// The CA's private key: a key file's, in memory, or a PKCS#11 token's, which never leaves it.
 pub enum CaKey {
@@ -188,9 +260,14 @@ impl CaKey {
 /// encrypting the key file (`ca key encrypt`, PKCS#1 or SEC1 files) keeps the same sealing key; for a
 /// token, an HMAC by its audit secret.
 fn audit_key(key: &CaKey) -> Result<zeroize::Zeroizing<[u8; 32]>, CaError> {
+    key_secret(key, b"ca audit seal v1")
+}
+
+/// 32 secret bytes for `label`, derived from the CA key (see [`audit_key`]).
+fn key_secret(key: &CaKey, label: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, CaError> {
     let key = match key {
         CaKey::File(k) => k,
-        CaKey::Token(t) => return t.audit_key(),
+        CaKey::Token(t) => return t.derive(label),
     };
     use aws_lc_rs::encoding::{AsBigEndian, AsDer};
     fn fail<E>(_: E) -> CaError {
@@ -207,7 +284,7 @@ fn audit_key(key: &CaKey) -> Result<zeroize::Zeroizing<[u8; 32]>, CaError> {
         let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'static>>::as_der(&kp).map_err(fail)?;
         zeroize::Zeroizing::new(der.as_ref().to_vec())
     };
-    let label = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"ca audit seal v1");
+    let label = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, label);
     let tag = aws_lc_rs::hmac::sign(&label, &canonical);
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
     out.copy_from_slice(tag.as_ref());

@@ -93,6 +93,8 @@ pub struct TokenKey {
     /// The public key as rcgen wants it: RSAPublicKey DER, or the EC point.
     public: Vec<u8>,
     algorithm: &'static SignatureAlgorithm,
+    /// The key's label in the token.
+    label: String,
     /// Idle sessions (the first one logged in: login holds for every session of this process).
     sessions: Mutex<Vec<Session>>,
 }
@@ -115,9 +117,12 @@ fn open_token(cfg: &TokenConfig) -> Result<(Pkcs11, Slot, Session), CaError> {
             cfg.module.display()
         ))
     })?;
-    context
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(fail("initializing the module"))?;
+    // The module may be initialized already by this process (the CA's key and the previous CA's key
+    // during a rollover): one initialization, one login, shared by every session.
+    match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(fail("initializing the module")(e)),
+    }
     let slots = context.get_slots_with_token().map_err(fail("listing tokens"))?;
     let slot = slots
         .into_iter()
@@ -135,16 +140,17 @@ fn open_token(cfg: &TokenConfig) -> Result<(Pkcs11, Slot, Session), CaError> {
         })?;
     let session = context.open_rw_session(slot).map_err(fail("opening a session"))?;
     let pin = AuthPin::new(cfg.pin.as_str().into());
-    session.login(UserType::User, Some(&pin)).map_err(|e| match e {
-        cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _) => CaError::Key(format!(
+    match session.login(UserType::User, Some(&pin)) {
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _)) => return Err(CaError::Key(format!(
             "PKCS#11: the PIN of token '{}' is wrong",
             cfg.token_label
-        )),
-        other => CaError::Key(format!(
+        ))),
+        Err(other) => return Err(CaError::Key(format!(
             "PKCS#11: logging in to token '{}': {other}",
             cfg.token_label
-        )),
-    })?;
+        ))),
+    }
     Ok((context, slot, session))
 }
 
@@ -185,14 +191,73 @@ impl TokenKey {
                 cfg.key_label, cfg.token_label
             ))
         })?;
-        let audit = find(&session, ObjectClass::SECRET_KEY, &format!("{}.audit", cfg.key_label))?
-            .ok_or_else(|| {
-                CaError::Key(format!(
-                    "PKCS#11: no audit secret labelled '{}.audit' in token '{}' (made with the CA key by `ca setup`)",
-                    cfg.key_label, cfg.token_label
-                ))
-            })?;
+        let audit = find_audit(&session, cfg)?;
         Self::assemble(context, slot, session, key, audit, &cfg.key_label)
+    }
+
+    /// The CA key whose public key is `public` (as rcgen gives it): the key labelled as `cfg` says, or
+    /// one labelled `<label>.<suffix>` (a key rollover's new key, see [`TokenKey::generate`]). A key
+    /// is found by what it is, not by its label alone, so no label has to change when a rollover
+    /// switches keys.
+    pub fn open_matching(cfg: &TokenConfig, public: &[u8]) -> Result<TokenKey, CaError> {
+        let (context, slot, session) = open_token(cfg)?;
+        let audit = find_audit(&session, cfg)?;
+        let prefix = format!("{}.", cfg.key_label);
+        let mut labels: Vec<String> = Vec::new();
+        for key in session
+            .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .map_err(fail("finding a key"))?
+        {
+            let attrs = session
+                .get_attributes(key, &[AttributeType::Label])
+                .map_err(fail("reading a key's label"))?;
+            for a in attrs {
+                if let Attribute::Label(l) = a {
+                    let l = String::from_utf8_lossy(&l).into_owned();
+                    if l == cfg.key_label || l.starts_with(&prefix) {
+                        labels.push(l);
+                    }
+                }
+            }
+        }
+        // The configured label first, then the newest rollover key (the suffix is a time).
+        labels.sort_by(|a, b| (a != &cfg.key_label, b).cmp(&(b != &cfg.key_label, a)));
+        labels.dedup();
+        for label in &labels {
+            let Some(key) = find(&session, ObjectClass::PRIVATE_KEY, label)? else {
+                continue;
+            };
+            let Ok((found, _)) = public_of(&session, key, label) else {
+                continue;
+            };
+            if found == public {
+                return Self::assemble(context, slot, session, key, audit, label);
+            }
+        }
+        Err(CaError::Key(format!(
+            "PKCS#11: no private key labelled '{0}' or '{0}.*' in token '{1}' matches the CA certificate",
+            cfg.key_label, cfg.token_label
+        )))
+    }
+
+    /// A new key of `kind` made in the token under `label` (sensitive, not extractable): a key
+    /// rollover's next CA key. Refuses a label that is taken.
+    pub fn generate(cfg: &TokenConfig, label: &str, kind: KeyType) -> Result<TokenKey, CaError> {
+        let (context, slot, session) = open_token(cfg)?;
+        if find(&session, ObjectClass::PRIVATE_KEY, label)?.is_some() {
+            return Err(CaError::Key(format!(
+                "PKCS#11: token '{}' already holds a key labelled '{label}'",
+                cfg.token_label
+            )));
+        }
+        let audit = find_audit(&session, cfg)?;
+        let key = generate_pair(&session, label, kind)?;
+        Self::assemble(context, slot, session, key, audit, label)
+    }
+
+    /// The token's label for this key.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// The CA key `cfg` names: the one in the token, or (none there) a new one of `kind`, made in the
@@ -210,33 +275,7 @@ impl TokenKey {
                 false,
             ));
         }
-        let label = cfg.key_label.as_bytes().to_vec();
-        let common_private = private_key_template(&label);
-        let common_public = vec![
-            Attribute::Token(true),
-            Attribute::Verify(true),
-            Attribute::Label(label),
-        ];
-        let (mechanism, mut public_template) = match kind {
-            KeyType::Rsa4096 | KeyType::Rsa2048 => {
-                let bits: u64 = if kind == KeyType::Rsa4096 { 4096 } else { 2048 };
-                (
-                    Mechanism::RsaPkcsKeyPairGen,
-                    vec![
-                        Attribute::ModulusBits(cryptoki::types::Ulong::new(bits)),
-                        Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
-                    ],
-                )
-            }
-            KeyType::EcP256 => (
-                Mechanism::EccKeyPairGen,
-                vec![Attribute::EcParams(P256_PARAMS.to_vec())],
-            ),
-        };
-        public_template.extend(common_public);
-        let (_, key) = session
-            .generate_key_pair(&mechanism, &public_template, &common_private)
-            .map_err(fail("generating the CA key"))?;
+        let key = generate_pair(&session, &cfg.key_label, kind)?;
         let audit = generate_audit_secret(&session, &format!("{}.audit", cfg.key_label))?;
         Ok((
             Self::assemble(context, slot, session, key, audit, &cfg.key_label)?,
@@ -336,48 +375,7 @@ impl TokenKey {
         audit: ObjectHandle,
         label: &str,
     ) -> Result<TokenKey, CaError> {
-        let attrs = session
-            .get_attributes(key, &[AttributeType::KeyType])
-            .map_err(fail("reading the CA key"))?;
-        let kind = attrs.iter().find_map(|a| match a {
-            Attribute::KeyType(k) => Some(*k),
-            _ => None,
-        });
-        // The public half, from the public key object of the same label.
-        let public_key = find(&session, ObjectClass::PUBLIC_KEY, label)?.ok_or_else(|| {
-            CaError::Key(format!(
-                "PKCS#11: no public key labelled '{label}' beside the CA key"
-            ))
-        })?;
-        let (public, algorithm) = match kind {
-            Some(k) if k == TokenKeyType::RSA => {
-                let [n, e] = bytes_attributes(
-                    &session,
-                    public_key,
-                    [AttributeType::Modulus, AttributeType::PublicExponent],
-                )?;
-                let mut body = der_uint(&n);
-                body.extend(der_uint(&e));
-                (der::encode_tlv(0x30, &body), &rcgen::PKCS_RSA_SHA256)
-            }
-            Some(k) if k == TokenKeyType::EC => {
-                let [point, params] = bytes_attributes(
-                    &session,
-                    public_key,
-                    [AttributeType::EcPoint, AttributeType::EcParams],
-                )?;
-                if params != P256_PARAMS {
-                    return Err(CaError::Key("PKCS#11: the CA key's curve is not P-256".into()));
-                }
-                // CKA_EC_POINT is the point wrapped in an OCTET STRING.
-                let raw = match der::read_tlv(&point) {
-                    Some((0x04, inner, [])) => inner.to_vec(),
-                    _ => point,
-                };
-                (raw, &rcgen::PKCS_ECDSA_P256_SHA256)
-            }
-            _ => return Err(CaError::Key("PKCS#11: the CA key is neither RSA nor EC".into())),
-        };
+        let (public, algorithm) = public_of(&session, key, label)?;
         Ok(TokenKey {
             _context: context,
             slot,
@@ -385,6 +383,7 @@ impl TokenKey {
             audit,
             public,
             algorithm,
+            label: label.to_string(),
             sessions: Mutex::new(vec![session]),
         })
     }
@@ -443,11 +442,11 @@ impl TokenKey {
         Ok(der::encode_tlv(0x30, &body))
     }
 
-    /// The audit log's sealing key: HMAC-SHA256 over a fixed label with the token's audit secret
-    /// (only whoever can use the token can seal).
-    pub fn audit_key(&self) -> Result<Zeroizing<[u8; 32]>, CaError> {
+    /// 32 secret bytes for `label` (the audit log's sealing key, its wrapping key): HMAC-SHA256 over
+    /// the label with the token's audit secret (only whoever can use the token can make them).
+    pub fn derive(&self, label: &[u8]) -> Result<Zeroizing<[u8; 32]>, CaError> {
         let tag = self.with_session(|s| {
-            s.sign(&Mechanism::Sha256Hmac, self.audit, b"ca audit seal v1")
+            s.sign(&Mechanism::Sha256Hmac, self.audit, label)
                 .map_err(fail("deriving the audit key"))
         })?;
         let mut out = Zeroizing::new([0u8; 32]);
@@ -485,6 +484,99 @@ impl TokenKey {
             .count();
         Ok(as_wanted == 3)
     }
+}
+
+/// A private key's public half (as rcgen wants it: RSAPublicKey DER, or the EC point) and its
+/// signature algorithm, from the public key object of the same label.
+fn public_of(
+    session: &Session,
+    key: ObjectHandle,
+    label: &str,
+) -> Result<(Vec<u8>, &'static SignatureAlgorithm), CaError> {
+    let attrs = session
+        .get_attributes(key, &[AttributeType::KeyType])
+        .map_err(fail("reading the CA key"))?;
+    let kind = attrs.iter().find_map(|a| match a {
+        Attribute::KeyType(k) => Some(*k),
+        _ => None,
+    });
+    let public_key = find(session, ObjectClass::PUBLIC_KEY, label)?.ok_or_else(|| {
+        CaError::Key(format!(
+            "PKCS#11: no public key labelled '{label}' beside the CA key"
+        ))
+    })?;
+    Ok(match kind {
+            Some(k) if k == TokenKeyType::RSA => {
+                let [n, e] = bytes_attributes(
+                    session,
+                    public_key,
+                    [AttributeType::Modulus, AttributeType::PublicExponent],
+                )?;
+                let mut body = der_uint(&n);
+                body.extend(der_uint(&e));
+                (der::encode_tlv(0x30, &body), &rcgen::PKCS_RSA_SHA256)
+            }
+            Some(k) if k == TokenKeyType::EC => {
+                let [point, params] = bytes_attributes(
+                    session,
+                    public_key,
+                    [AttributeType::EcPoint, AttributeType::EcParams],
+                )?;
+                if params != P256_PARAMS {
+                    return Err(CaError::Key("PKCS#11: the CA key's curve is not P-256".into()));
+                }
+                // CKA_EC_POINT is the point wrapped in an OCTET STRING.
+                let raw = match der::read_tlv(&point) {
+                    Some((0x04, inner, [])) => inner.to_vec(),
+                    _ => point,
+                };
+                (raw, &rcgen::PKCS_ECDSA_P256_SHA256)
+            }
+            _ => return Err(CaError::Key("PKCS#11: the CA key is neither RSA nor EC".into())),
+    })
+}
+
+/// The audit secret `<key-label>.audit`, which must be in the token.
+fn find_audit(session: &Session, cfg: &TokenConfig) -> Result<ObjectHandle, CaError> {
+    find(session, ObjectClass::SECRET_KEY, &format!("{}.audit", cfg.key_label))?.ok_or_else(|| {
+        CaError::Key(format!(
+            "PKCS#11: no audit secret labelled '{}.audit' in token '{}' (made with the CA key by `ca setup`)",
+            cfg.key_label, cfg.token_label
+        ))
+    })
+}
+
+/// A key pair of `kind` made in the token under `label`: the private key sensitive and never
+/// extractable. Returns the private key.
+fn generate_pair(session: &Session, label: &str, kind: KeyType) -> Result<ObjectHandle, CaError> {
+    let label = label.as_bytes().to_vec();
+    let common_private = private_key_template(&label);
+    let common_public = vec![
+        Attribute::Token(true),
+        Attribute::Verify(true),
+        Attribute::Label(label),
+    ];
+    let (mechanism, mut public_template) = match kind {
+        KeyType::Rsa4096 | KeyType::Rsa2048 => {
+            let bits: u64 = if kind == KeyType::Rsa4096 { 4096 } else { 2048 };
+            (
+                Mechanism::RsaPkcsKeyPairGen,
+                vec![
+                    Attribute::ModulusBits(cryptoki::types::Ulong::new(bits)),
+                    Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+                ],
+            )
+        }
+        KeyType::EcP256 => (
+            Mechanism::EccKeyPairGen,
+            vec![Attribute::EcParams(P256_PARAMS.to_vec())],
+        ),
+    };
+    public_template.extend(common_public);
+    let (_, key) = session
+        .generate_key_pair(&mechanism, &public_template, &common_private)
+        .map_err(fail("generating the CA key"))?;
+    Ok(key)
 }
 
 /// A generic secret in the token for the audit seal: sensitive, not extractable, for HMAC only.

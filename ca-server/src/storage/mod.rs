@@ -632,6 +632,11 @@ impl Store {
     pub async fn ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         queries::ca(&self.pool).await
     }
+    /// The audit log's sealing key wrapped for the current CA key, once a key rollover switched
+    /// ([`crate::ca::CaSigner::adopt_audit_key`]).
+    pub async fn audit_key_wrap(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        queries::audit_key_wrap(&self.pool).await
+    }
     /// The chains of a key rollover in progress: the next CA's and the previous CA's.
     pub async fn rollover_chains(&self) -> Result<(Option<String>, Option<String>), StoreError> {
         queries::rollover_chains(&self.pool).await
@@ -1046,9 +1051,10 @@ impl WriteTx {
     pub async fn set_next_chain(&mut self, chain_pem: Option<&str>, now: i64) -> Result<(), StoreError> {
         queries::set_next_chain(&mut self.tx, chain_pem, now).await
     }
-    /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one.
-    pub async fn switch_ca(&mut self, key_id: &[u8], now: i64) -> Result<(), StoreError> {
-        queries::switch_ca(&mut self.tx, key_id, now).await
+    /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one;
+    /// `audit_key_wrap`: the audit log's sealing key wrapped for the next CA key.
+    pub async fn switch_ca(&mut self, key_id: &[u8], audit_key_wrap: &[u8], now: i64) -> Result<(), StoreError> {
+        queries::switch_ca(&mut self.tx, key_id, audit_key_wrap, now).await
     }
     /// Forgets the previous CA (the end of a rollover).
     pub async fn end_rollover(&mut self, now: i64) -> Result<(), StoreError> {
@@ -1409,6 +1415,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("created_at", Col::Int),
             ("next_chain_pem", Col::OptText),
             ("previous_chain_pem", Col::OptText),
+            ("audit_key_wrap", Col::OptBlob),
         ],
     ),
     ("counters", &[("name", Col::Text), ("value", Col::Int)]),

@@ -245,6 +245,16 @@ pub(super) async fn ca<'e, E: Executor<'e, Database = Any>>(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
+/// The audit log's sealing key wrapped for the current CA key, once a key rollover switched.
+pub(super) async fn audit_key_wrap<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT audit_key_wrap FROM ca WHERE id = 1")
+        .fetch_optional(e)
+        .await?
+        .flatten())
+}
+
 /// The next CA's chain (from `rollover start`) and the previous CA's (from `rollover switch`).
 pub(super) async fn rollover_chains<'e, E: Executor<'e, Database = Any>>(
     e: E,
@@ -278,14 +288,20 @@ pub(super) async fn set_next_chain(
     )
 }
 
-pub(super) async fn switch_ca(c: &mut AnyConnection, key_id: &[u8], now: i64) -> Result<(), StoreError> {
+pub(super) async fn switch_ca(
+    c: &mut AnyConnection,
+    key_id: &[u8],
+    audit_key_wrap: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
     one_ca_row(
         sqlx::query(
             "UPDATE ca SET previous_chain_pem = chain_pem, chain_pem = next_chain_pem, next_chain_pem = NULL, \
-             key_id = $1, created_at = $2 WHERE id = 1 AND next_chain_pem IS NOT NULL",
+             key_id = $1, created_at = $2, audit_key_wrap = $3 WHERE id = 1 AND next_chain_pem IS NOT NULL",
         )
         .bind(key_id)
         .bind(now)
+        .bind(audit_key_wrap)
         .execute(&mut *c)
         .await?,
     )
