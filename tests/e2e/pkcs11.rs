@@ -97,6 +97,54 @@ fn wait_listening(port: u16, server: &Running) {
     }
 }
 
+/// `pkcs11-tool --list-objects --type privkey` on the test token: each key's label and attributes.
+fn private_keys(hsm: &SoftHsm) -> String {
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            PIN,
+        ])
+        .args(["--list-objects", "--type", "privkey"])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    text(&out)
+}
+
+/// A real Puppet agent's `puppet ssl bootstrap` (autosigned) against the server on `port`; its
+/// certificate's path.
+fn bootstrap(port: u16, agent: &Path, name: &str, server: &Running) -> PathBuf {
+    let out = Command::new("puppet")
+        .args(["ssl", "bootstrap"])
+        .args(agent_args_at(port, agent, name))
+        .args(["--waitforcert", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), server.log());
+    agent.join(format!("ssl/certs/{name}.pem"))
+}
+
+/// The agents' CRL (all of it: one per CA key during a rollover) as served on `port`, fetched with
+/// curl trusting `ca`.
+fn served_crl(port: u16, ca: &Path) -> Vec<u8> {
+    let got = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert", ca.to_str().unwrap()])
+        .arg(format!(
+            "https://localhost:{port}/puppet-ca/v1/certificate_revocation_list/ca"
+        ))
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "{}", text(&got));
+    got.stdout
+}
+
 #[test]
 fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
     require("puppet");
@@ -123,24 +171,7 @@ fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
     assert_verifies(&data.join("ca_crt.pem"), &data.join("server/cert.pem"));
 
     // The token says: sensitive (never readable), never extractable (never wrapped out), made in it.
-    let tool = |args: &[&str]| {
-        Command::new("pkcs11-tool")
-            .args([
-                "--module",
-                MODULE,
-                "--token-label",
-                TOKEN,
-                "--login",
-                "--pin",
-                PIN,
-            ])
-            .args(args)
-            .env("SOFTHSM2_CONF", &hsm.conf)
-            .output()
-            .unwrap()
-    };
-    let listed = tool(&["--list-objects", "--type", "privkey"]);
-    let listed = text(&listed);
+    let listed = private_keys(&hsm);
     assert!(
         listed.contains("puppet-ca")
             && listed.contains("always sensitive")
@@ -160,34 +191,14 @@ fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
     wait_listening(port, &server);
     let agent = tmp.path().join("agent");
     let name = "hsm-agent.example.test";
-    let out = Command::new("puppet")
-        .args(["ssl", "bootstrap"])
-        .args(agent_args_at(port, &agent, name))
-        .args(["--waitforcert", "0"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", text(&out), server.log());
-    let cert = agent.join(format!("ssl/certs/{name}.pem"));
+    let cert = bootstrap(port, &agent, name, &server);
     assert_verifies(&data.join("ca_crt.pem"), &cert);
 
     // Revocation through the token (the CLI, in local mode), a CRL that verifies and lists it.
     let out = ca(&hsm, &data, &conf, &["revoke", name]);
     assert!(out.status.success(), "{}", text(&out));
     let crl = tmp.path().join("crl.pem");
-    let got = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail",
-            "--cacert",
-            data.join("ca_crt.pem").to_str().unwrap(),
-        ])
-        .arg(format!(
-            "https://localhost:{port}/puppet-ca/v1/certificate_revocation_list/ca"
-        ))
-        .output()
-        .unwrap();
-    assert!(got.status.success(), "{}", text(&got));
-    std::fs::write(&crl, &got.stdout).unwrap();
+    std::fs::write(&crl, served_crl(port, &data.join("ca_crt.pem"))).unwrap();
     assert_crl_verifies(&data.join("ca_crt.pem"), &crl);
     let err = crl_check(&data.join("ca_crt.pem"), &crl, &cert).unwrap_err();
     assert!(err.contains("certificate revoked"), "{err}");
@@ -422,14 +433,7 @@ fn replicas_share_the_ca_key_in_the_token() {
 
     let agent = tmp.path().join("agent");
     let name = "replica-hsm-agent.example.test";
-    let out = Command::new("puppet")
-        .args(["ssl", "bootstrap"])
-        .args(agent_args_at(port_b, &agent, name))
-        .args(["--waitforcert", "0"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", text(&out), server_b.log());
-    let cert = agent.join(format!("ssl/certs/{name}.pem"));
+    let cert = bootstrap(port_b, &agent, name, &server_b);
     assert_verifies(&chain, &cert);
     // Revoked through replica A's CLI (the token again): B's CRL lists it.
     let out = ca(&hsm, &a, &conf, &["--database-url", &url, "revoke", name]);
@@ -437,14 +441,7 @@ fn replicas_share_the_ca_key_in_the_token() {
     let crl = tmp.path().join("crl.pem");
     let started = Instant::now();
     loop {
-        let got = Command::new("curl")
-            .args(["-sS", "--fail", "--cacert", chain.to_str().unwrap()])
-            .arg(format!(
-                "https://localhost:{port_b}/puppet-ca/v1/certificate_revocation_list/ca"
-            ))
-            .output()
-            .unwrap();
-        std::fs::write(&crl, &got.stdout).unwrap();
+        std::fs::write(&crl, served_crl(port_b, &chain)).unwrap();
         if crl_check(&chain, &crl, &cert).is_err() {
             break;
         }
@@ -509,4 +506,109 @@ fn an_intermediate_ca_signs_through_the_token() {
     assert!(out.status.success(), "{}", text(&out));
     std::fs::write(&crl, &out.stdout).unwrap();
     assert_crl_verifies(&data.join("ca_crt.pem"), &crl);
+}
+
+/// A CA key rollover with the keys in the token: `start` makes the new key in the token (no key
+/// file, never extractable), `switch` signs with it (found by its public key: no label changes),
+/// both keys sign the CRL meanwhile, `finish` leaves the old key in the token under its label, and
+/// the audit log sealed before, during and after verifies. Real agents and openssl throughout.
+#[test]
+fn a_key_rollover_happens_inside_the_token() {
+    require("puppet");
+    let tmp = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(tmp.path());
+    let data = tmp.path().join("data");
+    let conf = config(tmp.path(), TOKEN, PIN);
+    let ok = |args: &[&str]| {
+        let out = ca(&hsm, &data, &conf, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&[
+        "setup",
+        "--certname",
+        "ca.example.test",
+        "--dns-alt-names",
+        "localhost,IP:127.0.0.1",
+        "--key-type",
+        "rsa-2048",
+    ]);
+    let port = free_port();
+    let ca_dir = TestCa {
+        tmp: tempfile::tempdir().unwrap(),
+        data: data.clone(),
+    };
+    let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
+    let run = || {
+        let server = Running::start(&ca_dir, port, &["--config", conf.to_str().unwrap()], &env);
+        wait_listening(port, &server);
+        server
+    };
+    let old_ca = tmp.path().join("old_ca.pem");
+    std::fs::copy(data.join("ca_crt.pem"), &old_ca).unwrap();
+    let server = run();
+    let (a, b) = ("token-roll-a.example.test", "token-roll-b.example.test");
+    let a_cert = bootstrap(port, &tmp.path().join("a"), a, &server);
+    drop(server);
+
+    let started = ok(&["rollover", "start", "--key-type", "ec-p256"]);
+    let label = started
+        .split('\'')
+        .find(|l| l.starts_with("puppet-ca."))
+        .unwrap_or_else(|| panic!("the new key's label: {started}"))
+        .to_string();
+    assert!(!data.join("rollover/next_ca_key.pem").exists(), "no key file");
+    let keys = private_keys(&hsm);
+    assert!(keys.contains(&label), "{keys}");
+    assert_eq!(keys.matches("never extractable").count(), 2, "{keys}");
+    let next_ca = data.join("rollover/next_ca_crt.pem");
+
+    let switched = ok(&["rollover", "switch"]);
+    assert!(switched.contains("keys stay in the token"), "{switched}");
+    let server = run();
+    let b_cert = bootstrap(port, &tmp.path().join("b"), b, &server);
+    assert_verifies(&next_ca, &b_cert);
+    ok(&["revoke", a, b]);
+    let crls = tmp.path().join("crls.pem");
+    let served = served_crl(port, &old_ca);
+    assert_eq!(
+        String::from_utf8_lossy(&served).matches("BEGIN X509 CRL").count(),
+        2,
+        "one CRL per key"
+    );
+    std::fs::write(&crls, &served).unwrap();
+    let bundle = tmp.path().join("bundle.pem");
+    let both = [std::fs::read(&old_ca).unwrap(), std::fs::read(&next_ca).unwrap()].concat();
+    std::fs::write(&bundle, both).unwrap();
+    for cert in [&a_cert, &b_cert] {
+        let err = crl_check(&bundle, &crls, cert).unwrap_err();
+        assert!(err.contains("certificate revoked"), "{err}");
+    }
+    drop(server);
+
+    let finished = ok(&["rollover", "finish"]);
+    assert!(finished.contains("labelled 'puppet-ca'"), "{finished}");
+    let server = run();
+    assert_verifies(&next_ca, &data.join("server/cert.pem"));
+    let c_cert = bootstrap(port, &tmp.path().join("c"), "token-roll-c.example.test", &server);
+    assert_verifies(&next_ca, &c_cert);
+    drop(server);
+    assert!(ok(&["audit", "verify"]).contains("intact"));
+    // No CA key anywhere in the data directory, old or new.
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.starts_with(data.join("server")) && !path.starts_with(data.join("admin")) {
+                let body = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&body).contains("PRIVATE KEY"),
+                    "a key in {}",
+                    path.display()
+                );
+            }
+        }
+    }
 }

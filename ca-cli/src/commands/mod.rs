@@ -258,14 +258,18 @@ async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>
                     out.line(&format!(
                         "The new key is in the PKCS#11 token, labelled '{label}' (sensitive, never extractable)."
                     ));
-                    out.line("Restart each ca-server to publish it beside the current one (replicas use the same");
+                    out.line(
+                        "Restart each ca-server to publish it beside the current one (replicas use the same",
+                    );
                     out.line("token). Then, once agents have it: ca rollover switch.");
                 }
                 None => {
                     out.line(
                         "Restart each ca-server to publish it beside the current one; copy rollover/next_ca_key.pem",
                     );
-                    out.line("to every replica's data directory. Then, once agents have it: ca rollover switch.");
+                    out.line(
+                        "to every replica's data directory. Then, once agents have it: ca rollover switch.",
+                    );
                 }
             }
         }
@@ -281,7 +285,9 @@ async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>
         RolloverStep::Finish => {
             match a.rollover_finish(&actor).await.map_err(|e| e.to_string())? {
                 Some(label) => {
-                    out.line("The old CA is no longer served, trusted or signing. Its key stays in the token,");
+                    out.line(
+                        "The old CA is no longer served, trusted or signing. Its key stays in the token,",
+                    );
                     out.line(&format!(
                         "labelled '{label}': destroy it with the token's tools once no replica runs the old CA."
                     ));
@@ -293,7 +299,9 @@ async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>
                     out.line("(destroy it, or keep it offline).");
                 }
             }
-            out.line("The server and admin certificates are re-issued under the new key: restart each ca-server");
+            out.line(
+                "The server and admin certificates are re-issued under the new key: restart each ca-server",
+            );
             out.line("(replicas re-issue theirs at start).");
         }
     }

@@ -179,33 +179,34 @@ impl Authority {
         let now = self.now();
         // The new key is kept as the current one is: in the token (under the configured label and
         // the time, never extractable), or in a file, encrypted when the current one is.
-        let (key, key_pem, token_label): (CaKey, Option<String>, Option<String>) = match &self.settings().pkcs11 {
-            Some(p) => {
-                let cfg = p.config()?;
-                let label = format!("{}.{}", cfg.key_label, unix(now));
-                let made = label.clone();
-                let key = super::blocking(move || TokenKey::generate(&cfg, &made, key_type)).await?;
-                (CaKey::Token(key), None, Some(label))
-            }
-            None => {
-                let current =
-                    std::fs::read_to_string(self.dir.ca_key()).map_err(|e| io(&self.dir.ca_key(), e))?;
-                let passphrase = if keys::is_encrypted(&current) {
-                    self.settings().key_passphrase.read()?
-                } else {
-                    None
-                };
-                super::blocking(move || {
-                    let key = keys::generate(key_type)?;
-                    let key_pem = match &passphrase {
-                        Some(p) => keys::encrypt_pem(&key, p)?,
-                        None => keys::pkcs8_pem(&key)?.to_string(),
+        let (key, key_pem, token_label): (CaKey, Option<String>, Option<String>) =
+            match &self.settings().pkcs11 {
+                Some(p) => {
+                    let cfg = p.config()?;
+                    let label = format!("{}.{}", cfg.key_label, unix(now));
+                    let made = label.clone();
+                    let key = super::blocking(move || TokenKey::generate(&cfg, &made, key_type)).await?;
+                    (CaKey::Token(key), None, Some(label))
+                }
+                None => {
+                    let current =
+                        std::fs::read_to_string(self.dir.ca_key()).map_err(|e| io(&self.dir.ca_key(), e))?;
+                    let passphrase = if keys::is_encrypted(&current) {
+                        self.settings().key_passphrase.read()?
+                    } else {
+                        None
                     };
-                    Ok((CaKey::File(key), Some(key_pem), None))
-                })
-                .await?
-            }
-        };
+                    super::blocking(move || {
+                        let key = keys::generate(key_type)?;
+                        let key_pem = match &passphrase {
+                            Some(p) => keys::encrypt_pem(&key, p)?,
+                            None => keys::pkcs8_pem(&key)?.to_string(),
+                        };
+                        Ok((CaKey::File(key), Some(key_pem), None))
+                    })
+                    .await?
+                }
+            };
         let serials = tx.reserve_serials(3).await?;
         let signer = Arc::clone(&self.signer);
         let made = super::blocking(move || {
@@ -230,7 +231,8 @@ impl Authority {
         let dir = self.dir.rollover_dir();
         crate::datadir::create_private_dir(&dir).map_err(|e| io(&dir, e))?;
         let root_pem = pem_encode("CERTIFICATE", &root);
-        let mut files = vec![(dir.join("next_ca_crt.pem"), root_pem.clone().into_bytes(), 0o644),
+        let mut files = vec![
+            (dir.join("next_ca_crt.pem"), root_pem.clone().into_bytes(), 0o644),
             (
                 dir.join("cross_new_by_old.pem"),
                 pem_encode("CERTIFICATE", &new_by_old).into_bytes(),

@@ -422,3 +422,36 @@ fn a_stored_request_is_not_verified_again_but_a_submitted_one_is() {
     let stored = csr::parse_stored_der(&der_bytes).unwrap();
     assert!(!stored.common_name.is_empty());
 }
+
+#[test]
+fn an_audit_key_wrapped_for_a_ca_key_opens_only_with_that_key() {
+    let old = test_ca_named("Puppet CA: old");
+    let mut new = test_ca_named("Puppet CA: new");
+    let mut other = test_ca_named("Puppet CA: other");
+    let sealing = old.audit_key().to_vec();
+    assert_ne!(new.audit_key(), sealing.as_slice());
+    let wrapped = new.wrap_audit_key(&sealing).unwrap();
+    assert!(
+        !wrapped.windows(sealing.len()).any(|w| w == sealing.as_slice()),
+        "encrypted"
+    );
+    // Another CA key cannot open it, nor can anyone change a byte of it.
+    assert!(other.adopt_audit_key(&wrapped).is_err());
+    for i in [0, 5, wrapped.len() - 1] {
+        let mut bad = wrapped.clone();
+        bad[i] ^= 1;
+        assert!(new.adopt_audit_key(&bad).is_err(), "byte {i} changed");
+    }
+    assert!(new.adopt_audit_key(&wrapped[..wrapped.len() - 1]).is_err());
+    assert_ne!(
+        new.audit_key(),
+        sealing.as_slice(),
+        "a refused key is not adopted"
+    );
+    new.adopt_audit_key(&wrapped).unwrap();
+    assert_eq!(new.audit_key(), sealing.as_slice());
+    // Wrapped again for a later key, it is still the first sealing key.
+    let again = other.wrap_audit_key(new.audit_key()).unwrap();
+    other.adopt_audit_key(&again).unwrap();
+    assert_eq!(other.audit_key(), sealing.as_slice());
+}

@@ -120,7 +120,8 @@ fn open_token(cfg: &TokenConfig) -> Result<(Pkcs11, Slot, Session), CaError> {
     // The module may be initialized already by this process (the CA's key and the previous CA's key
     // during a rollover): one initialization, one login, shared by every session.
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
         Err(e) => return Err(fail("initializing the module")(e)),
     }
     let slots = context.get_slots_with_token().map_err(fail("listing tokens"))?;
@@ -142,14 +143,18 @@ fn open_token(cfg: &TokenConfig) -> Result<(Pkcs11, Slot, Session), CaError> {
     let pin = AuthPin::new(cfg.pin.as_str().into());
     match session.login(UserType::User, Some(&pin)) {
         Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _)) => return Err(CaError::Key(format!(
-            "PKCS#11: the PIN of token '{}' is wrong",
-            cfg.token_label
-        ))),
-        Err(other) => return Err(CaError::Key(format!(
-            "PKCS#11: logging in to token '{}': {other}",
-            cfg.token_label
-        ))),
+        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::PinIncorrect, _)) => {
+            return Err(CaError::Key(format!(
+                "PKCS#11: the PIN of token '{}' is wrong",
+                cfg.token_label
+            )))
+        }
+        Err(other) => {
+            return Err(CaError::Key(format!(
+                "PKCS#11: logging in to token '{}': {other}",
+                cfg.token_label
+            )))
+        }
     }
     Ok((context, slot, session))
 }
@@ -506,39 +511,44 @@ fn public_of(
         ))
     })?;
     Ok(match kind {
-            Some(k) if k == TokenKeyType::RSA => {
-                let [n, e] = bytes_attributes(
-                    session,
-                    public_key,
-                    [AttributeType::Modulus, AttributeType::PublicExponent],
-                )?;
-                let mut body = der_uint(&n);
-                body.extend(der_uint(&e));
-                (der::encode_tlv(0x30, &body), &rcgen::PKCS_RSA_SHA256)
+        Some(k) if k == TokenKeyType::RSA => {
+            let [n, e] = bytes_attributes(
+                session,
+                public_key,
+                [AttributeType::Modulus, AttributeType::PublicExponent],
+            )?;
+            let mut body = der_uint(&n);
+            body.extend(der_uint(&e));
+            (der::encode_tlv(0x30, &body), &rcgen::PKCS_RSA_SHA256)
+        }
+        Some(k) if k == TokenKeyType::EC => {
+            let [point, params] = bytes_attributes(
+                session,
+                public_key,
+                [AttributeType::EcPoint, AttributeType::EcParams],
+            )?;
+            if params != P256_PARAMS {
+                return Err(CaError::Key("PKCS#11: the CA key's curve is not P-256".into()));
             }
-            Some(k) if k == TokenKeyType::EC => {
-                let [point, params] = bytes_attributes(
-                    session,
-                    public_key,
-                    [AttributeType::EcPoint, AttributeType::EcParams],
-                )?;
-                if params != P256_PARAMS {
-                    return Err(CaError::Key("PKCS#11: the CA key's curve is not P-256".into()));
-                }
-                // CKA_EC_POINT is the point wrapped in an OCTET STRING.
-                let raw = match der::read_tlv(&point) {
-                    Some((0x04, inner, [])) => inner.to_vec(),
-                    _ => point,
-                };
-                (raw, &rcgen::PKCS_ECDSA_P256_SHA256)
-            }
-            _ => return Err(CaError::Key("PKCS#11: the CA key is neither RSA nor EC".into())),
+            // CKA_EC_POINT is the point wrapped in an OCTET STRING.
+            let raw = match der::read_tlv(&point) {
+                Some((0x04, inner, [])) => inner.to_vec(),
+                _ => point,
+            };
+            (raw, &rcgen::PKCS_ECDSA_P256_SHA256)
+        }
+        _ => return Err(CaError::Key("PKCS#11: the CA key is neither RSA nor EC".into())),
     })
 }
 
 /// The audit secret `<key-label>.audit`, which must be in the token.
 fn find_audit(session: &Session, cfg: &TokenConfig) -> Result<ObjectHandle, CaError> {
-    find(session, ObjectClass::SECRET_KEY, &format!("{}.audit", cfg.key_label))?.ok_or_else(|| {
+    find(
+        session,
+        ObjectClass::SECRET_KEY,
+        &format!("{}.audit", cfg.key_label),
+    )?
+    .ok_or_else(|| {
         CaError::Key(format!(
             "PKCS#11: no audit secret labelled '{}.audit' in token '{}' (made with the CA key by `ca setup`)",
             cfg.key_label, cfg.token_label

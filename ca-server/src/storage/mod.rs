@@ -1053,7 +1053,12 @@ impl WriteTx {
     }
     /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one;
     /// `audit_key_wrap`: the audit log's sealing key wrapped for the next CA key.
-    pub async fn switch_ca(&mut self, key_id: &[u8], audit_key_wrap: &[u8], now: i64) -> Result<(), StoreError> {
+    pub async fn switch_ca(
+        &mut self,
+        key_id: &[u8],
+        audit_key_wrap: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
         queries::switch_ca(&mut self.tx, key_id, audit_key_wrap, now).await
     }
     /// Forgets the previous CA (the end of a rollover).
