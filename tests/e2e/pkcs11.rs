@@ -248,20 +248,78 @@ fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
 }
 
 /// An EC P-256 CA key in the token: ECDSA signatures from the token are DER-encoded as X.509 wants.
+/// Also: a key made beforehand by the token's own tools (`pkcs11-tool --keypairgen`) under the
+/// label is the one `ca setup` uses, and the PIN may come from `CA_PKCS11_PIN` instead of a file.
 #[test]
 fn an_ec_ca_key_in_the_token_makes_valid_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let hsm = SoftHsm::new(tmp.path());
     let data = tmp.path().join("data");
-    let conf = config(tmp.path(), TOKEN, PIN);
-    let out = ca(
-        &hsm,
-        &data,
+    let made = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            PIN,
+        ])
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "puppet-ca",
+        ])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let before = private_keys(&hsm);
+    let conf = tmp.path().join("no-pin-file.toml");
+    std::fs::write(
         &conf,
-        &["setup", "--certname", "ec.example.test", "--key-type", "ec-p256"],
-    );
+        format!("[ca.pkcs11]\nmodule = \"{MODULE}\"\ntoken-label = \"{TOKEN}\"\nkey-label = \"puppet-ca\"\n"),
+    )
+    .unwrap();
+    let setup = |pin: Option<&str>| {
+        let mut cmd = Command::new(ca_binary());
+        cmd.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            conf.to_str().unwrap(),
+        ])
+        .args(["setup", "--certname", "ec.example.test", "--key-type", "ec-p256"])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .env_remove(ca_server::ca::token::PIN_ENV)
+        .stdin(Stdio::null());
+        if let Some(pin) = pin {
+            cmd.env(ca_server::ca::token::PIN_ENV, pin);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = setup(None);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("CA_PKCS11_PIN"), "{}", text(&refused));
+    let out = setup(Some(PIN));
     assert!(out.status.success(), "{}", text(&out));
     assert!(!data.join("ca_key.pem").exists());
+    assert_eq!(private_keys(&hsm), before, "the key already there, no other");
+    // The CA certificate holds that key's public key.
+    let public = Command::new("pkcs11-tool")
+        .args(["--module", MODULE, "--token-label", TOKEN])
+        .args(["--read-object", "--type", "pubkey", "--label", "puppet-ca"])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .output()
+        .unwrap();
+    assert!(public.status.success(), "{}", text(&public));
+    let ca_pem = std::fs::read_to_string(data.join("ca_crt.pem")).unwrap();
+    let ca_der = pem::parse(&ca_pem).unwrap().into_contents();
+    let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    assert_eq!(ca_cert.public_key().raw, public.stdout.as_slice());
+    let conf = config(tmp.path(), TOKEN, PIN);
     assert_verifies(&data.join("ca_crt.pem"), &data.join("admin/cert.pem"));
     let out = ca(
         &hsm,
@@ -506,6 +564,19 @@ fn an_intermediate_ca_signs_through_the_token() {
     assert!(out.status.success(), "{}", text(&out));
     std::fs::write(&crl, &out.stdout).unwrap();
     assert_crl_verifies(&data.join("ca_crt.pem"), &crl);
+    // The root key taken offline: the intermediate in the token still signs.
+    std::fs::rename(data.join("root_key.pem"), tmp.path().join("offline_root_key.pem")).unwrap();
+    let out = ca(
+        &hsm,
+        &data,
+        &conf,
+        &["generate", "leaf2.example.test", "--out", gen.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_verifies(
+        &data.join("ca_crt.pem"),
+        &gen.join("certs/leaf2.example.test.pem"),
+    );
 }
 
 /// A CA key rollover with the keys in the token: `start` makes the new key in the token (no key
