@@ -91,10 +91,13 @@ pub fn push_status_line(text: &mut String, s: &CertStatus, longest: usize, now: 
             .not_after
             .as_deref()
             .and_then(unix_of_puppet_time)
-            .map(|t| t - now);
+            .map(|t| (t - now, t));
         match left {
-            Some(l) if l <= 0 => text.push_str("\tEXPIRED"),
-            Some(l) if l <= window => text.push_str(&format!("\texpires in {} days", l / 86_400)),
+            Some((l, _)) if l <= 0 => text.push_str("\tEXPIRED"),
+            Some((l, at)) if l <= window => text.push_str(&format!(
+                "\texpires in {} days",
+                ca_server::authority::days_left(at, now)
+            )),
             _ => {}
         }
     }

@@ -49,7 +49,7 @@ pub struct Expiring {
 /// Days until `at`, a started day counted whole: a certificate issued for 20 days says 20 for its
 /// whole first day instead of turning to 19 one second after it was issued, so two readings a second
 /// apart agree. Negative (whole days ago, rounded down) once expired.
-fn days_left(at: i64, now: i64) -> i64 {
+pub fn days_left(at: i64, now: i64) -> i64 {
     let secs = at - now;
     if secs < 0 {
         secs.div_euclid(86_400)

@@ -41,7 +41,7 @@ use crate::storage::{AuditRecord, AuditSeal, CertRow, Store, StoreError, WriteTx
 
 pub use autosign::AutosignVerdict;
 pub use error::AuthorityError;
-pub use expiry::{Expiring, ExpiringKind};
+pub use expiry::{days_left, Expiring, ExpiringKind};
 pub use explain::{ExplainItem, Explanation};
 pub use extend::Extension;
 pub use keyfile::{rewrite_keys, RewrittenKey};
