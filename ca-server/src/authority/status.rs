@@ -82,6 +82,18 @@ impl ListFilter {
         signed: false,
         revoked: false,
     };
+    /// Signed, unrevoked certificates only.
+    pub const SIGNED: ListFilter = ListFilter {
+        requested: false,
+        signed: true,
+        revoked: false,
+    };
+    /// Revoked certificates only.
+    pub const REVOKED: ListFilter = ListFilter {
+        requested: false,
+        signed: false,
+        revoked: true,
+    };
 
     /// Which certificates it lists, if any.
     fn certificates(self) -> Option<StatusFilter> {

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::authority::AuthorityError;
+use crate::storage::StoreError;
 
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,10 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
+    /// 500, with nothing of the cause for the client (the log has it).
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    }
 }
 
 /// Where an authority error arose: the same error reads differently per endpoint (§1).
@@ -40,6 +45,8 @@ pub enum Context {
     Submit,
     /// certificate_status PUT/DELETE and the admin endpoints: conflicts are 409.
     Admin,
+    /// POST certificate_renewal: a certificate that cannot be renewed is refused with 403.
+    Renewal,
 }
 
 impl ApiError {
@@ -48,10 +55,13 @@ impl ApiError {
         use AuthorityError as E;
         let conflict = match ctx {
             Context::Submit => StatusCode::BAD_REQUEST,
-            Context::Admin => StatusCode::CONFLICT,
+            Context::Admin | Context::Renewal => StatusCode::CONFLICT,
         };
         match e {
+            E::Invalid(_) if ctx == Context::Renewal => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             E::Csr(_) | E::Name(_) | E::Duplicate(_) | E::Invalid(_) => ApiError::bad_request(e.to_string()),
+            // A unique row the store found taken (a race the authority's own check did not see).
+            E::Store(StoreError::Duplicate(_)) => ApiError::bad_request(e.to_string()),
             E::Policy(_) => ApiError::new(conflict, e.to_string()),
             E::NoRequest {
                 ref certname,
@@ -66,8 +76,39 @@ impl ApiError {
             E::NoCertificate(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             E::Ca(_) | E::Store(_) | E::Internal(_) => {
                 tracing::error!(error = %e, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                ApiError::internal()
             }
+        }
+    }
+}
+
+/// The admin reading of an authority error (`?` in handlers; [`ApiError::from_authority`] for the
+/// others).
+impl From<AuthorityError> for ApiError {
+    fn from(e: AuthorityError) -> ApiError {
+        ApiError::from_authority(e, Context::Admin)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        AuthorityError::from(e).into()
+    }
+}
+
+/// A JSON answer (`content_type`: `application/json`, or a negotiated PSON type); 500 when the value
+/// cannot be serialized.
+pub fn json(status: StatusCode, content_type: &'static str, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut r = (status, body).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a JSON answer could not be serialized");
+            ApiError::internal().into_response()
         }
     }
 }
@@ -92,55 +133,88 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
     use crate::ca::csr::CsrError;
+    use crate::ca::CaError;
     use crate::policy::PolicyError;
 
+    fn answer(e: AuthorityError, ctx: Context) -> (StatusCode, String) {
+        let a = ApiError::from_authority(e, ctx);
+        (a.status, a.message)
+    }
+
+    /// Every variant of the table, in each context where it reads differently; internal causes never
+    /// reach the client.
     #[test]
     fn status_table() {
-        let policy = || AuthorityError::Policy(PolicyError::ExtensionsNotPermitted(vec!["1.2.3".into()]));
+        use AuthorityError as E;
+        use Context::{Admin, Renewal, Submit};
+        let policy = || E::Policy(PolicyError::ExtensionsNotPermitted(vec!["1.2.3".into()]));
+        assert_eq!(answer(policy(), Submit).0, StatusCode::BAD_REQUEST);
+        assert_eq!(answer(policy(), Admin).0, StatusCode::CONFLICT);
+        assert_eq!(answer(policy(), Renewal).0, StatusCode::CONFLICT);
+        assert_eq!(answer(E::Csr(CsrError::Empty), Admin).0, StatusCode::BAD_REQUEST);
+        let name = E::Name(crate::ca::names::validate_certname("A B").unwrap_err());
+        assert_eq!(answer(name, Submit).0, StatusCode::BAD_REQUEST);
+        let dup = answer(E::Duplicate("a request for a".into()), Submit);
+        assert_eq!(dup, (StatusCode::BAD_REQUEST, "a request for a".to_string()));
+        let raced = answer(E::Store(StoreError::Duplicate("request a".into())), Submit);
         assert_eq!(
-            ApiError::from_authority(policy(), Context::Submit).status,
-            StatusCode::BAD_REQUEST
+            raced,
+            (StatusCode::BAD_REQUEST, "request a already exists".to_string())
+        );
+        let invalid = || E::Invalid("not that".into());
+        assert_eq!(
+            answer(invalid(), Admin),
+            (StatusCode::BAD_REQUEST, "not that".to_string())
         );
         assert_eq!(
-            ApiError::from_authority(policy(), Context::Admin).status,
-            StatusCode::CONFLICT
+            answer(invalid(), Renewal),
+            (StatusCode::FORBIDDEN, "not that".to_string())
         );
-        let csr = AuthorityError::Csr(CsrError::Empty);
-        assert_eq!(
-            ApiError::from_authority(csr, Context::Admin).status,
-            StatusCode::BAD_REQUEST
-        );
-        let nr = AuthorityError::NoRequest {
+        let nr = |has_cert| E::NoRequest {
             certname: "a".into(),
-            has_cert: true,
+            has_cert,
         };
-        let e = ApiError::from_authority(nr, Context::Admin);
         assert_eq!(
-            (e.status, e.message.as_str()),
+            answer(nr(true), Admin),
             (
                 StatusCode::CONFLICT,
-                "Cannot sign certificate for host a without a certificate request"
+                "Cannot sign certificate for host a without a certificate request".to_string()
             )
         );
-        let nf = AuthorityError::NoRequest {
-            certname: "a".into(),
-            has_cert: false,
-        };
+        let not_found = (StatusCode::NOT_FOUND, "Invalid certificate subject.".to_string());
+        assert_eq!(answer(nr(false), Admin), not_found);
+        assert_eq!(answer(E::NotFound("a".into()), Admin), not_found);
         assert_eq!(
-            ApiError::from_authority(nf, Context::Admin).status,
-            StatusCode::NOT_FOUND
+            answer(E::NoCertificate("a".into()), Admin),
+            (
+                StatusCode::CONFLICT,
+                "Cannot revoke certificate for host a without a signed certificate".to_string()
+            )
         );
-        let nc = AuthorityError::NoCertificate("a".into());
-        let e = ApiError::from_authority(nc, Context::Admin);
+        let internal = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error".to_string(),
+        );
+        for e in [
+            E::Internal("secret detail".into()),
+            E::Ca(CaError::Key("secret key detail".into())),
+            E::Store(StoreError::Corrupt("secret row".into())),
+            E::Store(StoreError::File("/secret/path".into())),
+        ] {
+            assert_eq!(answer(e, Submit), internal);
+        }
+        // `?` reads an authority or store error as the admin endpoints do.
+        assert_eq!(ApiError::from(nr(true)).status, StatusCode::CONFLICT);
         assert_eq!(
-            e.message,
-            "Cannot revoke certificate for host a without a signed certificate"
+            ApiError::from(StoreError::Corrupt("x".into())).message,
+            "Internal Server Error"
         );
-        let internal = AuthorityError::Internal("secret detail".into());
-        let e = ApiError::from_authority(internal, Context::Admin);
-        assert_eq!(
-            (e.status, e.message.as_str()),
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        );
+    }
+
+    #[test]
+    fn json_answers_carry_their_type() {
+        let r = json(StatusCode::OK, "text/pson", &serde_json::json!({"a": 1}));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/pson");
     }
 }

@@ -59,6 +59,87 @@ pub fn identity_from_der(cert_der: &[u8]) -> Option<Identity> {
     Some(Identity { certname, extensions })
 }
 
+/// The `{subject}` of a resource path, when it may name something we hold (the certname rules).
+/// Any other subject is simply not there: `R` words the 404 as puppetserver does for that resource.
+#[derive(Debug)]
+pub struct Certname<R>(pub String, std::marker::PhantomData<R>);
+
+/// How a resource says that a subject is not there.
+pub trait NotThere {
+    /// The 404 for `subject`.
+    fn answer(subject: &str) -> ApiError;
+}
+
+/// Liberator's default: `Resource not found.`
+#[derive(Debug)]
+pub struct ResourceNotFound;
+impl NotThere for ResourceNotFound {
+    fn answer(_: &str) -> ApiError {
+        ApiError::not_found("Resource not found.")
+    }
+}
+
+/// `certificate_request/{subject}` GET.
+#[derive(Debug)]
+pub struct NoSuchRequest;
+impl NotThere for NoSuchRequest {
+    fn answer(subject: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "Could not find certificate_request {}",
+            crate::ca::names::printable(subject)
+        ))
+    }
+}
+
+/// `certificate_request/{subject}` DELETE.
+#[derive(Debug)]
+pub struct NoRequestToDelete;
+impl NotThere for NoRequestToDelete {
+    fn answer(subject: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "No certificate request for {}",
+            crate::ca::names::printable(subject)
+        ))
+    }
+}
+
+/// `certificate/{subject}` GET.
+#[derive(Debug)]
+pub struct NoSuchCertificate;
+impl NotThere for NoSuchCertificate {
+    fn answer(subject: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "Could not find certificate {}",
+            crate::ca::names::printable(subject)
+        ))
+    }
+}
+
+impl<R> Certname<R> {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync, R: NotThere> axum::extract::FromRequestParts<S> for Certname<R> {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let axum::extract::Path(subject) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if crate::ca::names::validate_certname(&subject).is_err() {
+            return Err(R::answer(&subject).into_response());
+        }
+        Ok(Certname(subject, std::marker::PhantomData))
+    }
+}
+
 /// Decodes `%XX` escapes (and `+` as space, as form encoding does); None when malformed.
 pub fn percent_decode(s: &str, plus_as_space: bool) -> Option<Vec<u8>> {
     let b = s.as_bytes();

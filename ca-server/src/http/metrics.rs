@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ApiError, Context};
+use super::error::ApiError;
 use super::AppState;
 
 /// Request counters, by (route, status).
@@ -59,19 +59,30 @@ fn ca_not_after(a: &crate::authority::Authority) -> i64 {
 }
 
 /// GET `/metrics`.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let a = &state.authority;
     let now = a.now().unix_timestamp();
     let window = a.settings().expiry_warning.whole_seconds();
-    let snap = match a
+    let snap = a
         .store()
         .metrics(now, window, crate::authority::OCSP_CERTNAME)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
-    };
+        .await?;
     let mut out = String::new();
+    write_requests(&mut out, &state);
+    write_signing(&mut out, &a.signing_histogram());
+    for (name, help, v) in gauges(a, &snap, now, window) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let mut r = (StatusCode::OK, out).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(r)
+}
+
+/// The requests answered, by route and status.
+fn write_requests(out: &mut String, state: &AppState) {
     let _ = writeln!(
         out,
         "# HELP ca_http_requests_total HTTP requests answered, by route and status."
@@ -85,7 +96,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             );
         }
     }
-    let h = a.signing_histogram();
+}
+
+/// The signing-time histogram.
+fn write_signing(out: &mut String, h: &crate::authority::HistogramSnapshot) {
     let _ = writeln!(
         out,
         "# HELP ca_signing_seconds Time to issue a certificate (checks, signature, storage)."
@@ -97,7 +111,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let _ = writeln!(out, "ca_signing_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "ca_signing_seconds_sum {}", h.sum);
     let _ = writeln!(out, "ca_signing_seconds_count {}", h.count);
-    let gauges = [
+}
+
+/// The gauges: (name, help, value).
+fn gauges(
+    a: &crate::authority::Authority,
+    snap: &crate::storage::MetricsSnapshot,
+    now: i64,
+    window: i64,
+) -> [(&'static str, &'static str, i64); 12] {
+    [
         (
             "ca_pending_requests",
             "Certificate requests waiting for signing.",
@@ -146,14 +169,5 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             "Seconds until the relying parties' CRL's nextUpdate (/crl.pem).",
             snap.relying_crl_next_update.unwrap_or(now) - now,
         ),
-    ];
-    for (name, help, v) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    }
-    let mut r = (StatusCode::OK, out).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    r
+    ]
 }

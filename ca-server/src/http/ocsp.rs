@@ -13,7 +13,8 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::error::{text, ApiError, Context};
+use super::error::text;
+use super::v1::crl::off_executor;
 use super::{read_body, AppState};
 use crate::ca::ocsp::{self, Responder, SerialStatus};
 
@@ -115,55 +116,75 @@ async fn answer(state: &AppState, der: Vec<u8>) -> Response {
     let Some(question) = o.responder.read(&der) else {
         return ocsp_response(ocsp::malformed());
     };
-    let crl = match state.current_crl().await {
-        Ok(c) => c,
-        Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
+    let crl_number = match state.current_crl().await {
+        Ok(c) => c.number(),
+        Err(e) => return internal_error(&e),
     };
     let now = state.authority.now().unix_timestamp();
     let keep = !question.has_nonce();
-    if keep {
-        let kept = o.kept.lock().ok().and_then(|k| k.get(&der).cloned());
-        if let Some(k) = kept {
-            if k.crl_number == crl.number() && now - k.at < VALIDITY_SECS / 2 {
-                return ocsp_response(k.der);
-            }
-        }
+    if let Some(kept) = o.kept(&der, crl_number, now).filter(|_| keep) {
+        return ocsp_response(kept);
     }
+    let statuses = match statuses(state, &question).await {
+        Ok(s) => s,
+        Err(e) => return internal_error(&e),
+    };
+    let o2 = Arc::clone(&o);
+    let signed = off_executor(move || {
+        o2.responder
+            .answer(&question, &statuses, now, now + VALIDITY_SECS)
+    });
+    let answer: Arc<[u8]> = match signed.await {
+        Ok(Ok(a)) => a.into(),
+        Ok(Err(e)) => return internal_error(&e),
+        Err(_) => return ocsp_response(ocsp::internal_error()),
+    };
+    if keep {
+        o.keep(der, crl_number, now, &answer);
+    }
+    ocsp_response(answer)
+}
+
+/// What the database says of each certificate asked about.
+async fn statuses(
+    state: &AppState,
+    question: &ocsp::Question,
+) -> Result<Vec<SerialStatus>, crate::authority::AuthorityError> {
     let mut statuses = Vec::with_capacity(question.asked.len());
     for a in &question.asked {
         statuses.push(match a.serial {
             None => SerialStatus::Unknown,
-            Some(serial) => match state.authority.serial_status(serial).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "OCSP: the database did not answer");
-                    return ocsp_response(ocsp::internal_error());
-                }
-            },
+            Some(serial) => state.authority.serial_status(serial).await?,
         });
     }
-    let o2 = Arc::clone(&o);
-    let signed = tokio::task::spawn_blocking(move || {
-        o2.responder
-            .answer(&question, &statuses, now, now + VALIDITY_SECS)
-    })
-    .await;
-    let answer: Arc<[u8]> = match signed {
-        Ok(Ok(a)) => a.into(),
-        _ => return ocsp_response(ocsp::internal_error()),
-    };
-    if keep {
-        if let Ok(mut k) = o.kept.lock() {
+    Ok(statuses)
+}
+
+/// OCSP's own "internal error" answer (HTTP 200, as RFC 6960 wants), the cause logged.
+fn internal_error(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "OCSP: no answer");
+    ocsp_response(ocsp::internal_error())
+}
+
+impl OcspState {
+    /// The kept answer to `der`, when made under CRL `crl_number` less than half its validity ago.
+    fn kept(&self, der: &[u8], crl_number: u64, now: i64) -> Option<Arc<[u8]>> {
+        let kept = self.kept.lock().ok()?.get(der).cloned()?;
+        (kept.crl_number == crl_number && now - kept.at < VALIDITY_SECS / 2).then_some(kept.der)
+    }
+
+    /// Keeps `answer` to `der` (all are dropped when the memory is full).
+    fn keep(&self, der: Vec<u8>, crl_number: u64, now: i64, answer: &Arc<[u8]>) {
+        if let Ok(mut k) = self.kept.lock() {
             if k.len() >= KEPT {
                 k.clear();
             }
             let kept = Kept {
-                crl_number: crl.number(),
+                crl_number,
                 at: now,
-                der: Arc::clone(&answer),
+                der: Arc::clone(answer),
             };
             k.insert(der, kept);
         }
     }
-    ocsp_response(answer)
 }

@@ -7,20 +7,20 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::error::{text, ApiError, Context};
-use super::v1::crl::{last_modified, not_modified, unchanged_since};
+use super::error::ApiError;
+use super::v1::crl::{last_modified, not_modified, off_executor, unchanged_since};
 use super::AppState;
 use crate::authority::RelyingCrl;
 
 /// GET `/crl.pem`.
-pub async fn pem(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn pem(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     serve(&state, &headers, "application/x-pem-file", |c| c.pem).await
 }
 
 /// GET `/crl.der` (`application/pkix-crl`, RFC 2585).
-pub async fn der(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn der(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     serve(&state, &headers, "application/pkix-crl", |c| c.der).await
 }
 
@@ -29,48 +29,33 @@ async fn serve(
     headers: &HeaderMap,
     content_type: &'static str,
     pick: fn(RelyingCrl) -> Arc<[u8]>,
-) -> Response {
-    let crl = match state.current_crl().await {
-        Ok(c) => c,
-        Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let mut crl = state.current_crl().await?;
     // A CRL signed by a version without the relying parties' CRL, or imported: sign the next CRL
     // now rather than wait for the upkeep (which does the same at start-up).
-    let crl = if crl.relying_next_update().is_none() {
-        let signed = state.authority.refresh_crl_if_due().await;
-        let refreshed = match signed {
-            Ok(_) => state.refresh().await,
-            Err(e) => Err(e),
-        };
-        match refreshed {
-            Ok(c) => c,
-            Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
-        }
-    } else {
-        crl
-    };
+    if crl.relying_next_update().is_none() {
+        state.authority.refresh_crl_if_due().await?;
+        crl = state.refresh().await?;
+    }
     let published = crl.last_modified();
     if unchanged_since(headers, published) {
-        return last_modified(not_modified(), published);
+        return Ok(last_modified(not_modified(), published));
     }
     // Assembled once per CRL; megabytes at 100,000 entries, so off the executor.
     let relying = match crl.assembled_relying() {
         Some(r) => r,
-        None => match tokio::task::spawn_blocking(move || crl.relying()).await {
-            Ok(r) => r,
-            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal error."),
-        },
+        None => off_executor(move || crl.relying()).await?,
     };
-    let Some(relying) = relying else {
-        return text(
+    let relying = relying.ok_or_else(|| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The relying parties' CRL is not signed yet: retry in a minute.",
-        );
-    };
+        )
+    })?;
     let mut res = Response::new(axum::body::Body::from(axum::body::Bytes::from_owner(pick(
         relying,
     ))));
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    last_modified(res, published)
+    Ok(last_modified(res, published))
 }

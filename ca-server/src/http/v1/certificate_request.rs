@@ -5,31 +5,23 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 
-use super::plausible;
 use crate::ca::csr::MAX_CSR_BYTES;
 use crate::ca::names::printable;
 use crate::http::error::{text, ApiError, Context};
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, Certname, NoRequestToDelete, NoSuchRequest, NotThere};
 use crate::http::{pem_response, read_body, AppState};
 
 /// GET: the pending CSR.
-pub async fn get(State(state): State<Arc<AppState>>, Path(subject): Path<String>) -> Response {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "Could not find certificate_request {}",
-            printable(&subject)
-        ))
-    };
-    if !plausible(&subject) {
-        return not_found().into_response();
-    }
-    match state.authority.request_pem(&subject).await {
-        Ok(Some(pem)) => pem_response(pem),
-        Ok(None) => not_found().into_response(),
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    subject: Certname<NoSuchRequest>,
+) -> Result<Response, ApiError> {
+    match state.authority.request_pem(subject.as_str()).await? {
+        Some(pem) => Ok(pem_response(pem)),
+        None => Err(NoSuchRequest::answer(subject.as_str())),
     }
 }
 
@@ -39,16 +31,13 @@ pub async fn put(
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
     body: Body,
-) -> Response {
-    let bytes = match read_body(body, MAX_CSR_BYTES, state.body_read_timeout).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, MAX_CSR_BYTES, state.body_read_timeout).await?;
     match state.authority.submit(&caller.actor(), &subject, &bytes).await {
-        Ok(_) => text(StatusCode::OK, ""),
+        Ok(_) => Ok(text(StatusCode::OK, "")),
         Err(e) => {
             tracing::info!(certname = %printable(&subject), error = %e, "CSR refused");
-            ApiError::from_authority(e, Context::Submit).into_response()
+            Err(ApiError::from_authority(e, Context::Submit))
         }
     }
 }
@@ -57,18 +46,15 @@ pub async fn put(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(subject): Path<String>,
-) -> Response {
-    let missing = || ApiError::not_found(format!("No certificate request for {}", printable(&subject)));
-    if !plausible(&subject) {
-        return missing().into_response();
-    }
-    match state.authority.delete_request(&caller.actor(), &subject).await {
-        Ok(true) => text(
+    subject: Certname<NoRequestToDelete>,
+) -> Result<Response, ApiError> {
+    let name = subject.as_str();
+    if state.authority.delete_request(&caller.actor(), name).await? {
+        Ok(text(
             StatusCode::NO_CONTENT,
-            format!("Deleted certificate request for {subject}"),
-        ),
-        Ok(false) => missing().into_response(),
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+            format!("Deleted certificate request for {name}"),
+        ))
+    } else {
+        Err(NoRequestToDelete::answer(name))
     }
 }

@@ -11,11 +11,10 @@ use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::plausible;
 use crate::authority::{ListFilter, SignRequest};
 use crate::ca::crl::Reason;
-use crate::http::error::{text, ApiError, Context};
-use crate::http::extract::Caller;
+use crate::http::error::{json, ApiError};
+use crate::http::extract::{Caller, Certname, NotThere, ResourceNotFound};
 use crate::http::{read_body, AppState};
 
 /// JSON bodies are capped at 1 MiB.
@@ -43,15 +42,19 @@ fn negotiate(headers: &HeaderMap) -> Result<&'static str, ApiError> {
     ))
 }
 
-fn json_response(ct: &'static str, value: &impl serde::Serialize) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r
-        }
-        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+/// 415 unless the body's type (when given) is JSON or PSON.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let mt = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if MEDIA_TYPES.contains(&mt.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type.",
+        ))
     }
 }
 
@@ -69,31 +72,23 @@ pub struct ExplainQuery {
 /// GET: the status object (or, with `?explain=true`, the verdict for a pending request).
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    Path(subject): Path<String>,
-    Query(q): Query<ExplainQuery>,
     headers: HeaderMap,
-) -> Response {
-    let ct = match negotiate(&headers) {
-        Ok(ct) => ct,
-        Err(e) => return e.into_response(),
-    };
-    if !plausible(&subject) {
-        return text(StatusCode::NOT_FOUND, "Resource not found.");
-    }
+    subject: Certname<ResourceNotFound>,
+    Query(q): Query<ExplainQuery>,
+) -> Result<Response, ApiError> {
+    let ct = negotiate(&headers)?;
+    let subject = subject.as_str();
     if q.explain {
         let flags = crate::policy::SigningOptions {
             allow_dns_alt_names: q.allow_dns_alt_names,
             allow_authorization_extensions: q.allow_authorization_extensions,
         };
-        return match state.authority.explain(&subject, flags).await {
-            Ok(e) => json_response(ct, &e),
-            Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
-        };
+        let verdict = state.authority.explain(subject, flags).await?;
+        return Ok(json(StatusCode::OK, ct, &verdict));
     }
-    match state.authority.status(&subject).await {
-        Ok(Some(s)) => json_response(ct, &s),
-        Ok(None) => text(StatusCode::NOT_FOUND, "Resource not found."),
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    match state.authority.status(subject).await? {
+        Some(s) => Ok(json(StatusCode::OK, ct, &s)),
+        None => Err(ResourceNotFound::answer(subject)),
     }
 }
 
@@ -156,68 +151,53 @@ fn desired(
 }
 
 /// PUT: sign (`{"desired_state":"signed","cert_ttl":N}`) or revoke. 204 on success.
+/// The body is checked before the subject, as puppetserver does (a malformed body is a 400 for any
+/// subject). A revocation is in force in TLS before the answer (the authority updates what TLS
+/// checks).
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let mt = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if !MEDIA_TYPES.contains(&mt.as_str()) {
-            return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type.");
-        }
+) -> Result<Response, ApiError> {
+    check_content_type(&headers)?;
+    let bytes = read_body(body, MAX_JSON_BYTES, state.body_read_timeout).await?;
+    let (desired_state, ttl, reason) = desired(&bytes, &subject, state.authority.now())?;
+    let unknown = || ApiError::not_found("Invalid certificate subject.");
+    if crate::ca::names::validate_certname(&subject).is_err() {
+        return Err(unknown());
     }
-    let bytes = match read_body(body, MAX_JSON_BYTES, state.body_read_timeout).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let (desired_state, ttl, reason) = match desired(&bytes, &subject, state.authority.now()) {
-        Ok(d) => d,
-        Err(e) => return e.into_response(),
-    };
-    if !plausible(&subject) {
-        return text(StatusCode::NOT_FOUND, "Invalid certificate subject.");
-    }
-    let a = &state.authority;
-    let actor = caller.actor();
-    let res = if desired_state == "signed" {
-        let req = SignRequest {
-            ttl: ttl.map(time::Duration::seconds),
-            ..SignRequest::default()
-        };
-        a.sign(&actor, &subject, req).await.map(|_| ())
+    let (a, actor) = (&state.authority, caller.actor());
+    if desired_state == "signed" {
+        let ttl = ttl.map(time::Duration::seconds);
+        a.sign(
+            &actor,
+            &subject,
+            SignRequest {
+                ttl,
+                ..SignRequest::default()
+            },
+        )
+        .await?;
     } else {
-        match a.status(&subject).await {
-            Ok(None) => return text(StatusCode::NOT_FOUND, "Invalid certificate subject."),
-            Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
-            Ok(Some(_)) => a.revoke(&actor, &subject, reason).await.map(|_| ()),
-        }
-    };
-    // A revocation is in force in TLS before this answer (the authority updates what TLS checks).
-    match res {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+        a.status(&subject).await?.ok_or_else(unknown)?;
+        a.revoke(&actor, &subject, reason).await?;
     }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// DELETE: remove certificate and request without revoking. 204.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(subject): Path<String>,
-) -> Response {
+    subject: Certname<ResourceNotFound>,
+) -> Result<Response, ApiError> {
     // Liberator's default 404 body, as puppetserver answers a DELETE of an unknown subject.
-    if !plausible(&subject) {
-        return text(StatusCode::NOT_FOUND, "Resource not found.");
-    }
-    match state.authority.delete(&caller.actor(), &subject).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(crate::authority::AuthorityError::NotFound(_)) => {
-            text(StatusCode::NOT_FOUND, "Resource not found.")
-        }
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    match state.authority.delete(&caller.actor(), subject.as_str()).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(crate::authority::AuthorityError::NotFound(_)) => Err(ResourceNotFound::answer(subject.as_str())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -233,32 +213,17 @@ pub async fn list(
     Path(_key): Path<String>,
     Query(q): Query<StatesQuery>,
     headers: HeaderMap,
-) -> Response {
-    let ct = match negotiate(&headers) {
-        Ok(ct) => ct,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let ct = negotiate(&headers)?;
     let filter = match q.state.as_deref() {
         Some("requested") => ListFilter::REQUESTED,
-        Some("signed") => ListFilter {
-            requested: false,
-            signed: true,
-            revoked: false,
-        },
-        Some("revoked") => ListFilter {
-            requested: false,
-            signed: false,
-            revoked: true,
-        },
+        Some("signed") => ListFilter::SIGNED,
+        Some("revoked") => ListFilter::REVOKED,
         _ => ListFilter::ALL,
     };
     let mut pages = state.authority.list_json_pages(filter);
     // The first page tells whether the listing can be read at all: an error then is still a status.
-    let first = match pages.recv().await {
-        Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return ApiError::from_authority(e.into(), Context::Admin).into_response(),
-        None => None,
-    };
+    let first = pages.recv().await.transpose()?;
     let body = axum::body::Body::new(Pages {
         first,
         opened: false,
@@ -267,7 +232,7 @@ pub async fn list(
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    r
+    Ok(r)
 }
 
 /// A response body sent as the listing is read (chunked): `[`, the pages joined with commas, `]`.

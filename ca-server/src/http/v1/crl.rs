@@ -6,33 +6,39 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-
+use axum::response::Response;
 use axum::Extension;
 
-use crate::http::error::{text, ApiError, Context};
+use crate::http::error::{text, ApiError};
 use crate::http::extract::Caller;
 use crate::http::{pem_response, read_body, AppState};
 
 /// GET: 304 when the CRL has not changed since `If-Modified-Since` (strictly-after comparison).
-pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let crl = match state.current_crl().await {
-        Ok(c) => c,
-        Err(e) => return ApiError::from_authority(e, Context::Admin).into_response(),
-    };
+pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let crl = state.current_crl().await?;
     let published = crl.last_modified();
     if unchanged_since(&headers, published) {
-        return last_modified(not_modified(), published);
+        return Ok(last_modified(not_modified(), published));
     }
     // Encoded once per CRL; megabytes at 100,000 entries, so off the executor.
     let pem = match crl.encoded_pem() {
         Some(p) => p,
-        None => match tokio::task::spawn_blocking(move || crl.pem()).await {
-            Ok(p) => p,
-            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal error."),
-        },
+        None => off_executor(move || crl.pem()).await?,
     };
-    last_modified(pem_response(axum::body::Bytes::from_owner(pem)), published)
+    Ok(last_modified(
+        pem_response(axum::body::Bytes::from_owner(pem)),
+        published,
+    ))
+}
+
+/// `f` on the blocking pool; a panic in it is a 500.
+pub(crate) async fn off_executor<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "a blocking task failed");
+        ApiError::internal()
+    })
 }
 
 /// Whether `If-Modified-Since` is at or after `published` (HTTP dates have whole seconds).
@@ -65,11 +71,8 @@ pub async fn put(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Body,
-) -> Response {
-    let bytes = match read_body(body, 16 * 1024 * 1024, state.body_read_timeout).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, 16 * 1024 * 1024, state.body_read_timeout).await?;
     let text_body = String::from_utf8_lossy(&bytes);
     let crls: Vec<Vec<u8>> = pem::parse_many(text_body.as_ref())
         .unwrap_or_default()
@@ -77,11 +80,10 @@ pub async fn put(
         .filter(|p| p.tag() == "X509 CRL")
         .map(pem::Pem::into_contents)
         .collect();
-    match state.authority.update_parent_crls(&caller.actor(), &crls).await {
-        Ok(_) => {
-            let _ = state.refresh().await;
-            text(StatusCode::OK, "Successfully updated CRLs.")
-        }
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+    state.authority.update_parent_crls(&caller.actor(), &crls).await?;
+    // Stored: the answer is a success either way; the servers' CRL follows at the next refresh.
+    if let Err(e) = state.refresh().await {
+        tracing::warn!(error = %e, "the parents' CRLs are stored but not served yet");
     }
+    Ok(text(StatusCode::OK, "Successfully updated CRLs."))
 }

@@ -21,8 +21,3 @@ pub async fn method_not_allowed() -> Response {
 pub async fn missing_segment() -> Response {
     text(StatusCode::BAD_REQUEST, "Missing URL Segment")
 }
-
-/// Whether a subject may name something we hold (the certname rules); others are simply not found.
-pub fn plausible(subject: &str) -> bool {
-    crate::ca::names::validate_certname(subject).is_ok()
-}

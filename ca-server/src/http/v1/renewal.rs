@@ -3,25 +3,27 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 
-use crate::http::error::{text, ApiError, Context};
+use crate::http::error::{ApiError, Context};
 use crate::http::extract::Caller;
 use crate::http::{pem_response, AppState};
 
 /// 404 unless `allow-auto-renewal`; 400 without a client certificate; else the renewed certificate.
-pub async fn post(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Response {
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     if !state.authority.settings().allow_auto_renewal {
-        return text(StatusCode::NOT_FOUND, "Not Found");
+        return Err(ApiError::not_found("Not Found"));
     }
-    let Some(cert) = caller.cert_der.as_deref() else {
-        return ApiError::bad_request("No valid certificate found in renewal request").into_response();
-    };
+    let cert = caller
+        .cert_der
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("No valid certificate found in renewal request"))?;
     match state.authority.renew(&caller.actor(), cert).await {
-        Ok(issued) => pem_response(issued.pem()),
-        Err(crate::authority::AuthorityError::Invalid(m)) => text(StatusCode::FORBIDDEN, m),
-        Err(e) => ApiError::from_authority(e, Context::Admin).into_response(),
+        Ok(issued) => Ok(pem_response(issued.pem())),
+        Err(e) => Err(ApiError::from_authority(e, Context::Renewal)),
     }
 }
