@@ -7,6 +7,10 @@
 //! `--database-url` it then does the same on PostgreSQL, starts replicas there and measures signing
 //! spread over them and how fast a revocation on one is in force on another.
 
+// A load generator: it waits for the processes it starts and dates its own test certificates by the
+// real clock.
+#![allow(clippy::disallowed_methods)]
+
 mod ceiling;
 mod client;
 mod cpu;

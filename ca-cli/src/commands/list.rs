@@ -112,9 +112,8 @@ async fn list_text_streamed(
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    use ca_server::clock::Clock as _;
+    ca_server::clock::SystemClock.now().unix_timestamp()
 }
 
 /// Warnings (stderr) for the CA, server and admin certificates expiring within `window` (the CRLs are
