@@ -21,6 +21,8 @@ mod rollover;
 mod setup;
 pub mod status;
 mod submits;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -15,6 +15,8 @@ mod failover;
 pub mod pg_hosts;
 mod queries;
 mod seal;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::str::FromStr;

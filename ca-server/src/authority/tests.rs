@@ -1,0 +1,209 @@
+//! The authority's invariants, at a fixed clock on a temporary SQLite database: every signing takes
+//! its own serial and consumes its request, validity comes from the clock, a revocation takes one CRL
+//! number and is in the published snapshot before `revoke` returns, renewal re-issues only the name's
+//! current unrevoked certificate, and a name holds one request or certificate at a time.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::clock::FixedClock;
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    a: Authority,
+    t0: OffsetDateTime,
+    _tmp: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path().join("ca"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut opts = SetupOptions::new("ca.example.test");
+    opts.key_type = crate::ca::keys::KeyType::EcP256;
+    let clock = Arc::new(FixedClock::new(t0));
+    let (a, _) = rt
+        .block_on(setup(&dir, &opts, CaSettings::default(), clock))
+        .unwrap();
+    Fixture { rt, a, t0, _tmp: tmp }
+}
+
+/// A CSR for `name` with a new EC P-256 key: (PEM, the key's SubjectPublicKeyInfo DER).
+fn csr(name: &str) -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let req = params.serialize_request(&key).unwrap();
+    (
+        req.pem().unwrap(),
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+    )
+}
+
+fn public_key_of(der: &[u8]) -> Vec<u8> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+    c.public_key().raw.to_vec()
+}
+
+#[test]
+fn concurrent_signings_take_one_serial_each_consume_their_requests_and_date_from_the_clock() {
+    let f = fixture();
+    let names: Vec<String> = (0..8).map(|i| format!("node{i}.example.test")).collect();
+    f.rt.block_on(async {
+        for n in &names {
+            f.a.submit("t", n, csr(n).0.as_bytes()).await.unwrap();
+        }
+        let tasks: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let (a, n) = (f.a.clone(), n.clone());
+                tokio::spawn(async move { a.sign("t", &n, SignRequest::default()).await })
+            })
+            .collect();
+        let mut serials = Vec::new();
+        for t in tasks {
+            let issued = t.await.unwrap().unwrap();
+            let (_, c) = x509_parser::parse_x509_certificate(&issued.der).unwrap();
+            assert!(c.validity().not_before.timestamp() <= f.t0.unix_timestamp());
+            let ttl = f.a.settings().cert_ttl.whole_seconds();
+            assert_eq!(c.validity().not_after.timestamp(), f.t0.unix_timestamp() + ttl);
+            serials.push(issued.serial);
+        }
+        serials.sort_unstable();
+        serials.dedup();
+        assert_eq!(serials.len(), names.len(), "no serial twice");
+        for n in &names {
+            assert!(
+                f.a.store().request(n).await.unwrap().is_none(),
+                "{n}: request consumed"
+            );
+            let s = f.a.status(n).await.unwrap().unwrap();
+            assert_eq!(s.state, "signed");
+        }
+        let signs = f.a.store().audit_rows(None).await.unwrap();
+        let ours = |r: &&crate::storage::AuditRow| {
+            r.action == "sign" && r.certname.as_ref().is_some_and(|c| names.contains(c))
+        };
+        assert_eq!(
+            signs.iter().filter(ours).count(),
+            names.len(),
+            "one audit row each"
+        );
+        // Signing again: nothing is pending.
+        let again = f.a.sign("t", &names[0], SignRequest::default()).await;
+        assert!(
+            matches!(again, Err(AuthorityError::NoRequest { has_cert: true, .. })),
+            "{again:?}"
+        );
+    });
+}
+
+#[test]
+fn a_revocation_takes_one_crl_number_and_is_published_before_revoke_returns() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let name = "revoked.example.test";
+        f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
+        let issued = f.a.sign("t", name, SignRequest::default()).await.unwrap();
+        let before = f.a.revocations().snapshot().unwrap();
+        let serial_bytes = issued.serial.to_be_bytes();
+        assert!(!before.revoked().contains(&serial_bytes));
+        let revoked =
+            f.a.revoke("t", name, crate::ca::crl::Reason::default())
+                .await
+                .unwrap();
+        assert_eq!(revoked, vec![issued.serial]);
+        let after = f.a.revocations().snapshot().unwrap();
+        assert_eq!(after.number(), before.number() + 1);
+        assert!(after.revoked().contains(&serial_bytes), "in force at once");
+        assert_eq!(f.a.store().crl_number().await.unwrap(), Some(after.number()));
+        // Nothing left to revoke: nothing revoked, and no CRL number spent.
+        let again =
+            f.a.revoke("t", name, crate::ca::crl::Reason::default())
+                .await
+                .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        assert_eq!(f.a.revocations().snapshot().unwrap().number(), after.number());
+    });
+}
+
+#[test]
+fn renewal_reissues_only_the_current_unrevoked_certificate_for_the_same_key() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let name = "renewed.example.test";
+        let (pem, public) = csr(name);
+        f.a.submit("t", name, pem.as_bytes()).await.unwrap();
+        let first = f.a.sign("t", name, SignRequest::default()).await.unwrap();
+        let second = f.a.renew("t", &first.der).await.unwrap();
+        assert_ne!(second.serial, first.serial);
+        assert_eq!(public_key_of(&second.der), public);
+        // The first is no longer the name's current certificate.
+        assert!(matches!(
+            f.a.renew("t", &first.der).await,
+            Err(AuthorityError::Invalid(_))
+        ));
+        f.a.revoke("t", name, crate::ca::crl::Reason::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.a.renew("t", &second.der).await,
+            Err(AuthorityError::Invalid(_))
+        ));
+    });
+}
+
+#[test]
+fn a_name_holds_one_request_or_certificate_at_a_time() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let name = "once.example.test";
+        f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
+        let second = f.a.submit("t", name, csr(name).0.as_bytes()).await;
+        assert!(matches!(second, Err(AuthorityError::Duplicate(_))), "{second:?}");
+        f.a.sign("t", name, SignRequest::default()).await.unwrap();
+        let after = f.a.submit("t", name, csr(name).0.as_bytes()).await;
+        assert!(matches!(after, Err(AuthorityError::Duplicate(_))), "{after:?}");
+        // A CSR under another name than its CN is refused, and stores nothing.
+        let other =
+            f.a.submit("t", "other.example.test", csr(name).0.as_bytes())
+                .await;
+        assert!(matches!(other, Err(AuthorityError::Name(_))), "{other:?}");
+        assert!(f.a.store().request("other.example.test").await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_crl_left_behind_its_number_is_signed_again_from_the_database() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let name = "lost-crl.example.test";
+        f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
+        let issued = f.a.sign("t", name, SignRequest::default()).await.unwrap();
+        // What an older version could leave when it died between committing a revocation (with its
+        // CRL number) and storing the CRL.
+        let mut tx = f.a.store().write().await.unwrap();
+        tx.revoke(issued.serial, Some(name), f.t0.unix_timestamp(), 1)
+            .await
+            .unwrap();
+        let number = tx.next_crl_number().await.unwrap();
+        tx.commit().await.unwrap();
+        let reopened = Authority::open(&f.a.dir(), (*f.a.settings()).clone(), Arc::clone(&f.a.clock))
+            .await
+            .unwrap();
+        let crl = reopened.revocations().refresh().await.unwrap();
+        assert!(crl.number() > number, "a new CRL after the lost one");
+        assert!(crl.revoked().contains(&issued.serial.to_be_bytes()));
+        assert_eq!(reopened.store().crl_number().await.unwrap(), Some(crl.number()));
+        let audit = reopened.store().audit_rows(None).await.unwrap();
+        assert!(audit.iter().any(|r| r.action == "crl-recovery"));
+        reopened.store().close().await;
+    });
+}
