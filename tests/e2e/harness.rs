@@ -223,6 +223,16 @@ pub fn server_binary() -> PathBuf {
 }
 
 /// A TCP port free at the time of asking.
+/// The port in `listen=ADDR:PORT` of the first line of a ca-server log containing `what`.
+pub fn listening_port(log: &str, what: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    let addr = line.split_whitespace().find_map(|w| w.strip_prefix("listen="))?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// A loopback port free when asked: only for servers that cannot pick their own (PostgreSQL, which
+/// retries on another when it lost the race) and for addresses where nothing must listen. Servers
+/// of ours listen on port 0 and tell theirs ([`crate::reload::Running::start_on_any_port`]).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

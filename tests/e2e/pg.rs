@@ -56,8 +56,8 @@ impl PgCluster {
             // The server refuses to run as root: the cluster belongs to `postgres`.
             run(Command::new("chown").arg("postgres:postgres").arg(tmp.path()));
         }
-        let c = PgCluster {
-            port: free_port(),
+        let mut c = PgCluster {
+            port: 0,
             data,
             bin,
             _tmp: tmp,
@@ -75,7 +75,7 @@ impl PgCluster {
                 "--no-sync",
             ],
         );
-        c.pg_ctl_start();
+        c.start_on_a_free_port();
         c.psql("postgres", "CREATE DATABASE ca");
         c
     }
@@ -90,8 +90,8 @@ impl PgCluster {
         if is_root() {
             run(Command::new("chown").arg("postgres:postgres").arg(tmp.path()));
         }
-        let c = PgCluster {
-            port: free_port(),
+        let mut c = PgCluster {
+            port: 0,
             data,
             bin,
             _tmp: tmp,
@@ -115,7 +115,7 @@ impl PgCluster {
         );
         // The primary's log came along with the copy: the standby starts its own.
         let _ = std::fs::write(c.data.join("server.log"), "");
-        c.pg_ctl_start();
+        c.start_on_a_free_port();
         let started = std::time::Instant::now();
         while primary.psql(
             "postgres",
@@ -168,37 +168,63 @@ impl PgCluster {
     }
 
     fn as_owner(&self, tool: &str, args: &[&str]) -> Output {
+        let mut cmd = self.owner_command(tool);
+        cmd.args(args);
+        run(&mut cmd)
+    }
+
+    /// `tool` to run as the cluster's owner.
+    fn owner_command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
             c
         } else {
             Command::new(&exe)
-        };
-        cmd.args(args);
-        run(&mut cmd)
+        }
+    }
+
+    /// Starts the server on a port no one else holds. PostgreSQL cannot pick its own port, and a port
+    /// found free may be taken by another test before the server binds it: then another port.
+    fn start_on_a_free_port(&mut self) {
+        for _ in 0..5 {
+            self.port = free_port();
+            if self.try_pg_ctl_start().status.success() {
+                return;
+            }
+            assert!(
+                self.log().contains("Address already in use"),
+                "the server did not start: {}",
+                self.log()
+            );
+        }
+        panic!("no free port in five tries: {}", self.log());
     }
 
     fn pg_ctl_start(&self) {
+        let out = self.try_pg_ctl_start();
+        assert!(out.status.success(), "pg_ctl start: {}", self.log());
+    }
+
+    fn try_pg_ctl_start(&self) -> Output {
         let opts = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
             self.port,
             self.data.display()
         );
-        self.as_owner(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data.display().to_string(),
-                "-o",
-                &opts,
-                "-l",
-                &self.data.join("server.log").display().to_string(),
-                "-w",
-                "start",
-            ],
-        );
+        let mut cmd = self.owner_command("pg_ctl");
+        cmd.args([
+            "-D",
+            &self.data.display().to_string(),
+            "-o",
+            &opts,
+            "-l",
+            &self.data.join("server.log").display().to_string(),
+            "-w",
+            "start",
+        ]);
+        cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
     }
 
     /// Starts the stopped server again (same data, same port).

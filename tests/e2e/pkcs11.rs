@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{assert_crl_verifies, assert_verifies, ca_binary, crl_check, free_port, TestCa};
+use crate::harness::{assert_crl_verifies, assert_verifies, ca_binary, crl_check, TestCa};
 use crate::real_clients::{agent_args_at, require, text};
 use crate::reload::Running;
 
@@ -181,14 +181,12 @@ fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
     );
 
     // The server signs a real agent's certificate with the token.
-    let port = free_port();
     let ca_dir = TestCa {
         tmp: tempfile::tempdir().unwrap(),
         data: data.clone(),
     };
     let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
-    let server = Running::start(&ca_dir, port, &["--config", conf.to_str().unwrap()], &env);
-    wait_listening(port, &server);
+    let (server, port) = Running::start_on_any_port(&ca_dir, &["--config", conf.to_str().unwrap()], &env);
     let agent = tmp.path().join("agent");
     let name = "hsm-agent.example.test";
     let cert = bootstrap(port, &agent, name, &server);
@@ -208,8 +206,7 @@ fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
     drop(server);
 
     // Restarted: still serving from the token.
-    let server = Running::start(&ca_dir, port, &["--config", conf.to_str().unwrap()], &env);
-    wait_listening(port, &server);
+    let (server, _) = Running::start_on_any_port(&ca_dir, &["--config", conf.to_str().unwrap()], &env);
     drop(server);
     assert!(!data.join("ca_key.pem").exists());
 
@@ -224,7 +221,7 @@ fn ca_key_in_a_softhsm_token_signs_a_real_agent_and_crls_and_never_leaves_it() {
             "no token labelled 'no-such-token'",
         ),
     ] {
-        let mut server = Running::start(&ca_dir, free_port(), &["--config", bad.to_str().unwrap()], &env);
+        let mut server = Running::start(&ca_dir, 0, &["--config", bad.to_str().unwrap()], &env);
         let started = Instant::now();
         let status = loop {
             if let Some(s) = server.try_wait() {
@@ -460,7 +457,6 @@ fn replicas_share_the_ca_key_in_the_token() {
     std::fs::create_dir(&b).unwrap();
     std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o700)).unwrap();
     let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
-    let (port_a, port_b) = (free_port(), free_port());
     let ca_a = TestCa {
         tmp: tempfile::tempdir().unwrap(),
         data: a.clone(),
@@ -469,10 +465,9 @@ fn replicas_share_the_ca_key_in_the_token() {
         tmp: tempfile::tempdir().unwrap(),
         data: b.clone(),
     };
-    let server_a = Running::start(&ca_a, port_a, &["--config", conf.to_str().unwrap()], &env);
-    let server_b = Running::start(
+    let (_server_a, _) = Running::start_on_any_port(&ca_a, &["--config", conf.to_str().unwrap()], &env);
+    let (server_b, port_b) = Running::start_on_any_port(
         &ca_b,
-        port_b,
         &[
             "--config",
             conf.to_str().unwrap(),
@@ -483,8 +478,6 @@ fn replicas_share_the_ca_key_in_the_token() {
         ],
         &env,
     );
-    wait_listening(port_a, &server_a);
-    wait_listening(port_b, &server_b);
     assert!(!a.join("ca_key.pem").exists() && !b.join("ca_key.pem").exists());
     let chain = a.join("ca_crt.pem");
     assert_verifies(&chain, &b.join("server/cert.pem"));
@@ -604,20 +597,20 @@ fn a_key_rollover_happens_inside_the_token() {
         "--key-type",
         "rsa-2048",
     ]);
-    let port = free_port();
     let ca_dir = TestCa {
         tmp: tempfile::tempdir().unwrap(),
         data: data.clone(),
     };
     let env = [("SOFTHSM2_CONF", hsm.conf.as_path())];
+    let old_ca = tmp.path().join("old_ca.pem");
+    std::fs::copy(data.join("ca_crt.pem"), &old_ca).unwrap();
+    // The agents keep the port they bootstrapped with: restarts listen on it again.
+    let (server, port) = Running::start_on_any_port(&ca_dir, &["--config", conf.to_str().unwrap()], &env);
     let run = || {
         let server = Running::start(&ca_dir, port, &["--config", conf.to_str().unwrap()], &env);
         wait_listening(port, &server);
         server
     };
-    let old_ca = tmp.path().join("old_ca.pem");
-    std::fs::copy(data.join("ca_crt.pem"), &old_ca).unwrap();
-    let server = run();
     let (a, b) = ("token-roll-a.example.test", "token-roll-b.example.test");
     let a_cert = bootstrap(port, &tmp.path().join("a"), a, &server);
     drop(server);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
-use crate::harness::{fixture, free_port, server_binary, TestCa};
+use crate::harness::{fixture, server_binary, TestCa};
 use crate::revocation::KeepAlive;
 use crate::server::As;
 
@@ -58,6 +58,35 @@ impl Running {
         Running {
             child: cmd.spawn().unwrap(),
             log,
+        }
+    }
+
+    /// The real binary as [`Running::start`] starts it, on a port it picks itself (`127.0.0.1:0`), and
+    /// that port, read from its log once it listens (no port is handed over between processes).
+    pub(crate) fn start_on_any_port(
+        ca: &TestCa,
+        extra: &[&str],
+        env: &[(&str, &std::path::Path)],
+    ) -> (Running, u16) {
+        let mut server = Running::start(ca, 0, extra, env);
+        let port = server.listening_port("serving the Puppet CA API");
+        (server, port)
+    }
+
+    /// The port of the log line containing `what` (its `listen=ADDR:PORT`), once it is written.
+    pub(crate) fn listening_port(&mut self, what: &str) -> u16 {
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(port) = crate::harness::listening_port(&log, what) {
+                return port;
+            }
+            assert!(self.try_wait().is_none(), "ca-server exited: {log}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not listening: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -119,17 +148,7 @@ fn sighup_reloads_rules_policy_and_the_server_certificate() {
     let (conf, auth) = (etc.join("ca.toml"), etc.join("auth.conf"));
     std::fs::write(&auth, AUTH_V1).unwrap();
     std::fs::write(&conf, config(&auth, false)).unwrap();
-    let port = free_port();
-    let server = Running::start(&ca, port, &["--config", conf.to_str().unwrap()], &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "server did not start: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (server, port) = Running::start_on_any_port(&ca, &["--config", conf.to_str().unwrap()], &[]);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let cacert = ca.ca_cert();
     let mut open = KeepAlive::connect(addr, &cacert, &As::Anonymous, None);
@@ -227,10 +246,9 @@ fn systemd_notifications_without_systemd() {
     let sock_path = ca.path("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let port = free_port();
     let server = Running::start(
         &ca,
-        port,
+        0,
         &["--certname", "ca.example.test"],
         &[
             ("NOTIFY_SOCKET", &sock_path),
@@ -243,10 +261,11 @@ fn systemd_notifications_without_systemd() {
         String::from_utf8_lossy(&buf[..n]).to_string()
     };
     let ready = next();
-    assert!(
-        ready.starts_with("READY=1\nSTATUS=serving on 127.0.0.1:"),
-        "{ready}"
-    );
+    let port: u16 = ready
+        .strip_prefix("READY=1\nSTATUS=serving on 127.0.0.1:")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{ready}"));
     assert!(
         ready.contains("CA certificate valid until") && ready.contains("CRL 0 next update"),
         "{ready}"
@@ -296,8 +315,7 @@ fn the_server_renews_its_own_certificate_before_expiry() {
         .ok()
         .stdout;
     assert!(out.contains("Renewed the server certificate"), "{out}");
-    let port = free_port();
-    let server = Running::start(&ca, port, &["--config", conf.to_str().unwrap()], &[]);
+    let (server, port) = Running::start_on_any_port(&ca, &["--config", conf.to_str().unwrap()], &[]);
     let started = Instant::now();
     while !server.log().contains("renewed before expiry") {
         assert!(started.elapsed() < Duration::from_secs(60), "{}", server.log());
