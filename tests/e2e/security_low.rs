@@ -130,8 +130,7 @@ fn server_key_readable_by_others_is_refused_at_start() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut child = Command::new(server_binary())
         .args(["--data-dir", ca.data.to_str().unwrap()])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
