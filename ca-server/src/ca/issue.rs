@@ -20,6 +20,9 @@ pub struct Validity {
     pub not_after: OffsetDateTime,
 }
 
+/// The last year a certificate may end in: X.509's GeneralizedTime and the date type stop at 9999.
+pub const LAST_YEAR: i32 = 9999;
+
 impl Validity {
     /// Puppet's window: backdated one day, `ttl` from now. Seconds only (X.509 has no fractions).
     /// Refuses a window that would end after the year 9999 (X.509 dates stop there).
@@ -28,7 +31,7 @@ impl Validity {
         let too_long = || CaError::Invalid("the certificate would expire after the year 9999".into());
         let not_after = now
             .checked_add(ttl)
-            .filter(|t| t.year() <= 9999)
+            .filter(|t| t.year() <= LAST_YEAR)
             .ok_or_else(too_long)?;
         let not_before = now.checked_sub(Duration::days(1)).ok_or_else(too_long)?;
         Ok(Validity {

@@ -41,22 +41,10 @@ fn entry_matches(entry: &str, certname: &str) -> bool {
         return true;
     }
     if let Some(domain) = entry.strip_prefix('*') {
-        // Reversed labels of the name must start with the glob's labels: `*.example.com` matches
-        // `a.example.com`, `a.b.example.com` and `example.com` itself.
-        let glob: Vec<String> = domain
-            .to_lowercase()
-            .split('.')
-            .filter(|l| !l.is_empty())
-            .rev()
-            .map(String::from)
-            .collect();
-        let name: Vec<String> = certname
-            .to_lowercase()
-            .split('.')
-            .rev()
-            .map(String::from)
-            .collect();
-        return !glob.is_empty() && name.len() >= glob.len() && name[..glob.len()] == glob[..];
+        // Puppet's domain glob, as in auth.conf: `*.example.com` matches `a.example.com`,
+        // `a.b.example.com` and `example.com` itself.
+        let domain = crate::policy::access::munge_name(domain.trim_start_matches('.'));
+        return !domain.is_empty() && crate::policy::access::in_domain(&domain, certname);
     }
     entry == certname
 }

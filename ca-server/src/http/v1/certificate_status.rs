@@ -92,11 +92,12 @@ pub async fn get(
     }
 }
 
-/// Whether a certificate valid for `ttl` seconds from now ends before the year 10000 (X.509 and the
-/// date type stop there; issuing beyond it would panic).
+/// Whether a certificate valid for `ttl` seconds from now ends by the last year X.509 can say
+/// ([`crate::ca::issue::LAST_YEAR`]), with a day to spare for the moment the signing happens.
 fn ttl_representable(now: time::OffsetDateTime, ttl: i64) -> bool {
     now.checked_add(time::Duration::seconds(ttl))
-        .is_some_and(|t| t.year() <= 9998)
+        .and_then(|t| t.checked_add(time::Duration::DAY))
+        .is_some_and(|t| t.year() <= crate::ca::issue::LAST_YEAR)
 }
 
 /// Parses the PUT body with puppetserver's checks and messages (plus our optional `reason`).

@@ -8,6 +8,7 @@
 mod hocon_conf;
 mod legacy;
 mod names;
+pub(crate) use names::{in_domain, munge_name};
 
 #[cfg(test)]
 mod tests;

@@ -116,6 +116,13 @@ pub(crate) fn munge_name(name: &str) -> Vec<String> {
     labels
 }
 
+/// Puppet's domain glob (`*.domain` in auth.conf and autosign.conf): whether `name` is in the domain
+/// whose lowercase labels, reversed, are `domain`, or is that domain itself.
+pub(crate) fn in_domain(domain: &[String], name: &str) -> bool {
+    let n = munge_name(name);
+    n.len() >= domain.len() && n.iter().zip(domain).all(|(a, b)| a == b)
+}
+
 /// Result of matching one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Match {
@@ -228,10 +235,7 @@ impl NamePattern {
         match self {
             NamePattern::Any => Match::Yes,
             NamePattern::Exact(labels) => (munge_name(name) == *labels).into(),
-            NamePattern::Glob(labels) => {
-                let n = munge_name(name);
-                (n.len() >= labels.len() && n.iter().zip(labels).all(|(a, b)| a == b)).into()
-            }
+            NamePattern::Glob(labels) => in_domain(labels, name).into(),
             NamePattern::Opaque(v) => (name.to_lowercase() == *v).into(),
             NamePattern::Regex(re) => re.is_match(name).into(),
             NamePattern::Backref { template, digits } => {
