@@ -140,30 +140,16 @@ impl<S: Send + Sync, R: NotThere> axum::extract::FromRequestParts<S> for Certnam
     }
 }
 
-/// Decodes `%XX` escapes (and `+` as space, as form encoding does); None when malformed.
-pub fn percent_decode(s: &str, plus_as_space: bool) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let s = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(s, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_as_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
+/// Decodes `%XX` escapes; None when a `%` is not followed by two hex digits (puppetserver refuses
+/// such input, where `percent-encoding` would keep the `%` as it is).
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let malformed = s.split('%').skip(1).any(|rest| {
+        !rest
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    (!malformed).then(|| percent_encoding::percent_decode_str(s).collect())
 }
 
 /// Reads the CN from an RFC 2253 (`CN=a,O=b`) or OpenSSL (`/O=b/CN=a`) DN.
@@ -190,7 +176,7 @@ pub fn caller_from_headers(headers: &HeaderMap) -> Result<(Option<Identity>, Opt
     let cert_der = match get("x-client-cert") {
         None => None,
         Some(enc) => {
-            let bytes = percent_decode(enc, false)
+            let bytes = percent_decode(enc)
                 .ok_or_else(|| ApiError::bad_request("Unable to URL decode the x-client-cert header"))?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| ApiError::bad_request("Unable to URL decode the x-client-cert header"))?;
@@ -240,8 +226,10 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(percent_decode("a%2Fb+c", true).unwrap(), b"a/b c");
-        assert_eq!(percent_decode("%zz", false), None);
-        assert_eq!(percent_decode("%4", false), None);
+        assert_eq!(percent_decode("a%2Fb+c%20").unwrap(), b"a/b+c ");
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("a%"), None);
+        assert_eq!(percent_decode("%%41"), None);
     }
 }

@@ -29,7 +29,7 @@ pub enum PathError {
 
 /// Percent-decodes and checks a path.
 pub fn normalize(raw: &str) -> Result<String, PathError> {
-    let bytes = percent_decode(raw, false).ok_or(PathError::BadEncoding)?;
+    let bytes = percent_decode(raw).ok_or(PathError::BadEncoding)?;
     let path = String::from_utf8(bytes).map_err(|_| PathError::BadEncoding)?;
     if path.chars().any(char::is_control) || !path.starts_with('/') {
         return Err(PathError::Forbidden);

@@ -276,18 +276,8 @@ fn access_method(m: &axum::http::Method) -> Option<Method> {
 }
 
 fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| {
-                extract::percent_decode(s, true)
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .unwrap_or_default()
-            };
-            (dec(k), dec(v))
-        })
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .into_owned()
         .collect()
 }
 

@@ -62,7 +62,7 @@ pub async fn post(State(state): State<Arc<AppState>>, body: Body) -> Response {
 pub async fn get(State(state): State<Arc<AppState>>, OriginalUri(uri): OriginalUri) -> Response {
     use base64::Engine as _;
     let raw = uri.path().strip_prefix("/ocsp/").unwrap_or_default();
-    let decoded = super::extract::percent_decode(raw, false).unwrap_or_default();
+    let decoded = super::extract::percent_decode(raw).unwrap_or_default();
     let b64: Vec<u8> = decoded.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
     match base64::engine::general_purpose::STANDARD.decode(&b64) {
         Ok(der) => answer(&state, der).await,
