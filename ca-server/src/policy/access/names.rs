@@ -311,33 +311,17 @@ fn substitute(template: &str, digits: BackrefDigits, captures: &[Option<&str>]) 
 pub enum IpPattern {
     /// One address.
     Exact(IpAddr),
-    /// A network.
-    Net {
-        /// The network address (masked).
-        network: IpAddr,
-        /// The prefix length.
-        bits: u8,
-    },
+    /// A network (its address masked to the prefix).
+    Net(ipnet::IpNet),
 }
 
 impl IpPattern {
     /// Parse as Ruby authstore's `parse_ip` does.
     pub fn parse(value: &str) -> Result<IpPattern, String> {
         let invalid = || format!("invalid IP pattern {value:?}");
-        if let Some((addr, bits)) = value.split_once('/') {
-            let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
-            if bits.is_empty() || !bits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid());
-            }
-            let bits: u8 = bits.parse().map_err(|_| invalid())?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            if bits > max {
-                return Err(invalid());
-            }
-            return Ok(IpPattern::Net {
-                network: mask(addr, bits),
-                bits,
-            });
+        if value.contains('/') {
+            let net: ipnet::IpNet = value.parse().map_err(|_| invalid())?;
+            return Ok(IpPattern::Net(net.trunc()));
         }
         if let Some(prefix) = value.strip_suffix(".*") {
             let octets: Vec<&str> = prefix.split('.').collect();
@@ -349,10 +333,8 @@ impl IpPattern {
                 *slot = parse_octet(octet).ok_or_else(invalid)?;
             }
             let bits = u8::try_from(octets.len() * 8).map_err(|_| invalid())?;
-            return Ok(IpPattern::Net {
-                network: IpAddr::from(full),
-                bits,
-            });
+            let net = ipnet::IpNet::new(IpAddr::from(full), bits).map_err(|_| invalid())?;
+            return Ok(IpPattern::Net(net));
         }
         value
             .parse::<IpAddr>()
@@ -369,7 +351,7 @@ impl IpPattern {
     pub(crate) fn length(&self) -> Option<usize> {
         match self {
             IpPattern::Exact(_) => None,
-            IpPattern::Net { bits, .. } => Some(usize::from(*bits)),
+            IpPattern::Net(net) => Some(usize::from(net.prefix_len())),
         }
     }
 
@@ -378,9 +360,7 @@ impl IpPattern {
         let ip = normalise_ip(ip);
         match self {
             IpPattern::Exact(a) => *a == ip,
-            IpPattern::Net { network, bits } => {
-                network.is_ipv4() == ip.is_ipv4() && mask(ip, *bits) == *network
-            }
+            IpPattern::Net(net) => net.contains(&ip),
         }
     }
 }
@@ -389,7 +369,7 @@ impl std::fmt::Display for IpPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IpPattern::Exact(a) => write!(f, "{a}"),
-            IpPattern::Net { network, bits } => write!(f, "{network}/{bits}"),
+            IpPattern::Net(net) => write!(f, "{net}"),
         }
     }
 }
@@ -411,22 +391,5 @@ pub(crate) fn normalise_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
-    }
-}
-
-fn mask(ip: IpAddr, bits: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let m = u32::MAX
-                .checked_shl(32u32.saturating_sub(u32::from(bits)))
-                .unwrap_or(0);
-            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & m))
-        }
-        IpAddr::V6(v6) => {
-            let m = u128::MAX
-                .checked_shl(128u32.saturating_sub(u32::from(bits)))
-                .unwrap_or(0);
-            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & m))
-        }
     }
 }
