@@ -222,7 +222,9 @@ async fn crl_upkeep(state: Arc<AppState>) {
         match state.authority.refresh_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "CRL re-signed before its nextUpdate");
-                let _ = state.refresh().await;
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "the new CRL is stored but not served yet (the next refresh takes it)");
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "CRL upkeep failed"),
@@ -230,7 +232,9 @@ async fn crl_upkeep(state: Arc<AppState>) {
         match state.authority.refresh_root_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "root CRL re-signed before its nextUpdate");
-                let _ = state.refresh().await;
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "the new CRL is stored but not served yet (the next refresh takes it)");
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),

@@ -102,26 +102,25 @@ const MAX_BATCH: usize = 256;
 impl Queue {
     /// Whether every signer has a certificate waiting after its current one.
     fn signers_busy(&self) -> bool {
-        self.to_sign
-            .lock()
-            .map(|q| q.len() >= self.cores)
-            .unwrap_or(false)
+        lock(&self.to_sign).len() >= self.cores
     }
     fn has_work(&self) -> bool {
-        self.jobs.lock().map(|j| !j.is_empty()).unwrap_or(false)
-            || self.signed.lock().map(|s| !s.is_empty()).unwrap_or(false)
+        !lock(&self.jobs).is_empty() || !lock(&self.signed).is_empty()
     }
+}
+
+/// A queue's lock. The queues are plain lists, whole at every instant, so a thread that panicked
+/// holding one left nothing half-done: its items are taken as they are (never silently dropped, as
+/// treating the poisoned lock as empty would, losing a signed certificate).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Up to [`MAX_BATCH`] items from the front of `m`.
 pub(super) fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
-    match m.lock() {
-        Ok(mut v) => {
-            let n = v.len().min(MAX_BATCH);
-            v.drain(..n).collect()
-        }
-        Err(_) => Vec::new(),
-    }
+    let mut v = lock(m);
+    let n = v.len().min(MAX_BATCH);
+    v.drain(..n).collect()
 }
 
 /// One database round's work, each item with the reply it owes.
@@ -157,7 +156,8 @@ impl Authority {
     pub(crate) async fn sign_queued(&self, jobs: Vec<Job>) -> Vec<Result<Issued, AuthorityError>> {
         let now = Instant::now();
         let mut waits = Vec::with_capacity(jobs.len());
-        if let Ok(mut q) = self.queue.jobs.lock() {
+        {
+            let mut q = lock(&self.queue.jobs);
             for job in jobs {
                 let (tx, rx) = oneshot::channel();
                 q.push((job, tx, now));
@@ -223,9 +223,7 @@ impl Authority {
             let _ = reply.send(result);
         }
         if !round.reserved.is_empty() {
-            if let Ok(mut q) = self.queue.to_sign.lock() {
-                q.extend(round.reserved);
-            }
+            lock(&self.queue.to_sign).extend(round.reserved);
             self.start_signers();
         }
         true
@@ -314,7 +312,7 @@ impl Authority {
 
     /// Starts signing tasks while there is work and fewer than one per core.
     fn start_signers(&self) {
-        while self.queue.to_sign.lock().map(|q| !q.is_empty()).unwrap_or(false) {
+        while !lock(&self.queue.to_sign).is_empty() {
             let claimed = self
                 .queue
                 .signers
@@ -393,11 +391,11 @@ impl Authority {
         let q = &self.queue;
         let mut place = Some(Place(&q.signers));
         loop {
-            let next = q.to_sign.lock().ok().and_then(|mut t| t.pop_front());
+            let next = lock(&q.to_sign).pop_front();
             let Some(r) = next else {
                 drop(place.take());
                 // Work queued between the last look and the release would wait: look once more.
-                let more = q.to_sign.lock().map(|t| !t.is_empty()).unwrap_or(false);
+                let more = !lock(&q.to_sign).is_empty();
                 let reclaimed = more
                     && q.signers
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -419,9 +417,7 @@ impl Authority {
                 r.c.validity,
                 &settings.issuer_urls,
             );
-            if let Ok(mut s) = q.signed.lock() {
-                s.push((r, der));
-            }
+            lock(&q.signed).push((r, der));
             self.kick_database();
         }
     }

@@ -45,7 +45,7 @@ impl std::fmt::Debug for SubmitQueue {
 
 impl SubmitQueue {
     fn is_empty(&self) -> bool {
-        self.pending.lock().map(|v| v.is_empty()).unwrap_or(true)
+        super::batch::lock(&self.pending).is_empty()
     }
 }
 
@@ -59,14 +59,12 @@ impl Authority {
         checked: Result<Csr, AuthorityError>,
     ) -> Result<Csr, AuthorityError> {
         let (reply, answer) = oneshot::channel();
-        if let Ok(mut q) = self.submits.pending.lock() {
-            q.push(Pending {
-                actor: actor.to_string(),
-                certname: certname.to_string(),
-                checked,
-                reply,
-            });
-        }
+        super::batch::lock(&self.submits.pending).push(Pending {
+            actor: actor.to_string(),
+            certname: certname.to_string(),
+            checked,
+            reply,
+        });
         self.kick_submit_writer();
         answer
             .await
