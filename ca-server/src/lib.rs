@@ -3,6 +3,9 @@
 //! Layers: [`ca`] is the engine (pure X.509), [`policy`] the decisions, [`storage`] the SQLite state,
 //! and [`authority`] the operations both the server and the `ca` CLI call.
 
+// Items only this crate uses say so (`pub(crate)`), so that rustc reports the ones nothing uses.
+#![warn(unreachable_pub)]
+
 pub mod authority;
 pub mod ca;
 pub mod clock;

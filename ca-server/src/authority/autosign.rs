@@ -23,7 +23,7 @@ pub struct AutosignVerdict {
 
 /// The last allow-list read, keyed by the file's modification time and size.
 #[derive(Debug, Default)]
-pub struct AllowListCache(Mutex<Option<(PathBuf, SystemTime, u64, AllowList)>>);
+pub(super) struct AllowListCache(Mutex<Option<(PathBuf, SystemTime, u64, AllowList)>>);
 
 impl AllowListCache {
     fn get(&self, path: &Path) -> std::io::Result<AllowList> {
@@ -62,7 +62,7 @@ fn yes(reason: impl Into<String>) -> AutosignVerdict {
 }
 
 /// Whether `path` is an executable policy rather than an allow-list.
-pub fn is_executable(path: &Path) -> bool {
+pub(super) fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 

@@ -7,7 +7,7 @@ const BOUNDS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 /// Counts per bucket, sum and count.
 #[derive(Debug, Default)]
-pub struct Histogram {
+pub(super) struct Histogram {
     buckets: [AtomicU64; 11],
     sum_micros: AtomicU64,
     count: AtomicU64,
@@ -26,7 +26,7 @@ pub struct HistogramSnapshot {
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&self, d: Duration) {
+    pub(super) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
             if let Some(b) = self.buckets.get(i) {
@@ -41,7 +41,7 @@ impl Histogram {
     }
 
     /// Reads it.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(super) fn snapshot(&self) -> HistogramSnapshot {
         let mut total = 0;
         let buckets = BOUNDS
             .iter()

@@ -242,7 +242,7 @@ pub(crate) struct Signed {
 
 impl Signed {
     /// Its number.
-    pub fn number(&self) -> u64 {
+    pub(crate) fn number(&self) -> u64 {
         self.ours.row.number
     }
 }

@@ -26,7 +26,7 @@ impl RequestCounters {
 }
 
 /// A bounded label for a path (never the certname).
-pub fn route(path: &str) -> &'static str {
+pub(super) fn route(path: &str) -> &'static str {
     let rest = path.strip_prefix("/puppet-ca/v1/").unwrap_or("");
     let first = rest.split('/').next().unwrap_or("");
     match first {
@@ -59,7 +59,7 @@ fn ca_not_after(a: &crate::authority::Authority) -> i64 {
 }
 
 /// GET `/metrics`.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let a = &state.authority;
     let now = a.now().unix_timestamp();
     let window = a.settings().expiry_warning.whole_seconds();

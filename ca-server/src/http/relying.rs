@@ -15,12 +15,18 @@ use super::AppState;
 use crate::authority::RelyingCrl;
 
 /// GET `/crl.pem`.
-pub async fn pem(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn pem(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     serve(&state, &headers, "application/x-pem-file", |c| c.pem).await
 }
 
 /// GET `/crl.der` (`application/pkix-crl`, RFC 2585).
-pub async fn der(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn der(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     serve(&state, &headers, "application/pkix-crl", |c| c.der).await
 }
 

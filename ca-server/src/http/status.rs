@@ -25,12 +25,12 @@ fn json_response(v: &Value) -> Response {
 }
 
 /// All services.
-pub async fn services() -> Response {
+pub(super) async fn services() -> Response {
     json_response(&json!({ "ca": ca_service() }))
 }
 
 /// One service.
-pub async fn service(Path(name): Path<String>) -> Response {
+pub(super) async fn service(Path(name): Path<String>) -> Response {
     if name == "ca" {
         json_response(&ca_service())
     } else {
@@ -39,7 +39,7 @@ pub async fn service(Path(name): Path<String>) -> Response {
 }
 
 /// `running`; `error` (503) while the database cannot be reached.
-pub async fn simple(State(state): State<Arc<AppState>>, name: Option<Path<String>>) -> Response {
+pub(super) async fn simple(State(state): State<Arc<AppState>>, name: Option<Path<String>>) -> Response {
     match name {
         // puppetserver registers its server service under both names; agents whose `server_list`
         // names the CA ask for `server` (then `master`) before bootstrapping.

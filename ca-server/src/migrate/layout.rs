@@ -7,29 +7,29 @@ use time::OffsetDateTime;
 use crate::ca::text::puppet_time;
 
 /// The CA files that must all be present (or all absent).
-pub const REQUIRED: [&str; 3] = ["ca_crt.pem", "ca_key.pem", "ca_crl.pem"];
+pub(super) const REQUIRED: [&str; 3] = ["ca_crt.pem", "ca_key.pem", "ca_crl.pem"];
 
 /// Paths in a cadir.
-pub struct Cadir<'a>(pub &'a Path);
+pub(super) struct Cadir<'a>(pub &'a Path);
 
 impl Cadir<'_> {
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(super) fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
-    pub fn signed(&self) -> PathBuf {
+    pub(super) fn signed(&self) -> PathBuf {
         self.0.join("signed")
     }
-    pub fn requests(&self) -> PathBuf {
+    pub(super) fn requests(&self) -> PathBuf {
         self.0.join("requests")
     }
     /// Puppet 3 kept the CA key's password here.
-    pub fn password(&self) -> PathBuf {
+    pub(super) fn password(&self) -> PathBuf {
         self.0.join("private/ca.pass")
     }
 }
 
 /// One inventory line: `0x%04X <notBefore> <notAfter> /CN=<name>` (puppetserver's form).
-pub fn inventory_line(
+pub(super) fn inventory_line(
     serial: u64,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
@@ -43,18 +43,18 @@ pub fn inventory_line(
 }
 
 /// The serial of an inventory line (upper or lower case hex after `0x`).
-pub fn inventory_serial(line: &str) -> Option<u64> {
+pub(super) fn inventory_serial(line: &str) -> Option<u64> {
     let hex = line.split_whitespace().next()?.strip_prefix("0x")?;
     u64::from_str_radix(hex, 16).ok()
 }
 
 /// The serial file: next serial, hex (`002A` or `2a`).
-pub fn parse_serial_file(text: &str) -> Option<u64> {
+pub(super) fn parse_serial_file(text: &str) -> Option<u64> {
     u64::from_str_radix(text.trim(), 16).ok()
 }
 
 /// The `.pem` files of a directory, by name, as (stem, path).
-pub fn pem_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+pub(super) fn pem_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }

@@ -26,7 +26,7 @@ fn json_ok(status: StatusCode, v: &Value) -> Response {
 /// answer). For the admin (`pp_cli_auth`), also `expiring`: the CA, server and admin certificates, the
 /// CRLs and every current, unrevoked certificate that expire within `?within=` (a duration; default:
 /// everything), soonest first.
-pub async fn expirations(
+pub(crate) async fn expirations(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
@@ -68,7 +68,7 @@ async fn json_body(body: Body, timeout: std::time::Duration, empty_ok: bool) -> 
 }
 
 /// PUT `/clean`: revoke and remove each name.
-pub async fn clean(
+pub(crate) async fn clean(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Body,
@@ -146,7 +146,7 @@ async fn sign_names(
 }
 
 /// POST `/sign`: `{"certnames": [...]}` (and our `allow-dns-alt-names` / `allow-authorization-extensions`).
-pub async fn sign(
+pub(crate) async fn sign(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Body,
@@ -169,7 +169,7 @@ pub async fn sign(
 
 /// POST `/sign/all`: every pending request. The body may be empty; one that is not JSON, or too
 /// large, is refused (it never means "sign without the options asked for").
-pub async fn sign_all(
+pub(crate) async fn sign_all(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Body,

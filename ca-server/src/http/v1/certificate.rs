@@ -26,7 +26,7 @@ async fn ca_written(state: &AppState) -> Option<i64> {
 /// The certificate (PEM), or `Could not find certificate <subject>`; 304 (empty, `text/plain`)
 /// when it was not written after the `If-Modified-Since` time, like puppetserver compares a file's
 /// mtime. `Last-Modified` is sent too (puppetserver sends none; agents use their file's time).
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     subject: Certname<NoSuchCertificate>,
     headers: HeaderMap,

@@ -15,7 +15,7 @@ use crate::http::extract::{Caller, Certname, NoRequestToDelete, NoSuchRequest, N
 use crate::http::{pem_response, read_body, AppState};
 
 /// GET: the pending CSR.
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     subject: Certname<NoSuchRequest>,
 ) -> Result<Response, ApiError> {
@@ -26,7 +26,7 @@ pub async fn get(
 }
 
 /// PUT: submit a CSR. 200 with an empty body when stored; every refusal is a 400 with its message.
-pub async fn put(
+pub(crate) async fn put(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
@@ -43,7 +43,7 @@ pub async fn put(
 }
 
 /// DELETE: remove a pending CSR (the default rules do not allow it; an auth.conf may).
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     subject: Certname<NoRequestToDelete>,

@@ -18,7 +18,7 @@ use crate::http::extract::{Caller, Certname, NotThere, ResourceNotFound};
 use crate::http::{read_body, AppState};
 
 /// JSON bodies are capped at 1 MiB.
-pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_JSON_BYTES: usize = 1024 * 1024;
 
 const MEDIA_TYPES: [&str; 3] = ["application/json", "text/pson", "pson"];
 
@@ -60,7 +60,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// `?explain=true` (ours): the signing verdict instead of the status object, for `ca check`.
 #[derive(Debug, Deserialize)]
-pub struct ExplainQuery {
+pub(crate) struct ExplainQuery {
     #[serde(default)]
     explain: bool,
     #[serde(default, rename = "allow-dns-alt-names")]
@@ -70,7 +70,7 @@ pub struct ExplainQuery {
 }
 
 /// GET: the status object (or, with `?explain=true`, the verdict for a pending request).
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     subject: Certname<ResourceNotFound>,
@@ -155,7 +155,7 @@ fn desired(
 /// The body is checked before the subject, as puppetserver does (a malformed body is a 400 for any
 /// subject). A revocation is in force in TLS before the answer (the authority updates what TLS
 /// checks).
-pub async fn put(
+pub(crate) async fn put(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
@@ -189,7 +189,7 @@ pub async fn put(
 }
 
 /// DELETE: remove certificate and request without revoking. 204.
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     subject: Certname<ResourceNotFound>,
@@ -204,12 +204,12 @@ pub async fn delete(
 
 /// `?state=` of the listing.
 #[derive(Debug, Deserialize)]
-pub struct StatesQuery {
+pub(crate) struct StatesQuery {
     state: Option<String>,
 }
 
 /// GET `/certificate_statuses/{key}`: requests, then certificates.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path(_key): Path<String>,
     Query(q): Query<StatesQuery>,

@@ -14,7 +14,10 @@ use crate::http::extract::Caller;
 use crate::http::{pem_response, read_body, AppState};
 
 /// GET: 304 when the CRL has not changed since `If-Modified-Since` (strictly-after comparison).
-pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let crl = state.current_crl().await?;
     let published = crl.last_modified();
     if unchanged_since(&headers, published) {
@@ -67,7 +70,7 @@ pub(crate) fn last_modified(mut res: Response, published: SystemTime) -> Respons
 }
 
 /// PUT: newer CRLs of parent CAs (§1.7). Our own CRL is never replaced by an upload.
-pub async fn put(
+pub(crate) async fn put(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Body,

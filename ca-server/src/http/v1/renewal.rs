@@ -11,7 +11,7 @@ use crate::http::extract::Caller;
 use crate::http::{pem_response, AppState};
 
 /// 404 unless `allow-auto-renewal`; 400 without a client certificate; else the renewed certificate.
-pub async fn post(
+pub(crate) async fn post(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
