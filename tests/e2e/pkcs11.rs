@@ -97,8 +97,8 @@ fn wait_listening(port: u16, server: &Running) {
     }
 }
 
-/// `pkcs11-tool --list-objects --type privkey` on the test token: each key's label and attributes.
-fn private_keys(hsm: &SoftHsm) -> String {
+/// OpenSC's `pkcs11-tool` on the test token, logged in; what it printed (it must succeed).
+fn pkcs11_tool(hsm: &SoftHsm, args: &[&str]) -> std::process::Output {
     let out = Command::new("pkcs11-tool")
         .args([
             "--module",
@@ -109,12 +109,17 @@ fn private_keys(hsm: &SoftHsm) -> String {
             "--pin",
             PIN,
         ])
-        .args(["--list-objects", "--type", "privkey"])
+        .args(args)
         .env("SOFTHSM2_CONF", &hsm.conf)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    text(&out)
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    out
+}
+
+/// `pkcs11-tool --list-objects --type privkey` on the test token: each key's label and attributes.
+fn private_keys(hsm: &SoftHsm) -> String {
+    text(&pkcs11_tool(hsm, &["--list-objects", "--type", "privkey"]))
 }
 
 /// A real Puppet agent's `puppet ssl bootstrap` (autosigned) against the server on `port`; its
@@ -252,27 +257,16 @@ fn an_ec_ca_key_in_the_token_makes_valid_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let hsm = SoftHsm::new(tmp.path());
     let data = tmp.path().join("data");
-    let made = Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            MODULE,
-            "--token-label",
-            TOKEN,
-            "--login",
-            "--pin",
-            PIN,
-        ])
-        .args([
+    pkcs11_tool(
+        &hsm,
+        &[
             "--keypairgen",
             "--key-type",
             "EC:prime256v1",
             "--label",
             "puppet-ca",
-        ])
-        .env("SOFTHSM2_CONF", &hsm.conf)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
+        ],
+    );
     let before = private_keys(&hsm);
     let conf = tmp.path().join("no-pin-file.toml");
     std::fs::write(
@@ -305,13 +299,10 @@ fn an_ec_ca_key_in_the_token_makes_valid_certificates() {
     assert!(!data.join("ca_key.pem").exists());
     assert_eq!(private_keys(&hsm), before, "the key already there, no other");
     // The CA certificate holds that key's public key.
-    let public = Command::new("pkcs11-tool")
-        .args(["--module", MODULE, "--token-label", TOKEN])
-        .args(["--read-object", "--type", "pubkey", "--label", "puppet-ca"])
-        .env("SOFTHSM2_CONF", &hsm.conf)
-        .output()
-        .unwrap();
-    assert!(public.status.success(), "{}", text(&public));
+    let public = pkcs11_tool(
+        &hsm,
+        &["--read-object", "--type", "pubkey", "--label", "puppet-ca"],
+    );
     let ca_pem = std::fs::read_to_string(data.join("ca_crt.pem")).unwrap();
     let ca_der = pem::parse(&ca_pem).unwrap().into_contents();
     let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
@@ -371,23 +362,7 @@ fn ca_import_takes_a_puppetserver_key_into_the_token() {
         !data.join("ca_key.pem").exists(),
         "the key went into the token, not a file"
     );
-    let listed = Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            MODULE,
-            "--token-label",
-            TOKEN,
-            "--login",
-            "--pin",
-            PIN,
-            "--list-objects",
-            "--type",
-            "privkey",
-        ])
-        .env("SOFTHSM2_CONF", &hsm.conf)
-        .output()
-        .unwrap();
-    let listed = text(&listed);
+    let listed = private_keys(&hsm);
     assert!(
         listed.contains("puppet-ca") && listed.contains("sensitive"),
         "{listed}"
