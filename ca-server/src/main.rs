@@ -69,6 +69,22 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// aws-lc seeds its random generator, on first use, from CPU timing jitter as well as the kernel:
+/// tens of milliseconds of work once per process. Done on a thread of its own while the CA is opened
+/// (its database and its CRL read), instead of after, when the TLS set-up first asks for randomness.
+fn warm_up_randomness() {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let spawned = std::thread::Builder::new().name("rng-warm-up".into()).spawn(|| {
+        let mut byte = [0u8; 1];
+        if aws_lc_rs::rand::SystemRandom::new().fill(&mut byte).is_err() {
+            tracing::warn!("the random generator could not be seeded ahead of time");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread to seed the random generator ahead of time");
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let data_dir_hint = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let config = ca_server::config::find_config(args.config, &data_dir_hint);
@@ -95,6 +111,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    warm_up_randomness();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let authority = server::open_or_setup(&settings, Arc::new(SystemClock)).await?;

@@ -309,6 +309,20 @@ fn revoked_serials_fold_many_additions_into_a_new_base() {
 }
 
 #[test]
+fn revoked_serials_merge_additions_in_any_order() {
+    use super::crl::RevokedSerials;
+    // Odd serials first, then even ones from the top down, in batches that cross the fold.
+    let mut set = RevokedSerials::default().with_serials(&(1..=9_999u64).step_by(2).collect::<Vec<_>>());
+    let evens: Vec<u64> = (2..=10_000u64).rev().step_by(2).collect();
+    for batch in evens.chunks(1_500) {
+        set = set.with_serials(batch);
+    }
+    assert_eq!(set.len(), 10_000);
+    assert!((1..=10_000u64).all(|n| set.contains(&n.to_be_bytes())));
+    assert!(!set.contains(&0u64.to_be_bytes()) && !set.contains(&10_001u64.to_be_bytes()));
+}
+
+#[test]
 fn crl_from_another_encoder_is_read_like_x509_parser_reads_it() {
     use rcgen::{
         CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,

@@ -1351,8 +1351,9 @@ async fn crl_since(c: &mut sqlx::AnyConnection, held: Option<u64>) -> Result<Crl
         Some(m) if Some(m.row.number) == held => CrlUpdate::Unchanged,
         Some(m) => match (m.pieces, held) {
             (Some((head, tail, from)), Some(h)) if from <= queries::to_i64(h)? && h < m.row.number => {
-                let added =
-                    queries::crl_segments(c, queries::to_i64(h)? + 1, queries::to_i64(m.row.number)?).await?;
+                let added = queries::crl_segments(c, queries::to_i64(h)? + 1, queries::to_i64(m.row.number)?)
+                    .await?
+                    .concat();
                 CrlUpdate::Appended {
                     row: m.row,
                     head,
@@ -1383,10 +1384,18 @@ async fn assemble_crl(
     pieces: Option<(Vec<u8>, Vec<u8>, i64)>,
 ) -> Result<CrlRow, StoreError> {
     if let Some((head, tail, from)) = pieces {
-        let entries = queries::crl_segments(c, from, queries::to_i64(row.number)?).await?;
-        let mut der = Vec::with_capacity(head.len() + entries.len() + tail.len());
-        der.extend_from_slice(&head);
-        der.extend_from_slice(&entries);
+        // In the first segment's buffer (megabytes for a CRL signed whole): grown in place and its
+        // bytes moved up for the head, rather than copied into memory the process must first fault in.
+        let mut segments = queries::crl_segments(c, from, queries::to_i64(row.number)?)
+            .await?
+            .into_iter();
+        let mut der = segments.next().unwrap_or_default();
+        let rest: Vec<Vec<u8>> = segments.collect();
+        der.reserve(head.len() + rest.iter().map(Vec::len).sum::<usize>() + tail.len());
+        der.splice(0..0, head.iter().copied());
+        for s in &rest {
+            der.extend_from_slice(s);
+        }
         der.extend_from_slice(&tail);
         row.der = der;
     }

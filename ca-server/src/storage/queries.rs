@@ -1225,15 +1225,19 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
 }
 
 /// The entries of the CRL segments numbered `from..=to`, concatenated in order.
-pub(super) async fn crl_segments(c: &mut AnyConnection, from: i64, to: i64) -> Result<Vec<u8>, StoreError> {
-    let parts: Vec<Vec<u8>> = sqlx::query_scalar(
+/// The entries of CRLs `from` to `to`, segment by segment, in order.
+pub(super) async fn crl_segments(
+    c: &mut AnyConnection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
         "SELECT entries FROM crl_segments WHERE number >= $1 AND number <= $2 ORDER BY number",
     )
     .bind(from)
     .bind(to)
     .fetch_all(&mut *c)
-    .await?;
-    Ok(parts.concat())
+    .await?)
 }
 
 pub(super) async fn crl_version<'e, E: Executor<'e, Database = Any>>(
