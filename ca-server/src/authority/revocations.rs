@@ -460,13 +460,12 @@ impl Revocations {
         let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
         // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
         let (der, entries, revoked, relying, twin) = off_executor(move || {
-            let (entries_der, revoked) = match (&base_for_task, all) {
+            // The entries as parts: the current CRL's (megabytes, never copied here) and the new ones,
+            // or every revocation in the database.
+            let (new_der, revoked) = match (&base_for_task, all) {
                 (Some(b), _) => {
-                    let mut der = Vec::with_capacity(b.entries.len() + added.len() * 40);
-                    der.extend_from_slice(b.entries());
-                    der.extend(crl::encode_entries(&added));
                     let serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
-                    (der, b.revoked.with_serials(&serials))
+                    (crl::encode_entries(&added), b.revoked.with_serials(&serials))
                 }
                 (None, all) => {
                     let der = crl::encode_entries(&all.unwrap_or_default());
@@ -475,26 +474,28 @@ impl Revocations {
                     (der, revoked)
                 }
             };
+            let parts: Vec<&[u8]> = match &base_for_task {
+                Some(b) => vec![b.entries(), &new_der],
+                None => vec![&new_der],
+            };
             // The relying parties' CRL (and, in a key rollover, ours signed by the previous key) is
             // signed beside ours, on another core: a revocation still waits for about one signature.
             let (der, others) = std::thread::scope(|s| {
                 let others = s.spawn(|| {
-                    let relying = crl::sign_crl_with_entries(
+                    let relying = crl::sign_crl_with_entry_parts(
                         &signer,
                         number,
                         this_update,
                         relying_next_update,
-                        &entries_der,
+                        &parts,
                     )?;
                     let twin = previous
                         .as_ref()
-                        .map(|p| {
-                            crl::sign_crl_with_entries(p, number, this_update, next_update, &entries_der)
-                        })
+                        .map(|p| crl::sign_crl_with_entry_parts(p, number, this_update, next_update, &parts))
                         .transpose()?;
                     Ok::<_, crate::ca::CaError>((relying, twin))
                 });
-                let der = crl::sign_crl_with_entries(&signer, number, this_update, next_update, &entries_der);
+                let der = crl::sign_crl_with_entry_parts(&signer, number, this_update, next_update, &parts);
                 let others = others
                     .join()
                     .unwrap_or_else(|_| Err(crate::ca::CaError::Key("the CRL signing thread failed".into())));

@@ -164,6 +164,22 @@ pub fn sign_crl_with_entries(
     next_update: OffsetDateTime,
     entries_der: &[u8],
 ) -> Result<Vec<u8>, CaError> {
+    sign_crl_with_entry_parts(signer, number, this_update, next_update, &[entries_der])
+}
+
+/// The largest signature a CA key of ours makes (RSA-4096: 512 bytes; ECDSA P-256 in DER: 72).
+const MAX_SIGNATURE: usize = 512;
+
+/// [`sign_crl_with_entries`] with the entries in consecutive parts (the previous CRL's and the new
+/// ones'). The entries (megabytes at 100,000) are copied once, into the result, and signed there: the
+/// outer header is written first with room for the length, which is filled in after signing.
+pub fn sign_crl_with_entry_parts(
+    signer: &CaSigner,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    parts: &[&[u8]],
+) -> Result<Vec<u8>, CaError> {
     if next_update <= this_update {
         return Err(CaError::Invalid(
             "the CRL's nextUpdate must follow its thisUpdate".into(),
@@ -179,8 +195,6 @@ pub fn sign_crl_with_entries(
             "the CA key's algorithm cannot sign CRLs here".into(),
         ));
     };
-    // Everything but the entries is small; the entries (megabytes at 100,000) are copied once into
-    // the TBS and once into the result.
     let mut head = vec![0x02, 0x01, 0x01];
     head.extend_from_slice(alg);
     head.extend_from_slice(&signer.subject_der);
@@ -190,30 +204,55 @@ pub fn sign_crl_with_entries(
     let mut exts = extension(&OID_AKI, &aki);
     exts.extend(extension(&OID_CRL_NUMBER, &der_uint(number)));
     let tail = der::encode_tlv(0xa0, &der::encode_tlv(0x30, &exts));
+    let entries_len: usize = parts.iter().map(|p| p.len()).sum();
     let mut entries_head = Vec::new();
-    if !entries_der.is_empty() {
+    if entries_len > 0 {
         entries_head.push(0x30);
-        der::encode_len(entries_der.len(), &mut entries_head);
+        der::encode_len(entries_len, &mut entries_head);
     }
-    let tbs_len = head.len() + entries_head.len() + entries_der.len() + tail.len();
-    let mut tbs = Vec::with_capacity(tbs_len + 6);
-    tbs.push(0x30);
-    der::encode_len(tbs_len, &mut tbs);
-    for part in [&head[..], &entries_head, entries_der, &tail] {
-        tbs.extend_from_slice(part);
+    let tbs_len = head.len() + entries_head.len() + entries_len + tail.len();
+    let mut tbs_head = vec![0x30];
+    der::encode_len(tbs_len, &mut tbs_head);
+    let tbs_full = tbs_head.len() + tbs_len;
+    // The BIT STRING of a signature of `n` bytes: tag, length, the unused-bits byte, the signature.
+    let bits_len = |n: usize| {
+        let mut l = Vec::new();
+        der::encode_len(n + 1, &mut l);
+        1 + l.len() + n + 1
+    };
+    let header_of = |all_len: usize| {
+        let mut h = vec![0x30];
+        der::encode_len(all_len, &mut h);
+        h
+    };
+    // Room for the outer header as long as the longest signature needs; any signature whose header
+    // has the same size fills it in place (all of them, but at a length-encoding boundary).
+    let room = header_of(tbs_full + alg.len() + bits_len(MAX_SIGNATURE)).len();
+    let mut out = Vec::with_capacity(room + tbs_full + alg.len() + bits_len(MAX_SIGNATURE));
+    out.resize(room, 0);
+    for part in [&tbs_head[..], &head, &entries_head] {
+        out.extend_from_slice(part);
     }
-    let sig = rcgen::SigningKey::sign(key, &tbs).map_err(|e| CaError::Key(format!("CRL signature: {e}")))?;
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&tail);
+    let sig = rcgen::SigningKey::sign(key, &out[room..])
+        .map_err(|e| CaError::Key(format!("CRL signature: {e}")))?;
     let mut bits = vec![0u8];
     bits.extend(sig);
     let bits = der::encode_tlv(0x03, &bits);
-    let all_len = tbs.len() + alg.len() + bits.len();
-    let mut out = Vec::with_capacity(all_len + 6);
-    out.push(0x30);
-    der::encode_len(all_len, &mut out);
-    for part in [&tbs[..], alg, &bits] {
-        out.extend_from_slice(part);
+    out.extend_from_slice(alg);
+    out.extend_from_slice(&bits);
+    let header = header_of(tbs_full + alg.len() + bits.len());
+    if header.len() == room {
+        out[..room].copy_from_slice(&header);
+        return Ok(out);
     }
-    Ok(out)
+    // A length at an encoding boundary: the header is shorter than the room left for it.
+    let mut whole = header;
+    whole.extend_from_slice(&out[room..]);
+    Ok(whole)
 }
 
 /// What [`read_crl`] finds in a CRL without decoding its entries.

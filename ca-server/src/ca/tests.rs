@@ -469,3 +469,41 @@ fn an_audit_key_wrapped_for_a_ca_key_opens_only_with_that_key() {
     other.adopt_audit_key(&again).unwrap();
     assert_eq!(other.audit_key(), sealing.as_slice());
 }
+
+/// A CRL signed from its entries in parts is the CRL signed from them whole (the same TBS), and it
+/// verifies at every size, including sizes where the outer length needs one byte more or less than
+/// the room left for it before signing (the ECDSA signature's length varies by a byte or two).
+#[test]
+fn crls_signed_from_entry_parts_verify_at_every_size() {
+    use super::crl::{encode_entries, sign_crl_with_entries, sign_crl_with_entry_parts};
+    let ec = test_ca();
+    let rsa_key = keys::generate(KeyType::Rsa2048).unwrap();
+    let rsa_der = signer::self_signed_ca("Puppet CA: rsa", &rsa_key, 1, now(), Duration::days(3650)).unwrap();
+    let rsa = CaSigner::new(&pem_encode("CERTIFICATE", &rsa_der), rsa_key).unwrap();
+    let entry = |serial: u64| RevokedEntry {
+        serial,
+        revoked_at: now(),
+        reason: Reason::default(),
+    };
+    let tbs = |der: &[u8]| {
+        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
+        crl.tbs_cert_list.as_ref().to_vec()
+    };
+    for ca in [&ec, &rsa] {
+        let (_, ca_cert) = X509Certificate::from_der(&ca.cert.der).unwrap();
+        // One entry is 36 bytes here: counts around the 128, 256 and 65,536-byte length boundaries.
+        for n in (0..12).chain(1..9).map(|i| i as u64).chain(1_810..1_830) {
+            let entries: Vec<RevokedEntry> = (1..=n).map(|s| entry(s + 1_000)).collect();
+            let der = encode_entries(&entries);
+            let (a, b) = der.split_at(der.len() / 3 / 36 * 36);
+            let from_parts =
+                sign_crl_with_entry_parts(ca, 5, now(), now() + Duration::days(5), &[a, b]).unwrap();
+            let whole = sign_crl_with_entries(ca, 5, now(), now() + Duration::days(5), &der).unwrap();
+            assert_eq!(tbs(&from_parts), tbs(&whole), "{n} entries");
+            let (rest, crl) = CertificateRevocationList::from_der(&from_parts).unwrap();
+            assert!(rest.is_empty(), "{n} entries: nothing after the CRL");
+            crl.verify_signature(ca_cert.public_key()).unwrap();
+            assert_eq!(crl.iter_revoked_certificates().count() as u64, n);
+        }
+    }
+}
