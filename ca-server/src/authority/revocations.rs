@@ -261,6 +261,9 @@ pub struct Revocations {
     /// Held from a publishing transaction's start until its CRL is installed, so snapshots are
     /// installed in the order their CRLs were numbered.
     publishing: tokio::sync::Mutex<()>,
+    /// Where the relying parties' CRL is signed, kept from one CRL to the next: only its head and
+    /// tail are kept, so its megabytes need not be new memory each time.
+    scratch: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -296,6 +299,7 @@ impl Revocations {
             current: ArcSwapOption::empty(),
             reload: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
+            scratch: Arc::default(),
         }
     }
 
@@ -457,6 +461,7 @@ impl Revocations {
         let signer = Arc::clone(&self.signer);
         let previous = self.previous.clone();
         let base_for_task = base.clone();
+        let scratch = Arc::clone(&self.scratch);
         let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
         // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
         let (der, entries, revoked, relying, twin) = off_executor(move || {
@@ -482,13 +487,16 @@ impl Revocations {
             // signed beside ours, on another core: a revocation still waits for about one signature.
             let (der, others) = std::thread::scope(|s| {
                 let others = s.spawn(|| {
-                    let relying = crl::sign_crl_with_entry_parts(
+                    let mut buf = super::batch::lock(&scratch);
+                    crl::sign_crl_into(
                         &signer,
                         number,
                         this_update,
                         relying_next_update,
                         &parts,
+                        &mut buf,
                     )?;
+                    let relying = pieces_of(&buf);
                     let twin = previous
                         .as_ref()
                         .map(|p| crl::sign_crl_with_entry_parts(p, number, this_update, next_update, &parts))
@@ -507,7 +515,7 @@ impl Revocations {
             );
             let unreadable = || AuthorityError::Internal("the signed CRL is unreadable".into());
             let entries = crl::entries_range(&der).ok_or_else(unreadable)?;
-            let relying = pieces_of(&relying).ok_or_else(unreadable)?;
+            let relying = relying.ok_or_else(unreadable)?;
             let relying = RelyingPieces {
                 next_update: unix(relying_next_update),
                 head: relying.head,

@@ -180,6 +180,21 @@ pub fn sign_crl_with_entry_parts(
     next_update: OffsetDateTime,
     parts: &[&[u8]],
 ) -> Result<Vec<u8>, CaError> {
+    let mut out = Vec::new();
+    sign_crl_into(signer, number, this_update, next_update, parts, &mut out)?;
+    Ok(out)
+}
+
+/// [`sign_crl_with_entry_parts`] into `out` (its contents replaced, its memory reused: a CRL signed
+/// only for its pieces, as the relying parties' is, then costs no new megabytes each time).
+pub fn sign_crl_into(
+    signer: &CaSigner,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    parts: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<(), CaError> {
     if next_update <= this_update {
         return Err(CaError::Invalid(
             "the CRL's nextUpdate must follow its thisUpdate".into(),
@@ -228,7 +243,8 @@ pub fn sign_crl_with_entry_parts(
     // Room for the outer header as long as the longest signature needs; any signature whose header
     // has the same size fills it in place (all of them, but at a length-encoding boundary).
     let room = header_of(tbs_full + alg.len() + bits_len(MAX_SIGNATURE)).len();
-    let mut out = Vec::with_capacity(room + tbs_full + alg.len() + bits_len(MAX_SIGNATURE));
+    out.clear();
+    out.reserve(room + tbs_full + alg.len() + bits_len(MAX_SIGNATURE));
     out.resize(room, 0);
     for part in [&tbs_head[..], &head, &entries_head] {
         out.extend_from_slice(part);
@@ -247,12 +263,11 @@ pub fn sign_crl_with_entry_parts(
     let header = header_of(tbs_full + alg.len() + bits.len());
     if header.len() == room {
         out[..room].copy_from_slice(&header);
-        return Ok(out);
+    } else {
+        // A length at an encoding boundary: the header is shorter than the room left for it.
+        out.splice(..room, header);
     }
-    // A length at an encoding boundary: the header is shorter than the room left for it.
-    let mut whole = header;
-    whole.extend_from_slice(&out[room..]);
-    Ok(whole)
+    Ok(())
 }
 
 /// What [`read_crl`] finds in a CRL without decoding its entries.
