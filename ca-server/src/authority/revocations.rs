@@ -274,6 +274,9 @@ impl std::fmt::Debug for Revocations {
     }
 }
 
+/// The largest buffer for the relying parties' CRL kept between CRLs (see `Revocations::scratch`).
+const SCRATCH_KEPT_UP_TO: usize = 16 * 1024 * 1024;
+
 async fn off_executor<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AuthorityError> + Send + 'static,
 ) -> Result<T, AuthorityError> {
@@ -497,6 +500,11 @@ impl Revocations {
                         &mut buf,
                     )?;
                     let relying = pieces_of(&buf);
+                    // Kept only where the allocator would keep it anyway: buffers from 32 MB (a CRL
+                    // of some 900,000 entries) go back to the system when freed.
+                    if buf.capacity() > SCRATCH_KEPT_UP_TO {
+                        *buf = Vec::new();
+                    }
                     let twin = previous
                         .as_ref()
                         .map(|p| crl::sign_crl_with_entry_parts(p, number, this_update, next_update, &parts))
