@@ -79,13 +79,7 @@ async fn list_text_streamed(
             signed: state == "signed" && filter.signed,
             revoked: state == "revoked" && filter.revoked,
         };
-        if only
-            == (ListFilter {
-                requested: false,
-                signed: false,
-                revoked: false,
-            })
-        {
+        if !(only.requested || only.signed || only.revoked) {
             continue;
         }
         let mut titled = false;

@@ -401,32 +401,16 @@ impl SerialSet {
         self.short.binary_search(&n).is_ok()
     }
 
-    /// The set with `more` short serials (sorted, each once) merged in.
+    /// The set with `more` short serials (sorted) merged in: the standard (stable) sort finds the two
+    /// runs already in order and merges them in one pass.
     fn merged(&self, more: &[u64]) -> SerialSet {
-        let (a, b) = (&self.short, more);
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].cmp(&b[j]) {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    out.push(a[i]);
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
+        let mut short = Vec::with_capacity(self.short.len() + more.len());
+        short.extend_from_slice(&self.short);
+        short.extend_from_slice(more);
+        short.sort();
+        short.dedup();
         SerialSet {
-            short: out.into(),
+            short: short.into(),
             long: self.long.clone(),
         }
     }

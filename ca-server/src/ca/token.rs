@@ -187,19 +187,6 @@ fn der_uint(bytes: &[u8]) -> Vec<u8> {
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
 impl TokenKey {
-    /// The CA key `cfg` names, which must be in the token.
-    pub fn open(cfg: &TokenConfig) -> Result<TokenKey, CaError> {
-        let (context, slot, session) = open_token(cfg)?;
-        let key = find(&session, ObjectClass::PRIVATE_KEY, &cfg.key_label)?.ok_or_else(|| {
-            CaError::Key(format!(
-                "PKCS#11: no private key labelled '{}' in token '{}'",
-                cfg.key_label, cfg.token_label
-            ))
-        })?;
-        let audit = find_audit(&session, cfg)?;
-        Self::assemble(context, slot, session, key, audit, &cfg.key_label)
-    }
-
     /// The CA key whose public key is `public` (as rcgen gives it): the key labelled as `cfg` says, or
     /// one labelled `<label>.<suffix>` (a key rollover's new key, see [`TokenKey::generate`]). A key
     /// is found by what it is, not by its label alone, so no label has to change when a rollover
@@ -208,7 +195,7 @@ impl TokenKey {
         let (context, slot, session) = open_token(cfg)?;
         let audit = find_audit(&session, cfg)?;
         let prefix = format!("{}.", cfg.key_label);
-        let mut labels: Vec<String> = Vec::new();
+        let mut candidates: Vec<(String, ObjectHandle)> = Vec::new();
         for key in session
             .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
             .map_err(fail("finding a key"))?
@@ -220,23 +207,16 @@ impl TokenKey {
                 if let Attribute::Label(l) = a {
                     let l = String::from_utf8_lossy(&l).into_owned();
                     if l == cfg.key_label || l.starts_with(&prefix) {
-                        labels.push(l);
+                        candidates.push((l, key));
                     }
                 }
             }
         }
         // The configured label first, then the newest rollover key (the suffix is a time).
-        labels.sort_by(|a, b| (a != &cfg.key_label, b).cmp(&(b != &cfg.key_label, a)));
-        labels.dedup();
-        for label in &labels {
-            let Some(key) = find(&session, ObjectClass::PRIVATE_KEY, label)? else {
-                continue;
-            };
-            let Ok((found, _)) = public_of(&session, key, label) else {
-                continue;
-            };
-            if found == public {
-                return Self::assemble(context, slot, session, key, audit, label);
+        candidates.sort_by(|(a, _), (b, _)| (a != &cfg.key_label, b).cmp(&(b != &cfg.key_label, a)));
+        for (label, key) in &candidates {
+            if public_of(&session, *key, label).is_ok_and(|(found, _)| found == public) {
+                return Self::assemble(context, slot, session, *key, audit, label);
             }
         }
         Err(CaError::Key(format!(
