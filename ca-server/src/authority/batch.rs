@@ -24,21 +24,29 @@ use tokio::sync::oneshot;
 use super::{status, unix, Authority, AuthorityError, Issued, SignRequest};
 use crate::ca::csr;
 use crate::ca::issue::{self, Validity};
-use crate::ca::CaError;
 use crate::policy::{signing, Permit};
-use crate::storage::{AuditRecord, CertRow, WriteTx};
+use crate::storage::{AuditRecord, CertRow, NewCertificate, RequestRow, WriteTx};
 
 /// One signing asked for.
 pub(crate) struct Job {
     pub actor: String,
     pub certname: String,
     pub req: SignRequest,
+    /// The request as its submitter's task parsed it (autosign): used when it is still the one
+    /// stored, so the write transaction does not parse it again.
+    pub csr: Option<Arc<csr::Csr>>,
 }
 
 type Reply = oneshot::Sender<Result<Issued, AuthorityError>>;
 
-/// A reserved job and its signature (or why there is none).
-type Signed = (Reserved, Result<Vec<u8>, CaError>);
+/// A certificate made by a signer: its DER and status object.
+struct Made {
+    der: Vec<u8>,
+    status_json: String,
+}
+
+/// A reserved job and its certificate (or why there is none).
+type Signed = (Reserved, Result<Made, AuthorityError>);
 
 /// What the policy allowed for a job, with its serial.
 struct Checked {
@@ -239,55 +247,160 @@ impl Authority {
         } else {
             self.store.write_unsynced().await?
         };
-        let mut refusals: Vec<(String, String, String)> = Vec::new();
-        while let Some((r, der)) = round.signed.pop() {
-            let result = match der {
-                Err(e) => Err(AuthorityError::Ca(e)),
-                Ok(der) => match self.store_one(&mut tx, &r, der).await {
-                    Ok(res) => res,
-                    Err(e) => {
-                        round
-                            .answers
-                            .push((r.reply, Err(AuthorityError::Internal(String::new())), None));
-                        return Err(e);
-                    }
-                },
-            };
-            round.answers.push((r.reply, result, Some(r.queued)));
+        let now = self.now();
+        self.store_signed(&mut tx, round, unix(now)).await?;
+        let refusals = self.reserve(&mut tx, round, now).await?;
+        let records: Vec<AuditRecord<'_>> = refusals
+            .iter()
+            .map(|(actor, name, detail)| {
+                AuditRecord::refused(unix(now), actor, "sign")
+                    .on(name)
+                    .detail(detail)
+            })
+            .collect();
+        if durable {
+            tx.audit_all(&records).await?;
         }
-        let mut taken = std::collections::BTreeSet::new();
-        round.jobs.reverse();
-        while let Some((job, reply, queued)) = round.jobs.pop() {
-            let verdict = match self.check_job(&mut tx, &job, &mut taken).await {
-                Ok(v) => v,
+        tx.commit().await?;
+        if !durable && !records.is_empty() {
+            let mut tx = self.store.write().await?;
+            tx.audit_all(&records).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the round's signed certificates in a few statements, whatever their number: one
+    /// look-up of their requests, one insert, one delete, one of the audit rows. A certificate
+    /// whose request was cleaned (or replaced, or signed by an earlier certificate of the round)
+    /// since its reservation is not stored. Every answer is in `round` before a statement can
+    /// fail, so a failed transaction answers each one with the error.
+    async fn store_signed(
+        &self,
+        tx: &mut WriteTx,
+        round: &mut Round,
+        now: i64,
+    ) -> Result<(), AuthorityError> {
+        let signed = std::mem::take(&mut round.signed);
+        let pending = {
+            let names: Vec<&str> = signed
+                .iter()
+                .filter(|(_, made)| made.is_ok())
+                .map(|(r, _)| r.job.certname.as_str())
+                .collect();
+            tx.requests_named(&names).await?
+        };
+        let mut stored: Vec<(Reserved, CertRow, String)> = Vec::new();
+        for (r, made) in signed {
+            let made = match made {
+                Ok(m) => m,
                 Err(e) => {
-                    round
-                        .answers
-                        .push((reply, Err(AuthorityError::Internal(String::new())), None));
-                    return Err(e);
+                    round.answers.push((r.reply, Err(e), Some(r.queued)));
+                    continue;
                 }
             };
+            let name = &r.job.certname;
+            let still = !stored.iter().any(|(s, _, _)| &s.job.certname == name)
+                && pending.get(name).is_some_and(|row| row.csr_der == r.c.csr_der);
+            if !still {
+                let gone = AuthorityError::NoRequest {
+                    certname: name.clone(),
+                    has_cert: true,
+                };
+                round.answers.push((r.reply, Err(gone), Some(r.queued)));
+                continue;
+            }
+            let row = CertRow {
+                serial: r.c.serial,
+                certname: name.clone(),
+                der: made.der,
+                not_before: unix(r.c.validity.not_before),
+                not_after: unix(r.c.validity.not_after),
+                revoked: None,
+            };
+            stored.push((r, row, made.status_json));
+        }
+        let new: Vec<NewCertificate<'_>> = stored
+            .iter()
+            .map(|(r, row, status_json)| NewCertificate {
+                row,
+                status_json,
+                by: &r.job.actor,
+            })
+            .collect();
+        let names: Vec<&str> = stored.iter().map(|(_, row, _)| row.certname.as_str()).collect();
+        let records: Vec<AuditRecord<'_>> = stored
+            .iter()
+            .map(|(r, row, _)| {
+                AuditRecord::ok(now, &r.job.actor, "sign")
+                    .on(&row.certname)
+                    .serial(row.serial)
+            })
+            .collect();
+        let written = async {
+            tx.insert_certificates(&new, now).await?;
+            tx.delete_requests(&names).await?;
+            tx.audit_all(&records).await
+        }
+        .await;
+        drop((new, names, records));
+        for (r, row, _) in stored {
+            let issued = Issued {
+                serial: row.serial,
+                der: row.der,
+            };
+            round.answers.push((r.reply, Ok(issued), Some(r.queued)));
+        }
+        Ok(written?)
+    }
+
+    /// Checks the round's jobs against the policy (one look-up of their requests) and reserves the
+    /// serials of those allowed (one counter update). Returns the refusals (actor, printable name,
+    /// why), each already answered in `round`, for the caller to audit.
+    async fn reserve(
+        &self,
+        tx: &mut WriteTx,
+        round: &mut Round,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<(String, String, String)>, AuthorityError> {
+        let jobs = std::mem::take(&mut round.jobs);
+        let mut pending = {
+            let names: Vec<&str> = jobs.iter().map(|(j, _, _)| j.certname.as_str()).collect();
+            tx.requests_named(&names).await?
+        };
+        let mut refusals = Vec::new();
+        let mut jobs = jobs.into_iter();
+        while let Some((job, reply, queued)) = jobs.next() {
+            // A name is reserved once per round: a second job for it finds its request taken.
+            let row = pending.remove(&job.certname);
+            let verdict = match row {
+                Some(row) => Ok(self.check_job(&job, row, now)),
+                None => match tx.current_certificate(&job.certname).await {
+                    Ok(cert) => Ok(Err(AuthorityError::NoRequest {
+                        certname: job.certname.clone(),
+                        has_cert: cert.is_some()
+                            || round.reserved.iter().any(|r| r.job.certname == job.certname),
+                    })),
+                    Err(e) => Err(e),
+                },
+            };
             match verdict {
-                Ok(c) => round.reserved.push(Reserved {
+                Ok(Ok(c)) => round.reserved.push(Reserved {
                     job,
                     reply,
                     queued,
                     c,
                 }),
-                Err(refusal) => {
-                    let detail = refusal.to_string();
+                Ok(Err(refusal)) => {
                     let name = crate::ca::names::printable(&job.certname);
-                    let audited = if durable {
-                        let rec = AuditRecord::refused(unix(self.now()), &job.actor, "sign")
-                            .on(&name)
-                            .detail(&detail);
-                        tx.audit(&rec).await
-                    } else {
-                        refusals.push((job.actor.clone(), name, detail));
-                        Ok(())
-                    };
+                    refusals.push((job.actor, name, refusal.to_string()));
                     round.answers.push((reply, Err(refusal), None));
-                    audited?;
+                }
+                Err(e) => {
+                    // The transaction is abandoned: the jobs not looked at get its error too.
+                    round.jobs.push((job, reply, queued));
+                    round.jobs.extend(jobs);
+                    return Err(e.into());
                 }
             }
         }
@@ -297,17 +410,7 @@ impl Authority {
                 r.c.serial = serial;
             }
         }
-        tx.commit().await?;
-        if !refusals.is_empty() {
-            let mut tx = self.store.write().await?;
-            let now = unix(self.now());
-            for (actor, name, detail) in &refusals {
-                let rec = AuditRecord::refused(now, actor, "sign").on(name).detail(detail);
-                tx.audit(&rec).await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(())
+        Ok(refusals)
     }
 
     /// Starts signing tasks while there is work and fewer than one per core.
@@ -327,55 +430,32 @@ impl Authority {
         }
     }
 
-    /// The policy's verdict on one job, and its serial when allowed. The outer error is a storage
-    /// failure (the transaction is abandoned); the inner one a refusal (audited by the caller).
-    async fn check_job(
+    /// The policy's verdict on one job whose request is `row`, dated `now`; its serial is given with
+    /// the others of the round (one counter update), see [`Authority::reserve`].
+    fn check_job(
         &self,
-        tx: &mut WriteTx,
         job: &Job,
-        taken: &mut std::collections::BTreeSet<String>,
-    ) -> Result<Result<Checked, AuthorityError>, AuthorityError> {
-        let row = if taken.contains(&job.certname) {
-            None
-        } else {
-            tx.request(&job.certname).await?
-        };
-        let Some(row) = row else {
-            // Twice in one batch: the first is being signed.
-            let has_cert =
-                taken.contains(&job.certname) || tx.current_certificate(&job.certname).await?.is_some();
-            return Ok(Err(AuthorityError::NoRequest {
-                certname: job.certname.clone(),
-                has_cert,
-            }));
-        };
+        row: RequestRow,
+        now: time::OffsetDateTime,
+    ) -> Result<Checked, AuthorityError> {
         // A request stored before a name was reserved (or before the server's certname changed) is
         // refused at signing too.
-        if let Err(e) = self.check_name_available(&job.certname, &[]) {
-            return Ok(Err(e.into()));
-        }
-        let parsed = match csr::parse_stored_der(&row.csr_der) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e.into())),
+        self.check_name_available(&job.certname, &[])?;
+        let parsed = match &job.csr {
+            Some(c) if c.der == row.csr_der => Arc::clone(c),
+            _ => Arc::new(csr::parse_stored_der(&row.csr_der)?),
         };
-        let permit = match signing::check(&parsed, &self.settings().signing, job.req.options) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e.into())),
-        };
+        let settings = self.settings();
+        let permit = signing::check(&parsed, &settings.signing, job.req.options)?;
         let ttl = self.ttl_for(&parsed, job.req.ttl);
-        let validity = match Validity::from_now(self.now(), ttl) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(AuthorityError::Invalid(e.to_string()))),
-        };
-        taken.insert(job.certname.clone());
-        Ok(Ok(Checked {
-            // Given with the others of the round (one counter update), see `run_round`.
+        let validity = Validity::from_now(now, ttl).map_err(|e| AuthorityError::Invalid(e.to_string()))?;
+        Ok(Checked {
             serial: 0,
             permit,
-            spki: parsed.spki_der,
+            spki: parsed.spki_der.clone(),
             csr_der: row.csr_der,
             validity,
-        }))
+        })
     }
 
     /// The sign stage, on a blocking thread: signs reserved certificates until none is left, handing each to
@@ -408,58 +488,36 @@ impl Authority {
                 }
                 return;
             };
-            let settings = self.settings();
-            let der = issue::issue_leaf(
-                &self.signer,
-                &r.c.spki,
-                &r.c.permit,
-                r.c.serial,
-                r.c.validity,
-                &settings.issuer_urls,
-            );
-            lock(&q.signed).push((r, der));
+            let made = self.make(&r.c);
+            lock(&q.signed).push((r, made));
             self.kick_database();
         }
     }
 
-    async fn store_one(
-        &self,
-        tx: &mut WriteTx,
-        r: &Reserved,
-        der: Vec<u8>,
-    ) -> Result<Result<Issued, AuthorityError>, AuthorityError> {
-        let job = &r.job;
-        let still = tx
-            .request(&job.certname)
-            .await?
-            .is_some_and(|row| row.csr_der == r.c.csr_der);
-        if !still {
-            return Ok(Err(AuthorityError::NoRequest {
-                certname: job.certname.clone(),
-                has_cert: true,
-            }));
-        }
-        let now = unix(self.now());
+    /// Signs a reserved certificate and makes its status object (on the signer's thread, outside the
+    /// write transaction).
+    fn make(&self, c: &Checked) -> Result<Made, AuthorityError> {
+        let settings = self.settings();
+        let der = issue::issue_leaf(
+            &self.signer,
+            &c.spki,
+            &c.permit,
+            c.serial,
+            c.validity,
+            &settings.issuer_urls,
+        )?;
         let row = CertRow {
-            serial: r.c.serial,
-            certname: job.certname.clone(),
+            serial: c.serial,
+            certname: c.permit.certname().to_string(),
             der,
-            not_before: unix(r.c.validity.not_before),
-            not_after: unix(r.c.validity.not_after),
+            not_before: unix(c.validity.not_before),
+            not_after: unix(c.validity.not_after),
             revoked: None,
         };
-        tx.insert_certificate(&row, &status::certificate_status_json(&row)?, now, &job.actor)
-            .await?;
-        tx.delete_request(&job.certname).await?;
-        tx.audit(
-            &AuditRecord::ok(now, &job.actor, "sign")
-                .on(&job.certname)
-                .serial(r.c.serial),
-        )
-        .await?;
-        Ok(Ok(Issued {
-            serial: r.c.serial,
+        let status_json = status::certificate_status_json(&row)?;
+        Ok(Made {
             der: row.der,
-        }))
+            status_json,
+        })
     }
 }

@@ -35,6 +35,7 @@ impl Authority {
                 actor: actor.to_string(),
                 certname: n.clone(),
                 req,
+                csr: None,
             })
             .collect();
         let mut out = BatchOutcome::default();
@@ -66,7 +67,8 @@ impl Authority {
         let certname = crate::ca::names::common_name(cert.subject())
             .ok_or_else(|| AuthorityError::Invalid("No valid certificate found in renewal request".into()))?;
         let mut tx = self.store.write().await?;
-        let now = unix(self.now());
+        let at = self.now();
+        let now = unix(at);
         let stored = match tx.current_certificate(&certname).await? {
             Some(c) if c.der != cert_der => Err("is not the current certificate of its name"),
             Some(c) if c.revoked.is_some() => Err("is revoked"),
@@ -114,6 +116,7 @@ impl Authority {
                 spki,
                 permit,
                 self.settings().auto_renewal_cert_ttl,
+                at,
             )
             .await?;
         tx.commit().await?;
@@ -125,16 +128,17 @@ impl Authority {
     pub async fn prune(&self, actor: &str, dry_run: bool) -> Result<Vec<u64>, AuthorityError> {
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
-        let serials = tx.expired_revocations(unix(self.now())).await?;
+        let now = self.now();
+        let serials = tx.expired_revocations(unix(now)).await?;
         if dry_run || serials.is_empty() {
             return Ok(serials);
         }
         for &s in &serials {
             tx.delete_revocation(s).await?;
         }
-        let crl = self.publish_crl(&mut tx).await?;
+        let crl = self.publish_crl(&mut tx, now).await?;
         let detail = format!("{} entries removed, CRL number {}", serials.len(), crl.number());
-        tx.audit(&AuditRecord::ok(unix(self.now()), actor, "prune").detail(&detail))
+        tx.audit(&AuditRecord::ok(unix(now), actor, "prune").detail(&detail))
             .await?;
         tx.commit().await?;
         self.install_crl(crl);
@@ -146,7 +150,8 @@ impl Authority {
     /// there is no relying parties' CRL yet. The new CRL appends nothing to the current one (one
     /// signature each, whatever its size). Returns the new CRL number when it did.
     pub async fn refresh_crl_if_due(&self) -> Result<Option<u64>, AuthorityError> {
-        let now = unix(self.now());
+        let at = self.now();
+        let now = unix(at);
         let settings = self.settings();
         let half = settings.crl_lifetime.whole_seconds() / 2;
         let relying_half = settings.relying_crl_lifetime.whole_seconds() / 2;
@@ -165,7 +170,7 @@ impl Authority {
                 return Ok(None);
             }
         }
-        let crl = self.revocations.sign_next(&mut tx, Some(Vec::new())).await?;
+        let crl = self.revocations.sign_next(&mut tx, Some(Vec::new()), at).await?;
         let number = crl.number();
         let detail = format!("CRL number {number}");
         tx.audit(&AuditRecord::ok(now, "ca-server", "crl-refresh").detail(&detail))
@@ -186,6 +191,7 @@ impl Authority {
     ) -> Result<SerialRevocation, AuthorityError> {
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
+        let now = self.now();
         let (held, line) = tx.serial_owner(serial).await?;
         let certname = held.or_else(|| line.as_deref().and_then(inventory_certname));
         let next = tx.peek_serial().await?;
@@ -201,7 +207,7 @@ impl Authority {
             });
         }
         let published = self
-            .revoke_serials(&mut tx, actor, certname.as_deref(), &[serial], reason)
+            .revoke_serials(&mut tx, actor, certname.as_deref(), &[serial], reason, now)
             .await?;
         tx.commit().await?;
         self.install_crl(published);
@@ -216,7 +222,8 @@ impl Authority {
         let mut tx = self.store.write().await?;
         let removed = tx.delete_request(certname).await?;
         if removed {
-            tx.audit(&AuditRecord::ok(unix(self.now()), actor, "delete-request").on(certname))
+            let now = unix(self.now());
+            tx.audit(&AuditRecord::ok(now, actor, "delete-request").on(certname))
                 .await?;
             tx.commit().await?;
         }

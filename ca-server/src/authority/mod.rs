@@ -488,10 +488,13 @@ impl Authority {
                 issued: None,
             });
         }
-        match self
-            .sign("autosign", &csr.common_name, SignRequest::default())
-            .await
-        {
+        let job = batch::Job {
+            actor: "autosign".into(),
+            certname: csr.common_name.clone(),
+            req: SignRequest::default(),
+            csr: Some(Arc::new(csr.clone())),
+        };
+        match self.sign_job(job).await {
             Ok(issued) => Ok(Submitted {
                 csr,
                 autosign,
@@ -518,7 +521,12 @@ impl Authority {
             actor: actor.to_string(),
             certname: certname.to_string(),
             req,
+            csr: None,
         };
+        self.sign_job(job).await
+    }
+
+    async fn sign_job(&self, job: batch::Job) -> Result<Issued, AuthorityError> {
         self.sign_queued(vec![job])
             .await
             .pop()
@@ -539,7 +547,8 @@ impl Authority {
         }
     }
 
-    /// Issues within `tx` (serial from the same transaction), stores the certificate and audits it.
+    /// Issues within `tx` (serial from the same transaction), valid from `now` for `ttl`, stores the
+    /// certificate and audits it.
     async fn issue(
         &self,
         tx: &mut WriteTx,
@@ -547,10 +556,10 @@ impl Authority {
         spki_der: Vec<u8>,
         permit: Permit,
         ttl: Duration,
+        now: time::OffsetDateTime,
     ) -> Result<Issued, AuthorityError> {
         let serial = tx.next_serial().await?;
-        let validity =
-            Validity::from_now(self.now(), ttl).map_err(|e| AuthorityError::Invalid(e.to_string()))?;
+        let validity = Validity::from_now(now, ttl).map_err(|e| AuthorityError::Invalid(e.to_string()))?;
         let signer = Arc::clone(&self.signer);
         let certname = permit.certname().to_string();
         let settings = self.settings();
@@ -565,12 +574,12 @@ impl Authority {
             )
         })
         .await?;
-        self.record_issued(tx, actor, "sign", &certname, serial, &der, validity)
+        self.record_issued(tx, actor, "sign", &certname, serial, &der, validity, unix(now))
             .await?;
         Ok(Issued { serial, der })
     }
 
-    /// Stores a certificate just issued, with its status object, and its audit row (`action`).
+    /// Stores a certificate just issued (at `now`), with its status object, and its audit row (`action`).
     #[allow(clippy::too_many_arguments)]
     async fn record_issued(
         &self,
@@ -581,8 +590,8 @@ impl Authority {
         serial: u64,
         der: &[u8],
         validity: Validity,
+        now: i64,
     ) -> Result<(), AuthorityError> {
-        let now = unix(self.now());
         let row = CertRow {
             serial,
             certname: certname.to_string(),
@@ -629,6 +638,7 @@ impl Authority {
                 spki,
                 permit,
                 ttl.unwrap_or(self.settings().cert_ttl),
+                self.now(),
             )
             .await?;
         tx.commit().await?;
@@ -697,7 +707,8 @@ impl Authority {
     ) -> Result<Vec<u64>, AuthorityError> {
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
-        let serials = tx.revocable_serials(certname, unix(self.now())).await?;
+        let now = self.now();
+        let serials = tx.revocable_serials(certname, unix(now)).await?;
         if serials.is_empty() {
             match tx.current_certificate(certname).await? {
                 Some(c) if c.revoked.is_some() => return Ok(Vec::new()),
@@ -708,7 +719,7 @@ impl Authority {
             }
         }
         let published = self
-            .revoke_serials(&mut tx, actor, Some(certname), &serials, reason)
+            .revoke_serials(&mut tx, actor, Some(certname), &serials, reason, now)
             .await?;
         tx.commit().await?;
         self.install_crl(published);
@@ -720,13 +731,14 @@ impl Authority {
     pub async fn clean(&self, actor: &str, certname: &str) -> Result<Cleaned, AuthorityError> {
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
-        let now = unix(self.now());
+        let at = self.now();
+        let now = unix(at);
         let revoked = tx.revocable_serials(certname, now).await?;
         let published = if revoked.is_empty() {
             None
         } else {
             Some(
-                self.revoke_serials(&mut tx, actor, Some(certname), &revoked, Reason::default())
+                self.revoke_serials(&mut tx, actor, Some(certname), &revoked, Reason::default(), at)
                     .await?,
             )
         };

@@ -37,7 +37,8 @@ impl Authority {
         let key = blocking(|| keys::generate(KeyType::EcP256)).await?;
         let pkcs8 = keys::pkcs8_der(&key)?;
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        let validity = Validity::from_now(self.now(), LIFETIME).map_err(AuthorityError::Ca)?;
+        let now = self.now();
+        let validity = Validity::from_now(now, LIFETIME).map_err(AuthorityError::Ca)?;
         let mut tx = self.store.write().await?;
         let serial = tx.next_serial().await?;
         let signer = Arc::clone(&self.signer);
@@ -52,6 +53,7 @@ impl Authority {
             serial,
             &der,
             validity,
+            unix(now),
         )
         .await?;
         tx.commit().await?;

@@ -32,7 +32,8 @@ impl Authority {
         if chain.len() < 2 || !self.dir.root_key().exists() {
             return Ok(None);
         }
-        let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
+        let exact = self.now();
+        let now = exact.replace_nanosecond(0).unwrap_or(exact);
         let lifetime = self.settings().crl_lifetime;
         let parents = self.store.parent_crls().await?;
         let (number, entries) = match parents.first() {
@@ -113,6 +114,7 @@ impl Authority {
         }
         let held = self.store.parent_crls().await?;
         let mut tx = self.store.write().await?;
+        let now = unix(self.now());
         let mut replaced = 0;
         for (i, parent_der) in self.signer.chain_der.iter().enumerate().skip(1) {
             let (_, parent) =
@@ -148,7 +150,7 @@ impl Authority {
             let position = u32::try_from(i).map_err(|_| bad("CA chain too long"))?;
             tx.set_parent_crl(position, der).await?;
             let detail = format!("{} CRL number {n}", ca.common_name);
-            tx.audit(&AuditRecord::ok(unix(self.now()), actor, "crl-update").detail(&detail))
+            tx.audit(&AuditRecord::ok(now, actor, "crl-update").detail(&detail))
                 .await?;
             replaced += 1;
         }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use super::revocations::{CrlSnapshot, Signed};
 use super::{unix, Authority, AuthorityError};
 use crate::ca::crl::{Reason, RevokedEntry};
@@ -19,24 +21,28 @@ impl Authority {
         certname: Option<&str>,
         serials: &[u64],
         reason: Reason,
+        now: OffsetDateTime,
     ) -> Result<Signed, AuthorityError> {
-        let now = self.now().replace_nanosecond(0).unwrap_or_else(|_| self.now());
+        let at = now.replace_nanosecond(0).unwrap_or(now);
         let mut added = Vec::with_capacity(serials.len());
+        let detail = reason.to_string();
+        let mut records = Vec::with_capacity(serials.len());
         for &serial in serials {
-            if tx.revoke(serial, certname, unix(now), reason.code()).await? {
+            if tx.revoke(serial, certname, unix(at), reason.code()).await? {
                 added.push(RevokedEntry {
                     serial,
-                    revoked_at: now,
+                    revoked_at: at,
                     reason,
                 });
             }
-            let mut audit = super::AuditRecord::ok(unix(now), actor, "revoke").serial(serial);
+            let mut audit = super::AuditRecord::ok(unix(at), actor, "revoke").serial(serial);
             if let Some(name) = certname {
                 audit = audit.on(name);
             }
-            tx.audit(&audit.detail(&reason.to_string())).await?;
+            records.push(audit.detail(&detail));
         }
-        self.revocations.sign_next(tx, Some(added)).await
+        tx.audit_all(&records).await?;
+        self.revocations.sign_next(tx, Some(added), now).await
     }
 
     /// After the commit of a transaction that signed `crl`: in force for TLS and served from now on.
@@ -49,10 +55,11 @@ impl Authority {
     pub async fn republish_crl(&self, actor: &str) -> Result<u64, AuthorityError> {
         let _order = self.revocations.publishing().await;
         let mut tx = self.store.write().await?;
-        let signed = self.publish_crl(&mut tx).await?;
+        let now = self.now();
+        let signed = self.publish_crl(&mut tx, now).await?;
         let number = signed.number();
         let detail = format!("CRL number {number}");
-        tx.audit(&super::AuditRecord::ok(unix(self.now()), actor, "crl-republish").detail(&detail))
+        tx.audit(&super::AuditRecord::ok(unix(now), actor, "crl-republish").detail(&detail))
             .await?;
         tx.commit().await?;
         self.install_crl(signed);
@@ -60,9 +67,14 @@ impl Authority {
     }
 
     /// Signs and stores a new CRL from every revocation in the database, with the next CRL number
-    /// (call under [`super::revocations::Revocations::publishing`], install after the commit).
-    pub(crate) async fn publish_crl(&self, tx: &mut WriteTx) -> Result<Signed, AuthorityError> {
-        self.revocations.sign_next(tx, None).await
+    /// (call under [`super::revocations::Revocations::publishing`], install after the commit),
+    /// signed at `now`.
+    pub(crate) async fn publish_crl(
+        &self,
+        tx: &mut WriteTx,
+        now: OffsetDateTime,
+    ) -> Result<Signed, AuthorityError> {
+        self.revocations.sign_next(tx, None, now).await
     }
 
     /// The current CRL and revocation state, brought up to date with the database.

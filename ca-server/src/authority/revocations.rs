@@ -397,12 +397,11 @@ impl Revocations {
             let update = self.store.crl_since(None).await?;
             return self.apply(None, update).await;
         }
-        let signed = self.sign_next(&mut tx, None).await?;
+        let now = self.clock.now();
+        let signed = self.sign_next(&mut tx, None, now).await?;
         let detail = format!("CRL number {}", signed.number());
-        tx.audit(
-            &super::AuditRecord::ok(unix(self.clock.now()), "ca-server", "crl-recovery").detail(&detail),
-        )
-        .await?;
+        tx.audit(&super::AuditRecord::ok(unix(now), "ca-server", "crl-recovery").detail(&detail))
+            .await?;
         tx.commit().await?;
         tracing::warn!(
             crl_number = signed.number(),
@@ -420,11 +419,12 @@ impl Revocations {
 
     /// Signs and stores, in `tx`, the next CRL: the current one's entries followed by `added`, or
     /// (`added` = `None`, or a current CRL that cannot be appended to) every revocation in the
-    /// database. Install it with [`Revocations::install`] once `tx` commits.
+    /// database; signed at `now`. Install it with [`Revocations::install`] once `tx` commits.
     pub(crate) async fn sign_next(
         &self,
         tx: &mut WriteTx,
         added: Option<Vec<RevokedEntry>>,
+        now: OffsetDateTime,
     ) -> Result<Signed, AuthorityError> {
         let previous = tx.crl_number().await?;
         let base = match (&added, previous) {
@@ -452,7 +452,7 @@ impl Revocations {
             }
         };
         let number = tx.next_crl_number().await?;
-        let exact = self.clock.now();
+        let exact = now;
         let last_modified = tx
             .next_crl_last_modified(unix(exact) + i64::from(exact.nanosecond() > 0))
             .await?;

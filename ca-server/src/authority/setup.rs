@@ -227,7 +227,7 @@ pub async fn setup(
     tx.commit().await?;
     let authority = Authority::assemble(store, signer, Default::default(), settings, clock, dir);
     let mut tx = authority.store.write().await?;
-    let crl = authority.publish_crl(&mut tx).await?;
+    let crl = authority.publish_crl(&mut tx, now).await?;
     tx.audit(
         &AuditRecord::ok(unix(now), "setup", "setup")
             .serial(1)
@@ -314,7 +314,14 @@ impl Authority {
             let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
             let mut tx = self.store.write().await?;
             let issued = self
-                .issue(&mut tx, "setup", spki, permit, self.settings().cert_ttl)
+                .issue(
+                    &mut tx,
+                    "setup",
+                    spki,
+                    permit,
+                    self.settings().cert_ttl,
+                    self.now(),
+                )
                 .await?;
             tx.commit().await?;
             let _ = std::fs::remove_file(&cert_path);
@@ -382,7 +389,7 @@ impl Authority {
         let spki = cert.public_key().raw.to_vec();
         let mut tx = self.store.write().await?;
         let issued = self
-            .issue(&mut tx, actor, spki, permit, self.settings().cert_ttl)
+            .issue(&mut tx, actor, spki, permit, self.settings().cert_ttl, self.now())
             .await?;
         tx.commit().await?;
         crate::datadir::replace_file(&cert_path, issued.pem().as_bytes(), 0o644)

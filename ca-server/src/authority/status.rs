@@ -7,7 +7,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Authority, AuthorityError};
-use crate::ca::csr::{self, San};
+use crate::ca::csr::{self, Csr, San};
 use crate::ca::digest::{fingerprint, Digest};
 use crate::ca::text::puppet_time;
 use crate::ca::{der, oids};
@@ -141,14 +141,19 @@ fn auth_extension(oid: &[u64], value: &[u8], out: &mut BTreeMap<String, String>)
 /// Status of a pending request.
 pub fn request_status(row: &RequestRow) -> Result<CertStatus, AuthorityError> {
     let c = csr::parse_stored_der(&row.csr_der)?;
+    Ok(parsed_request_status(&row.certname, &c))
+}
+
+/// Status of a pending request for `certname`, from its parsed CSR.
+fn parsed_request_status(certname: &str, c: &Csr) -> CertStatus {
     let (dns, all) = alt_names(&c.sans);
     let mut auth = BTreeMap::new();
     for e in &c.extensions {
         auth_extension(&e.oid, &e.value, &mut auth);
     }
-    let fps = fingerprints(&row.csr_der);
-    Ok(CertStatus {
-        name: row.certname.clone(),
+    let fps = fingerprints(&c.der);
+    CertStatus {
+        name: certname.to_string(),
         state: "requested".into(),
         fingerprint: fps.sha256.clone(),
         fingerprints: fps,
@@ -158,7 +163,7 @@ pub fn request_status(row: &RequestRow) -> Result<CertStatus, AuthorityError> {
         serial_number: None,
         not_before: None,
         not_after: None,
-    })
+    }
 }
 
 /// Status of a certificate.
@@ -201,14 +206,10 @@ pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
     })
 }
 
-/// The stored status object of a request (JSON text).
-pub fn request_status_json(certname: &str, csr_der: &[u8]) -> Result<String, AuthorityError> {
-    let row = RequestRow {
-        certname: certname.to_string(),
-        csr_der: csr_der.to_vec(),
-        submitted_at: 0,
-    };
-    serde_json::to_string(&request_status(&row)?).map_err(|e| AuthorityError::Internal(e.to_string()))
+/// The stored status object of a request for `certname` (JSON text), from its parsed CSR.
+pub fn request_status_json(certname: &str, csr: &Csr) -> Result<String, AuthorityError> {
+    serde_json::to_string(&parsed_request_status(certname, csr))
+        .map_err(|e| AuthorityError::Internal(e.to_string()))
 }
 
 /// The stored status object of a certificate (JSON text, `"state":"signed"`; the listing marks revoked

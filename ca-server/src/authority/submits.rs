@@ -153,7 +153,7 @@ impl Authority {
         let mut statuses = Vec::with_capacity(decided.len());
         for (_, _, outcome) in &decided {
             if let Ok(csr) = outcome {
-                statuses.push(status::request_status_json(&csr.common_name, &csr.der)?);
+                statuses.push(status::request_status_json(&csr.common_name, csr)?);
             }
         }
         // The last request for a name replaces the earlier ones (duplicates allowed).

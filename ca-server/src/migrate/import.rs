@@ -251,7 +251,7 @@ pub async fn import(
                 names::validate_subject(&name, &c.common_name)?;
                 Ok(c)
             }) {
-            Ok(c) => requests.push((name, c.der)),
+            Ok(c) => requests.push((name, c)),
             Err(e) => report.warnings.push(format!("requests/{name}.pem skipped: {e}")),
         }
     }
@@ -356,10 +356,10 @@ pub async fn import(
             report.signed.1 += 1;
         }
     }
-    for (name, der) in &requests {
+    for (name, c) in &requests {
         if tx.request(name).await?.is_none() && tx.current_certificate(name).await?.is_none() {
-            let json = crate::authority::status::request_status_json(name, der)?;
-            tx.put_request(name, der, &json, now, "import", false).await?;
+            let json = crate::authority::status::request_status_json(name, c)?;
+            tx.put_request(name, &c.der, &json, now, "import", false).await?;
             report.requests.1 += 1;
         }
     }

@@ -30,7 +30,8 @@ use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
     audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow,
-    MetricsSnapshot, NewRequest, RelyingPieces, RequestRow, RevocationRow, StatusFilter, TwinPieces,
+    MetricsSnapshot, NewCertificate, NewRequest, RelyingPieces, RequestRow, RevocationRow, StatusFilter,
+    TwinPieces,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -1141,9 +1142,20 @@ impl WriteTx {
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
         queries::request(&mut *self.tx, certname).await
     }
+    /// The pending requests of `certnames`, by name (one statement).
+    pub async fn requests_named(
+        &mut self,
+        certnames: &[&str],
+    ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
+        queries::requests_named(&mut *self.tx, certnames).await
+    }
     /// Removes a pending request; false when there was none.
     pub async fn delete_request(&mut self, certname: &str) -> Result<bool, StoreError> {
-        queries::delete_request(&mut self.tx, certname).await
+        Ok(queries::delete_requests(&mut self.tx, &[certname]).await? > 0)
+    }
+    /// Removes the pending requests of `certnames` (one statement); how many there were.
+    pub async fn delete_requests(&mut self, certnames: &[&str]) -> Result<u64, StoreError> {
+        queries::delete_requests(&mut self.tx, certnames).await
     }
     /// Stores an issued certificate.
     pub async fn insert_certificate(
@@ -1153,7 +1165,16 @@ impl WriteTx {
         issued_at: i64,
         by: &str,
     ) -> Result<(), StoreError> {
-        queries::insert_certificate(&mut self.tx, row, status_json, issued_at, by).await
+        let new = NewCertificate { row, status_json, by };
+        queries::insert_certificates(&mut self.tx, &[new], issued_at).await
+    }
+    /// Stores issued certificates (one statement).
+    pub async fn insert_certificates(
+        &mut self,
+        certs: &[NewCertificate<'_>],
+        issued_at: i64,
+    ) -> Result<(), StoreError> {
+        queries::insert_certificates(&mut self.tx, certs, issued_at).await
     }
     /// The current certificate of a certname.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {

@@ -236,6 +236,29 @@ pub(super) fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt("serial beyond 2^63".into()))
 }
 
+/// `rows` tuples of `width` numbered parameters, from `$first` on: `($1, $2), ($3, $4)` for a
+/// multi-row `VALUES` (both backends number parameters the same way).
+fn tuples(rows: usize, width: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params = (0..width)
+                .map(|c| format!("${}", first + r * width + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({params})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, …` for `n` parameters, for an `IN (…)` list.
+fn list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) async fn ca<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
@@ -427,6 +450,36 @@ pub(super) async fn request<'e, E: Executor<'e, Database = Any>>(
     }))
 }
 
+/// The pending requests of `certnames`, by name, in one statement.
+pub(super) async fn requests_named<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    certnames: &[&str],
+) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
+    if certnames.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let sql = format!(
+        "SELECT certname, csr_der, submitted_at FROM requests WHERE certname IN ({})",
+        list(certnames.len(), 1)
+    );
+    let mut q = sqlx::query(&sql);
+    for n in certnames {
+        q = q.bind(*n);
+    }
+    Ok(q.fetch_all(e)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let row = RequestRow {
+                certname: r.get(0),
+                csr_der: r.get(1),
+                submitted_at: r.get(2),
+            };
+            (row.certname.clone(), row)
+        })
+        .collect())
+}
+
 pub(super) async fn requests<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Vec<RequestRow>, StoreError> {
@@ -501,13 +554,7 @@ pub(super) async fn put_requests(
     if rows.is_empty() {
         return Ok(());
     }
-    let values = (0..rows.len())
-        .map(|i| {
-            let b = i * 5;
-            format!("(${}, ${}, ${}, ${}, $1, ${})", b + 2, b + 3, b + 4, b + 5, b + 6)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = tuples(rows.len(), 6, 1);
     let conflict = if replace {
         " ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
          status_json = excluded.status_json, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
@@ -518,13 +565,14 @@ pub(super) async fn put_requests(
         "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
          VALUES {values}{conflict}"
     );
-    let mut q = sqlx::query(&sql).bind(now);
+    let mut q = sqlx::query(&sql);
     for r in rows {
         q = q
             .bind(r.certname)
             .bind(r.csr_der)
             .bind(sha256(r.csr_der))
             .bind(r.status_json)
+            .bind(now)
             .bind(r.by);
     }
     match q.execute(&mut *c).await {
@@ -535,12 +583,20 @@ pub(super) async fn put_requests(
     }
 }
 
-pub(super) async fn delete_request(c: &mut AnyConnection, certname: &str) -> Result<bool, StoreError> {
-    let res = sqlx::query("DELETE FROM requests WHERE certname = $1")
-        .bind(certname)
-        .execute(&mut *c)
-        .await?;
-    Ok(res.rows_affected() > 0)
+/// Removes the pending requests of `certnames` in one statement; how many there were.
+pub(super) async fn delete_requests(c: &mut AnyConnection, certnames: &[&str]) -> Result<u64, StoreError> {
+    if certnames.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "DELETE FROM requests WHERE certname IN ({})",
+        list(certnames.len(), 1)
+    );
+    let mut q = sqlx::query(&sql);
+    for n in certnames {
+        q = q.bind(*n);
+    }
+    Ok(q.execute(&mut *c).await?.rows_affected())
 }
 
 const CERT_COLUMNS: &str = "c.serial, c.certname, c.der, c.not_before, c.not_after, r.revoked_at, r.reason";
@@ -580,10 +636,7 @@ pub(super) async fn name_states<'e, E: Executor<'e, Database = Any>>(
     if certnames.is_empty() {
         return Ok(out);
     }
-    let list = (1..=certnames.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = list(certnames.len(), 1);
     let sql = format!(
         "SELECT c.certname, CASE WHEN r.serial IS NULL THEN 1 ELSE 2 END FROM certificates c \
          LEFT JOIN revocations r ON r.serial = c.serial \
@@ -623,33 +676,51 @@ pub(super) async fn certificates<'e, E: Executor<'e, Database = Any>>(
     rows.iter().map(cert_row).collect()
 }
 
-pub(super) async fn insert_certificate(
+/// An issued certificate to store (see [`insert_certificates`]).
+pub struct NewCertificate<'a> {
+    /// The certificate.
+    pub row: &'a CertRow,
+    /// Its status object.
+    pub status_json: &'a str,
+    /// Who had it signed.
+    pub by: &'a str,
+}
+
+/// Stores issued certificates in one statement.
+pub(super) async fn insert_certificates(
     c: &mut AnyConnection,
-    row: &CertRow,
-    status_json: &str,
+    certs: &[NewCertificate<'_>],
     issued_at: i64,
-    by: &str,
 ) -> Result<(), StoreError> {
-    let res = sqlx::query(
+    if certs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO certificates (serial, certname, der, fingerprint, status_json, not_before, not_after, issued_at, issued_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(to_i64(row.serial)?)
-    .bind(&row.certname)
-    .bind(&row.der)
-    .bind(sha256(&row.der))
-    .bind(status_json)
-    .bind(row.not_before)
-    .bind(row.not_after)
-    .bind(issued_at)
-    .bind(by)
-    .execute(&mut *c)
-    .await;
-    match res {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(format!(
-            "a certificate with serial {}",
-            row.serial
-        ))),
+         VALUES {}",
+        tuples(certs.len(), 9, 1)
+    );
+    let mut q = sqlx::query(&sql);
+    for n in certs {
+        q = q
+            .bind(to_i64(n.row.serial)?)
+            .bind(&n.row.certname)
+            .bind(&n.row.der)
+            .bind(sha256(&n.row.der))
+            .bind(n.status_json)
+            .bind(n.row.not_before)
+            .bind(n.row.not_after)
+            .bind(issued_at)
+            .bind(n.by);
+    }
+    match q.execute(&mut *c).await {
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            let serials: Vec<String> = certs.iter().map(|n| n.row.serial.to_string()).collect();
+            Err(StoreError::Duplicate(format!(
+                "a certificate with serial {}",
+                serials.join(" or ")
+            )))
+        }
         other => other.map(|_| ()).map_err(StoreError::from),
     }
 }
@@ -1408,6 +1479,22 @@ pub(super) async fn audit(
                 .await?
         }
     };
+    // SQLite numbers the rows after the head; PostgreSQL takes them from the column's sequence (as
+    // every earlier row, and any replica of an earlier version, does), all in one statement. Ids
+    // only grow from one transaction to the next: writers hold the CA's write lock.
+    let mut ids: std::collections::VecDeque<i64> = if backend == super::Backend::Sqlite {
+        let first = last.as_ref().map_or(1, |(id, _)| id + 1);
+        (first..).take(recs.len()).collect()
+    } else {
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('audit', 'id')) FROM generate_series(1, $1)",
+        )
+        .bind(to_i64(recs.len() as u64)?)
+        .fetch_all(&mut *c)
+        .await?;
+        ids.sort_unstable();
+        ids.into()
+    };
     let mut rows = Vec::with_capacity(recs.len());
     for rec in recs {
         let serial = rec.serial.map(to_i64).transpose()?;
@@ -1421,50 +1508,14 @@ pub(super) async fn audit(
             detail: rec.detail,
         };
         let hash = audit_hash(last.as_ref().map_or("", |(_, h)| h.as_str()), &fields);
-        if backend == super::Backend::Sqlite {
-            let id = last.as_ref().map_or(1, |(id, _)| id + 1);
-            rows.push((id, rec, serial, hash.clone()));
-            last = Some((id, hash));
-            continue;
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit (at, actor, action, certname, serial, outcome, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(rec.at)
-        .bind(rec.actor)
-        .bind(rec.action)
-        .bind(rec.certname)
-        .bind(serial)
-        .bind(rec.outcome)
-        .bind(rec.detail)
-        .bind(&hash)
-        .fetch_one(&mut *c)
-        .await?;
-        if let Some(seal) = seal {
-            set_audit_mac(c, id, &seal.row_mac(id, &hash)).await?;
-        }
+        let id = ids
+            .pop_front()
+            .ok_or_else(|| StoreError::Corrupt("the audit id sequence gave too few ids".into()))?;
+        rows.push((id, rec, serial, hash.clone()));
         last = Some((id, hash));
     }
-    if !rows.is_empty() {
-        let values = (0..rows.len())
-            .map(|i| {
-                let b = i * 10;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+    {
+        let values = tuples(rows.len(), 10, 1);
         let sql = format!(
             "INSERT INTO audit (id, at, actor, action, certname, serial, outcome, detail, hash, mac) VALUES {values}"
         );
