@@ -6,6 +6,15 @@ use std::str::FromStr;
 use rcgen::{PublicKeyData, RevocationReason};
 use time::OffsetDateTime;
 
+use ::der::asn1::{Any, ContextSpecific, GeneralizedTime, ObjectIdentifier, OctetString, Uint, UtcTime};
+use ::der::oid::AssociatedOid;
+use ::der::{Encode, TagMode, TagNumber};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
+use x509_cert::ext::Extension;
+use x509_cert::time::Time;
+use x509_cert::Version;
+
 use super::{der, CaError, CaSigner};
 
 /// A revocation reason (RFC 5280 §5.3.1).
@@ -132,14 +141,81 @@ fn extension(oid_der: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 const OID_REASON: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x15];
-const OID_CRL_NUMBER: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x14];
-const OID_AKI: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x23];
-const ALG_RSA_SHA256: [u8; 15] = [
-    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
-];
-const ALG_ECDSA_SHA256: [u8; 12] = [
-    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
-];
+
+/// The signature AlgorithmIdentifier for what the CA key signs with (RFC 4055 and RFC 5758: NULL
+/// parameters for RSA, none for ECDSA).
+fn signature_algorithm(alg: &rcgen::SignatureAlgorithm) -> Result<AlgorithmIdentifierOwned, CaError> {
+    const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+    const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+    if alg == &rcgen::PKCS_RSA_SHA256 {
+        Ok(AlgorithmIdentifierOwned {
+            oid: SHA256_WITH_RSA,
+            parameters: Some(Any::null()),
+        })
+    } else if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        Ok(AlgorithmIdentifierOwned {
+            oid: ECDSA_WITH_SHA256,
+            parameters: None,
+        })
+    } else {
+        Err(CaError::Key(
+            "the CA key's algorithm cannot sign CRLs here".into(),
+        ))
+    }
+}
+
+/// X.509 Time as RFC 5280 §4.1.2.5 wants it: UTCTime through 2049, GeneralizedTime after.
+fn x509_time(t: OffsetDateTime) -> ::der::Result<Time> {
+    let secs =
+        u64::try_from(t.unix_timestamp()).map_err(|_| ::der::Error::from(::der::ErrorKind::DateTime))?;
+    let dt = ::der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))?;
+    Ok(if dt.year() < 2050 {
+        UtcTime::from_date_time(dt)?.into()
+    } else {
+        GeneralizedTime::from_date_time(dt).into()
+    })
+}
+
+/// The TBSCertList around revokedCertificates, in typed DER: before them version, signature,
+/// issuer (the CA's subject as encoded), thisUpdate and nextUpdate; after them crlExtensions (the
+/// CA's key identifier and the CRL number).
+fn tbs_around_entries(
+    signer: &CaSigner,
+    alg: &AlgorithmIdentifierOwned,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> ::der::Result<(Vec<u8>, Vec<u8>)> {
+    let mut head = Version::V2.to_der()?;
+    alg.encode_to_vec(&mut head)?;
+    head.extend_from_slice(&signer.subject_der);
+    x509_time(this_update)?.encode_to_vec(&mut head)?;
+    x509_time(next_update)?.encode_to_vec(&mut head)?;
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(signer.cert.key_id.as_slice())?),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    };
+    let extensions = vec![
+        Extension {
+            extn_id: AuthorityKeyIdentifier::OID,
+            critical: false,
+            extn_value: OctetString::new(aki.to_der()?)?,
+        },
+        Extension {
+            extn_id: CrlNumber::OID,
+            critical: false,
+            extn_value: OctetString::new(CrlNumber(Uint::new(&number.to_be_bytes())?).to_der()?)?,
+        },
+    ];
+    let tail = ContextSpecific {
+        tag_number: TagNumber::N0,
+        tag_mode: TagMode::Explicit,
+        value: extensions,
+    }
+    .to_der()?;
+    Ok((head, tail))
+}
 
 /// The DER of revokedCertificate entries (without the enclosing SEQUENCE), so that a new CRL can
 /// append to the entries of the previous one instead of encoding them all again.
@@ -201,24 +277,12 @@ pub fn sign_crl_into(
         ));
     }
     let key = signer.issuer().key();
-    let alg: &[u8] = if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
-        &ALG_RSA_SHA256
-    } else if key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256 {
-        &ALG_ECDSA_SHA256
-    } else {
-        return Err(CaError::Key(
-            "the CA key's algorithm cannot sign CRLs here".into(),
-        ));
-    };
-    let mut head = vec![0x02, 0x01, 0x01];
-    head.extend_from_slice(alg);
-    head.extend_from_slice(&signer.subject_der);
-    head.extend(der_time(this_update));
-    head.extend(der_time(next_update));
-    let aki = der::encode_tlv(0x30, &der::encode_tlv(0x80, &signer.cert.key_id));
-    let mut exts = extension(&OID_AKI, &aki);
-    exts.extend(extension(&OID_CRL_NUMBER, &der_uint(number)));
-    let tail = der::encode_tlv(0xa0, &der::encode_tlv(0x30, &exts));
+    let alg_id = signature_algorithm(key.algorithm())?;
+    let (head, tail) = tbs_around_entries(signer, &alg_id, number, this_update, next_update)
+        .map_err(|e| CaError::Invalid(format!("the CRL cannot be encoded: {e}")))?;
+    let alg = &alg_id
+        .to_der()
+        .map_err(|e| CaError::Invalid(format!("the CRL cannot be encoded: {e}")))?[..];
     let entries_len: usize = parts.iter().map(|p| p.len()).sum();
     let mut entries_head = Vec::new();
     if entries_len > 0 {
@@ -343,7 +407,7 @@ fn crl_number(exts_wrapper: &[u8]) -> Option<u64> {
         let (0x06, oid, rest) = der::read_tlv(ext)? else {
             return None;
         };
-        if oid != &OID_CRL_NUMBER[2..] {
+        if oid != CrlNumber::OID.as_bytes() {
             continue;
         }
         // An optional `critical` BOOLEAN, then the OCTET STRING holding the INTEGER.

@@ -507,3 +507,41 @@ fn crls_signed_from_entry_parts_verify_at_every_size() {
         }
     }
 }
+
+/// The CRL header (version, algorithm, issuer, dates, AKI and CRL number) is what an independent
+/// encoder writes for the same CRL, with the dates as RFC 5280 wants them (UTCTime through 2049,
+/// GeneralizedTime after) and for an RSA key the algorithm's NULL parameters.
+#[test]
+fn crl_header_is_what_another_encoder_writes() {
+    use rcgen::{CertificateRevocationListParams, KeyIdMethod, SerialNumber};
+    let rsa = {
+        let key = keys::generate(KeyType::Rsa2048).unwrap();
+        let der = signer::self_signed_ca("Puppet CA: rsa", &key, 1, now(), Duration::days(3650)).unwrap();
+        CaSigner::new(&pem_encode("CERTIFICATE", &der), key).unwrap()
+    };
+    let tbs = |der: &[u8]| {
+        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
+        crl.tbs_cert_list.as_ref().to_vec()
+    };
+    for ca in [test_ca(), rsa] {
+        for (this_update, number) in [
+            (now(), 0u64),
+            (now(), 0x80),
+            (now() + Duration::days(365 * 30), u64::MAX),
+        ] {
+            let next_update = this_update + Duration::days(5);
+            let ours = sign_crl(&ca, number, this_update, next_update, &[]).unwrap();
+            let theirs = CertificateRevocationListParams {
+                this_update,
+                next_update,
+                crl_number: SerialNumber::from(number),
+                issuing_distribution_point: None,
+                revoked_certs: Vec::new(),
+                key_identifier_method: KeyIdMethod::PreSpecified(ca.cert.key_id.clone()),
+            }
+            .signed_by(ca.issuer())
+            .unwrap();
+            assert_eq!(tbs(&ours), tbs(theirs.der()), "CRL {number} at {this_update}");
+        }
+    }
+}
