@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use ca_server::clock::SystemClock;
 use ca_server::config::{Overrides, Settings};
 use ca_server::datadir::default_data_dir;
@@ -115,14 +114,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let authority = server::open_or_setup(&settings, Arc::new(SystemClock)).await?;
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let listeners = server::Listeners::bind(&settings).await?;
         match &settings.database_url {
             Some(url) => tracing::info!(data_dir = %settings.data_dir.display(), database = %ca_server::storage::redact_url(url), "data directory; state in PostgreSQL"),
             None => tracing::info!(data_dir = %settings.data_dir.display(), "data directory; state in its SQLite database"),
         }
-        server::serve(settings, authority, listener, shutdown_signal()).await?;
+        server::serve(settings, authority, listeners, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })

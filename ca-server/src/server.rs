@@ -26,10 +26,10 @@ use crate::tls::TlsState;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The CA could not be opened or created.
-    #[error("{0}")]
+    #[error(transparent)]
     Authority(#[from] crate::authority::AuthorityError),
     /// TLS material.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// The access rules file.
     #[error("{0}")]
@@ -38,10 +38,10 @@ pub enum ServeError {
     #[error("{0}")]
     Setup(String),
     /// Socket errors.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The configuration file.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
 
@@ -356,13 +356,40 @@ async fn revocation_feed(state: Arc<AppState>) {
     }
 }
 
+/// The sockets a server serves on, bound by its caller (so that a caller binding port 0 knows the
+/// port before anything is served).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The Puppet CA API (TLS).
+    pub api: TcpListener,
+    /// OCSP and the relying parties' CRL over plain HTTP (`ocsp-listen`), when configured.
+    pub plain: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `settings`: `listen` and `ocsp-listen`.
+    pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
+        let api = TcpListener::bind(settings.listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.listen))
+        })?;
+        let plain = match settings.ocsp_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (ocsp-listen): {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Listeners { api, plain })
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets open requests finish (up to 10 s).
 pub async fn serve(
     settings: Settings,
     authority: Authority,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let Listeners { api: listener, plain } = listeners;
     let access = load_access(&settings)?;
     let dir = settings.data_dir();
     // `ca` in local mode then judges with this configuration, wherever the file is.
@@ -388,9 +415,8 @@ pub async fn serve(
     // by the first OCSP request.
     let ocsp_wanted = settings.ocsp_listen.is_some() || !settings.ca.issuer_urls.ocsp.is_empty();
     refresh_ocsp_responder(&state, ocsp_wanted).await;
-    let plain = match settings.ocsp_listen {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await?;
+    let plain = match plain {
+        Some(l) => {
             tracing::info!(listen = %l.local_addr()?, "serving OCSP and the relying parties' CRL over plain HTTP");
             let app = http::plain_app(Arc::clone(&state));
             Some(tokio::spawn(async move {

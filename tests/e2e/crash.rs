@@ -4,42 +4,39 @@
 //! restart, and SQLite's integrity check passes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ca_cli::remote::Client;
 use hyper::{Method, StatusCode};
 use x509_parser::prelude::FromDer;
 
-use crate::harness::{free_port, server_binary, sqlite, TestCa};
+use crate::harness::{server_binary, spawn_until_listening, sqlite, TestCa, API_LISTENING};
 
-fn start(data: &std::path::Path, port: u16) -> Child {
+fn start(data: &std::path::Path, port: u16) -> (Child, u16) {
     start_with(data, port, &[])
 }
 
-/// The real `ca-server` on `data`, listening on `port`, with `extra` arguments; waits until it listens.
-pub fn start_with(data: &std::path::Path, port: u16, extra: &[&str]) -> Child {
-    let child = Command::new(server_binary())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(extra)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not come back");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
+/// The real `ca-server` on `data` with `extra` arguments, listening on `port` (0: one it picks,
+/// the first start; a restart comes back on the port it had); waits until it listens and returns
+/// the port it logged. Its log is `server.log` next to `data`.
+pub fn start_with(data: &std::path::Path, port: u16, extra: &[&str]) -> (Child, u16) {
+    spawn_until_listening(
+        Command::new(server_binary())
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "error,ca_server::server=info"),
+        &data.with_extension("log"),
+        API_LISTENING,
+        Duration::from_secs(30),
+    )
 }
 
 #[derive(Default)]
@@ -60,9 +57,9 @@ fn csr(name: &str) -> String {
 #[test]
 fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
     let ca = TestCa::with_args(&["--dns-alt-names", "localhost"]);
-    let port = free_port();
-    let url = format!("https://localhost:{port}");
     let d = &ca.data;
+    let (mut server, port) = start(d, 0);
+    let url = format!("https://localhost:{port}");
     let admin = Client::new(
         &url,
         &d.join("ca_crt.pem"),
@@ -71,7 +68,6 @@ fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
     .unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut server = start(d, port);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -144,7 +140,7 @@ fn sigkill_during_signing_and_revoking_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(150 + rng % 500));
         server.kill().unwrap();
         server.wait().unwrap();
-        server = start(d, port);
+        server = start(d, port).0;
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -212,8 +208,11 @@ fn revocation_acknowledged_before_a_sigkill_is_in_the_crl_and_a_crl_behind_is_re
         let out = ca.data.join(name);
         ca.ca(&["generate", name, "--out", out.to_str().unwrap()]).ok();
     }
-    let port = free_port();
     let d = &ca.data;
+    // The port the server picks at its first start; it comes back on it after each kill.
+    let (mut first, port) = start(d, 0);
+    first.kill().unwrap();
+    first.wait().unwrap();
     let db = d.join("ca.db");
     let admin = Client::new(
         &format!("https://localhost:{port}"),
@@ -234,7 +233,7 @@ fn revocation_acknowledged_before_a_sigkill_is_in_the_crl_and_a_crl_behind_is_re
         .unwrap()
     };
     let revoke_and_kill = |name: &str| {
-        let mut server = start(d, port);
+        let mut server = start(d, port).0;
         let res = rt
             .block_on(admin.send(
                 Method::PUT,
@@ -277,7 +276,7 @@ fn revocation_acknowledged_before_a_sigkill_is_in_the_crl_and_a_crl_behind_is_re
 
     // So does the restarted server, before it serves anything.
     leave_crl_behind("victim-3.example.test");
-    let mut server = start(d, port);
+    let mut server = start(d, port).0;
     let crl = rt
         .block_on(admin.get("/puppet-ca/v1/certificate_revocation_list/ca"))
         .unwrap();

@@ -6,10 +6,9 @@
 //! also prints the replicas' logs and `/status/v1/simple` samples).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,36 +17,25 @@ use ca_cli::remote::{Answer, Client};
 use hyper::{Method, StatusCode};
 use x509_parser::prelude::FromDer;
 
-use crate::harness::{free_port, server_binary, TestCa};
+use crate::harness::{server_binary, spawn_until_listening, TestCa, API_LISTENING};
 use crate::pg::PgCluster;
 
 /// In the URL to show it reaches no log (trust authentication never asks for it).
 const SECRET: &str = "drill-s3cret-pw";
 
 /// The real `ca-server` with the URL in `CA_DATABASE_URL`, its log (info level) in `log`.
-fn start_replica(data: &Path, port: u16, url: &str, certname: &str, log: &Path) -> Child {
-    let out = File::create(log).unwrap();
-    let child = Command::new(server_binary())
-        .args(["--data-dir", data.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--certname", certname, "--dns-alt-names", "localhost"])
-        .env("CA_DATABASE_URL", url)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "replica did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
+/// A replica on a port it picks, its log in `log`; the child and its port.
+fn start_replica(data: &Path, url: &str, certname: &str, log: &Path) -> (Child, u16) {
+    spawn_until_listening(
+        Command::new(server_binary())
+            .args(["--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--certname", certname, "--dns-alt-names", "localhost"])
+            .env("CA_DATABASE_URL", url)
+            .env("RUST_LOG", "info"),
+        log,
+        API_LISTENING,
+        Duration::from_secs(30),
+    )
 }
 
 /// Kills the replicas when the test ends, however it ends.
@@ -178,17 +166,13 @@ fn killing_the_primary_and_promoting_the_synchronous_standby_loses_nothing_ackno
     std::fs::set_permissions(&second, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(first.data.join("ca_key.pem"), second.join("ca_key.pem")).unwrap();
     std::fs::set_permissions(second.join("ca_key.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let ports = [free_port(), free_port()];
     let logs = [tmp.path().join("replica-0.log"), tmp.path().join("replica-1.log")];
     let mut replicas = Replicas(Vec::new());
+    let mut ports = [0u16; 2];
     for (i, dir) in [&first.data, &second].into_iter().enumerate() {
-        replicas.0.push(start_replica(
-            dir,
-            ports[i],
-            &url,
-            &format!("ca-{i}.example.test"),
-            &logs[i],
-        ));
+        let (child, port) = start_replica(dir, &url, &format!("ca-{i}.example.test"), &logs[i]);
+        replicas.0.push(child);
+        ports[i] = port;
     }
     let d = &first.data;
     let admin = |port: u16| {

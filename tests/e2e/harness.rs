@@ -230,6 +230,40 @@ pub fn listening_port(log: &str, what: &str) -> Option<u16> {
     addr.rsplit(':').next()?.parse().ok()
 }
 
+/// Starts `cmd`, a server, with its log (standard error) in the file `log`, and waits until the line
+/// containing `what` names its `listen=ADDR:PORT`; returns that port. A server told to listen on
+/// port 0 picks its own: the port is learned from the process, never handed over. Panics when it
+/// exits first or is not listening after `within`.
+pub fn spawn_until_listening(
+    cmd: &mut Command,
+    log: &Path,
+    what: &str,
+    within: std::time::Duration,
+) -> (std::process::Child, u16) {
+    let file = std::fs::File::create(log).unwrap();
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(port) = listening_port(&text, what) {
+            return (child, port);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited ({status}) before listening: {text}");
+        }
+        assert!(std::time::Instant::now() < deadline, "not listening: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The log line of ca-server's Puppet CA API listener.
+pub const API_LISTENING: &str = "serving the Puppet CA API";
+
 /// A loopback port free when asked: only for servers that cannot pick their own (PostgreSQL, which
 /// retries on another when it lost the race) and for addresses where nothing must listen. Servers
 /// of ours listen on port 0 and tell theirs ([`crate::reload::Running::start_on_any_port`]).

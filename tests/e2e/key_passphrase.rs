@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{assert_verifies, ca, ca_binary, free_port, openssl, server_binary, Run};
+use crate::harness::{
+    assert_verifies, ca, ca_binary, openssl, server_binary, spawn_until_listening, Run, API_LISTENING,
+};
 use crate::migration::make_puppet3_cadir;
 
 const PASS: &str = "e2e-Pa55phrase-k7Qz";
@@ -215,19 +217,12 @@ fn encrypted_ca_key_from_setup_to_signing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase?"));
 
     // The passphrase in the environment: it starts and signs over the API.
-    let port = free_port();
-    let mut child = server(&data, port, &[("CA_KEY_PASSPHRASE", PASS)])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            panic!("server exited: {out:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut child, port) = spawn_until_listening(
+        &mut server(&data, 0, &[("CA_KEY_PASSPHRASE", PASS)]),
+        &tmp.path().join("server.log"),
+        API_LISTENING,
+        Duration::from_secs(60),
+    );
     let url = format!("https://localhost:{port}");
     let remote = |args: &[&str]| {
         let mut argv = vec!["--data-dir", d, "--server", url.as_str()];
@@ -266,14 +261,10 @@ fn encrypted_ca_key_from_setup_to_signing() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(log.contains("serving the Puppet CA API"), "{log}");
+    let exit = child.wait().unwrap();
+    let log = std::fs::read_to_string(tmp.path().join("server.log")).unwrap();
+    assert!(exit.success(), "{exit:?}: {log}");
+    assert!(log.contains(API_LISTENING), "{log}");
     assert_no_secret("server log", &log);
 }
 
@@ -478,26 +469,22 @@ fn server_on_an_empty_data_dir_encrypts_the_new_key_with_the_configured_passphra
     )
     .unwrap();
     let data = tmp.path().join("data");
-    let port = free_port();
-    let mut cmd = server(&data, port, &[]);
-    let mut child = cmd.arg("--config").arg(&config).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        if child.try_wait().unwrap().is_some() {
-            panic!("server exited: {:?}", child.wait_with_output().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let log_path = tmp.path().join("server.log");
+    let (mut child, _) = spawn_until_listening(
+        server(&data, 0, &[]).arg("--config").arg(&config),
+        &log_path,
+        API_LISTENING,
+        Duration::from_secs(60),
+    );
     assert_encrypted_key(&data.join("ca_key.pem"), &pass);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let log = String::from_utf8_lossy(&out.stderr);
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status:?}: {log}");
     assert!(
         log.contains("creating one") && log.contains("encrypted_key"),
         "{log}"

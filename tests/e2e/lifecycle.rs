@@ -585,18 +585,6 @@ fn extend_ca_keeps_every_certificate_verifying_and_puppet7_agents_pick_it_up() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-/// Waits until something listens on `port` (a listener the server binds after start-up).
-fn wait_listening(port: u16) {
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "nothing on port {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// `openssl ocsp` against `url` for `args` (`-cert FILE` or `-serial N`), the CA as issuer and trust
 /// anchor; stdout and stderr together.
 fn openssl_ocsp(ca: &Path, url: &str, args: &[&str]) -> String {
@@ -623,9 +611,8 @@ fn openssl_ocsp(ca: &Path, url: &str, args: &[&str]) -> String {
 /// served again without signing until a revocation; garbage gets `malformedRequest`.
 #[test]
 fn ocsp_answers_good_revoked_and_unknown_to_openssl() {
-    let plain = free_port();
-    let s = TestServer::start_with(&format!("ocsp-listen = \"127.0.0.1:{plain}\"\n"));
-    wait_listening(plain);
+    let s = TestServer::start_with_plain(|addr| format!("ocsp-listen = \"{addr}\"\n"));
+    let plain = s.plain_port();
     let ca = s.ca.ca_cert();
     let (cert, _) = cert_key(&s.identity("ocsp-agent.example.test"));
     let url = format!("http://127.0.0.1:{plain}/ocsp");
@@ -759,13 +746,15 @@ fn ocsp_answers_good_revoked_and_unknown_to_openssl() {
 /// parties' CRL from the CDP, `openssl ocsp` asks the AIA's responder; nginx staples OCSP answers.
 #[test]
 fn cdp_and_aia_urls_are_followed_by_openssl_and_nginx_staples_ocsp() {
-    let plain = free_port();
+    let s = TestServer::start_with_plain(|addr| {
+        let base = format!("http://{addr}");
+        format!(
+            "ocsp-listen = \"{addr}\"\n[ca]\ncrl-distribution-points = [\"{base}/crl.der\"]\n\
+             ocsp-urls = [\"{base}/ocsp\"]\nca-issuers-urls = [\"https://ca.example.test:8140/puppet-ca/v1/certificate/ca\"]\n"
+        )
+    });
+    let plain = s.plain_port();
     let base = format!("http://127.0.0.1:{plain}");
-    let s = TestServer::start_with(&format!(
-        "ocsp-listen = \"127.0.0.1:{plain}\"\n[ca]\ncrl-distribution-points = [\"{base}/crl.der\"]\n\
-         ocsp-urls = [\"{base}/ocsp\"]\nca-issuers-urls = [\"https://ca.example.test:8140/puppet-ca/v1/certificate/ca\"]\n"
-    ));
-    wait_listening(plain);
     let ca = s.ca.ca_cert();
     let path = |p: &Path| p.to_str().unwrap().to_string();
     let (cert, _) = cert_key(&s.identity("cdp.example.test"));

@@ -7,9 +7,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::free_port;
+use crate::harness::{spawn_until_listening, API_LISTENING};
 use crate::real_clients::{agent_args_at, require, text};
 
 fn root_cmd(program: &str) -> Command {
@@ -114,44 +114,27 @@ fn the_debian_package_installs_serves_a_real_agent_and_purges() {
         c.args(["-d", "-o", "ca", "-g", "ca", "-m", "0700", data.to_str().unwrap()]);
         c
     });
-    let port = free_port();
     let log = work.path().join("server.log");
     let as_ca = |program: &str| {
         let mut c = root_cmd("runuser");
         c.args(["-u", "ca", "--", program, "--data-dir", data.to_str().unwrap()]);
         c
     };
-    let mut server = as_ca("/usr/bin/ca-server")
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--certname",
-            "pkg-ca.example.test",
-        ])
-        .args(["--dns-alt-names", "localhost"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let (mut server, port) = spawn_until_listening(
+        as_ca("/usr/bin/ca-server")
+            .args(["--listen", "127.0.0.1:0", "--certname", "pkg-ca.example.test"])
+            .args(["--dns-alt-names", "localhost"])
+            .process_group(0),
+        &log,
+        API_LISTENING,
+        Duration::from_secs(60),
+    );
     let stop = |server: &mut std::process::Child| {
         let _ = root_cmd("kill")
             .args(["-TERM", "--", &format!("-{}", server.id())])
             .status();
         let _ = server.wait();
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            stop(&mut server);
-            panic!(
-                "the installed server did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let key = std::fs::metadata(data.join("ca_key.pem")).unwrap();
     assert_eq!(key.uid(), ca_uid, "the CA belongs to the ca user");
 

@@ -540,15 +540,13 @@ fn kill_9_of_a_replica_under_load_loses_nothing_and_the_others_keep_serving() {
             tmp
         })
         .collect();
-    let ports: Vec<u16> = (0..3).map(|_| crate::harness::free_port()).collect();
-    let mut servers: Vec<Option<std::process::Child>> = dirs
+    let (servers, ports): (Vec<_>, Vec<u16>) = dirs
         .iter()
-        .zip(&ports)
         .enumerate()
-        .map(|(i, (d, p))| {
-            Some(crate::crash::start_with(
+        .map(|(i, d)| {
+            crate::crash::start_with(
                 d,
-                *p,
+                0,
                 &[
                     "--database-url",
                     &url,
@@ -557,9 +555,10 @@ fn kill_9_of_a_replica_under_load_loses_nothing_and_the_others_keep_serving() {
                     "--dns-alt-names",
                     "localhost",
                 ],
-            ))
+            )
         })
-        .collect();
+        .unzip();
+    let mut servers: Vec<Option<std::process::Child>> = servers.into_iter().map(Some).collect();
     let d = &first.data;
     let admin = |port: u16| {
         Client::new(

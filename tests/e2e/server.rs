@@ -15,6 +15,8 @@ use crate::harness::TestCa;
 pub struct TestServer {
     pub ca: TestCa,
     pub addr: SocketAddr,
+    /// The `ocsp-listen` address, when [`TestServer::start_with_plain`] bound it.
+    plain: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -40,8 +42,39 @@ impl TestServer {
         Self::launch_as(ca, config_toml, "ca.example.test")
     }
 
+    /// [`TestServer::start_with`] the configuration `config(addr)`, where `addr` is a loopback
+    /// address bound beforehand for `ocsp-listen` (handed to the server as its socket: no port
+    /// changes hands between binds).
+    pub fn start_with_plain(config: impl FnOnce(std::net::SocketAddr) -> String) -> TestServer {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = plain.local_addr().unwrap();
+        let ca = TestCa::with_args(&["--dns-alt-names", "localhost,IP:127.0.0.1"]);
+        let mut s = Self::launch_on(ca, &config(addr), "ca.example.test", Some(plain));
+        s.plain = Some(addr);
+        // The socket takes connections at once; wait until the server answers on it (it has then
+        // recorded its configuration for `ca` in local mode, too).
+        let started = std::time::Instant::now();
+        while !answers_http(addr) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "no answer on {addr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        s
+    }
+
     /// As [`TestServer::launch`], with the server certname `certname` (a second replica's).
     pub fn launch_as(ca: TestCa, config_toml: &str, certname: &str) -> TestServer {
+        Self::launch_on(ca, config_toml, certname, None)
+    }
+
+    fn launch_on(
+        ca: TestCa,
+        config_toml: &str,
+        certname: &str,
+        plain: Option<std::net::TcpListener>,
+    ) -> TestServer {
         let config_path = ca.path("ca-server.toml");
         std::fs::write(&config_path, config_toml).unwrap();
         let overrides = Overrides {
@@ -65,9 +98,18 @@ impl TestServer {
                 let authority = ca_server::server::open_or_setup(&settings, Arc::new(SystemClock))
                     .await
                     .unwrap();
-                let listener = tokio::net::TcpListener::bind(settings.listen).await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                ca_server::server::serve(settings, authority, listener, async {
+                let listeners = match plain {
+                    None => ca_server::server::Listeners::bind(&settings).await.unwrap(),
+                    Some(l) => {
+                        l.set_nonblocking(true).unwrap();
+                        ca_server::server::Listeners {
+                            api: tokio::net::TcpListener::bind(settings.listen).await.unwrap(),
+                            plain: Some(tokio::net::TcpListener::from_std(l).unwrap()),
+                        }
+                    }
+                };
+                addr_tx.send(listeners.api.local_addr().unwrap()).unwrap();
+                ca_server::server::serve(settings, authority, listeners, async {
                     let _ = stop_rx.await;
                 })
                 .await
@@ -78,6 +120,7 @@ impl TestServer {
         TestServer {
             ca,
             addr,
+            plain: None,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -97,6 +140,11 @@ impl TestServer {
 
     pub fn start() -> TestServer {
         Self::start_with("")
+    }
+
+    /// The port of the plain-HTTP listener bound by [`TestServer::start_with_plain`].
+    pub fn plain_port(&self) -> u16 {
+        self.plain.expect("started with start_with_plain").port()
     }
 
     pub fn url(&self) -> String {
@@ -191,4 +239,17 @@ impl Drop for TestServer {
             let _ = t.join();
         }
     }
+}
+
+/// Whether a plain-HTTP GET of the relying parties' CRL at `addr` gets a 200.
+fn answers_http(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut head = [0u8; 12];
+    c.write_all(b"GET /crl.der HTTP/1.0\r\n\r\n").is_ok()
+        && c.read_exact(&mut head).is_ok()
+        && head.ends_with(b" 200")
 }

@@ -3,37 +3,27 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use crate::harness::{free_port, server_binary};
+use crate::harness::{server_binary, spawn_until_listening, API_LISTENING};
 use crate::server::{As, TestServer};
 
 #[test]
 fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let port = free_port();
-    let mut child = Command::new(server_binary())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--certname", "ca.example.test", "--dns-alt-names", "localhost"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        assert!(child.try_wait().unwrap().is_none(), "server exited early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let log_path = tmp.path().join("server.log");
+    let (mut child, port) = spawn_until_listening(
+        Command::new(server_binary())
+            .args(["--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--certname", "ca.example.test", "--dns-alt-names", "localhost"]),
+        &log_path,
+        API_LISTENING,
+        Duration::from_secs(60),
+    );
     for f in [
         "ca.db",
         "ca_key.pem",
@@ -64,9 +54,9 @@ fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
             "-servername",
             "127.0.0.1",
         ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let _ = hello.wait();
@@ -84,8 +74,7 @@ fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "exit status {code:?}");
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("creating one") && log.contains("shutting down"),
         "{log}"
@@ -270,46 +259,46 @@ fn the_readme_run_command_starts_the_server() {
     assert!(command.starts_with("cargo run"), "{command}");
     let command = command.replace(" --release", "");
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
     let conf = tmp.path().join("ca-server.toml");
     std::fs::write(
         &conf,
-        format!("listen = \"127.0.0.1:{port}\"\ncertname = \"ca.example.test\"\ndns-alt-names = [\"localhost\"]\n"),
+        "listen = \"127.0.0.1:0\"\ncertname = \"ca.example.test\"\ndns-alt-names = [\"localhost\"]\n",
     )
     .unwrap();
-    let mut child = Command::new("sh")
-        .args(["-c", &command])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CA_CONFIG", &conf)
-        .env("CA_DATA_DIR", tmp.path().join("data"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let log = tmp.path().join("run.log");
+    let (mut child, port) = spawn_until_listening(
+        Command::new("sh")
+            .args(["-c", &command])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CA_CONFIG", &conf)
+            .env("CA_DATA_DIR", tmp.path().join("data"))
+            .process_group(0),
+        &log,
+        API_LISTENING,
+        Duration::from_secs(300),
+    );
     let pgid = child.id().to_string();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut up = false;
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let client = ca_cli::remote::Client::new(
+        &format!("https://localhost:{port}"),
+        &tmp.path().join("data/ca_crt.pem"),
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(client.get("/status/v1/simple/ca"));
     // The whole group: sh, cargo and the server it started.
     let _ = Command::new("kill")
         .args(["-TERM", "--", &format!("-{pgid}")])
         .status();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        up,
+    let _ = child.wait();
+    assert_eq!(
+        status.map(|a| a.text()).ok().as_deref(),
+        Some("running"),
         "`{command}` did not serve: {}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert!(
         tmp.path().join("data/ca_crt.pem").exists(),
