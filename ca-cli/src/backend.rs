@@ -2,11 +2,10 @@
 //! HTTPS API with the admin certificate (remote mode, `--server`). Commands call these methods and do
 //! not care which.
 
+use anyhow::Context as _;
 use std::path::PathBuf;
 
-use ca_server::authority::{
-    Authority, AuthorityError, CertStatus, Expiring, Explanation, ListFilter, SignRequest,
-};
+use ca_server::authority::{Authority, CertStatus, Expiring, Explanation, ListFilter, SignRequest};
 use ca_server::ca::crl::Reason;
 use ca_server::ca::csr::San;
 use ca_server::ca::keys::{self, KeyType};
@@ -46,7 +45,13 @@ pub struct RemoteOptions {
 /// Result of signing one name: the serial when known (local mode), or why not.
 pub type SignResult = Result<Option<u64>, String>;
 
-fn status_error(a: &Answer) -> String {
+/// A refusal by the server, as an error.
+fn status_error(a: &Answer) -> anyhow::Error {
+    anyhow::Error::msg(status_text(a))
+}
+
+/// What the server said when it refused (its body), or its status.
+fn status_text(a: &Answer) -> String {
     let body = a.text();
     let body = body.trim();
     if body.is_empty() {
@@ -67,7 +72,7 @@ const JSON: [(&str, &str); 2] = [
 
 impl Backend {
     /// Opens the backend the flags ask for.
-    pub async fn open(dir: &DataDir, remote: &RemoteOptions) -> Result<Backend, String> {
+    pub async fn open(dir: &DataDir, remote: &RemoteOptions) -> anyhow::Result<Backend> {
         let Some(server) = &remote.server else {
             let settings = local::settings(dir, remote.config.clone(), remote.key_passphrase_file.clone())?;
             return local::open(dir, settings)
@@ -81,7 +86,8 @@ impl Backend {
             None => {
                 // The admin certificate carries pp_cli_auth: its key must be as private as the CA key.
                 let k = dir.admin_key();
-                ca_server::datadir::check_private_key_mode(&k, "the admin key")?;
+                ca_server::datadir::check_private_key_mode(&k, "the admin key")
+                    .map_err(anyhow::Error::msg)?;
                 k
             }
         };
@@ -101,25 +107,24 @@ impl Backend {
         &self,
         within: Option<time::Duration>,
         certificates: bool,
-    ) -> Result<Vec<Expiring>, String> {
+    ) -> anyhow::Result<Vec<Expiring>> {
         match self {
             Backend::Local(a) => a
                 .expirations(within, certificates)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(anyhow::Error::from),
             Backend::Remote(c) => {
                 let query = within.map_or(String::new(), |w| format!("?within={}s", w.whole_seconds()));
                 let a = c.get(&format!("/puppet-ca/v1/expirations{query}")).await?;
                 if a.status != StatusCode::OK {
                     return Err(status_error(&a));
                 }
-                let mut v: Value =
-                    serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                let mut v: Value = serde_json::from_slice(&a.body).context("bad JSON from the server")?;
                 let Some(items) = v.get_mut("expiring").map(Value::take) else {
-                    return Err("the server listed no certificates: is the client certificate the admin's (pp_cli_auth)?".into());
+                    return Err(anyhow::anyhow!("the server listed no certificates: is the client certificate the admin's (pp_cli_auth)?"));
                 };
                 let mut items: Vec<Expiring> =
-                    serde_json::from_value(items).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                    serde_json::from_value(items).context("bad JSON from the server")?;
                 // The server lists certificates for the admin in any case.
                 items.retain(|i| certificates || i.kind != ca_server::authority::ExpiringKind::Certificate);
                 Ok(items)
@@ -136,9 +141,9 @@ impl Backend {
         }
     }
 
-    pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, String> {
+    pub async fn list(&self, filter: ListFilter) -> anyhow::Result<Vec<CertStatus>> {
         match self {
-            Backend::Local(a) => a.list(filter).await.map_err(|e| e.to_string()),
+            Backend::Local(a) => a.list(filter).await.map_err(anyhow::Error::from),
             Backend::Remote(c) => {
                 let mut out = Vec::new();
                 let fetch = |q: &'static str| {
@@ -150,8 +155,7 @@ impl Backend {
                         if a.status != StatusCode::OK {
                             return Err(status_error(&a));
                         }
-                        serde_json::from_slice::<Vec<CertStatus>>(&a.body)
-                            .map_err(|e| format!("bad JSON from the server: {e}"))
+                        serde_json::from_slice::<Vec<CertStatus>>(&a.body).context("bad JSON from the server")
                     }
                 };
                 if filter.requested {
@@ -169,13 +173,13 @@ impl Backend {
     }
 
     /// Submits a CSR under `name`.
-    pub async fn submit(&self, name: &str, body: &[u8]) -> Result<(), String> {
+    pub async fn submit(&self, name: &str, body: &[u8]) -> anyhow::Result<()> {
         match self {
             Backend::Local(a) => a
                 .submit(&local::actor(), name, body)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
+                .map_err(anyhow::Error::from),
             Backend::Remote(c) => {
                 let path = format!("/puppet-ca/v1/certificate_request/{name}");
                 let a = c
@@ -200,14 +204,11 @@ impl Backend {
         &self,
         names: &[String],
         req: SignRequest,
-    ) -> Result<Vec<(String, SignResult)>, String> {
+    ) -> anyhow::Result<Vec<(String, SignResult)>> {
         match self {
             Backend::Local(a) => {
                 // One transaction for the whole batch.
-                let o = a
-                    .sign_many(&local::actor(), names, req)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let o = a.sign_many(&local::actor(), names, req).await?;
                 Ok(names
                     .iter()
                     .map(|n| {
@@ -238,7 +239,7 @@ impl Backend {
                     let r = if a.status.is_success() {
                         Ok(None)
                     } else {
-                        Err(status_error(&a))
+                        Err(status_text(&a))
                     };
                     out.push((n.clone(), r));
                 }
@@ -256,8 +257,7 @@ impl Backend {
                 if a.status != StatusCode::OK {
                     return Err(status_error(&a));
                 }
-                let v: Value =
-                    serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))?;
+                let v: Value = serde_json::from_slice(&a.body).context("bad JSON from the server")?;
                 let has = |k: &str, n: &str| v[k].as_array().is_some_and(|l| l.iter().any(|x| x == n));
                 Ok(names
                     .iter()
@@ -280,9 +280,9 @@ impl Backend {
     }
 
     /// Explains the verdict for a pending request.
-    pub async fn explain(&self, name: &str, flags: SigningOptions) -> Result<Explanation, String> {
+    pub async fn explain(&self, name: &str, flags: SigningOptions) -> anyhow::Result<Explanation> {
         match self {
-            Backend::Local(a) => a.explain(name, flags).await.map_err(|e| e.to_string()),
+            Backend::Local(a) => a.explain(name, flags).await.map_err(anyhow::Error::from),
             Backend::Remote(c) => {
                 let path = format!(
                     "/puppet-ca/v1/certificate_status/{name}?explain=true&allow-dns-alt-names={}&allow-authorization-extensions={}",
@@ -292,27 +292,32 @@ impl Backend {
                 if a.status != StatusCode::OK {
                     return Err(status_error(&a));
                 }
-                serde_json::from_slice(&a.body).map_err(|e| format!("bad JSON from the server: {e}"))
+                serde_json::from_slice(&a.body).context("bad JSON from the server")
             }
         }
     }
 
     /// Prunes expired entries from the CRL (local mode only).
-    pub async fn prune(&self, dry_run: bool) -> Result<Vec<u64>, String> {
+    pub async fn prune(&self, dry_run: bool) -> anyhow::Result<Vec<u64>> {
         match self {
-            Backend::Local(a) => a.prune(&local::actor(), dry_run).await.map_err(|e| e.to_string()),
-            Backend::Remote(_) => Err("prune works on the data directory only (no --server)".into()),
+            Backend::Local(a) => a
+                .prune(&local::actor(), dry_run)
+                .await
+                .map_err(anyhow::Error::from),
+            Backend::Remote(_) => Err(anyhow::anyhow!(
+                "prune works on the data directory only (no --server)"
+            )),
         }
     }
 
     /// Revokes a name: the serials revoked now (local mode; empty = already revoked), None when remote.
-    pub async fn revoke(&self, name: &str, reason: Reason) -> Result<Option<Vec<u64>>, String> {
+    pub async fn revoke(&self, name: &str, reason: Reason) -> anyhow::Result<Option<Vec<u64>>> {
         match self {
             Backend::Local(a) => a
                 .revoke(&local::actor(), name, reason)
                 .await
                 .map(Some)
-                .map_err(|e| e.to_string()),
+                .map_err(anyhow::Error::from),
             Backend::Remote(c) => {
                 let body = json_body(&json!({"desired_state": "revoked", "reason": reason.to_string()}));
                 let a = c
@@ -333,10 +338,10 @@ impl Backend {
     }
 
     /// Cleans a name; returns a summary.
-    pub async fn clean(&self, name: &str) -> Result<String, String> {
+    pub async fn clean(&self, name: &str) -> anyhow::Result<String> {
         match self {
             Backend::Local(a) => {
-                let c = a.clean(&local::actor(), name).await.map_err(|e| e.to_string())?;
+                let c = a.clean(&local::actor(), name).await?;
                 let mut what = Vec::new();
                 if !c.revoked.is_empty() {
                     let list: Vec<String> = c.revoked.iter().map(u64::to_string).collect();
@@ -357,7 +362,7 @@ impl Backend {
                 if a.status == StatusCode::OK && text.starts_with("Successfully") {
                     Ok("revoked and removed".to_string())
                 } else if a.status == StatusCode::OK {
-                    Err(format!("Nothing is known for {name}"))
+                    Err(anyhow::anyhow!("Nothing is known for {name}"))
                 } else {
                     Err(status_error(&a))
                 }
@@ -372,22 +377,16 @@ impl Backend {
         sans: &[San],
         key_type: KeyType,
         ttl: Option<time::Duration>,
-    ) -> Result<(String, Vec<u8>, Option<u64>), String> {
+    ) -> anyhow::Result<(String, Vec<u8>, Option<u64>)> {
         match self {
             Backend::Local(a) => {
-                let (key, issued) = a
-                    .generate(&local::actor(), name, sans, key_type, ttl)
-                    .await
-                    .map_err(|e: AuthorityError| e.to_string())?;
+                let (key, issued) = a.generate(&local::actor(), name, sans, key_type, ttl).await?;
                 Ok((key, issued.der, Some(issued.serial)))
             }
             Backend::Remote(_) => {
                 // As `puppetserver ca generate`: key and CSR here, the CA signs; the alt names given on
                 // the command line are the admin's permission.
-                let key = tokio::task::spawn_blocking(move || keys::generate(key_type))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                let key = tokio::task::spawn_blocking(move || keys::generate(key_type)).await??;
                 let mut params = rcgen::CertificateParams::default();
                 params.distinguished_name.push(rcgen::DnType::CommonName, name);
                 let mut all = vec![San::Dns(name.to_string())];
@@ -397,17 +396,13 @@ impl Backend {
                         San::Dns(d) => rcgen::SanType::DnsName(
                             d.as_str()
                                 .try_into()
-                                .map_err(|_| format!("invalid DNS name {d}"))?,
+                                .map_err(|_| anyhow::anyhow!("invalid DNS name {d}"))?,
                         ),
                         San::Ip(ip) => rcgen::SanType::IpAddress(*ip),
-                        San::Other(o) => return Err(format!("unsupported alt name {o}")),
+                        San::Other(o) => return Err(anyhow::anyhow!("unsupported alt name {o}")),
                     });
                 }
-                let csr = params
-                    .serialize_request(&key)
-                    .map_err(|e| e.to_string())?
-                    .pem()
-                    .map_err(|e| e.to_string())?;
+                let csr = params.serialize_request(&key)?.pem()?;
                 self.submit(name, csr.as_bytes()).await?;
                 let req = SignRequest {
                     options: SigningOptions {
@@ -418,18 +413,18 @@ impl Backend {
                 };
                 let results = self.sign(&[name.to_string()], req).await?;
                 if let Some((_, Err(e))) = results.into_iter().next() {
-                    return Err(e);
+                    return Err(anyhow::Error::msg(e));
                 }
                 let der = self
                     .certificate(name)
                     .await?
-                    .ok_or_else(|| format!("no certificate for {name} after signing"))?;
+                    .ok_or_else(|| anyhow::anyhow!("no certificate for {name} after signing"))?;
                 Ok((key.serialize_pem(), der, None))
             }
         }
     }
 
-    async fn fetch_pem(&self, path: &str) -> Result<Option<String>, String> {
+    async fn fetch_pem(&self, path: &str) -> anyhow::Result<Option<String>> {
         let Backend::Remote(c) = self else { return Ok(None) };
         let a = c
             .send(Method::GET, path, &[("accept", "text/plain")], Vec::new())
@@ -442,14 +437,9 @@ impl Backend {
     }
 
     /// DER of `name`'s current certificate.
-    pub async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+    pub async fn certificate(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self {
-            Backend::Local(a) => Ok(a
-                .store()
-                .current_certificate(name)
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|c| c.der)),
+            Backend::Local(a) => Ok(a.store().current_certificate(name).await?.map(|c| c.der)),
             Backend::Remote(_) => Ok(self
                 .fetch_pem(&format!("/puppet-ca/v1/certificate/{name}"))
                 .await?
@@ -459,14 +449,9 @@ impl Backend {
     }
 
     /// DER of `name`'s pending request.
-    pub async fn request(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+    pub async fn request(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self {
-            Backend::Local(a) => Ok(a
-                .store()
-                .request(name)
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|r| r.csr_der)),
+            Backend::Local(a) => Ok(a.store().request(name).await?.map(|r| r.csr_der)),
             Backend::Remote(_) => Ok(self
                 .fetch_pem(&format!("/puppet-ca/v1/certificate_request/{name}"))
                 .await?
@@ -476,21 +461,21 @@ impl Backend {
     }
 
     /// The CA chain PEM.
-    pub async fn ca_chain(&self) -> Result<String, String> {
+    pub async fn ca_chain(&self) -> anyhow::Result<String> {
         match self {
             Backend::Local(a) => Ok(a.signer().chain_pem.clone()),
             Backend::Remote(_) => self
                 .fetch_pem("/puppet-ca/v1/certificate/ca")
                 .await?
-                .ok_or_else(|| "the server has no CA certificate".to_string()),
+                .ok_or_else(|| anyhow::anyhow!("the server has no CA certificate")),
         }
     }
 
     /// The CRL chain as served: our CRL first, then the parents' (DER each).
-    pub async fn crl(&self) -> Result<Vec<Vec<u8>>, String> {
+    pub async fn crl(&self) -> anyhow::Result<Vec<Vec<u8>>> {
         match self {
             Backend::Local(a) => {
-                let crl = a.crl().await.map_err(|e| e.to_string())?;
+                let crl = a.crl().await?;
                 let mut chain = vec![crl.row().der.clone()];
                 chain.extend(crl.parent_crls().iter().cloned());
                 Ok(chain)
@@ -499,8 +484,8 @@ impl Backend {
                 let pem_text = self
                     .fetch_pem("/puppet-ca/v1/certificate_revocation_list/ca")
                     .await?
-                    .ok_or_else(|| "the server has no CRL".to_string())?;
-                let blocks = pem::parse_many(pem_text).map_err(|e| e.to_string())?;
+                    .ok_or_else(|| anyhow::anyhow!("the server has no CRL"))?;
+                let blocks = pem::parse_many(pem_text)?;
                 Ok(blocks.into_iter().map(pem::Pem::into_contents).collect())
             }
         }

@@ -53,7 +53,8 @@ where
     match rt.block_on(commands::dispatch(cli, &mut out)) {
         Ok(code) => code,
         Err(e) => {
-            out.error(&e);
+            // What failed, then each cause (one line).
+            out.error(&format!("{e:#}"));
             EXIT_FAILED
         }
     }

@@ -15,7 +15,7 @@ pub fn data_dir(
     flag: Option<PathBuf>,
     database_url: Option<String>,
     config: Option<PathBuf>,
-) -> Result<DataDir, String> {
+) -> anyhow::Result<DataDir> {
     let dir = DataDir::new(flag.unwrap_or_else(default_data_dir));
     let url = match database_url.filter(|u| !u.is_empty()) {
         Some(u) => Some(u),
@@ -26,15 +26,13 @@ pub fn data_dir(
                     data_dir: Some(dir.root().to_path_buf()),
                     ..Overrides::default()
                 };
-                Settings::load(Some(&path), ov, dir.root().to_path_buf())
-                    .map_err(|e| e.to_string())?
-                    .database_url
+                Settings::load(Some(&path), ov, dir.root().to_path_buf())?.database_url
             }
         },
     };
     if let Some(u) = &url {
         if !ca_server::storage::is_postgres_url(u) {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--database-url: {} is not a postgresql:// URL",
                 ca_server::storage::redact_url(u)
             ));
@@ -50,7 +48,7 @@ pub fn settings(
     dir: &DataDir,
     config: Option<PathBuf>,
     key_passphrase_file: Option<PathBuf>,
-) -> Result<CaSettings, String> {
+) -> anyhow::Result<CaSettings> {
     match cli_config(config, dir.root()) {
         None => Ok(CaSettings {
             key_passphrase: PassphraseSource::resolve(key_passphrase_file, None),
@@ -64,22 +62,22 @@ pub fn settings(
             };
             Settings::load(Some(&path), ov, dir.root().to_path_buf())
                 .map(|s| s.ca)
-                .map_err(|e| e.to_string())
+                .map_err(anyhow::Error::from)
         }
     }
 }
 
 /// Opens the CA of a data directory.
-pub async fn open(dir: &DataDir, settings: CaSettings) -> Result<Authority, String> {
+pub async fn open(dir: &DataDir, settings: CaSettings) -> anyhow::Result<Authority> {
     if dir.database_url().is_none() && !dir.db().exists() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "no CA in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
             dir.root().display()
         ));
     }
     Authority::open(dir, settings, Arc::new(SystemClock))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(anyhow::Error::from)
 }
 
 /// Who runs the command, for the audit log.

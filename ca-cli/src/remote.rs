@@ -1,6 +1,7 @@
 //! Remote mode: the CA's HTTPS API with a client certificate (the admin certificate), over rustls.
 //! One connection per request, as the puppetserver CLI does.
 
+use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,29 +42,29 @@ pub struct Client {
     tls: Arc<ClientConfig>,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 impl Client {
     /// `url` is `https://host[:port]`; `cacert` the CA bundle to trust; `identity` the client cert and key.
-    pub fn new(url: &str, cacert: &Path, identity: Option<(&Path, &Path)>) -> Result<Client, String> {
+    pub fn new(url: &str, cacert: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<Client> {
         let rest = url
             .strip_prefix("https://")
-            .ok_or_else(|| format!("--server must be an https:// URL, not '{url}'"))?
+            .ok_or_else(|| anyhow::anyhow!("--server must be an https:// URL, not '{url}'"))?
             .trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
                 h.trim_matches(['[', ']']).to_string(),
-                p.parse().map_err(|_| format!("bad port in '{url}'"))?,
+                p.parse().map_err(|_| anyhow::anyhow!("bad port in '{url}'"))?,
             ),
             _ => (rest.to_string(), 8140),
         };
         let mut roots = RootCertStore::empty();
         let ca_pem = read(cacert)?;
         for c in CertificateDer::pem_slice_iter(&ca_pem) {
-            let c = c.map_err(|e| format!("{}: {e}", cacert.display()))?;
-            roots.add(c).map_err(|e| format!("{}: {e}", cacert.display()))?;
+            let c = c.with_context(|| format!("{}", cacert.display()))?;
+            roots.add(c).with_context(|| format!("{}", cacert.display()))?;
         }
         let builder = ClientConfig::builder().with_root_certificates(roots);
         let config = match identity {
@@ -72,16 +73,16 @@ impl Client {
                 let cert_pem = read(cert)?;
                 let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
                     .collect::<Result<_, _>>()
-                    .map_err(|e| format!("{}: {e}", cert.display()))?;
+                    .with_context(|| format!("{}", cert.display()))?;
                 let key = PrivateKeyDer::from_pem_slice(&read(key)?)
-                    .map_err(|e| format!("{}: {e}", key.display()))?;
+                    .with_context(|| format!("{}", key.display()))?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate: {e}"))?
+                    .context("client certificate")?
             }
         };
         let server_name =
-            ServerName::try_from(host.clone()).map_err(|_| format!("bad host name in '{url}'"))?;
+            ServerName::try_from(host.clone()).map_err(|_| anyhow::anyhow!("bad host name in '{url}'"))?;
         Ok(Client {
             host,
             port,
@@ -97,17 +98,17 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Answer, String> {
+    ) -> anyhow::Result<Answer> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
+            .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
         let tls = TlsConnector::from(Arc::clone(&self.tls))
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| format!("TLS with {}:{} failed: {e}", self.host, self.port))?;
+            .with_context(|| format!("TLS with {}:{} failed", self.host, self.port))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|e| format!("HTTP: {e}"))?;
+            .context("HTTP")?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -119,18 +120,11 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("request: {e}"))?;
-        let res = sender.send_request(req).await.map_err(|e| format!("HTTP: {e}"))?;
+        let req = req.body(Full::new(Bytes::from(body))).context("request")?;
+        let res = sender.send_request(req).await.context("HTTP")?;
         let status = res.status();
         let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("HTTP body: {e}"))?
-            .to_bytes();
+        let body = res.into_body().collect().await.context("HTTP body")?.to_bytes();
         Ok(Answer {
             status,
             headers,
@@ -139,7 +133,7 @@ impl Client {
     }
 
     /// GET.
-    pub async fn get(&self, path: &str) -> Result<Answer, String> {
+    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
         self.send(Method::GET, path, &[("accept", "application/json")], Vec::new())
             .await
     }

@@ -62,7 +62,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8140";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: String,

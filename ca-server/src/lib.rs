@@ -11,6 +11,7 @@ pub mod ca;
 pub mod clock;
 pub mod config;
 pub mod datadir;
+pub mod error;
 pub mod generate;
 pub mod http;
 pub mod migrate;

@@ -80,7 +80,7 @@ fn warm_up_randomness() {
         }
     });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no thread to seed the random generator ahead of time");
+        tracing::warn!(error = %ca_server::error::Chain(&e), "no thread to seed the random generator ahead of time");
     }
 }
 

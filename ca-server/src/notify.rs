@@ -35,7 +35,7 @@ impl Notifier {
     pub fn send(&self, message: &str) {
         if let Some((socket, addr)) = &self.target {
             if let Err(e) = socket.send_to_addr(message.as_bytes(), addr) {
-                tracing::debug!(error = %e, "sd_notify failed");
+                tracing::debug!(error = %crate::error::Chain(&e), "sd_notify failed");
             }
         }
     }

@@ -201,7 +201,7 @@ async fn reload_on_sighup(
                 tracing::info!(config = %file, names = %state.tls.server_names().join(", "), "reloaded: configuration, access rules, signing policy, autosign and the server certificate in force for new requests");
             }
             Err(e) => {
-                tracing::error!(config = %file, error = %e, "reload refused: the running configuration stays in force");
+                tracing::error!(config = %file, error = %crate::error::Chain(&e), "reload refused: the running configuration stays in force");
             }
         }
     }
@@ -223,26 +223,26 @@ async fn crl_upkeep(state: Arc<AppState>) {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "CRL re-signed before its nextUpdate");
                 if let Err(e) = state.refresh().await {
-                    tracing::warn!(error = %e, "the new CRL is stored but not served yet (the next refresh takes it)");
+                    tracing::warn!(error = %crate::error::Chain(&e), "the new CRL is stored but not served yet (the next refresh takes it)");
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "CRL upkeep failed"),
+            Err(e) => tracing::error!(error = %crate::error::Chain(&e), "CRL upkeep failed"),
         }
         match state.authority.refresh_root_crl_if_due().await {
             Ok(Some(n)) => {
                 tracing::info!(crl_number = n, "root CRL re-signed before its nextUpdate");
                 if let Err(e) = state.refresh().await {
-                    tracing::warn!(error = %e, "the new CRL is stored but not served yet (the next refresh takes it)");
+                    tracing::warn!(error = %crate::error::Chain(&e), "the new CRL is stored but not served yet (the next refresh takes it)");
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "root CRL upkeep failed"),
+            Err(e) => tracing::error!(error = %crate::error::Chain(&e), "root CRL upkeep failed"),
         }
         renew_own_certificates_if_due(&state).await;
         refresh_ocsp_responder(&state, false).await;
         if let Err(e) = state.authority.warn_of_expiry().await {
-            tracing::error!(error = %e, "could not check what expires soon");
+            tracing::error!(error = %crate::error::Chain(&e), "could not check what expires soon");
         }
         tokio::time::sleep(period).await;
     }
@@ -265,7 +265,9 @@ async fn refresh_ocsp_responder(state: &AppState, issue: bool) {
             }
         }
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "no OCSP responder: OCSP requests are answered 503"),
+        Err(e) => {
+            tracing::error!(error = %crate::error::Chain(&e), "no OCSP responder: OCSP requests are answered 503")
+        }
     }
 }
 
@@ -311,11 +313,13 @@ async fn renew_own_certificates_if_due(state: &AppState) {
                         .load_identity(&dir)
                         .and_then(|id| state.tls.install_identity(id));
                     if let Err(e) = installed {
-                        tracing::error!(error = %e, "the renewed server certificate could not be put in force");
+                        tracing::error!(error = %crate::error::Chain(&e), "the renewed server certificate could not be put in force");
                     }
                 }
             }
-            Err(e) => tracing::error!(certificate = %path.display(), error = %e, "could not renew"),
+            Err(e) => {
+                tracing::error!(certificate = %path.display(), error = %crate::error::Chain(&e), "could not renew")
+            }
         }
     }
 }
@@ -335,10 +339,10 @@ async fn revocation_feed(state: Arc<AppState>) {
     loop {
         let res = match feed.wait().await {
             Ok(()) => match tokio::time::timeout(std::time::Duration::from_secs(2), state.refresh()).await {
-                Ok(r) => r.map(drop).map_err(|e| e.to_string()),
+                Ok(r) => r.map(drop).map_err(|e| crate::error::Chain(&e).to_string()),
                 Err(_) => Err("the database did not answer within 2 s".to_string()),
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(crate::error::Chain(&e).to_string()),
         };
         match res {
             Ok(()) => {
@@ -394,7 +398,7 @@ pub async fn serve(
     let dir = settings.data_dir();
     // `ca` in local mode then judges with this configuration, wherever the file is.
     if let Err(e) = crate::config::record_server_config(&settings.data_dir, settings.config_file.as_deref()) {
-        tracing::warn!(error = %e, data_dir = %settings.data_dir.display(), "could not record the configuration file in the data directory (`ca` in local mode then reads <data-dir>/config.toml)");
+        tracing::warn!(error = %crate::error::Chain(&e), data_dir = %settings.data_dir.display(), "could not record the configuration file in the data directory (`ca` in local mode then reads <data-dir>/config.toml)");
     }
     let chain =
         parse_cert_bundle(&authority.signer().chain_pem).map_err(crate::authority::AuthorityError::from)?;
@@ -421,7 +425,7 @@ pub async fn serve(
             let app = http::plain_app(Arc::clone(&state));
             Some(tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!(error = %e, "the plain-HTTP listener stopped");
+                    tracing::error!(error = %crate::error::Chain(&e), "the plain-HTTP listener stopped");
                 }
             }))
         }
@@ -467,7 +471,7 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %crate::error::Chain(&e), "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     continue;
                 }
@@ -490,13 +494,13 @@ pub async fn serve(
             let _slot = slot;
             // A CRL published by anyone (this server or the CLI) is in force before the handshake.
             if let Err(e) = state.refresh_local().await {
-                tracing::warn!(error = %e, "could not refresh the CRL");
+                tracing::warn!(error = %crate::error::Chain(&e), "could not refresh the CRL");
             }
             let acceptor = state.tls.acceptor();
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
-                    tracing::info!(%addr, error = %e, "TLS handshake failed");
+                    tracing::info!(%addr, error = %crate::error::Chain(&e), "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
@@ -533,7 +537,7 @@ pub async fn serve(
                 .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
             if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%addr, error = %e, "connection ended with an error");
+                tracing::debug!(%addr, error = %crate::error::Chain(&e), "connection ended with an error");
             }
         });
     }

@@ -34,8 +34,14 @@ pub enum TlsError {
         message: String,
     },
     /// rustls refused the material.
+    #[error("TLS configuration")]
+    Rustls(#[from] rustls::Error),
+    /// The client certificate verifier cannot be built from the CA and its CRLs.
+    #[error("TLS client certificate verification")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// The TLS material is not usable.
     #[error("TLS configuration: {0}")]
-    Rustls(String),
+    Material(String),
 }
 
 /// Why a client certificate does not authenticate its holder (any more).
@@ -188,8 +194,7 @@ fn build(m: &Material, id: &ServerIdentity, parent_crls: &[Vec<u8>]) -> Result<S
         .with_crls(crls)
         .allow_unknown_revocation_status()
         .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        .build()?;
     let verifier = Arc::new(Verifier {
         chain,
         issuer: m.issuer.clone(),
@@ -197,8 +202,7 @@ fn build(m: &Material, id: &ServerIdentity, parent_crls: &[Vec<u8>]) -> Result<S
     });
     let mut cfg = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(id.chain.clone(), id.key.clone_key())
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        .with_single_cert(id.chain.clone(), id.key.clone_key())?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.session_storage = Arc::clone(&m.sessions);
     Ok(cfg)
@@ -217,16 +221,14 @@ impl TlsState {
         let issuer = ca_chain
             .first()
             .and_then(|ca| crate::ca::crl::cert_subject(ca))
-            .ok_or_else(|| TlsError::Rustls("the CA certificate is not readable".into()))?
+            .ok_or_else(|| TlsError::Material("the CA certificate is not readable".into()))?
             .to_vec();
         // Only the signing CA is a trust anchor for client certificates (with, during a key rollover,
         // the next or previous CA: `anchors`): with an intermediate CA, a certificate the root signed
         // directly (another intermediate's leaf, say) does not authenticate.
         let mut roots = RootCertStore::empty();
         for anchor in anchors {
-            roots
-                .add(CertificateDer::from(anchor.clone()))
-                .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?;
+            roots.add(CertificateDer::from(anchor.clone()))?;
         }
         let ca_chain: Vec<CertificateDer<'static>> =
             ca_chain.iter().map(|d| CertificateDer::from(d.clone())).collect();
@@ -266,7 +268,7 @@ impl TlsState {
         let mut parents = self
             .parents_version
             .lock()
-            .map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
+            .map_err(|_| TlsError::Material("lock poisoned".into()))?;
         let snapshot = self.material.revocations.snapshot();
         let config = build(
             &self.material,
@@ -341,7 +343,7 @@ impl TlsState {
             let version = snapshot.parents_version();
             if self.parents_version() != Some(version) {
                 if let Err(e) = self.install_parent_crls(version, snapshot.parent_crls()) {
-                    tracing::error!(error = %e, "could not install the parent CRLs in the TLS layer");
+                    tracing::error!(error = %crate::error::Chain(&e), "could not install the parent CRLs in the TLS layer");
                 }
             }
         }
@@ -357,7 +359,7 @@ impl TlsState {
         let mut current = self
             .parents_version
             .lock()
-            .map_err(|_| TlsError::Rustls("lock poisoned".into()))?;
+            .map_err(|_| TlsError::Material("lock poisoned".into()))?;
         if *current == Some(version) {
             return Ok(());
         }

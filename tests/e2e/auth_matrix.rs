@@ -160,6 +160,7 @@ fn every_endpoint_by_every_caller() {
             let headers: &[(&str, &str)] = if *spoofed { &spoof } else { &[] };
             let got = match s.try_send(who, method.clone(), path, headers, body) {
                 Err(e) => {
+                    let e = format!("{e:#}");
                     // A refused client certificate: the alert arrives during the handshake or, with
                     // TLS 1.3, on the first read.
                     assert!(

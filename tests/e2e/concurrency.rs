@@ -29,7 +29,7 @@ fn two_hundred_agents_admins_and_the_cli_for_a_minute() {
     let certified = Arc::new(AtomicUsize::new(0));
     let check = {
         let (server_errors, requests) = (Arc::clone(&server_errors), Arc::clone(&requests));
-        move |r: &Result<ca_cli::remote::Answer, String>| {
+        move |r: &anyhow::Result<ca_cli::remote::Answer>| {
             requests.fetch_add(1, Ordering::Relaxed);
             if let Ok(a) = r {
                 if a.status.is_server_error() {

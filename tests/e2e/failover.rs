@@ -64,7 +64,7 @@ fn call(
     method: Method,
     path: &str,
     body: &[u8],
-) -> Result<Answer, String> {
+) -> anyhow::Result<Answer> {
     let json = [("content-type", "application/json")];
     let headers: &[(&str, &str)] = if method == Method::PUT && path.contains("certificate_status") {
         &json
@@ -77,7 +77,7 @@ fn call(
             client.send(method, path, headers, body.to_vec()),
         )
         .await
-        .unwrap_or_else(|_| Err("no answer within 30 s".into()))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 30 s")))
     })
 }
 
@@ -514,14 +514,16 @@ fn target_session_attrs_chooses_the_server_by_its_role_wherever_it_is_listed() {
 
         let e = Store::open_url(&list(&[standby.port, primary.port], "any"))
             .await
-            .unwrap_err()
-            .to_string();
+            .map(drop)
+            .map_err(|e| ca_server::error::Chain(&e).to_string())
+            .unwrap_err();
         assert!(e.contains("read-only"), "migrations on the standby: {e}");
 
         let e = Store::open_url(&list(&[standby.port], "read-write"))
             .await
-            .unwrap_err()
-            .to_string();
+            .map(drop)
+            .map_err(|e| ca_server::error::Chain(&e).to_string())
+            .unwrap_err();
         assert!(
             e.contains("no database server is writable")
                 && e.contains(&format!("127.0.0.1:{} (a standby", standby.port)),
@@ -529,8 +531,9 @@ fn target_session_attrs_chooses_the_server_by_its_role_wherever_it_is_listed() {
         );
         let e = Store::open_url("postgresql://ca@127.0.0.1:1,[::1/ca")
             .await
-            .unwrap_err()
-            .to_string();
+            .map(drop)
+            .map_err(|e| ca_server::error::Chain(&e).to_string())
+            .unwrap_err();
         assert!(e.contains("closing ']'"), "{e}");
     });
     // The primary's write reached the standby.

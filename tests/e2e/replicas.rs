@@ -592,7 +592,7 @@ fn kill_9_of_a_replica_under_load_loses_nothing_and_the_others_keep_serving() {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let name = format!("kill-{w}-{i}.example.test");
-                    let timed = |f: &mut dyn FnMut() -> Result<ca_cli::remote::Answer, String>| {
+                    let timed = |f: &mut dyn FnMut() -> anyhow::Result<ca_cli::remote::Answer>| {
                         let t = Instant::now();
                         let r = f();
                         if w != 2 && killed.load(Ordering::Relaxed) {

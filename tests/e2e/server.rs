@@ -171,7 +171,7 @@ impl TestServer {
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<Answer, String> {
+    ) -> anyhow::Result<Answer> {
         let client = self.client(who);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,3 +1,4 @@
+use anyhow::Context as _;
 use std::path::Path;
 
 use ca_server::ca::text::puppet_time;
@@ -8,23 +9,24 @@ use crate::backend::Backend;
 use crate::cli::Format;
 use crate::Out;
 
-fn local(b: &Backend) -> Result<&ca_server::authority::Authority, String> {
+fn local(b: &Backend) -> anyhow::Result<&ca_server::authority::Authority> {
     match b {
         Backend::Local(a) => Ok(a),
-        Backend::Remote(_) => {
-            Err("the audit log and backups work on the data directory only (no --server)".into())
-        }
+        Backend::Remote(_) => Err(anyhow::anyhow!(
+            "the audit log and backups work on the data directory only (no --server)"
+        )),
     }
 }
 
 /// A date (`2026-11-24`) or a duration ago (`24h`, `7d`).
-fn since(text: &str, now: OffsetDateTime) -> Result<i64, String> {
+fn since(text: &str, now: OffsetDateTime) -> anyhow::Result<i64> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     if let Ok(d) = Date::parse(text, &fmt) {
         return Ok(d.midnight().assume_utc().unix_timestamp());
     }
-    let ago = ca_server::ca::duration::parse(text)
-        .map_err(|_| format!("--since: '{text}' is neither a date (2026-11-24) nor a duration (24h)"))?;
+    let ago = ca_server::ca::duration::parse(text).map_err(|_| {
+        anyhow::anyhow!("--since: '{text}' is neither a date (2026-11-24) nor a duration (24h)")
+    })?;
     Ok((now - ago).unix_timestamp())
 }
 
@@ -40,7 +42,7 @@ pub async fn show(
         .map(|t| since(t, a.now()))
         .transpose()?
         .unwrap_or(i64::MIN);
-    let rows = a.store().audit_rows(certname).await.map_err(|e| e.to_string())?;
+    let rows = a.store().audit_rows(certname).await?;
     let rows: Vec<_> = rows.into_iter().filter(|r| r.at >= from).collect();
     if format == Format::Json {
         let v: Vec<serde_json::Value> = rows
@@ -50,7 +52,7 @@ pub async fn show(
                     "certname": r.certname, "serial": r.serial, "outcome": r.outcome, "detail": r.detail})
             })
             .collect();
-        out.line(&serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        out.line(&serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     for r in rows {
@@ -73,7 +75,7 @@ pub async fn show(
 pub async fn verify(b: &Backend, out: &mut Out<'_>) -> CmdResult {
     use ca_server::storage::AuditVerdict;
     let a = local(b)?;
-    match a.store().verify_audit().await.map_err(|e| e.to_string())? {
+    match a.store().verify_audit().await? {
         AuditVerdict::Intact {
             records,
             unsealed,
@@ -100,7 +102,7 @@ pub async fn verify(b: &Backend, out: &mut Out<'_>) -> CmdResult {
             }
             Ok(0)
         }
-        AuditVerdict::Tampered { why, .. } => Err(format!("audit log tampered: {why}")),
+        AuditVerdict::Tampered { why, .. } => Err(anyhow::anyhow!("audit log tampered: {why}")),
     }
 }
 
@@ -109,7 +111,7 @@ pub async fn backup(b: &Backend, file: &Path, out: &mut Out<'_>) -> CmdResult {
     a.store()
         .backup(file)
         .await
-        .map_err(|e| format!("cannot write the backup {}: {e}", file.display()))?;
+        .with_context(|| format!("cannot write the backup {}", file.display()))?;
     out.line(&format!(
         "Wrote a consistent copy of the CA database to {}",
         file.display()

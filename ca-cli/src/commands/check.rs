@@ -15,7 +15,7 @@ pub async fn run(
 ) -> CmdResult {
     let e = b.explain(name, flags).await?;
     if format == Format::Json {
-        out.line(&serde_json::to_string_pretty(&e).map_err(|e| e.to_string())?);
+        out.line(&serde_json::to_string_pretty(&e)?);
         return Ok(0);
     }
     out.line(&format!("{}: pending request", e.certname));

@@ -9,7 +9,7 @@ pub async fn run(b: &Backend, names: &[String], out: &mut Out<'_>) -> CmdResult 
             Ok(summary) => out.line(&format!("Cleaned {name}: {summary}")),
             Err(e) => {
                 failed = true;
-                out.error(&e);
+                out.error(&format!("{e:#}"));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `ca expirations [--within D] [--format json]`: what expires when, soonest first.
 
+use anyhow::Context as _;
 use ca_server::authority::{Expiring, ExpiringKind};
 
 use super::{parse_ttl, CmdResult};
@@ -8,11 +9,11 @@ use crate::cli::Format;
 use crate::Out;
 
 pub async fn run(b: &Backend, within: Option<&str>, format: Format, out: &mut Out<'_>) -> CmdResult {
-    let within = parse_ttl(within).map_err(|e| format!("--within: {e}"))?;
+    let within = parse_ttl(within).context("--within")?;
     let items = b.expirations(within, true).await?;
     match format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&items).map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&items)?;
             out.line(&text);
         }
         Format::Text => out.raw(&text(&items, within.is_some())),

@@ -1,3 +1,4 @@
+use anyhow::Context as _;
 use std::path::Path;
 
 use ca_server::ca::keys::KeyType;
@@ -20,23 +21,21 @@ pub async fn run(
     out: &mut Out<'_>,
 ) -> CmdResult {
     let sans = parse_alt_names(alt_names)?;
-    let key_type: KeyType = key_type
-        .parse()
-        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    let key_type: KeyType = key_type.parse()?;
     let ttl = parse_ttl(ttl)?;
-    ca_server::ca::names::validate_certname(name).map_err(|e| e.to_string())?;
+    ca_server::ca::names::validate_certname(name)?;
     // Refuse early if the files exist: nothing is issued that cannot be written.
     let cert_path = out_dir.join("certs").join(format!("{name}.pem"));
     let key_path = out_dir.join("private_keys").join(format!("{name}.pem"));
     for p in [&cert_path, &key_path] {
         if p.exists() {
-            return Err(format!("{} already exists", p.display()));
+            return Err(anyhow::anyhow!("{} already exists", p.display()));
         }
     }
     let (key_pem, cert_der, serial) = b.generate(name, &sans, key_type, ttl).await?;
     let chain = b.ca_chain().await?;
     let write = |p: &Path, s: &str, mode: u32| {
-        write_new(p, s.as_bytes(), mode).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        write_new(p, s.as_bytes(), mode).with_context(|| format!("cannot write {}", p.display()))
     };
     write(&key_path, &key_pem, 0o600)?;
     write(&cert_path, &pem_encode("CERTIFICATE", &cert_der), 0o644)?;

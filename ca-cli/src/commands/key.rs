@@ -9,7 +9,7 @@ use crate::{local, Out};
 
 pub async fn run(dir: &DataDir, action: KeyAction, opts: &RemoteOptions, out: &mut Out<'_>) -> CmdResult {
     if !dir.ca_key().exists() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "no CA key in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
             dir.root().display()
         ));
@@ -18,25 +18,14 @@ pub async fn run(dir: &DataDir, action: KeyAction, opts: &RemoteOptions, out: &m
     let new_passphrase = match action {
         KeyAction::Encrypt {
             new_passphrase_file: Some(file),
-        } => Some(
-            PassphraseSource::File(file)
-                .require("the new passphrase")
-                .map_err(|e| e.to_string())?,
-        ),
+        } => Some(PassphraseSource::File(file).require("the new passphrase")?),
         KeyAction::Encrypt {
             new_passphrase_file: None,
-        } => Some(
-            settings
-                .key_passphrase
-                .require("encrypting the CA key")
-                .map_err(|e| e.to_string())?,
-        ),
+        } => Some(settings.key_passphrase.require("encrypting the CA key")?),
         KeyAction::Decrypt => None,
     };
     let encrypting = new_passphrase.is_some();
-    let done = rewrite_keys(dir, &settings, new_passphrase)
-        .await
-        .map_err(|e| e.to_string())?;
+    let done = rewrite_keys(dir, &settings, new_passphrase).await?;
     for k in &done {
         let what = match (k.was_encrypted, encrypting) {
             (false, true) => "encrypted",

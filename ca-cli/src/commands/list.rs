@@ -54,7 +54,7 @@ pub async fn run(
                     groups.insert(state.to_string(), Value::Array(items));
                 }
             }
-            let text = serde_json::to_string_pretty(&Value::Object(groups)).map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&Value::Object(groups))?;
             out.line(&text);
         }
     }
@@ -69,8 +69,8 @@ async fn list_text_streamed(
     filter: ListFilter,
     window: i64,
     out: &mut Out<'_>,
-) -> Result<(), String> {
-    let longest = a.longest_listed_name(filter).await.map_err(|e| e.to_string())?;
+) -> anyhow::Result<()> {
+    let longest = a.longest_listed_name(filter).await?;
     let now = now();
     let mut any = false;
     for (state, title) in out::LIST_GROUPS {
@@ -95,8 +95,7 @@ async fn list_text_streamed(
             }
             out.raw(&text);
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         any |= titled;
     }
     if !any {

@@ -1,3 +1,4 @@
+use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,9 +18,7 @@ pub async fn import(
     out: &mut Out<'_>,
 ) -> CmdResult {
     let settings = local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?;
-    let (authority, r) = migrate::import(dir, cadir, settings, Arc::new(SystemClock), encrypt_key)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (authority, r) = migrate::import(dir, cadir, settings, Arc::new(SystemClock), encrypt_key).await?;
     authority.store().close().await;
     let encrypted = match (r.key_was_encrypted, r.key_encrypted) {
         (true, true) => " (decrypted with private/ca.pass, stored encrypted with the passphrase)",
@@ -71,7 +70,7 @@ pub async fn export(dir: &DataDir, cadir: &Path, opts: &RemoteOptions, out: &mut
     let authority = local::open(dir, settings).await?;
     let res = migrate::export(&authority, dir, cadir).await;
     authority.store().close().await;
-    let r = res.map_err(|e| e.to_string())?;
+    let r = res?;
     out.line(&format!(
         "Exported the CA to {}: {} signed, {} requests, {} inventory lines, serial {:04X}",
         cadir.display(),
@@ -93,33 +92,31 @@ pub async fn export(dir: &DataDir, cadir: &Path, opts: &RemoteOptions, out: &mut
 pub async fn store(dir: &DataDir, to: &str, out: &mut Out<'_>) -> CmdResult {
     use ca_server::storage::{is_postgres_url, redact_url, Store};
     let source = if dir.database_url().is_none() && !dir.db().exists() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "no CA in {} (give --data-dir, or --database-url for a CA in PostgreSQL)",
             dir.root().display()
         ));
     } else {
-        Store::open_for(dir, false).await.map_err(|e| e.to_string())?
+        Store::open_for(dir, false).await?
     };
     let (dest, shown) = if is_postgres_url(to) {
-        let store = Store::open_url(to)
-            .await
-            .map_err(|e| format!("{}: {e}", redact_url(to)))?;
+        let store = Store::open_url(to).await.with_context(|| redact_url(to))?;
         (store, redact_url(to))
     } else {
         let path = std::path::PathBuf::from(to.strip_prefix("sqlite://").unwrap_or(to));
         if std::fs::symlink_metadata(&path).is_ok() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{} exists: the destination SQLite file must be new",
                 path.display()
             ));
         }
-        let store = Store::open(&path, true).await.map_err(|e| e.to_string())?;
+        let store = Store::open(&path, true).await?;
         (store, path.display().to_string())
     };
     let copied = source.copy_into(&dest).await;
     source.close().await;
     dest.close().await;
-    let report = copied.map_err(|e| format!("{shown}: {e}"))?;
+    let report = copied.with_context(|| shown.clone())?;
     out.line(&format!("Copied the CA's state to {shown}:"));
     for (table, rows) in &report.tables {
         out.line(&format!("  {table:<20} {rows} row(s)"));

@@ -14,6 +14,7 @@ mod setup;
 mod sign;
 mod submit;
 
+use anyhow::Context as _;
 use ca_server::ca::csr::San;
 
 use crate::backend::{Backend, RemoteOptions};
@@ -21,7 +22,7 @@ use crate::cli::{Cli, Command};
 use crate::{local, Out};
 
 /// Result of a command: an exit code, or a message for an exit code of 1.
-pub type CmdResult = Result<i32, String>;
+pub type CmdResult = anyhow::Result<i32>;
 
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
@@ -51,9 +52,8 @@ pub async fn dispatch(cli: Cli, out: &mut Out<'_>) -> CmdResult {
             | Command::Rollover { .. }
     );
     if local_only && remote.server.is_some() {
-        return Err(
+        anyhow::bail!(
             "setup, import, export, key, infra, renew-own, extend-ca, rollover and migrate-store work on a data directory only (no --server)"
-                .into(),
         );
     }
     match cli.command {
@@ -78,7 +78,9 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
         | Command::Import { .. }
         | Command::Export { .. }
         | Command::Key { .. }
-        | Command::MigrateStore { .. } => Err("this command works on the data directory only".into()),
+        | Command::MigrateStore { .. } => {
+            Err(anyhow::anyhow!("this command works on the data directory only"))
+        }
         Command::Infra { action } => infra(b, action, out).await,
         Command::RenewOwn { which } => renew_own(b, which, out).await,
         Command::ExtendCa { ttl } => extend_ca(b, &ttl, out).await,
@@ -135,16 +137,16 @@ async fn run(b: &Backend, command: Command, out: &mut Out<'_>) -> CmdResult {
 }
 
 /// Parses a list of alt names (`a`, `DNS:a`, `IP:1.2.3.4`).
-pub fn parse_alt_names(list: &[String]) -> Result<Vec<San>, String> {
+pub fn parse_alt_names(list: &[String]) -> anyhow::Result<Vec<San>> {
     list.iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| San::parse_alt_name(s).ok_or_else(|| format!("invalid alt name '{s}'")))
+        .map(|s| San::parse_alt_name(s).ok_or_else(|| anyhow::anyhow!("invalid alt name '{s}'")))
         .collect()
 }
 
 /// Parses an optional duration flag.
-pub fn parse_ttl(ttl: Option<&str>) -> Result<Option<time::Duration>, String> {
-    ttl.map(|t| ca_server::ca::duration::parse(t).map_err(|e| e.to_string()))
+pub fn parse_ttl(ttl: Option<&str>) -> anyhow::Result<Option<time::Duration>> {
+    ttl.map(|t| ca_server::ca::duration::parse(t).map_err(anyhow::Error::from))
         .transpose()
 }
 
@@ -152,14 +154,15 @@ pub fn parse_ttl(ttl: Option<&str>) -> Result<Option<time::Duration>, String> {
 async fn infra(b: &Backend, action: crate::cli::InfraAction, out: &mut Out<'_>) -> CmdResult {
     use crate::cli::InfraAction;
     let Backend::Local(a) = b else {
-        return Err("infra works on the data directory only (no --server)".into());
+        return Err(anyhow::anyhow!(
+            "infra works on the data directory only (no --server)"
+        ));
     };
     let nodes = match action {
         InfraAction::List => a.infra_nodes().await,
         InfraAction::Add { names } => a.set_infra_nodes(&local::actor(), &names, &[]).await,
         InfraAction::Remove { names } => a.set_infra_nodes(&local::actor(), &[], &names).await,
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     if nodes.is_empty() {
         out.line("No infrastructure nodes");
     }
@@ -174,7 +177,9 @@ async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out
     use crate::cli::OwnCert;
     use ca_server::authority::OwnCertificate;
     let Backend::Local(a) = b else {
-        return Err("renew-own works on the data directory only (no --server)".into());
+        return Err(anyhow::anyhow!(
+            "renew-own works on the data directory only (no --server)"
+        ));
     };
     let which: Vec<(OwnCertificate, &str)> = match only {
         Some(OwnCert::Server) => vec![(OwnCertificate::Server, "server")],
@@ -186,10 +191,7 @@ async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out
     };
     let admin = only == Some(OwnCert::Admin);
     for (w, name) in which {
-        let issued = a
-            .renew_own_certificate(&local::actor(), w)
-            .await
-            .map_err(|e| e.to_string())?;
+        let issued = a.renew_own_certificate(&local::actor(), w).await?;
         out.line(&format!(
             "Renewed the {name} certificate (serial {})",
             issued.serial
@@ -204,15 +206,14 @@ async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out
 /// `ca extend-ca [--ttl D]`.
 async fn extend_ca(b: &Backend, ttl: &str, out: &mut Out<'_>) -> CmdResult {
     let Backend::Local(a) = b else {
-        return Err("extend-ca works on the data directory only (no --server)".into());
+        return Err(anyhow::anyhow!(
+            "extend-ca works on the data directory only (no --server)"
+        ));
     };
     let ttl = parse_ttl(Some(ttl))
-        .map_err(|e| format!("--ttl: {e}"))?
+        .context("--ttl")?
         .unwrap_or(time::Duration::days(15 * 365));
-    let done = a
-        .extend_ca(&local::actor(), ttl)
-        .await
-        .map_err(|e| e.to_string())?;
+    let done = a.extend_ca(&local::actor(), ttl).await?;
     for (name, old, new) in &done.certificates {
         out.line(&format!(
             "Extended '{name}': valid until {} (was {})",
@@ -231,21 +232,18 @@ async fn extend_ca(b: &Backend, ttl: &str, out: &mut Out<'_>) -> CmdResult {
 async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>) -> CmdResult {
     use crate::cli::RolloverStep;
     let Backend::Local(a) = b else {
-        return Err("rollover works on the data directory only (no --server)".into());
+        return Err(anyhow::anyhow!(
+            "rollover works on the data directory only (no --server)"
+        ));
     };
     let actor = local::actor();
     match step {
         RolloverStep::Start { key_type, ttl } => {
-            let key_type = key_type
-                .parse()
-                .map_err(|e: ca_server::ca::CaError| format!("--key-type: {e}"))?;
+            let key_type = key_type.parse().context("--key-type")?;
             let ttl = parse_ttl(Some(&ttl))
-                .map_err(|e| format!("--ttl: {e}"))?
+                .context("--ttl")?
                 .unwrap_or(time::Duration::days(15 * 365));
-            let started = a
-                .rollover_start(&actor, key_type, ttl)
-                .await
-                .map_err(|e| e.to_string())?;
+            let started = a.rollover_start(&actor, key_type, ttl).await?;
             out.line(&format!(
                 "New CA key and certificate made (valid until {}), with the cross-certificates:",
                 ca_server::ca::text::puppet_time(started.not_after)
@@ -274,7 +272,7 @@ async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>
             }
         }
         RolloverStep::Switch => {
-            a.rollover_switch(&actor).await.map_err(|e| e.to_string())?;
+            a.rollover_switch(&actor).await?;
             out.line("The new CA key signs from now on; the old CA stays trusted and signs a CRL too.");
             if a.signer().issuer_in_token() {
                 out.line("Restart each ca-server (the keys stay in the token).");
@@ -283,7 +281,7 @@ async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>
             }
         }
         RolloverStep::Finish => {
-            match a.rollover_finish(&actor).await.map_err(|e| e.to_string())? {
+            match a.rollover_finish(&actor).await? {
                 Some(label) => {
                     out.line(
                         "The old CA is no longer served, trusted or signing. Its key stays in the token,",

@@ -11,20 +11,20 @@ pub async fn run(
     reason: &str,
     out: &mut Out<'_>,
 ) -> CmdResult {
-    let reason: Reason = reason
-        .parse()
-        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    let reason: Reason = reason.parse()?;
     let serials = serials
         .iter()
         .map(|s| {
             parse_serial(s)
-                .ok_or_else(|| format!("--serial: '{s}' is not a serial (decimal, or hex with 0x)"))
+                .ok_or_else(|| anyhow::anyhow!("--serial: '{s}' is not a serial (decimal, or hex with 0x)"))
         })
-        .collect::<Result<Vec<u64>, String>>()?;
+        .collect::<anyhow::Result<Vec<u64>>>()?;
     let mut failed = false;
     if !serials.is_empty() {
         let Backend::Local(a) = b else {
-            return Err("revoke --serial works on the data directory only (no --server)".into());
+            return Err(anyhow::anyhow!(
+                "revoke --serial works on the data directory only (no --server)"
+            ));
         };
         for serial in serials {
             match a.revoke_serial(&crate::local::actor(), serial, reason).await {
@@ -60,7 +60,7 @@ pub async fn run(
             Ok(None) => out.line(&format!("Revoked certificate for {name} (reason {reason})")),
             Err(e) => {
                 failed = true;
-                out.error(&e);
+                out.error(&format!("{e:#}"));
             }
         }
     }

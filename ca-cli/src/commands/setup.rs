@@ -14,18 +14,11 @@ pub async fn run(dir: &DataDir, args: SetupArgs, opts: &RemoteOptions, out: &mut
     let certname = args.certname.unwrap_or_else(authority::host_fqdn);
     let mut setup = SetupOptions::new(&certname);
     setup.dns_alt_names = parse_alt_names(&args.dns_alt_names)?;
-    setup.key_type = args
-        .key_type
-        .parse()
-        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    setup.key_type = args.key_type.parse()?;
     setup.ca_name = args.ca_name;
-    setup.ca_ttl = duration::parse(&args.ca_ttl).map_err(|e| e.to_string())?;
+    setup.ca_ttl = duration::parse(&args.ca_ttl)?;
     setup.intermediate = args.intermediate;
-    setup.server_key_type = args
-        .server_key_type
-        .map(|k| k.parse())
-        .transpose()
-        .map_err(|e: ca_server::ca::CaError| e.to_string())?;
+    setup.server_key_type = args.server_key_type.map(|k| k.parse()).transpose()?;
     setup.encrypt_key = args.encrypt_key;
     // Setup uses the default settings; the configuration is read only for where the key goes (a
     // PKCS#11 token) and the passphrase's source.
@@ -37,9 +30,7 @@ pub async fn run(dir: &DataDir, args: SetupArgs, opts: &RemoteOptions, out: &mut
     if args.encrypt_key {
         settings.key_passphrase = configured.key_passphrase;
     }
-    let (authority, report) = authority::setup(dir, &setup, settings, Arc::new(SystemClock))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (authority, report) = authority::setup(dir, &setup, settings, Arc::new(SystemClock)).await?;
     authority.store().close().await;
     out.line(&format!("Created a new CA in {}", dir.root().display()));
     out.line(&format!(

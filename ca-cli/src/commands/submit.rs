@@ -1,3 +1,4 @@
+use anyhow::Context as _;
 use std::io::Read;
 use std::path::Path;
 
@@ -9,12 +10,12 @@ use crate::backend::Backend;
 use crate::Out;
 
 pub async fn run(b: &Backend, file: &Path, certname: Option<String>, out: &mut Out<'_>) -> CmdResult {
-    let f = std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut body = Vec::new();
     // One byte past the limit is enough to know it is too large.
     f.take(MAX_CSR_BYTES as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        .with_context(|| format!("cannot read {}", file.display()))?;
     let parsed = csr::parse(&body).ok();
     let name = certname
         .or_else(|| parsed.as_ref().map(|c| c.common_name.clone()))

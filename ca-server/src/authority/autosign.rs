@@ -98,7 +98,7 @@ impl Authority {
                 None => no(format!("no entry in {} matches", path.display())),
             },
             Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "cannot read the autosign file");
+                tracing::error!(file = %path.display(), error = %crate::error::Chain(&e), "cannot read the autosign file");
                 no(format!("cannot read {}", path.display()))
             }
         }
@@ -122,7 +122,7 @@ impl Authority {
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(policy = %path.display(), error = %e, "cannot start the autosign executable");
+                tracing::error!(policy = %path.display(), error = %crate::error::Chain(&e), "cannot start the autosign executable");
                 return no(format!("cannot run {}", path.display()));
             }
         };

@@ -219,7 +219,7 @@ impl Authority {
             return false;
         }
         if let Err(e) = self.run_round(&mut round).await {
-            let msg = e.to_string();
+            let msg = crate::error::Chain(&e).to_string();
             tracing::error!(error = %msg, "signing: a database transaction failed");
             round.fail(&msg);
             return true;

@@ -8,13 +8,13 @@ use crate::storage::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
     /// The CSR body is refused.
-    #[error("{0}")]
+    #[error(transparent)]
     Csr(#[from] CsrError),
     /// The certname is refused.
-    #[error("{0}")]
+    #[error(transparent)]
     Name(#[from] NameError),
     /// The signing policy refuses.
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] PolicyError),
     /// A request or certificate already exists for the name.
     #[error("{0}")]
@@ -37,10 +37,10 @@ pub enum AuthorityError {
     #[error("{0}")]
     Invalid(String),
     /// The engine failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Ca(#[from] CaError),
     /// Storage failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// A bug or a crashed task.
     #[error("internal error: {0}")]

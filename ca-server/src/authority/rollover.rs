@@ -53,7 +53,7 @@ pub(crate) async fn load(
             match super::blocking(move || TokenKey::open_matching(&cfg, &public)).await {
                 Ok(key) => Some(Arc::new(CaSigner::new(chain, CaKey::Token(key))?)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "a key rollover is switching but the previous CA key is not in the token: CRLs are signed by the new key only");
+                    tracing::warn!(error = %crate::error::Chain(&e), "a key rollover is switching but the previous CA key is not in the token: CRLs are signed by the new key only");
                     None
                 }
             }

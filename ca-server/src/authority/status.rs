@@ -261,7 +261,7 @@ impl Authority {
                 .stream_status_list(filter.requested, filter.certificates(), SIGNED, REVOKED, &sink)
                 .await;
             if let Err(e) = listed {
-                tracing::error!(error = %e, "certificate statuses: the listing failed part way");
+                tracing::error!(error = %crate::error::Chain(&e), "certificate statuses: the listing failed part way");
                 let _ = sink.send(Err(e)).await;
             }
         });

@@ -107,7 +107,7 @@ impl Authority {
             }
             Err(e) => {
                 // Nothing of this transaction was stored: every submission in it gets the error.
-                let msg = e.to_string();
+                let msg = crate::error::Chain(&e).to_string();
                 tracing::error!(error = %msg, "certificate requests: a database transaction failed");
                 for reply in replies {
                     let _ = reply.send(Err(AuthorityError::Internal(msg.clone())));

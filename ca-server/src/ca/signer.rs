@@ -238,7 +238,7 @@ impl rcgen::SigningKey for CaKey {
         match self {
             CaKey::File(k) => k.sign(msg),
             CaKey::Token(t) => t.sign(msg).map_err(|e| {
-                tracing::error!(error = %e, "the CA key in the token could not sign");
+                tracing::error!(error = %crate::error::Chain(&e), "the CA key in the token could not sign");
                 rcgen::Error::RemoteKeyError
             }),
         }

@@ -75,7 +75,7 @@ impl ApiError {
             }
             E::NoCertificate(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             E::Ca(_) | E::Store(_) | E::Internal(_) => {
-                tracing::error!(error = %e, "internal error");
+                tracing::error!(error = %crate::error::Chain(&e), "internal error");
                 ApiError::internal()
             }
         }
@@ -107,7 +107,7 @@ pub fn json(status: StatusCode, content_type: &'static str, value: &impl serde::
             r
         }
         Err(e) => {
-            tracing::error!(error = %e, "a JSON answer could not be serialized");
+            tracing::error!(error = %crate::error::Chain(&e), "a JSON answer could not be serialized");
             ApiError::internal().into_response()
         }
     }

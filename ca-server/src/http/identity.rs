@@ -93,7 +93,7 @@ pub async fn identify(state: &AppState, peer: Option<&PeerInfo>, headers: &Heade
     };
     // A revocation made by another process (`ca revoke` on the database) is loaded first.
     if let Err(e) = state.refresh_local().await {
-        tracing::warn!(error = %e, "could not refresh the revocations");
+        tracing::warn!(error = %crate::error::Chain(&e), "could not refresh the revocations");
     }
     match state.tls.check_client_cert(&der, now) {
         Ok(()) => Identified::Caller(identity_from_der(&der), Some(der)),
@@ -114,7 +114,7 @@ async fn proxied(
         return Ok((None, None));
     };
     if let Err(e) = state.refresh_local().await {
-        tracing::warn!(error = %e, "could not refresh the revocations");
+        tracing::warn!(error = %crate::error::Chain(&e), "could not refresh the revocations");
     }
     let current = state
         .authority
@@ -123,7 +123,7 @@ async fn proxied(
         .await
         .map_err(|e| {
             // The database's words stay in the log.
-            tracing::error!(error = %e, "cannot look up a proxied client certificate");
+            tracing::error!(error = %crate::error::Chain(&e), "cannot look up a proxied client certificate");
             Refused::new("The client certificate cannot be checked now")
         })?;
     let Some(current) = current else {

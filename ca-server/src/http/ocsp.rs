@@ -100,7 +100,7 @@ async fn responder(state: &AppState) -> Option<Arc<OcspState>> {
         }
         Ok(None) => None,
         Err(e) => {
-            tracing::error!(error = %e, "no OCSP responder");
+            tracing::error!(error = %crate::error::Chain(&e), "no OCSP responder");
             None
         }
     }

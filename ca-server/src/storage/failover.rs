@@ -362,7 +362,7 @@ impl Failover {
         let opts = match AnyConnectOptions::from_str(c.url()) {
             Ok(o) => o,
             Err(e) => {
-                tracing::error!(server = %c.label(), error = %e, "cannot use the database server");
+                tracing::error!(server = %c.label(), error = %crate::error::Chain(&e), "cannot use the database server");
                 return;
             }
         };

@@ -72,13 +72,13 @@ pub enum StoreError {
     #[error("corrupt database: {0}")]
     Corrupt(String),
     /// Migration failure.
-    #[error("database migration failed: {0}")]
+    #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Not possible on this backend.
     #[error("{0}")]
     Unsupported(String),
     /// Any other database error.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Db(#[from] sqlx::Error),
     /// A file the store writes (a backup) cannot be written where asked.
     #[error("{0}")]
@@ -218,7 +218,7 @@ fn open_lock_file(db: &Path) -> Option<Arc<std::fs::File>> {
     {
         Ok(f) => Some(Arc::new(f)),
         Err(e) => {
-            tracing::debug!(path = ?name, error = %e, "writer lock file");
+            tracing::debug!(path = ?name, error = %crate::error::Chain(&e), "writer lock file");
             None
         }
     }
@@ -267,7 +267,7 @@ fn start_checkpointer(pool: AnyPool) -> Arc<AtomicU64> {
             }
             match wal_checkpoint(&pool).await {
                 Ok(()) => done = now,
-                Err(e) => tracing::debug!(error = %e, "WAL checkpoint"),
+                Err(e) => tracing::debug!(error = %crate::error::Chain(&e), "WAL checkpoint"),
             }
         }
     });
@@ -307,7 +307,7 @@ async fn lock_writer_file(file: &Arc<std::fs::File>) -> Option<FileLock> {
         Ok(()) => return Some(FileLock(Arc::clone(file))),
         Err(std::fs::TryLockError::WouldBlock) => {}
         Err(std::fs::TryLockError::Error(e)) => {
-            tracing::debug!(error = %e, "writer lock file");
+            tracing::debug!(error = %crate::error::Chain(&e), "writer lock file");
             return None;
         }
     }

@@ -179,7 +179,7 @@ impl AuditSeal {
                 f.write_all(line.as_bytes())
             });
         if let Err(e) = res {
-            tracing::warn!(error = %e, path = %self.head_path.display(), "could not write the audit head");
+            tracing::warn!(error = %crate::error::Chain(&e), path = %self.head_path.display(), "could not write the audit head");
         }
     }
 }

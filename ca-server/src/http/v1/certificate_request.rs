@@ -36,7 +36,7 @@ pub(crate) async fn put(
     match state.authority.submit(&caller.actor(), &subject, &bytes).await {
         Ok(_) => Ok(text(StatusCode::OK, "")),
         Err(e) => {
-            tracing::info!(certname = %printable(&subject), error = %e, "CSR refused");
+            tracing::info!(certname = %printable(&subject), error = %crate::error::Chain(&e), "CSR refused");
             Err(ApiError::from_authority(e, Context::Submit))
         }
     }

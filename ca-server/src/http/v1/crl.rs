@@ -39,7 +39,7 @@ pub(crate) async fn off_executor<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "a blocking task failed");
+        tracing::error!(error = %crate::error::Chain(&e), "a blocking task failed");
         ApiError::internal()
     })
 }
@@ -86,7 +86,7 @@ pub(crate) async fn put(
     state.authority.update_parent_crls(&caller.actor(), &crls).await?;
     // Stored: the answer is a success either way; the servers' CRL follows at the next refresh.
     if let Err(e) = state.refresh().await {
-        tracing::warn!(error = %e, "the parents' CRLs are stored but not served yet");
+        tracing::warn!(error = %crate::error::Chain(&e), "the parents' CRLs are stored but not served yet");
     }
     Ok(text(StatusCode::OK, "Successfully updated CRLs."))
 }
