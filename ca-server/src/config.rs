@@ -404,9 +404,11 @@ impl Settings {
                         )));
                     }
                 }
+                let certnames = crate::policy::signing::certname_glob(&r.certnames)
+                    .map_err(|e| ConfigError::Invalid(format!("ca.alt-name-rules[{}]: certnames {e}", i + 1)))?;
                 Ok(AltNameRule {
                     label: format!("ca.alt-name-rules[{}] ({})", i + 1, r.certnames),
-                    certnames: r.certnames,
+                    certnames,
                     allow: r.allow,
                     authorization_extensions: r.authorization_extensions,
                 })
@@ -639,6 +641,8 @@ mod tests {
             parse("[[ca.alt-name-rules]]\ncertnames = \"x\"\nauthorization-extensions = [\"nope\"]").is_err()
         );
         assert!(parse("[[ca.alt-name-rules]]\ncertnames = \"x\"\nbogus = 1").is_err());
+        let bad = parse("[[ca.alt-name-rules]]\ncertnames = \"compile-[\"\nallow = [\"DNS:puppet\"]");
+        assert!(bad.is_err_and(|e| e.to_string().contains("not a valid glob")));
     }
 
     #[test]

@@ -209,8 +209,9 @@ fn check_san_shapes(certname: &str, sans: &[San]) -> Result<(), PolicyError> {
 pub struct AltNameRule {
     /// How the rule is named in verdicts (`alt-name-rules[1] (compile-*.example.com)`).
     pub label: String,
-    /// Certname glob: `*` matches any run of characters (`compile-*.example.com`).
-    pub certnames: String,
+    /// Certname glob (`compile-*.example.com`; `*`, `?` and `[...]` as in shell globs), matched
+    /// without regard to case.
+    pub certnames: glob::Pattern,
     /// SANs allowed: exact (`DNS:puppet`, `IP:10.0.0.1`, `DNS:*.example.com` literally), or a
     /// `DNS:*.domain` pattern matching any non-wildcard name under that domain.
     pub allow: Vec<String>,
@@ -218,31 +219,21 @@ pub struct AltNameRule {
     pub authorization_extensions: Vec<String>,
 }
 
-/// Glob with `*` matching any run of characters (including none), case-insensitive.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
-    let parts: Vec<&str> = p.split('*').collect();
-    let Some((first, rest)) = parts.split_first() else {
-        return false;
-    };
-    let Some(mut remaining) = n.strip_prefix(first) else {
-        return false;
-    };
-    let Some((last, middle)) = rest.split_last() else {
-        return remaining.is_empty();
-    };
-    for m in middle {
-        match remaining.find(m) {
-            Some(i) => remaining = &remaining[i + m.len()..],
-            None => return false,
-        }
-    }
-    remaining.len() >= last.len() && remaining.ends_with(last)
+/// How certname globs match: case aside, as a shell matches file names (a certname has no `/`).
+const GLOB: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: false,
+    require_literal_separator: false,
+    require_literal_leading_dot: false,
+};
+
+/// A certname glob as `[[ca.alt-name-rules]]` writes it, or why it is not one.
+pub fn certname_glob(pattern: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(pattern).map_err(|e| format!("'{pattern}' is not a valid glob: {e}"))
 }
 
 impl AltNameRule {
     fn applies_to(&self, certname: &str) -> bool {
-        glob_match(&self.certnames, certname)
+        self.certnames.matches_with(certname, GLOB)
     }
 
     fn allows_san(&self, san: &San) -> bool {
@@ -532,6 +523,7 @@ mod tests {
 
     #[test]
     fn globs() {
+        let glob_match = |p: &str, n: &str| glob::Pattern::new(p).unwrap().matches_with(n, GLOB);
         assert!(glob_match("compile-*.example.com", "compile-1.example.com"));
         assert!(glob_match("compile-*.example.com", "COMPILE-a.b.example.com"));
         assert!(!glob_match("compile-*.example.com", "web-1.example.com"));
@@ -541,13 +533,16 @@ mod tests {
         assert!(!glob_match("a*b*c", "acb"));
         assert!(glob_match("a*b*c", "aXbYc"));
         assert!(!glob_match("ab*ba", "aba"));
+        assert!(glob_match("compile-?.example.com", "compile-7.example.com"));
+        assert!(glob_match("compile-[ab].example.com", "compile-b.example.com"));
+        assert!(!glob_match("compile-[ab].example.com", "compile-c.example.com"));
     }
 
     #[test]
     fn rule_patterns() {
         let r = AltNameRule {
             label: "r".into(),
-            certnames: "compile-*".into(),
+            certnames: glob::Pattern::new("compile-*").unwrap(),
             allow: vec!["DNS:puppet".into(), "DNS:*.example.com".into()],
             authorization_extensions: vec!["pp_auth_role".into()],
         };
