@@ -33,18 +33,7 @@ fn binary_creates_a_ca_on_an_empty_data_dir_and_stops_on_sigterm() {
     ] {
         assert!(data.join(f).exists(), "{f}");
     }
-    let client = ca_cli::remote::Client::new(
-        &format!("https://localhost:{port}"),
-        &data.join("ca_crt.pem"),
-        None,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let a = rt.block_on(client.get("/status/v1/simple/ca")).unwrap();
-    assert_eq!(a.text(), "running");
+    assert_eq!(simple_status(port, &data.join("ca_crt.pem")).unwrap(), "running");
     // An agent that dials by IP address sends it as SNI: expected, not worth a warning.
     let mut hello = Command::new("openssl")
         .args([
@@ -278,24 +267,14 @@ fn the_readme_run_command_starts_the_server() {
         Duration::from_secs(300),
     );
     let pgid = child.id().to_string();
-    let client = ca_cli::remote::Client::new(
-        &format!("https://localhost:{port}"),
-        &tmp.path().join("data/ca_crt.pem"),
-        None,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = rt.block_on(client.get("/status/v1/simple/ca"));
+    let status = simple_status(port, &tmp.path().join("data/ca_crt.pem"));
     // The whole group: sh, cargo and the server it started.
     let _ = Command::new("kill")
         .args(["-TERM", "--", &format!("-{pgid}")])
         .status();
     let _ = child.wait();
     assert_eq!(
-        status.map(|a| a.text()).ok().as_deref(),
+        status.ok().as_deref(),
         Some("running"),
         "`{command}` did not serve: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
@@ -326,4 +305,13 @@ fn the_readme_run_command_starts_the_server() {
             "`{build}` does not build {package}: {log}"
         );
     }
+}
+
+/// `/status/v1/simple/ca` of the server on `port`, trusting `ca_cert`, without a client certificate.
+fn simple_status(port: u16, ca_cert: &std::path::Path) -> anyhow::Result<String> {
+    let client = ca_cli::remote::Client::new(&format!("https://localhost:{port}"), ca_cert, None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(client.get("/status/v1/simple/ca"))?.text())
 }

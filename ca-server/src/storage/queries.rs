@@ -259,6 +259,14 @@ fn list(n: usize, first: usize) -> String {
         .join(", ")
 }
 
+/// `sql` whose one `IN` list is `certnames` (written by [`list`]), bound.
+fn with_names<'q>(
+    sql: &'q str,
+    certnames: &[&'q str],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    certnames.iter().fold(sqlx::query(sql), |q, n| q.bind(*n))
+}
+
 pub(super) async fn ca<'e, E: Executor<'e, Database = Any>>(
     e: E,
 ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
@@ -462,11 +470,8 @@ pub(super) async fn requests_named<'e, E: Executor<'e, Database = Any>>(
         "SELECT certname, csr_der, submitted_at FROM requests WHERE certname IN ({})",
         list(certnames.len(), 1)
     );
-    let mut q = sqlx::query(&sql);
-    for n in certnames {
-        q = q.bind(*n);
-    }
-    Ok(q.fetch_all(e)
+    Ok(with_names(&sql, certnames)
+        .fetch_all(e)
         .await?
         .into_iter()
         .map(|r| {
@@ -592,11 +597,10 @@ pub(super) async fn delete_requests(c: &mut AnyConnection, certnames: &[&str]) -
         "DELETE FROM requests WHERE certname IN ({})",
         list(certnames.len(), 1)
     );
-    let mut q = sqlx::query(&sql);
-    for n in certnames {
-        q = q.bind(*n);
-    }
-    Ok(q.execute(&mut *c).await?.rows_affected())
+    Ok(with_names(&sql, certnames)
+        .execute(&mut *c)
+        .await?
+        .rows_affected())
 }
 
 const CERT_COLUMNS: &str = "c.serial, c.certname, c.der, c.not_before, c.not_after, r.revoked_at, r.reason";
