@@ -1,4 +1,5 @@
-//! One module per subcommand. Each returns the exit code, or an error message (exit 1).
+//! A module per subcommand or family of subcommands (the short ones are here). Each returns the exit
+//! code, or an error with its causes (exit 1).
 
 mod audit;
 mod check;
