@@ -73,6 +73,8 @@ pub(crate) struct Queue {
     writing: Arc<AtomicBool>,
     /// Reserved, waiting for a signer.
     to_sign: Mutex<VecDeque<Reserved>>,
+    /// Told when a signer takes a certificate and fewer than one per signer are left waiting.
+    room: tokio::sync::Notify,
     /// Signing tasks running, at most `cores`.
     signers: AtomicUsize,
     cores: usize,
@@ -87,6 +89,7 @@ impl Default for Queue {
             jobs: Mutex::default(),
             writing: Arc::default(),
             to_sign: Mutex::default(),
+            room: tokio::sync::Notify::new(),
             signers: AtomicUsize::new(0),
             cores,
             signed: Mutex::default(),
@@ -199,8 +202,13 @@ impl Authority {
                     }
                     // While the signers have work queued, waiting costs no signature: the next round
                     // then carries more certificates, and fewer commits take CPU from the signatures.
-                    while started.elapsed() < MAX_ROUND_WAIT && a.queue.signers_busy() {
-                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    // Woken by the signers, not by a timer: a timer's ticks would take the cores
+                    // from the signatures a thousand times a second.
+                    while a.queue.signers_busy() {
+                        let Some(left) = MAX_ROUND_WAIT.checked_sub(started.elapsed()) else {
+                            break;
+                        };
+                        let _ = tokio::time::timeout(left, a.queue.room.notified()).await;
                     }
                     true
                 }
@@ -471,7 +479,14 @@ impl Authority {
         let q = &self.queue;
         let mut place = Some(Place(&q.signers));
         loop {
-            let next = lock(&q.to_sign).pop_front();
+            let next = {
+                let mut waiting = lock(&q.to_sign);
+                let next = waiting.pop_front();
+                if next.is_some() && waiting.len() < q.cores {
+                    q.room.notify_one();
+                }
+                next
+            };
             let Some(r) = next else {
                 drop(place.take());
                 // Work queued between the last look and the release would wait: look once more.
