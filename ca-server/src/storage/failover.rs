@@ -209,6 +209,11 @@ impl Failover {
             .after_connect(move |conn, _meta| {
                 let w = Weak::clone(&w2);
                 Box::pin(async move {
+                    // No JIT compilation: it pays off for long analytic queries, never for ours (a
+                    // few rows by key); its compile takes tens to hundreds of milliseconds whenever
+                    // the planner's cost estimate (stale statistics after a bulk load, a long IN
+                    // list) crosses jit_above_cost.
+                    sqlx::query("SET jit = off").execute(&mut *conn).await?;
                     let Some(f) = w.upgrade() else { return Ok(()) };
                     let attrs = f.hosts.attrs;
                     if matches!(attrs, SessionAttrs::Any | SessionAttrs::PreferStandby) {
