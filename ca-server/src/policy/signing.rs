@@ -162,7 +162,6 @@ impl Permit {
         sans: Vec<San>,
         extensions: Vec<(Vec<u64>, bool, Vec<u8>)>,
     ) -> Result<Permit, PolicyError> {
-        let mut sans = sans;
         check_san_shapes(certname, &sans)?;
         let extensions = extensions
             .into_iter()
@@ -171,16 +170,25 @@ impl Permit {
                 (oid, critical && !puppet, value)
             })
             .collect();
+        Ok(Permit::with_own_name(certname, sans, extensions))
+    }
+
+    /// A permit for `certname` with these alt names (its own name first unless given, each once).
+    fn with_own_name(
+        certname: &str,
+        mut sans: Vec<San>,
+        extensions: Vec<(Vec<u64>, bool, Vec<u8>)>,
+    ) -> Permit {
         let own = San::Dns(certname.to_string());
         if !sans.contains(&own) {
             sans.insert(0, own);
         }
         dedup_in_order(&mut sans);
-        Ok(Permit {
+        Permit {
             certname: certname.to_string(),
             sans,
             extensions,
-        })
+        }
     }
 }
 
@@ -493,17 +501,7 @@ pub fn evaluate(csr: &Csr, policy: &SigningPolicy, flags: SigningOptions) -> Eva
     {
         Err(PolicyError::BadExtensionValue(oids::dotted(&e.oid)))
     } else {
-        let own = San::Dns(certname.to_string());
-        let mut sans = csr.sans.clone();
-        if !sans.contains(&own) {
-            sans.insert(0, own);
-        }
-        dedup_in_order(&mut sans);
-        Ok(Permit {
-            certname: certname.to_string(),
-            sans,
-            extensions: copied,
-        })
+        Ok(Permit::with_own_name(certname, csr.sans.clone(), copied))
     };
     Evaluation {
         sans,

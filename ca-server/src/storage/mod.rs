@@ -1118,7 +1118,13 @@ impl WriteTx {
         by: &str,
         replace: bool,
     ) -> Result<(), StoreError> {
-        queries::put_request(&mut self.tx, certname, csr_der, status_json, now, by, replace).await
+        let row = NewRequest {
+            certname,
+            csr_der,
+            status_json,
+            by,
+        };
+        queries::put_requests(&mut self.tx, &[row], now, replace).await
     }
     /// What each of `certnames` holds: `signed` or `revoked` (its current certificate), else
     /// `requested`; names holding nothing are left out.

@@ -501,41 +501,6 @@ pub(super) async fn requests<'e, E: Executor<'e, Database = Any>>(
         .collect())
 }
 
-pub(super) async fn put_request(
-    c: &mut AnyConnection,
-    certname: &str,
-    csr_der: &[u8],
-    status_json: &str,
-    now: i64,
-    by: &str,
-    replace: bool,
-) -> Result<(), StoreError> {
-    let sql = if replace {
-        "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
-         status_json = excluded.status_json, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
-    } else {
-        "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
-         VALUES ($1, $2, $3, $4, $5, $6)"
-    };
-    let res = sqlx::query(sql)
-        .bind(certname)
-        .bind(csr_der)
-        .bind(sha256(csr_der))
-        .bind(status_json)
-        .bind(now)
-        .bind(by)
-        .execute(&mut *c)
-        .await;
-    match res {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(format!(
-            "a certificate request for {certname}"
-        ))),
-        other => other.map(|_| ()).map_err(StoreError::from),
-    }
-}
-
 /// A pending request to store (see [`put_requests`]).
 pub struct NewRequest<'a> {
     /// Certname.
@@ -581,9 +546,10 @@ pub(super) async fn put_requests(
             .bind(r.by);
     }
     match q.execute(&mut *c).await {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(
-            "a certificate request for one of these names".into(),
-        )),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(match rows {
+            [one] => format!("a certificate request for {}", one.certname),
+            _ => "a certificate request for one of these names".into(),
+        })),
         other => other.map(|_| ()).map_err(StoreError::from),
     }
 }
