@@ -121,7 +121,7 @@ impl Backend {
                 }
                 let mut v: Value = serde_json::from_slice(&a.body).context("bad JSON from the server")?;
                 let Some(items) = v.get_mut("expiring").map(Value::take) else {
-                    return Err(anyhow::anyhow!("the server listed no certificates: is the client certificate the admin's (pp_cli_auth)?"));
+                    anyhow::bail!("the server listed no certificates: is the client certificate the admin's (pp_cli_auth)?");
                 };
                 let mut items: Vec<Expiring> =
                     serde_json::from_value(items).context("bad JSON from the server")?;
@@ -399,7 +399,7 @@ impl Backend {
                                 .map_err(|_| anyhow::anyhow!("invalid DNS name {d}"))?,
                         ),
                         San::Ip(ip) => rcgen::SanType::IpAddress(*ip),
-                        San::Other(o) => return Err(anyhow::anyhow!("unsupported alt name {o}")),
+                        San::Other(o) => anyhow::bail!("unsupported alt name {o}"),
                     });
                 }
                 let csr = params.serialize_request(&key)?.pem()?;

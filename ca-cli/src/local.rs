@@ -32,10 +32,10 @@ pub fn data_dir(
     };
     if let Some(u) = &url {
         if !ca_server::storage::is_postgres_url(u) {
-            return Err(anyhow::anyhow!(
+            anyhow::bail!(
                 "--database-url: {} is not a postgresql:// URL",
                 ca_server::storage::redact_url(u)
-            ));
+            );
         }
     }
     Ok(dir.with_database_url(url))
@@ -70,10 +70,10 @@ pub fn settings(
 /// Opens the CA of a data directory.
 pub async fn open(dir: &DataDir, settings: CaSettings) -> anyhow::Result<Authority> {
     if dir.database_url().is_none() && !dir.db().exists() {
-        return Err(anyhow::anyhow!(
+        anyhow::bail!(
             "no CA in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
             dir.root().display()
-        ));
+        );
     }
     Authority::open(dir, settings, Arc::new(SystemClock))
         .await

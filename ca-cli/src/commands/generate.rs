@@ -29,7 +29,7 @@ pub async fn run(
     let key_path = out_dir.join("private_keys").join(format!("{name}.pem"));
     for p in [&cert_path, &key_path] {
         if p.exists() {
-            return Err(anyhow::anyhow!("{} already exists", p.display()));
+            anyhow::bail!("{} already exists", p.display());
         }
     }
     let (key_pem, cert_der, serial) = b.generate(name, &sans, key_type, ttl).await?;

@@ -9,10 +9,10 @@ use crate::{local, Out};
 
 pub async fn run(dir: &DataDir, action: KeyAction, opts: &RemoteOptions, out: &mut Out<'_>) -> CmdResult {
     if !dir.ca_key().exists() {
-        return Err(anyhow::anyhow!(
+        anyhow::bail!(
             "no CA key in {} (run `ca setup`, or give --data-dir / CA_DATA_DIR)",
             dir.root().display()
-        ));
+        );
     }
     let settings = local::settings(dir, opts.config.clone(), opts.key_passphrase_file.clone())?;
     let new_passphrase = match action {

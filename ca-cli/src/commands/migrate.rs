@@ -92,10 +92,10 @@ pub async fn export(dir: &DataDir, cadir: &Path, opts: &RemoteOptions, out: &mut
 pub async fn store(dir: &DataDir, to: &str, out: &mut Out<'_>) -> CmdResult {
     use ca_server::storage::{is_postgres_url, redact_url, Store};
     let source = if dir.database_url().is_none() && !dir.db().exists() {
-        return Err(anyhow::anyhow!(
+        anyhow::bail!(
             "no CA in {} (give --data-dir, or --database-url for a CA in PostgreSQL)",
             dir.root().display()
-        ));
+        );
     } else {
         Store::open_for(dir, false).await?
     };
@@ -105,10 +105,10 @@ pub async fn store(dir: &DataDir, to: &str, out: &mut Out<'_>) -> CmdResult {
     } else {
         let path = std::path::PathBuf::from(to.strip_prefix("sqlite://").unwrap_or(to));
         if std::fs::symlink_metadata(&path).is_ok() {
-            return Err(anyhow::anyhow!(
+            anyhow::bail!(
                 "{} exists: the destination SQLite file must be new",
                 path.display()
-            ));
+            );
         }
         let store = Store::open(&path, true).await?;
         (store, path.display().to_string())

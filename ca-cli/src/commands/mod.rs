@@ -155,9 +155,7 @@ pub fn parse_ttl(ttl: Option<&str>) -> anyhow::Result<Option<time::Duration>> {
 async fn infra(b: &Backend, action: crate::cli::InfraAction, out: &mut Out<'_>) -> CmdResult {
     use crate::cli::InfraAction;
     let Backend::Local(a) = b else {
-        return Err(anyhow::anyhow!(
-            "infra works on the data directory only (no --server)"
-        ));
+        anyhow::bail!("infra works on the data directory only (no --server)");
     };
     let nodes = match action {
         InfraAction::List => a.infra_nodes().await,
@@ -178,9 +176,7 @@ async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out
     use crate::cli::OwnCert;
     use ca_server::authority::OwnCertificate;
     let Backend::Local(a) = b else {
-        return Err(anyhow::anyhow!(
-            "renew-own works on the data directory only (no --server)"
-        ));
+        anyhow::bail!("renew-own works on the data directory only (no --server)");
     };
     let which: Vec<(OwnCertificate, &str)> = match only {
         Some(OwnCert::Server) => vec![(OwnCertificate::Server, "server")],
@@ -207,9 +203,7 @@ async fn renew_own(b: &Backend, only: Option<crate::cli::OwnCert>, out: &mut Out
 /// `ca extend-ca [--ttl D]`.
 async fn extend_ca(b: &Backend, ttl: &str, out: &mut Out<'_>) -> CmdResult {
     let Backend::Local(a) = b else {
-        return Err(anyhow::anyhow!(
-            "extend-ca works on the data directory only (no --server)"
-        ));
+        anyhow::bail!("extend-ca works on the data directory only (no --server)");
     };
     let ttl = parse_ttl(Some(ttl))
         .context("--ttl")?
@@ -233,9 +227,7 @@ async fn extend_ca(b: &Backend, ttl: &str, out: &mut Out<'_>) -> CmdResult {
 async fn rollover(b: &Backend, step: crate::cli::RolloverStep, out: &mut Out<'_>) -> CmdResult {
     use crate::cli::RolloverStep;
     let Backend::Local(a) = b else {
-        return Err(anyhow::anyhow!(
-            "rollover works on the data directory only (no --server)"
-        ));
+        anyhow::bail!("rollover works on the data directory only (no --server)");
     };
     let actor = local::actor();
     match step {

@@ -22,9 +22,7 @@ pub async fn run(
     let mut failed = false;
     if !serials.is_empty() {
         let Backend::Local(a) = b else {
-            return Err(anyhow::anyhow!(
-                "revoke --serial works on the data directory only (no --server)"
-            ));
+            anyhow::bail!("revoke --serial works on the data directory only (no --server)");
         };
         for serial in serials {
             match a.revoke_serial(&crate::local::actor(), serial, reason).await {
