@@ -43,6 +43,14 @@ pub enum ServeError {
     /// The configuration file.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {what}")]
+    Listen {
+        /// The address, and which setting named it.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Opens the CA in the data directory, or creates one there (as `ca setup`) when it is empty.
@@ -372,14 +380,22 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds the addresses of `settings`: `listen` and `ocsp-listen`.
-    pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
-        let api = TcpListener::bind(settings.listen).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.listen))
-        })?;
+    pub async fn bind(settings: &Settings) -> Result<Listeners, ServeError> {
+        let api = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                what: settings.listen.to_string(),
+                source,
+            })?;
         let plain = match settings.ocsp_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (ocsp-listen): {e}"))
-            })?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        what: format!("{addr} (ocsp-listen)"),
+                        source,
+                    })?,
+            ),
             None => None,
         };
         Ok(Listeners { api, plain })
