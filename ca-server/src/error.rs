@@ -50,5 +50,17 @@ mod tests {
             std::error::Error::source(&e).is_some(),
             "the cause is kept, typed"
         );
+        let io = std::io::Error::other("bad bytes");
+        let e = AuthorityError::from(crate::ca::CaError::failed("could not parse: CA certificate", io));
+        assert_eq!(e.to_string(), "could not parse: CA certificate");
+        assert_eq!(
+            Chain(&e).to_string(),
+            "could not parse: CA certificate: bad bytes"
+        );
+        let e = AuthorityError::failed("signing task failed", std::io::Error::other("panicked"));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "internal error: signing task failed: panicked"
+        );
     }
 }

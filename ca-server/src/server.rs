@@ -43,6 +43,14 @@ pub enum ServeError {
     /// The configuration file.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A file the server needs (the access rules) could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A listening socket could not be bound.
     #[error("cannot listen on {what}")]
     Listen {
@@ -108,7 +116,10 @@ pub async fn open_or_setup(settings: &Settings, clock: Arc<dyn Clock>) -> Result
 /// Loads the configured access rules (and checks that header mode names its trusted proxies).
 pub fn load_rules(settings: &Settings) -> Result<AccessRules, ServeError> {
     let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_err(|e| ServeError::Rules(format!("cannot read {}: {e}", p.display())))
+        std::fs::read_to_string(p).map_err(|source| ServeError::Read {
+            path: p.display().to_string(),
+            source,
+        })
     };
     let rules = match &settings.auth {
         AuthSource::Defaults => AccessRules::puppetserver_defaults(),

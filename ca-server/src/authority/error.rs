@@ -45,6 +45,15 @@ pub enum AuthorityError {
     /// A bug or a crashed task.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A step that cannot fail in normal operation failed because of another error (kept as the
+    /// source): a task that panicked, a file of the data directory.
+    #[error("internal error: {what}")]
+    Failed {
+        /// What failed.
+        what: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 fn no_request(certname: &str, has_cert: bool) -> String {
@@ -52,5 +61,18 @@ fn no_request(certname: &str, has_cert: bool) -> String {
         format!("Cannot sign certificate for host {certname} without a certificate request (it is already signed)")
     } else {
         format!("Could not find certificate request for {certname}")
+    }
+}
+
+impl AuthorityError {
+    /// `what` failed because of `cause` (an internal error, its cause kept as the source).
+    pub fn failed(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> AuthorityError {
+        AuthorityError::Failed {
+            what: what.into(),
+            source: Box::new(cause),
+        }
     }
 }

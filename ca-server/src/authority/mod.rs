@@ -241,7 +241,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, AuthorityError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| AuthorityError::Internal(format!("signing task failed: {e}")))?
+        .map_err(|e| AuthorityError::failed("signing task failed", e))?
         .map_err(AuthorityError::Ca)
 }
 

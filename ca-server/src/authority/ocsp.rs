@@ -57,7 +57,7 @@ impl Authority {
         )
         .await?;
         tx.commit().await?;
-        let io = |what: &str, e: std::io::Error| AuthorityError::Internal(format!("{what}: {e}"));
+        let io = |what: &str, e: std::io::Error| AuthorityError::failed(what, e);
         let (cert_path, key_path) = (self.dir.ocsp_cert(), self.dir.ocsp_key());
         if let Some(parent) = cert_path.parent() {
             crate::datadir::create_private_dir(parent).map_err(|e| io("the OCSP directory", e))?;

@@ -282,7 +282,7 @@ async fn off_executor<T: Send + 'static>(
 ) -> Result<T, AuthorityError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| AuthorityError::Internal(format!("CRL task failed: {e}")))?
+        .map_err(|e| AuthorityError::failed("CRL task failed", e))?
 }
 
 impl Revocations {

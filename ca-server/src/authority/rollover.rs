@@ -107,7 +107,7 @@ pub struct RolloverStarted {
 }
 
 fn io(what: &std::path::Path, e: std::io::Error) -> AuthorityError {
-    AuthorityError::Internal(format!("{}: {e}", what.display()))
+    AuthorityError::failed(what.display().to_string(), e)
 }
 
 /// [`crate::datadir::replace_file`], its error naming the file.

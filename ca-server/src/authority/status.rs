@@ -169,7 +169,7 @@ fn parsed_request_status(certname: &str, c: &Csr) -> CertStatus {
 /// Status of a certificate.
 pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
     let (_, cert) = X509Certificate::from_der(&row.der)
-        .map_err(|e| AuthorityError::Internal(format!("stored certificate {}: {e}", row.serial)))?;
+        .map_err(|e| AuthorityError::failed(format!("stored certificate {}", row.serial), e))?;
     let mut sans = Vec::new();
     let mut auth = BTreeMap::new();
     for ext in cert.extensions() {

@@ -279,10 +279,10 @@ pub fn sign_crl_into(
     let key = signer.issuer().key();
     let alg_id = signature_algorithm(key.algorithm())?;
     let (head, tail) = tbs_around_entries(signer, &alg_id, number, this_update, next_update)
-        .map_err(|e| CaError::Invalid(format!("the CRL cannot be encoded: {e}")))?;
+        .map_err(|e| CaError::failed("the CRL cannot be encoded", e))?;
     let alg = &alg_id
         .to_der()
-        .map_err(|e| CaError::Invalid(format!("the CRL cannot be encoded: {e}")))?[..];
+        .map_err(|e| CaError::failed("the CRL cannot be encoded", e))?[..];
     let entries_len: usize = parts.iter().map(|p| p.len()).sum();
     let mut entries_head = Vec::new();
     if entries_len > 0 {
@@ -318,7 +318,7 @@ pub fn sign_crl_into(
     }
     out.extend_from_slice(&tail);
     let sig = rcgen::SigningKey::sign(key, &out[room..])
-        .map_err(|e| CaError::Key(format!("CRL signature: {e}")))?;
+        .map_err(|e| CaError::failed("key error: CRL signature", e))?;
     let mut bits = vec![0u8];
     bits.extend(sig);
     let bits = der::encode_tlv(0x03, &bits);

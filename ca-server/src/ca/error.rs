@@ -1,5 +1,10 @@
+use std::sync::Arc;
+
+/// The error that made an engine step fail, kept as it was (the step's `source`).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Errors of the CA engine.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CaError {
     /// rcgen refused to build or sign a structure (a bug or an unusable key).
     #[error("could not build the certificate structure")]
@@ -13,4 +18,22 @@ pub enum CaError {
     /// Input given by an operator is invalid (a duration, a reason, an alt name).
     #[error("{0}")]
     Invalid(String),
+    /// A step failed because of another error, kept as its source.
+    #[error("{what}")]
+    Failed {
+        /// What failed.
+        what: String,
+        /// Why.
+        source: Cause,
+    },
+}
+
+impl CaError {
+    /// `what` failed because of `cause`, kept as the source (not folded into the text).
+    pub fn failed(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> CaError {
+        CaError::Failed {
+            what: what.into(),
+            source: Arc::new(cause),
+        }
+    }
 }

@@ -106,8 +106,8 @@ pub fn issue_leaf(
     validity: Validity,
     urls: &IssuerUrls,
 ) -> Result<Vec<u8>, CaError> {
-    let spki = SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| CaError::Invalid(format!("unsupported public key: {e}")))?;
+    let spki =
+        SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| CaError::failed("unsupported public key", e))?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, permit.certname());
@@ -167,8 +167,8 @@ pub fn issue_ocsp_responder(
     serial: u64,
     validity: Validity,
 ) -> Result<Vec<u8>, CaError> {
-    let spki = SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| CaError::Invalid(format!("unsupported public key: {e}")))?;
+    let spki =
+        SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| CaError::failed("unsupported public key", e))?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, certname);

@@ -59,7 +59,7 @@ pub fn generate(kind: KeyType) -> Result<KeyPair, CaError> {
         KeyType::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
         KeyType::EcP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
     };
-    kp.map_err(|e| CaError::Key(format!("could not generate a {kind} key: {e}")))
+    kp.map_err(|e| CaError::failed(format!("key error: could not generate a {kind} key"), e))
 }
 
 /// Loads a PEM private key (PKCS#8, PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`).

@@ -33,7 +33,7 @@ impl IssuerHashes {
     /// From the CA certificate (DER).
     pub fn of(ca_der: &[u8]) -> Result<IssuerHashes, CaError> {
         let (_, c) = x509_parser::parse_x509_certificate(ca_der)
-            .map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+            .map_err(|e| CaError::failed("could not parse: CA certificate", e))?;
         let name = c.subject().as_raw();
         let key = c.public_key().subject_public_key.data.as_ref();
         let h = |alg, data: &[u8]| digest(alg, data).as_ref().to_vec();
@@ -120,7 +120,7 @@ fn gtime(unix: i64) -> Result<OcspGeneralizedTime, CaError> {
     let secs = u64::try_from(unix).map_err(|_| CaError::Invalid("a time before 1970".into()))?;
     GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
         .map(OcspGeneralizedTime)
-        .map_err(|e| CaError::Invalid(format!("time: {e}")))
+        .map_err(|e| CaError::failed("time", e))
 }
 
 impl Responder {
@@ -129,7 +129,7 @@ impl Responder {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
             .map_err(|_| CaError::Key("the OCSP responder key is not an EC P-256 PKCS#8 key".into()))?;
         let (_, c) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| CaError::Parse(format!("OCSP responder certificate: {e}")))?;
+            .map_err(|e| CaError::failed("could not parse: OCSP responder certificate", e))?;
         if c.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
             return Err(CaError::Key(
                 "the OCSP responder key does not match its certificate".into(),
@@ -185,7 +185,7 @@ impl Responder {
         this_update: i64,
         next_update: i64,
     ) -> Result<Vec<u8>, CaError> {
-        let fail = |e: der::Error| CaError::Invalid(format!("OCSP response: {e}"));
+        let fail = |e: der::Error| CaError::failed("OCSP response", e);
         let mut responses = Vec::with_capacity(q.asked.len());
         for (a, s) in q.asked.iter().zip(status) {
             let cert_status = match s {
@@ -237,7 +237,7 @@ impl Responder {
 /// A DER OCSP request for `serial` of the CA `ca_der`, naming the CA by SHA-1 as clients do, with
 /// `nonce` when given (for load generators and tests).
 pub fn request_der(ca_der: &[u8], serial: u64, nonce: Option<&[u8]>) -> Result<Vec<u8>, CaError> {
-    let fail = |e: der::Error| CaError::Invalid(format!("OCSP request: {e}"));
+    let fail = |e: der::Error| CaError::failed("OCSP request", e);
     let h = IssuerHashes::of(ca_der)?;
     let bytes = serial.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);

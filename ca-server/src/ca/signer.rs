@@ -31,7 +31,7 @@ impl CaCert {
     /// Parses a CA certificate from DER.
     pub fn from_der(der_bytes: &[u8]) -> Result<(Self, Vec<u8>), CaError> {
         let (_, cert) = X509Certificate::from_der(der_bytes)
-            .map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+            .map_err(|e| CaError::failed("could not parse: CA certificate", e))?;
         let spk = cert.public_key().subject_public_key.data.to_vec();
         let ski = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
             x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
@@ -78,7 +78,7 @@ impl fmt::Debug for CaSigner {
 
 /// Parses every `CERTIFICATE` block of a PEM bundle to DER.
 pub fn parse_cert_bundle(pem_text: &str) -> Result<Vec<Vec<u8>>, CaError> {
-    let blocks = pem::parse_many(pem_text).map_err(|e| CaError::Parse(format!("PEM: {e}")))?;
+    let blocks = pem::parse_many(pem_text).map_err(|e| CaError::failed("could not parse: PEM", e))?;
     let ders: Vec<Vec<u8>> = blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")
@@ -110,7 +110,7 @@ impl CaSigner {
         let audit_key = audit_key(&key)?;
         let issuer = Issuer::from_ca_cert_der(&chain_der[0].clone().into(), key)?;
         let (_, parsed) = X509Certificate::from_der(&chain_der[0])
-            .map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+            .map_err(|e| CaError::failed("could not parse: CA certificate", e))?;
         let subject_der = parsed.subject().as_raw().to_vec();
         let chain_pem = chain_der
             .iter()
@@ -418,8 +418,8 @@ pub fn ca_like(
     ttl: time::Duration,
     parent: Option<&CaSigner>,
 ) -> Result<Vec<u8>, CaError> {
-    let (_, cert) =
-        X509Certificate::from_der(template).map_err(|e| CaError::Parse(format!("CA certificate: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(template)
+        .map_err(|e| CaError::failed("could not parse: CA certificate", e))?;
     let mut p = ca_params("", key, serial, now, ttl);
     p.distinguished_name = same_subject(&cert)?;
     p.key_identifier_method = KeyIdMethod::PreSpecified(key_id);
@@ -430,8 +430,8 @@ pub fn ca_like(
         None => p.self_signed(key)?.der().to_vec(),
         Some(parent) => p.signed_by(key, parent.issuer())?.der().to_vec(),
     };
-    let (_, new) =
-        X509Certificate::from_der(&der).map_err(|e| CaError::Parse(format!("new CA certificate: {e}")))?;
+    let (_, new) = X509Certificate::from_der(&der)
+        .map_err(|e| CaError::failed("could not parse: new CA certificate", e))?;
     if new.subject().as_raw() != cert.subject().as_raw() {
         return Err(CaError::Invalid(
             "the CA certificate's subject cannot be re-encoded identically".into(),

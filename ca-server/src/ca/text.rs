@@ -57,8 +57,8 @@ fn san_list(names: &[x509_parser::extensions::GeneralName<'_>]) -> String {
 
 /// A certificate as text: the fields an operator checks, Puppet extensions by short name.
 pub fn describe_certificate(der_bytes: &[u8]) -> Result<String, CaError> {
-    let (_, c) =
-        X509Certificate::from_der(der_bytes).map_err(|e| CaError::Parse(format!("certificate: {e}")))?;
+    let (_, c) = X509Certificate::from_der(der_bytes)
+        .map_err(|e| CaError::failed("could not parse: certificate", e))?;
     let mut s = String::new();
     let _ = writeln!(s, "Certificate:");
     let _ = writeln!(
@@ -127,8 +127,8 @@ pub fn describe_certificate(der_bytes: &[u8]) -> Result<String, CaError> {
 
 /// A CRL as text: issuer, dates, number and every entry.
 pub fn describe_crl(der_bytes: &[u8]) -> Result<String, CaError> {
-    let (_, crl) =
-        CertificateRevocationList::from_der(der_bytes).map_err(|e| CaError::Parse(format!("CRL: {e}")))?;
+    let (_, crl) = CertificateRevocationList::from_der(der_bytes)
+        .map_err(|e| CaError::failed("could not parse: CRL", e))?;
     let mut s = String::new();
     let _ = writeln!(s, "Certificate Revocation List (CRL):");
     let _ = writeln!(s, "    Issuer: {}", crl.issuer());

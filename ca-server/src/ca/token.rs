@@ -63,7 +63,10 @@ impl Pkcs11Settings {
     pub fn config(&self) -> Result<TokenConfig, CaError> {
         let pin = match &self.pin_file {
             Some(f) => std::fs::read_to_string(f).map_err(|e| {
-                CaError::Key(format!("cannot read the PKCS#11 PIN file {}: {e}", f.display()))
+                CaError::failed(
+                    format!("key error: cannot read the PKCS#11 PIN file {}", f.display()),
+                    e,
+                )
             })?,
             None => std::env::var(PIN_ENV).map_err(|_| {
                 CaError::Key(format!(
@@ -106,7 +109,7 @@ impl std::fmt::Debug for TokenKey {
 }
 
 fn fail(what: &str) -> impl Fn(cryptoki::error::Error) -> CaError + '_ {
-    move |e| CaError::Key(format!("PKCS#11: {what}: {e}"))
+    move |e| CaError::failed(format!("key error: PKCS#11: {what}"), e)
 }
 
 /// The module loaded, the token found, a session logged in.
@@ -279,8 +282,8 @@ impl TokenKey {
                 cfg.token_label, cfg.key_label
             )));
         }
-        let info =
-            pkcs8::PrivateKeyInfo::try_from(pkcs8).map_err(|e| CaError::Key(format!("the CA key: {e}")))?;
+        let info = pkcs8::PrivateKeyInfo::try_from(pkcs8)
+            .map_err(|e| CaError::failed("key error: the CA key", e))?;
         let label = cfg.key_label.as_bytes().to_vec();
         let mut private = private_key_template(&label);
         private.push(Attribute::Class(ObjectClass::PRIVATE_KEY));

@@ -74,7 +74,7 @@ impl ApiError {
                 ApiError::not_found("Invalid certificate subject.")
             }
             E::NoCertificate(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            E::Ca(_) | E::Store(_) | E::Internal(_) => {
+            E::Ca(_) | E::Store(_) | E::Internal(_) | E::Failed { .. } => {
                 tracing::error!(error = %crate::error::Chain(&e), "internal error");
                 ApiError::internal()
             }
