@@ -36,6 +36,15 @@ pub enum AuthorityError {
     /// Invalid operator input.
     #[error("{0}")]
     Invalid(String),
+    /// Invalid operator input because of another error (a file that cannot be read, written or
+    /// parsed), kept as the source.
+    #[error("{what}")]
+    Rejected {
+        /// What cannot be done.
+        what: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The engine failed.
     #[error(transparent)]
     Ca(#[from] CaError),
@@ -71,6 +80,17 @@ impl AuthorityError {
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> AuthorityError {
         AuthorityError::Failed {
+            what: what.into(),
+            source: Box::new(cause),
+        }
+    }
+
+    /// Invalid operator input: `what` cannot be done because of `cause` (kept as the source).
+    pub fn rejected(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> AuthorityError {
+        AuthorityError::Rejected {
             what: what.into(),
             source: Box::new(cause),
         }

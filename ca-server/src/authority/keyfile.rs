@@ -40,7 +40,7 @@ pub async fn rewrite_keys(
     for (path, what) in files {
         check_key_mode(&path)?;
         let old = std::fs::read_to_string(&path)
-            .map_err(|e| AuthorityError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| AuthorityError::rejected(format!("cannot read {}", path.display()), e))?;
         let was_encrypted = keys::is_encrypted(&old);
         let key = settings.load_key(old, what).await?;
         let pass = new_passphrase.clone();
@@ -64,7 +64,7 @@ pub async fn rewrite_keys(
     let mut out = Vec::new();
     for (path, pem, was_encrypted) in rewritten {
         crate::datadir::replace_file(&path, pem.as_bytes(), 0o600)
-            .map_err(|e| AuthorityError::Invalid(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| AuthorityError::rejected(format!("cannot write {}", path.display()), e))?;
         out.push(RewrittenKey { path, was_encrypted });
     }
     // The renames reach the disk with the directory.

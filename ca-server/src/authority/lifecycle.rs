@@ -43,7 +43,9 @@ impl Authority {
             match res {
                 Ok(issued) => out.signed.push((name.clone(), issued.serial)),
                 Err(AuthorityError::NoRequest { has_cert: false, .. }) => out.no_csr.push(name.clone()),
-                Err(e) => out.errors.push((name.clone(), e.to_string())),
+                Err(e) => out
+                    .errors
+                    .push((name.clone(), crate::error::Chain(&e).to_string())),
             }
         }
         Ok(out)

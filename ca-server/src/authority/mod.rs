@@ -452,7 +452,7 @@ impl Authority {
         certname: &str,
         err: &AuthorityError,
     ) -> Result<(), AuthorityError> {
-        let detail = err.to_string();
+        let detail = crate::error::Chain(err).to_string();
         let name = names::printable(certname);
         let rec = AuditRecord::refused(unix(self.now()), actor, action)
             .on(&name)

@@ -38,8 +38,8 @@ impl Authority {
         let parents = self.store.parent_crls().await?;
         let (number, entries) = match parents.first() {
             Some(der) => {
-                let (_, crl) =
-                    CertificateRevocationList::from_der(der).map_err(|e| bad(format!("root CRL: {e}")))?;
+                let (_, crl) = CertificateRevocationList::from_der(der)
+                    .map_err(|e| AuthorityError::rejected("root CRL", e))?;
                 let remaining = crl.next_update().map_or(0, |n| n.timestamp() - unix(now));
                 if remaining >= lifetime.whole_seconds() / 2 {
                     return Ok(None);
@@ -118,7 +118,7 @@ impl Authority {
         let mut replaced = 0;
         for (i, parent_der) in self.signer.chain_der.iter().enumerate().skip(1) {
             let (_, parent) =
-                X509Certificate::from_der(parent_der).map_err(|e| bad(format!("CA chain: {e}")))?;
+                X509Certificate::from_der(parent_der).map_err(|e| AuthorityError::rejected("CA chain", e))?;
             let (ca, _) = crate::ca::signer::CaCert::from_der(parent_der)?;
             let mut best: Option<(&Vec<u8>, u64)> = None;
             for (der, crl) in &parsed {

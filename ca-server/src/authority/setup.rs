@@ -96,7 +96,7 @@ pub struct SetupReport {
 }
 
 fn io_err(what: &str, e: std::io::Error) -> AuthorityError {
-    AuthorityError::Invalid(format!("cannot write {what}: {e}"))
+    AuthorityError::rejected(format!("cannot write {what}"), e)
 }
 
 /// Generates a key and its PEM for the data directory, encrypted when a passphrase is given.
@@ -359,10 +359,10 @@ impl Authority {
         };
         let pem_text = std::fs::read_to_string(&cert_path).map_err(|e| io_err(what, e))?;
         let der = pem::parse(&pem_text)
-            .map_err(|e| AuthorityError::Invalid(format!("{}: {e}", cert_path.display())))?
+            .map_err(|e| AuthorityError::rejected(format!("{}", cert_path.display()), e))?
             .into_contents();
         let (_, cert) = X509Certificate::from_der(&der)
-            .map_err(|e| AuthorityError::Invalid(format!("{}: {e}", cert_path.display())))?;
+            .map_err(|e| AuthorityError::rejected(format!("{}", cert_path.display()), e))?;
         let certname = crate::ca::names::common_name(cert.subject())
             .ok_or_else(|| AuthorityError::Invalid(format!("{}: no common name", cert_path.display())))?;
         let alts: Vec<San> = cert

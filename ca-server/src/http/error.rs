@@ -59,6 +59,10 @@ impl ApiError {
         };
         match e {
             E::Invalid(_) if ctx == Context::Renewal => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+            E::Rejected { .. } if ctx == Context::Renewal => {
+                ApiError::new(StatusCode::FORBIDDEN, crate::error::Chain(&e).to_string())
+            }
+            E::Rejected { .. } => ApiError::bad_request(crate::error::Chain(&e).to_string()),
             E::Csr(_) | E::Name(_) | E::Duplicate(_) | E::Invalid(_) => ApiError::bad_request(e.to_string()),
             // A unique row the store found taken (a race the authority's own check did not see).
             E::Store(StoreError::Duplicate(_)) => ApiError::bad_request(e.to_string()),
@@ -170,6 +174,11 @@ mod tests {
             answer(invalid(), Renewal),
             (StatusCode::FORBIDDEN, "not that".to_string())
         );
+        // Refused input with its cause: the whole chain is the message.
+        let rejected = || E::rejected("cannot read x.pem", std::io::Error::other("no such file"));
+        let told = "cannot read x.pem: no such file".to_string();
+        assert_eq!(answer(rejected(), Admin), (StatusCode::BAD_REQUEST, told.clone()));
+        assert_eq!(answer(rejected(), Renewal), (StatusCode::FORBIDDEN, told));
         let nr = |has_cert| E::NoRequest {
             certname: "a".into(),
             has_cert,
@@ -200,6 +209,7 @@ mod tests {
             E::Ca(CaError::Key("secret key detail".into())),
             E::Store(StoreError::Corrupt("secret row".into())),
             E::Store(StoreError::File("/secret/path".into())),
+            E::failed("signing task failed", std::io::Error::other("secret cause")),
         ] {
             assert_eq!(answer(e, Submit), internal);
         }

@@ -40,11 +40,11 @@ fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), AuthorityError> 
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|e| AuthorityError::rejected(format!("cannot write {}", path.display()), e))?;
     f.write_all(contents)
-        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|e| AuthorityError::rejected(format!("cannot write {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| bad(format!("cannot set the mode of {}: {e}", path.display())))
+        .map_err(|e| AuthorityError::rejected(format!("cannot set the mode of {}", path.display()), e))
 }
 
 /// Creates a directory that must not exist yet (a symlink or anything else in its place is refused), so
@@ -54,7 +54,7 @@ fn mkdir_new(path: &Path) -> Result<(), AuthorityError> {
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(path)
-        .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| AuthorityError::rejected(format!("cannot create {}", path.display()), e))
 }
 
 /// Checks the target directory: absent (then created), or an empty real directory (not a symlink) that
@@ -69,11 +69,13 @@ fn prepare_target(cadir_path: &Path) -> Result<(), AuthorityError> {
                     .recursive(true)
                     .mode(0o755)
                     .create(parent)
-                    .map_err(|e| bad(format!("cannot create {}: {e}", parent.display())))?;
+                    .map_err(|e| {
+                        AuthorityError::rejected(format!("cannot create {}", parent.display()), e)
+                    })?;
             }
             return mkdir_new(cadir_path);
         }
-        Err(e) => return Err(bad(format!("{}: {e}", cadir_path.display()))),
+        Err(e) => return Err(AuthorityError::rejected(format!("{}", cadir_path.display()), e)),
         Ok(m) => m,
     };
     if meta.file_type().is_symlink() {
@@ -92,8 +94,8 @@ fn prepare_target(cadir_path: &Path) -> Result<(), AuthorityError> {
             meta.permissions().mode() & 0o777
         )));
     }
-    let mut entries =
-        std::fs::read_dir(cadir_path).map_err(|e| bad(format!("{}: {e}", cadir_path.display())))?;
+    let mut entries = std::fs::read_dir(cadir_path)
+        .map_err(|e| AuthorityError::rejected(format!("{}", cadir_path.display()), e))?;
     if entries.next().is_some() {
         return Err(bad(format!(
             "{} is not empty; refusing to overwrite",
@@ -123,12 +125,13 @@ pub async fn export(
     let mut report = ExportReport::default();
 
     write(&cadir.file("ca_crt.pem"), signer.chain_pem.as_bytes(), 0o644)?;
-    let key = std::fs::read(dir.ca_key()).map_err(|e| bad(format!("cannot read the CA key: {e}")))?;
+    let key =
+        std::fs::read(dir.ca_key()).map_err(|e| AuthorityError::rejected("cannot read the CA key", e))?;
     write(&cadir.file("ca_key.pem"), &key, 0o600)?;
     report.key_encrypted = crate::ca::keys::is_encrypted(&String::from_utf8_lossy(&key));
     if dir.root_key().exists() {
-        let root =
-            std::fs::read(dir.root_key()).map_err(|e| bad(format!("cannot read the root key: {e}")))?;
+        let root = std::fs::read(dir.root_key())
+            .map_err(|e| AuthorityError::rejected("cannot read the root key", e))?;
         write(&cadir.file("root_key.pem"), &root, 0o600)?;
     }
     let (_, ca) = X509Certificate::from_der(&signer.cert.der).map_err(|e| bad(e.to_string()))?;

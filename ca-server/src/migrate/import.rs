@@ -50,7 +50,8 @@ fn bad(msg: impl Into<String>) -> AuthorityError {
 }
 
 fn read(path: &Path) -> Result<String, AuthorityError> {
-    std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| AuthorityError::rejected(format!("cannot read {}", path.display()), e))
 }
 
 fn crl_aki(crl: &CertificateRevocationList<'_>) -> Option<Vec<u8>> {
@@ -137,10 +138,11 @@ pub async fn import(
     };
     let signer = CaSigner::new(&chain_pem, key)?;
     for (i, der) in chain.iter().enumerate() {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(format!("ca_crt.pem: {e}")))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| AuthorityError::rejected("ca_crt.pem", e))?;
         let issuer_der = chain.get(i + 1).unwrap_or(der);
         let (_, issuer) =
-            X509Certificate::from_der(issuer_der).map_err(|e| bad(format!("ca_crt.pem: {e}")))?;
+            X509Certificate::from_der(issuer_der).map_err(|e| AuthorityError::rejected("ca_crt.pem", e))?;
         cert.verify_signature(Some(issuer.public_key())).map_err(|_| {
             bad(format!(
                 "ca_crt.pem: certificate {} ({}) is not signed by the next one in the bundle",
@@ -155,7 +157,7 @@ pub async fn import(
 
     // The CRL chain: ours first (it must be this CA's), then the parents' by key identifier.
     let crl_ders: Vec<Vec<u8>> = pem::parse_many(read(&cadir.file("ca_crl.pem"))?)
-        .map_err(|e| bad(format!("ca_crl.pem: {e}")))?
+        .map_err(|e| AuthorityError::rejected("ca_crl.pem", e))?
         .into_iter()
         .filter(|p| p.tag() == "X509 CRL")
         .map(pem::Pem::into_contents)
@@ -163,8 +165,8 @@ pub async fn import(
     let mut own_crl = None;
     let mut parent_crls: Vec<Option<Vec<u8>>> = vec![None; chain.len().saturating_sub(1)];
     for der in &crl_ders {
-        let (_, crl) =
-            CertificateRevocationList::from_der(der).map_err(|e| bad(format!("ca_crl.pem: {e}")))?;
+        let (_, crl) = CertificateRevocationList::from_der(der)
+            .map_err(|e| AuthorityError::rejected("ca_crl.pem", e))?;
         let aki = crl_aki(&crl);
         if aki.as_deref() == Some(signer.cert.key_id.as_slice()) || (aki.is_none() && own_crl.is_none()) {
             crl.verify_signature(ca_x509.public_key())
@@ -210,7 +212,7 @@ pub async fn import(
 
     // Signed certificates: each must be this CA's.
     let mut signed = Vec::new();
-    for (name, path) in pem_files(&cadir.signed()).map_err(|e| bad(format!("signed/: {e}")))? {
+    for (name, path) in pem_files(&cadir.signed()).map_err(|e| AuthorityError::rejected("signed/", e))? {
         if names::validate_certname(&name).is_err() {
             report
                 .warnings
@@ -218,10 +220,10 @@ pub async fn import(
             continue;
         }
         let der = pem::parse(read(&path)?)
-            .map_err(|e| bad(format!("signed/{name}.pem: {e}")))?
+            .map_err(|e| AuthorityError::rejected(format!("signed/{name}.pem"), e))?
             .into_contents();
-        let (_, cert) =
-            X509Certificate::from_der(&der).map_err(|e| bad(format!("signed/{name}.pem: {e}")))?;
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| AuthorityError::rejected(format!("signed/{name}.pem"), e))?;
         cert.verify_signature(Some(ca_x509.public_key())).map_err(|_| {
             bad(format!(
                 "signed/{name}.pem was not issued by this CA; refusing to import"
@@ -244,7 +246,7 @@ pub async fn import(
 
     // Pending requests.
     let mut requests = Vec::new();
-    for (name, path) in pem_files(&cadir.requests()).map_err(|e| bad(format!("requests/: {e}")))? {
+    for (name, path) in pem_files(&cadir.requests()).map_err(|e| AuthorityError::rejected("requests/", e))? {
         match csr::parse(read(&path)?.as_bytes())
             .map_err(AuthorityError::from)
             .and_then(|c| {
@@ -320,7 +322,7 @@ pub async fn import(
                 crate::ca::token::TokenKey::import(cfg, pkcs8, public)?;
             }
             None => write_new(&dir.ca_key(), key_pem_out.as_bytes(), 0o600)
-                .map_err(|e| bad(format!("cannot write the CA key: {e}")))?,
+                .map_err(|e| AuthorityError::rejected("cannot write the CA key", e))?,
         }
         let root_key = cadir.file("root_key.pem");
         if root_key.exists() {
@@ -329,7 +331,7 @@ pub async fn import(
                 root_pem = keys::encrypt_pem(&keys::load_pem(&root_pem)?, p)?;
             }
             write_new(&dir.root_key(), root_pem.as_bytes(), 0o600)
-                .map_err(|e| bad(format!("cannot write the root key: {e}")))?;
+                .map_err(|e| AuthorityError::rejected("cannot write the root key", e))?;
         }
         if report.key_was_encrypted && passphrase.is_none() {
             report.warnings.push(format!(
@@ -407,7 +409,7 @@ pub async fn import(
     store.close().await;
     if !dir.ca_cert().exists() {
         write_new(&dir.ca_cert(), signer.chain_pem.as_bytes(), 0o644)
-            .map_err(|e| bad(format!("cannot write ca_crt.pem: {e}")))?;
+            .map_err(|e| AuthorityError::rejected("cannot write ca_crt.pem", e))?;
     }
     report.key_encrypted = std::fs::read_to_string(dir.ca_key()).is_ok_and(|t| keys::is_encrypted(&t));
     let authority = Authority::open(dir, settings, clock).await?;
