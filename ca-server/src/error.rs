@@ -3,6 +3,11 @@
 //! a person (a log line, the CLI, a message) shows the whole chain with [`Chain`].
 
 use std::fmt;
+use std::sync::Arc;
+
+/// The error that made a step fail, kept as it was (the step's `source`), shared by the error types
+/// whose variants say what failed.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// An error and its causes, `what failed: why: root cause`.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
@@ -16,12 +21,6 @@ impl fmt::Display for Chain<'_> {
             cause = e.source();
         }
         Ok(())
-    }
-}
-
-impl fmt::Debug for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
     }
 }
 

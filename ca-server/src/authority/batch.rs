@@ -290,7 +290,7 @@ impl Authority {
         now: i64,
     ) -> Result<(), AuthorityError> {
         let signed = std::mem::take(&mut round.signed);
-        let pending = {
+        let mut pending = {
             let names: Vec<&str> = signed
                 .iter()
                 .filter(|(_, made)| made.is_ok())
@@ -308,9 +308,11 @@ impl Authority {
                 }
             };
             let name = &r.job.certname;
-            let still = !stored.iter().any(|(s, _, _)| &s.job.certname == name)
-                && pending.get(name).is_some_and(|row| row.csr_der == r.c.csr_der);
-            if !still {
+            // Still the request it was reserved for; taken by the first certificate stored for it.
+            let still = pending.get(name).is_some_and(|row| row.csr_der == r.c.csr_der);
+            if still {
+                pending.remove(name);
+            } else {
                 let gone = AuthorityError::NoRequest {
                     certname: name.clone(),
                     has_cert: true,
@@ -383,11 +385,16 @@ impl Authority {
             let row = pending.remove(&job.certname);
             let verdict = match row {
                 Some(row) => Ok(self.check_job(&job, row, now)),
+                None if round.reserved.iter().any(|r| r.job.certname == job.certname) => {
+                    Ok(Err(AuthorityError::NoRequest {
+                        certname: job.certname.clone(),
+                        has_cert: true,
+                    }))
+                }
                 None => match tx.current_certificate(&job.certname).await {
                     Ok(cert) => Ok(Err(AuthorityError::NoRequest {
                         certname: job.certname.clone(),
-                        has_cert: cert.is_some()
-                            || round.reserved.iter().any(|r| r.job.certname == job.certname),
+                        has_cert: cert.is_some(),
                     })),
                     Err(e) => Err(e),
                 },

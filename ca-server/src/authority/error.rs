@@ -43,7 +43,7 @@ pub enum AuthorityError {
         /// What cannot be done.
         what: String,
         /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: crate::error::Cause,
     },
     /// The engine failed.
     #[error(transparent)]
@@ -61,7 +61,7 @@ pub enum AuthorityError {
         /// What failed.
         what: String,
         /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: crate::error::Cause,
     },
 }
 
@@ -81,7 +81,7 @@ impl AuthorityError {
     ) -> AuthorityError {
         AuthorityError::Failed {
             what: what.into(),
-            source: Box::new(cause),
+            source: std::sync::Arc::new(cause),
         }
     }
 
@@ -92,7 +92,7 @@ impl AuthorityError {
     ) -> AuthorityError {
         AuthorityError::Rejected {
             what: what.into(),
-            source: Box::new(cause),
+            source: std::sync::Arc::new(cause),
         }
     }
 }

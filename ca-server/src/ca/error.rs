@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
-/// The error that made an engine step fail, kept as it was (the step's `source`).
-pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+pub use crate::error::Cause;
 
 /// Errors of the CA engine.
 #[derive(Debug, Clone, thiserror::Error)]
