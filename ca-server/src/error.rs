@@ -3,11 +3,10 @@
 //! a person (a log line, the CLI, a message) shows the whole chain with [`Chain`].
 
 use std::fmt;
-use std::sync::Arc;
 
 /// The error that made a step fail, kept as it was (the step's `source`), shared by the error types
 /// whose variants say what failed.
-pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error and its causes, `what failed: why: root cause`.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
@@ -60,6 +59,11 @@ mod tests {
         assert_eq!(
             Chain(&e).to_string(),
             "internal error: signing task failed: panicked"
+        );
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "the source is the cause itself, not a wrapper: {source:?}"
         );
     }
 }

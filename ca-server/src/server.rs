@@ -31,9 +31,17 @@ pub enum ServeError {
     /// TLS material.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    /// The access rules file.
+    /// The access rules contradict a setting.
     #[error("{0}")]
     Rules(String),
+    /// The access rules file is invalid.
+    #[error("{path}")]
+    AuthConf {
+        /// The file.
+        path: String,
+        /// What is wrong in it.
+        source: crate::policy::access::AccessConfigError,
+    },
     /// The data directory cannot serve the CA (a replica missing its key).
     #[error("{0}")]
     Setup(String),
@@ -123,10 +131,18 @@ pub fn load_rules(settings: &Settings) -> Result<AccessRules, ServeError> {
     };
     let rules = match &settings.auth {
         AuthSource::Defaults => AccessRules::puppetserver_defaults(),
-        AuthSource::Hocon(p) => AccessRules::from_hocon(&read(p)?)
-            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0)))?,
-        AuthSource::Legacy(p) => AccessRules::from_legacy(&read(p)?)
-            .map_err(|e| ServeError::Rules(format!("{}: {}", p.display(), e.0)))?,
+        AuthSource::Hocon(p) => {
+            AccessRules::from_hocon(&read(p)?).map_err(|source| ServeError::AuthConf {
+                path: p.display().to_string(),
+                source,
+            })?
+        }
+        AuthSource::Legacy(p) => {
+            AccessRules::from_legacy(&read(p)?).map_err(|source| ServeError::AuthConf {
+                path: p.display().to_string(),
+                source,
+            })?
+        }
     };
     let header_mode = settings.allow_header_cert_info || rules.allow_header_cert_info();
     if header_mode && settings.trusted_proxies.is_empty() {

@@ -81,7 +81,7 @@ impl AuthorityError {
     ) -> AuthorityError {
         AuthorityError::Failed {
             what: what.into(),
-            source: std::sync::Arc::new(cause),
+            source: Box::new(cause),
         }
     }
 
@@ -92,7 +92,7 @@ impl AuthorityError {
     ) -> AuthorityError {
         AuthorityError::Rejected {
             what: what.into(),
-            source: std::sync::Arc::new(cause),
+            source: Box::new(cause),
         }
     }
 }

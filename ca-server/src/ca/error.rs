@@ -1,9 +1,7 @@
-use std::sync::Arc;
-
 pub use crate::error::Cause;
 
 /// Errors of the CA engine.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CaError {
     /// rcgen refused to build or sign a structure (a bug or an unusable key).
     #[error("could not build the certificate structure")]
@@ -32,7 +30,7 @@ impl CaError {
     pub fn failed(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> CaError {
         CaError::Failed {
             what: what.into(),
-            source: Arc::new(cause),
+            source: Box::new(cause),
         }
     }
 }

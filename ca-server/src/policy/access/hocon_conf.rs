@@ -79,7 +79,7 @@ enum AceKind {
 }
 
 fn config_error(msg: impl Into<String>) -> AccessConfigError {
-    AccessConfigError(msg.into())
+    AccessConfigError::from(msg.into())
 }
 
 /// A scalar's text (strings, numbers and booleans; not null).
@@ -109,7 +109,7 @@ fn kind_of(v: &HoconValue) -> &'static str {
 }
 
 /// A string or a list of strings (scalars accepted), as a list.
-fn string_or_list(v: &HoconValue, what: &str) -> Result<Vec<String>, String> {
+fn string_or_list(v: &HoconValue, what: &str) -> Result<Vec<String>, AccessConfigError> {
     if let Some(s) = scalar_text(v) {
         return Ok(vec![s]);
     }
@@ -122,13 +122,15 @@ fn string_or_list(v: &HoconValue, what: &str) -> Result<Vec<String>, String> {
                         "{what} must be a string or a list of strings, found {} in the list",
                         kind_of(item)
                     )
+                    .into()
                 })
             })
             .collect(),
         None => Err(format!(
             "{what} must be a string or a list of strings, found {}",
             kind_of(v)
-        )),
+        )
+        .into()),
     }
 }
 
@@ -162,7 +164,7 @@ impl HoconRules {
             .with_env(HashMap::new())
             .with_origin_description("auth.conf".to_owned());
         let cfg = hocon::parse_string_with_options(text, opts)
-            .map_err(|e| config_error(format!("auth.conf is not valid HOCON: {e}")))?;
+            .map_err(|e| AccessConfigError::caused("auth.conf is not valid HOCON", e))?;
         let authz = cfg
             .get("authorization")
             .ok_or_else(|| config_error("auth.conf has no 'authorization' section"))?;
@@ -259,12 +261,12 @@ fn parse_rule(number: usize, item: &HoconValue) -> Result<Rule, AccessConfigErro
         ))
     })?;
     let name = obj.get("name").and_then(scalar_text);
-    let fail = |msg: String| {
-        config_error(match &name {
-            Some(n) => format!("auth.conf: authorization rule #{number} (\"{n}\"): {msg}"),
-            None => format!("auth.conf: authorization rule #{number}: {msg}"),
-        })
+    let place = match &name {
+        Some(n) => format!("auth.conf: authorization rule #{number} (\"{n}\")"),
+        None => format!("auth.conf: authorization rule #{number}"),
     };
+    let within = |e: AccessConfigError| e.within(&place);
+    let fail = |msg: String| within(msg.into());
     for key in obj.keys() {
         if !RULE_KEYS.contains(&key.as_str()) {
             return Err(fail(format!(
@@ -348,7 +350,7 @@ fn parse_rule(number: usize, item: &HoconValue) -> Result<Rule, AccessConfigErro
     let path = match type_text.to_ascii_lowercase().as_str() {
         "path" => PathMatch::Prefix(path_text),
         "regex" => {
-            PathMatch::Regex(compile_regex(&path_text).map_err(|e| fail(format!("match-request.path: {e}")))?)
+            PathMatch::Regex(compile_regex(&path_text).map_err(|e| within(e.within("match-request.path")))?)
         }
         other => {
             return Err(fail(format!(
@@ -359,7 +361,7 @@ fn parse_rule(number: usize, item: &HoconValue) -> Result<Rule, AccessConfigErro
     let methods = match mr.get("method") {
         None => None,
         Some(v) => {
-            let names = string_or_list(v, "'match-request.method'").map_err(&fail)?;
+            let names = string_or_list(v, "'match-request.method'").map_err(&within)?;
             if names.is_empty() {
                 return Err(fail(
                     "'match-request.method' is an empty list: the rule could never match".to_owned(),
@@ -388,7 +390,7 @@ fn parse_rule(number: usize, item: &HoconValue) -> Result<Rule, AccessConfigErro
             })?;
             let mut params = Vec::with_capacity(map.len());
             for (param, values) in map {
-                let values = string_or_list(values, &format!("query-param '{param}'")).map_err(&fail)?;
+                let values = string_or_list(values, &format!("query-param '{param}'")).map_err(&within)?;
                 params.push((param.clone(), values));
             }
             params
@@ -428,13 +430,13 @@ fn parse_rule(number: usize, item: &HoconValue) -> Result<Rule, AccessConfigErro
             .get("allow")
             .map(|v| parse_aces(v, "allow"))
             .transpose()
-            .map_err(&fail)?
+            .map_err(&within)?
             .unwrap_or_default();
         let deny = obj
             .get("deny")
             .map(|v| parse_aces(v, "deny"))
             .transpose()
-            .map_err(&fail)?
+            .map_err(&within)?
             .unwrap_or_default();
         let groups = match &path {
             PathMatch::Prefix(_) => 0,
@@ -471,26 +473,23 @@ fn parse_rule(number: usize, item: &HoconValue) -> Result<Rule, AccessConfigErro
     })
 }
 
-fn parse_aces(v: &HoconValue, field: &str) -> Result<Vec<Ace>, String> {
+fn parse_aces(v: &HoconValue, field: &str) -> Result<Vec<Ace>, AccessConfigError> {
     match v.as_array() {
         Some(items) => items.iter().map(|item| parse_ace(item, field)).collect(),
         None => parse_ace(v, field).map(|ace| vec![ace]),
     }
 }
 
-fn parse_ace(v: &HoconValue, field: &str) -> Result<Ace, String> {
+fn parse_ace(v: &HoconValue, field: &str) -> Result<Ace, AccessConfigError> {
     if let Some(text) = scalar_text(v) {
-        let pattern = NamePattern::parse(&text, BackrefDigits::Many).map_err(|e| format!("{field}: {e}"))?;
+        let pattern = NamePattern::parse(&text, BackrefDigits::Many).map_err(|e| e.within(field))?;
         return Ok(Ace {
             source: text,
             kind: AceKind::Name(pattern),
         });
     }
     let Some(map) = v.as_object() else {
-        return Err(format!(
-            "{field} entries must be strings or maps, found {}",
-            kind_of(v)
-        ));
+        return Err(format!("{field} entries must be strings or maps, found {}", kind_of(v)).into());
     };
     let mut entries = map.iter();
     let (key, value) = match (entries.next(), entries.next()) {
@@ -498,15 +497,15 @@ fn parse_ace(v: &HoconValue, field: &str) -> Result<Ace, String> {
         _ => {
             return Err(format!(
                 "{field}: a map entry must have exactly one key: certname, extensions or rbac"
-            ))
+            )
+            .into())
         }
     };
     match key.as_str() {
         "certname" => {
             let text = scalar_text(value)
                 .ok_or_else(|| format!("{field}: 'certname' must be a string, found {}", kind_of(value)))?;
-            let pattern =
-                NamePattern::parse(&text, BackrefDigits::Many).map_err(|e| format!("{field}: {e}"))?;
+            let pattern = NamePattern::parse(&text, BackrefDigits::Many).map_err(|e| e.within(field))?;
             Ok(Ace {
                 source: format!("{{certname: {text}}}"),
                 kind: AceKind::Name(pattern),
@@ -517,22 +516,23 @@ fn parse_ace(v: &HoconValue, field: &str) -> Result<Ace, String> {
                 .as_object()
                 .ok_or_else(|| format!("{field}: 'extensions' must be a map, found {}", kind_of(value)))?;
             if ext.is_empty() {
-                return Err(format!(
-                    "{field}: 'extensions' map is empty (it would match every certificate)"
-                ));
+                return Err(
+                    format!("{field}: 'extensions' map is empty (it would match every certificate)").into(),
+                );
             }
             let mut wanted = Vec::with_capacity(ext.len());
             let mut shown = Vec::with_capacity(ext.len());
             for (k, vals) in ext {
                 let values = string_or_list(vals, &format!("extension '{k}'")).map_err(|e| {
                     if vals.is_object() && k.bytes().all(|b| b.is_ascii_digit()) {
-                        format!("{field}: {e} (quote dotted OIDs: \"1.3.6.1.4.1.34380.1.3.39\": ...)")
+                        e.within(field)
+                            .hint("quote dotted OIDs: \"1.3.6.1.4.1.34380.1.3.39\": ...")
                     } else {
-                        format!("{field}: {e}")
+                        e.within(field)
                     }
                 })?;
                 if values.is_empty() {
-                    return Err(format!("{field}: extension '{k}' has an empty list of values"));
+                    return Err(format!("{field}: extension '{k}' has an empty list of values").into());
                 }
                 shown.push(format!("{k}: {}", values.join("|")));
                 wanted.push((canonical_extension_key(k), values));
@@ -546,9 +546,9 @@ fn parse_ace(v: &HoconValue, field: &str) -> Result<Ace, String> {
             source: "{rbac: ...}".to_owned(),
             kind: AceKind::Rbac,
         }),
-        other => Err(format!(
-            "{field}: unknown map key '{other}' (expected certname, extensions or rbac)"
-        )),
+        other => {
+            Err(format!("{field}: unknown map key '{other}' (expected certname, extensions or rbac)").into())
+        }
     }
 }
 

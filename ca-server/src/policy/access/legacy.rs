@@ -134,24 +134,24 @@ impl Pattern {
     }
 }
 
-fn line_error(line: usize, msg: impl std::fmt::Display) -> AccessConfigError {
-    AccessConfigError(format!("legacy auth.conf line {line}: {msg}"))
+fn line_error(line: usize, e: impl Into<AccessConfigError>) -> AccessConfigError {
+    e.into().within(format_args!("legacy auth.conf line {line}"))
 }
 
 impl Acl {
-    fn new(spec_text: &str, origin: Origin) -> Result<Acl, String> {
+    fn new(spec_text: &str, origin: Origin) -> Result<Acl, AccessConfigError> {
         let (key, path) = if let Some(re) = spec_text.strip_prefix('~') {
             let re = re.trim_start();
             if re.is_empty() {
-                return Err("'path ~' needs a regular expression".to_owned());
+                return Err("'path ~' needs a regular expression".into());
             }
             (re.to_owned(), PathMatch::Regex(compile_regex(re)?))
         } else if spec_text.starts_with('/') {
             (spec_text.to_owned(), PathMatch::Prefix(spec_text.to_owned()))
         } else {
-            return Err(format!(
-                "invalid path {spec_text:?}: it must start with '/' or be '~ <regex>'"
-            ));
+            return Err(
+                format!("invalid path {spec_text:?}: it must start with '/' or be '~ <regex>'").into(),
+            );
         };
         Ok(Acl {
             spec: spec_text.to_owned(),
@@ -174,7 +174,7 @@ impl Acl {
         }
     }
 
-    fn restrict_method(&mut self, value: &str) -> Result<(), String> {
+    fn restrict_method(&mut self, value: &str) -> Result<(), AccessConfigError> {
         let m = IMethod::parse(value).ok_or_else(|| {
             format!("'{value}' is not an allowed value for method directive (find, search, save, destroy)")
         })?;
@@ -183,30 +183,30 @@ impl Acl {
             self.methods_restricted = true;
         }
         if self.methods.contains(&m) {
-            return Err(format!("'{value}' is already in the '{}' ACL", self.spec));
+            return Err(format!("'{value}' is already in the '{}' ACL", self.spec).into());
         }
         self.methods.push(m);
         Ok(())
     }
 
-    fn restrict_environment(&mut self, value: &str) -> Result<(), String> {
+    fn restrict_environment(&mut self, value: &str) -> Result<(), AccessConfigError> {
         if self.environments.iter().any(|e| e == value) {
-            return Err(format!("'{value}' is already in the '{}' ACL", self.spec));
+            return Err(format!("'{value}' is already in the '{}' ACL", self.spec).into());
         }
         self.environments.push(value.to_owned());
         Ok(())
     }
 
-    fn restrict_authenticated(&mut self, value: &str) -> Result<(), String> {
+    fn restrict_authenticated(&mut self, value: &str) -> Result<(), AccessConfigError> {
         self.authenticated_only = match value {
             "yes" | "on" | "true" => true,
             "no" | "off" | "false" | "any" | "all" => false,
-            _ => return Err(format!("'{}' incorrect authenticated value: {value}", self.spec)),
+            _ => return Err(format!("'{}' incorrect authenticated value: {value}", self.spec).into()),
         };
         Ok(())
     }
 
-    fn add(&mut self, allow: bool, pattern: Pattern, source: &str) -> Result<(), String> {
+    fn add(&mut self, allow: bool, pattern: Pattern, source: &str) -> Result<(), AccessConfigError> {
         if let Pattern::Name(p) = &pattern {
             let highest = p.max_backref();
             let groups = self.capture_groups();
@@ -214,7 +214,8 @@ impl Acl {
                 return Err(format!(
                     "'{source}' uses back-reference ${highest} but path '{}' has {groups} capture group(s)",
                     self.spec
-                ));
+                )
+                .into());
             }
         }
         self.declarations.push(Declaration { allow, pattern });
@@ -233,14 +234,14 @@ impl Acl {
         Ok(())
     }
 
-    fn directive(&mut self, directive: &str, value: &str) -> Result<(), String> {
+    fn directive(&mut self, directive: &str, value: &str) -> Result<(), AccessConfigError> {
         for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             match directive {
                 "allow" if item == "*" => self.global_allow = true,
                 "allow" | "deny" => {
                     let pattern = NamePattern::parse(item, BackrefDigits::One)?;
                     if matches!(pattern, NamePattern::Any) {
-                        return Err("invalid pattern '*' for deny (an ACL denies by default)".to_owned());
+                        return Err("invalid pattern '*' for deny (an ACL denies by default)".into());
                     }
                     self.add(directive == "allow", Pattern::Name(pattern), item)?;
                 }
@@ -251,7 +252,7 @@ impl Acl {
                 "method" => self.restrict_method(item)?,
                 "environment" => self.restrict_environment(item)?,
                 "auth" | "authenticated" => self.restrict_authenticated(item)?,
-                other => return Err(format!("unknown directive '{other}'")),
+                other => return Err(format!("unknown directive '{other}'").into()),
             }
         }
         Ok(())
@@ -327,7 +328,7 @@ fn default_acl(
     methods: &[IMethod],
     authenticated_only: bool,
     allow: &str,
-) -> Result<Acl, String> {
+) -> Result<Acl, AccessConfigError> {
     let mut acl = Acl::new(spec, Origin::Default)?;
     acl.methods = methods.to_vec();
     acl.methods_restricted = true;
@@ -400,14 +401,14 @@ impl LegacyRules {
         let mut defaults = Vec::new();
         for (spec, methods, authenticated_only, allow) in DEFAULT_ACLS {
             let acl = default_acl(spec, methods, *authenticated_only, allow)
-                .map_err(|e| AccessConfigError(format!("built-in legacy default {spec}: {e}")))?;
+                .map_err(|e| e.within(format_args!("built-in legacy default {spec}")))?;
             if !acls.iter().any(|a| a.key == acl.key) {
                 defaults.push(acl);
             }
         }
         acls.extend(defaults);
         if !acls.iter().any(|a| a.key == "/") {
-            let mut deny_all = Acl::new("/", Origin::Default).map_err(AccessConfigError)?;
+            let mut deny_all = Acl::new("/", Origin::Default)?;
             deny_all.authenticated_only = false;
             acls.push(deny_all);
         }

@@ -134,17 +134,51 @@ impl Decision {
     }
 }
 
-/// A config error with a clear message (which rule / which line, what is wrong).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessConfigError(pub String);
+/// A config error with a clear message (which rule / which line, what is wrong) and, when another
+/// crate refused a value (the HOCON parser, the regex compiler), that crate's error as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct AccessConfigError {
+    what: String,
+    source: Option<crate::error::Cause>,
+}
 
-impl fmt::Display for AccessConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl AccessConfigError {
+    /// `what` is wrong because of `cause` (kept as the source).
+    pub(crate) fn caused(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        AccessConfigError {
+            what: what.into(),
+            source: Some(Box::new(cause)),
+        }
+    }
+
+    /// The same error, said of `place` (`legacy auth.conf line 3: …`).
+    pub(crate) fn within(mut self, place: impl fmt::Display) -> Self {
+        self.what = format!("{place}: {}", self.what);
+        self
+    }
+
+    /// The same error with advice after what is wrong (`… (quote dotted OIDs …)`).
+    pub(crate) fn hint(mut self, advice: &str) -> Self {
+        self.what = format!("{} ({advice})", self.what);
+        self
     }
 }
 
-impl std::error::Error for AccessConfigError {}
+impl From<String> for AccessConfigError {
+    fn from(what: String) -> Self {
+        AccessConfigError { what, source: None }
+    }
+}
+
+impl From<&str> for AccessConfigError {
+    fn from(what: &str) -> Self {
+        what.to_owned().into()
+    }
+}
 
 /// puppetserver's default CA and status rules (protocol §3.2, puppetserver 8.x `conf.d/auth.conf`
 /// restricted to the CA and status services), as a HOCON `auth.conf`. [`AccessRules::puppetserver_defaults`]

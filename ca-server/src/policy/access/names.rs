@@ -18,16 +18,18 @@ use std::net::IpAddr;
 
 use regex::Regex;
 
+use super::AccessConfigError;
+
 /// Largest compiled size accepted for a regex from a config file (bytes of program).
 const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
 /// Compile a regex from configuration text with conservative resource limits.
-pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
+pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, AccessConfigError> {
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+        .map_err(|e| AccessConfigError::caused(format!("invalid regular expression {pattern:?}"), e))
 }
 
 /// The Puppet short name of a dotted OID (`pp_uuid` for 1.3.6.1.4.1.34380.1.1.1), if it has one.
@@ -168,7 +170,7 @@ pub(crate) enum NamePattern {
 
 impl NamePattern {
     /// Classify and compile a name pattern. Errors carry a short explanation.
-    pub(crate) fn parse(value: &str, digits: BackrefDigits) -> Result<NamePattern, String> {
+    pub(crate) fn parse(value: &str, digits: BackrefDigits) -> Result<NamePattern, AccessConfigError> {
         if value == "*" {
             return Ok(NamePattern::Any);
         }
@@ -182,9 +184,9 @@ impl NamePattern {
         }
         if has_backref(value) {
             if backrefs(value, digits).any(|n| n == Some(0)) {
-                return Err(format!(
-                    "invalid back-reference in {value:?}: groups are numbered from $1"
-                ));
+                return Err(
+                    format!("invalid back-reference in {value:?}: groups are numbered from $1").into(),
+                );
             }
             return Ok(NamePattern::Backref {
                 template: value.to_lowercase(),
@@ -200,7 +202,8 @@ impl NamePattern {
         Err(format!(
             "invalid name pattern {value:?} (expected a host name, *.domain, $1-style back-reference, \
              /regex/ or *)"
-        ))
+        )
+        .into())
     }
 
     /// The highest `$N` used, 0 if none.

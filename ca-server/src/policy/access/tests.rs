@@ -90,7 +90,8 @@ fn assert_deny(d: &Decision, rule: &str) {
 fn assert_err_contains(result: Result<AccessRules, AccessConfigError>, needles: &[&str]) {
     match result {
         Ok(_) => panic!("expected a config error containing {needles:?}"),
-        Err(AccessConfigError(msg)) => {
+        Err(e) => {
+            let msg = crate::error::Chain(&e).to_string();
             for n in needles {
                 assert!(msg.contains(n), "error {msg:?} does not contain {n:?}");
             }
@@ -2102,4 +2103,28 @@ fn structured_fuzz_never_panics() {
     // Make sure the generator really reaches `check` for a good share of the rounds.
     assert!(loaded_hocon > 100, "only {loaded_hocon} HOCON sets loaded");
     assert!(loaded_legacy > 100, "only {loaded_legacy} legacy sets loaded");
+}
+
+/// The regex compiler's and the HOCON parser's errors are kept, typed, as the source of the
+/// configuration error (which says where), not folded into its text.
+#[test]
+fn a_foreign_parse_error_is_the_source() {
+    let e = AccessRules::from_legacy("path ~ ^/a(\nallow *\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "legacy auth.conf line 1: invalid regular expression \"^/a(\""
+    );
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(source.downcast_ref::<regex::Error>().is_some(), "{source:?}");
+    let e = AccessRules::from_hocon("authorization { rules: [ {").unwrap_err();
+    assert_eq!(e.to_string(), "auth.conf is not valid HOCON");
+    assert!(std::error::Error::source(&e).is_some());
+    let e =
+        hocon_err(r#"{ name: "r", match-request: { path: "(", type: regex }, allow: "*", sort-order: 1 }"#)
+            .unwrap_err();
+    let shown = crate::error::Chain(&e).to_string();
+    assert!(
+        shown.starts_with("auth.conf: authorization rule #1 (\"r\"): match-request.path: invalid regular expression \"(\": "),
+        "{shown}"
+    );
 }
