@@ -86,8 +86,7 @@ impl Backend {
             None => {
                 // The admin certificate carries pp_cli_auth: its key must be as private as the CA key.
                 let k = dir.admin_key();
-                ca_server::datadir::check_private_key_mode(&k, "the admin key")
-                    .map_err(anyhow::Error::msg)?;
+                ca_server::datadir::check_private_key_mode(&k, "the admin key")?;
                 k
             }
         };

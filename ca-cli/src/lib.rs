@@ -46,7 +46,10 @@ where
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            out.error(&format!("cannot start the runtime: {e}"));
+            out.error(&format!(
+                "cannot start the runtime: {}",
+                ca_server::error::Chain(&e)
+            ));
             return EXIT_FAILED;
         }
     };

@@ -6,7 +6,7 @@ fn main() {
             use clap::CommandFactory as _;
             let cmd = ca_cli::cli::Cli::command();
             if let Err(e) = ca_server::generate::generate(cmd, what, &mut std::io::stdout()) {
-                eprintln!("ca: {e}");
+                eprintln!("ca: {e:#}");
                 std::process::exit(2);
             }
             return;

@@ -70,16 +70,25 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// TOML syntax or schema error (unknown key, wrong type).
-    #[error("invalid configuration {path}: {message}")]
+    #[error("invalid configuration {path}")]
     Parse {
         /// The file.
         path: String,
-        /// toml's message (names the key and line).
-        message: String,
+        /// toml's error (names the key and line).
+        source: toml::de::Error,
     },
     /// A value is out of range or malformed.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A value is refused by the parser of its kind (a duration, a key type, a glob), kept as the
+    /// source.
+    #[error("invalid configuration: {what}")]
+    Value {
+        /// The setting, and the value when it helps.
+        what: String,
+        /// Why.
+        source: crate::error::Cause,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,10 +286,20 @@ pub struct Overrides {
     pub database_url: Option<String>,
 }
 
+impl ConfigError {
+    /// The setting `what` is refused because of `cause` (kept as the source).
+    fn value(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> ConfigError {
+        ConfigError::Value {
+            what: what.into(),
+            source: Box::new(cause),
+        }
+    }
+}
+
 fn dur(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => duration::parse(&s).map_err(|e| ConfigError::Invalid(format!("{name}: {e}"))),
+        Some(s) => duration::parse(&s).map_err(|e| ConfigError::value(name, e)),
     }
 }
 
@@ -335,7 +354,7 @@ impl Settings {
                 })?;
                 toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: p.display().to_string(),
-                    message: e.to_string(),
+                    source: e,
                 })?
             }
         };
@@ -367,15 +386,11 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         let key_type = match fc.key_type {
             None => KeyType::default(),
-            Some(k) => k
-                .parse()
-                .map_err(|e| ConfigError::Invalid(format!("key-type: {e}")))?,
+            Some(k) => k.parse().map_err(|e| ConfigError::value("key-type", e))?,
         };
         let server_key_type = match fc.server_key_type {
             None => key_type,
-            Some(k) => k
-                .parse()
-                .map_err(|e| ConfigError::Invalid(format!("server-key-type: {e}")))?,
+            Some(k) => k.parse().map_err(|e| ConfigError::value("server-key-type", e))?,
         };
         let d = CaSettings::default();
         let rules = fc
@@ -404,8 +419,13 @@ impl Settings {
                         )));
                     }
                 }
-                let certnames = crate::policy::signing::certname_glob(&r.certnames)
-                    .map_err(|e| ConfigError::Invalid(format!("ca.alt-name-rules[{}]: certnames {e}", i + 1)))?;
+                let certnames = glob::Pattern::new(&r.certnames)
+                    .map_err(|e| {
+                        ConfigError::value(
+                            format!("ca.alt-name-rules[{}]: certnames '{}' is not a valid glob", i + 1, r.certnames),
+                            e,
+                        )
+                    })?;
                 Ok(AltNameRule {
                     label: format!("ca.alt-name-rules[{}] ({})", i + 1, r.certnames),
                     certnames,
@@ -435,9 +455,7 @@ impl Settings {
                     ca_issuers: fc.ca.ca_issuers_urls,
                 };
                 urls.check().map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "ca.crl-distribution-points/ocsp-urls/ca-issuers-urls: {e}"
-                    ))
+                    ConfigError::value("ca.crl-distribution-points/ocsp-urls/ca-issuers-urls", e)
                 })?;
                 urls
             },
@@ -586,7 +604,7 @@ mod tests {
     fn parse(text: &str) -> Result<Settings, ConfigError> {
         let fc: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "t".into(),
-            message: e.to_string(),
+            source: e,
         })?;
         Settings::from_file_config(fc, Overrides::default(), PathBuf::from("/d"))
     }
@@ -643,13 +661,18 @@ mod tests {
         assert!(parse("[[ca.alt-name-rules]]\ncertnames = \"x\"\nbogus = 1").is_err());
         let bad = parse("[[ca.alt-name-rules]]\ncertnames = \"compile-[\"\nallow = [\"DNS:puppet\"]");
         assert!(bad.is_err_and(|e| e.to_string().contains("not a valid glob")));
+        let e = parse("[ca]\ncert-ttl = \"5w\"").unwrap_err();
+        assert_eq!(e.to_string(), "invalid configuration: ca.cert-ttl");
+        assert!(
+            std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<crate::ca::CaError>().is_some())
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let e = parse("lisen = \"x\"").unwrap_err().to_string();
+        let e = crate::error::Chain(&parse("lisen = \"x\"").unwrap_err()).to_string();
         assert!(e.contains("lisen"), "{e}");
-        let e = parse("[ca]\nallow-alt-names = true").unwrap_err().to_string();
+        let e = crate::error::Chain(&parse("[ca]\nallow-alt-names = true").unwrap_err()).to_string();
         assert!(e.contains("allow-alt-names"), "{e}");
         assert!(parse("listen = \"nope\"").is_err());
         assert!(parse("[ca]\ncert-ttl = \"5w\"").is_err());

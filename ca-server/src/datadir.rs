@@ -131,18 +131,19 @@ impl DataDir {
 
 /// Refuses a private key file that other users may read or write (any group or other permission bit),
 /// saying how to fix it; `what` names it (`the CA key`, `the server key`).
-pub fn check_private_key_mode(path: &Path, what: &str) -> Result<(), String> {
+pub fn check_private_key_mode(path: &Path, what: &str) -> Result<(), crate::ca::CaError> {
+    use crate::ca::CaError;
     let mode = fs::metadata(path)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?
+        .map_err(|e| CaError::failed(format!("key error: cannot read {what} {}", path.display()), e))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        return Err(format!(
+        return Err(CaError::Key(format!(
             "{what} {} is accessible to other users (mode {:o}); run `chmod 600 {}`",
             path.display(),
             mode & 0o777,
             path.display()
-        ));
+        )));
     }
     Ok(())
 }

@@ -3,10 +3,28 @@
 //! a person (a log line, the CLI, a message) shows the whole chain with [`Chain`].
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The error that made a step fail, kept as it was (the step's `source`), shared by the error types
 /// whose variants say what failed.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// One error given to several callers (every request of a failed transaction): shows as the error
+/// it shares, whose causes follow it.
+#[derive(Debug, Clone)]
+pub struct Shared(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
 
 /// An error and its causes, `what failed: why: root cause`.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));

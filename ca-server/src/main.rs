@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
             return match ca_server::generate::generate(Args::command(), what, &mut std::io::stdout()) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("ca-server: {e}");
+                    eprintln!("ca-server: {e:#}");
                     std::process::ExitCode::from(2)
                 }
             };

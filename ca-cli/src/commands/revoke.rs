@@ -40,7 +40,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     failed = true;
-                    out.error(&e.to_string());
+                    out.error(&ca_server::error::Chain(&e).to_string());
                 }
             }
         }

@@ -141,7 +141,7 @@ impl Authority {
                     path.display()
                 ))
             }
-            Ok(Err(e)) => no(format!("autosign executable failed: {e}")),
+            Ok(Err(e)) => no(format!("autosign executable failed: {}", crate::error::Chain(&e))),
             Ok(Ok(out)) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 if !stderr.trim().is_empty() {

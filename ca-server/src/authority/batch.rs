@@ -147,8 +147,13 @@ struct Round {
 
 impl Round {
     /// The transaction failed: every item gets the error.
-    fn fail(self, msg: &str) {
-        let err = || Err(AuthorityError::Internal(msg.to_string()));
+    fn fail(self, cause: &crate::error::Shared) {
+        let err = || {
+            Err(AuthorityError::failed(
+                "a database transaction failed",
+                cause.clone(),
+            ))
+        };
         let replies = self
             .signed
             .into_iter()
@@ -227,9 +232,8 @@ impl Authority {
             return false;
         }
         if let Err(e) = self.run_round(&mut round).await {
-            let msg = crate::error::Chain(&e).to_string();
-            tracing::error!(error = %msg, "signing: a database transaction failed");
-            round.fail(&msg);
+            tracing::error!(error = %crate::error::Chain(&e), "signing: a database transaction failed");
+            round.fail(&crate::error::Shared(std::sync::Arc::new(e)));
             return true;
         }
         for (reply, result, queued) in round.answers {

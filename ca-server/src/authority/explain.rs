@@ -72,7 +72,11 @@ impl Authority {
             reason: v.reason.clone(),
         }));
         let autosign_reason = match (&verdict.sign, &auto_eval.result) {
-            (true, Err(e)) => format!("{}, but the signing policy refuses it: {e}", verdict.reason),
+            (true, Err(e)) => format!(
+                "{}, but the signing policy refuses it: {}",
+                verdict.reason,
+                crate::error::Chain(e)
+            ),
             _ => verdict.reason.clone(),
         };
         Ok(Explanation {

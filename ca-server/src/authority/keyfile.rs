@@ -70,6 +70,6 @@ pub async fn rewrite_keys(
     // The renames reach the disk with the directory.
     std::fs::File::open(dir.root())
         .and_then(|d| d.sync_all())
-        .map_err(|e| AuthorityError::Invalid(format!("cannot sync {}: {e}", dir.root().display())))?;
+        .map_err(|e| AuthorityError::rejected(format!("cannot sync {}", dir.root().display()), e))?;
     Ok(out)
 }

@@ -233,7 +233,7 @@ fn check_key_mode(path: &std::path::Path) -> Result<(), AuthorityError> {
 
 /// A private key of the data directory must be private to its owner (`what` names it in the error).
 fn check_private_key(path: &std::path::Path, what: &str) -> Result<(), AuthorityError> {
-    crate::datadir::check_private_key_mode(path, what).map_err(|m| AuthorityError::Ca(CaError::Key(m)))
+    Ok(crate::datadir::check_private_key_mode(path, what)?)
 }
 
 async fn blocking<T: Send + 'static>(

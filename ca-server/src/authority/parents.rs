@@ -61,8 +61,9 @@ impl Authority {
             }
             None => (0, Vec::new()),
         };
-        let key_pem = std::fs::read_to_string(self.dir.root_key())
-            .map_err(|e| bad(format!("cannot read {}: {e}", self.dir.root_key().display())))?;
+        let key_pem = std::fs::read_to_string(self.dir.root_key()).map_err(|e| {
+            AuthorityError::rejected(format!("cannot read {}", self.dir.root_key().display()), e)
+        })?;
         let root_pem: String = chain[1..].iter().map(|d| pem_encode("CERTIFICATE", d)).collect();
         let root_key = self.settings().load_key(key_pem, "the root CA key").await?;
         let der = blocking(move || {

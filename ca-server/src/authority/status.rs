@@ -209,7 +209,7 @@ pub fn certificate_status(row: &CertRow) -> Result<CertStatus, AuthorityError> {
 /// The stored status object of a request for `certname` (JSON text), from its parsed CSR.
 pub fn request_status_json(certname: &str, csr: &Csr) -> Result<String, AuthorityError> {
     serde_json::to_string(&parsed_request_status(certname, csr))
-        .map_err(|e| AuthorityError::Internal(e.to_string()))
+        .map_err(|e| AuthorityError::failed("a request's status cannot be written", e))
 }
 
 /// The stored status object of a certificate (JSON text, `"state":"signed"`; the listing marks revoked
@@ -219,7 +219,8 @@ pub fn certificate_status_json(row: &CertRow) -> Result<String, AuthorityError> 
         revoked: None,
         ..row.clone()
     };
-    serde_json::to_string(&certificate_status(&row)?).map_err(|e| AuthorityError::Internal(e.to_string()))
+    serde_json::to_string(&certificate_status(&row)?)
+        .map_err(|e| AuthorityError::failed("a certificate's status cannot be written", e))
 }
 
 const SIGNED: &str = "\"state\":\"signed\"";
@@ -278,7 +279,7 @@ impl Authority {
         let mut pages = self.list_json_pages(filter);
         while let Some(page) = pages.recv().await {
             let parsed: Vec<CertStatus> = serde_json::from_str(&format!("[{}]", page?))
-                .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+                .map_err(|e| AuthorityError::failed("a stored status is unreadable", e))?;
             each(parsed);
         }
         Ok(())
@@ -295,6 +296,6 @@ impl Authority {
     /// Statuses, parsed (for the CLI).
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<CertStatus>, AuthorityError> {
         serde_json::from_str(&self.list_json(filter).await?)
-            .map_err(|e| AuthorityError::Internal(e.to_string()))
+            .map_err(|e| AuthorityError::failed("a stored status is unreadable", e))
     }
 }

@@ -107,10 +107,13 @@ impl Authority {
             }
             Err(e) => {
                 // Nothing of this transaction was stored: every submission in it gets the error.
-                let msg = crate::error::Chain(&e).to_string();
-                tracing::error!(error = %msg, "certificate requests: a database transaction failed");
+                tracing::error!(error = %crate::error::Chain(&e), "certificate requests: a database transaction failed");
+                let cause = crate::error::Shared(std::sync::Arc::new(e));
                 for reply in replies {
-                    let _ = reply.send(Err(AuthorityError::Internal(msg.clone())));
+                    let _ = reply.send(Err(AuthorityError::failed(
+                        "a database transaction failed",
+                        cause.clone(),
+                    )));
                 }
             }
         }

@@ -134,7 +134,8 @@ pub async fn export(
             .map_err(|e| AuthorityError::rejected("cannot read the root key", e))?;
         write(&cadir.file("root_key.pem"), &root, 0o600)?;
     }
-    let (_, ca) = X509Certificate::from_der(&signer.cert.der).map_err(|e| bad(e.to_string()))?;
+    let (_, ca) = X509Certificate::from_der(&signer.cert.der)
+        .map_err(|e| AuthorityError::failed("the CA certificate is unreadable", e))?;
     write(
         &cadir.file("ca_pub.pem"),
         pem_encode("PUBLIC KEY", ca.public_key().raw).as_bytes(),
@@ -167,7 +168,8 @@ pub async fn export(
         lines.insert(serial, line);
     }
     for der in &signer.chain_der {
-        let (_, c) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
+        let (_, c) = X509Certificate::from_der(der)
+            .map_err(|e| AuthorityError::failed("a certificate of the CA's chain is unreadable", e))?;
         if let Ok(serial) = u64::try_from(c.serial.clone()) {
             let v = c.validity();
             let subject = c.subject().to_string();

@@ -153,7 +153,8 @@ pub async fn import(
     }
     report.ca_name = signer.cert.common_name.clone();
     report.chain_len = chain.len();
-    let (_, ca_x509) = X509Certificate::from_der(&chain[0]).map_err(|e| bad(e.to_string()))?;
+    let (_, ca_x509) = X509Certificate::from_der(&chain[0])
+        .map_err(|e| AuthorityError::rejected("ca_crt.pem: the CA certificate cannot be parsed", e))?;
 
     // The CRL chain: ours first (it must be this CA's), then the parents' by key identifier.
     let crl_ders: Vec<Vec<u8>> = pem::parse_many(read(&cadir.file("ca_crl.pem"))?)
@@ -182,7 +183,8 @@ pub async fn import(
         }
     }
     let own_crl = own_crl.ok_or_else(|| bad("ca_crl.pem holds no CRL of this CA"))?;
-    let (_, crl) = CertificateRevocationList::from_der(&own_crl).map_err(|e| bad(e.to_string()))?;
+    let (_, crl) = CertificateRevocationList::from_der(&own_crl)
+        .map_err(|e| AuthorityError::rejected("ca_crl.pem: the CA's CRL cannot be parsed", e))?;
     report.crl_number = crl
         .crl_number()
         .and_then(|n| u64::try_from(n.clone()).ok())
@@ -254,7 +256,10 @@ pub async fn import(
                 Ok(c)
             }) {
             Ok(c) => requests.push((name, c)),
-            Err(e) => report.warnings.push(format!("requests/{name}.pem skipped: {e}")),
+            Err(e) => report.warnings.push(format!(
+                "requests/{name}.pem skipped: {}",
+                crate::error::Chain(&e)
+            )),
         }
     }
     report.requests.0 = requests.len();
@@ -316,7 +321,7 @@ pub async fn import(
             )));
         }
         create_private_dir(dir.root())
-            .map_err(|e| bad(format!("cannot create {}: {e}", dir.root().display())))?;
+            .map_err(|e| AuthorityError::rejected(format!("cannot create {}", dir.root().display()), e))?;
         match &for_token {
             Some((cfg, pkcs8, public)) => {
                 crate::ca::token::TokenKey::import(cfg, pkcs8, public)?;

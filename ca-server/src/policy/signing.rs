@@ -234,11 +234,6 @@ const GLOB: glob::MatchOptions = glob::MatchOptions {
     require_literal_leading_dot: false,
 };
 
-/// A certname glob as `[[ca.alt-name-rules]]` writes it, or why it is not one.
-pub fn certname_glob(pattern: &str) -> Result<glob::Pattern, String> {
-    glob::Pattern::new(pattern).map_err(|e| format!("'{pattern}' is not a valid glob: {e}"))
-}
-
 impl AltNameRule {
     fn applies_to(&self, certname: &str) -> bool {
         self.certnames.matches_with(certname, GLOB)

@@ -21,6 +21,7 @@ use sqlx::{AnyPool, Connection};
 
 use super::pg_hosts::{Candidate, PgHosts, SessionAttrs};
 use super::StoreError;
+use crate::error::Chain;
 
 /// Longest wait for one server to answer a probe.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -81,7 +82,7 @@ const STATE_SQL: &str = "SELECT pg_is_in_recovery(), current_setting('transactio
 
 /// Connects to one candidate and reads its state, within [`PROBE_TIMEOUT`].
 async fn probe(c: &Candidate) -> Result<ServerState, String> {
-    let opts = PgConnectOptions::from_str(c.url()).map_err(|e| format!("bad URL: {e}"))?;
+    let opts = PgConnectOptions::from_str(c.url()).map_err(|e| format!("bad URL: {}", Chain(&e)))?;
     let check = async {
         let mut conn = PgConnection::connect_with(&opts).await?;
         let (in_recovery, read_only): (bool, String) = sqlx::query_as(STATE_SQL).fetch_one(&mut conn).await?;
@@ -93,7 +94,7 @@ async fn probe(c: &Candidate) -> Result<ServerState, String> {
     };
     match tokio::time::timeout(PROBE_TIMEOUT, check).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(Chain(&e).to_string()),
         Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
     }
 }

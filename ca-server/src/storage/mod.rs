@@ -83,6 +83,14 @@ pub enum StoreError {
     /// A file the store writes (a backup) cannot be written where asked.
     #[error("{0}")]
     File(String),
+    /// A file the store writes (a backup) cannot be created.
+    #[error("cannot create {path}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -974,7 +982,10 @@ impl Store {
             .open(path)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => StoreError::Duplicate(path.display().to_string()),
-                _ => StoreError::File(format!("cannot create {}: {e}", path.display())),
+                _ => StoreError::Create {
+                    path: path.display().to_string(),
+                    source: e,
+                },
             })?;
         // VACUUM INTO writes into an existing file only when it is empty: the one just created.
         let res = sqlx::query("VACUUM INTO $1")

@@ -91,7 +91,7 @@ impl AuditSeal {
         let bytes = match std::fs::read(&self.head_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Head::Missing,
-            Err(e) => return Head::Invalid(format!("unreadable: {e}")),
+            Err(e) => return Head::Invalid(format!("unreadable: {}", crate::error::Chain(&e))),
         };
         let mut best: Option<(i64, String)> = None;
         let mut foreign = false;

@@ -35,7 +35,7 @@ pub(crate) async fn expirations(
         .find(|(k, _)| k == "within")
         .map(|(_, v)| crate::ca::duration::parse(&v))
         .transpose()
-        .map_err(|e| ApiError::bad_request(format!("Invalid within: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Invalid within: {}", crate::error::Chain(&e))))?;
     let signer = state.authority.signer();
     let crl = state.authority.crl().await?;
     let mut ca_certs = BTreeMap::new();

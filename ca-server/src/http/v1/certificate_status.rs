@@ -146,7 +146,7 @@ fn desired(
         None => Reason::default(),
         Some(r) => r
             .parse()
-            .map_err(|e: crate::ca::CaError| ApiError::bad_request(e.to_string()))?,
+            .map_err(|e: crate::ca::CaError| ApiError::bad_request(crate::error::Chain(&e).to_string()))?,
     };
     Ok((state, ttl, reason))
 }
