@@ -419,7 +419,7 @@ impl Settings {
                         )));
                     }
                 }
-                let certnames = glob::Pattern::new(&r.certnames)
+                let certnames = crate::policy::signing::CertnameGlob::new(&r.certnames)
                     .map_err(|e| {
                         ConfigError::value(
                             format!("ca.alt-name-rules[{}]: certnames '{}' is not a valid glob", i + 1, r.certnames),

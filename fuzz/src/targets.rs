@@ -21,7 +21,7 @@ fn policies() -> [SigningPolicy; 2] {
         global: SigningOptions::default(),
         rules: vec![AltNameRule {
             label: "fuzz".into(),
-            certnames: ca_server::policy::signing::certname_glob("*.example.*").expect("a glob"),
+            certnames: ca_server::policy::signing::CertnameGlob::new("*.example.*").expect("a glob"),
             allow: vec![
                 "DNS:puppet".into(),
                 "DNS:*.example.test".into(),

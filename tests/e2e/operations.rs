@@ -94,11 +94,21 @@ fn metrics_in_prometheus_format_and_request_ids() {
         br#"{"desired_state":"signed"}"#,
     );
     assert_eq!(sign.status, StatusCode::NO_CONTENT);
+    // Refused by the access rules: counted on its route all the same. No route: "other".
+    let denied = s.get(
+        &As::Anonymous,
+        "/puppet-ca/v1/certificate_statuses/agent-ec.example.test",
+    );
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get(&As::Admin, "/no/such/route").status, StatusCode::FORBIDDEN);
     let m = s.get(&As::Anonymous, "/metrics").text();
+    assert!(!m.contains("agent-ec"), "a certname in a label:\n{m}");
     for want in [
         "# TYPE ca_http_requests_total counter",
-        "ca_http_requests_total{route=\"certificate_request\",status=\"200\"} 1",
-        "ca_http_requests_total{route=\"certificate_status\",status=\"204\"} 1",
+        "ca_http_requests_total{route=\"/puppet-ca/v1/certificate_request/{subject}\",status=\"200\"} 1",
+        "ca_http_requests_total{route=\"/puppet-ca/v1/certificate_status/{subject}\",status=\"204\"} 1",
+        "ca_http_requests_total{route=\"/puppet-ca/v1/certificate_statuses/{key}\",status=\"403\"} 1",
+        "ca_http_requests_total{route=\"other\",status=\"403\"} 1",
         "ca_signing_seconds_count 1",
         "ca_pending_requests 0",
         "ca_certificates 3",

@@ -365,7 +365,7 @@ fn puppet8_autosigned_agent_renews_its_certificate() {
     let (first, days, key) = cert_facts(&agent.cert());
     assert_eq!(days, 91, "auto-renewal-cert-ttl (90d) plus the one-day backdate");
 
-    let before = answered(&s, "certificate_renewal");
+    let before = answered(&s, "/puppet-ca/v1/certificate_renewal");
     let out = agent.ok("bootstrap", &[]);
     assert!(!out.contains("Renewed client certificate"), "{out}");
     assert_eq!(
@@ -373,11 +373,11 @@ fn puppet8_autosigned_agent_renews_its_certificate() {
         first,
         "30 days before expiry is not yet"
     );
-    assert_eq!(answered(&s, "certificate_renewal"), before);
+    assert_eq!(answered(&s, "/puppet-ca/v1/certificate_renewal"), before);
 
     let out = agent.ok("bootstrap", &["--hostcert_renewal_interval", "100d"]);
     assert_has(&out, "Renewed client certificate");
-    assert_eq!(answered(&s, "certificate_renewal"), before + 1);
+    assert_eq!(answered(&s, "/puppet-ca/v1/certificate_renewal"), before + 1);
     let (renewed, days, renewed_key) = cert_facts(&agent.cert());
     assert_ne!(renewed, first, "a new serial");
     assert_eq!(days, 91);
@@ -470,13 +470,16 @@ fn puppet8_refreshes_its_crl_and_ca_certificate() {
 
     // From here on only `agent` talks to the server until the next victim.
     let (certs, crls) = (
-        answered(&s, "certificate"),
-        answered(&s, "certificate_revocation_list"),
+        answered(&s, "/puppet-ca/v1/certificate/{subject}"),
+        answered(&s, "/puppet-ca/v1/certificate_revocation_list/{any}"),
     );
     let out = agent.ok("bootstrap", &[]);
     assert!(!out.contains("Refreshing CRL"), "{out}");
     assert!(!crl_serials(&agent.crl()).contains(&first), "not refreshed yet");
-    assert_eq!(answered(&s, "certificate_revocation_list"), crls);
+    assert_eq!(
+        answered(&s, "/puppet-ca/v1/certificate_revocation_list/{any}"),
+        crls
+    );
 
     // Puppet refreshes when now > last update + interval, in whole seconds.
     std::thread::sleep(Duration::from_millis(2200));
@@ -485,17 +488,24 @@ fn puppet8_refreshes_its_crl_and_ca_certificate() {
     assert_has(&out, "Refreshed CRL");
     assert!(crl_serials(&agent.crl()).contains(&first), "{out}");
     assert_crl_verifies(&s.ca.ca_cert(), &agent.crl());
-    assert_eq!(answered(&s, "certificate_revocation_list"), crls + 1);
-    assert_eq!(answered(&s, "certificate"), certs, "no CA certificate request");
+    assert_eq!(
+        answered(&s, "/puppet-ca/v1/certificate_revocation_list/{any}"),
+        crls + 1
+    );
+    assert_eq!(
+        answered(&s, "/puppet-ca/v1/certificate/{subject}"),
+        certs,
+        "no CA certificate request"
+    );
 
     let second = victim("p8-revoked-2.example.test");
-    let certs = answered(&s, "certificate");
+    let certs = answered(&s, "/puppet-ca/v1/certificate/{subject}");
     std::thread::sleep(Duration::from_millis(2200));
     let out = agent.ok("bootstrap", &["--ca_refresh_interval", "1s"]);
     assert_has(&out, "Refreshing CA certificate");
     assert!(!out.contains("Failed to refresh CA certificate"), "{out}");
     assert_eq!(
-        answered(&s, "certificate"),
+        answered(&s, "/puppet-ca/v1/certificate/{subject}"),
         certs + 1,
         "one GET of the CA certificate"
     );
@@ -657,7 +667,10 @@ fn puppetserver_ca_cli_2_7_administers_us() {
 
     // Several names: one POST /puppet-ca/v1/sign (2.7 uses the bulk endpoints of a server that says
     // it is 8.4.0 or later), no per-name PUT certificate_status.
-    let (sign, status) = (answered(&s, "sign"), answered(&s, "certificate_status"));
+    const SIGN: &str = "/puppet-ca/v1/sign";
+    const SIGN_ALL: &str = "/puppet-ca/v1/sign/all";
+    const STATUS: &str = "/puppet-ca/v1/certificate_status/{subject}";
+    let (sign, sign_all, status) = (answered(&s, SIGN), answered(&s, SIGN_ALL), answered(&s, STATUS));
     let out = cli.ok(
         &["sign", "--certname", &names.join(",")],
         "Successfully signed the following certificate requests:",
@@ -673,8 +686,8 @@ fn puppetserver_ca_cli_2_7_administers_us() {
         );
         assert_verifies(&s.ca.ca_cert(), &server_cert(&s, n));
     }
-    assert_eq!(answered(&s, "sign"), sign + 1, "one bulk request");
-    assert_eq!(answered(&s, "certificate_status"), status, "no per-name signing");
+    assert_eq!(answered(&s, SIGN), sign + 1, "one bulk request");
+    assert_eq!(answered(&s, STATUS), status, "no per-name signing");
 
     let missing = cli.run(&["sign", "--certname", "ghost.example.test"]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
@@ -687,7 +700,12 @@ fn puppetserver_ca_cli_2_7_administers_us() {
         .ok();
     let out = cli.ok(&["sign", "--all"], "agent-challenge.example.test");
     assert_has(&out, "Successfully signed the following certificate requests:");
-    assert_eq!(answered(&s, "sign"), sign + 3);
+    assert_eq!(
+        answered(&s, SIGN),
+        sign + 2,
+        "the bulk request for ghost.example.test"
+    );
+    assert_eq!(answered(&s, SIGN_ALL), sign_all + 1);
     let none = cli.run(&["sign", "--all"]);
     assert_eq!(none.status.code(), Some(24), "nothing to sign: {}", text(&none));
 

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -14,37 +15,44 @@ use super::AppState;
 
 /// Request counters, by (route, status).
 #[derive(Debug, Default)]
-pub struct RequestCounters(Mutex<BTreeMap<(&'static str, u16), u64>>);
+pub struct RequestCounters(Mutex<BTreeMap<(String, u16), u64>>);
 
 impl RequestCounters {
-    /// Counts one answered request.
-    pub fn record(&self, path: &str, status: u16) {
+    /// Counts one answered request on `route` (a route's template, or [`UNROUTED`]).
+    pub fn record(&self, route: &str, status: u16) {
         if let Ok(mut m) = self.0.lock() {
-            *m.entry((route(path), status)).or_insert(0) += 1;
+            let key = (route.to_owned(), status);
+            *m.entry(key).or_insert(0) += 1;
         }
     }
 }
 
-/// A bounded label for a path (never the certname).
-pub(super) fn route(path: &str) -> &'static str {
-    let rest = path.strip_prefix("/puppet-ca/v1/").unwrap_or("");
-    let first = rest.split('/').next().unwrap_or("");
-    match first {
-        "certificate" => "certificate",
-        "certificate_request" => "certificate_request",
-        "certificate_revocation_list" => "certificate_revocation_list",
-        "certificate_status" => "certificate_status",
-        "certificate_statuses" => "certificate_statuses",
-        "certificate_renewal" => "certificate_renewal",
-        "expirations" => "expirations",
-        "clean" => "clean",
-        "sign" => "sign",
-        _ if path.starts_with("/status/") => "status",
-        _ if path == "/metrics" => "metrics",
-        _ if path == "/ocsp" || path.starts_with("/ocsp/") => "ocsp",
-        _ if path == "/crl.pem" || path == "/crl.der" => "relying_crl",
-        _ => "other",
+/// The route label of a request no route served (an unknown path, a refused header or encoding, a
+/// request that timed out before it was routed).
+pub(super) const UNROUTED: &str = "other";
+
+/// Where the router leaves the template of the route it matched (axum's [`MatchedPath`]:
+/// `/puppet-ca/v1/certificate_status/{subject}`, never the certname) for the request's counter.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RouteSlot(Arc<OnceLock<MatchedPath>>);
+
+impl RouteSlot {
+    /// The label: the matched route's template, or [`UNROUTED`].
+    pub(super) fn get(&self) -> &str {
+        self.0.get().map_or(UNROUTED, MatchedPath::as_str)
     }
+}
+
+/// Leaves the matched route's template in the request's [`RouteSlot`] (a layer of the router: it
+/// runs once the route is matched).
+pub(super) async fn label(req: Request, next: Next) -> Response {
+    if let (Some(slot), Some(matched)) = (
+        req.extensions().get::<RouteSlot>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(matched.clone());
+    }
+    next.run(req).await
 }
 
 /// The earliest notAfter of the CA chain (Unix seconds).

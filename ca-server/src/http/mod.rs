@@ -161,10 +161,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ocsp", post(ocsp::post))
         .route("/ocsp/{*request}", get(ocsp::get))
         .fallback(not_found)
-        .with_state(Arc::clone(&state));
+        .with_state(Arc::clone(&state))
+        // Layers of the router run once its route is matched (and around the fallback: a path no
+        // route serves is authorized like any other, puppetserver answers 403 before 404).
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
+        .layer(middleware::from_fn(metrics::label));
     Router::new()
         .fallback_service(api)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
         .layer(middleware::from_fn_with_state(state, deadline))
         .layer(middleware::from_fn(normalize))
         .layer(middleware::map_response(version_header))
@@ -180,18 +183,21 @@ pub fn plain_app(state: Arc<AppState>) -> Router {
         .route("/crl.der", get(relying::der))
         .fallback(not_found)
         .with_state(Arc::clone(&state))
+        .layer(middleware::from_fn(metrics::label))
         .layer(middleware::from_fn_with_state(state, deadline))
         .layer(middleware::map_response(version_header))
 }
 
 /// Bounds a whole request (a slow client cannot hold a worker forever) and logs it.
-async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn deadline(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     use tracing::Instrument;
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
+    let route = metrics::RouteSlot::default();
+    req.extensions_mut().insert(route.clone());
     // Every log line of this request carries its id; the client sees it in X-Request-Id.
     let span = tracing::info_span!("request", id);
     let mut res =
@@ -199,7 +205,7 @@ async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) 
             Ok(r) => r,
             Err(_) => text(StatusCode::REQUEST_TIMEOUT, "Request timed out"),
         };
-    state.requests.record(&path, res.status().as_u16());
+    state.requests.record(route.get(), res.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         res.headers_mut().insert("x-request-id", v);
     }

@@ -219,13 +219,16 @@ pub struct AltNameRule {
     pub label: String,
     /// Certname glob (`compile-*.example.com`; `*`, `?` and `[...]` as in shell globs), matched
     /// without regard to case.
-    pub certnames: glob::Pattern,
+    pub certnames: CertnameGlob,
     /// SANs allowed: exact (`DNS:puppet`, `IP:10.0.0.1`, `DNS:*.example.com` literally), or a
     /// `DNS:*.domain` pattern matching any non-wildcard name under that domain.
     pub allow: Vec<String>,
     /// Authorization extensions allowed, by short name or dotted OID.
     pub authorization_extensions: Vec<String>,
 }
+
+/// A certname glob of `[[ca.alt-name-rules]]` (a shell's glob; [`GLOB`] says how it matches).
+pub use glob::Pattern as CertnameGlob;
 
 /// How certname globs match: case aside, as a shell matches file names (a certname has no `/`).
 const GLOB: glob::MatchOptions = glob::MatchOptions {
