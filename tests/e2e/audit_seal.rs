@@ -1,7 +1,7 @@
 //! The sealed audit log: someone who can write the database but lacks the CA key cannot cut the log's
 //! tail or rewrite a record (re-hashing the chain after it) without `ca audit verify` failing.
 
-use ca_server::storage::{audit_hash, AuditFields, HEAD_FILE};
+use ca_server::storage::{audit_hash, AuditRecord, HEAD_FILE};
 
 use crate::harness::{fixture, sqlite, TestCa};
 
@@ -78,12 +78,12 @@ fn rewrite_and_rehash(ca: &TestCa, id: i64) {
         } else {
             r.actor.clone()
         };
-        let fields = AuditFields {
+        let fields = AuditRecord {
             at: r.at,
             actor: &actor,
             action: &r.action,
             certname: r.certname.as_deref(),
-            serial: r.serial,
+            serial: r.serial.map(|s| u64::try_from(s).unwrap()),
             outcome: &r.outcome,
             detail: r.detail.as_deref(),
         };

@@ -29,9 +29,8 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
-    audit_hash, AuditFields, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow,
-    MetricsSnapshot, NewCertificate, NewRequest, RelyingPieces, RequestRow, RevocationRow, StatusFilter,
-    TwinPieces,
+    audit_hash, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow, MetricsSnapshot,
+    NewCertificate, NewRequest, RelyingPieces, RequestRow, RevocationRow, StatusFilter, TwinPieces,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -874,12 +873,16 @@ impl Store {
                 break;
             }
             for (r, mac) in &page {
-                let fields = queries::AuditFields {
+                // A serial is written from a u64: a negative one was not.
+                let Ok(serial) = r.serial.map(u64::try_from).transpose() else {
+                    return Ok(tampered(r.id, "holds a negative serial"));
+                };
+                let fields = AuditRecord {
                     at: r.at,
                     actor: &r.actor,
                     action: &r.action,
                     certname: r.certname.as_deref(),
-                    serial: r.serial,
+                    serial,
                     outcome: &r.outcome,
                     detail: r.detail.as_deref(),
                 };

@@ -1394,19 +1394,8 @@ pub(super) async fn store_crl(
     Ok(())
 }
 
-/// The fields of an audit row that its chain hash covers.
-pub struct AuditFields<'a> {
-    pub at: i64,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub certname: Option<&'a str>,
-    pub serial: Option<i64>,
-    pub outcome: &'a str,
-    pub detail: Option<&'a str>,
-}
-
 /// The chain hash of an audit row: SHA-256 over the previous hash and every field, unit-separated.
-pub fn audit_hash(prev: &str, f: &AuditFields<'_>) -> String {
+pub fn audit_hash(prev: &str, f: &AuditRecord<'_>) -> String {
     let none = "\u{0}".to_string();
     let fields = [
         prev.to_string(),
@@ -1468,16 +1457,7 @@ pub(super) async fn audit(
     let mut rows = Vec::with_capacity(recs.len());
     for rec in recs {
         let serial = rec.serial.map(to_i64).transpose()?;
-        let fields = AuditFields {
-            at: rec.at,
-            actor: rec.actor,
-            action: rec.action,
-            certname: rec.certname,
-            serial,
-            outcome: rec.outcome,
-            detail: rec.detail,
-        };
-        let hash = audit_hash(last.as_ref().map_or("", |(_, h)| h.as_str()), &fields);
+        let hash = audit_hash(last.as_ref().map_or("", |(_, h)| h.as_str()), rec);
         let id = ids
             .pop_front()
             .ok_or_else(|| StoreError::Corrupt("the audit id sequence gave too few ids".into()))?;
