@@ -36,18 +36,8 @@ pub(crate) async fn expirations(
         .map(|(_, v)| crate::ca::duration::parse(&v))
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("Invalid within: {}", crate::error::Chain(&e))))?;
-    let signer = state.authority.signer();
     let crl = state.authority.crl().await?;
-    let mut ca_certs = BTreeMap::new();
-    for der in &signer.chain_der {
-        if let Ok((c, _)) = crate::ca::signer::CaCert::from_der(der) {
-            ca_certs.insert(c.common_name, puppet_time(c.not_after));
-        }
-    }
-    let next = time::OffsetDateTime::from_unix_timestamp(crl.row().next_update)
-        .map(puppet_time)
-        .unwrap_or_default();
-    let mut body = json!({ "ca-certs": ca_certs, "crls": { signer.cert.common_name.clone(): next } });
+    let mut body = ca_expirations(&state.authority.signer(), crl.row().next_update);
     let admin = caller
         .identity
         .as_ref()
@@ -56,6 +46,20 @@ pub(crate) async fn expirations(
         body["expiring"] = json!(state.authority.expirations(within, true).await?);
     }
     Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// puppetserver's `/expirations` answer: the CA certificates' notAfter by name, the CRL's nextUpdate.
+fn ca_expirations(signer: &crate::ca::signer::CaSigner, crl_next_update: i64) -> Value {
+    let mut ca_certs = BTreeMap::new();
+    for der in &signer.chain_der {
+        if let Ok((c, _)) = crate::ca::signer::CaCert::from_der(der) {
+            ca_certs.insert(c.common_name, puppet_time(c.not_after));
+        }
+    }
+    let next = time::OffsetDateTime::from_unix_timestamp(crl_next_update)
+        .map(puppet_time)
+        .unwrap_or_default();
+    json!({ "ca-certs": ca_certs, "crls": { signer.cert.common_name.clone(): next } })
 }
 
 /// The JSON body; `Null` for an empty one when `empty_ok` (`sign/all` takes no options).
@@ -74,18 +78,8 @@ pub(crate) async fn clean(
     body: Body,
 ) -> Result<Response, ApiError> {
     let v = json_body(body, state.body_read_timeout, false).await?;
-    if v.get("async").and_then(Value::as_bool) == Some(true) {
-        return Err(ApiError::bad_request("Async mode is not currently supported."));
-    }
-    let names = v.get("certnames").and_then(Value::as_array).ok_or_else(|| {
-        ApiError::bad_request(
-            "Missing required key: 'certnames'. Please supply the list of certs you want to clean.",
-        )
-    })?;
-    let mut names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
-    names.dedup();
     let mut missing = Vec::new();
-    for name in names {
+    for name in clean_names(&v)? {
         // An error stops here, with the names before it cleaned (as puppetserver's loop does); the
         // client gets the table's answer, never the internal cause.
         match state.authority.clean(&caller.actor(), name).await {
@@ -98,13 +92,26 @@ pub(crate) async fn clean(
     if missing.is_empty() {
         return Ok(text(StatusCode::OK, "Successfully cleaned all certs."));
     }
+    let names = clojure_strings(&missing);
     Ok(text(
         StatusCode::OK,
-        format!(
-            "The following certs do not exist and cannot be revoked: [{}]",
-            clojure_strings(&missing)
-        ),
+        format!("The following certs do not exist and cannot be revoked: [{names}]"),
     ))
+}
+
+/// The names a `/clean` body lists (repeats next to each other once), or puppetserver's refusal.
+fn clean_names(v: &Value) -> Result<Vec<&str>, ApiError> {
+    if v.get("async").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::bad_request("Async mode is not currently supported."));
+    }
+    let names = v.get("certnames").and_then(Value::as_array).ok_or_else(|| {
+        ApiError::bad_request(
+            "Missing required key: 'certnames'. Please supply the list of certs you want to clean.",
+        )
+    })?;
+    let mut names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+    names.dedup();
+    Ok(names)
 }
 
 /// Clojure's print form of a vector of strings' items, as puppetserver answers.

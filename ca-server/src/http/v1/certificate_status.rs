@@ -172,15 +172,11 @@ pub(crate) async fn put(
     let (a, actor) = (&state.authority, caller.actor());
     if desired_state == "signed" {
         let ttl = ttl.map(time::Duration::seconds);
-        a.sign(
-            &actor,
-            &subject,
-            SignRequest {
-                ttl,
-                ..SignRequest::default()
-            },
-        )
-        .await?;
+        let request = SignRequest {
+            ttl,
+            ..SignRequest::default()
+        };
+        a.sign(&actor, &subject, request).await?;
     } else {
         a.status(&subject).await?.ok_or_else(unknown)?;
         a.revoke(&actor, &subject, reason).await?;
