@@ -37,7 +37,7 @@ pub(crate) async fn expirations(
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("Invalid within: {}", crate::error::Chain(&e))))?;
     let crl = state.authority.crl().await?;
-    let mut body = ca_expirations(&state.authority.signer(), crl.row().next_update);
+    let mut body = ca_expirations(state.authority.signer(), crl.row().next_update);
     let admin = caller
         .identity
         .as_ref()
