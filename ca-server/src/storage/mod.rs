@@ -98,6 +98,14 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 /// The advisory lock key of the CA's global write lock on PostgreSQL ("ca-write" in ASCII).
 const WRITE_LOCK_KEY: i64 = 0x63_61_2d_77_72_69_74_65;
 
+/// A PostgreSQL write transaction's start, in one round trip (one simple query): the transaction
+/// and the CA's write lock, held until it ends ([`WRITE_LOCK_KEY`], 7161132914817659493).
+const PG_BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(7161132914817659493)";
+
+/// The same, for a transaction whose commit need not wait for the disk.
+const PG_BEGIN_WRITE_UNSYNCED: &str =
+    "BEGIN; SELECT pg_advisory_xact_lock(7161132914817659493); SET LOCAL synchronous_commit = off";
+
 /// The PostgreSQL notification channel of CRL changes.
 const CRL_CHANNEL: &str = "ca_crl";
 
@@ -525,13 +533,7 @@ impl Store {
         let queued = self.queue().await;
         let tx = match (&self.backend, &self.unsynced) {
             (Backend::Sqlite, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
-            _ => {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
+            _ => self.begin_write_with(PG_BEGIN_WRITE_UNSYNCED).await?,
         };
         Ok(self.write_tx(queued, tx))
     }
@@ -558,32 +560,30 @@ impl Store {
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let res = self.begin_write_here().await;
-        if let (Err(e), Some(f)) = (&res, &self.failover) {
-            f.note(e);
-        }
-        res
+        self.begin_write_with(PG_BEGIN_WRITE).await
     }
 
-    async fn begin_write_here(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let tx = match self.backend {
+    /// A write transaction: on SQLite `BEGIN IMMEDIATE`, on PostgreSQL `pg_begin` (the transaction
+    /// and the write lock, see [`PG_BEGIN_WRITE`]).
+    async fn begin_write_with(
+        &self,
+        pg_begin: &'static str,
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        let res = match self.backend {
             Backend::Sqlite => {
                 self.writer
                     .as_ref()
                     .unwrap_or(&self.pool)
                     .begin_with("BEGIN IMMEDIATE")
-                    .await?
+                    .await
             }
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(WRITE_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
-        Ok(tx)
+            Backend::Postgres => self.pool.begin_with(pg_begin).await,
+        }
+        .map_err(StoreError::from);
+        if let (Err(e), Some(f)) = (&res, &self.failover) {
+            f.note(e);
+        }
+        res
     }
 
     /// From now on audit rows are sealed with `seal` and its head file kept up to date.
@@ -1352,10 +1352,22 @@ impl WriteTx {
     }
     /// Appends audit rows in order (on SQLite in one statement).
     pub async fn audit_all(&mut self, recs: &[AuditRecord<'_>]) -> Result<(), StoreError> {
-        if let (Some(seal), None) = (self.seal.clone(), self.advance_head) {
-            self.advance_head = Some(head_may_advance(&seal, &mut self.tx).await?);
+        if recs.is_empty() {
+            return Ok(());
         }
-        let prev = self.head.take();
+        let mut prev = self.head.take();
+        if let (Some(seal), None) = (self.seal.clone(), self.advance_head) {
+            // The first rows of the transaction: the head file's record and the log's last one, in
+            // one look-up.
+            let head = seal.read_head();
+            let named = match &head {
+                Head::Sealed { id, .. } => Some(*id),
+                _ => None,
+            };
+            let (named_hash, last) = queries::audit_ends(&mut self.tx, named).await?;
+            self.advance_head = Some(head_may_advance(&seal, head, named_hash.as_deref()));
+            prev = prev.or(last);
+        }
         self.head = queries::audit(&mut self.tx, self.backend, recs, self.seal.as_deref(), prev).await?;
         Ok(())
     }
@@ -1363,24 +1375,25 @@ impl WriteTx {
 
 /// Whether the head file may be moved on: it is missing, or names a record the log still holds with
 /// the same hash. Otherwise the log was cut or rewritten since it was written: it stays as evidence.
-async fn head_may_advance(seal: &AuditSeal, c: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
-    match seal.read_head() {
-        Head::Missing => Ok(true),
+/// `head` is the head file as read, `named_hash` the hash the log holds for the record it names.
+fn head_may_advance(seal: &AuditSeal, head: Head, named_hash: Option<&str>) -> bool {
+    match head {
+        Head::Missing => true,
         Head::Invalid(why) => {
             tracing::error!(path = %seal.head_path().display(), %why,
                 "the audit head file is not valid; it is left as it is (run `ca audit verify`)");
-            Ok(false)
+            false
         }
         Head::Sealed { id, hash } => {
-            if queries::audit_hash_of(c, id).await?.as_deref() == Some(hash.as_str()) {
-                return Ok(true);
+            if named_hash == Some(hash.as_str()) {
+                return true;
             }
             tracing::error!(
                 record = id,
                 "the audit log no longer holds the record the audit head names: it was cut or rewritten; \
                  the head file is left as it is (run `ca audit verify`)"
             );
-            Ok(false)
+            false
         }
     }
 }

@@ -1498,11 +1498,20 @@ pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> 
 }
 
 /// The hash of the audit row `id`, if there is one.
-pub(super) async fn audit_hash_of(c: &mut AnyConnection, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT hash FROM audit WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await?)
+/// The hash of audit record `named` (when given and held) and the last record (id, hash), in one
+/// look-up.
+pub(super) async fn audit_ends(
+    c: &mut AnyConnection,
+    named: Option<i64>,
+) -> Result<(Option<String>, Option<(i64, String)>), StoreError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, hash FROM audit WHERE id = $1 OR id = (SELECT MAX(id) FROM audit) ORDER BY id",
+    )
+    .bind(named.unwrap_or(-1))
+    .fetch_all(&mut *c)
+    .await?;
+    let named_hash = named.and_then(|n| rows.iter().find(|(id, _)| *id == n).map(|(_, h)| h.clone()));
+    Ok((named_hash, rows.into_iter().next_back()))
 }
 
 /// The last audit row: (id, hash, seal).
