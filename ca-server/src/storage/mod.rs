@@ -99,12 +99,13 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 const WRITE_LOCK_KEY: i64 = 0x63_61_2d_77_72_69_74_65;
 
 /// A PostgreSQL write transaction's start, in one round trip (one simple query): the transaction
-/// and the CA's write lock, held until it ends ([`WRITE_LOCK_KEY`], 7161132914817659493).
-const PG_BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(7161132914817659493)";
+/// and the CA's write lock ([`WRITE_LOCK_KEY`]), held until it ends.
+static PG_BEGIN_WRITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"));
 
 /// The same, for a transaction whose commit need not wait for the disk.
-const PG_BEGIN_WRITE_UNSYNCED: &str =
-    "BEGIN; SELECT pg_advisory_xact_lock(7161132914817659493); SET LOCAL synchronous_commit = off";
+static PG_BEGIN_WRITE_UNSYNCED: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}; SET LOCAL synchronous_commit = off", *PG_BEGIN_WRITE));
 
 /// The PostgreSQL notification channel of CRL changes.
 const CRL_CHANNEL: &str = "ca_crl";
@@ -533,7 +534,7 @@ impl Store {
         let queued = self.queue().await;
         let tx = match (&self.backend, &self.unsynced) {
             (Backend::Sqlite, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
-            _ => self.begin_write_with(PG_BEGIN_WRITE_UNSYNCED).await?,
+            _ => self.begin_write_with(&PG_BEGIN_WRITE_UNSYNCED).await?,
         };
         Ok(self.write_tx(queued, tx))
     }
@@ -560,7 +561,7 @@ impl Store {
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        self.begin_write_with(PG_BEGIN_WRITE).await
+        self.begin_write_with(&PG_BEGIN_WRITE).await
     }
 
     /// A write transaction: on SQLite `BEGIN IMMEDIATE`, on PostgreSQL `pg_begin` (the transaction
