@@ -408,3 +408,40 @@ fn store_contract_on_postgresql() {
         })
     }));
 }
+
+/// A write transaction and the schema migration of a replica starting beside it take the same lock:
+/// the newcomer's `open_url` (which migrates under the lock) waits until the transaction ends.
+#[test]
+fn a_write_transaction_and_a_starting_replicas_migration_exclude_each_other() {
+    use std::time::{Duration, Instant};
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let runtime = rt();
+    let first = runtime.block_on(Store::open_url(&url)).unwrap();
+    let tx = runtime.block_on(first.write()).unwrap();
+    let second = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            let runtime = rt();
+            let store = runtime.block_on(Store::open_url(&url)).unwrap();
+            runtime.block_on(store.close());
+        }
+    });
+    // Proving a wait: the second store must not open while the transaction holds the lock.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !second.is_finished(),
+        "the migration did not wait for the write transaction"
+    );
+    runtime.block_on(tx.commit()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !second.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the migration still waits after the transaction ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    second.join().unwrap();
+    runtime.block_on(first.close());
+}
