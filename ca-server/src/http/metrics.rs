@@ -27,8 +27,9 @@ impl RequestCounters {
     }
 }
 
-/// The route label of a request no route served (an unknown path, a refused header or encoding, a
-/// request that timed out before it was routed).
+/// The route label of a request no route served (an unknown path, or a request that timed out
+/// before it was routed; a request `normalize` refuses, for its headers or its path's encoding, is
+/// not counted).
 pub(super) const UNROUTED: &str = "other";
 
 /// Where the router leaves the template of the route it matched (axum's [`MatchedPath`]:

@@ -1497,7 +1497,6 @@ pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> 
     Ok(())
 }
 
-/// The hash of the audit row `id`, if there is one.
 /// The hash of audit record `named` (when given and held) and the last record (id, hash), in one
 /// look-up.
 pub(super) async fn audit_ends(
