@@ -13,16 +13,20 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::AppState;
 
-/// Request counters, by (route, status).
+/// Request counters, by route and status.
 #[derive(Debug, Default)]
-pub struct RequestCounters(Mutex<BTreeMap<(String, u16), u64>>);
+pub struct RequestCounters(Mutex<BTreeMap<String, BTreeMap<u16, u64>>>);
 
 impl RequestCounters {
-    /// Counts one answered request on `route` (a route's template, or [`UNROUTED`]).
+    /// Counts one answered request on `route` (a route's template, or [`UNROUTED`]); the route's
+    /// name is copied only the first time it is seen.
     pub fn record(&self, route: &str, status: u16) {
         if let Ok(mut m) = self.0.lock() {
-            let key = (route.to_owned(), status);
-            *m.entry(key).or_insert(0) += 1;
+            let statuses = match m.get_mut(route) {
+                Some(s) => s,
+                None => m.entry(route.to_owned()).or_default(),
+            };
+            *statuses.entry(status).or_insert(0) += 1;
         }
     }
 }
@@ -98,7 +102,10 @@ fn write_requests(out: &mut String, state: &AppState) {
     );
     let _ = writeln!(out, "# TYPE ca_http_requests_total counter");
     if let Ok(m) = state.requests.0.lock() {
-        for ((route, status), n) in m.iter() {
+        for (route, status, n) in m
+            .iter()
+            .flat_map(|(r, s)| s.iter().map(move |(st, n)| (r, st, n)))
+        {
             let _ = writeln!(
                 out,
                 "ca_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
