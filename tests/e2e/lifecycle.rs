@@ -271,7 +271,7 @@ fn relying_party_crl_is_re_signed_before_it_lapses() {
     let at = |secs: i64| f.clock.set(f.t0 + time::Duration::seconds(secs));
     let snapshot = || f.rt.block_on(a.crl()).unwrap();
     let first = snapshot();
-    let relying = first.relying().expect("signed at setup");
+    let relying = first.relying().unwrap().expect("dated at setup");
     assert_eq!(relying.next_update, f.t0.unix_timestamp() + 7 * 86_400);
     assert_eq!(crl_facts(&relying.der).0, first.number());
 
@@ -290,7 +290,7 @@ fn relying_party_crl_is_re_signed_before_it_lapses() {
             .expect("due after half of 7 days");
     assert_eq!(n, revoked.number() + 1);
     let fresh = snapshot();
-    let relying = fresh.relying().unwrap();
+    let relying = fresh.relying().unwrap().unwrap();
     let (number, this_update, next_update, serials) = crl_facts(&relying.der);
     assert_eq!(number, n);
     assert_eq!(serials, vec![issued]);

@@ -110,12 +110,8 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         next_update: 900,
         der: der.to_vec(),
         last_modified: 0,
-        // The relying parties' CRL's pieces travel with each CRL.
-        relying: Some(ca_server::storage::RelyingPieces {
-            next_update: 300 + i64::try_from(number).unwrap(),
-            head: format!("RH{number}").into_bytes(),
-            tail: b"RT".to_vec(),
-        }),
+        // The relying parties' CRL's nextUpdate travels with each CRL.
+        relying_next_update: Some(300 + i64::try_from(number).unwrap()),
         previous: Some(ca_server::storage::TwinPieces {
             head: format!("PH{number}").into_bytes(),
             tail: b"PT".to_vec(),
@@ -163,7 +159,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
                 (row.number, &head[..], &added[..], &tail[..]),
                 (n1, &b"H2"[..], &b"e2-"[..], &b"T2"[..])
             );
-            assert_eq!(row.relying, crl(n1, b"").relying);
+            assert_eq!(row.relying_next_update, crl(n1, b"").relying_next_update);
             assert_eq!(row.previous, crl(n1, b"").previous);
         }
         other => panic!("expected what CRL {n1} appends, got {other:?}"),
@@ -175,7 +171,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     match store.crl_since(None).await.unwrap() {
         CrlUpdate::Whole { row, pieces } => {
             assert!(pieces && row.der == b"H2-e1-e2-T2");
-            assert_eq!(row.relying, crl(n1, b"").relying);
+            assert_eq!(row.relying_next_update, crl(n1, b"").relying_next_update);
         }
         other => panic!("expected the whole CRL, got {other:?}"),
     }

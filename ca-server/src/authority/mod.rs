@@ -3,6 +3,7 @@
 //! see `batch.rs`; concurrent submissions share one, see `submits.rs`) and leaves an audit row,
 //! whatever the outcome.
 
+mod ahead;
 mod autosign;
 mod batch;
 mod error;

@@ -17,11 +17,12 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 use time::{Duration, OffsetDateTime};
 
+use super::ahead::Plan;
 use super::{unix, AuthorityError};
 use crate::ca::crl::{self, RevokedEntry, RevokedSerials};
 use crate::ca::{pem_encode, CaSigner};
 use crate::clock::Clock;
-use crate::storage::{CrlLayout, CrlRow, CrlUpdate, RelyingPieces, Store, StoreError, TwinPieces, WriteTx};
+use crate::storage::{CrlLayout, CrlRow, CrlUpdate, Store, StoreError, TwinPieces, WriteTx};
 
 /// Our own CRL, as a snapshot holds it.
 #[derive(Debug)]
@@ -34,6 +35,13 @@ struct OurCrl {
     appendable: bool,
     /// Its serials, as TLS checks them.
     revoked: RevokedSerials,
+}
+
+impl AsRef<[u8]> for OurCrl {
+    /// Its entries.
+    fn as_ref(&self) -> &[u8] {
+        self.entries()
+    }
 }
 
 impl OurCrl {
@@ -112,8 +120,10 @@ pub struct CrlSnapshot {
     serve_infra: bool,
     /// The CRL chain as served, PEM, encoded on first use.
     pem: OnceLock<Arc<[u8]>>,
-    /// The relying parties' CRL, DER and PEM, assembled on first use.
-    relying: OnceLock<Option<RelyingCrl>>,
+    /// The relying parties' CRL, DER and PEM, signed on first use.
+    relying: OnceLock<RelyingCrl>,
+    /// What signs the relying parties' CRL.
+    signer: Arc<CaSigner>,
 }
 
 /// The relying parties' CRL as served at `/crl.der` and `/crl.pem`.
@@ -199,33 +209,50 @@ impl CrlSnapshot {
         self.pem.get().map(Arc::clone)
     }
 
-    /// The relying parties' CRL: our CRL's number, thisUpdate and entries with a short nextUpdate
-    /// (`None` while our CRL was signed by a version without it, until the next CRL). Assembled on
-    /// the first call (megabytes at 100,000 entries: call it off the executor unless
-    /// [`CrlSnapshot::assembled_relying`] has it).
-    pub fn relying(&self) -> Option<RelyingCrl> {
-        self.relying
-            .get_or_init(|| {
-                let pieces = self.ours.row.relying.as_ref()?;
-                let der = around(&pieces.head, self.ours.entries(), &pieces.tail);
-                let pem = pem_encode("X509 CRL", &der).into_bytes();
-                Some(RelyingCrl {
-                    der: Arc::from(der),
-                    pem: Arc::from(pem),
-                    next_update: pieces.next_update,
-                })
-            })
-            .clone()
+    /// The relying parties' CRL: our CRL's number, thisUpdate and entries with the short nextUpdate
+    /// stored with it (`None` while our CRL was signed by a version without one, until the next
+    /// CRL). Signed on the first call, where it is served: a revocation does not wait for it, and
+    /// everything it holds comes from the stored CRL, so every replica signs the same TBSCertList
+    /// (byte-identical CRLs with an RSA CA key, whose signatures are deterministic). One signature
+    /// and megabytes at 100,000 entries: call it off the executor unless
+    /// [`CrlSnapshot::assembled_relying`] has it.
+    pub fn relying(&self) -> Result<Option<RelyingCrl>, AuthorityError> {
+        if let Some(r) = self.relying.get() {
+            return Ok(Some(r.clone()));
+        }
+        let Some(next_update) = self.ours.row.relying_next_update else {
+            return Ok(None);
+        };
+        let at = |t: i64| {
+            OffsetDateTime::from_unix_timestamp(t)
+                .map_err(|_| AuthorityError::from(StoreError::Corrupt("CRL dates out of range".into())))
+        };
+        let row = &self.ours.row;
+        let der = crl::sign_crl_with_entries(
+            &self.signer,
+            row.number,
+            at(row.this_update)?,
+            at(next_update)?,
+            self.ours.entries(),
+        )?;
+        let pem = pem_encode("X509 CRL", &der).into_bytes();
+        // Two first callers at once both sign; the first one's is kept.
+        let _ = self.relying.set(RelyingCrl {
+            der: Arc::from(der),
+            pem: Arc::from(pem),
+            next_update,
+        });
+        Ok(self.relying.get().cloned())
     }
 
-    /// The relying parties' CRL, when already assembled.
-    pub fn assembled_relying(&self) -> Option<Option<RelyingCrl>> {
+    /// The relying parties' CRL, when already signed.
+    pub fn assembled_relying(&self) -> Option<RelyingCrl> {
         self.relying.get().cloned()
     }
 
     /// The relying parties' CRL's nextUpdate (`None`: there is none yet).
     pub fn relying_next_update(&self) -> Option<i64> {
-        self.ours.row.relying.as_ref().map(|r| r.next_update)
+        self.ours.row.relying_next_update
     }
 
     fn is_at(&self, version: (Option<i64>, i64)) -> bool {
@@ -261,9 +288,8 @@ pub struct Revocations {
     /// Held from a publishing transaction's start until its CRL is installed, so snapshots are
     /// installed in the order their CRLs were numbered.
     publishing: tokio::sync::Mutex<()>,
-    /// Where the relying parties' CRL is signed, kept from one CRL to the next: only its head and
-    /// tail are kept, so its megabytes need not be new memory each time.
-    scratch: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The next CRL's start, made while one is signed.
+    ahead: Arc<super::ahead::Ahead>,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -273,9 +299,6 @@ impl std::fmt::Debug for Revocations {
             .finish_non_exhaustive()
     }
 }
-
-/// The largest buffer for the relying parties' CRL kept between CRLs (see `Revocations::scratch`).
-const SCRATCH_KEPT_UP_TO: usize = 16 * 1024 * 1024;
 
 async fn off_executor<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AuthorityError> + Send + 'static,
@@ -302,7 +325,7 @@ impl Revocations {
             current: ArcSwapOption::empty(),
             reload: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
-            scratch: Arc::default(),
+            ahead: Arc::default(),
         }
     }
 
@@ -412,6 +435,12 @@ impl Revocations {
         Ok(ours)
     }
 
+    /// How many CRLs were signed from a start made ahead (see [`super::ahead`]).
+    #[cfg(test)]
+    pub(crate) fn started_ahead(&self) -> u64 {
+        self.ahead.used()
+    }
+
     /// Held by whoever signs a CRL, from before its transaction until [`Revocations::install`].
     pub(crate) async fn publishing(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.publishing.lock().await
@@ -464,73 +493,101 @@ impl Revocations {
         let signer = Arc::clone(&self.signer);
         let previous = self.previous.clone();
         let base_for_task = base.clone();
-        let scratch = Arc::clone(&self.scratch);
+        let ahead = Arc::clone(&self.ahead);
+        let clock = Arc::clone(&self.clock);
+        let crl_lifetime = settings.crl_lifetime;
         let added_serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
         // Encoding, signing and (for a CRL from the database) reading every serial: off the executor.
-        let (der, entries, revoked, relying, twin) = off_executor(move || {
+        let (der, entries, revoked, twin) = off_executor(move || {
             // The entries as parts: the current CRL's (megabytes, never copied here) and the new ones,
             // or every revocation in the database.
-            let (new_der, revoked) = match (&base_for_task, all) {
+            let (new_der, revoked, last) = match (&base_for_task, all) {
                 (Some(b), _) => {
                     let serials: Vec<u64> = added.iter().map(|e| e.serial).collect();
-                    (crl::encode_entries(&added), b.revoked.with_serials(&serials))
+                    let last = added.last().cloned();
+                    (
+                        crl::encode_entries(&added),
+                        b.revoked.with_serials(&serials),
+                        last,
+                    )
                 }
                 (None, all) => {
-                    let der = crl::encode_entries(&all.unwrap_or_default());
+                    let all = all.unwrap_or_default();
+                    let der = crl::encode_entries(&all);
                     let revoked = RevokedSerials::from_entries(&der)
                         .ok_or_else(|| AuthorityError::Internal("CRL entries unreadable".into()))?;
-                    (der, revoked)
+                    (der, revoked, all.last().cloned())
                 }
             };
+            let new_der = Arc::new(new_der);
             let parts: Vec<&[u8]> = match &base_for_task {
                 Some(b) => vec![b.entries(), &new_der],
                 None => vec![&new_der],
             };
-            // The relying parties' CRL (and, in a key rollover, ours signed by the previous key) is
-            // signed beside ours, on another core: a revocation still waits for about one signature.
-            let (der, others) = std::thread::scope(|s| {
-                let others = s.spawn(|| {
-                    let mut buf = super::batch::lock(&scratch);
-                    crl::sign_crl_into(
-                        &signer,
-                        number,
-                        this_update,
-                        relying_next_update,
-                        &parts,
-                        &mut buf,
-                    )?;
-                    let relying = pieces_of(&buf);
-                    // Kept only where the allocator would keep it anyway: buffers from 32 MB (a CRL
-                    // of some 900,000 entries) go back to the system when freed.
-                    if buf.capacity() > SCRATCH_KEPT_UP_TO {
-                        *buf = Vec::new();
-                    }
-                    let twin = previous
-                        .as_ref()
-                        .map(|p| crl::sign_crl_with_entry_parts(p, number, this_update, next_update, &parts))
-                        .transpose()?;
-                    Ok::<_, crate::ca::CaError>((relying, twin))
-                });
-                let der = crl::sign_crl_with_entry_parts(&signer, number, this_update, next_update, &parts);
-                let others = others
-                    .join()
-                    .unwrap_or_else(|_| Err(crate::ca::CaError::Key("the CRL signing thread failed".into())));
-                (der, others)
+            let entries_len: usize = parts.iter().map(|p| p.len()).sum();
+            // This CRL's start, when it was made ahead as predicted.
+            let prepared = base_for_task.as_ref().and_then(|b| {
+                ahead.take(&Plan {
+                    base: (b.row.number, b.entries().len()),
+                    number,
+                    this_update: unix(this_update),
+                    next_update: unix(next_update),
+                    entries_len,
+                })
             });
-            let (der, (relying, twin)) = (
+            // The next one's, on another core while this one is signed: one more entry like the
+            // last, in this second.
+            let worth_it = entries_len >= AHEAD_FROM && signer.can_sign_digests();
+            if let (Some(last), Some(next), true) = (last, number.checked_add(1), worth_it) {
+                let exact = clock.now();
+                let second = exact.replace_nanosecond(0).unwrap_or(exact);
+                let plan = Plan {
+                    base: (number, entries_len),
+                    number: next,
+                    this_update: unix(second),
+                    next_update: unix(second + crl_lifetime),
+                    entries_len: entries_len + crl::encode_entries(&[last]).len(),
+                };
+                let mut known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>> = Vec::with_capacity(2);
+                if let Some(b) = &base_for_task {
+                    known.push(Arc::clone(b) as _);
+                }
+                known.push(Arc::clone(&new_der) as _);
+                let keep = std::time::Duration::from_nanos(1_000_000_000 - u64::from(exact.nanosecond()));
+                ahead.start(Arc::clone(&signer), plan, known, keep);
+            }
+            // In a key rollover, ours signed by the previous key too, beside ours on another core: a
+            // revocation still waits for about one signature. (The relying parties' CRL is signed
+            // where it is served, see `CrlSnapshot::relying`.)
+            let (der, twin) = std::thread::scope(|s| {
+                let twin = previous.as_ref().map(|p| {
+                    s.spawn(|| crl::sign_crl_with_entry_parts(p, number, this_update, next_update, &parts))
+                });
+                let der = match prepared {
+                    Some(p) => crl::sign_prepared(&signer, p, number, this_update, next_update, &new_der),
+                    None => Ok(None),
+                }
+                .and_then(|made| match made {
+                    Some(der) => Ok(der),
+                    None => crl::sign_crl_with_entry_parts(&signer, number, this_update, next_update, &parts),
+                });
+                let twin = twin
+                    .map(|t| {
+                        t.join().unwrap_or_else(|_| {
+                            Err(crate::ca::CaError::Key("the CRL signing thread failed".into()))
+                        })
+                    })
+                    .transpose();
+                (der, twin)
+            });
+            let (der, twin) = (
                 der.map_err(AuthorityError::Ca)?,
-                others.map_err(AuthorityError::Ca)?,
+                twin.map_err(AuthorityError::Ca)?,
             );
             let unreadable = || AuthorityError::Internal("the signed CRL is unreadable".into());
             let entries = crl::entries_range(&der).ok_or_else(unreadable)?;
-            let relying = relying.ok_or_else(unreadable)?;
-            let relying = RelyingPieces {
-                next_update: unix(relying_next_update),
-                head: relying.head,
-                tail: relying.tail,
-            };
             let twin = twin.map(|t| pieces_of(&t).ok_or_else(unreadable)).transpose()?;
-            Ok((der, entries, revoked, relying, twin))
+            Ok((der, entries, revoked, twin))
         })
         .await?;
         let row = CrlRow {
@@ -539,7 +596,7 @@ impl Revocations {
             next_update: unix(next_update),
             der,
             last_modified,
-            relying: Some(relying),
+            relying_next_update: Some(unix(relying_next_update)),
             previous: twin,
         };
         let layout = CrlLayout {
@@ -587,7 +644,7 @@ impl Revocations {
             next_update: unix(next_update),
             der,
             last_modified: 0,
-            relying: None,
+            relying_next_update: None,
             previous: None,
         })
         .await?;
@@ -609,6 +666,7 @@ impl Revocations {
     /// After the commit of the transaction that signed it: the CRL and its revocations are in force
     /// for every reader from now on.
     pub(crate) fn install(&self, signed: Signed) {
+        self.ahead.confirm(signed.number());
         self.publish_snapshot(signed.ours, None);
     }
 
@@ -652,6 +710,7 @@ impl Revocations {
                     serve_infra,
                     pem: OnceLock::new(),
                     relying: OnceLock::new(),
+                    signer: Arc::clone(&self.signer),
                 }),
             }
         };
@@ -671,6 +730,10 @@ impl Revocations {
         }
     }
 }
+
+/// From this many bytes of entries (some 7,000), the next CRL's start is made ahead (see
+/// [`super::ahead`]); below, hashing them costs less than starting a thread.
+const AHEAD_FROM: usize = 256 * 1024;
 
 /// A CRL made of `head`, the shared `entries` and `tail` (the relying parties' CRL, a rollover's twin).
 fn around(head: &[u8], entries: &[u8], tail: &[u8]) -> Vec<u8> {

@@ -14,6 +14,7 @@ struct Fixture {
     rt: tokio::runtime::Runtime,
     a: Authority,
     t0: OffsetDateTime,
+    clock: Arc<FixedClock>,
     _tmp: tempfile::TempDir,
 }
 
@@ -30,9 +31,15 @@ fn fixture() -> Fixture {
     opts.key_type = crate::ca::keys::KeyType::EcP256;
     let clock = Arc::new(FixedClock::new(t0));
     let (a, _) = rt
-        .block_on(setup(&dir, &opts, CaSettings::default(), clock))
+        .block_on(setup(&dir, &opts, CaSettings::default(), Arc::clone(&clock) as _))
         .unwrap();
-    Fixture { rt, a, t0, _tmp: tmp }
+    Fixture {
+        rt,
+        a,
+        t0,
+        clock,
+        _tmp: tmp,
+    }
 }
 
 /// A CSR for `name` with a new EC P-256 key: (PEM, the key's SubjectPublicKeyInfo DER).
@@ -205,5 +212,75 @@ fn a_crl_left_behind_its_number_is_signed_again_from_the_database() {
         let audit = reopened.store().audit_rows(None).await.unwrap();
         assert!(audit.iter().any(|r| r.action == "crl-recovery"));
         reopened.store().close().await;
+    });
+}
+
+/// With a CRL of more than 7,000 entries, each revocation's CRL is begun on another thread while the
+/// previous one is signed (`authority/ahead.rs`): revocations in the same second that add an entry
+/// as long as the last one are signed from that start, others (a later second, so another
+/// thisUpdate; an entry of another length) are signed whole, and every CRL is the one
+/// the CA would sign whole: its TBS is, its signature verifies, it lists every revocation.
+#[test]
+fn crls_begun_ahead_are_the_crls_signed_whole() {
+    use crate::ca::crl::{encode_entries, sign_crl_with_entries, RevokedEntry};
+    let f = fixture();
+    f.rt.block_on(async {
+        let names: Vec<String> = (0..4).map(|i| format!("r{i}.example.test")).collect();
+        let mut serials = Vec::new();
+        for name in &names {
+            f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
+            serials.push(f.a.sign("t", name, SignRequest::default()).await.unwrap().serial);
+        }
+        let mut tx = f.a.store().write().await.unwrap();
+        for serial in 1_000_000..1_008_000u64 {
+            tx.revoke(serial, None, f.t0.unix_timestamp() - 60, 1).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        f.a.republish_crl("t").await.unwrap();
+        let signer = f.a.signer();
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(&signer.cert.der).unwrap();
+        let check = |expected: usize| {
+            let snap = f.a.revocations().snapshot().unwrap();
+            let row = snap.row().clone();
+            let (rest, crl) = x509_parser::parse_x509_crl(&row.der).unwrap();
+            assert!(rest.is_empty());
+            crl.verify_signature(ca_cert.public_key()).unwrap();
+            assert_eq!(crl.iter_revoked_certificates().count(), expected);
+            let entries: Vec<RevokedEntry> = crl
+                .iter_revoked_certificates()
+                .map(|e| RevokedEntry {
+                    serial: e.raw_serial().iter().fold(0, |a, b| (a << 8) | u64::from(*b)),
+                    revoked_at: e.revocation_date.to_datetime(),
+                    reason: Default::default(),
+                })
+                .collect();
+            let at = |t| OffsetDateTime::from_unix_timestamp(t).unwrap();
+            let whole = sign_crl_with_entries(
+                signer,
+                row.number,
+                at(row.this_update),
+                at(row.next_update),
+                &encode_entries(&entries),
+            )
+            .unwrap();
+            let tbs = |der: &[u8]| x509_parser::parse_x509_crl(der).unwrap().1.tbs_cert_list.as_ref().to_vec();
+            assert_eq!(tbs(&row.der), tbs(&whole), "CRL {}", row.number);
+            snap
+        };
+        let before = f.a.revocations().started_ahead();
+        for (i, name) in names.iter().enumerate().take(3) {
+            f.a.revoke("t", name, Default::default()).await.unwrap();
+            let snap = check(8_001 + i);
+            assert!(snap.revoked().contains(&serials[i].to_be_bytes()));
+        }
+        // The first was predicted from the CRL signed from the database, whose last entry has a
+        // longer serial (1,007,999): one more entry of that length is not what came. Then one more
+        // entry like the last, in the same second: as predicted.
+        assert_eq!(f.a.revocations().started_ahead(), before + 2);
+        // A second later: thisUpdate is not the one predicted; signed whole, all the same.
+        f.clock.set(f.t0 + time::Duration::seconds(1));
+        f.a.revoke("t", &names[3], Default::default()).await.unwrap();
+        check(8_004);
+        assert_eq!(f.a.revocations().started_ahead(), before + 2);
     });
 }

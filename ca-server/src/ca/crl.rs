@@ -261,8 +261,7 @@ pub fn sign_crl_with_entry_parts(
     Ok(out)
 }
 
-/// [`sign_crl_with_entry_parts`] into `out` (its contents replaced, its memory reused: a CRL signed
-/// only for its pieces, as the relying parties' is, then costs no new megabytes each time).
+/// [`sign_crl_with_entry_parts`] into `out` (its contents replaced, its memory reused).
 pub fn sign_crl_into(
     signer: &CaSigner,
     number: u64,
@@ -271,67 +270,217 @@ pub fn sign_crl_into(
     parts: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<(), CaError> {
-    if next_update <= this_update {
-        return Err(CaError::Invalid(
-            "the CRL's nextUpdate must follow its thisUpdate".into(),
-        ));
-    }
-    let key = signer.issuer().key();
-    let alg_id = signature_algorithm(key.algorithm())?;
-    let (head, tail) = tbs_around_entries(signer, &alg_id, number, this_update, next_update)
-        .map_err(|e| CaError::failed("the CRL cannot be encoded", e))?;
-    let alg = &alg_id
-        .to_der()
-        .map_err(|e| CaError::failed("the CRL cannot be encoded", e))?[..];
     let entries_len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut entries_head = Vec::new();
-    if entries_len > 0 {
-        entries_head.push(0x30);
-        der::encode_len(entries_len, &mut entries_head);
-    }
-    let tbs_len = head.len() + entries_head.len() + entries_len + tail.len();
-    let mut tbs_head = vec![0x30];
-    der::encode_len(tbs_len, &mut tbs_head);
-    let tbs_full = tbs_head.len() + tbs_len;
-    // The BIT STRING of a signature of `n` bytes: tag, length, the unused-bits byte, the signature.
-    let bits_len = |n: usize| {
-        let mut l = Vec::new();
-        der::encode_len(n + 1, &mut l);
-        1 + l.len() + n + 1
-    };
-    let header_of = |all_len: usize| {
-        let mut h = vec![0x30];
-        der::encode_len(all_len, &mut h);
-        h
-    };
-    // Room for the outer header as long as the longest signature needs; any signature whose header
-    // has the same size fills it in place (all of them, but at a length-encoding boundary).
-    let room = header_of(tbs_full + alg.len() + bits_len(MAX_SIGNATURE)).len();
-    out.clear();
-    out.reserve(room + tbs_full + alg.len() + bits_len(MAX_SIGNATURE));
-    out.resize(room, 0);
-    for part in [&tbs_head[..], &head, &entries_head] {
-        out.extend_from_slice(part);
-    }
+    let frame = Frame::new(signer, number, this_update, next_update, entries_len)?;
+    frame.start(out);
     for part in parts {
         out.extend_from_slice(part);
     }
-    out.extend_from_slice(&tail);
-    let sig = rcgen::SigningKey::sign(key, &out[room..])
+    out.extend_from_slice(&frame.tail);
+    let sig = rcgen::SigningKey::sign(signer.issuer().key(), &out[frame.room..])
         .map_err(|e| CaError::failed("key error: CRL signature", e))?;
-    let mut bits = vec![0u8];
-    bits.extend(sig);
-    let bits = der::encode_tlv(0x03, &bits);
-    out.extend_from_slice(alg);
-    out.extend_from_slice(&bits);
-    let header = header_of(tbs_full + alg.len() + bits.len());
-    if header.len() == room {
-        out[..room].copy_from_slice(&header);
-    } else {
-        // A length at an encoding boundary: the header is shorter than the room left for it.
-        out.splice(..room, header);
-    }
+    frame.finish(out, &sig);
     Ok(())
+}
+
+/// A CRL around its entries: what comes before them (the TBSCertList's header, its fields up to
+/// nextUpdate, the header of revokedCertificates), after them (crlExtensions), and the signature's
+/// AlgorithmIdentifier.
+struct Frame {
+    /// Room left at the start for the outer header, written last (its length depends on the
+    /// signature's).
+    room: usize,
+    before: Vec<u8>,
+    tail: Vec<u8>,
+    alg: Vec<u8>,
+    /// The TBSCertList's length with its header.
+    tbs_full: usize,
+}
+
+impl Frame {
+    fn new(
+        signer: &CaSigner,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        entries_len: usize,
+    ) -> Result<Frame, CaError> {
+        if next_update <= this_update {
+            return Err(CaError::Invalid(
+                "the CRL's nextUpdate must follow its thisUpdate".into(),
+            ));
+        }
+        let alg_id = signature_algorithm(signer.issuer().key().algorithm())?;
+        let (head, tail) = tbs_around_entries(signer, &alg_id, number, this_update, next_update)
+            .map_err(|e| CaError::failed("the CRL cannot be encoded", e))?;
+        let alg = alg_id
+            .to_der()
+            .map_err(|e| CaError::failed("the CRL cannot be encoded", e))?;
+        let mut entries_head = Vec::new();
+        if entries_len > 0 {
+            entries_head.push(0x30);
+            der::encode_len(entries_len, &mut entries_head);
+        }
+        let tbs_len = head.len() + entries_head.len() + entries_len + tail.len();
+        let mut before = vec![0x30];
+        der::encode_len(tbs_len, &mut before);
+        let tbs_full = before.len() + tbs_len;
+        before.extend_from_slice(&head);
+        before.extend_from_slice(&entries_head);
+        // Room for the outer header as long as the longest signature needs; any signature whose
+        // header has the same size fills it in place (all of them, but at a length-encoding boundary).
+        let room = header_of(tbs_full + alg.len() + bits_len(MAX_SIGNATURE)).len();
+        Ok(Frame {
+            room,
+            before,
+            tail,
+            alg,
+            tbs_full,
+        })
+    }
+
+    /// Replaces `out`'s contents with the room and what comes before the entries.
+    fn start(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.room + self.tbs_full + self.alg.len() + bits_len(MAX_SIGNATURE));
+        out.resize(self.room, 0);
+        out.extend_from_slice(&self.before);
+    }
+
+    /// After the TBSCertList in `out`: the algorithm and `sig`, and the outer header in front.
+    fn finish(&self, out: &mut Vec<u8>, sig: &[u8]) {
+        let mut bits = vec![0u8];
+        bits.extend_from_slice(sig);
+        let bits = der::encode_tlv(0x03, &bits);
+        out.extend_from_slice(&self.alg);
+        out.extend_from_slice(&bits);
+        let header = header_of(self.tbs_full + self.alg.len() + bits.len());
+        if header.len() == self.room {
+            out[..self.room].copy_from_slice(&header);
+        } else {
+            // A length at an encoding boundary: the header is shorter than the room left for it.
+            out.splice(..self.room, header);
+        }
+    }
+}
+
+/// The BIT STRING of a signature of `n` bytes: tag, length, the unused-bits byte, the signature.
+fn bits_len(n: usize) -> usize {
+    let mut l = Vec::new();
+    der::encode_len(n + 1, &mut l);
+    1 + l.len() + n + 1
+}
+
+fn header_of(all_len: usize) -> Vec<u8> {
+    let mut h = vec![0x30];
+    der::encode_len(all_len, &mut h);
+    h
+}
+
+/// The first part of a CRL made ahead of time by [`prepare`]: its bytes up to the end of the entries
+/// known then, and their SHA-256 state.
+pub struct Prepared {
+    number: u64,
+    this_update: i64,
+    next_update: i64,
+    entries_len: usize,
+    /// The length of the entries it holds.
+    known_len: usize,
+    room: usize,
+    out: Vec<u8>,
+    hash: aws_lc_rs::digest::Context,
+}
+
+/// How much [`prepare`] copies and hashes between two looks at its cancel flag.
+const PREPARE_STEP: usize = 256 * 1024;
+
+/// Makes ahead of time the start of the CRL numbered `number`, dated `this_update`/`next_update`,
+/// whose entries will be `known` followed by `more_len` bytes not known yet: everything up to the
+/// end of `known`, copied and hashed, so that [`sign_prepared`] has only the new entries and the
+/// tail to hash. A CRL's TBSCertList can only be hashed from its start, and its start holds the
+/// dates and lengths: those are the prediction. `None` when `cancel` is set meanwhile.
+pub fn prepare(
+    signer: &CaSigner,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    known: &[&[u8]],
+    more_len: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Option<Prepared>, CaError> {
+    let known_len: usize = known.iter().map(|p| p.len()).sum();
+    let entries_len = known_len + more_len;
+    let frame = Frame::new(signer, number, this_update, next_update, entries_len)?;
+    let mut out = Vec::new();
+    frame.start(&mut out);
+    let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    hash.update(&out[frame.room..]);
+    for chunk in known.iter().flat_map(|p| p.chunks(PREPARE_STEP)) {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        out.extend_from_slice(chunk);
+        hash.update(chunk);
+    }
+    Ok(Some(Prepared {
+        number,
+        this_update: this_update.unix_timestamp(),
+        next_update: next_update.unix_timestamp(),
+        entries_len,
+        known_len,
+        room: frame.room,
+        out,
+        hash,
+    }))
+}
+
+/// Signs the CRL `prepared` was made for, with `added` after the entries it holds, when `number`,
+/// the dates and the length of `added` are those it was made for and the CA key can sign a digest
+/// (a key file; not a PKCS#11 token): the same CRL as [`sign_crl_with_entry_parts`] signs with all
+/// the entries. `None` otherwise: sign it whole.
+pub fn sign_prepared(
+    signer: &CaSigner,
+    prepared: Prepared,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    added: &[u8],
+) -> Result<Option<Vec<u8>>, CaError> {
+    let Prepared {
+        number: made_number,
+        this_update: made_this_update,
+        next_update: made_next_update,
+        entries_len,
+        known_len,
+        room,
+        mut out,
+        mut hash,
+    } = prepared;
+    if (made_number, made_this_update, made_next_update, entries_len)
+        != (
+            number,
+            this_update.unix_timestamp(),
+            next_update.unix_timestamp(),
+            known_len + added.len(),
+        )
+    {
+        return Ok(None);
+    }
+    let frame = Frame::new(signer, number, this_update, next_update, entries_len)?;
+    // The same number, dates and lengths make the same start; checked all the same (a few hundred
+    // bytes): a signature over anything but this CRL must never happen.
+    if frame.room != room || out.get(room..room + frame.before.len()) != Some(&frame.before[..]) {
+        return Ok(None);
+    }
+    out.extend_from_slice(added);
+    out.extend_from_slice(&frame.tail);
+    hash.update(added);
+    hash.update(&frame.tail);
+    let Some(sig) = signer.sign_digest(&hash.finish()) else {
+        return Ok(None);
+    };
+    frame.finish(&mut out, &sig?);
+    Ok(Some(out))
 }
 
 /// What [`read_crl`] finds in a CRL without decoding its entries.

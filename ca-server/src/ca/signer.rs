@@ -65,6 +65,15 @@ pub struct CaSigner {
     pub subject_der: Vec<u8>,
     /// The key that seals the audit log (see [`audit_key`]); as secret as the CA key.
     audit_key: zeroize::Zeroizing<[u8; 32]>,
+    /// The key file's key as aws-lc holds it to sign a SHA-256 digest (rcgen's key signs only whole
+    /// messages); made on first use, `None` for a token's key.
+    digest_key: std::sync::OnceLock<Option<DigestKey>>,
+}
+
+/// A CA key that signs SHA-256 digests (see [`CaSigner::sign_digest`]).
+enum DigestKey {
+    Rsa(aws_lc_rs::rsa::KeyPair),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
 }
 
 impl fmt::Debug for CaSigner {
@@ -123,7 +132,52 @@ impl CaSigner {
             chain_der,
             subject_der,
             audit_key,
+            digest_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Signs a SHA-256 digest as the CA key signs a message with that digest (sha256WithRSAEncryption,
+    /// ecdsa-with-SHA256): for a CRL whose hash was begun ahead of time (see `crl::prepare`). `None`
+    /// when the key cannot (a PKCS#11 token's: sign the message instead).
+    pub fn sign_digest(&self, digest: &aws_lc_rs::digest::Digest) -> Option<Result<Vec<u8>, CaError>> {
+        let fail = |_| CaError::Key("key error: signing a digest".into());
+        Some(match self.digest_key()? {
+            DigestKey::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign_digest(&aws_lc_rs::signature::RSA_PKCS1_SHA256, digest, &mut sig)
+                    .map(|()| sig)
+                    .map_err(fail)
+            }
+            DigestKey::Ecdsa(k) => k.sign_digest(digest).map(|s| s.as_ref().to_vec()).map_err(fail),
+        })
+    }
+
+    /// Whether [`CaSigner::sign_digest`] can sign.
+    pub fn can_sign_digests(&self) -> bool {
+        self.digest_key().is_some()
+    }
+
+    fn digest_key(&self) -> Option<&DigestKey> {
+        self.digest_key
+            .get_or_init(|| {
+                let CaKey::File(key) = self.issuer.key() else {
+                    return None;
+                };
+                let pkcs8 = super::keys::pkcs8_der(key).ok()?;
+                if key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256 {
+                    let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+                    aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, &pkcs8)
+                        .ok()
+                        .map(DigestKey::Ecdsa)
+                } else if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
+                    aws_lc_rs::rsa::KeyPair::from_pkcs8(&pkcs8)
+                        .ok()
+                        .map(DigestKey::Rsa)
+                } else {
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// The audit log's sealing key, derived from the CA key: whoever lacks the CA key cannot seal a row.

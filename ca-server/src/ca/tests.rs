@@ -508,6 +508,70 @@ fn crls_signed_from_entry_parts_verify_at_every_size() {
     }
 }
 
+/// A CRL whose start was made ahead ([`super::crl::prepare`]) is the CRL signed whole: byte for byte
+/// with an RSA key (deterministic signatures), the same TBS and a valid signature with ECDSA, at
+/// sizes around the length-encoding boundaries; a start made for other dates, another number or
+/// another length of new entries is refused (`None`), and a cancelled one is not made.
+#[test]
+fn a_crl_started_ahead_is_the_crl_signed_whole() {
+    use super::crl::{encode_entries, prepare, sign_crl_with_entry_parts, sign_prepared};
+    use std::sync::atomic::AtomicBool;
+    let ec = test_ca();
+    let rsa_key = keys::generate(KeyType::Rsa2048).unwrap();
+    let rsa_der = signer::self_signed_ca("Puppet CA: rsa", &rsa_key, 1, now(), Duration::days(3650)).unwrap();
+    let rsa = CaSigner::new(&pem_encode("CERTIFICATE", &rsa_der), rsa_key).unwrap();
+    let entry = |serial: u64| RevokedEntry {
+        serial,
+        revoked_at: now(),
+        reason: Reason::default(),
+    };
+    let tbs = |der: &[u8]| {
+        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
+        crl.tbs_cert_list.as_ref().to_vec()
+    };
+    let go = AtomicBool::new(false);
+    let (t, next) = (now(), now() + Duration::days(5));
+    for ca in [&ec, &rsa] {
+        assert!(ca.can_sign_digests());
+        let (_, ca_cert) = X509Certificate::from_der(&ca.cert.der).unwrap();
+        for n in (0..4).chain(1_818..1_822).map(|i| i as u64) {
+            let known = encode_entries(&(1..=n).map(|s| entry(s + 1_000)).collect::<Vec<_>>());
+            let added = encode_entries(&[entry(n + 1_001)]);
+            let start = || {
+                prepare(ca, 7, t, next, &[&known], added.len(), &go)
+                    .unwrap()
+                    .unwrap()
+            };
+            let ahead = sign_prepared(ca, start(), 7, t, next, &added).unwrap().unwrap();
+            let whole = sign_crl_with_entry_parts(ca, 7, t, next, &[&known, &added]).unwrap();
+            assert_eq!(tbs(&ahead), tbs(&whole), "{n} entries");
+            if std::ptr::eq(ca, &rsa) {
+                assert_eq!(ahead, whole, "{n} entries: RSA signs the same bytes");
+            }
+            let (rest, crl) = CertificateRevocationList::from_der(&ahead).unwrap();
+            assert!(rest.is_empty());
+            crl.verify_signature(ca_cert.public_key()).unwrap();
+            assert_eq!(crl.iter_revoked_certificates().count() as u64, n + 1);
+            // Anything but what it was made for: signed whole by the caller.
+            let later = t + Duration::seconds(1);
+            assert!(sign_prepared(ca, start(), 8, t, next, &added).unwrap().is_none());
+            assert!(sign_prepared(ca, start(), 7, later, next, &added)
+                .unwrap()
+                .is_none());
+            assert!(
+                sign_prepared(ca, start(), 7, t, later + Duration::days(5), &added)
+                    .unwrap()
+                    .is_none()
+            );
+            let two = encode_entries(&[entry(n + 1_001), entry(n + 1_002)]);
+            assert!(sign_prepared(ca, start(), 7, t, next, &two).unwrap().is_none());
+        }
+        let stop = AtomicBool::new(true);
+        let big = vec![0u8; 1 << 20];
+        assert!(prepare(ca, 7, t, next, &[&big], 36, &stop).unwrap().is_none());
+    }
+}
+
 /// The CRL header (version, algorithm, issuer, dates, AKI and CRL number) is what an independent
 /// encoder writes for the same CRL, with the dates as RFC 5280 wants them (UTCTime through 2049,
 /// GeneralizedTime after) and for an RSA key the algorithm's NULL parameters.

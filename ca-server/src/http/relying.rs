@@ -1,7 +1,8 @@
 //! The CRL for relying parties that are not Puppet agents (Vault, PuppetDB, nginx, HAProxy...):
 //! `GET /crl.pem` and `GET /crl.der`, no client certificate needed. It lists what the agents' CRL
-//! lists, with the same number, but a nextUpdate days away instead of years, and it is re-signed with
-//! every CRL and before half of that has passed (see `Authority::refresh_crl_if_due`).
+//! lists, with the same number, but a nextUpdate days away instead of years (stored with every CRL,
+//! which is renewed before half of that has passed, see `Authority::refresh_crl_if_due`); each
+//! process signs it on the first request after a new CRL (see `CrlSnapshot::relying`).
 
 use std::sync::Arc;
 
@@ -47,10 +48,10 @@ async fn serve(
     if unchanged_since(headers, published) {
         return Ok(last_modified(not_modified(), published));
     }
-    // Assembled once per CRL; megabytes at 100,000 entries, so off the executor.
+    // Signed once per CRL (on each replica); megabytes at 100,000 entries, so off the executor.
     let relying = match crl.assembled_relying() {
-        Some(r) => r,
-        None => off_executor(move || crl.relying()).await?,
+        Some(r) => Some(r),
+        None => off_executor(move || crl.relying()).await??,
     };
     let relying = relying.ok_or_else(|| {
         ApiError::new(

@@ -208,7 +208,7 @@ pub async fn import(
             .map_or(crl.last_update().timestamp(), |t| t.timestamp()),
         der: own_crl.clone(),
         last_modified: crl.last_update().timestamp() + 1,
-        relying: None,
+        relying_next_update: None,
         previous: None,
     };
 

@@ -30,7 +30,7 @@ use sqlx::{Any, Executor, Transaction};
 
 pub use queries::{
     audit_hash, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow, MetricsSnapshot,
-    NewCertificate, NewRequest, RelyingPieces, RequestRow, RevocationRow, StatusFilter, TwinPieces,
+    NewCertificate, NewRequest, RequestRow, RevocationRow, StatusFilter, TwinPieces,
 };
 pub use seal::{AuditSeal, Head, HEAD_FILE};
 
@@ -1326,13 +1326,9 @@ impl WriteTx {
     /// The stored CRL's number, nextUpdate and the relying parties' CRL's nextUpdate, without reading
     /// its entries.
     pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64, Option<i64>)>, StoreError> {
-        Ok(queries::crl_meta(&mut self.tx).await?.map(|m| {
-            (
-                m.row.number,
-                m.row.next_update,
-                m.row.relying.map(|r| r.next_update),
-            )
-        }))
+        Ok(queries::crl_meta(&mut self.tx)
+            .await?
+            .map(|m| (m.row.number, m.row.next_update, m.row.relying_next_update)))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {

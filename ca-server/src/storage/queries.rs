@@ -57,9 +57,10 @@ pub struct CrlRow {
     pub der: Vec<u8>,
     /// `Last-Modified` when served (Unix seconds): later than every earlier CRL's.
     pub last_modified: i64,
-    /// The relying parties' CRL signed with it (ours only; `None` for a CRL signed before there
-    /// was one).
-    pub relying: Option<RelyingPieces>,
+    /// The nextUpdate of the relying parties' CRL that goes with it (ours only; `None` for a CRL
+    /// signed before there was one). That CRL is ours with this nextUpdate, signed where it is served
+    /// (see `CrlSnapshot::relying`), so it is not stored.
+    pub relying_next_update: Option<i64>,
     /// During a key rollover, the same CRL signed by the previous CA key.
     pub previous: Option<TwinPieces>,
 }
@@ -67,18 +68,6 @@ pub struct CrlRow {
 /// A CRL that is one of ours signed with another key: `head`, then the entries of ours, then `tail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwinPieces {
-    /// The DER before the entries.
-    pub head: Vec<u8>,
-    /// The DER after the entries.
-    pub tail: Vec<u8>,
-}
-
-/// The relying parties' CRL that goes with one of ours: the same number, thisUpdate and entries, a
-/// short nextUpdate. It is `head`, then the entries of our CRL, then `tail`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelyingPieces {
-    /// Its nextUpdate.
-    pub next_update: i64,
     /// The DER before the entries.
     pub head: Vec<u8>,
     /// The DER after the entries.
@@ -986,7 +975,7 @@ pub(super) async fn infra_crl<'e, E: Executor<'e, Database = Any>>(
             next_update: r.get(2),
             der: r.get(3),
             last_modified: 0,
-            relying: None,
+            relying_next_update: None,
             previous: None,
         })
     })
@@ -1226,7 +1215,7 @@ pub(super) struct CrlMeta {
 pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, StoreError> {
     let row = sqlx::query(
         "SELECT number, this_update, next_update, der, last_modified, head, tail, entries_from, \
-         relying_next_update, relying_head, relying_tail, previous_head, previous_tail FROM crl WHERE id = 1",
+         relying_next_update, previous_head, previous_tail FROM crl WHERE id = 1",
     )
     .fetch_optional(&mut *c)
     .await?;
@@ -1234,15 +1223,7 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
         let head: Option<Vec<u8>> = r.get(5);
         let tail: Option<Vec<u8>> = r.get(6);
         let from: Option<i64> = r.get(7);
-        let relying = match (r.get(8), r.get(9), r.get(10)) {
-            (Some(next_update), Some(head), Some(tail)) => Some(RelyingPieces {
-                next_update,
-                head,
-                tail,
-            }),
-            _ => None,
-        };
-        let previous = match (r.get(11), r.get(12)) {
+        let previous = match (r.get(9), r.get(10)) {
             (Some(head), Some(tail)) => Some(TwinPieces { head, tail }),
             _ => None,
         };
@@ -1253,7 +1234,7 @@ pub(super) async fn crl_meta(c: &mut AnyConnection) -> Result<Option<CrlMeta>, S
                 next_update: r.get(2),
                 der: r.get(3),
                 last_modified: r.get(4),
-                relying,
+                relying_next_update: r.get(8),
                 previous,
             },
             pieces: match (head, tail, from) {
@@ -1318,15 +1299,16 @@ pub(super) async fn store_crl(
     let head = &der[..layout.entries.start];
     let tail = &der[layout.entries.end..];
     let number = to_i64(row.number)?;
-    let relying = row.relying.as_ref();
     let twin = row.previous.as_ref();
+    // `relying_head` and `relying_tail` (migration 0006) are no longer written: the relying parties'
+    // CRL is signed where it is served, from this row and its `relying_next_update`.
     match layout.appends_to {
         Some((previous, previous_len)) => {
             let added = entries.get(previous_len..).ok_or_else(bad)?;
             let updated = sqlx::query(
                 "UPDATE crl SET number = $1, this_update = $2, next_update = $3, head = $4, tail = $5, \
-                 last_modified = $6, relying_next_update = $8, relying_head = $9, relying_tail = $10, \
-                 previous_head = $11, previous_tail = $12 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
+                 last_modified = $6, relying_next_update = $8, relying_head = NULL, relying_tail = NULL, \
+                 previous_head = $9, previous_tail = $10 WHERE id = 1 AND number = $7 AND head IS NOT NULL",
             )
             .bind(number)
             .bind(row.this_update)
@@ -1335,9 +1317,7 @@ pub(super) async fn store_crl(
             .bind(tail)
             .bind(row.last_modified)
             .bind(to_i64(previous)?)
-            .bind(relying.map(|r| r.next_update))
-            .bind(relying.map(|r| r.head.as_slice()))
-            .bind(relying.map(|r| r.tail.as_slice()))
+            .bind(row.relying_next_update)
             .bind(twin.map(|p| p.head.as_slice()))
             .bind(twin.map(|p| p.tail.as_slice()))
             .execute(&mut *c)
@@ -1358,7 +1338,7 @@ pub(super) async fn store_crl(
             let stored = sqlx::query(
                 "INSERT INTO crl (id, number, this_update, next_update, der, last_modified, head, tail, entries_from, \
                  relying_next_update, relying_head, relying_tail, previous_head, previous_tail) \
-                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10, $11, $12) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $1, $8, NULL, NULL, $9, $10) \
                  ON CONFLICT (id) DO UPDATE SET number = excluded.number, this_update = excluded.this_update, \
                  next_update = excluded.next_update, der = excluded.der, last_modified = excluded.last_modified, \
                  head = excluded.head, tail = excluded.tail, entries_from = excluded.entries_from, \
@@ -1374,9 +1354,7 @@ pub(super) async fn store_crl(
             .bind(row.last_modified)
             .bind(head)
             .bind(tail)
-            .bind(relying.map(|r| r.next_update))
-            .bind(relying.map(|r| r.head.as_slice()))
-            .bind(relying.map(|r| r.tail.as_slice()))
+            .bind(row.relying_next_update)
             .bind(twin.map(|p| p.head.as_slice()))
             .bind(twin.map(|p| p.tail.as_slice()))
             .execute(&mut *c)
