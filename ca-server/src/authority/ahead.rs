@@ -7,7 +7,7 @@
 //! last, signed in the same second (a burst of revocations). A revocation that comes as predicted
 //! then hashes only its entry and the CRL's tail; any other finds nothing that fits, cancels the
 //! work and signs its CRL whole, as it would have without it. A prediction is good only for the
-//! second it names: what is not taken by then is freed.
+//! second it names: what is not taken by then (or within 250 ms) is freed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -553,7 +553,10 @@ impl Revocations {
                     known.push(Arc::clone(b) as _);
                 }
                 known.push(Arc::clone(&new_der) as _);
-                let keep = std::time::Duration::from_nanos(1_000_000_000 - u64::from(exact.nanosecond()));
+                // Good until the second ends; in a burst the next revocation comes within
+                // milliseconds, so megabytes (40 at 1,000,000 entries) are not held longer than that.
+                let keep = std::time::Duration::from_nanos(1_000_000_000 - u64::from(exact.nanosecond()))
+                    .min(AHEAD_KEPT);
                 ahead.start(Arc::clone(&signer), plan, known, keep);
             }
             // In a key rollover, ours signed by the previous key too, beside ours on another core: a
@@ -734,6 +737,9 @@ impl Revocations {
 /// From this many bytes of entries (some 7,000), the next CRL's start is made ahead (see
 /// [`super::ahead`]); below, hashing them costs less than starting a thread.
 const AHEAD_FROM: usize = 256 * 1024;
+
+/// How long at most a start made ahead waits to be taken.
+const AHEAD_KEPT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A CRL made of `head`, the shared `entries` and `tail` (the relying parties' CRL, a rollover's twin).
 fn around(head: &[u8], entries: &[u8], tail: &[u8]) -> Vec<u8> {

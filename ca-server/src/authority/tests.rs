@@ -233,7 +233,9 @@ fn crls_begun_ahead_are_the_crls_signed_whole() {
         }
         let mut tx = f.a.store().write().await.unwrap();
         for serial in 1_000_000..1_008_000u64 {
-            tx.revoke(serial, None, f.t0.unix_timestamp() - 60, 1).await.unwrap();
+            tx.revoke(serial, None, f.t0.unix_timestamp() - 60, 1)
+                .await
+                .unwrap();
         }
         tx.commit().await.unwrap();
         f.a.republish_crl("t").await.unwrap();
@@ -263,7 +265,14 @@ fn crls_begun_ahead_are_the_crls_signed_whole() {
                 &encode_entries(&entries),
             )
             .unwrap();
-            let tbs = |der: &[u8]| x509_parser::parse_x509_crl(der).unwrap().1.tbs_cert_list.as_ref().to_vec();
+            let tbs = |der: &[u8]| {
+                x509_parser::parse_x509_crl(der)
+                    .unwrap()
+                    .1
+                    .tbs_cert_list
+                    .as_ref()
+                    .to_vec()
+            };
             assert_eq!(tbs(&row.der), tbs(&whole), "CRL {}", row.number);
             snap
         };
