@@ -98,6 +98,7 @@ impl Ahead {
     }
 
     /// How many CRLs were signed from a start made ahead.
+    #[cfg(test)]
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
