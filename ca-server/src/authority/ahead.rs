@@ -67,6 +67,20 @@ enum State {
     Gone,
 }
 
+/// Marks a job finished, with nothing, if its thread ends without saying so (a panic): a revocation
+/// waiting for it then signs its CRL whole instead of waiting forever.
+struct Finished(Arc<Shared>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        if matches!(*state, State::Running) {
+            *state = State::Done(None);
+        }
+        self.0.changed.notify_all();
+    }
+}
+
 impl Ahead {
     /// The start made for `plan`, once it is finished (waiting for it if need be); `None` when
     /// none was made for it. Whatever else was being made is cancelled.
@@ -131,6 +145,7 @@ impl Ahead {
         let started = std::thread::Builder::new()
             .name("crl-ahead".into())
             .spawn(move || {
+                let _finished = Finished(Arc::clone(&job));
                 let parts: Vec<&[u8]> = known.iter().map(|k| (**k).as_ref()).collect();
                 let more = plan
                     .entries_len
