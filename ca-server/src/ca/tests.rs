@@ -470,25 +470,35 @@ fn an_audit_key_wrapped_for_a_ca_key_opens_only_with_that_key() {
     assert_eq!(other.audit_key(), sealing.as_slice());
 }
 
+/// A self-signed RSA-2048 CA (RSA signatures are deterministic: the same TBS gives the same bytes).
+fn rsa_2048_ca() -> CaSigner {
+    let key = keys::generate(KeyType::Rsa2048).unwrap();
+    let der = signer::self_signed_ca("Puppet CA: rsa", &key, 1, now(), Duration::days(3650)).unwrap();
+    CaSigner::new(&pem_encode("CERTIFICATE", &der), key).unwrap()
+}
+
+/// A CRL entry for `serial`, revoked at [`now`] for keyCompromise.
+fn entry(serial: u64) -> RevokedEntry {
+    RevokedEntry {
+        serial,
+        revoked_at: now(),
+        reason: Reason::default(),
+    }
+}
+
+/// The TBSCertList of a CRL, as encoded.
+fn tbs(der: &[u8]) -> Vec<u8> {
+    let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
+    crl.tbs_cert_list.as_ref().to_vec()
+}
+
 /// A CRL signed from its entries in parts is the CRL signed from them whole (the same TBS), and it
 /// verifies at every size, including sizes where the outer length needs one byte more or less than
 /// the room left for it before signing (the ECDSA signature's length varies by a byte or two).
 #[test]
 fn crls_signed_from_entry_parts_verify_at_every_size() {
     use super::crl::{encode_entries, sign_crl_with_entries, sign_crl_with_entry_parts};
-    let ec = test_ca();
-    let rsa_key = keys::generate(KeyType::Rsa2048).unwrap();
-    let rsa_der = signer::self_signed_ca("Puppet CA: rsa", &rsa_key, 1, now(), Duration::days(3650)).unwrap();
-    let rsa = CaSigner::new(&pem_encode("CERTIFICATE", &rsa_der), rsa_key).unwrap();
-    let entry = |serial: u64| RevokedEntry {
-        serial,
-        revoked_at: now(),
-        reason: Reason::default(),
-    };
-    let tbs = |der: &[u8]| {
-        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
-        crl.tbs_cert_list.as_ref().to_vec()
-    };
+    let (ec, rsa) = (test_ca(), rsa_2048_ca());
     for ca in [&ec, &rsa] {
         let (_, ca_cert) = X509Certificate::from_der(&ca.cert.der).unwrap();
         // One entry is 36 bytes here: counts around the 128, 256 and 65,536-byte length boundaries.
@@ -516,19 +526,7 @@ fn crls_signed_from_entry_parts_verify_at_every_size() {
 fn a_crl_started_ahead_is_the_crl_signed_whole() {
     use super::crl::{encode_entries, prepare, sign_crl_with_entry_parts, sign_prepared};
     use std::sync::atomic::AtomicBool;
-    let ec = test_ca();
-    let rsa_key = keys::generate(KeyType::Rsa2048).unwrap();
-    let rsa_der = signer::self_signed_ca("Puppet CA: rsa", &rsa_key, 1, now(), Duration::days(3650)).unwrap();
-    let rsa = CaSigner::new(&pem_encode("CERTIFICATE", &rsa_der), rsa_key).unwrap();
-    let entry = |serial: u64| RevokedEntry {
-        serial,
-        revoked_at: now(),
-        reason: Reason::default(),
-    };
-    let tbs = |der: &[u8]| {
-        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
-        crl.tbs_cert_list.as_ref().to_vec()
-    };
+    let (ec, rsa) = (test_ca(), rsa_2048_ca());
     let go = AtomicBool::new(false);
     let (t, next) = (now(), now() + Duration::days(5));
     for ca in [&ec, &rsa] {
@@ -578,16 +576,7 @@ fn a_crl_started_ahead_is_the_crl_signed_whole() {
 #[test]
 fn crl_header_is_what_another_encoder_writes() {
     use rcgen::{CertificateRevocationListParams, KeyIdMethod, SerialNumber};
-    let rsa = {
-        let key = keys::generate(KeyType::Rsa2048).unwrap();
-        let der = signer::self_signed_ca("Puppet CA: rsa", &key, 1, now(), Duration::days(3650)).unwrap();
-        CaSigner::new(&pem_encode("CERTIFICATE", &der), key).unwrap()
-    };
-    let tbs = |der: &[u8]| {
-        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
-        crl.tbs_cert_list.as_ref().to_vec()
-    };
-    for ca in [test_ca(), rsa] {
+    for ca in [test_ca(), rsa_2048_ca()] {
         for (this_update, number) in [
             (now(), 0u64),
             (now(), 0x80),
