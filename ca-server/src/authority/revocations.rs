@@ -707,14 +707,25 @@ impl Revocations {
                 {
                     Arc::clone(c)
                 }
-                _ => Arc::new(CrlSnapshot {
-                    ours: new_ours,
-                    parents: new_parents,
-                    serve_infra,
-                    pem: OnceLock::new(),
-                    relying: OnceLock::new(),
-                    signer: Arc::clone(&self.signer),
-                }),
+                _ => {
+                    // The relying parties' CRL depends on ours only: kept when only the parents'
+                    // CRLs or the settings changed, rather than signed again.
+                    let relying = OnceLock::new();
+                    if let Some(r) = cur
+                        .filter(|c| Arc::ptr_eq(&c.ours, &new_ours))
+                        .and_then(|c| c.relying.get())
+                    {
+                        let _ = relying.set(r.clone());
+                    }
+                    Arc::new(CrlSnapshot {
+                        ours: new_ours,
+                        parents: new_parents,
+                        serve_infra,
+                        pem: OnceLock::new(),
+                        relying,
+                        signer: Arc::clone(&self.signer),
+                    })
+                }
             }
         };
         let mut cur = self.current.load_full();
