@@ -213,6 +213,27 @@ fn a_replica_joins_with_the_ca_key_and_enforces_the_others_revocations_at_once()
         !audit.contains("crl-recovery") && !audit.contains("crl-republish"),
         "no replica re-signed the CRL: {audit}"
     );
+    // The relying parties' CRL: signed by each replica where it is served, from the stored CRL, so
+    // the same TBSCertList on both (an ECDSA key here: the signatures differ), each signature valid,
+    // and nothing of it stored but its nextUpdate.
+    let ca_pem = std::fs::read(a.ca.ca_cert()).unwrap();
+    let (_, ca_pem) = x509_parser::pem::parse_x509_pem(&ca_pem).unwrap();
+    let ca_cert = ca_pem.parse_x509().unwrap();
+    let relying_tbs = |s: &TestServer| {
+        let der = s.get(&As::Anonymous, "/crl.der").body.to_vec();
+        let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+        crl.verify_signature(ca_cert.public_key()).unwrap();
+        assert_eq!(crl.iter_revoked_certificates().count(), 2);
+        crl.tbs_cert_list.as_ref().to_vec()
+    };
+    assert_eq!(relying_tbs(&a), relying_tbs(&b), "the same relying parties' CRL");
+    assert_eq!(
+        pg.psql(
+            "ca",
+            "SELECT (relying_head IS NULL AND relying_tail IS NULL AND relying_next_update IS NOT NULL)::text FROM crl"
+        ),
+        "true"
+    );
     // Each revocation took one CRL number and stored only what it added: the CRL signed at setup
     // (number 0, all its entries) and one segment per revocation since, no whole CRL in `der`.
     assert_eq!(
