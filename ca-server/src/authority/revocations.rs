@@ -535,28 +535,15 @@ impl Revocations {
                     entries_len,
                 })
             });
-            // The next one's, on another core while this one is signed: one more entry like the
-            // last, in this second.
-            let worth_it = entries_len >= AHEAD_FROM && signer.can_sign_digests();
-            if let (Some(last), Some(next), true) = (last, number.checked_add(1), worth_it) {
-                let exact = clock.now();
-                let second = exact.replace_nanosecond(0).unwrap_or(exact);
-                let plan = Plan {
-                    base: (number, entries_len),
-                    number: next,
-                    this_update: unix(second),
-                    next_update: unix(second + crl_lifetime),
-                    entries_len: entries_len + crl::encode_entries(&[last]).len(),
-                };
+            // The next one's, on another core while this one is signed.
+            if let Some((plan, keep)) =
+                next_plan(&signer, number, entries_len, last, clock.now(), crl_lifetime)
+            {
                 let mut known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>> = Vec::with_capacity(2);
                 if let Some(b) = &base_for_task {
                     known.push(Arc::clone(b) as _);
                 }
                 known.push(Arc::clone(&new_der) as _);
-                // Good until the second ends; in a burst the next revocation comes within
-                // milliseconds, so megabytes (40 at 1,000,000 entries) are not held longer than that.
-                let keep = std::time::Duration::from_nanos(1_000_000_000 - u64::from(exact.nanosecond()))
-                    .min(AHEAD_KEPT);
                 ahead.start(Arc::clone(&signer), plan, known, keep);
             }
             // In a key rollover, ours signed by the previous key too, beside ours on another core: a
@@ -752,7 +739,35 @@ const AHEAD_FROM: usize = 256 * 1024;
 /// How long at most a start made ahead waits to be taken.
 const AHEAD_KEPT: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// A CRL made of `head`, the shared `entries` and `tail` (the relying parties' CRL, a rollover's twin).
+/// What to begin ahead after CRL `number` of `entries_len` bytes of entries, whose last is `last`,
+/// signed at `now`: the next CRL with one more entry like the last, in this second, and how long to
+/// keep it (until the second ends; in a burst the next revocation comes within milliseconds, so
+/// megabytes, 40 at 1,000,000 entries, are not held longer than [`AHEAD_KEPT`]). `None` for a
+/// small CRL or a key that cannot sign a digest.
+fn next_plan(
+    signer: &CaSigner,
+    number: u64,
+    entries_len: usize,
+    last: Option<RevokedEntry>,
+    now: OffsetDateTime,
+    crl_lifetime: Duration,
+) -> Option<(Plan, std::time::Duration)> {
+    if entries_len < AHEAD_FROM || !signer.can_sign_digests() {
+        return None;
+    }
+    let second = now.replace_nanosecond(0).unwrap_or(now);
+    let plan = Plan {
+        base: (number, entries_len),
+        number: number.checked_add(1)?,
+        this_update: unix(second),
+        next_update: unix(second + crl_lifetime),
+        entries_len: entries_len + crl::encode_entries(&[last?]).len(),
+    };
+    let keep = std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.nanosecond())).min(AHEAD_KEPT);
+    Some((plan, keep))
+}
+
+/// A CRL made of `head`, the shared `entries` and `tail` (a rollover's twin).
 fn around(head: &[u8], entries: &[u8], tail: &[u8]) -> Vec<u8> {
     let mut der = Vec::with_capacity(head.len() + entries.len() + tail.len());
     der.extend_from_slice(head);

@@ -256,31 +256,18 @@ pub fn sign_crl_with_entry_parts(
     next_update: OffsetDateTime,
     parts: &[&[u8]],
 ) -> Result<Vec<u8>, CaError> {
-    let mut out = Vec::new();
-    sign_crl_into(signer, number, this_update, next_update, parts, &mut out)?;
-    Ok(out)
-}
-
-/// [`sign_crl_with_entry_parts`] into `out` (its contents replaced, its memory reused).
-pub fn sign_crl_into(
-    signer: &CaSigner,
-    number: u64,
-    this_update: OffsetDateTime,
-    next_update: OffsetDateTime,
-    parts: &[&[u8]],
-    out: &mut Vec<u8>,
-) -> Result<(), CaError> {
     let entries_len: usize = parts.iter().map(|p| p.len()).sum();
     let frame = Frame::new(signer, number, this_update, next_update, entries_len)?;
-    frame.start(out);
+    let mut out = Vec::new();
+    frame.start(&mut out);
     for part in parts {
         out.extend_from_slice(part);
     }
     out.extend_from_slice(&frame.tail);
     let sig = rcgen::SigningKey::sign(signer.issuer().key(), &out[frame.room..])
         .map_err(|e| CaError::failed("key error: CRL signature", e))?;
-    frame.finish(out, &sig);
-    Ok(())
+    frame.finish(&mut out, &sig);
+    Ok(out)
 }
 
 /// A CRL around its entries: what comes before them (the TBSCertList's header, its fields up to
@@ -339,9 +326,8 @@ impl Frame {
         })
     }
 
-    /// Replaces `out`'s contents with the room and what comes before the entries.
+    /// Fills the empty `out` with the room and what comes before the entries.
     fn start(&self, out: &mut Vec<u8>) {
-        out.clear();
         out.reserve(self.room + self.tbs_full + self.alg.len() + bits_len(MAX_SIGNATURE));
         out.resize(self.room, 0);
         out.extend_from_slice(&self.before);
