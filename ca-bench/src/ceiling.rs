@@ -32,6 +32,29 @@ pub fn raw_sign_rate(kind: KeyType, threads: usize, secs: f64) -> Result<f64, St
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// `n` raw signatures one at a time, each after a pause of `pause` (a serial client's round trip), and
+/// each one's latency, with the time they took in all. A revocation signs once: this is what one
+/// revocation cannot beat on these cores at this moment, and its 99th percentile shows the machine's
+/// own hiccups (on a VM, a core that runs several times slower for tens of milliseconds), measured
+/// in the same run as the revocations.
+pub fn serial_sign_latencies(
+    kind: KeyType,
+    n: usize,
+    pause: Duration,
+) -> Result<(Vec<Duration>, Duration), String> {
+    let key = keys::generate(kind).map_err(|e| e.to_string())?;
+    let mut lat = Vec::with_capacity(n);
+    let started = Instant::now();
+    for i in 0..n {
+        let msg = [i as u8; 32];
+        let begun = Instant::now();
+        key.sign(&msg).map_err(|e| e.to_string())?;
+        lat.push(begun.elapsed());
+        std::thread::sleep(pause);
+    }
+    Ok((lat, started.elapsed()))
+}
+
 /// The key type of a CA certificate.
 pub fn key_type_of(ca_pem: &[u8]) -> Result<KeyType, String> {
     use x509_parser::prelude::{FromDer, X509Certificate};

@@ -31,7 +31,9 @@ use ca_server::ca::keys::KeyType;
 
 use crate::client::Target;
 use crate::local::OwnServer;
-use crate::phases::{each, for_duration, make_csrs, report, status_reqs, submit_reqs, Connect, Req};
+use crate::phases::{
+    each, each_metered, for_duration, make_csrs, report, status_reqs, submit_reqs, Connect, Req,
+};
 use crate::stats::{header, line, Figures};
 
 #[derive(Debug, Parser)]
@@ -331,22 +333,28 @@ async fn https_phases(
     let run_id = std::process::id();
     let csrs = make_csrs(&format!("a{run_id}"), args.csrs)?;
     let names: Vec<String> = csrs.iter().map(|(n, _)| n.clone()).collect();
-    meter.restart();
-    rows.push(meter.done(
-        report(
-            "CSR submit (PUT certificate_request)",
-            each(target, false, c, submit_reqs(&csrs), &[StatusCode::OK]).await,
-        ),
-        "submit",
-    ));
+    let submitted = report(
+        "CSR submit (PUT certificate_request)",
+        each_metered(
+            target,
+            false,
+            c,
+            submit_reqs(&csrs),
+            &[StatusCode::OK],
+            &mut meter,
+        )
+        .await,
+    );
+    rows.push(meter.done(submitted, "submit"));
     let signed = report(
         "sign via certificate_status PUT",
-        each(
+        each_metered(
             target,
             true,
             c,
             status_reqs(&names, "signed"),
             &[StatusCode::NO_CONTENT],
+            &mut meter,
         )
         .await,
     );
@@ -354,15 +362,15 @@ async fn https_phases(
 
     let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
     each(target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
-    meter.restart();
     let bulk_names: Vec<String> = bulk.iter().map(|(n, _)| n.clone()).collect();
     let body = serde_json::json!({ "certnames": bulk_names }).to_string();
-    let (lat, wall, err) = each(
+    let (lat, wall, err) = each_metered(
         target,
         true,
         1,
         vec![Req::json(Method::POST, "/puppet-ca/v1/sign", body)],
         &[StatusCode::OK],
+        &mut meter,
     )
     .await;
     let mut f = report("bulk sign (POST /sign, one request)", (lat, wall, err));
@@ -377,106 +385,91 @@ async fn https_phases(
             fetch_names[i % fetch_names.len()]
         ))
     });
-    rows.push(
-        meter.done(
-            report(
-                "certificate fetch (keep-alive)",
-                for_duration(
-                    target,
-                    false,
-                    c,
-                    args.duration,
-                    Connect::KeepAlive,
-                    make,
-                    StatusCode::OK,
-                )
-                .await,
-            ),
-            "cert_fetch",
-        ),
+    let f = report(
+        "certificate fetch (keep-alive)",
+        for_duration(
+            target,
+            false,
+            c,
+            args.duration,
+            Connect::KeepAlive,
+            make,
+            StatusCode::OK,
+            &mut || meter.restart(),
+        )
+        .await,
     );
+    rows.push(meter.done(f, "cert_fetch"));
     let crl_path = "/puppet-ca/v1/certificate_revocation_list/ca";
     let crl = Arc::new(move |_| Req::get(crl_path));
-    rows.push(
-        meter.done(
-            report(
-                "CRL GET 200 (keep-alive)",
-                for_duration(
-                    target,
-                    false,
-                    c,
-                    args.duration,
-                    Connect::KeepAlive,
-                    crl,
-                    StatusCode::OK,
-                )
-                .await,
-            ),
-            "crl_get",
-        ),
+    let f = report(
+        "CRL GET 200 (keep-alive)",
+        for_duration(
+            target,
+            false,
+            c,
+            args.duration,
+            Connect::KeepAlive,
+            crl,
+            StatusCode::OK,
+            &mut || meter.restart(),
+        )
+        .await,
     );
+    rows.push(meter.done(f, "crl_get"));
     let ims = httpdate_now();
     let crl304: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let mut r = Req::get(crl_path);
         r.headers.push(("if-modified-since", ims.clone()));
         r
     });
-    rows.push(
-        meter.done(
-            report(
-                "CRL GET 304 If-Modified-Since (keep-alive)",
-                for_duration(
-                    target,
-                    false,
-                    c,
-                    args.duration,
-                    Connect::KeepAlive,
-                    crl304,
-                    StatusCode::NOT_MODIFIED,
-                )
-                .await,
-            ),
-            "crl_304",
-        ),
+    let f = report(
+        "CRL GET 304 If-Modified-Since (keep-alive)",
+        for_duration(
+            target,
+            false,
+            c,
+            args.duration,
+            Connect::KeepAlive,
+            crl304,
+            StatusCode::NOT_MODIFIED,
+            &mut || meter.restart(),
+        )
+        .await,
     );
+    rows.push(meter.done(f, "crl_304"));
     rows.extend(ocsp_phases(args, target, &names[0], &mut meter).await?);
     let status: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(|_| Req::get("/status/v1/simple"));
-    rows.push(
-        meter.done(
-            report(
-                "new TLS connection per request (resumed)",
-                for_duration(
-                    target,
-                    false,
-                    c,
-                    args.duration,
-                    Connect::Resumed,
-                    Arc::clone(&status),
-                    StatusCode::OK,
-                )
-                .await,
-            ),
-            "tls_resumed",
-        ),
+    let f = report(
+        "new TLS connection per request (resumed)",
+        for_duration(
+            target,
+            false,
+            c,
+            args.duration,
+            Connect::Resumed,
+            Arc::clone(&status),
+            StatusCode::OK,
+            &mut || meter.restart(),
+        )
+        .await,
     );
-    rows.push(
-        meter.done(
-            report(
-                "new TLS connection per request (full handshake)",
-                for_duration(
-                    target,
-                    false,
-                    c,
-                    args.duration,
-                    Connect::Full,
-                    status,
-                    StatusCode::OK,
-                )
-                .await,
-            ),
-            "tls_full",
-        ),
+    rows.push(meter.done(f, "tls_resumed"));
+    let f = report(
+        "new TLS connection per request (full handshake)",
+        for_duration(
+            target,
+            false,
+            c,
+            args.duration,
+            Connect::Full,
+            status,
+            StatusCode::OK,
+            &mut || meter.restart(),
+        )
+        .await,
     );
+    rows.push(meter.done(f, "tls_full"));
     meter.restart();
     let all = listing(target, "certificate_statuses (all)", "").await;
     rows.push(meter.done(all, "list_all"));
@@ -508,18 +501,25 @@ async fn own_phases(
     // when --csrs does not give 250 for each.
     let per_size = 250.min(names.len() / args.revoke_sizes.len().max(1)).max(1);
     let mut victims = names;
+    let kind = ceiling::key_type_of(&server.ca_pem)?;
     for &size in &args.revoke_sizes {
         server.seed_revocations(size).await?;
+        // The machine's own p99 for one signature at the revocations' pace, right before them.
+        let (lat, wall) = ceiling::serial_sign_latencies(kind, per_size, Duration::from_millis(1))?;
+        let mut raw = report("raw signature, serial (machine's p99)", (lat, wall, 0));
+        raw.note = format!("{kind}, no server, 1 ms pauses");
+        rows.push(raw.id(format!("raw_sign_serial_{size}")));
         let batch: Vec<String> = victims.drain(..victims.len().min(per_size)).collect();
         let mut meter = cpu::Meter::new(Some(server.pid()));
         let f = report(
             &format!("revoke at {size} CRL entries (serial)"),
-            each(
+            each_metered(
                 &target,
                 true,
                 1,
                 status_reqs(&batch, "revoked"),
                 &[StatusCode::NO_CONTENT],
+                &mut meter,
             )
             .await,
         );
@@ -657,21 +657,30 @@ async fn ocsp_phases(
     };
     let mut rows = Vec::new();
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| ocsp_req(kept.clone()));
-    meter.restart();
-    rows.push(meter.done(
-        keep_alive(args, target, "OCSP (kept answer, no nonce; keep-alive)", make).await,
-        "ocsp_kept",
-    ));
+    let f = keep_alive(
+        args,
+        target,
+        "OCSP (kept answer, no nonce; keep-alive)",
+        make,
+        meter,
+    )
+    .await;
+    rows.push(meter.done(f, "ocsp_kept"));
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let der = ca_server::ca::ocsp::request_der(&ca, serial, Some(&n.to_be_bytes())).unwrap_or_default();
         ocsp_req(hyper::body::Bytes::from(der))
     });
-    rows.push(meter.done(
-        keep_alive(args, target, "OCSP (nonce: signed per request; keep-alive)", make).await,
-        "ocsp_nonce",
-    ));
+    let f = keep_alive(
+        args,
+        target,
+        "OCSP (nonce: signed per request; keep-alive)",
+        make,
+        meter,
+    )
+    .await;
+    rows.push(meter.done(f, "ocsp_nonce"));
     Ok(rows)
 }
 
@@ -681,6 +690,7 @@ async fn keep_alive(
     target: &Target,
     phase: &str,
     make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
+    meter: &mut cpu::Meter,
 ) -> Figures {
     report(
         phase,
@@ -692,6 +702,7 @@ async fn keep_alive(
             Connect::KeepAlive,
             make,
             StatusCode::OK,
+            &mut || meter.restart(),
         )
         .await,
     )

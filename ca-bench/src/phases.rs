@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 
-use crate::client::Target;
+use crate::client::{Conn, Target};
+use crate::cpu::Meter;
 use crate::stats::{figures, Figures};
 
 /// One request to send.
@@ -52,6 +53,22 @@ pub async fn each(
     each_on(std::slice::from_ref(t), admin, conc, reqs, ok).await
 }
 
+/// [`each`], restarting `meter` once the connections are open: the server's CPU per operation of a
+/// keep-alive phase leaves out the handshakes, which have phases of their own.
+pub async fn each_metered(
+    t: &Target,
+    admin: bool,
+    conc: usize,
+    reqs: Vec<Req>,
+    ok: &[StatusCode],
+    meter: &mut Meter,
+) -> (Vec<Duration>, Duration, usize) {
+    each_then(std::slice::from_ref(t), admin, conc, reqs, ok, &mut || {
+        meter.restart()
+    })
+    .await
+}
+
 /// [`each`] over several servers: connection `i` goes to `targets[i % targets.len()]`, all of them
 /// taking requests from one queue.
 pub async fn each_on(
@@ -61,21 +78,55 @@ pub async fn each_on(
     reqs: Vec<Req>,
     ok: &[StatusCode],
 ) -> (Vec<Duration>, Duration, usize) {
+    each_then(targets, admin, conc, reqs, ok, &mut || {}).await
+}
+
+/// Opens `conc` keep-alive connections, connection `i` to `targets[i % targets.len()]`, all at once;
+/// returns those made and the number that failed.
+async fn open(targets: &[Target], admin: bool, conc: usize) -> (Vec<(Target, Conn)>, usize) {
+    let mut opening = tokio::task::JoinSet::new();
+    for (_, t) in (0..conc.max(1)).zip(targets.iter().cycle()) {
+        let t = t.clone();
+        opening.spawn(async move {
+            let c = t.connect(admin).await;
+            (t, c)
+        });
+    }
+    let (mut open, mut failed) = (Vec::new(), 0);
+    while let Some(done) = opening.join_next().await {
+        match done {
+            Ok((t, Ok(c))) => open.push((t, c)),
+            _ => failed += 1,
+        }
+    }
+    (open, failed)
+}
+
+/// The requests over keep-alive connections opened before the clock starts (and before `ready` is
+/// called): the phase's time and its latencies are those of requests, not of TLS handshakes, whose
+/// CPU would otherwise land on the first requests (eight RSA-4096 handshakes are about 20 ms of CPU
+/// on two cores).
+async fn each_then(
+    targets: &[Target],
+    admin: bool,
+    conc: usize,
+    reqs: Vec<Req>,
+    ok: &[StatusCode],
+    ready: &mut (dyn FnMut() + Send),
+) -> (Vec<Duration>, Duration, usize) {
     if targets.is_empty() {
         return (Vec::new(), Duration::ZERO, reqs.len());
     }
+    let (conns, failed) = open(targets, admin, conc).await;
     let queue = Arc::new(Mutex::new(reqs));
-    let errors = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(failed));
+    ready();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (_, t) in (0..conc.max(1)).zip(targets.iter().cycle()) {
-        let (t, queue, errors, ok) = (t.clone(), Arc::clone(&queue), Arc::clone(&errors), ok.to_vec());
+    for (t, mut conn) in conns {
+        let (queue, errors, ok) = (Arc::clone(&queue), Arc::clone(&errors), ok.to_vec());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let Ok(mut conn) = t.connect(admin).await else {
-                errors.fetch_add(1, Ordering::Relaxed);
-                return lat;
-            };
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop());
                 let Some(r) = next else { break };
@@ -115,7 +166,9 @@ pub enum Connect {
     Full,
 }
 
-/// Sends `make(i)` in a loop for `secs` over `conc` workers, connecting as `how` says.
+/// Sends `make(i)` in a loop for `secs` over `conc` workers, connecting as `how` says. Keep-alive
+/// connections are opened before the clock starts and `ready` is called (as in [`each_metered`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn for_duration(
     t: &Target,
     admin: bool,
@@ -124,13 +177,23 @@ pub async fn for_duration(
     how: Connect,
     make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
     ok: StatusCode,
+    ready: &mut (dyn FnMut() + Send),
 ) -> (Vec<Duration>, Duration, usize) {
     let counter = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicUsize::new(0));
+    let mut opened: Vec<Option<Conn>> = Vec::new();
+    let mut failed = 0;
+    if how == Connect::KeepAlive {
+        let (conns, f) = open(std::slice::from_ref(t), admin, conc).await;
+        opened.extend(conns.into_iter().map(|(_, c)| Some(c)));
+        failed = f;
+    }
+    opened.resize_with(conc.max(1), || None);
+    let errors = Arc::new(AtomicUsize::new(failed));
+    ready();
     let started = Instant::now();
     let deadline = Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
-    for _ in 0..conc.max(1) {
+    for mut conn in opened {
         let (t, counter, errors, make) = (
             t.clone(),
             Arc::clone(&counter),
@@ -139,7 +202,6 @@ pub async fn for_duration(
         );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut conn = None;
             while started.elapsed() < deadline {
                 let r = make(counter.fetch_add(1, Ordering::Relaxed));
                 let begun = Instant::now();
