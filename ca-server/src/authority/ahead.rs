@@ -5,9 +5,10 @@
 //! costs about as much as the signature. While one CRL is signed, [`Ahead`] copies and hashes, on
 //! another thread, the start of the next one as it will most likely be: one more entry like the
 //! last, signed in the same second (a burst of revocations). A revocation that comes as predicted
-//! then hashes only its entry and the CRL's tail; any other finds nothing that fits, cancels the
-//! work and signs its CRL whole, as it would have without it. A prediction is good only for the
-//! second it names: what is not taken by then (or within 250 ms) is freed.
+//! then hashes only its entry and the CRL's tail, after finishing itself whatever that thread has
+//! not done yet (it does not wait for that thread to be given a core again); any other finds nothing
+//! that fits, cancels the work and signs its CRL whole, as it would have without it. A prediction is
+//! good only for the second it names: what is not taken by then (or within 250 ms) is freed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -16,7 +17,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::batch::lock;
-use crate::ca::crl::{self, Prepared};
+use crate::ca::crl::{self, Prepared, Preparing};
 use crate::ca::CaSigner;
 
 /// What a CRL's start was made for: [`crl::sign_prepared`] checks the dates and lengths again.
@@ -39,6 +40,8 @@ pub(crate) struct Ahead {
     slot: Mutex<Option<Job>>,
     /// How many CRLs were signed from a start made ahead.
     used: std::sync::atomic::AtomicU64,
+    /// How many of those starts the revocation finished itself.
+    finished_by_taker: std::sync::atomic::AtomicU64,
 }
 
 struct Job {
@@ -50,21 +53,39 @@ struct Job {
     shared: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     cancel: AtomicBool,
 }
 
-#[derive(Default)]
 enum State {
-    #[default]
-    Running,
+    /// Being made: a step at a time by the job's thread, or at once by whoever takes it.
+    Running(Box<Work>),
     /// Made (`None`: cancelled or failed).
     Done(Option<Prepared>),
     /// Taken, cancelled or expired.
     Gone,
+}
+
+/// A start being made, and the entries it starts with.
+struct Work {
+    preparing: Preparing,
+    known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>>,
+}
+
+impl Work {
+    /// Copies and hashes one step more; whether more is left.
+    fn step(&mut self, len: usize) -> bool {
+        let parts: Vec<&[u8]> = self.known.iter().map(|k| (**k).as_ref()).collect();
+        self.preparing.advance(&parts, len)
+    }
+
+    /// Whatever is left done at once.
+    fn finish(mut self) -> Option<Prepared> {
+        while self.step(usize::MAX) {}
+        self.preparing.finish()
+    }
 }
 
 /// Marks a job finished, with nothing, if its thread ends without saying so (a panic): a revocation
@@ -74,7 +95,7 @@ struct Finished(Arc<Shared>);
 impl Drop for Finished {
     fn drop(&mut self) {
         let mut state = lock(&self.0.state);
-        if matches!(*state, State::Running) {
+        if matches!(*state, State::Running(_)) {
             *state = State::Done(None);
         }
         self.0.changed.notify_all();
@@ -82,29 +103,27 @@ impl Drop for Finished {
 }
 
 impl Ahead {
-    /// The start made for `plan`, once it is finished (waiting for it if need be); `None` when
-    /// none was made for it. Whatever else was being made is cancelled.
+    /// The start made for `plan`, finished by the calling thread if the job's has not finished it
+    /// yet (waiting at most for the step it is doing); `None` when none was made for it. Whatever
+    /// else was being made is cancelled.
     pub(crate) fn take(&self, plan: &Plan) -> Option<Prepared> {
         let job = lock(&self.slot).take()?;
         let fits = job.confirmed && job.plan == *plan;
         if !fits {
             job.shared.cancel.store(true, Ordering::Relaxed);
         }
-        let mut state = lock(&job.shared.state);
-        if fits {
-            while matches!(*state, State::Running) {
-                state = job
-                    .shared
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-        }
-        let taken = match std::mem::replace(&mut *state, State::Gone) {
+        let state = std::mem::replace(&mut *lock(&job.shared.state), State::Gone);
+        job.shared.changed.notify_all();
+        let taken = match state {
             State::Done(p) if fits => p,
+            // The rest is done here, on the core this revocation runs on: the job's thread, which
+            // yields between steps, may be waiting for one.
+            State::Running(work) if fits => {
+                self.finished_by_taker.fetch_add(1, Ordering::Relaxed);
+                work.finish()
+            }
             _ => None,
         };
-        job.shared.changed.notify_all();
         if taken.is_some() {
             self.used.fetch_add(1, Ordering::Relaxed);
         }
@@ -115,6 +134,12 @@ impl Ahead {
     #[cfg(test)]
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// How many starts made ahead the revocation taking them finished itself.
+    #[cfg(test)]
+    pub(crate) fn finished_by_taker(&self) -> u64 {
+        self.finished_by_taker.load(Ordering::Relaxed)
     }
 
     /// The CRL numbered `number`, which this process signed, is committed and installed: a start
@@ -129,7 +154,7 @@ impl Ahead {
     /// `known` (the base CRL's). It is freed if nobody takes it within `keep`.
     pub(crate) fn start(
         &self,
-        signer: Arc<CaSigner>,
+        signer: &CaSigner,
         plan: Plan,
         known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>>,
         keep: Duration,
@@ -140,38 +165,57 @@ impl Ahead {
         ) else {
             return;
         };
-        let shared = Arc::new(Shared::default());
+        let known_len: usize = known.iter().map(|k| (**k).as_ref().len()).sum();
+        let Ok(preparing) = Preparing::new(
+            signer,
+            plan.number,
+            this_update,
+            next_update,
+            known_len,
+            plan.entries_len.saturating_sub(known_len),
+        ) else {
+            return;
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::Running(Box::new(Work { preparing, known }))),
+            changed: Condvar::new(),
+            cancel: AtomicBool::new(false),
+        });
         let job = Arc::clone(&shared);
         let started = std::thread::Builder::new()
             .name("crl-ahead".into())
             .spawn(move || {
                 let _finished = Finished(Arc::clone(&job));
-                let parts: Vec<&[u8]> = known.iter().map(|k| (**k).as_ref()).collect();
-                let more = plan
-                    .entries_len
-                    .saturating_sub(parts.iter().map(|p| p.len()).sum());
-                let made = crl::prepare(
-                    &signer,
-                    plan.number,
-                    this_update,
-                    next_update,
-                    &parts,
-                    more,
-                    &job.cancel,
-                );
-                drop(parts);
-                drop(known);
-                let mut state = lock(&job.state);
-                if matches!(*state, State::Running) {
-                    *state = State::Done(made.ok().flatten());
+                loop {
+                    // Work done ahead of need gives way, every few dozen microseconds, to threads
+                    // waiting for a core (on two cores, a request's own threads).
+                    std::thread::yield_now();
+                    let mut state = lock(&job.state);
+                    let State::Running(work) = &mut *state else {
+                        return; // taken over, cancelled or replaced
+                    };
+                    if job.cancel.load(Ordering::Relaxed) {
+                        *state = State::Gone;
+                        job.changed.notify_all();
+                        return;
+                    }
+                    if work.step(crl::PREPARE_STEP) {
+                        continue;
+                    }
+                    let made = match std::mem::replace(&mut *state, State::Gone) {
+                        State::Running(work) => work.finish(),
+                        _ => None,
+                    };
+                    *state = State::Done(made);
+                    job.changed.notify_all();
+                    // Kept while it can still be taken, then freed (megabytes at 100,000 entries).
+                    let (mut state, _) = job
+                        .changed
+                        .wait_timeout_while(state, keep, |s| matches!(s, State::Done(Some(_))))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *state = State::Gone;
+                    return;
                 }
-                job.changed.notify_all();
-                // Kept while it can still be taken, then freed (megabytes at 100,000 entries).
-                let (mut state, _) = job
-                    .changed
-                    .wait_timeout_while(state, keep, |s| matches!(s, State::Done(Some(_))))
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *state = State::Gone;
             });
         if started.is_ok() {
             let old = lock(&self.slot).replace(Job {

@@ -544,7 +544,7 @@ impl Revocations {
                     known.push(Arc::clone(b) as _);
                 }
                 known.push(Arc::clone(&new_der) as _);
-                ahead.start(Arc::clone(&signer), plan, known, keep);
+                ahead.start(&signer, plan, known, keep);
             }
             // In a key rollover, ours signed by the previous key too, beside ours on another core: a
             // revocation still waits for about one signature. (The relying parties' CRL is signed

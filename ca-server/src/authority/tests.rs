@@ -293,3 +293,63 @@ fn crls_begun_ahead_are_the_crls_signed_whole() {
         assert_eq!(f.a.revocations().started_ahead(), before + 2);
     });
 }
+
+/// A start made ahead is finished by the revocation that takes it when the thread working ahead has
+/// not finished it (that thread yields its core between steps): what is taken is the start of the
+/// CRL signed whole, whichever thread did which steps; a start for another plan is not given.
+#[test]
+fn a_start_taken_before_it_is_finished_is_finished_by_the_taker() {
+    use super::ahead::{Ahead, Plan};
+    use crate::ca::crl::{encode_entries, sign_crl_with_entry_parts, sign_prepared, RevokedEntry};
+    let key = crate::ca::keys::generate(crate::ca::keys::KeyType::Rsa2048).unwrap();
+    let t = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+    let der =
+        crate::ca::signer::self_signed_ca("Puppet CA: ahead", &key, 1, t, time::Duration::days(9)).unwrap();
+    let ca = crate::ca::CaSigner::new(&crate::ca::pem_encode("CERTIFICATE", &der), key).unwrap();
+    let next = t + time::Duration::days(5);
+    let entry = |serial| RevokedEntry {
+        serial,
+        revoked_at: t,
+        reason: Default::default(),
+    };
+    // About 4 MB of entries, as at 100,000 revocations: dozens of steps.
+    let known: Arc<Vec<u8>> = Arc::new(encode_entries(
+        &(0..100_000).map(|s| entry(s + 10)).collect::<Vec<_>>(),
+    ));
+    let added = encode_entries(&[entry(200_000)]);
+    let whole = sign_crl_with_entry_parts(&ca, 9, t, next, &[&known, &added]).unwrap();
+    let plan = Plan {
+        base: (8, known.len()),
+        number: 9,
+        this_update: t.unix_timestamp(),
+        next_update: next.unix_timestamp(),
+        entries_len: known.len() + added.len(),
+    };
+    let mut finished_by_taker = 0;
+    for round in 0..6 {
+        let ahead = Ahead::default();
+        ahead.start(
+            &ca,
+            plan,
+            vec![Arc::clone(&known) as _],
+            std::time::Duration::from_secs(5),
+        );
+        ahead.confirm(8);
+        if round % 2 == 1 {
+            // Another plan: nothing fits, the work is cancelled.
+            let other = Plan { number: 10, ..plan };
+            assert!(ahead.take(&other).is_none());
+            continue;
+        }
+        let start = ahead.take(&plan).expect("the start made for this plan");
+        finished_by_taker += ahead.finished_by_taker();
+        let signed = sign_prepared(&ca, start, 9, t, next, &added).unwrap().unwrap();
+        assert_eq!(signed, whole, "round {round}: RSA signs the same bytes");
+        assert!(ahead.take(&plan).is_none(), "a start is taken once");
+    }
+    // Taken microseconds after it began, a start of 4 MB (milliseconds of hashing) is not finished.
+    assert!(
+        finished_by_taker >= 1,
+        "no start was finished by the revocation taking it"
+    );
+}

@@ -363,7 +363,7 @@ fn header_of(all_len: usize) -> Vec<u8> {
     h
 }
 
-/// The first part of a CRL made ahead of time by [`prepare`]: its bytes up to the end of the entries
+/// The first part of a CRL made ahead of time ([`Preparing`]): its bytes up to the end of the entries
 /// known then, and their SHA-256 state.
 pub struct Prepared {
     number: u64,
@@ -377,51 +377,81 @@ pub struct Prepared {
     hash: aws_lc_rs::digest::Context,
 }
 
-/// How much [`prepare`] copies and hashes between two looks at its cancel flag (and two yields of
-/// its core).
-const PREPARE_STEP: usize = 64 * 1024;
+/// How much the thread making a CRL's start ahead copies and hashes in one step of
+/// [`Preparing::advance`] (between two looks at its cancel flag and two yields of its core).
+pub const PREPARE_STEP: usize = 64 * 1024;
 
-/// Makes ahead of time the start of the CRL numbered `number`, dated `this_update`/`next_update`,
-/// whose entries will be `known` followed by `more_len` bytes not known yet: everything up to the
-/// end of `known`, copied and hashed, so that [`sign_prepared`] has only the new entries and the
-/// tail to hash. A CRL's TBSCertList can only be hashed from its start, and its start holds the
-/// dates and lengths: those are the prediction. `None` when `cancel` is set meanwhile.
-pub fn prepare(
-    signer: &CaSigner,
-    number: u64,
-    this_update: OffsetDateTime,
-    next_update: OffsetDateTime,
-    known: &[&[u8]],
-    more_len: usize,
-    cancel: &std::sync::atomic::AtomicBool,
-) -> Result<Option<Prepared>, CaError> {
-    let known_len: usize = known.iter().map(|p| p.len()).sum();
-    let entries_len = known_len + more_len;
-    let frame = Frame::new(signer, number, this_update, next_update, entries_len)?;
-    let mut out = Vec::new();
-    frame.start(&mut out);
-    let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    hash.update(&out[frame.room..]);
-    for chunk in known.iter().flat_map(|p| p.chunks(PREPARE_STEP)) {
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(None);
-        }
-        // Work done ahead of need gives way, every few dozen microseconds, to threads waiting for a
-        // core (on two cores, a request's own threads).
-        std::thread::yield_now();
-        out.extend_from_slice(chunk);
-        hash.update(chunk);
+/// The start of the CRL numbered `number`, dated `this_update`/`next_update`, being made ahead of
+/// time: its entries will be `known` (given to [`Preparing::advance`]) followed by `more_len` bytes
+/// not known yet. Everything up to the end of the known entries is copied and hashed, in steps, so
+/// that [`sign_prepared`] has only the new entries and the tail to hash. A CRL's TBSCertList can only
+/// be hashed from its start, and its start holds the dates and lengths: those are the prediction.
+/// Any thread may do the next step: the one that needs the start finishes what another began.
+pub struct Preparing {
+    made: Prepared,
+    /// How many bytes of the known entries are copied and hashed.
+    done: usize,
+}
+
+impl Preparing {
+    /// Nothing of the `known_len` bytes of known entries copied yet.
+    pub fn new(
+        signer: &CaSigner,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        known_len: usize,
+        more_len: usize,
+    ) -> Result<Preparing, CaError> {
+        let entries_len = known_len + more_len;
+        let frame = Frame::new(signer, number, this_update, next_update, entries_len)?;
+        let mut out = Vec::new();
+        frame.start(&mut out);
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        hash.update(&out[frame.room..]);
+        Ok(Preparing {
+            made: Prepared {
+                number,
+                this_update: this_update.unix_timestamp(),
+                next_update: next_update.unix_timestamp(),
+                entries_len,
+                known_len,
+                room: frame.room,
+                out,
+                hash,
+            },
+            done: 0,
+        })
     }
-    Ok(Some(Prepared {
-        number,
-        this_update: this_update.unix_timestamp(),
-        next_update: next_update.unix_timestamp(),
-        entries_len,
-        known_len,
-        room: frame.room,
-        out,
-        hash,
-    }))
+
+    /// Copies and hashes up to `step` more bytes of the known entries, `known` being them in order
+    /// (the same parts at every step). Returns whether more is left to do: `false` once all are in,
+    /// or when `known` holds fewer bytes than announced (then [`Preparing::finish`] gives nothing).
+    pub fn advance(&mut self, known: &[&[u8]], step: usize) -> bool {
+        let before = self.done;
+        let (mut skip, mut left) = (self.done, step.min(self.made.known_len - self.done));
+        for part in known {
+            if left == 0 {
+                break;
+            }
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            let chunk = &part[skip..part.len().min(skip + left)];
+            skip = 0;
+            self.made.out.extend_from_slice(chunk);
+            self.made.hash.update(chunk);
+            self.done += chunk.len();
+            left -= chunk.len();
+        }
+        self.done > before && self.done < self.made.known_len
+    }
+
+    /// The start, once every known byte is in; `None` before.
+    pub fn finish(self) -> Option<Prepared> {
+        (self.done == self.made.known_len).then_some(self.made)
+    }
 }
 
 /// Signs the CRL `prepared` was made for, with `added` after the entries it holds, when `number`,

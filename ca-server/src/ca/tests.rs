@@ -518,16 +518,16 @@ fn crls_signed_from_entry_parts_verify_at_every_size() {
     }
 }
 
-/// A CRL whose start was made ahead ([`super::crl::prepare`]) is the CRL signed whole: byte for byte
-/// with an RSA key (deterministic signatures), the same TBS and a valid signature with ECDSA, at
-/// sizes around the length-encoding boundaries; a start made for other dates, another number or
-/// another length of new entries is refused (`None`), and a cancelled one is not made.
+/// A CRL whose start was made ahead ([`super::crl::Preparing`]) is the CRL signed whole: byte for
+/// byte with an RSA key (deterministic signatures), the same TBS and a valid signature with ECDSA,
+/// at sizes around the length-encoding boundaries, whether its start was made at once or in small
+/// steps over entries in two parts, finished at once (as a revocation finishes what the thread
+/// working ahead began); a start made for other dates, another number or another length of new
+/// entries is refused (`None`), and one given fewer entries than announced is not made.
 #[test]
 fn a_crl_started_ahead_is_the_crl_signed_whole() {
-    use super::crl::{encode_entries, prepare, sign_crl_with_entry_parts, sign_prepared};
-    use std::sync::atomic::AtomicBool;
+    use super::crl::{encode_entries, sign_crl_with_entry_parts, sign_prepared, Preparing};
     let (ec, rsa) = (test_ca(), rsa_2048_ca());
-    let go = AtomicBool::new(false);
     let (t, next) = (now(), now() + Duration::days(5));
     for ca in [&ec, &rsa] {
         assert!(ca.can_sign_digests());
@@ -536,12 +536,22 @@ fn a_crl_started_ahead_is_the_crl_signed_whole() {
             let known = encode_entries(&(1..=n).map(|s| entry(s + 1_000)).collect::<Vec<_>>());
             let added = encode_entries(&[entry(n + 1_001)]);
             let start = || {
-                prepare(ca, 7, t, next, &[&known], added.len(), &go)
-                    .unwrap()
-                    .unwrap()
+                let mut p = Preparing::new(ca, 7, t, next, known.len(), added.len()).unwrap();
+                while p.advance(&[&known], usize::MAX) {}
+                p.finish().unwrap()
             };
             let ahead = sign_prepared(ca, start(), 7, t, next, &added).unwrap().unwrap();
             let whole = sign_crl_with_entry_parts(ca, 7, t, next, &[&known, &added]).unwrap();
+            // In steps of 100 bytes over two parts, a few of them, then the rest at once.
+            let (a, b) = known.split_at(known.len() / 3);
+            let mut p = Preparing::new(ca, 7, t, next, known.len(), added.len()).unwrap();
+            for _ in 0..40 {
+                p.advance(&[a, b], 100);
+            }
+            while p.advance(&[a, b], usize::MAX) {}
+            let stepped = p.finish().unwrap();
+            let stepped = sign_prepared(ca, stepped, 7, t, next, &added).unwrap().unwrap();
+            assert_eq!(tbs(&stepped), tbs(&whole), "{n} entries, made in steps");
             assert_eq!(tbs(&ahead), tbs(&whole), "{n} entries");
             if std::ptr::eq(ca, &rsa) {
                 assert_eq!(ahead, whole, "{n} entries: RSA signs the same bytes");
@@ -564,9 +574,11 @@ fn a_crl_started_ahead_is_the_crl_signed_whole() {
             let two = encode_entries(&[entry(n + 1_001), entry(n + 1_002)]);
             assert!(sign_prepared(ca, start(), 7, t, next, &two).unwrap().is_none());
         }
-        let stop = AtomicBool::new(true);
-        let big = vec![0u8; 1 << 20];
-        assert!(prepare(ca, 7, t, next, &[&big], 36, &stop).unwrap().is_none());
+        // Fewer known bytes than announced: nothing is made.
+        let short = vec![0u8; 1_000];
+        let mut p = Preparing::new(ca, 7, t, next, 1_001, 36).unwrap();
+        while p.advance(&[&short], 64) {}
+        assert!(p.finish().is_none());
     }
 }
 
