@@ -42,6 +42,8 @@ pub(crate) struct Ahead {
     used: std::sync::atomic::AtomicU64,
     /// How many of those starts the revocation finished itself.
     finished_by_taker: std::sync::atomic::AtomicU64,
+    /// When the last start was planned (see [`Ahead::pace`]).
+    last_planned: Mutex<Option<std::time::Instant>>,
 }
 
 struct Job {
@@ -128,6 +130,19 @@ impl Ahead {
             self.used.fetch_add(1, Ordering::Relaxed);
         }
         taken
+    }
+
+    /// The time since this was last asked, when under `max`, else zero: how soon after this CRL
+    /// the next revocation is expected in a burst (a client revoking one certificate after another
+    /// keeps a steady pace), so that a start planned just before a second ends is made for the next
+    /// second.
+    pub(crate) fn pace(&self, max: Duration) -> Duration {
+        let now = std::time::Instant::now();
+        let previous = lock(&self.last_planned).replace(now);
+        previous
+            .map(|p| now.saturating_duration_since(p))
+            .filter(|gap| *gap <= max)
+            .unwrap_or_default()
     }
 
     /// How many CRLs were signed from a start made ahead.

@@ -536,9 +536,15 @@ impl Revocations {
                 })
             });
             // The next one's, on another core while this one is signed.
-            if let Some((plan, keep)) =
-                next_plan(&signer, number, entries_len, last, clock.now(), crl_lifetime)
-            {
+            if let Some((plan, keep)) = next_plan(
+                &signer,
+                number,
+                entries_len,
+                last,
+                clock.now(),
+                ahead.pace(AHEAD_KEPT),
+                crl_lifetime,
+            ) {
                 let mut known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>> = Vec::with_capacity(2);
                 if let Some(b) = &base_for_task {
                     known.push(Arc::clone(b) as _);
@@ -740,22 +746,25 @@ const AHEAD_FROM: usize = 256 * 1024;
 const AHEAD_KEPT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What to begin ahead after CRL `number` of `entries_len` bytes of entries, whose last is `last`,
-/// signed at `now`: the next CRL with one more entry like the last, in this second, and how long to
-/// keep it (until the second ends; in a burst the next revocation comes within milliseconds, so
-/// megabytes, 40 at 1,000,000 entries, are not held longer than [`AHEAD_KEPT`]). `None` for a
-/// small CRL or a key that cannot sign a digest.
+/// signed at `now`, the next revocation being expected `pace` later: the next CRL with one more
+/// entry like the last, dated the second the next revocation is expected in, and how long to keep it
+/// (until that second ends; in a burst the next revocation comes within milliseconds, so megabytes,
+/// 40 at 1,000,000 entries, are not held longer than [`AHEAD_KEPT`]). `None` for a small CRL or a
+/// key that cannot sign a digest.
 fn next_plan(
     signer: &CaSigner,
     number: u64,
     entries_len: usize,
     last: Option<RevokedEntry>,
     now: OffsetDateTime,
+    pace: std::time::Duration,
     crl_lifetime: Duration,
 ) -> Option<(Plan, std::time::Duration)> {
     if entries_len < AHEAD_FROM || !signer.can_sign_digests() {
         return None;
     }
-    let second = now.replace_nanosecond(0).unwrap_or(now);
+    let expected = now + pace.min(AHEAD_KEPT);
+    let second = expected.replace_nanosecond(0).unwrap_or(expected);
     let plan = Plan {
         base: (number, entries_len),
         number: number.checked_add(1)?,
@@ -763,7 +772,9 @@ fn next_plan(
         next_update: unix(second + crl_lifetime),
         entries_len: entries_len + crl::encode_entries(&[last?]).len(),
     };
-    let keep = std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.nanosecond())).min(AHEAD_KEPT);
+    let keep = std::time::Duration::try_from(second + Duration::seconds(1) - now)
+        .unwrap_or_default()
+        .min(AHEAD_KEPT);
     Some((plan, keep))
 }
 
@@ -803,4 +814,66 @@ fn entries_of(rows: Vec<crate::storage::RevocationRow>) -> Result<Vec<RevokedEnt
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start begun ahead is dated the second the next revocation is expected in: the same second
+    /// in a burst, the next when the pace of the last two crosses the second's end (one CRL per
+    /// second was signed whole before), and it is kept until that second ends, at most 250 ms.
+    #[test]
+    fn the_next_start_is_dated_when_the_next_revocation_is_expected() {
+        let key = crate::ca::keys::generate(crate::ca::keys::KeyType::EcP256).unwrap();
+        let t = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let der =
+            crate::ca::signer::self_signed_ca("Puppet CA: plan", &key, 1, t, Duration::days(9)).unwrap();
+        let signer = CaSigner::new(&crate::ca::pem_encode("CERTIFICATE", &der), key).unwrap();
+        let last = RevokedEntry {
+            serial: 77,
+            revoked_at: t,
+            reason: Default::default(),
+        };
+        let ms = std::time::Duration::from_millis;
+        let plan = |now: OffsetDateTime, pace| {
+            next_plan(
+                &signer,
+                4,
+                AHEAD_FROM,
+                Some(last.clone()),
+                now,
+                pace,
+                Duration::days(5),
+            )
+            .unwrap()
+        };
+        // Mid-second, a burst: this second, kept 250 ms.
+        let (p, keep) = plan(t + Duration::milliseconds(500), ms(5));
+        assert_eq!((p.number, p.this_update, p.base), (5, unix(t), (4, AHEAD_FROM)));
+        assert_eq!(p.next_update, unix(t + Duration::days(5)));
+        assert_eq!(keep, AHEAD_KEPT);
+        // 2 ms before the second ends, 5 ms apart: the next second, kept until it ends (250 ms).
+        let (p, keep) = plan(t + Duration::milliseconds(998), ms(5));
+        assert_eq!(p.this_update, unix(t) + 1);
+        assert_eq!(keep, AHEAD_KEPT);
+        // 1 ms apart, 2 ms before the end: this second, kept the 2 ms left.
+        let (p, keep) = plan(t + Duration::milliseconds(998), ms(1));
+        assert_eq!(p.this_update, unix(t));
+        assert_eq!(keep, ms(2));
+        // A pace over 250 ms counts as 250 ms.
+        let (p, _) = plan(t + Duration::milliseconds(700), ms(900));
+        assert_eq!(p.this_update, unix(t));
+        // A small CRL: nothing ahead.
+        assert!(next_plan(
+            &signer,
+            4,
+            AHEAD_FROM - 1,
+            Some(last.clone()),
+            t,
+            ms(5),
+            Duration::days(5)
+        )
+        .is_none());
+    }
 }
