@@ -52,6 +52,8 @@ fn ca_bench_runs_every_phase_and_writes_its_json() {
         "bulk",
         "revoke_0",
         "revoke_100",
+        "raw_sign_serial_0",
+        "raw_sign_serial_100",
         "list_all",
         "cold_start",
         "rss_idle",
