@@ -3,6 +3,7 @@
 //! Layers: [`ca`] is the engine (pure X.509), [`policy`] the decisions, [`storage`] the SQLite state,
 //! and [`authority`] the operations both the server and the `ca` CLI call.
 
+#![forbid(unsafe_code)]
 // Items only this crate uses say so (`pub(crate)`), so that rustc reports the ones nothing uses.
 #![warn(unreachable_pub)]
 

@@ -43,7 +43,30 @@ struct Args {
     check_config: bool,
 }
 
+/// glibc's malloc: one arena per two cores, at least two (by default it makes up to eight per core,
+/// one for each thread that allocates while the others are in use). An arena keeps what its threads
+/// freed, up to twice the largest block the process has mapped and freed (8 MB once a 4 MB CRL was
+/// freed), so with a pool of threads rotating over them the server stayed at 87-97 MB after
+/// revocations at 100,000 entries and listings of 100,000 certificates: 56 MB with two arenas on
+/// two cores, for the same CPU per request (BENCHMARKS.md, session 11). With one, the keep-alive
+/// GET phases took up to three times the CPU per request (threads waiting for its lock).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    let count = std::thread::available_parallelism().map_or(2, |n| n.get().div_ceil(2).max(2));
+    let arenas = libc::c_int::try_from(count).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt(3) only sets a parameter of the allocator, here to a positive count; it is
+    // called first thing in `main`, before the process has any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     // `ca-server --generate man|complete-bash|...`: the man page and shell completions (packaging).
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, what] = argv.as_slice() {
