@@ -90,8 +90,8 @@ impl Work {
     }
 }
 
-/// Marks a job finished, with nothing, if its thread ends without saying so (a panic): a revocation
-/// waiting for it then signs its CRL whole instead of waiting forever.
+/// Marks a job finished, with nothing, if its thread ends without saying so (a panic): the work it
+/// left, perhaps half a step, is never taken (the revocation signs its CRL whole).
 struct Finished(Arc<Shared>);
 
 impl Drop for Finished {
@@ -114,7 +114,17 @@ impl Ahead {
         if !fits {
             job.shared.cancel.store(true, Ordering::Relaxed);
         }
-        let state = std::mem::replace(&mut *lock(&job.shared.state), State::Gone);
+        let state = {
+            let mut state = lock(&job.shared.state);
+            // A thread that panicked in a step leaves its lock poisoned: what it left is not used.
+            let sound = !job.shared.state.is_poisoned();
+            let state = std::mem::replace(&mut *state, State::Gone);
+            if sound {
+                state
+            } else {
+                State::Gone
+            }
+        };
         job.shared.changed.notify_all();
         let taken = match state {
             State::Done(p) if fits => p,
