@@ -385,91 +385,81 @@ async fn https_phases(
             fetch_names[i % fetch_names.len()]
         ))
     });
-    let f = report(
-        "certificate fetch (keep-alive)",
-        for_duration(
+    rows.push(
+        timed(
+            args,
             target,
-            false,
-            c,
-            args.duration,
+            &mut meter,
+            "certificate fetch (keep-alive)",
+            "cert_fetch",
             Connect::KeepAlive,
             make,
             StatusCode::OK,
-            &mut || meter.restart(),
         )
         .await,
     );
-    rows.push(meter.done(f, "cert_fetch"));
     let crl_path = "/puppet-ca/v1/certificate_revocation_list/ca";
     let crl = Arc::new(move |_| Req::get(crl_path));
-    let f = report(
-        "CRL GET 200 (keep-alive)",
-        for_duration(
+    rows.push(
+        timed(
+            args,
             target,
-            false,
-            c,
-            args.duration,
+            &mut meter,
+            "CRL GET 200 (keep-alive)",
+            "crl_get",
             Connect::KeepAlive,
             crl,
             StatusCode::OK,
-            &mut || meter.restart(),
         )
         .await,
     );
-    rows.push(meter.done(f, "crl_get"));
     let ims = httpdate_now();
     let crl304: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let mut r = Req::get(crl_path);
         r.headers.push(("if-modified-since", ims.clone()));
         r
     });
-    let f = report(
-        "CRL GET 304 If-Modified-Since (keep-alive)",
-        for_duration(
+    rows.push(
+        timed(
+            args,
             target,
-            false,
-            c,
-            args.duration,
+            &mut meter,
+            "CRL GET 304 If-Modified-Since (keep-alive)",
+            "crl_304",
             Connect::KeepAlive,
             crl304,
             StatusCode::NOT_MODIFIED,
-            &mut || meter.restart(),
         )
         .await,
     );
-    rows.push(meter.done(f, "crl_304"));
     rows.extend(ocsp_phases(args, target, &names[0], &mut meter).await?);
     let status: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(|_| Req::get("/status/v1/simple"));
-    let f = report(
-        "new TLS connection per request (resumed)",
-        for_duration(
+    rows.push(
+        timed(
+            args,
             target,
-            false,
-            c,
-            args.duration,
+            &mut meter,
+            "new TLS connection per request (resumed)",
+            "tls_resumed",
             Connect::Resumed,
             Arc::clone(&status),
             StatusCode::OK,
-            &mut || meter.restart(),
         )
         .await,
     );
-    rows.push(meter.done(f, "tls_resumed"));
-    let f = report(
-        "new TLS connection per request (full handshake)",
-        for_duration(
+    rows.push(
+        timed(
+            args,
             target,
-            false,
-            c,
-            args.duration,
+            &mut meter,
+            "new TLS connection per request (full handshake)",
+            "tls_full",
             Connect::Full,
             status,
             StatusCode::OK,
-            &mut || meter.restart(),
         )
         .await,
     );
-    rows.push(meter.done(f, "tls_full"));
     meter.restart();
     let all = listing(target, "certificate_statuses (all)", "").await;
     rows.push(meter.done(all, "list_all"));
@@ -657,55 +647,70 @@ async fn ocsp_phases(
     };
     let mut rows = Vec::new();
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| ocsp_req(kept.clone()));
-    let f = keep_alive(
-        args,
-        target,
-        "OCSP (kept answer, no nonce; keep-alive)",
-        make,
-        meter,
-    )
-    .await;
-    rows.push(meter.done(f, "ocsp_kept"));
+    rows.push(
+        timed(
+            args,
+            target,
+            meter,
+            "OCSP (kept answer, no nonce; keep-alive)",
+            "ocsp_kept",
+            Connect::KeepAlive,
+            make,
+            StatusCode::OK,
+        )
+        .await,
+    );
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |_| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let der = ca_server::ca::ocsp::request_der(&ca, serial, Some(&n.to_be_bytes())).unwrap_or_default();
         ocsp_req(hyper::body::Bytes::from(der))
     });
-    let f = keep_alive(
-        args,
-        target,
-        "OCSP (nonce: signed per request; keep-alive)",
-        make,
-        meter,
-    )
-    .await;
-    rows.push(meter.done(f, "ocsp_nonce"));
+    rows.push(
+        timed(
+            args,
+            target,
+            meter,
+            "OCSP (nonce: signed per request; keep-alive)",
+            "ocsp_nonce",
+            Connect::KeepAlive,
+            make,
+            StatusCode::OK,
+        )
+        .await,
+    );
     Ok(rows)
 }
 
-/// A phase of `make`'s requests over keep-alive connections for `--duration`, each answered 200.
-async fn keep_alive(
+/// A phase of `make`'s requests for `--duration` over `--concurrency` workers, connecting as `how`
+/// says, each answered `ok`: its figures with its id and the server's CPU per request (`meter`,
+/// started once any keep-alive connections are open).
+#[allow(clippy::too_many_arguments)]
+async fn timed(
     args: &Args,
     target: &Target,
-    phase: &str,
-    make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
     meter: &mut cpu::Meter,
+    phase: &str,
+    id: &str,
+    how: Connect,
+    make: Arc<dyn Fn(usize) -> Req + Send + Sync>,
+    ok: StatusCode,
 ) -> Figures {
-    report(
+    let f = report(
         phase,
         for_duration(
             target,
             false,
             args.concurrency,
             args.duration,
-            Connect::KeepAlive,
+            how,
             make,
-            StatusCode::OK,
+            ok,
             &mut || meter.restart(),
         )
         .await,
-    )
+    );
+    meter.done(f, id)
 }
 
 async fn listing(t: &Target, phase: &str, query: &str) -> Figures {
