@@ -38,11 +38,10 @@ pub fn raw_sign_rate(kind: KeyType, threads: usize, secs: f64) -> Result<f64, St
 /// own hiccups (on a VM, a core that runs several times slower for tens of milliseconds), measured
 /// in the same run as the revocations.
 pub fn serial_sign_latencies(
-    kind: KeyType,
+    key: &rcgen::KeyPair,
     n: usize,
     pause: Duration,
 ) -> Result<(Vec<Duration>, Duration), String> {
-    let key = keys::generate(kind).map_err(|e| e.to_string())?;
     let mut lat = Vec::with_capacity(n);
     let started = Instant::now();
     for i in 0..n {

@@ -137,7 +137,7 @@ impl CaSigner {
     }
 
     /// Signs a SHA-256 digest as the CA key signs a message with that digest (sha256WithRSAEncryption,
-    /// ecdsa-with-SHA256): for a CRL whose hash was begun ahead of time (see `crl::prepare`). `None`
+    /// ecdsa-with-SHA256): for a CRL whose hash was begun ahead of time (see `crl::Preparing`). `None`
     /// when the key cannot (a PKCS#11 token's: sign the message instead).
     pub fn sign_digest(&self, digest: &aws_lc_rs::digest::Digest) -> Option<Result<Vec<u8>, CaError>> {
         let fail = |_| CaError::Key("key error: signing a digest".into());
