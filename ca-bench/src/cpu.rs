@@ -50,11 +50,67 @@ pub fn per_op_ms(pid: Option<u32>, before: Option<f64>, ops: usize) -> Option<f6
     (ops > 0).then(|| (now - before) * 1000.0 / ops as f64)
 }
 
+/// What a thread of ca-server does, told by its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `ca-signer`: signs certificates (the signature, the certificate's DER, its status object).
+    Signing,
+    /// `tokio-rt-worker`: TLS, HTTP, the handlers (and the runtime's blocking pool).
+    Requests,
+    /// `ca-writer` and the SQLite connections' threads: the write transactions.
+    Database,
+    Other,
+}
+
+impl Role {
+    fn of(comm: &str) -> Role {
+        match comm.trim_end() {
+            "ca-signer" => Role::Signing,
+            "tokio-rt-worker" => Role::Requests,
+            c if c == "ca-writer" || c.starts_with("sqlx-sqlite") => Role::Database,
+            _ => Role::Other,
+        }
+    }
+}
+
+/// The CPU seconds of each live thread of `pid` and what it does (from /proc/<pid>/task: the name
+/// and the nanoseconds on a CPU in schedstat).
+fn threads(pid: u32) -> HashMap<u32, (Role, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashMap::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| {
+            let tid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let ns: f64 = std::fs::read_to_string(e.path().join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((tid, (Role::of(&comm), ns / 1e9)))
+        })
+        .collect()
+}
+
+/// The server's CPU time per operation by what its threads do (ms): the signers, the request
+/// threads, the database threads and the rest of the process (other threads, and those that
+/// ended during the phase).
+#[derive(Debug, Clone, Copy)]
+pub struct ByRole {
+    pub signing: f64,
+    pub requests: f64,
+    pub database: f64,
+    pub other: f64,
+}
+
 /// The server's and ca-bench's own CPU time per operation, phase after phase.
 pub struct Meter {
     pid: Option<u32>,
     since: Option<f64>,
     me_since: Option<f64>,
+    threads_since: HashMap<u32, (Role, f64)>,
 }
 
 impl Meter {
@@ -64,6 +120,7 @@ impl Meter {
             pid,
             since: pid.and_then(process_cpu),
             me_since: process_cpu(std::process::id()),
+            threads_since: pid.map(threads).unwrap_or_default(),
         }
     }
 
@@ -71,11 +128,46 @@ impl Meter {
     pub fn restart(&mut self) {
         self.since = self.pid.and_then(process_cpu);
         self.me_since = process_cpu(std::process::id());
+        self.threads_since = self.pid.map(threads).unwrap_or_default();
+    }
+
+    /// The server's CPU per operation since the last phase by what its threads do.
+    fn by_role(&self, ops: usize) -> Option<ByRole> {
+        let pid = self.pid?;
+        let total = process_cpu(pid)? - self.since?;
+        if ops == 0 {
+            return None;
+        }
+        let mut seconds = [0.0f64; 3];
+        for (tid, (role, now)) in threads(pid) {
+            // A thread id used again by a new thread (of another name) counts from zero.
+            let before = self
+                .threads_since
+                .get(&tid)
+                .filter(|(r, _)| *r == role)
+                .map_or(0.0, |(_, t)| *t);
+            let slot = match role {
+                Role::Signing => 0,
+                Role::Requests => 1,
+                Role::Database => 2,
+                Role::Other => continue,
+            };
+            seconds[slot] += (now - before).max(0.0);
+        }
+        let ms = |s: f64| s * 1000.0 / ops as f64;
+        Some(ByRole {
+            signing: ms(seconds[0]),
+            requests: ms(seconds[1]),
+            database: ms(seconds[2]),
+            // The process's time is counted in clock ticks: what is left may be a tick below zero.
+            other: ms((total - seconds.iter().sum::<f64>()).max(0.0)),
+        })
     }
 
     /// `f` with its id and the server's CPU per operation since the last phase; the next starts now.
     pub fn done(&mut self, mut f: crate::stats::Figures, id: &str) -> crate::stats::Figures {
         f.server_cpu_ms_per_op = per_op_ms(self.pid, self.since, f.count);
+        f.server_cpu_by_role = self.by_role(f.count);
         f.bench_cpu_ms_per_op = per_op_ms(Some(std::process::id()), self.me_since, f.count);
         self.restart();
         f.id(id)

@@ -58,6 +58,8 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         server_cpu_ms_per_op: None,
         bench_cpu_ms_per_op: None,
         rss_mb: None,
+        server_cpu_by_role: None,
+        ceiling_around: None,
     }
 }
 

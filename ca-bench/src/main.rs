@@ -186,7 +186,7 @@ async fn run(args: Args) -> Result<(), String> {
             let target = Target::new(host, port, &cacert, (&cert, &key))?;
             let kind = ceiling::key_type_of(&cacert)?;
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
-            rows.extend(https_phases(&args, &target, None).await?.0);
+            rows.extend(https_phases(&args, &target, None, kind).await?.0);
             (kind, per_core, all_cores)
         }
         None => {
@@ -257,6 +257,19 @@ async fn run(args: Args) -> Result<(), String> {
         println!("{}", line(r, backends));
     }
     println!();
+    let accounts: Vec<String> = rows
+        .iter()
+        .filter_map(|r| stats::account(r, cores, backends))
+        .collect();
+    if !accounts.is_empty() {
+        println!(
+            "where the time of the signing phases goes, per certificate (ms of CPU time on {cores} cores):"
+        );
+        for a in accounts {
+            println!("  {a}");
+        }
+        println!();
+    }
     let signature_ms = 1000.0 / per_core.max(1e-9);
     println!(
         "ceiling: {ceiling:.0} raw {kind} signatures/s on {cores} cores (before the run {all_cores:.0}/s, \
@@ -325,8 +338,14 @@ async fn https_phases(
     args: &Args,
     target: &Target,
     server: Option<u32>,
+    kind: KeyType,
 ) -> Result<(Vec<Figures>, Vec<String>), String> {
     let mut rows = Vec::new();
+    // The ceiling again right before and right after each signing phase (1 s each, with a key made
+    // now): this machine's signing speed drifts by 10-20 % within a minute.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let yardstick = Arc::new(ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?);
+    let sample = || ceiling::raw_sign_rate_with(&yardstick, cores, 1.0);
     // The server's CPU time per operation of each phase.
     let mut meter = cpu::Meter::new(server);
     let c = args.concurrency;
@@ -346,6 +365,8 @@ async fn https_phases(
         .await,
     );
     rows.push(meter.done(submitted, "submit"));
+    let before_sign = sample();
+    meter.restart();
     let signed = report(
         "sign via certificate_status PUT",
         each_metered(
@@ -358,7 +379,10 @@ async fn https_phases(
         )
         .await,
     );
-    rows.push(meter.done(ratio(signed), "sign"));
+    let mut signed = meter.done(ratio(signed), "sign");
+    let between = sample();
+    signed.ceiling_around = Some((before_sign, between));
+    rows.push(signed);
 
     let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
     each(target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
@@ -376,7 +400,10 @@ async fn https_phases(
     let mut f = report("bulk sign (POST /sign, one request)", (lat, wall, err));
     f.count = bulk_names.len();
     f.per_sec = bulk_names.len() as f64 / wall.as_secs_f64();
-    rows.push(meter.done(ratio(f), "bulk"));
+    let mut f = meter.done(ratio(f), "bulk");
+    f.ceiling_around = Some((between, sample()));
+    meter.restart();
+    rows.push(f);
 
     let fetch_names = Arc::new(names.clone());
     let make: Arc<dyn Fn(usize) -> Req + Send + Sync> = Arc::new(move |i| {
@@ -477,7 +504,8 @@ async fn own_phases(
     let target = admin_target(server)?;
     let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)").id("rss_idle")];
     let sampler = server.rss_sampler();
-    let (https, names) = https_phases(args, &target, Some(server.pid())).await?;
+    let kind = ceiling::key_type_of(&server.ca_pem)?;
+    let (https, names) = https_phases(args, &target, Some(server.pid()), kind).await?;
     rows.extend(https);
     rows.push(
         sampler
@@ -491,7 +519,6 @@ async fn own_phases(
     // when --csrs does not give 250 for each.
     let per_size = 250.min(names.len() / args.revoke_sizes.len().max(1)).max(1);
     let mut victims = names;
-    let kind = ceiling::key_type_of(&server.ca_pem)?;
     // A key of the CA's type, made once (an RSA-4096 key takes seconds).
     let raw_key = ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?;
     for &size in &args.revoke_sizes {

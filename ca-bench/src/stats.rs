@@ -23,6 +23,10 @@ pub struct Figures {
     pub bench_cpu_ms_per_op: Option<f64>,
     /// Resident memory (MB), for the RSS phases.
     pub rss_mb: Option<f64>,
+    /// The server's CPU time per operation by what its threads do.
+    pub server_cpu_by_role: Option<crate::cpu::ByRole>,
+    /// For a signing phase: the ceiling measured right before and right after it (2 cores, /s).
+    pub ceiling_around: Option<(f64, f64)>,
 }
 
 impl Figures {
@@ -65,6 +69,14 @@ impl Figures {
             "server_cpu_ms_per_op": self.server_cpu_ms_per_op,
             "bench_cpu_ms_per_op": self.bench_cpu_ms_per_op,
             "rss_mb": self.rss_mb,
+            "server_cpu_ms_per_op_by_thread": self.server_cpu_by_role.map(|r| serde_json::json!({
+                "signing": r.signing,
+                "requests": r.requests,
+                "database": r.database,
+                "other": r.other,
+            })),
+            "ceiling_around_per_s": self.ceiling_around.map(|(a, b)| [a, b]),
+            "ratio_around": self.ceiling_around.map(|(a, b)| self.per_sec / ((a + b) / 2.0).max(1e-9)),
             "note": self.note,
         })
     }
@@ -93,6 +105,8 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
         server_cpu_ms_per_op: None,
         bench_cpu_ms_per_op: None,
         rss_mb: None,
+        server_cpu_by_role: None,
+        ceiling_around: None,
     }
 }
 
@@ -128,4 +142,38 @@ pub fn line(f: &Figures, backends: bool) -> String {
     } else {
         row
     }
+}
+
+/// For a signing phase measured with its ceiling around it: where the cores' time per certificate
+/// went (`cores` × the wall time per certificate), next to the raw signature's cost on all cores
+/// at the time (`cores` ÷ the ceiling around the phase). The raw signature's share of the time is
+/// the phase's ratio to that ceiling.
+pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
+    let (before, after) = f.ceiling_around?;
+    let by = f.server_cpu_by_role?;
+    if f.per_sec <= 0.0 {
+        return None;
+    }
+    let cores = cores as f64;
+    let time = cores * 1000.0 / f.per_sec;
+    let raw = cores * 1000.0 / ((before + after) / 2.0).max(1e-9);
+    let server = f.server_cpu_ms_per_op.unwrap_or(0.0);
+    let bench = f.bench_cpu_ms_per_op.unwrap_or(0.0);
+    let backend = if backends {
+        format!("[{}] ", f.backend)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{backend}{}: {time:.3} = signing threads {:.3} (raw signature {raw:.3}, ceiling {before:.0}/s before, \
+         {after:.0}/s after: {:.1} %) + requests {:.3} + database {:.3} + other {:.3} + ca-bench {bench:.3} \
+         + idle or other processes {:.3}",
+        f.json_id(),
+        by.signing,
+        100.0 * raw / time,
+        by.requests,
+        by.database,
+        by.other,
+        time - server - bench,
+    ))
 }

@@ -77,6 +77,24 @@ fn ca_bench_runs_every_phase_and_writes_its_json() {
             phase(id)
         );
     }
+    // Where the signing phases' time went: the server's CPU by thread role, and the ceiling measured
+    // right before and right after the phase.
+    assert!(
+        text.contains("where the time of the signing phases goes"),
+        "{text}"
+    );
+    for id in ["sign", "bulk"] {
+        let p = phase(id);
+        let by = &p["server_cpu_ms_per_op_by_thread"];
+        assert!(by["signing"].as_f64().is_some_and(|c| c > 0.0), "{id}: {p}");
+        for role in ["requests", "database", "other"] {
+            assert!(by[role].as_f64().is_some_and(|c| c >= 0.0), "{id}.{role}: {p}");
+        }
+        let around = p["ceiling_around_per_s"].as_array().unwrap();
+        assert_eq!(around.len(), 2, "{p}");
+        assert!(around.iter().all(|c| c.as_f64().is_some_and(|c| c > 0.0)), "{p}");
+        assert!(p["ratio_around"].as_f64().is_some_and(|r| r > 0.0), "{p}");
+    }
     assert!(phase("rss_idle")["rss_mb"].as_f64().unwrap() > 1.0);
     assert!(phase("rss_peak")["rss_mb"].as_f64().unwrap() >= phase("rss_idle")["rss_mb"].as_f64().unwrap());
 }

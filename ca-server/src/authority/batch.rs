@@ -4,7 +4,7 @@
 //!   signed since its last transaction (acknowledged once committed) and checks the queued signings
 //!   against the policy and reserves their serials (refusals audited in it). Under load, every
 //!   transaction carries many certificates both ways;
-//! - **sign**: one blocking task per core takes reserved certificates one after the other and signs
+//! - **sign**: one thread per core (`ca-signer`) takes reserved certificates one after the other and signs
 //!   them, with no lock held (no hand-over between two signatures).
 //!
 //! The cores keep signing while the database task waits for its commits. A round that only reserves
@@ -16,8 +16,8 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -73,6 +73,8 @@ pub(crate) struct Queue {
     writing: Arc<AtomicBool>,
     /// Reserved, waiting for a signer.
     to_sign: Mutex<VecDeque<Reserved>>,
+    /// Told when certificates are queued in `to_sign`: wakes the signers waiting for work.
+    work: Condvar,
     /// Told when a signer takes a certificate and fewer than one per signer are left waiting.
     room: tokio::sync::Notify,
     /// Signing tasks running, at most `cores`.
@@ -89,6 +91,7 @@ impl Default for Queue {
             jobs: Mutex::default(),
             writing: Arc::default(),
             to_sign: Mutex::default(),
+            work: Condvar::new(),
             room: tokio::sync::Notify::new(),
             signers: AtomicUsize::new(0),
             cores,
@@ -104,7 +107,11 @@ impl std::fmt::Debug for Queue {
 }
 
 /// The longest a database round waits for the previous one's certificates to be signed.
-const MAX_ROUND_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+const MAX_ROUND_WAIT: Duration = Duration::from_millis(25);
+
+/// How long a signer with nothing to sign waits for more before its thread ends: under one request
+/// per certificate the signers run out of work for moments, which need not cost a new thread each.
+const SIGNER_LINGER: Duration = Duration::from_millis(100);
 
 /// The most signings (or CSR submissions, see `submits.rs`) one transaction takes: bounds a
 /// transaction's size and a request's wait.
@@ -244,6 +251,7 @@ impl Authority {
         }
         if !round.reserved.is_empty() {
             lock(&self.queue.to_sign).extend(round.reserved);
+            self.queue.work.notify_all();
             self.start_signers();
         }
         true
@@ -444,8 +452,35 @@ impl Authority {
             if claimed.is_err() {
                 return;
             }
-            let a = self.clone();
-            tokio::task::spawn_blocking(move || a.signer_task());
+            self.spawn_signer();
+        }
+    }
+
+    /// One signing task (its place among the signers claimed) on a thread of its own named
+    /// `ca-signer`, so that its CPU time can be told from the request threads' in /proc; entered in
+    /// the current runtime. Should the thread not start, the task runs on the runtime's blocking pool.
+    fn spawn_signer(&self) {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let entered = runtime.clone();
+        let a = self.clone();
+        let started = std::thread::Builder::new()
+            .name("ca-signer".into())
+            .spawn(move || {
+                let _entered = entered.as_ref().map(tokio::runtime::Handle::enter);
+                a.signer_task();
+            });
+        let Err(e) = started else { return };
+        let a = self.clone();
+        match runtime {
+            Some(rt) => {
+                tracing::warn!(error = %e, "signing: no thread for a signer, using the blocking pool");
+                drop(rt.spawn_blocking(move || a.signer_task()));
+            }
+            None => {
+                // Nothing can sign now; the next round starts a signer again.
+                tracing::error!(error = %e, "signing: no thread for a signer");
+                self.queue.signers.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
@@ -477,8 +512,8 @@ impl Authority {
         })
     }
 
-    /// The sign stage, on a blocking thread: signs reserved certificates until none is left, handing each to
-    /// the store stage.
+    /// The sign stage, on a thread of its own: signs reserved certificates, handing each to the store
+    /// stage, until none was left for [`SIGNER_LINGER`].
     fn signer_task(&self) {
         // Gives the task's place back however the task ends (a panic while signing included).
         struct Place<'a>(&'a AtomicUsize);
@@ -492,11 +527,23 @@ impl Authority {
         loop {
             let next = {
                 let mut waiting = lock(&q.to_sign);
-                let next = waiting.pop_front();
-                if next.is_some() && waiting.len() < q.cores {
-                    q.room.notify_one();
+                let until = Instant::now() + SIGNER_LINGER;
+                loop {
+                    if let Some(r) = waiting.pop_front() {
+                        if waiting.len() < q.cores {
+                            q.room.notify_one();
+                        }
+                        break Some(r);
+                    }
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break None;
+                    }
+                    waiting = q
+                        .work
+                        .wait_timeout(waiting, left)
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g);
                 }
-                next
             };
             let Some(r) = next else {
                 drop(place.take());
