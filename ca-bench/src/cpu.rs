@@ -103,6 +103,8 @@ pub struct ByRole {
     pub requests: f64,
     pub database: f64,
     pub other: f64,
+    /// PostgreSQL's processes (another process, when the server's database is one on this machine).
+    pub postgres: Option<f64>,
 }
 
 /// The server's and ca-bench's own CPU time per operation, phase after phase.
@@ -111,6 +113,9 @@ pub struct Meter {
     since: Option<f64>,
     me_since: Option<f64>,
     threads_since: HashMap<u32, (Role, f64)>,
+    /// The PostgreSQL server the server uses, when it runs on this machine.
+    postmaster: Option<u32>,
+    postgres_since: Postgres,
 }
 
 impl Meter {
@@ -121,7 +126,16 @@ impl Meter {
             since: pid.and_then(process_cpu),
             me_since: process_cpu(std::process::id()),
             threads_since: pid.map(threads).unwrap_or_default(),
+            postmaster: None,
+            postgres_since: None,
         }
+    }
+
+    /// Also PostgreSQL's CPU per operation (in [`ByRole`]), its main process being `postmaster`.
+    pub fn with_postgres(mut self, postmaster: Option<u32>) -> Meter {
+        self.postmaster = postmaster;
+        self.postgres_since = postgres_snapshot(postmaster);
+        self
     }
 
     /// From now (after work that belongs to no phase).
@@ -129,6 +143,7 @@ impl Meter {
         self.since = self.pid.and_then(process_cpu);
         self.me_since = process_cpu(std::process::id());
         self.threads_since = self.pid.map(threads).unwrap_or_default();
+        self.postgres_since = postgres_snapshot(self.postmaster);
     }
 
     /// The server's CPU per operation since the last phase by what its threads do.
@@ -161,6 +176,7 @@ impl Meter {
             database: ms(seconds[2]),
             // The process's time is counted in clock ticks: what is left may be a tick below zero.
             other: ms((total - seconds.iter().sum::<f64>()).max(0.0)),
+            postgres: postgres_seconds(&self.postgres_since, &postgres_snapshot(self.postmaster)).map(ms),
         })
     }
 
@@ -190,11 +206,34 @@ fn children_of(parent: u32) -> HashMap<u32, f64> {
         .collect()
 }
 
+/// The PostgreSQL main process's own and reaped children's CPU seconds, and each live child's own.
+type Postgres = Option<(f64, HashMap<u32, f64>)>;
+
+fn postgres_snapshot(postmaster: Option<u32>) -> Postgres {
+    postmaster.and_then(|pm| stat(pm).map(|s| (s.own + s.children, children_of(pm))))
+}
+
+/// The CPU seconds PostgreSQL (main process and every backend) used between two snapshots.
+fn postgres_seconds(start: &Postgres, end: &Postgres) -> Option<f64> {
+    let ((main0, kids0), (main1, kids1)) = (start.as_ref()?, end.as_ref()?);
+    // A backend that ended in between was reaped by the main process: its whole time is in the
+    // main process's children time now, so what it had used before is taken off.
+    let live: f64 = kids1
+        .iter()
+        .map(|(pid, t)| t - kids0.get(pid).copied().unwrap_or(0.0))
+        .sum();
+    let ended: f64 = kids0
+        .iter()
+        .filter(|(pid, _)| !kids1.contains_key(pid))
+        .map(|(_, t)| t)
+        .sum();
+    Some(main1 - main0 + live - ended)
+}
+
 struct Snapshot {
     at: Instant,
     replicas: f64,
-    /// The main process's own and reaped children's time, and each live child's own.
-    postgres: Option<(f64, HashMap<u32, f64>)>,
+    postgres: Postgres,
     me: f64,
 }
 
@@ -202,7 +241,7 @@ fn snapshot(replicas: &[u32], postmaster: Option<u32>) -> Snapshot {
     Snapshot {
         at: Instant::now(),
         replicas: replicas.iter().filter_map(|&p| stat(p)).map(|s| s.own).sum(),
-        postgres: postmaster.and_then(|pm| stat(pm).map(|s| (s.own + s.children, children_of(pm)))),
+        postgres: postgres_snapshot(postmaster),
         me: stat(std::process::id()).map_or(0.0, |s| s.own),
     }
 }
@@ -228,23 +267,8 @@ impl CpuWatch {
     pub fn note(&self) -> String {
         let end = snapshot(&self.replicas, self.postmaster);
         let wall = end.at.duration_since(self.start.at).as_secs_f64().max(1e-9);
-        let postgres = match (&self.start.postgres, &end.postgres) {
-            (Some((main0, kids0)), Some((main1, kids1))) => {
-                // A backend that ended in between was reaped by the main process: its whole time is in
-                // the main process's children time now, so what it had used before is taken off.
-                let live: f64 = kids1
-                    .iter()
-                    .map(|(pid, t)| t - kids0.get(pid).copied().unwrap_or(0.0))
-                    .sum();
-                let ended: f64 = kids0
-                    .iter()
-                    .filter(|(pid, _)| !kids1.contains_key(pid))
-                    .map(|(_, t)| t)
-                    .sum();
-                format!("{:.2}", (main1 - main0 + live - ended) / wall)
-            }
-            _ => "n/a".to_string(),
-        };
+        let postgres = postgres_seconds(&self.start.postgres, &end.postgres)
+            .map_or_else(|| "n/a".to_string(), |s| format!("{:.2}", s / wall));
         format!(
             "CPU s/s: {} replicas {:.2}, postgres {postgres}, ca-bench {:.2}",
             self.replicas.len(),

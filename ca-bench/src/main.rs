@@ -186,7 +186,7 @@ async fn run(args: Args) -> Result<(), String> {
             let target = Target::new(host, port, &cacert, (&cert, &key))?;
             let kind = ceiling::key_type_of(&cacert)?;
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
-            rows.extend(https_phases(&args, &target, None, kind).await?.0);
+            rows.extend(https_phases(&args, &target, None, None, kind).await?.0);
             (kind, per_core, all_cores)
         }
         None => {
@@ -338,6 +338,7 @@ async fn https_phases(
     args: &Args,
     target: &Target,
     server: Option<u32>,
+    postmaster: Option<u32>,
     kind: KeyType,
 ) -> Result<(Vec<Figures>, Vec<String>), String> {
     let mut rows = Vec::new();
@@ -347,7 +348,7 @@ async fn https_phases(
     let yardstick = Arc::new(ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?);
     let sample = || ceiling::raw_sign_rate_with(&yardstick, cores, 1.0);
     // The server's CPU time per operation of each phase.
-    let mut meter = cpu::Meter::new(server);
+    let mut meter = cpu::Meter::new(server).with_postgres(postmaster);
     let c = args.concurrency;
     let run_id = std::process::id();
     let csrs = make_csrs(&format!("a{run_id}"), args.csrs)?;
@@ -505,7 +506,11 @@ async fn own_phases(
     let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)").id("rss_idle")];
     let sampler = server.rss_sampler();
     let kind = ceiling::key_type_of(&server.ca_pem)?;
-    let (https, names) = https_phases(args, &target, Some(server.pid()), kind).await?;
+    let postmaster = match server.database_url() {
+        Some(url) => pg::postmaster_pid(url).await,
+        None => None,
+    };
+    let (https, names) = https_phases(args, &target, Some(server.pid()), postmaster, kind).await?;
     rows.extend(https);
     rows.push(
         sampler

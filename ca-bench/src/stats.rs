@@ -74,6 +74,7 @@ impl Figures {
                 "requests": r.requests,
                 "database": r.database,
                 "other": r.other,
+                "postgres": r.postgres,
             })),
             "ceiling_around_per_s": self.ceiling_around.map(|(a, b)| [a, b]),
             "ratio_around": self.ceiling_around.map(|(a, b)| self.per_sec / ((a + b) / 2.0).max(1e-9)),
@@ -159,6 +160,9 @@ pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
     let raw = cores * 1000.0 / ((before + after) / 2.0).max(1e-9);
     let server = f.server_cpu_ms_per_op.unwrap_or(0.0);
     let bench = f.bench_cpu_ms_per_op.unwrap_or(0.0);
+    let postgres = by
+        .postgres
+        .map_or_else(String::new, |p| format!(" + postgres {p:.3}"));
     let backend = if backends {
         format!("[{}] ", f.backend)
     } else {
@@ -166,14 +170,14 @@ pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
     };
     Some(format!(
         "{backend}{}: {time:.3} = signing threads {:.3} (raw signature {raw:.3}, ceiling {before:.0}/s before, \
-         {after:.0}/s after: {:.1} %) + requests {:.3} + database {:.3} + other {:.3} + ca-bench {bench:.3} \
-         + idle or other processes {:.3}",
+         {after:.0}/s after: {:.1} %) + requests {:.3} + database {:.3} + other {:.3}{postgres} + ca-bench \
+         {bench:.3} + idle or other processes {:.3}",
         f.json_id(),
         by.signing,
         100.0 * raw / time,
         by.requests,
         by.database,
         by.other,
-        time - server - bench,
+        time - server - bench - by.postgres.unwrap_or(0.0),
     ))
 }

@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod error;
 pub mod generate;
 pub mod http;
+pub mod memory;
 pub mod migrate;
 pub mod notify;
 pub mod policy;

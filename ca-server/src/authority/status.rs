@@ -261,9 +261,13 @@ impl Authority {
             let listed = store
                 .stream_status_list(filter.requested, filter.certificates(), SIGNED, REVOKED, &sink)
                 .await;
-            if let Err(e) = listed {
-                tracing::error!(error = %crate::error::Chain(&e), "certificate statuses: the listing failed part way");
-                let _ = sink.send(Err(e)).await;
+            match listed {
+                // The pages were sent and freed: a large listing leaves its memory free but kept.
+                Ok(bytes) => drop(crate::memory::after_work(bytes)),
+                Err(e) => {
+                    tracing::error!(error = %crate::error::Chain(&e), "certificate statuses: the listing failed part way");
+                    let _ = sink.send(Err(e)).await;
+                }
             }
         });
         pieces

@@ -684,7 +684,7 @@ impl Store {
     /// order, from one read snapshot, sent to `sink` a page at a time (a thousand objects at most,
     /// joined with commas, never empty), so that a listing of any size takes little memory anywhere.
     /// It ends early, without an error, when `sink` is closed. Revoked certificates' objects get
-    /// `revoked_state` in place of `signed_state`.
+    /// `revoked_state` in place of `signed_state`. Returns the bytes of the pages sent.
     pub async fn stream_status_list(
         &self,
         requests: bool,
@@ -692,8 +692,9 @@ impl Store {
         signed_state: &str,
         revoked_state: &str,
         sink: &tokio::sync::mpsc::Sender<Result<String, StoreError>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         const PAGE: i64 = 1000;
+        let mut bytes = 0;
         let mut tx = self.read_snapshot().await?;
         let kinds = requests
             .then_some(queries::Listed::Requests)
@@ -712,14 +713,15 @@ impl Store {
             )
             .await?
             {
+                bytes += page.len();
                 if sink.send(Ok(page)).await.is_err() {
-                    return Ok(());
+                    return Ok(bytes);
                 }
                 after = last;
             }
         }
         tx.rollback().await?;
-        Ok(())
+        Ok(bytes)
     }
 
     /// The longest certname the status listing of `requests` and `certificates` holds (0 when none).
