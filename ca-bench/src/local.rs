@@ -60,6 +60,7 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         rss_mb: None,
         server_cpu_by_role: None,
         ceiling_around: None,
+        rounds: None,
     }
 }
 

@@ -367,6 +367,7 @@ async fn https_phases(
     );
     rows.push(meter.done(submitted, "submit"));
     let before_sign = sample();
+    let rounds_before = signing_rounds(target).await;
     meter.restart();
     let signed = report(
         "sign via certificate_status PUT",
@@ -381,6 +382,8 @@ async fn https_phases(
         .await,
     );
     let mut signed = meter.done(ratio(signed), "sign");
+    let rounds_after = signing_rounds(target).await;
+    signed.rounds = rounds_between(rounds_before, rounds_after);
     let between = sample();
     signed.ceiling_around = Some((before_sign, between));
     rows.push(signed);
@@ -388,6 +391,7 @@ async fn https_phases(
     let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
     each(target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
     let bulk_names: Vec<String> = bulk.iter().map(|(n, _)| n.clone()).collect();
+    let rounds_before = signing_rounds(target).await;
     let body = serde_json::json!({ "certnames": bulk_names }).to_string();
     let (lat, wall, err) = each_metered(
         target,
@@ -402,6 +406,7 @@ async fn https_phases(
     f.count = bulk_names.len();
     f.per_sec = bulk_names.len() as f64 / wall.as_secs_f64();
     let mut f = meter.done(ratio(f), "bulk");
+    f.rounds = rounds_between(rounds_before, signing_rounds(target).await);
     f.ceiling_around = Some((between, sample()));
     meter.restart();
     rows.push(f);
@@ -745,6 +750,35 @@ async fn timed(
         .await,
     );
     meter.done(f, id)
+}
+
+/// The server's signing rounds so far, from its `/metrics`: their number and their time in all (s);
+/// `None` when the server does not count them (another CA).
+async fn signing_rounds(t: &Target) -> Option<(u64, f64)> {
+    let mut c = t.connect(false).await.ok()?;
+    let reply = c
+        .send(Method::GET, "/metrics", &[], Default::default())
+        .await
+        .ok()
+        .filter(|r| r.status == StatusCode::OK)?;
+    let text = String::from_utf8_lossy(&reply.body);
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let count = value("ca_signing_round_seconds_count")?;
+    Some((count as u64, value("ca_signing_round_seconds_sum")?))
+}
+
+/// The signing rounds between two readings of [`signing_rounds`].
+fn rounds_between(before: Option<(u64, f64)>, after: Option<(u64, f64)>) -> Option<(u64, f64)> {
+    let ((n0, s0), (n1, s1)) = (before?, after?);
+    Some((n1.checked_sub(n0)?, (s1 - s0).max(0.0)))
 }
 
 async fn listing(t: &Target, phase: &str, query: &str) -> Figures {

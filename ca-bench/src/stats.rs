@@ -27,6 +27,10 @@ pub struct Figures {
     pub server_cpu_by_role: Option<crate::cpu::ByRole>,
     /// For a signing phase: the ceiling measured right before and right after it (2 cores, /s).
     pub ceiling_around: Option<(f64, f64)>,
+    /// For a signing phase: the server's signing rounds in it (write transactions storing
+    /// certificates and reserving serials), their number and their time in all (s), from the
+    /// server's `/metrics` (`ca_signing_round_seconds`).
+    pub rounds: Option<(u64, f64)>,
 }
 
 impl Figures {
@@ -78,6 +82,8 @@ impl Figures {
             })),
             "ceiling_around_per_s": self.ceiling_around.map(|(a, b)| [a, b]),
             "ratio_around": self.ceiling_around.map(|(a, b)| self.per_sec / ((a + b) / 2.0).max(1e-9)),
+            "signing_rounds": self.rounds.map(|(n, _)| n),
+            "signing_round_ms_mean": self.rounds.map(|(n, s)| s * 1000.0 / (n.max(1) as f64)),
             "note": self.note,
         })
     }
@@ -108,6 +114,7 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
         rss_mb: None,
         server_cpu_by_role: None,
         ceiling_around: None,
+        rounds: None,
     }
 }
 
@@ -163,6 +170,16 @@ pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
     let postgres = by
         .postgres
         .map_or_else(String::new, |p| format!(" + postgres {p:.3}"));
+    // The database stage: one round at a time; how busy it was over the phase.
+    let rounds = f.rounds.filter(|(n, _)| *n > 0).map_or_else(String::new, |(n, secs)| {
+        let wall = f.count as f64 / f.per_sec;
+        format!(
+            "; {n} signing rounds, {:.2} certificates and {:.2} ms each, the database stage busy {:.0} % of the phase",
+            f.count as f64 / n as f64,
+            secs * 1000.0 / n as f64,
+            100.0 * secs / wall.max(1e-9)
+        )
+    });
     let backend = if backends {
         format!("[{}] ", f.backend)
     } else {
@@ -171,7 +188,7 @@ pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
     Some(format!(
         "{backend}{}: {time:.3} = signing threads {:.3} (raw signature {raw:.3}, ceiling {before:.0}/s before, \
          {after:.0}/s after: {:.1} %) + requests {:.3} + database {:.3} + other {:.3}{postgres} + ca-bench \
-         {bench:.3} + idle or other processes {:.3}",
+         {bench:.3} + idle or other processes {:.3}{rounds}",
         f.json_id(),
         by.signing,
         100.0 * raw / time,

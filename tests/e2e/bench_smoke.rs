@@ -94,6 +94,12 @@ fn ca_bench_runs_every_phase_and_writes_its_json() {
         assert_eq!(around.len(), 2, "{p}");
         assert!(around.iter().all(|c| c.as_f64().is_some_and(|c| c > 0.0)), "{p}");
         assert!(p["ratio_around"].as_f64().is_some_and(|r| r > 0.0), "{p}");
+        // The server's signing rounds in the phase, from its /metrics.
+        assert!(p["signing_rounds"].as_u64().is_some_and(|n| n > 0), "{p}");
+        assert!(
+            p["signing_round_ms_mean"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{p}"
+        );
     }
     assert!(phase("rss_idle")["rss_mb"].as_f64().unwrap() > 1.0);
     assert!(phase("rss_peak")["rss_mb"].as_f64().unwrap() >= phase("rss_idle")["rss_mb"].as_f64().unwrap());

@@ -119,4 +119,13 @@ fn metrics_in_prometheus_format_and_request_ids() {
         assert!(m.contains(want), "missing {want:?} in\n{m}");
     }
     assert!(!m.contains("agent-ec"), "no certnames in labels");
+    // The signing pipeline's write transactions: at least the one that reserved the serial and the
+    // one that stored the certificate.
+    assert!(m.contains("# TYPE ca_signing_round_seconds histogram"), "{m}");
+    let rounds: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ca_signing_round_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ca_signing_round_seconds_count in\n{m}"));
+    assert!(rounds >= 2, "{m}");
 }

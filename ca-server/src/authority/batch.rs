@@ -238,7 +238,10 @@ impl Authority {
         if round.signed.is_empty() && round.jobs.is_empty() {
             return false;
         }
-        if let Err(e) = self.run_round(&mut round).await {
+        let started = Instant::now();
+        let ran = self.run_round(&mut round).await;
+        self.round_latency.observe(started.elapsed());
+        if let Err(e) = ran {
             tracing::error!(error = %crate::error::Chain(&e), "signing: a database transaction failed");
             round.fail(&crate::error::Shared(std::sync::Arc::new(e)));
             return true;

@@ -205,6 +205,8 @@ pub struct Authority {
     /// Certificate requests waiting for a shared transaction.
     submits: Arc<submits::SubmitQueue>,
     sign_latency: Arc<latency::Histogram>,
+    /// The signing pipeline's write transactions, from their start to their commit.
+    round_latency: Arc<latency::Histogram>,
     /// The revocation state's one owner: CRL numbering, signing, storage, the served CRL and the
     /// revoked serials TLS checks.
     revocations: Arc<revocations::Revocations>,
@@ -385,6 +387,7 @@ impl Authority {
             queue: Arc::default(),
             submits: Arc::default(),
             sign_latency: Arc::default(),
+            round_latency: Arc::default(),
             revocations,
             rollover: Arc::new(rollover),
         }
@@ -419,6 +422,11 @@ impl Authority {
     /// Issuance latency so far (for `/metrics`).
     pub fn signing_histogram(&self) -> latency::HistogramSnapshot {
         self.sign_latency.snapshot()
+    }
+    /// The signing pipeline's write transactions so far, each from its start to its commit (for
+    /// `/metrics`): how busy the one database stage that stores and reserves certificates is.
+    pub fn signing_round_histogram(&self) -> latency::HistogramSnapshot {
+        self.round_latency.snapshot()
     }
     /// Now, from the authority's clock.
     pub fn now(&self) -> OffsetDateTime {

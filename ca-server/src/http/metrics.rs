@@ -82,7 +82,18 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
         .await?;
     let mut out = String::new();
     write_requests(&mut out, &state);
-    write_signing(&mut out, &a.signing_histogram());
+    write_histogram(
+        &mut out,
+        "ca_signing_seconds",
+        "Time to issue a certificate (checks, signature, storage).",
+        &a.signing_histogram(),
+    );
+    write_histogram(
+        &mut out,
+        "ca_signing_round_seconds",
+        "The signing pipeline's write transactions (storing signed certificates, reserving serials), start to commit.",
+        &a.signing_round_histogram(),
+    );
     for (name, help, v) in gauges(a, &snap, now, window) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
@@ -114,19 +125,16 @@ fn write_requests(out: &mut String, state: &AppState) {
     }
 }
 
-/// The signing-time histogram.
-fn write_signing(out: &mut String, h: &crate::authority::HistogramSnapshot) {
-    let _ = writeln!(
-        out,
-        "# HELP ca_signing_seconds Time to issue a certificate (checks, signature, storage)."
-    );
-    let _ = writeln!(out, "# TYPE ca_signing_seconds histogram");
+/// A histogram `name` (seconds).
+fn write_histogram(out: &mut String, name: &str, help: &str, h: &crate::authority::HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
     for (le, n) in &h.buckets {
-        let _ = writeln!(out, "ca_signing_seconds_bucket{{le=\"{le}\"}} {n}");
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
     }
-    let _ = writeln!(out, "ca_signing_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "ca_signing_seconds_sum {}", h.sum);
-    let _ = writeln!(out, "ca_signing_seconds_count {}", h.count);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum);
+    let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
 /// The gauges: (name, help, value).
