@@ -186,7 +186,8 @@ async fn run(args: Args) -> Result<(), String> {
             let target = Target::new(host, port, &cacert, (&cert, &key))?;
             let kind = ceiling::key_type_of(&cacert)?;
             let (per_core, all_cores) = measure_ceiling(kind, cores)?;
-            rows.extend(https_phases(&args, &target, None, None, kind).await?.0);
+            let yardstick = ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?;
+            rows.extend(https_phases(&args, &target, None, None, &yardstick).await?.0);
             (kind, per_core, all_cores)
         }
         None => {
@@ -339,14 +340,14 @@ async fn https_phases(
     target: &Target,
     server: Option<u32>,
     postmaster: Option<u32>,
-    kind: KeyType,
+    yardstick: &rcgen::KeyPair,
 ) -> Result<(Vec<Figures>, Vec<String>), String> {
     let mut rows = Vec::new();
-    // The ceiling again right before and right after each signing phase (1 s each, with a key made
-    // now): this machine's signing speed drifts by 10-20 % within a minute.
+    // The ceiling again right before and right after each signing phase (1 s each, with
+    // `yardstick`, a key of the CA's type): this machine's signing speed drifts by 10-20 % within a
+    // minute.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let yardstick = Arc::new(ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?);
-    let sample = || ceiling::raw_sign_rate_with(&yardstick, cores, 1.0);
+    let sample = || ceiling::raw_sign_rate_with(yardstick, cores, 1.0);
     // The server's CPU time per operation of each phase.
     let mut meter = cpu::Meter::new(server).with_postgres(postmaster);
     let c = args.concurrency;
@@ -368,7 +369,6 @@ async fn https_phases(
     rows.push(meter.done(submitted, "submit"));
     let before_sign = sample();
     let rounds_before = signing_rounds(target).await;
-    meter.restart();
     let signed = report(
         "sign via certificate_status PUT",
         each_metered(
@@ -408,7 +408,6 @@ async fn https_phases(
     let mut f = meter.done(ratio(f), "bulk");
     f.rounds = rounds_between(rounds_before, signing_rounds(target).await);
     f.ceiling_around = Some((between, sample()));
-    meter.restart();
     rows.push(f);
 
     let fetch_names = Arc::new(names.clone());
@@ -511,11 +510,14 @@ async fn own_phases(
     let mut rows = vec![server.rss_row("RSS idle (MB in ops/s column)").id("rss_idle")];
     let sampler = server.rss_sampler();
     let kind = ceiling::key_type_of(&server.ca_pem)?;
+    // A key of the CA's type, made once (an RSA-4096 key takes up to seconds): the yardstick of the
+    // signing phases and of the revocations.
+    let raw_key = ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?;
     let postmaster = match server.database_url() {
         Some(url) => pg::postmaster_pid(url).await,
         None => None,
     };
-    let (https, names) = https_phases(args, &target, Some(server.pid()), postmaster, kind).await?;
+    let (https, names) = https_phases(args, &target, Some(server.pid()), postmaster, &raw_key).await?;
     rows.extend(https);
     rows.push(
         sampler
@@ -529,8 +531,6 @@ async fn own_phases(
     // when --csrs does not give 250 for each.
     let per_size = 250.min(names.len() / args.revoke_sizes.len().max(1)).max(1);
     let mut victims = names;
-    // A key of the CA's type, made once (an RSA-4096 key takes seconds).
-    let raw_key = ca_server::ca::keys::generate(kind).map_err(|e| e.to_string())?;
     for &size in &args.revoke_sizes {
         server.seed_revocations(size).await?;
         // The machine's own p99 for one signature at the revocations' pace, right before them.
