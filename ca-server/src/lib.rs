@@ -19,6 +19,7 @@ pub mod memory;
 pub mod migrate;
 pub mod notify;
 pub mod policy;
+pub mod priority;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -79,10 +79,34 @@ fn give_back_free_memory() {
     }
 }
 
+/// The signer threads' nice value: the lowest priority ([`ca_server::priority`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const SIGNER_NICE: libc::c_int = 19;
+
+/// Lowers the calling thread's scheduling priority to [`SIGNER_NICE`], for the library's signer
+/// threads ([`ca_server::priority`]). On Linux a nice value is a thread's own: `PRIO_PROCESS` with a
+/// thread id sets that thread's alone. Lowering a priority needs no privilege; should it fail, the
+/// thread keeps its priority (nothing else changes).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn lower_thread_priority() {
+    // SAFETY: gettid(2) and setpriority(2) take no pointer and touch no memory of the process; they
+    // are called on the thread whose priority they lower.
+    unsafe {
+        let tid = libc::gettid();
+        if let Ok(tid) = libc::id_t::try_from(tid) {
+            libc::setpriority(libc::PRIO_PROCESS, tid, SIGNER_NICE);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    ca_server::memory::set_release(give_back_free_memory);
+    {
+        ca_server::memory::set_release(give_back_free_memory);
+        ca_server::priority::set_lower(lower_thread_priority);
+    }
     // `ca-server --generate man|complete-bash|...`: the man page and shell completions (packaging).
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, what] = argv.as_slice() {

@@ -465,8 +465,9 @@ impl Authority {
     }
 
     /// One signing task (its place among the signers claimed) on a thread of its own named
-    /// `ca-signer`, so that its CPU time can be told from the request threads' in /proc; entered in
-    /// the current runtime. Should the thread not start, the task runs on the runtime's blocking pool.
+    /// `ca-signer`, so that its CPU time can be told from the request threads' in /proc, at the
+    /// lowest priority ([`crate::priority`]); entered in the current runtime. Should the thread not
+    /// start, the task runs on the runtime's blocking pool (at the usual priority).
     fn spawn_signer(&self) {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let entered = runtime.clone();
@@ -474,6 +475,7 @@ impl Authority {
         let started = std::thread::Builder::new()
             .name("ca-signer".into())
             .spawn(move || {
+                crate::priority::lower_this_thread();
                 let _entered = entered.as_ref().map(tokio::runtime::Handle::enter);
                 a.signer_task();
             });

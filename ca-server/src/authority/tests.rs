@@ -353,3 +353,26 @@ fn a_start_taken_before_it_is_finished_is_finished_by_the_taker() {
         "no start was finished by the revocation taking it"
     );
 }
+
+#[test]
+fn signer_threads_lower_their_own_priority() {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    fn record() {
+        let name = std::thread::current().name().unwrap_or_default().to_string();
+        SEEN.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name);
+    }
+    crate::priority::set_lower(record);
+    let f = fixture();
+    f.rt.block_on(async {
+        let n = "low.example.test";
+        f.a.submit("t", n, csr(n).0.as_bytes()).await.unwrap();
+        f.a.sign("t", n, SignRequest::default()).await.unwrap();
+    });
+    let seen = SEEN.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|n| n == "ca-signer"),
+        "{seen:?}"
+    );
+}
