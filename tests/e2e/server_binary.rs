@@ -315,3 +315,102 @@ fn simple_status(port: u16, ca_cert: &std::path::Path) -> anyhow::Result<String>
         .build()?;
     Ok(rt.block_on(client.get("/status/v1/simple/ca"))?.text())
 }
+
+/// The binary's signer threads run at the lowest priority (nice 19), so that the request and
+/// database threads of the certificates in flight are scheduled first (BENCHMARKS.md, session 13).
+/// A signer thread lingers 100 ms after its last signature: watched from /proc while one is made.
+#[test]
+fn the_binarys_signer_threads_run_at_the_lowest_priority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut child, port) = spawn_until_listening(
+        Command::new(server_binary())
+            .args(["--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--certname", "ca.example.test", "--dns-alt-names", "localhost"]),
+        &tmp.path().join("server.log"),
+        API_LISTENING,
+        Duration::from_secs(60),
+    );
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", child.id()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watcher = {
+        let (stop, seen) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&seen));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                for task in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+                    let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                    if comm.trim() != "ca-signer" {
+                        continue;
+                    }
+                    // Field 19 of stat is the nice value: the 17th after the ")" that ends comm.
+                    let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                    if let Some(nice) = stat
+                        .rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+                    {
+                        seen.lock().unwrap().push(nice.to_string());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let client = ca_cli::remote::Client::new(
+        &format!("https://localhost:{port}"),
+        &data.join("ca_crt.pem"),
+        Some((&data.join("admin/cert.pem"), &data.join("admin/key.pem"))),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let csr = std::fs::read(crate::harness::fixture("csr/ec-p256.pem")).unwrap();
+    let name = "agent-ec.example.test";
+    // Signed, cleaned and signed again until the watcher has seen a signer (on a busy machine it may
+    // not be scheduled within a signer's 100 ms).
+    for _ in 0..10 {
+        let send = |method: Method, path: &str, ct: &str, body: Vec<u8>| {
+            let headers = [("content-type", ct)];
+            rt.block_on(client.send(method, path, &headers, body))
+                .unwrap()
+                .status
+        };
+        let put = send(
+            Method::PUT,
+            &format!("/puppet-ca/v1/certificate_request/{name}"),
+            "text/plain",
+            csr.clone(),
+        );
+        assert_eq!(put, StatusCode::OK);
+        let signed = send(
+            Method::PUT,
+            &format!("/puppet-ca/v1/certificate_status/{name}"),
+            "application/json",
+            br#"{"desired_state":"signed"}"#.to_vec(),
+        );
+        assert_eq!(signed, StatusCode::NO_CONTENT);
+        std::thread::sleep(Duration::from_millis(50));
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        let cleaned = send(
+            Method::DELETE,
+            &format!("/puppet-ca/v1/certificate_status/{name}"),
+            "application/json",
+            Vec::new(),
+        );
+        assert_eq!(cleaned, StatusCode::NO_CONTENT);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    watcher.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "no ca-signer thread seen");
+    assert!(
+        seen.iter().all(|n| n == "19"),
+        "nice values of ca-signer threads: {seen:?}"
+    );
+}
