@@ -755,3 +755,112 @@ fn kill_9_of_a_replica_under_load_loses_nothing_and_the_others_keep_serving() {
         let _ = s.wait();
     }
 }
+
+/// On PostgreSQL the signing pipeline reads the requests and draws the serials outside the CA's write
+/// lock, so that the signers need not wait for a write transaction: many signings at once, each name
+/// asked twice, give one certificate per name, each with a serial of its own, the second ask refused
+/// (409); a signing refused there (no request, 404) is answered only once a write transaction has
+/// audited it; the audit chain stays intact.
+#[test]
+fn signings_at_once_on_postgresql_get_distinct_serials_and_their_refusals_are_audited_first() {
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    let a = first_replica(&url);
+    let names: Vec<String> = (0..12).map(|i| format!("apart-{i}.example.test")).collect();
+    let missing: Vec<String> = (0..3).map(|i| format!("missing-{i}.example.test")).collect();
+    for n in &names {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, n.as_str());
+        let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+        let r = a.send(
+            &As::Anonymous,
+            Method::PUT,
+            &format!("/puppet-ca/v1/certificate_request/{n}"),
+            &[("content-type", "text/plain")],
+            csr.as_bytes(),
+        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let admin = a.client(&As::Admin);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(ca_server::storage::Store::open_url(&url)).unwrap();
+    let answers: Vec<(String, StatusCode, String)> = rt.block_on(async {
+        let tasks: Vec<_> = names
+            .iter()
+            .chain(&names)
+            .chain(&missing)
+            .cloned()
+            .map(|n| {
+                let (admin, store) = (admin.clone(), store.clone());
+                tokio::spawn(async move {
+                    let r = admin
+                        .send(
+                            Method::PUT,
+                            &format!("/puppet-ca/v1/certificate_status/{n}"),
+                            &[("content-type", "application/json")],
+                            br#"{"desired_state":"signed"}"#.to_vec(),
+                        )
+                        .await
+                        .unwrap();
+                    // Read at once: a refusal is answered after the transaction that audits it.
+                    let refusals = if r.status == StatusCode::NO_CONTENT {
+                        0
+                    } else {
+                        let rows = store.audit_rows(Some(&n)).await.unwrap();
+                        rows.iter().filter(|row| row.outcome == "refused").count()
+                    };
+                    assert!(
+                        r.status == StatusCode::NO_CONTENT || refusals > 0,
+                        "{n}: answered {} before its refusal was audited",
+                        r.status
+                    );
+                    (n, r.status, r.text())
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let status_of = |n: &str| -> Vec<StatusCode> {
+        let mut s: Vec<StatusCode> = answers
+            .iter()
+            .filter(|(m, ..)| m == n)
+            .map(|(_, s, _)| *s)
+            .collect();
+        s.sort();
+        s
+    };
+    for n in &names {
+        assert_eq!(
+            status_of(n),
+            [StatusCode::NO_CONTENT, StatusCode::CONFLICT],
+            "{n}: {answers:?}"
+        );
+    }
+    for n in &missing {
+        assert_eq!(status_of(n), [StatusCode::NOT_FOUND], "{n}: {answers:?}");
+    }
+    let serials: std::collections::BTreeSet<u64> = rt.block_on(async {
+        let mut out = std::collections::BTreeSet::new();
+        for n in &names {
+            let cert = store.current_certificate(n).await.unwrap().expect("stored");
+            assert!(
+                store.request(n).await.unwrap().is_none(),
+                "{n}: its request is gone"
+            );
+            out.insert(cert.serial);
+        }
+        out
+    });
+    assert_eq!(serials.len(), names.len(), "a serial given twice: {serials:?}");
+    rt.block_on(store.close());
+    a.ca.ca(&["audit", "verify"]).ok();
+}

@@ -441,3 +441,60 @@ fn a_write_transaction_and_a_starting_replicas_migration_exclude_each_other() {
     second.join().unwrap();
     runtime.block_on(first.close());
 }
+
+/// PostgreSQL: serials drawn apart from any write transaction (as the signing pipeline does there)
+/// and serials drawn in write transactions, by several writers on separate pools at once, never
+/// overlap and leave the counter after the last one handed out. On SQLite there is no such session.
+#[test]
+fn serials_reserved_apart_and_in_write_transactions_never_overlap() {
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    rt().block_on(async move {
+        let store = Store::open_url(&url).await.unwrap();
+        assert!(store.reserves_apart());
+        let mut tx = store.write().await.unwrap();
+        tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let s = Store::open_url(&url).await.unwrap();
+            tasks.push(async move {
+                let mut got = Vec::new();
+                for i in 0..20u64 {
+                    let n = 1 + (i + w) % 3;
+                    let range = if w % 2 == 0 {
+                        s.apart().await.unwrap().reserve_serials(n).await.unwrap()
+                    } else {
+                        let mut tx = s.write().await.unwrap();
+                        let r = tx.reserve_serials(n).await.unwrap();
+                        tx.commit().await.unwrap();
+                        r
+                    };
+                    assert_eq!(range.end - range.start, n);
+                    got.extend(range);
+                }
+                s.close().await;
+                got
+            });
+        }
+        let mut all: Vec<u64> = futures_join_all(tasks).await.into_iter().flatten().collect();
+        let handed = all.len() as u64;
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len() as u64, handed, "a serial handed out twice");
+        assert_eq!(
+            all,
+            (2..2 + handed).collect::<Vec<u64>>(),
+            "dense, from the first serial"
+        );
+        assert_eq!(store.peek_serial().await.unwrap(), 2 + handed);
+        store.close().await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async move {
+        let store = Store::open(&dir.path().join("ca.db"), true).await.unwrap();
+        assert!(!store.reserves_apart());
+        assert!(matches!(store.apart().await, Err(StoreError::Unsupported(_))));
+        store.close().await;
+    });
+}

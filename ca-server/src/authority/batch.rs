@@ -7,6 +7,13 @@
 //! - **sign**: one thread per core (`ca-signer`) takes reserved certificates one after the other and signs
 //!   them, with no lock held (no hand-over between two signatures).
 //!
+//! On PostgreSQL the reservations are a stage of their own (see
+//! [`crate::storage::Store::reserves_apart`]): a task reads the queued signings' requests and draws
+//! their serials in a statement outside the CA's write lock, and the signers start at once instead
+//! of waiting for a write transaction (a dozen round trips to another process) to reserve them; the
+//! write transaction that stores a certificate checks that its request is still the one reserved,
+//! and audits the refusals before they are answered.
+//!
 //! The cores keep signing while the database task waits for its commits. A round that only reserves
 //! does not wait for the disk at its commit (the durable commit that stores the certificates, and
 //! answers their requests, makes it durable with it). A crash between the reservation and the storing
@@ -25,7 +32,7 @@ use super::{status, unix, Authority, AuthorityError, Issued, SignRequest};
 use crate::ca::csr;
 use crate::ca::issue::{self, Validity};
 use crate::policy::{signing, Permit};
-use crate::storage::{AuditRecord, CertRow, NewCertificate, RequestRow, WriteTx};
+use crate::storage::{Apart, AuditRecord, CertRow, NewCertificate, RequestRow, StoreError, WriteTx};
 
 /// One signing asked for.
 pub(crate) struct Job {
@@ -65,12 +72,27 @@ struct Reserved {
     c: Checked,
 }
 
+/// An answer owed once the transaction that stores (or audits) it commits.
+type Answer = (Reply, Result<Issued, AuthorityError>, Option<Instant>);
+
+/// Refusals decided outside a write transaction ([`Authority::reservation_round`]): answered once the
+/// next write transaction has audited them (actor, printable name, why).
+#[derive(Default)]
+struct Refusals {
+    answers: Vec<Answer>,
+    audits: Vec<(String, String, String)>,
+}
+
 /// The work between the stages.
 pub(crate) struct Queue {
     /// Waiting to be reserved.
     jobs: Mutex<Vec<(Job, Reply, Instant)>>,
     /// Whether the database task runs.
     writing: Arc<AtomicBool>,
+    /// Whether the reservation task runs (when the store reserves serials apart).
+    reserving: Arc<AtomicBool>,
+    /// Refused by the reservation task, waiting for the database task to audit them.
+    refused: Mutex<Vec<Refusals>>,
     /// Reserved, waiting for a signer.
     to_sign: Mutex<VecDeque<Reserved>>,
     /// Told when certificates are queued in `to_sign`: wakes the signers waiting for work.
@@ -90,6 +112,8 @@ impl Default for Queue {
         Queue {
             jobs: Mutex::default(),
             writing: Arc::default(),
+            reserving: Arc::default(),
+            refused: Mutex::default(),
             to_sign: Mutex::default(),
             work: Condvar::new(),
             room: tokio::sync::Notify::new(),
@@ -122,8 +146,12 @@ impl Queue {
     fn signers_busy(&self) -> bool {
         lock(&self.to_sign).len() >= self.cores
     }
-    fn has_work(&self) -> bool {
-        !lock(&self.jobs).is_empty() || !lock(&self.signed).is_empty()
+    /// Whether the database task has work: `apart` when the queued signings are the reservation
+    /// task's.
+    fn has_work(&self, apart: bool) -> bool {
+        (!apart && !lock(&self.jobs).is_empty())
+            || !lock(&self.signed).is_empty()
+            || !lock(&self.refused).is_empty()
     }
 }
 
@@ -141,6 +169,23 @@ pub(super) fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
     v.drain(..n).collect()
 }
 
+/// Where serials are reserved: in a write transaction (which also stores certificates), or apart
+/// from any ([`crate::storage::Store::reserves_apart`]).
+enum Via<'a> {
+    Tx(&'a mut WriteTx),
+    Apart(&'a mut Apart),
+}
+
+impl Via<'_> {
+    /// A certname's current certificate, as the transaction sees it or as committed now.
+    async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
+        match self {
+            Via::Tx(tx) => tx.current_certificate(certname).await,
+            Via::Apart(apart) => apart.current_certificate(certname).await,
+        }
+    }
+}
+
 /// One database round's work, each item with the reply it owes.
 #[derive(Default)]
 struct Round {
@@ -148,7 +193,9 @@ struct Round {
     signed: Vec<Signed>,
     jobs: Vec<(Job, Reply, Instant)>,
     /// Done, answered once the transaction commits.
-    answers: Vec<(Reply, Result<Issued, AuthorityError>, Option<Instant>)>,
+    answers: Vec<Answer>,
+    /// Refusals to audit (actor, printable name, why), each answered in `answers`.
+    refusals: Vec<(String, String, String)>,
     reserved: Vec<Reserved>,
 }
 
@@ -187,7 +234,11 @@ impl Authority {
                 waits.push(rx);
             }
         }
-        self.kick_database();
+        if self.store.reserves_apart() {
+            self.kick_reservations();
+        } else {
+            self.kick_database();
+        }
         let mut out = Vec::with_capacity(waits.len());
         for rx in waits {
             out.push(
@@ -201,10 +252,11 @@ impl Authority {
     /// Runs the database task unless it runs already (see [`super::run_writer`]).
     fn kick_database(&self) {
         let queue = Arc::clone(&self.queue);
+        let apart = self.store.reserves_apart();
         let a = self.clone();
         super::run_writer(
             Arc::clone(&self.queue.writing),
-            move || queue.has_work(),
+            move || queue.has_work(apart),
             move || {
                 let a = a.clone();
                 async move {
@@ -228,14 +280,91 @@ impl Authority {
         );
     }
 
-    /// One transaction: store what was signed, reserve what was queued. Returns whether there was work.
-    async fn database_round(&self) -> bool {
+    /// Runs the reservation task unless it runs already (when the store reserves serials apart).
+    fn kick_reservations(&self) {
+        let queue = Arc::clone(&self.queue);
+        let a = self.clone();
+        super::run_writer(
+            Arc::clone(&self.queue.reserving),
+            move || !lock(&queue.jobs).is_empty(),
+            move || {
+                let a = a.clone();
+                async move { a.reservation_round().await }
+            },
+        );
+    }
+
+    /// Outside any write transaction (see [`crate::storage::Store::reserves_apart`]): checks the
+    /// queued signings against the policy and the pending requests as committed, reserves the serials
+    /// of those allowed (one statement) and hands them to the signers at once, without waiting for a
+    /// write transaction under way. The write transaction that stores a certificate checks again that
+    /// its request is still the one it was reserved for. Refusals wait for the next write transaction
+    /// to audit them before they are answered. Returns whether there was work.
+    async fn reservation_round(&self) -> bool {
         let mut round = Round {
-            signed: take(&self.queue.signed),
             jobs: take(&self.queue.jobs),
             ..Round::default()
         };
-        if round.signed.is_empty() && round.jobs.is_empty() {
+        if round.jobs.is_empty() {
+            return false;
+        }
+        let now = self.now();
+        let read = async {
+            let mut apart = self.store.apart().await?;
+            let names: Vec<&str> = round.jobs.iter().map(|(j, _, _)| j.certname.as_str()).collect();
+            let pending = apart.requests_named(&names).await?;
+            Ok::<_, StoreError>((apart, pending))
+        }
+        .await;
+        let ran = match read {
+            Ok((mut apart, pending)) => {
+                self.reserve(Via::Apart(&mut apart), &mut round, pending, now)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = ran {
+            tracing::error!(error = %crate::error::Chain(&e), "signing: reserving serials failed");
+            round.fail(&crate::error::Shared(std::sync::Arc::new(e)));
+            return true;
+        }
+        if !round.answers.is_empty() {
+            lock(&self.queue.refused).push(Refusals {
+                answers: std::mem::take(&mut round.answers),
+                audits: std::mem::take(&mut round.refusals),
+            });
+            self.kick_database();
+        }
+        self.hand_to_signers(round.reserved);
+        true
+    }
+
+    /// Queues reserved certificates for the signers, starting signers as needed.
+    fn hand_to_signers(&self, reserved: Vec<Reserved>) {
+        if !reserved.is_empty() {
+            lock(&self.queue.to_sign).extend(reserved);
+            self.queue.work.notify_all();
+            self.start_signers();
+        }
+    }
+
+    /// One transaction: store what was signed, audit the refusals decided apart, reserve what was
+    /// queued (unless the store reserves apart). Returns whether there was work.
+    async fn database_round(&self) -> bool {
+        let mut round = Round {
+            signed: take(&self.queue.signed),
+            jobs: if self.store.reserves_apart() {
+                Vec::new()
+            } else {
+                take(&self.queue.jobs)
+            },
+            ..Round::default()
+        };
+        for r in std::mem::take(&mut *lock(&self.queue.refused)) {
+            round.answers.extend(r.answers);
+            round.refusals.extend(r.audits);
+        }
+        if round.signed.is_empty() && round.jobs.is_empty() && round.answers.is_empty() {
             return false;
         }
         let started = Instant::now();
@@ -252,11 +381,7 @@ impl Authority {
             }
             let _ = reply.send(result);
         }
-        if !round.reserved.is_empty() {
-            lock(&self.queue.to_sign).extend(round.reserved);
-            self.queue.work.notify_all();
-            self.start_signers();
-        }
+        self.hand_to_signers(round.reserved);
         true
     }
 
@@ -264,7 +389,7 @@ impl Authority {
         // A round that stores nothing only reserves serials: its commit need not wait for the disk
         // (nothing is answered from it; the durable commit that stores the certificates covers it).
         // Its refusals, which are answered, are audited in a durable transaction of their own.
-        let durable = !round.signed.is_empty();
+        let durable = !round.signed.is_empty() || !round.refusals.is_empty();
         let mut tx = if durable {
             self.store.write().await?
         } else {
@@ -285,8 +410,9 @@ impl Authority {
             tx.requests_named(&names).await?
         };
         self.store_signed(&mut tx, round, &mut pending, unix(now)).await?;
-        let refusals = self.reserve(&mut tx, round, pending, now).await?;
-        let records: Vec<AuditRecord<'_>> = refusals
+        self.reserve(Via::Tx(&mut tx), round, pending, now).await?;
+        let records: Vec<AuditRecord<'_>> = round
+            .refusals
             .iter()
             .map(|(actor, name, detail)| {
                 AuditRecord::refused(unix(now), actor, "sign")
@@ -335,10 +461,15 @@ impl Authority {
             if still {
                 pending.remove(name);
             } else {
+                // Refused like a signing asked after the first was stored, and audited like it.
                 let gone = AuthorityError::NoRequest {
                     certname: name.clone(),
                     has_cert: true,
                 };
+                let printable = crate::ca::names::printable(name);
+                round
+                    .refusals
+                    .push((r.job.actor.clone(), printable, gone.to_string()));
                 round.answers.push((r.reply, Err(gone), Some(r.queued)));
                 continue;
             }
@@ -387,18 +518,17 @@ impl Authority {
     }
 
     /// Checks the round's jobs against the policy and reserves the serials of those allowed (one
-    /// counter update). `pending`: the requests still pending once the round's certificates were
-    /// stored. Returns the refusals (actor, printable name, why), each already answered in `round`,
-    /// for the caller to audit.
+    /// counter update), in a write transaction or apart (see [`Via`]). `pending`: the requests still
+    /// pending once the round's certificates were stored. The refusals are answered in
+    /// `round.answers` and listed in `round.refusals` for the caller to audit.
     async fn reserve(
         &self,
-        tx: &mut WriteTx,
+        mut via: Via<'_>,
         round: &mut Round,
         mut pending: HashMap<String, RequestRow>,
         now: time::OffsetDateTime,
-    ) -> Result<Vec<(String, String, String)>, AuthorityError> {
+    ) -> Result<(), AuthorityError> {
         let jobs = std::mem::take(&mut round.jobs);
-        let mut refusals = Vec::new();
         let mut jobs = jobs.into_iter();
         while let Some((job, reply, queued)) = jobs.next() {
             // A name is reserved once per round: a second job for it finds its request taken.
@@ -411,7 +541,7 @@ impl Authority {
                         has_cert: true,
                     }))
                 }
-                None => match tx.current_certificate(&job.certname).await {
+                None => match via.current_certificate(&job.certname).await {
                     Ok(cert) => Ok(Err(AuthorityError::NoRequest {
                         certname: job.certname.clone(),
                         has_cert: cert.is_some(),
@@ -428,7 +558,7 @@ impl Authority {
                 }),
                 Ok(Err(refusal)) => {
                     let name = crate::ca::names::printable(&job.certname);
-                    refusals.push((job.actor, name, refusal.to_string()));
+                    round.refusals.push((job.actor, name, refusal.to_string()));
                     round.answers.push((reply, Err(refusal), None));
                 }
                 Err(e) => {
@@ -440,12 +570,16 @@ impl Authority {
             }
         }
         if !round.reserved.is_empty() {
-            let serials = tx.reserve_serials(round.reserved.len() as u64).await?;
+            let n = round.reserved.len() as u64;
+            let serials = match via {
+                Via::Tx(tx) => tx.reserve_serials(n).await?,
+                Via::Apart(apart) => apart.reserve_serials(n).await?,
+            };
             for (r, serial) in round.reserved.iter_mut().zip(serials) {
                 r.c.serial = serial;
             }
         }
-        Ok(refusals)
+        Ok(())
     }
 
     /// Starts signing tasks while there is work and fewer than one per core.

@@ -1012,6 +1012,81 @@ impl Store {
     pub async fn peek_serial(&self) -> Result<u64, StoreError> {
         queries::counter(&self.pool, "serial").await
     }
+
+    /// Whether serials are drawn outside the CA's write lock ([`Store::reserve_serials_apart`]):
+    /// on PostgreSQL, where a write transaction is a dozen round trips to another process and the
+    /// signing pipeline should not wait for one before a certificate can be signed. On SQLite a
+    /// write is a transaction under the one write lock either way: serials are reserved in the
+    /// pipeline's write transactions.
+    pub fn reserves_apart(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// PostgreSQL: a connection for the reservation of serials outside the CA's write lock, and the
+    /// reads that decide them (see [`Apart`]). Refused on SQLite.
+    pub async fn apart(&self) -> Result<Apart, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Err(StoreError::Unsupported(
+                "serials are reserved in a write transaction on SQLite".into(),
+            ));
+        }
+        let conn = self.noted(self.pool.acquire().await.map_err(StoreError::from))?;
+        Ok(Apart {
+            conn,
+            failover: self.failover.clone(),
+        })
+    }
+
+    /// `res`, its error noted for the failover (PostgreSQL).
+    fn noted<T>(&self, res: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let (Err(e), Some(f)) = (&res, &self.failover) {
+            f.note(e);
+        }
+        res
+    }
+}
+
+/// PostgreSQL: one connection, outside any write transaction, on which the signing pipeline reads
+/// the requests it is asked to sign and reserves their serials (see [`Store::reserves_apart`]).
+pub struct Apart {
+    conn: sqlx::pool::PoolConnection<Any>,
+    failover: Option<Arc<failover::Failover>>,
+}
+
+impl Apart {
+    /// The pending requests of `certnames`, by name, as committed now (one statement).
+    pub async fn requests_named(
+        &mut self,
+        certnames: &[&str],
+    ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
+        let read = queries::requests_named(&mut *self.conn, certnames).await;
+        self.noted(read)
+    }
+
+    /// The current (highest, not cleaned) certificate of a certname, as committed now.
+    pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
+        let read = queries::current_certificate(&mut *self.conn, certname).await;
+        self.noted(read)
+    }
+
+    /// Allocates `n` consecutive serials in one statement that is a transaction of its own: the
+    /// counter's row lock orders it with every other allocation (the write transactions' included),
+    /// so no serial is handed out twice. Its commit does not wait for the disk: a certificate with
+    /// these serials is acknowledged only after a durable commit that stores it, and PostgreSQL's
+    /// log is written (and replicated) in order, so that commit makes this one durable with it; a
+    /// crash before it loses nothing anyone holds.
+    pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        let end = queries::bump_by_unsynced(&mut *self.conn, "serial", queries::to_i64(n)?).await;
+        let end = queries::to_u64(self.noted(end)?, "serial")?;
+        Ok(end - n..end)
+    }
+
+    fn noted<T>(&self, res: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let (Err(e), Some(f)) = (&res, &self.failover) {
+            f.note(e);
+        }
+        res
+    }
 }
 
 /// A writer's place (SQLite): the cross-process lock, then this process's turn (dropped in this

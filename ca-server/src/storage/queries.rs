@@ -432,6 +432,25 @@ pub(super) async fn bump_by(c: &mut AnyConnection, name: &str, n: i64) -> Result
     v.ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))
 }
 
+/// PostgreSQL: advances a counter by `n` in one statement that is a transaction of its own, whose
+/// commit does not wait for the disk (`synchronous_commit` off for that transaction alone); its new
+/// value.
+pub(super) async fn bump_by_unsynced<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    name: &str,
+    n: i64,
+) -> Result<i64, StoreError> {
+    let v: Option<i64> = sqlx::query_scalar(
+        "WITH unsynced AS (SELECT set_config('synchronous_commit', 'off', true)) \
+         UPDATE counters SET value = value + $2 FROM unsynced WHERE name = $1 RETURNING value",
+    )
+    .bind(name)
+    .bind(n)
+    .fetch_optional(e)
+    .await?;
+    v.ok_or_else(|| StoreError::Corrupt(format!("counter {name} missing")))
+}
+
 pub(super) async fn request<'e, E: Executor<'e, Database = Any>>(
     e: E,
     certname: &str,
