@@ -159,6 +159,9 @@ pub(crate) fn is_failover_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// How long after its release (when sqlx pinged it) a pooled connection is handed out untested.
+const RECENTLY_TESTED: Duration = Duration::from_secs(1);
+
 impl Failover {
     /// Parses the URL, chooses the server, and opens the store's pool on it.
     pub(crate) async fn open(url: &str) -> Result<(AnyPool, Arc<Failover>), StoreError> {
@@ -195,6 +198,12 @@ impl Failover {
                     let f = w.upgrade();
                     if f.as_ref().is_some_and(|f| f.opened_before_switch(meta.age)) {
                         return Ok(false);
+                    }
+                    // sqlx pings a connection when it is released to the pool (and closes it when
+                    // that fails): one back for less than RECENTLY_TESTED is handed out without a
+                    // second round trip. A failure of its next statement is noted like any other.
+                    if meta.idle_for < RECENTLY_TESTED {
+                        return Ok(true);
                     }
                     match conn.ping().await {
                         Ok(()) => Ok(true),
