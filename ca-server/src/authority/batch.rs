@@ -436,8 +436,9 @@ impl Authority {
     /// insert, one delete, one of the audit rows. `pending`: the pending requests of the round's
     /// names, as the transaction read them; those taken by a stored certificate are removed. A
     /// certificate whose request was cleaned (or replaced, or signed by an earlier certificate of
-    /// the round) since its reservation is not stored. Every answer is in `round` before a
-    /// statement can fail, so a failed transaction answers each one with the error.
+    /// the round) since its reservation is not stored: it is refused, and audited as such. Every
+    /// answer is in `round` before a statement can fail, so a failed transaction answers each one
+    /// with the error.
     async fn store_signed(
         &self,
         tx: &mut WriteTx,
