@@ -10,7 +10,7 @@
 //! On PostgreSQL the reservations are a stage of their own (see
 //! [`crate::storage::Store::reserves_apart`]): a task reads the queued signings' requests and draws
 //! their serials in a statement outside the CA's write lock, and the signers start at once instead
-//! of waiting for a write transaction (a dozen round trips to another process) to reserve them; the
+//! of waiting for a write transaction (several round trips to another process) to reserve them; the
 //! write transaction that stores a certificate checks that its request is still the one reserved,
 //! and audits the refusals before they are answered.
 //!

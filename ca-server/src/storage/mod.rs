@@ -1013,9 +1013,10 @@ impl Store {
         queries::counter(&self.pool, "serial").await
     }
 
-    /// Whether serials are drawn outside the CA's write lock ([`Store::reserve_serials_apart`]):
-    /// on PostgreSQL, where a write transaction is a dozen round trips to another process and the
-    /// signing pipeline should not wait for one before a certificate can be signed. On SQLite a
+    /// Whether serials are drawn outside the CA's write lock ([`Store::apart`],
+    /// [`Apart::reserve_serials`]): on PostgreSQL, where a write transaction is several round trips
+    /// to another process and the signing pipeline should not wait for one before a certificate can
+    /// be signed. On SQLite a
     /// write is a transaction under the one write lock either way: serials are reserved in the
     /// pipeline's write transactions.
     pub fn reserves_apart(&self) -> bool {
