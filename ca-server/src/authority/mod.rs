@@ -424,7 +424,8 @@ impl Authority {
         self.sign_latency.snapshot()
     }
     /// The signing pipeline's write transactions so far, each from its start to its commit (for
-    /// `/metrics`): how busy the one database stage that stores and reserves certificates is.
+    /// `/metrics`): how busy the one database stage that stores certificates (and, on SQLite,
+    /// reserves their serials) is.
     pub fn signing_round_histogram(&self) -> latency::HistogramSnapshot {
         self.round_latency.snapshot()
     }

@@ -91,7 +91,7 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
     write_histogram(
         &mut out,
         "ca_signing_round_seconds",
-        "The signing pipeline's write transactions (storing signed certificates, reserving serials), start to commit.",
+        "The signing pipeline's write transactions (storing signed certificates; on SQLite also reserving serials), start to commit.",
         &a.signing_round_histogram(),
     );
     for (name, help, v) in gauges(a, &snap, now, window) {
