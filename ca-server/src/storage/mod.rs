@@ -581,10 +581,7 @@ impl Store {
             Backend::Postgres => self.pool.begin_with(pg_begin).await,
         }
         .map_err(StoreError::from);
-        if let (Err(e), Some(f)) = (&res, &self.failover) {
-            f.note(e);
-        }
-        res
+        noted(self.failover.as_ref(), res)
     }
 
     /// From now on audit rows are sealed with `seal` and its head file kept up to date.
@@ -1016,9 +1013,8 @@ impl Store {
     /// Whether serials are drawn outside the CA's write lock ([`Store::apart`],
     /// [`Apart::reserve_serials`]): on PostgreSQL, where a write transaction is several round trips
     /// to another process and the signing pipeline should not wait for one before a certificate can
-    /// be signed. On SQLite a
-    /// write is a transaction under the one write lock either way: serials are reserved in the
-    /// pipeline's write transactions.
+    /// be signed. On SQLite a write is a transaction under the one write lock either way: serials
+    /// are reserved in the pipeline's write transactions.
     pub fn reserves_apart(&self) -> bool {
         self.backend == Backend::Postgres
     }
@@ -1026,25 +1022,29 @@ impl Store {
     /// PostgreSQL: a connection for the reservation of serials outside the CA's write lock, and the
     /// reads that decide them (see [`Apart`]). Refused on SQLite.
     pub async fn apart(&self) -> Result<Apart, StoreError> {
-        if self.backend != Backend::Postgres {
+        if !self.reserves_apart() {
             return Err(StoreError::Unsupported(
                 "serials are reserved in a write transaction on SQLite".into(),
             ));
         }
-        let conn = self.noted(self.pool.acquire().await.map_err(StoreError::from))?;
+        let conn = noted(
+            self.failover.as_ref(),
+            self.pool.acquire().await.map_err(StoreError::from),
+        )?;
         Ok(Apart {
             conn,
             failover: self.failover.clone(),
         })
     }
+}
 
-    /// `res`, its error noted for the failover (PostgreSQL).
-    fn noted<T>(&self, res: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let (Err(e), Some(f)) = (&res, &self.failover) {
-            f.note(e);
-        }
-        res
+/// `res`, its error noted by `failover` (PostgreSQL), which starts a re-probe when the error
+/// suggests the server is gone or no longer writable.
+fn noted<T>(failover: Option<&Arc<failover::Failover>>, res: Result<T, StoreError>) -> Result<T, StoreError> {
+    if let (Err(e), Some(f)) = (&res, failover) {
+        f.note(e);
     }
+    res
 }
 
 /// PostgreSQL: one connection, outside any write transaction, on which the signing pipeline reads
@@ -1061,13 +1061,13 @@ impl Apart {
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
         let read = queries::requests_named(&mut *self.conn, certnames).await;
-        self.noted(read)
+        noted(self.failover.as_ref(), read)
     }
 
     /// The current (highest, not cleaned) certificate of a certname, as committed now.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
         let read = queries::current_certificate(&mut *self.conn, certname).await;
-        self.noted(read)
+        noted(self.failover.as_ref(), read)
     }
 
     /// Allocates `n` consecutive serials in one statement that is a transaction of its own: the
@@ -1078,15 +1078,8 @@ impl Apart {
     /// crash before it loses nothing anyone holds.
     pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
         let end = queries::bump_by_unsynced(&mut *self.conn, "serial", queries::to_i64(n)?).await;
-        let end = queries::to_u64(self.noted(end)?, "serial")?;
+        let end = queries::to_u64(noted(self.failover.as_ref(), end)?, "serial")?;
         Ok(end - n..end)
-    }
-
-    fn noted<T>(&self, res: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let (Err(e), Some(f)) = (&res, &self.failover) {
-            f.note(e);
-        }
-        res
     }
 }
 
@@ -1122,13 +1115,10 @@ impl WriteTx {
     /// A commit that fails is not retried: its outcome may be unknown (the server died after it), and
     /// only an acknowledged change must never be lost.
     pub async fn commit(self) -> Result<(), StoreError> {
-        if let Err(e) = self.tx.commit().await {
-            let e = StoreError::from(e);
-            if let Some(f) = &self.failover {
-                f.note(&e);
-            }
-            return Err(e);
-        }
+        noted(
+            self.failover.as_ref(),
+            self.tx.commit().await.map_err(StoreError::from),
+        )?;
         if let Some(c) = &self.commits {
             c.fetch_add(1, Ordering::Relaxed);
         }
