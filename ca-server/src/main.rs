@@ -100,12 +100,72 @@ fn lower_thread_priority() {
     }
 }
 
+/// The cores the process may use, as it started (before any thread was kept on one of them).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+static STARTING_CORES: std::sync::OnceLock<Option<libc::cpu_set_t>> = std::sync::OnceLock::new();
+
+/// The cores the process may use, as it started; `None` when they cannot be read.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn starting_cores() -> Option<libc::cpu_set_t> {
+    *STARTING_CORES.get_or_init(|| {
+        // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; pid 0 is the calling
+        // thread (the main thread: called from `main` before any other thread starts).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0).then_some(set)
+        }
+    })
+}
+
+/// Keeps the calling thread on the highest-numbered of the starting cores ([`ca_server::priority`]);
+/// false when the process may use one core only, or the cores cannot be read or set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn pin_thread() -> bool {
+    let Some(cores) = starting_cores() else {
+        return false;
+    };
+    let setsize = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    // SAFETY: CPU_ISSET, CPU_COUNT and CPU_SET read or write the cpu_set_t they are given, within
+    // CPU_SETSIZE; sched_setaffinity reads the set of the size passed, for the calling thread (0).
+    unsafe {
+        if libc::CPU_COUNT(&cores) < 2 {
+            return false;
+        }
+        let Some(core) = (0..setsize).rev().find(|&c| libc::CPU_ISSET(c, &cores)) else {
+            return false;
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) == 0
+    }
+}
+
+/// Lets the calling thread run on every starting core again ([`ca_server::priority`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn unpin_thread() {
+    if let Some(cores) = starting_cores() {
+        // SAFETY: sched_setaffinity reads the set of the size passed, for the calling thread (0).
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cores);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         ca_server::memory::set_release(give_back_free_memory);
         ca_server::priority::set_lower(lower_thread_priority);
+        if starting_cores().is_some() {
+            ca_server::priority::set_placement(ca_server::priority::Placement {
+                pin: pin_thread,
+                unpin: unpin_thread,
+            });
+        }
     }
     // `ca-server --generate man|complete-bash|...`: the man page and shell completions (packaging).
     let argv: Vec<String> = std::env::args().skip(1).collect();

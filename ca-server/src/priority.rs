@@ -1,7 +1,9 @@
-//! The signer threads' scheduling priority. A certificate's signature is the one long piece of CPU
-//! work on the signing path, and it can wait: everything else a signing needs (the request's TLS
-//! and HTTP, the write transactions that reserve its serial and store it) is short and on the path
-//! of every request in flight. At the same priority, the signer threads hold both cores of a small
+//! The signer threads' scheduling priority, and the core of the database writers.
+//!
+//! **The signers' priority.** A certificate's signature is the one long piece of CPU work on the
+//! signing path, and it can wait: everything else a signing needs (the request's TLS and HTTP, the
+//! write transactions that reserve its serial and store it) is short and on the path of every
+//! request in flight. At the same priority, the signer threads hold both cores of a small
 //! machine while the request and database threads wait to be scheduled, the pipeline stalls and the
 //! signers then run out of work: with 8 clients asking one certificate each, the cores were idle
 //! 0.45-0.64 ms per certificate; with the signer threads at the lowest priority (nice 19), 0.05-0.08
@@ -9,8 +11,22 @@
 //! nice 19 still takes every core nobody else wants; on a machine whose cores are busy with other
 //! processes, signings wait for them.
 //!
-//! How a thread's priority is lowered is the binary's business (this library has no unsafe code):
-//! `ca-server`'s `main` installs setpriority(2) with [`set_lower`]; without it nothing is done.
+//! **The writers' core.** A SQLite write transaction is a conversation between two threads: the
+//! writers' thread (see `authority::spawn_writer`), which runs the signing pipeline's rounds and
+//! the CSR submissions, and the connection's own SQLite thread, which runs each statement; every
+//! statement, the `BEGIN` and the `COMMIT` wake one and then the other. On different cores each
+//! wake-up is a cross-core interrupt, which in a virtual machine costs a trip through the
+//! hypervisor: about 57 µs of CPU per statement measured (a signing round of about ten such trips
+//! took 1.0-1.2 ms of CPU). With both threads kept on one core, a wake-up is a switch on that
+//! core: the same rounds took 0.63-0.65 ms, signing with 8 clients went from 70-73 to 79-84 % of
+//! the ceiling and CSR submissions from 3,100-4,700 to 4,100-4,900 per second (BENCHMARKS.md,
+//! session 15). So the writers' thread is kept on one core ([`pin_writer_thread`]) and opens the
+//! SQLite write connections, whose threads inherit its placement; the threads started from it
+//! for other work (signers, blocking tasks) take back every core ([`unpin_this_thread`]).
+//!
+//! How a thread's priority and placement are changed is the binary's business (this library has no
+//! unsafe code): `ca-server`'s `main` installs setpriority(2) with [`set_lower`] and
+//! sched_setaffinity(2) with [`set_placement`]; without them nothing is done.
 
 use std::sync::OnceLock;
 
@@ -25,5 +41,41 @@ pub fn set_lower(lower: fn()) {
 pub(crate) fn lower_this_thread() {
     if let Some(lower) = LOWER.get() {
         lower();
+    }
+}
+
+/// How a thread is kept on one core and given back every core (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// Keeps the calling thread on one core of those the process may use (the same core at every
+    /// call); false when it did not (one core only, or the call failed).
+    pub pin: fn() -> bool,
+    /// Lets the calling thread run on every core the process may use.
+    pub unpin: fn(),
+}
+
+static PLACEMENT: OnceLock<Placement> = OnceLock::new();
+
+/// Installs how threads are placed (once; later calls are ignored).
+pub fn set_placement(placement: Placement) {
+    let _ = PLACEMENT.set(placement);
+}
+
+/// Whether the binary said how threads are placed.
+pub(crate) fn places_threads() -> bool {
+    PLACEMENT.get().is_some()
+}
+
+/// Keeps the calling thread (the writers' thread) on one core, when the binary said how; false
+/// otherwise.
+pub(crate) fn pin_writer_thread() -> bool {
+    PLACEMENT.get().is_some_and(|p| (p.pin)())
+}
+
+/// Lets the calling thread run on every core again (a thread started from the writers' thread
+/// inherits its core), when the binary said how.
+pub(crate) fn unpin_this_thread() {
+    if let Some(p) = PLACEMENT.get() {
+        (p.unpin)();
     }
 }

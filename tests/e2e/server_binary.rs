@@ -318,9 +318,11 @@ fn simple_status(port: u16, ca_cert: &std::path::Path) -> anyhow::Result<String>
 
 /// The binary's signer threads run at the lowest priority (nice 19), so that the request and
 /// database threads of the certificates in flight are scheduled first (BENCHMARKS.md, session 13).
-/// A signer thread lingers 100 ms after its last signature: watched from /proc while one is made.
+/// The writers' thread and the SQLite threads of its two write connections share one core, and the
+/// signer threads started from it run on every core (session 15). A signer thread lingers 100 ms
+/// after its last signature: watched from /proc while one is made.
 #[test]
-fn the_binarys_signer_threads_run_at_the_lowest_priority() {
+fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_share_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (mut child, port) = spawn_until_listening(
@@ -333,28 +335,39 @@ fn the_binarys_signer_threads_run_at_the_lowest_priority() {
     );
     let tasks = std::path::PathBuf::from(format!("/proc/{}/task", child.id()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Per signer thread (its id), the nice value last read: a thread read in the microseconds
-    // between its start and its own setpriority counts by its later reads.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(
-        std::collections::BTreeMap::<String, String>::new(),
-    ));
+    // Per thread of interest (its id): its name, nice value and cores, as last read: a thread read
+    // in the microseconds between its start and its own setpriority or sched_setaffinity counts by
+    // its later reads.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        (String, String, String),
+    >::new()));
     let watcher = {
         let (stop, seen) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&seen));
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 for task in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
                     let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-                    if comm.trim() != "ca-signer" {
+                    let comm = comm.trim();
+                    if !["ca-signer", "ca-writer", "sqlx-sqlite-wor"].contains(&comm) {
                         continue;
                     }
                     // Field 19 of stat is the nice value: the 17th after the ")" that ends comm.
                     let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-                    if let Some(nice) = stat
-                        .rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(16))
-                    {
+                    let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                    let cores = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                        .map(|c| c.trim().to_string());
+                    if let (Some(nice), Some(cores)) = (
+                        stat.rsplit_once(')')
+                            .and_then(|(_, rest)| rest.split_whitespace().nth(16)),
+                        cores,
+                    ) {
                         let tid = task.file_name().to_string_lossy().into_owned();
-                        seen.lock().unwrap().insert(tid, nice.to_string());
+                        seen.lock()
+                            .unwrap()
+                            .insert(tid, (comm.to_string(), nice.to_string(), cores));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(2));
@@ -397,7 +410,12 @@ fn the_binarys_signer_threads_run_at_the_lowest_priority() {
         );
         assert_eq!(signed, StatusCode::NO_CONTENT);
         std::thread::sleep(Duration::from_millis(50));
-        if !seen.lock().unwrap().is_empty() {
+        if seen
+            .lock()
+            .unwrap()
+            .values()
+            .any(|(comm, _, _)| comm == "ca-signer")
+        {
             break;
         }
         let cleaned = send(
@@ -413,10 +431,47 @@ fn the_binarys_signer_threads_run_at_the_lowest_priority() {
     let _ = child.kill();
     let _ = child.wait();
     let seen = seen.lock().unwrap().clone();
-    assert!(!seen.is_empty(), "no ca-signer thread seen");
+    let of = |name: &str| -> Vec<(String, String)> {
+        seen.values()
+            .filter(|(comm, _, _)| comm == name)
+            .map(|(_, nice, cores)| (nice.clone(), cores.clone()))
+            .collect()
+    };
+    let (signers, writer, sqlite) = (of("ca-signer"), of("ca-writer"), of("sqlx-sqlite-wor"));
+    assert!(!signers.is_empty(), "no ca-signer thread seen");
     // Each one read again until the watcher stopped: a signer lingers 100 ms after its signature.
     assert!(
-        seen.values().all(|n| n == "19"),
-        "nice values of ca-signer threads: {seen:?}"
+        signers.iter().all(|(nice, _)| nice == "19"),
+        "ca-signer threads (nice, cores): {signers:?}"
     );
+    // The cores this test may use are those the server started with (it inherits them).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let every = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        signers.iter().all(|(_, cores)| *cores == every),
+        "ca-signer threads (nice, cores) on {every}: {signers:?}"
+    );
+    let [(_, writer_cores)] = writer.as_slice() else {
+        panic!("one ca-writer thread expected: {writer:?}");
+    };
+    if every.contains([',', '-']) {
+        // Several cores: the writers' thread on one of them, with the SQLite threads of the write
+        // connection and of the unsynced one.
+        assert!(
+            !writer_cores.contains([',', '-']),
+            "ca-writer on {writer_cores} of {every}"
+        );
+        let along = sqlite.iter().filter(|(_, c)| c == writer_cores).count();
+        assert!(
+            along >= 2,
+            "SQLite threads (nice, cores), the writers' on {writer_cores}: {sqlite:?}"
+        );
+    } else {
+        assert_eq!(*writer_cores, every);
+    }
 }

@@ -210,6 +210,7 @@ impl Ahead {
         let started = std::thread::Builder::new()
             .name("crl-ahead".into())
             .spawn(move || {
+                crate::priority::unpin_this_thread();
                 let _finished = Finished(Arc::clone(&job));
                 loop {
                     // Work done ahead of need gives way, every few dozen microseconds, to threads

@@ -611,6 +611,7 @@ impl Authority {
             .name("ca-signer".into())
             .spawn(move || {
                 crate::priority::lower_this_thread();
+                crate::priority::unpin_this_thread();
                 let _entered = entered.as_ref().map(tokio::runtime::Handle::enter);
                 a.signer_task();
             });

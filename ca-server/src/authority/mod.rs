@@ -262,6 +262,8 @@ where
     let handle = HANDLE.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            // Its blocking threads are started from the writers' thread, whose core they inherit.
+            .on_thread_start(crate::priority::unpin_this_thread)
             .build()
             .ok()?;
         let handle = rt.handle().clone();
@@ -356,6 +358,24 @@ impl Authority {
         Ok(authority)
     }
 
+    /// SQLite, when the binary says how threads are placed: keeps the writers' thread on one core
+    /// and opens the write connections anew from it, so that their SQLite threads share that core
+    /// (see [`crate::priority`]). Done on the writers' thread, as its first task or between two.
+    fn place_writers(&self) {
+        if self.store.backend() != crate::storage::Backend::Sqlite || !crate::priority::places_threads() {
+            return;
+        }
+        let store = self.store.clone();
+        spawn_writer(async move {
+            if !crate::priority::pin_writer_thread() {
+                return;
+            }
+            if let Err(e) = store.reopen_write_connections().await {
+                tracing::debug!(error = %crate::error::Chain(&e), "write connections not reopened");
+            }
+        });
+    }
+
     fn assemble(
         store: Store,
         signer: CaSigner,
@@ -375,7 +395,7 @@ impl Authority {
             Arc::clone(&clock),
             Arc::clone(&settings),
         ));
-        Authority {
+        let authority = Authority {
             store,
             signer,
             settings,
@@ -390,7 +410,9 @@ impl Authority {
             round_latency: Arc::default(),
             revocations,
             rollover: Arc::new(rollover),
-        }
+        };
+        authority.place_writers();
+        authority
     }
 
     /// The store (read access for listings and serving).

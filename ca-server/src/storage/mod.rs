@@ -240,10 +240,14 @@ fn open_lock_file(db: &Path) -> Option<Arc<std::fs::File>> {
     }
 }
 
-/// SQLite: a pool of one connection, opened when first used, set up with `pragmas`.
+/// SQLite: a pool of one connection, opened when first used, set up with `pragmas`. The connection
+/// is kept for good (no idle or age limit): it is reopened only after an error, so that it stays
+/// the one [`Store::reopen_write_connections`] opened.
 fn one_connection(opts: AnyConnectOptions, pragmas: &'static str) -> AnyPool {
     AnyPoolOptions::new()
         .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
@@ -537,6 +541,19 @@ impl Store {
             _ => self.begin_write_with(&PG_BEGIN_WRITE_UNSYNCED).await?,
         };
         Ok(self.write_tx(queued, tx))
+    }
+
+    /// SQLite: closes the write connections and opens them again from the calling thread (in this
+    /// process's turn to write). A SQLite connection's thread is started by the thread that opens
+    /// it and inherits its CPU placement: the writers' thread, kept on one core, shares it with the
+    /// threads of the connections it writes through (see [`crate::priority`]). Nothing on PostgreSQL.
+    pub async fn reopen_write_connections(&self) -> Result<(), StoreError> {
+        let _turn = self.queue().await;
+        for pool in [&self.writer, &self.unsynced].into_iter().flatten() {
+            pool.acquire().await?.close().await?;
+            drop(pool.acquire().await?);
+        }
+        Ok(())
     }
 
     /// SQLite: this process's turn to write (see `writers`), then the writer lock shared with other
