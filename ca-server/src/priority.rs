@@ -18,11 +18,12 @@
 //! wake-up is a cross-core interrupt, which in a virtual machine costs a trip through the
 //! hypervisor: about 57 µs of CPU per statement measured (a signing round of about ten such trips
 //! took 1.0-1.2 ms of CPU). With both threads kept on one core, a wake-up is a switch on that
-//! core: the same rounds took 0.57-0.93 ms, the database's share of a certificate fell from
+//! core: the same rounds took 0.57-1.14 ms, the database's share of a certificate fell from
 //! 0.46-0.76 to 0.24-0.40 ms, signing with 8 clients went from 65-73 to 70-84 % of the ceiling and
-//! CSR submissions from 2,100-4,700 to 3,600-5,300 per second (BENCHMARKS.md, session 15). So the writers' thread is kept on one core ([`pin_writer_thread`]) and opens the
-//! SQLite write connections, whose threads inherit its placement; the threads started from it
-//! for other work (signers, blocking tasks) take back every core ([`unpin_this_thread`]).
+//! CSR submissions from 2,100-4,700 to 3,600-5,300 per second (BENCHMARKS.md, session 15). So the
+//! writers' thread keeps itself on one core ([`pin_writer_thread`]) and opens the SQLite write
+//! connections again, whose threads inherit its placement; the threads started from it for other
+//! work (signers, the CRL thread, blocking tasks) take back every core ([`unpin_this_thread`]).
 //!
 //! How a thread's priority and placement are changed is the binary's business (this library has no
 //! unsafe code): `ca-server`'s `main` installs setpriority(2) with [`set_lower`] and
