@@ -355,10 +355,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
                     // Field 19 of stat is the nice value: the 17th after the ")" that ends comm.
                     let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                     let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-                    let cores = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                        .map(|c| c.trim().to_string());
+                    let cores = allowed_cores(&status);
                     if let (Some(nice), Some(cores)) = (
                         stat.rsplit_once(')')
                             .and_then(|(_, rest)| rest.split_whitespace().nth(16)),
@@ -445,13 +442,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
         "ca-signer threads (nice, cores): {signers:?}"
     );
     // The cores this test may use are those the server started with (it inherits them).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let every = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let every = allowed_cores(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
     assert!(
         signers.iter().all(|(_, cores)| *cores == every),
         "ca-signer threads (nice, cores) on {every}: {signers:?}"
@@ -474,4 +465,12 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
     } else {
         assert_eq!(*writer_cores, every);
     }
+}
+
+/// The cores a task may run on (`Cpus_allowed_list` of its /proc status, e.g. `0-1`).
+fn allowed_cores(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|c| c.trim().to_string())
 }
