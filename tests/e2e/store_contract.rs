@@ -4,7 +4,7 @@
 //! going back, a duplicate request refused, a revocation shown as revoked, the audit chain intact.
 
 use ca_server::storage::{
-    AuditRecord, CertRow, CrlLayout, CrlRow, CrlUpdate, StatusFilter, Store, StoreError,
+    AuditRecord, CertRow, CrlLayout, CrlRow, CrlUpdate, NewCertificate, StatusFilter, Store, StoreError,
 };
 
 use crate::pg::PgCluster;
@@ -95,6 +95,110 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         store.request("req.example.test").await.unwrap().unwrap().csr_der,
         b"csr2"
     );
+
+    // A signing round as the signing pipeline writes it: the requests read with what the audit
+    // rows need, then the certificates, the requests they take, the audit rows and the serials
+    // reserved for the next certificates, together.
+    let mut tx = store.write().await.unwrap();
+    for name in ["round-a.example.test", "round-b.example.test"] {
+        tx.put_request(name, name.as_bytes(), "{}", 1, "test", false)
+            .await
+            .unwrap();
+    }
+    let first = tx.reserve_serials(1).await.unwrap();
+    assert_eq!(first, 102..103);
+    tx.commit().await.unwrap();
+    let stored = |serial, name: &str| CertRow {
+        serial,
+        certname: name.to_string(),
+        der: vec![4, 5, 6],
+        not_before: 0,
+        not_after: i64::MAX / 2,
+        revoked: None,
+    };
+    let row = stored(102, "round-a.example.test");
+    let new = [NewCertificate {
+        row: &row,
+        status_json: "{\"state\":\"signed\"}",
+        by: "test",
+    }];
+    let audits = [
+        AuditRecord::ok(300, "test", "sign")
+            .on("round-a.example.test")
+            .serial(102),
+        AuditRecord::refused(300, "test", "sign")
+            .on("none.example.test")
+            .detail("no request"),
+    ];
+    let mut tx = store.write().await.unwrap();
+    let names = [
+        "round-a.example.test",
+        "round-b.example.test",
+        "none.example.test",
+    ];
+    let pending = tx
+        .requests_named_before_audit(&names, audits.len())
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "{:?}", pending.keys());
+    assert_eq!(pending["round-a.example.test"].csr_der, b"round-a.example.test");
+    let next = tx
+        .store_round(&new, 300, &["round-a.example.test"], &audits, 2)
+        .await
+        .unwrap();
+    assert_eq!(next, 103..105, "the serials after the last reserved");
+    tx.commit().await.unwrap();
+    assert!(store.request("round-a.example.test").await.unwrap().is_none());
+    assert!(store.request("round-b.example.test").await.unwrap().is_some());
+    let cert = store
+        .current_certificate("round-a.example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((cert.serial, cert.der), (102, vec![4, 5, 6]));
+    assert_eq!(store.peek_serial().await.unwrap(), 105);
+    // A serial stored twice is refused, and the whole round with it.
+    let again = stored(102, "round-b.example.test");
+    let dup = [NewCertificate {
+        row: &again,
+        status_json: "{}",
+        by: "test",
+    }];
+    let mut tx = store.write().await.unwrap();
+    tx.requests_named_before_audit(&["round-b.example.test"], 1)
+        .await
+        .unwrap();
+    let refused = tx
+        .store_round(
+            &dup,
+            301,
+            &["round-b.example.test"],
+            &[AuditRecord::ok(301, "test", "sign")
+                .on("round-b.example.test")
+                .serial(102)],
+            1,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate(_))), "{refused:?}");
+    drop(tx);
+    assert!(store.request("round-b.example.test").await.unwrap().is_some());
+    assert_eq!(store.peek_serial().await.unwrap(), 105);
+    let verdict = store.verify_audit().await.unwrap();
+    assert!(
+        matches!(
+            verdict,
+            ca_server::storage::AuditVerdict::Intact { records: 102, .. }
+        ),
+        "audit chain intact after a signing round: {verdict:?}"
+    );
+    // Gone again, for the listings below.
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(
+        tx.clean_certificates("round-a.example.test", 302).await.unwrap(),
+        1
+    );
+    assert!(tx.delete_request("round-b.example.test").await.unwrap());
+    tx.commit().await.unwrap();
 
     // Revocation, CRL numbers.
     let mut tx = store.write().await.unwrap();
@@ -211,9 +315,10 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         .await
         .unwrap()
         .is_none());
+    // With the signing round's certificate, cleaned above.
     let every = store.all_certificates().await.unwrap();
-    assert_eq!(every.len(), 100);
-    assert_eq!(every.iter().filter(|(_, cleaned)| *cleaned).count(), 1);
+    assert_eq!(every.len(), 101);
+    assert_eq!(every.iter().filter(|(_, cleaned)| *cleaned).count(), 2);
     let m = store.metrics(100, 2_592_000, "none").await.unwrap();
     assert_eq!((m.pending, m.certificates, m.revoked), (1, 99, 1));
 

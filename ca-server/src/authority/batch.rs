@@ -318,8 +318,17 @@ impl Authority {
         .await;
         let ran = match read {
             Ok((mut apart, pending)) => {
-                self.reserve(Via::Apart(&mut apart), &mut round, pending, now)
-                    .await
+                let checked = self
+                    .check_jobs(Via::Apart(&mut apart), &mut round, pending, &[], now)
+                    .await;
+                match checked {
+                    Ok(()) if round.reserved.is_empty() => Ok(()),
+                    Ok(()) => match apart.reserve_serials(round.reserved.len() as u64).await {
+                        Ok(serials) => assign_serials(&mut round, serials),
+                        Err(e) => Err(e.into()),
+                    },
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e.into()),
         };
@@ -396,118 +405,62 @@ impl Authority {
             self.store.write_unsynced().await?
         };
         let now = self.now();
-        // The requests of both kinds of work in one look-up (a statement less per round: on
-        // PostgreSQL a round trip to another process). Every item is still in `round`, so a
-        // failure answers each one with the error.
+        // Three round trips per round, whatever its size (on PostgreSQL each a wake-up of another
+        // process, on SQLite of the connection's thread): the reads, the writes and the commit.
+        // Every item is still in `round`, so a failure answers each one with the error.
         let mut pending = {
-            let names: Vec<&str> = round
-                .signed
-                .iter()
-                .filter(|(_, made)| made.is_ok())
+            let ok = round.signed.iter().filter(|(_, made)| made.is_ok());
+            let names: Vec<&str> = ok
+                .clone()
                 .map(|(r, _)| r.job.certname.as_str())
                 .chain(round.jobs.iter().map(|(j, _, _)| j.certname.as_str()))
                 .collect();
-            tx.requests_named(&names).await?
-        };
-        self.store_signed(&mut tx, round, &mut pending, unix(now)).await?;
-        self.reserve(Via::Tx(&mut tx), round, pending, now).await?;
-        let records: Vec<AuditRecord<'_>> = round
-            .refusals
-            .iter()
-            .map(|(actor, name, detail)| {
-                AuditRecord::refused(unix(now), actor, "sign")
-                    .on(name)
-                    .detail(detail)
-            })
-            .collect();
-        if durable {
-            tx.audit_all(&records).await?;
-        }
-        tx.commit().await?;
-        if !durable && !records.is_empty() {
-            let mut tx = self.store.write().await?;
-            tx.audit_all(&records).await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-
-    /// Stores the round's signed certificates in a few statements, whatever their number: one
-    /// insert, one delete, one of the audit rows. `pending`: the pending requests of the round's
-    /// names, as the transaction read them; those taken by a stored certificate are removed. A
-    /// certificate whose request was cleaned (or replaced, or signed by an earlier certificate of
-    /// the round) since its reservation is not stored: it is refused, and audited as such. Every
-    /// answer is in `round` before a statement can fail, so a failed transaction answers each one
-    /// with the error.
-    async fn store_signed(
-        &self,
-        tx: &mut WriteTx,
-        round: &mut Round,
-        pending: &mut HashMap<String, RequestRow>,
-        now: i64,
-    ) -> Result<(), AuthorityError> {
-        let signed = std::mem::take(&mut round.signed);
-        let mut stored: Vec<(Reserved, CertRow, String)> = Vec::new();
-        for (r, made) in signed {
-            let made = match made {
-                Ok(m) => m,
-                Err(e) => {
-                    round.answers.push((r.reply, Err(e), Some(r.queued)));
-                    continue;
-                }
-            };
-            let name = &r.job.certname;
-            // Still the request it was reserved for; taken by the first certificate stored for it.
-            let still = pending.get(name).is_some_and(|row| row.csr_der == r.c.csr_der);
-            if still {
-                pending.remove(name);
+            if durable {
+                // Each certificate signed is audited, stored or refused, with the refusals decided
+                // apart.
+                let audits = ok.count() + round.refusals.len();
+                tx.requests_named_before_audit(&names, audits).await?
             } else {
-                // Refused like a signing asked after the first was stored, and audited like it.
-                let gone = AuthorityError::NoRequest {
-                    certname: name.clone(),
-                    has_cert: true,
-                };
-                let printable = crate::ca::names::printable(name);
-                round
-                    .refusals
-                    .push((r.job.actor.clone(), printable, gone.to_string()));
-                round.answers.push((r.reply, Err(gone), Some(r.queued)));
-                continue;
+                tx.requests_named(&names).await?
             }
-            let row = CertRow {
-                serial: r.c.serial,
-                certname: name.clone(),
-                der: made.der,
-                not_before: unix(r.c.validity.not_before),
-                not_after: unix(r.c.validity.not_after),
-                revoked: None,
-            };
-            stored.push((r, row, made.status_json));
-        }
-        let new: Vec<NewCertificate<'_>> = stored
-            .iter()
-            .map(|(r, row, status_json)| NewCertificate {
-                row,
-                status_json,
-                by: &r.job.actor,
-            })
-            .collect();
-        let names: Vec<&str> = stored.iter().map(|(_, row, _)| row.certname.as_str()).collect();
-        let records: Vec<AuditRecord<'_>> = stored
-            .iter()
-            .map(|(r, row, _)| {
-                AuditRecord::ok(now, &r.job.actor, "sign")
-                    .on(&row.certname)
-                    .serial(row.serial)
-            })
-            .collect();
-        let written = async {
-            tx.insert_certificates(&new, now).await?;
-            tx.delete_requests(&names).await?;
-            tx.audit_all(&records).await
-        }
-        .await;
-        drop((new, names, records));
+        };
+        let stored = take_signed(round, &mut pending);
+        let taken: Vec<&str> = stored.iter().map(|(_, row, _)| row.certname.as_str()).collect();
+        let at = unix(now);
+        let written = match self
+            .check_jobs(Via::Tx(&mut tx), round, pending, &taken, now)
+            .await
+        {
+            Ok(()) => {
+                let new: Vec<NewCertificate<'_>> = stored
+                    .iter()
+                    .map(|(r, row, status_json)| NewCertificate {
+                        row,
+                        status_json,
+                        by: &r.job.actor,
+                    })
+                    .collect();
+                let oks = stored.iter().map(|(r, row, _)| {
+                    AuditRecord::ok(at, &r.job.actor, "sign")
+                        .on(&row.certname)
+                        .serial(row.serial)
+                });
+                let refusals = round.refusals.iter().map(|(actor, name, detail)| {
+                    AuditRecord::refused(at, actor, "sign").on(name).detail(detail)
+                });
+                let records: Vec<AuditRecord<'_>> = if durable {
+                    oks.chain(refusals).collect()
+                } else {
+                    Vec::new()
+                };
+                tx.store_round(&new, at, &taken, &records, round.reserved.len() as u64)
+                    .await
+                    .map_err(AuthorityError::from)
+            }
+            Err(e) => Err(e),
+        };
+        drop(taken);
+        // Answered once the transaction commits; with its error if it fails (see `Round::fail`).
         for (r, row, _) in stored {
             let issued = Issued {
                 serial: row.serial,
@@ -515,18 +468,33 @@ impl Authority {
             };
             round.answers.push((r.reply, Ok(issued), Some(r.queued)));
         }
-        Ok(written?)
+        assign_serials(round, written?)?;
+        tx.commit().await?;
+        if !durable && !round.refusals.is_empty() {
+            let records: Vec<AuditRecord<'_>> = round
+                .refusals
+                .iter()
+                .map(|(actor, name, detail)| AuditRecord::refused(at, actor, "sign").on(name).detail(detail))
+                .collect();
+            let mut tx = self.store.write().await?;
+            tx.audit_all(&records).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
-    /// Checks the round's jobs against the policy and reserves the serials of those allowed (one
-    /// counter update), in a write transaction or apart (see [`Via`]). `pending`: the requests still
-    /// pending once the round's certificates were stored. The refusals are answered in
+    /// Checks the round's jobs against the policy, in a write transaction or apart (see [`Via`]);
+    /// those allowed go to `round.reserved`, their serials given with the others of the round (one
+    /// counter update, see [`assign_serials`]). `pending`: the requests still pending once the
+    /// round's certificates were taken from it; `taken`: the names of the certificates the round
+    /// stores (their requests are taken, and they have a certificate). The refusals are answered in
     /// `round.answers` and listed in `round.refusals` for the caller to audit.
-    async fn reserve(
+    async fn check_jobs(
         &self,
         mut via: Via<'_>,
         round: &mut Round,
         mut pending: HashMap<String, RequestRow>,
+        taken: &[&str],
         now: time::OffsetDateTime,
     ) -> Result<(), AuthorityError> {
         let jobs = std::mem::take(&mut round.jobs);
@@ -536,7 +504,9 @@ impl Authority {
             let row = pending.remove(&job.certname);
             let verdict = match row {
                 Some(row) => Ok(self.check_job(&job, row, now)),
-                None if round.reserved.iter().any(|r| r.job.certname == job.certname) => {
+                None if taken.contains(&job.certname.as_str())
+                    || round.reserved.iter().any(|r| r.job.certname == job.certname) =>
+                {
                     Ok(Err(AuthorityError::NoRequest {
                         certname: job.certname.clone(),
                         has_cert: true,
@@ -568,16 +538,6 @@ impl Authority {
                     round.jobs.extend(jobs);
                     return Err(e.into());
                 }
-            }
-        }
-        if !round.reserved.is_empty() {
-            let n = round.reserved.len() as u64;
-            let serials = match via {
-                Via::Tx(tx) => tx.reserve_serials(n).await?,
-                Via::Apart(apart) => apart.reserve_serials(n).await?,
-            };
-            for (r, serial) in round.reserved.iter_mut().zip(serials) {
-                r.c.serial = serial;
             }
         }
         Ok(())
@@ -739,4 +699,68 @@ impl Authority {
             status_json,
         })
     }
+}
+
+/// Takes the round's signed certificates whose requests are still the ones they were reserved for
+/// (each taken by the first certificate stored for it, and removed from `pending`): they are to be
+/// stored. The others are answered in `round` (a signing that failed with its error; a certificate
+/// whose request was cleaned, replaced or signed by an earlier certificate of the round since its
+/// reservation refused, and listed in `round.refusals` to be audited as such).
+fn take_signed(
+    round: &mut Round,
+    pending: &mut HashMap<String, RequestRow>,
+) -> Vec<(Reserved, CertRow, String)> {
+    let signed = std::mem::take(&mut round.signed);
+    let mut stored = Vec::with_capacity(signed.len());
+    for (r, made) in signed {
+        let made = match made {
+            Ok(m) => m,
+            Err(e) => {
+                round.answers.push((r.reply, Err(e), Some(r.queued)));
+                continue;
+            }
+        };
+        let name = &r.job.certname;
+        let still = pending.get(name).is_some_and(|row| row.csr_der == r.c.csr_der);
+        if still {
+            pending.remove(name);
+        } else {
+            // Refused like a signing asked after the first was stored, and audited like it.
+            let gone = AuthorityError::NoRequest {
+                certname: name.clone(),
+                has_cert: true,
+            };
+            let printable = crate::ca::names::printable(name);
+            round
+                .refusals
+                .push((r.job.actor.clone(), printable, gone.to_string()));
+            round.answers.push((r.reply, Err(gone), Some(r.queued)));
+            continue;
+        }
+        let row = CertRow {
+            serial: r.c.serial,
+            certname: name.clone(),
+            der: made.der,
+            not_before: unix(r.c.validity.not_before),
+            not_after: unix(r.c.validity.not_after),
+            revoked: None,
+        };
+        stored.push((r, row, made.status_json));
+    }
+    stored
+}
+
+/// Gives the round's reserved certificates their serials, `serials` (as many, in order).
+fn assign_serials(round: &mut Round, serials: std::ops::Range<u64>) -> Result<(), AuthorityError> {
+    let n = serials.end.saturating_sub(serials.start);
+    if n != round.reserved.len() as u64 {
+        return Err(AuthorityError::Internal(format!(
+            "{n} serials reserved for {} certificates",
+            round.reserved.len()
+        )));
+    }
+    for (r, serial) in round.reserved.iter_mut().zip(serials) {
+        r.c.serial = serial;
+    }
+    Ok(())
 }

@@ -526,6 +526,7 @@ impl Store {
             backend: self.backend,
             failover: self.failover.clone(),
             commits: self.commits.clone(),
+            audit_ids: std::collections::VecDeque::new(),
         }
     }
 
@@ -1124,6 +1125,8 @@ pub struct WriteTx {
     failover: Option<Arc<failover::Failover>>,
     /// SQLite: counted for the checkpointer.
     commits: Option<Arc<AtomicU64>>,
+    /// PostgreSQL: audit ids drawn ahead ([`WriteTx::requests_named_before_audit`]).
+    audit_ids: std::collections::VecDeque<i64>,
 }
 
 impl WriteTx {
@@ -1437,21 +1440,124 @@ impl WriteTx {
         if recs.is_empty() {
             return Ok(());
         }
-        let mut prev = self.head.take();
-        if let (Some(seal), None) = (self.seal.clone(), self.advance_head) {
-            // The first rows of the transaction: the head file's record and the log's last one, in
-            // one look-up.
-            let head = seal.read_head();
-            let named = match &head {
-                Head::Sealed { id, .. } => Some(*id),
-                _ => None,
-            };
-            let (named_hash, last) = queries::audit_ends(&mut self.tx, named).await?;
-            self.advance_head = Some(head_may_advance(&seal, head, named_hash.as_deref()));
-            prev = prev.or(last);
-        }
-        self.head = queries::audit(&mut self.tx, self.backend, recs, self.seal.as_deref(), prev).await?;
+        let prev = self.audit_head().await?;
+        self.head = queries::audit(
+            &mut self.tx,
+            self.backend,
+            recs,
+            self.seal.as_deref(),
+            prev,
+            &mut self.audit_ids,
+        )
+        .await?;
         Ok(())
+    }
+
+    /// The last audit row (when known) before rows are appended; at the transaction's first rows,
+    /// with a seal, also decides whether the head file may move on (one look-up).
+    async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        let prev = self.head.take();
+        let Some(head) = self.head_file_unchecked() else {
+            return Ok(prev);
+        };
+        let ends = queries::audit_ends(&mut self.tx, head_named(&head)).await?;
+        self.check_head_file(head, &ends);
+        Ok(prev.or(ends.last))
+    }
+
+    /// The head file as read now, when this transaction's first audit rows still have to check it.
+    fn head_file_unchecked(&self) -> Option<Head> {
+        match (&self.seal, self.advance_head) {
+            (Some(seal), None) => Some(seal.read_head()),
+            _ => None,
+        }
+    }
+
+    /// Decides whether the head file may move on at commit, from the log's ends as read.
+    fn check_head_file(&mut self, head: Head, ends: &queries::AuditEnds) {
+        if let Some(seal) = &self.seal {
+            self.advance_head = Some(head_may_advance(seal, head, ends.named_hash.as_deref()));
+        }
+    }
+
+    /// The pending requests of `certnames` (like [`WriteTx::requests_named`]), read with what the
+    /// transaction's audit rows need first (the log's last row, the head file's record and, on
+    /// PostgreSQL, `audits` ids from the audit sequence): one round trip for what took three.
+    pub async fn requests_named_before_audit(
+        &mut self,
+        certnames: &[&str],
+        audits: usize,
+    ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
+        let head = self.head_file_unchecked();
+        let named = head.as_ref().and_then(head_named);
+        let ids = if self.backend == Backend::Postgres {
+            audits
+        } else {
+            0
+        };
+        let (requests, ends) = queries::requests_and_audit_ends(&mut self.tx, certnames, named, ids).await?;
+        if let Some(head) = head {
+            self.check_head_file(head, &ends);
+        }
+        if self.head.is_none() {
+            self.head = ends.last;
+        }
+        self.audit_ids.extend(ends.ids);
+        Ok(requests)
+    }
+
+    /// A signing round's writes in one round trip: stores `certs`, removes the pending requests
+    /// `taken`, appends `audits` and reserves `reserve` consecutive serials (returned).
+    pub async fn store_round(
+        &mut self,
+        certs: &[NewCertificate<'_>],
+        issued_at: i64,
+        taken: &[&str],
+        audits: &[AuditRecord<'_>],
+        reserve: u64,
+    ) -> Result<std::ops::Range<u64>, StoreError> {
+        let prev = if audits.is_empty() {
+            None
+        } else {
+            self.audit_head().await?
+        };
+        let (rows, last) = if audits.is_empty() {
+            (Vec::new(), prev)
+        } else {
+            queries::audit_inserts(
+                &mut self.tx,
+                self.backend,
+                audits,
+                self.seal.as_deref(),
+                prev,
+                &mut self.audit_ids,
+            )
+            .await?
+        };
+        let mut w = queries::Writes::default();
+        w.certificates(certs, issued_at)?;
+        w.delete_requests(taken)?;
+        w.audit(&rows)?;
+        w.reserve_serials(reserve)?;
+        let end = w.run(&mut self.tx, self.backend).await?;
+        if !audits.is_empty() {
+            self.head = last;
+        }
+        match end {
+            Some(end) => {
+                let end = queries::to_u64(end, "serial")?;
+                Ok(end.saturating_sub(reserve)..end)
+            }
+            None => Ok(0..0),
+        }
+    }
+}
+
+/// The audit record the head file names, if any.
+fn head_named(head: &Head) -> Option<i64> {
+    match head {
+        Head::Sealed { id, .. } => Some(*id),
+        _ => None,
     }
 }
 

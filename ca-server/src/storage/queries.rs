@@ -1410,22 +1410,48 @@ pub fn audit_hash(prev: &str, f: &AuditRecord<'_>) -> String {
 
 /// Appends audit rows in order, sealed when `seal` is given. Returns the last one's id and chain
 /// hash. `prev` is the last row (id, hash) when the caller knows it (it appended it in this
-/// transaction); else it is read.
-///
-/// On SQLite the rows are written with their ids and seals in one statement: the ids follow the last
-/// row's (the write lock is held, and `AUTOINCREMENT` accepts explicit ids and never goes back). On
-/// PostgreSQL the identity column gives each id (a server of another version may insert through it
-/// at the same time), and each seal follows in a second statement.
+/// transaction); else it is read. `ids`: ids drawn ahead for PostgreSQL (see [`audit_inserts`]).
 pub(super) async fn audit(
     c: &mut AnyConnection,
     backend: super::Backend,
     recs: &[AuditRecord<'_>],
     seal: Option<&super::AuditSeal>,
     prev: Option<(i64, String)>,
+    ids: &mut std::collections::VecDeque<i64>,
 ) -> Result<Option<(i64, String)>, StoreError> {
     if recs.is_empty() {
         return Ok(prev);
     }
+    let (rows, last) = audit_inserts(c, backend, recs, seal, prev, ids).await?;
+    let mut w = Writes::default();
+    w.audit(&rows)?;
+    w.run(c, backend).await?;
+    Ok(last)
+}
+
+/// An audit row ready to insert: its record, id, chain hash and seal.
+pub(super) struct AuditInsert<'a> {
+    rec: &'a AuditRecord<'a>,
+    id: i64,
+    serial: Option<i64>,
+    hash: String,
+    mac: Option<String>,
+}
+
+/// The rows that append `recs` to the audit log, chained after `prev` (read when not given), and the
+/// last one's (id, hash). Ids: on SQLite they follow the last row's (the write lock is held, and
+/// `AUTOINCREMENT` accepts explicit ids and never goes back); on PostgreSQL the identity column's
+/// sequence gives each (a server of another version may insert through it at the same time), taken
+/// from `ids` (drawn ahead, see [`requests_and_audit_ends`]) and drawn in one statement when too few.
+/// Ids only grow from one transaction to the next: writers hold the CA's write lock.
+pub(super) async fn audit_inserts<'a>(
+    c: &mut AnyConnection,
+    backend: super::Backend,
+    recs: &'a [AuditRecord<'a>],
+    seal: Option<&super::AuditSeal>,
+    prev: Option<(i64, String)>,
+    ids: &mut std::collections::VecDeque<i64>,
+) -> Result<(Vec<AuditInsert<'a>>, Option<(i64, String)>), StoreError> {
     // Inside the write transaction, so the chain has no forks.
     let mut last = match prev {
         Some(p) => Some(p),
@@ -1435,22 +1461,20 @@ pub(super) async fn audit(
                 .await?
         }
     };
-    // SQLite numbers the rows after the head; PostgreSQL takes them from the column's sequence (as
-    // every earlier row, and any replica of an earlier version, does), all in one statement. Ids
-    // only grow from one transaction to the next: writers hold the CA's write lock.
-    let mut ids: std::collections::VecDeque<i64> = if backend == super::Backend::Sqlite {
+    if backend == super::Backend::Sqlite {
         let first = last.as_ref().map_or(1, |(id, _)| id + 1);
-        (first..).take(recs.len()).collect()
-    } else {
-        let mut ids: Vec<i64> = sqlx::query_scalar(
+        ids.clear();
+        ids.extend((first..).take(recs.len()));
+    } else if ids.len() < recs.len() {
+        let mut more: Vec<i64> = sqlx::query_scalar(
             "SELECT nextval(pg_get_serial_sequence('audit', 'id')) FROM generate_series(1, $1)",
         )
-        .bind(to_i64(recs.len() as u64)?)
+        .bind(to_i64((recs.len() - ids.len()) as u64)?)
         .fetch_all(&mut *c)
         .await?;
-        ids.sort_unstable();
-        ids.into()
-    };
+        more.sort_unstable();
+        ids.extend(more);
+    }
     let mut rows = Vec::with_capacity(recs.len());
     for rec in recs {
         let serial = rec.serial.map(to_i64).transpose()?;
@@ -1458,31 +1482,184 @@ pub(super) async fn audit(
         let id = ids
             .pop_front()
             .ok_or_else(|| StoreError::Corrupt("the audit id sequence gave too few ids".into()))?;
-        rows.push((id, rec, serial, hash.clone()));
+        let mac = seal.map(|s| s.row_mac(id, &hash));
+        rows.push(AuditInsert {
+            rec,
+            id,
+            serial,
+            hash: hash.clone(),
+            mac,
+        });
         last = Some((id, hash));
     }
+    Ok((rows, last))
+}
+
+/// Adds a statement argument.
+fn arg<'q, T>(args: &mut sqlx::any::AnyArguments<'q>, v: T) -> Result<(), StoreError>
+where
+    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+{
+    use sqlx::Arguments;
+    args.add(v)
+        .map_err(|e| StoreError::Corrupt(format!("a value could not be encoded: {e}")))
+}
+
+/// A signing round's writes sent as one round trip: the certificates stored, the pending requests
+/// they took, the audit rows and the serials reserved. On SQLite the statements go as one batch to
+/// the connection's thread; on PostgreSQL (where a prepared statement is one statement) as one
+/// statement, the others in data-modifying `WITH` clauses, which PostgreSQL runs to completion
+/// whatever reads them (none of them reads what another writes).
+#[derive(Default)]
+pub(super) struct Writes<'q> {
+    statements: Vec<String>,
+    /// The statement that reserves serials, if any: last, its `RETURNING` the one row answered.
+    reserve: Option<String>,
+    args: sqlx::any::AnyArguments<'q>,
+    next: usize,
+    /// The serials of the stored certificates, for the error on a duplicate.
+    serials: Vec<u64>,
+}
+
+impl<'q> Writes<'q> {
+    fn bind<T>(&mut self, v: T) -> Result<(), StoreError>
+    where
+        T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
     {
-        let values = tuples(rows.len(), 10, 1);
-        let sql = format!(
-            "INSERT INTO audit (id, at, actor, action, certname, serial, outcome, detail, hash, mac) VALUES {values}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, rec, serial, hash) in &rows {
-            q = q
-                .bind(*id)
-                .bind(rec.at)
-                .bind(rec.actor)
-                .bind(rec.action)
-                .bind(rec.certname)
-                .bind(*serial)
-                .bind(rec.outcome)
-                .bind(rec.detail)
-                .bind(hash.clone())
-                .bind(seal.map(|s| s.row_mac(*id, hash)));
-        }
-        q.execute(&mut *c).await?;
+        self.next += 1;
+        arg(&mut self.args, v)
     }
-    Ok(last)
+
+    /// Stores issued certificates.
+    pub(super) fn certificates(
+        &mut self,
+        certs: &[NewCertificate<'q>],
+        issued_at: i64,
+    ) -> Result<(), StoreError> {
+        if certs.is_empty() {
+            return Ok(());
+        }
+        self.statements.push(format!(
+            "INSERT INTO certificates (serial, certname, der, fingerprint, status_json, not_before, not_after, issued_at, issued_by) \
+             VALUES {}",
+            tuples(certs.len(), 9, self.next + 1)
+        ));
+        for n in certs {
+            self.serials.push(n.row.serial);
+            self.bind(to_i64(n.row.serial)?)?;
+            self.bind(n.row.certname.as_str())?;
+            self.bind(n.row.der.as_slice())?;
+            self.bind(sha256(&n.row.der))?;
+            self.bind(n.status_json)?;
+            self.bind(n.row.not_before)?;
+            self.bind(n.row.not_after)?;
+            self.bind(issued_at)?;
+            self.bind(n.by)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the pending requests of `certnames`.
+    pub(super) fn delete_requests(&mut self, certnames: &[&'q str]) -> Result<(), StoreError> {
+        if certnames.is_empty() {
+            return Ok(());
+        }
+        self.statements.push(format!(
+            "DELETE FROM requests WHERE certname IN ({})",
+            list(certnames.len(), self.next + 1)
+        ));
+        for n in certnames {
+            self.bind(*n)?;
+        }
+        Ok(())
+    }
+
+    /// Appends audit rows made by [`audit_inserts`].
+    pub(super) fn audit(&mut self, rows: &'q [AuditInsert<'q>]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.statements.push(format!(
+            "INSERT INTO audit (id, at, actor, action, certname, serial, outcome, detail, hash, mac) VALUES {}",
+            tuples(rows.len(), 10, self.next + 1)
+        ));
+        for r in rows {
+            self.bind(r.id)?;
+            self.bind(r.rec.at)?;
+            self.bind(r.rec.actor)?;
+            self.bind(r.rec.action)?;
+            self.bind(r.rec.certname)?;
+            self.bind(r.serial)?;
+            self.bind(r.rec.outcome)?;
+            self.bind(r.rec.detail)?;
+            self.bind(r.hash.as_str())?;
+            self.bind(r.mac.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Reserves `n` consecutive serials (answered by [`Writes::run`]).
+    pub(super) fn reserve_serials(&mut self, n: u64) -> Result<(), StoreError> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.reserve = Some(format!(
+            "UPDATE counters SET value = value + ${} WHERE name = 'serial' RETURNING value",
+            self.next + 1
+        ));
+        self.bind(to_i64(n)?)
+    }
+
+    /// Sends the writes in one round trip; the counter's new value when serials were reserved.
+    pub(super) async fn run(
+        self,
+        c: &mut AnyConnection,
+        backend: super::Backend,
+    ) -> Result<Option<i64>, StoreError> {
+        let Writes {
+            mut statements,
+            reserve,
+            args,
+            serials,
+            ..
+        } = self;
+        let reserves = reserve.is_some();
+        statements.extend(reserve);
+        let Some(main) = statements.pop() else {
+            return Ok(None);
+        };
+        let sql = match backend {
+            super::Backend::Sqlite => statements
+                .into_iter()
+                .chain([main])
+                .collect::<Vec<_>>()
+                .join("; "),
+            super::Backend::Postgres if statements.is_empty() => main,
+            super::Backend::Postgres => {
+                let with: Vec<String> = statements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| format!("w{i} AS ({s})"))
+                    .collect();
+                format!("WITH {} {main}", with.join(", "))
+            }
+        };
+        match sqlx::query_with(&sql, args).fetch_all(&mut *c).await {
+            Ok(rows) if reserves => match rows.last() {
+                Some(r) => Ok(Some(r.try_get(0)?)),
+                None => Err(StoreError::Corrupt("counter serial missing".into())),
+            },
+            Ok(_) => Ok(None),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() && !serials.is_empty() => {
+                let serials: Vec<String> = serials.iter().map(u64::to_string).collect();
+                Err(StoreError::Duplicate(format!(
+                    "a certificate with serial {}",
+                    serials.join(" or ")
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> Result<(), StoreError> {
@@ -1494,20 +1671,94 @@ pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> 
     Ok(())
 }
 
+/// What an audit append needs to know first (see [`requests_and_audit_ends`]).
+pub(super) struct AuditEnds {
+    /// The hash of the record asked for, when held.
+    pub named_hash: Option<String>,
+    /// The last record (id, hash).
+    pub last: Option<(i64, String)>,
+    /// PostgreSQL: ids drawn from the audit id sequence, in order.
+    pub ids: Vec<i64>,
+}
+
 /// The hash of audit record `named` (when given and held) and the last record (id, hash), in one
 /// look-up.
-pub(super) async fn audit_ends(
+pub(super) async fn audit_ends(c: &mut AnyConnection, named: Option<i64>) -> Result<AuditEnds, StoreError> {
+    Ok(requests_and_audit_ends(c, &[], named, 0).await?.1)
+}
+
+/// The pending requests of `certnames`, with the audit log's ends (see [`audit_ends`]) and, on
+/// PostgreSQL, `ids` ids drawn from its sequence: one statement where a write transaction that
+/// reads requests and then appends audit rows would send three.
+pub(super) async fn requests_and_audit_ends(
     c: &mut AnyConnection,
+    certnames: &[&str],
     named: Option<i64>,
-) -> Result<(Option<String>, Option<(i64, String)>), StoreError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, hash FROM audit WHERE id = $1 OR id = (SELECT MAX(id) FROM audit) ORDER BY id",
-    )
-    .bind(named.unwrap_or(-1))
-    .fetch_all(&mut *c)
-    .await?;
-    let named_hash = named.and_then(|n| rows.iter().find(|(id, _)| *id == n).map(|(_, h)| h.clone()));
-    Ok((named_hash, rows.into_iter().next_back()))
+    ids: usize,
+) -> Result<(std::collections::HashMap<String, RequestRow>, AuditEnds), StoreError> {
+    // One column list for the three kinds of row: what, certname, csr_der, submitted_at or id, hash.
+    // The requests first: PostgreSQL types a `UNION`'s columns from left to right, and the untyped
+    // NULLs of the other kinds then take the requests' types.
+    let mut args = sqlx::any::AnyArguments::default();
+    arg(&mut args, named.unwrap_or(-1))?;
+    if ids > 0 {
+        arg(&mut args, to_i64(ids as u64)?)?;
+    }
+    let mut branches = Vec::with_capacity(3);
+    if !certnames.is_empty() {
+        branches.push(format!(
+            "SELECT CAST(0 AS BIGINT), certname, csr_der, submitted_at, NULL FROM requests \
+             WHERE certname IN ({})",
+            list(certnames.len(), if ids > 0 { 3 } else { 2 })
+        ));
+        for n in certnames {
+            arg(&mut args, *n)?;
+        }
+    }
+    branches.push(
+        "SELECT CAST(1 AS BIGINT), NULL, NULL, id, hash FROM audit \
+         WHERE id = $1 OR id = (SELECT MAX(id) FROM audit)"
+            .to_string(),
+    );
+    if ids > 0 {
+        branches.push(
+            "SELECT CAST(2 AS BIGINT), NULL, NULL, nextval(pg_get_serial_sequence('audit', 'id')), NULL \
+             FROM generate_series(1, $2)"
+                .to_string(),
+        );
+    }
+    let sql = branches.join(" UNION ALL ");
+    let mut requests = std::collections::HashMap::new();
+    let mut ends = AuditEnds {
+        named_hash: None,
+        last: None,
+        ids: Vec::new(),
+    };
+    let rows = sqlx::query_with(&sql, args).fetch_all(&mut *c).await?;
+    for r in rows {
+        match r.try_get::<i64, _>(0)? {
+            0 => {
+                let row = RequestRow {
+                    certname: r.try_get(1)?,
+                    csr_der: r.try_get(2)?,
+                    submitted_at: r.try_get(3)?,
+                };
+                requests.insert(row.certname.clone(), row);
+            }
+            1 => {
+                let (id, hash): (i64, String) = (r.try_get(3)?, r.try_get(4)?);
+                if Some(id) == named {
+                    ends.named_hash = Some(hash.clone());
+                }
+                if ends.last.as_ref().is_none_or(|(l, _)| *l < id) {
+                    ends.last = Some((id, hash));
+                }
+            }
+            _ => ends.ids.push(r.try_get(3)?),
+        }
+    }
+    ends.ids.sort_unstable();
+    Ok((requests, ends))
 }
 
 /// The last audit row: (id, hash, seal).
