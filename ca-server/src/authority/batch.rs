@@ -405,8 +405,9 @@ impl Authority {
             self.store.write_unsynced().await?
         };
         let now = self.now();
-        // Three round trips per round, whatever its size (on PostgreSQL each a wake-up of another
-        // process, on SQLite of the connection's thread): the reads, the writes and the commit.
+        // Four round trips per round, whatever its size (on PostgreSQL each a wake-up of another
+        // process, on SQLite of the connection's thread): the begin, the reads, the writes and the
+        // commit.
         // Every item is still in `round`, so a failure answers each one with the error.
         let mut pending = {
             let ok = round.signed.iter().filter(|(_, made)| made.is_ok());
