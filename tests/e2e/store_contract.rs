@@ -33,14 +33,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
                 let serial = tx.next_serial().await.unwrap();
                 let name = format!("w{w}-{i}.example.test");
                 tx.insert_certificate(
-                    &CertRow {
-                        serial,
-                        certname: name.clone(),
-                        der: vec![1, 2, 3],
-                        not_before: 0,
-                        not_after: i64::MAX / 2,
-                        revoked: None,
-                    },
+                    &cert_row(serial, &name, vec![1, 2, 3]),
                     "{\"state\":\"signed\"}",
                     100,
                     "test",
@@ -101,15 +94,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     let first = tx.reserve_serials(1).await.unwrap();
     assert_eq!(first, 102..103);
     tx.commit().await.unwrap();
-    let stored = |serial, name: &str| CertRow {
-        serial,
-        certname: name.to_string(),
-        der: vec![4, 5, 6],
-        not_before: 0,
-        not_after: i64::MAX / 2,
-        revoked: None,
-    };
-    let row = stored(102, "round-a.example.test");
+    let row = cert_row(102, "round-a.example.test", vec![4, 5, 6]);
     let new = [NewCertificate {
         row: &row,
         status_json: "{\"state\":\"signed\"}",
@@ -151,7 +136,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     assert_eq!((cert.serial, cert.der), (102, vec![4, 5, 6]));
     assert_eq!(store.peek_serial().await.unwrap(), 105);
     // A serial stored twice is refused, and the whole round with it.
-    let again = stored(102, "round-b.example.test");
+    let again = cert_row(102, "round-b.example.test", vec![4, 5, 6]);
     let dup = [NewCertificate {
         row: &again,
         status_json: "{}",
@@ -354,6 +339,18 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
 
 /// A listing longer than a page (a thousand names) comes whole and in order, requests first; names
 /// stored in one statement are found by one look-up.
+/// A certificate row valid from 0 to far in the future, not revoked.
+fn cert_row(serial: u64, certname: &str, der: Vec<u8>) -> CertRow {
+    CertRow {
+        serial,
+        certname: certname.to_string(),
+        der,
+        not_before: 0,
+        not_after: i64::MAX / 2,
+        revoked: None,
+    }
+}
+
 /// Asserts that the audit chain verifies with `records` records (`when`: for the message).
 async fn audit_intact(store: &Store, records: u64, when: &str) {
     let verdict = store.verify_audit().await.unwrap();

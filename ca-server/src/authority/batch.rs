@@ -446,11 +446,8 @@ impl Authority {
                         .on(&row.certname)
                         .serial(row.serial)
                 });
-                let refusals = round.refusals.iter().map(|(actor, name, detail)| {
-                    AuditRecord::refused(at, actor, "sign").on(name).detail(detail)
-                });
                 let records: Vec<AuditRecord<'_>> = if durable {
-                    oks.chain(refusals).collect()
+                    oks.chain(refusal_records(&round.refusals, at)).collect()
                 } else {
                     Vec::new()
                 };
@@ -472,11 +469,7 @@ impl Authority {
         assign_serials(round, written?)?;
         tx.commit().await?;
         if !durable && !round.refusals.is_empty() {
-            let records: Vec<AuditRecord<'_>> = round
-                .refusals
-                .iter()
-                .map(|(actor, name, detail)| AuditRecord::refused(at, actor, "sign").on(name).detail(detail))
-                .collect();
+            let records: Vec<AuditRecord<'_>> = refusal_records(&round.refusals, at).collect();
             let mut tx = self.store.write().await?;
             tx.audit_all(&records).await?;
             tx.commit().await?;
@@ -749,6 +742,13 @@ fn take_signed(
         stored.push((r, row, made.status_json));
     }
     stored
+}
+
+/// The audit records of signings refused (actor, printable name, why), dated `at`.
+fn refusal_records(refusals: &[(String, String, String)], at: i64) -> impl Iterator<Item = AuditRecord<'_>> {
+    refusals
+        .iter()
+        .map(move |(actor, name, detail)| AuditRecord::refused(at, actor, "sign").on(name).detail(detail))
 }
 
 /// Gives the round's reserved certificates their serials, `serials` (as many, in order).

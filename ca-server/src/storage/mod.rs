@@ -1275,7 +1275,7 @@ impl WriteTx {
         by: &str,
     ) -> Result<(), StoreError> {
         let new = NewCertificate { row, status_json, by };
-        queries::insert_certificates(&mut self.tx, &[new], issued_at).await
+        queries::insert_certificates(&mut self.tx, self.backend, &[new], issued_at).await
     }
     /// Stores issued certificates (one statement).
     pub async fn insert_certificates(
@@ -1283,7 +1283,7 @@ impl WriteTx {
         certs: &[NewCertificate<'_>],
         issued_at: i64,
     ) -> Result<(), StoreError> {
-        queries::insert_certificates(&mut self.tx, certs, issued_at).await
+        queries::insert_certificates(&mut self.tx, self.backend, certs, issued_at).await
     }
     /// The current certificate of a certname.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {

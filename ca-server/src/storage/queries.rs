@@ -667,40 +667,14 @@ pub struct NewCertificate<'a> {
 /// Stores issued certificates in one statement.
 pub(super) async fn insert_certificates(
     c: &mut AnyConnection,
+    backend: super::Backend,
     certs: &[NewCertificate<'_>],
     issued_at: i64,
 ) -> Result<(), StoreError> {
-    if certs.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO certificates (serial, certname, der, fingerprint, status_json, not_before, not_after, issued_at, issued_by) \
-         VALUES {}",
-        tuples(certs.len(), 9, 1)
-    );
-    let mut q = sqlx::query(&sql);
-    for n in certs {
-        q = q
-            .bind(to_i64(n.row.serial)?)
-            .bind(&n.row.certname)
-            .bind(&n.row.der)
-            .bind(sha256(&n.row.der))
-            .bind(n.status_json)
-            .bind(n.row.not_before)
-            .bind(n.row.not_after)
-            .bind(issued_at)
-            .bind(n.by);
-    }
-    match q.execute(&mut *c).await {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            let serials: Vec<String> = certs.iter().map(|n| n.row.serial.to_string()).collect();
-            Err(StoreError::Duplicate(format!(
-                "a certificate with serial {}",
-                serials.join(" or ")
-            )))
-        }
-        other => other.map(|_| ()).map_err(StoreError::from),
-    }
+    let mut w = Writes::default();
+    w.certificates(certs, issued_at)?;
+    w.run(c, backend).await?;
+    Ok(())
 }
 
 /// The longest certname `listed` holds (0 when none).
