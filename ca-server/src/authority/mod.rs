@@ -358,16 +358,18 @@ impl Authority {
         Ok(authority)
     }
 
-    /// SQLite, when the binary says how threads are placed: keeps the writers' thread on one core
-    /// and opens the write connections anew from it, so that their SQLite threads share that core
-    /// (see [`crate::priority`]). Done on the writers' thread, as its first task or between two.
+    /// When the binary says how threads are placed (the server): opens the write connections anew
+    /// from the writers' thread, so that on SQLite their threads share its core (kept on one, see
+    /// [`crate::priority`]) and on PostgreSQL their sockets wake it directly. Done on the writers'
+    /// thread, as its first task or between two.
     fn place_writers(&self) {
-        if self.store.backend() != crate::storage::Backend::Sqlite || !crate::priority::places_threads() {
+        if !crate::priority::places_threads() {
             return;
         }
+        let sqlite = self.store.backend() == crate::storage::Backend::Sqlite;
         let store = self.store.clone();
         spawn_writer(async move {
-            if !crate::priority::pin_writer_thread() {
+            if sqlite && !crate::priority::pin_writer_thread() {
                 return;
             }
             if let Err(e) = store.reopen_write_connections().await {

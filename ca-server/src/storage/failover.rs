@@ -47,7 +47,21 @@ pub(crate) struct Failover {
     confirmed_at: Mutex<Option<Instant>>,
     /// The store's pool (set once it exists).
     pool: OnceLock<AnyPool>,
+    /// The store's write pool (see [`WRITE_CONNECTIONS`]), pointed at the same server.
+    writer: OnceLock<AnyPool>,
 }
+
+/// Connections of the store's pool: reads, from the request threads.
+const CONNECTIONS: u32 = 16;
+
+/// Connections of the write pool: the write transactions and the serial reservations. A socket is
+/// watched by the runtime of the thread that opened it, so a pool of its own, opened from the
+/// writers' thread (`Store::reopen_write_connections`), has each answer of PostgreSQL wake that
+/// thread directly, not first a request thread that then wakes it; and its few connections keep
+/// the write statements prepared. More than one: the signing pipeline reserves serials while a
+/// write transaction is under way, and writers from other threads queue here rather than on the
+/// server's write lock, each holding a connection.
+const WRITE_CONNECTIONS: u32 = 4;
 
 impl std::fmt::Debug for Failover {
     /// Hosts and ports only: the URLs may hold a password.
@@ -163,8 +177,9 @@ pub(crate) fn is_failover_error(e: &sqlx::Error) -> bool {
 const RECENTLY_TESTED: Duration = Duration::from_secs(1);
 
 impl Failover {
-    /// Parses the URL, chooses the server, and opens the store's pool on it.
-    pub(crate) async fn open(url: &str) -> Result<(AnyPool, Arc<Failover>), StoreError> {
+    /// Parses the URL, chooses the server, and opens the store's pool on it, and its write pool (no
+    /// connection until one is needed).
+    pub(crate) async fn open(url: &str) -> Result<(AnyPool, AnyPool, Arc<Failover>), StoreError> {
         let hosts = super::pg_hosts::parse(url)
             .map_err(|e| StoreError::Db(sqlx::Error::Configuration(Box::new(e))))?;
         let first = if hosts.needs_probe() {
@@ -180,15 +195,33 @@ impl Failover {
             probing: AtomicBool::new(false),
             confirmed_at: Mutex::new(None),
             pool: OnceLock::new(),
+            writer: OnceLock::new(),
         });
         let Some(chosen) = f.current_candidate() else {
             return Err(StoreError::Unsupported("the database URL names no server".into()));
         };
         let opts = AnyConnectOptions::from_str(chosen.url())?;
-        // The pool's hooks hold the failover weakly (it holds the pool).
-        let (w1, w2) = (Arc::downgrade(&f), Arc::downgrade(&f));
-        let pool = AnyPoolOptions::new()
-            .max_connections(16)
+        let pool = f.pool_options(CONNECTIONS).connect_with(opts.clone()).await?;
+        let writer = f.pool_options(WRITE_CONNECTIONS).connect_lazy_with(opts);
+        let _ = f.pool.set(pool.clone());
+        let _ = f.writer.set(writer.clone());
+        if f.hosts.candidates.len() > 1 {
+            tracing::info!(
+                hosts = %f.hosts.labels(),
+                using = %f.current_label(),
+                target_session_attrs = f.hosts.attrs.as_str(),
+                "database server chosen"
+            );
+        }
+        Ok((pool, writer, f))
+    }
+
+    /// The options of a pool of the store: at most `max` connections, each checked to be on the
+    /// server in use. The hooks hold the failover weakly (it holds the pools).
+    fn pool_options(self: &Arc<Self>, max: u32) -> AnyPoolOptions {
+        let (w1, w2) = (Arc::downgrade(self), Arc::downgrade(self));
+        AnyPoolOptions::new()
+            .max_connections(max)
             .acquire_timeout(Duration::from_secs(5))
             // The ping is done in before_acquire, where a failure can start a re-probe.
             .test_before_acquire(false)
@@ -248,18 +281,6 @@ impl Failover {
                     )))
                 })
             })
-            .connect_with(opts)
-            .await?;
-        let _ = f.pool.set(pool.clone());
-        if f.hosts.candidates.len() > 1 {
-            tracing::info!(
-                hosts = %f.hosts.labels(),
-                using = %f.current_label(),
-                target_session_attrs = f.hosts.attrs.as_str(),
-                "database server chosen"
-            );
-        }
-        Ok((pool, f))
     }
 
     /// The candidate the pool connects to (None only for an empty list, which `open` refuses).
@@ -382,6 +403,9 @@ impl Failover {
             }
         };
         let from = self.current_label();
+        if let Some(writer) = self.writer.get() {
+            writer.set_connect_options(opts.clone());
+        }
         pool.set_connect_options(opts);
         if let Ok(mut g) = self.switched_at.lock() {
             *g = Some(Instant::now());

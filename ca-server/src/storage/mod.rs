@@ -444,7 +444,7 @@ impl Store {
             )));
         }
         sqlx::any::install_default_drivers();
-        let (pool, failover) = failover::Failover::open(url).await?;
+        let (pool, writer, failover) = failover::Failover::open(url).await?;
         // Replicas starting together: the migration runs under the write lock (on the chosen server).
         let mut conn = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -460,7 +460,7 @@ impl Store {
         drop(conn);
         Ok(Store {
             pool,
-            writer: None,
+            writer: Some(writer),
             unsynced: None,
             backend: Backend::Postgres,
             failover: Some(failover),
@@ -544,14 +544,22 @@ impl Store {
         Ok(self.write_tx(queued, tx))
     }
 
-    /// SQLite: closes the write connections and opens them again from the calling thread (in this
-    /// process's turn to write). A SQLite connection's thread is started by the thread that opens
-    /// it and inherits its CPU placement: the writers' thread, kept on one core, shares it with the
-    /// threads of the connections it writes through (see [`crate::priority`]). Nothing on PostgreSQL.
+    /// Closes the idle write connections and opens one again from the calling thread (in this
+    /// process's turn to write), which its writes then run with. SQLite: a connection's thread is
+    /// started by the thread that opens it and inherits its CPU placement: the writers' thread, kept
+    /// on one core, shares it with the threads of the connections it writes through (see
+    /// [`crate::priority`]). PostgreSQL: a connection's socket is watched by the runtime of the
+    /// thread that opens it: the writers' runtime is woken by PostgreSQL's answers itself.
     pub async fn reopen_write_connections(&self) -> Result<(), StoreError> {
         let _turn = self.queue().await;
         for pool in [&self.writer, &self.unsynced].into_iter().flatten() {
-            pool.acquire().await?.close().await?;
+            let mut idle = Vec::new();
+            while let Some(conn) = pool.try_acquire() {
+                idle.push(conn);
+            }
+            for conn in idle {
+                conn.close().await?;
+            }
             drop(pool.acquire().await?);
         }
         Ok(())
@@ -596,7 +604,13 @@ impl Store {
                     .begin_with("BEGIN IMMEDIATE")
                     .await
             }
-            Backend::Postgres => self.pool.begin_with(pg_begin).await,
+            Backend::Postgres => {
+                self.writer
+                    .as_ref()
+                    .unwrap_or(&self.pool)
+                    .begin_with(pg_begin)
+                    .await
+            }
         }
         .map_err(StoreError::from);
         noted(self.failover.as_ref(), res)
@@ -1045,9 +1059,10 @@ impl Store {
                 "serials are reserved in a write transaction on SQLite".into(),
             ));
         }
+        let pool = self.writer.as_ref().unwrap_or(&self.pool);
         let conn = noted(
             self.failover.as_ref(),
-            self.pool.acquire().await.map_err(StoreError::from),
+            pool.acquire().await.map_err(StoreError::from),
         )?;
         Ok(Apart {
             conn,
