@@ -59,8 +59,8 @@ const CONNECTIONS: u32 = 16;
 /// writers' thread (`Store::reopen_write_connections`), has each answer of PostgreSQL wake that
 /// thread directly, not first a request thread that then wakes it; and its few connections keep
 /// the write statements prepared. More than one: the signing pipeline reserves serials while a
-/// write transaction is under way, and writers from other threads queue here rather than on the
-/// server's write lock, each holding a connection.
+/// write transaction is under way. Beyond four, a writer waits here for a connection (at most the
+/// pool's acquire timeout) instead of holding one while it waits for the server's write lock.
 const WRITE_CONNECTIONS: u32 = 4;
 
 impl std::fmt::Debug for Failover {
