@@ -544,20 +544,22 @@ impl Store {
         Ok(self.write_tx(queued, tx))
     }
 
-    /// Closes the idle write connections and opens one again from the calling thread (in this
-    /// process's turn to write), which its writes then run with. SQLite: a connection's thread is
-    /// started by the thread that opens it and inherits its CPU placement: the writers' thread, kept
-    /// on one core, shares it with the threads of the connections it writes through (see
+    /// Closes the write connections and opens one again from the calling thread (in this process's
+    /// turn to write), which its writes then run with. SQLite: a connection's thread is started by
+    /// the thread that opens it and inherits its CPU placement: the writers' thread, kept on one
+    /// core, shares it with the threads of the connections it writes through (see
     /// [`crate::priority`]). PostgreSQL: a connection's socket is watched by the runtime of the
     /// thread that opens it: the writers' runtime is woken by PostgreSQL's answers itself.
     pub async fn reopen_write_connections(&self) -> Result<(), StoreError> {
         let _turn = self.queue().await;
         for pool in [&self.writer, &self.unsynced].into_iter().flatten() {
-            let mut idle = Vec::new();
-            while let Some(conn) = pool.try_acquire() {
-                idle.push(conn);
+            // Each connection the pool has, waited for: one the last transaction released may still
+            // be on its way back (sqlx pings it first), and is not idle yet.
+            let mut held = Vec::new();
+            for _ in 0..pool.size() {
+                held.push(pool.acquire().await?);
             }
-            for conn in idle {
+            for conn in held {
                 conn.close().await?;
             }
             drop(pool.acquire().await?);
