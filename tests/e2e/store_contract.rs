@@ -4,7 +4,8 @@
 //! going back, a duplicate request refused, a revocation shown as revoked, the audit chain intact.
 
 use ca_server::storage::{
-    AuditRecord, CertRow, CrlLayout, CrlRow, CrlUpdate, NewCertificate, StatusFilter, Store, StoreError,
+    AuditRecord, CertRow, CrlLayout, CrlRow, CrlUpdate, NewCertificate, NewRequest, StatusFilter, Store,
+    StoreError,
 };
 
 use crate::pg::PgCluster;
@@ -162,8 +163,58 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     assert!(store.request("round-b.example.test").await.unwrap().is_some());
     assert_eq!(store.peek_serial().await.unwrap(), 105);
     audit_intact(&store, 102, "after a signing round").await;
+    // Certificate requests as a submission stores them: what their names hold, read with the audit
+    // log's ends; the requests and their audit rows written in one round trip.
+    let mut tx = store.write().await.unwrap();
+    let held = tx
+        .name_states_before_audit(
+            &[
+                "round-a.example.test",
+                "round-b.example.test",
+                "new-a.example.test",
+            ],
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.get("round-a.example.test"), Some(&"signed"), "{held:?}");
+    assert_eq!(held.get("round-b.example.test"), Some(&"requested"), "{held:?}");
+    assert_eq!(held.get("new-a.example.test"), None, "{held:?}");
+    let rows = [NewRequest {
+        certname: "new-a.example.test",
+        csr_der: b"new-a",
+        status_json: "{}",
+        by: "test",
+    }];
+    let submitted = [
+        AuditRecord::ok(303, "test", "submit").on("new-a.example.test"),
+        AuditRecord::refused(303, "test", "submit")
+            .on("round-a.example.test")
+            .detail("has a certificate"),
+    ];
+    tx.store_requests(&rows, 303, true, &submitted).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = store.request("new-a.example.test").await.unwrap().unwrap();
+    assert_eq!((stored.csr_der, stored.submitted_at), (b"new-a".to_vec(), 303));
+    // The same name again without replacing: refused, and nothing of the transaction kept.
+    let mut tx = store.write().await.unwrap();
+    tx.name_states_before_audit(&[], 1).await.unwrap();
+    let again = tx.store_requests(&rows, 304, false, &submitted[..1]).await;
+    assert!(matches!(again, Err(StoreError::Duplicate(_))), "{again:?}");
+    drop(tx);
+    assert_eq!(
+        store
+            .request("new-a.example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .submitted_at,
+        303
+    );
+    audit_intact(&store, 104, "after certificate requests").await;
     // Gone again, for the listings below.
     let mut tx = store.write().await.unwrap();
+    assert!(tx.delete_request("new-a.example.test").await.unwrap());
     assert_eq!(
         tx.clean_certificates("round-a.example.test", 302).await.unwrap(),
         1

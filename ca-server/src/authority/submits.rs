@@ -9,7 +9,7 @@
 //! transaction the checks see the requests stored before them, so two submissions of one name in the
 //! same transaction are one stored and one refused, exactly as in two transactions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -119,24 +119,27 @@ impl Authority {
         }
     }
 
-    /// Stores the checked requests (actor, certname, request or refusal) in one transaction of a
-    /// few statements, whatever their number: one look-up of what their names hold, one insert of
-    /// the requests, one of the audit rows (one per request, stored or refused, in order). Returns
-    /// each one's outcome, or the database error that ends the whole transaction.
+    /// Stores the checked requests (actor, certname, request or refusal) in one transaction of four
+    /// round trips, whatever their number: the begin; one read of what their names hold, with what
+    /// the audit rows need; one write of the requests and the audit rows (one per request, stored or
+    /// refused, in order); the commit. Returns each one's outcome, or the database error that ends
+    /// the whole transaction.
     async fn store_requests(
         &self,
         items: Vec<(String, String, Result<Csr, AuthorityError>)>,
     ) -> Result<Vec<Result<Csr, AuthorityError>>, AuthorityError> {
         let mut tx = self.store.write().await?;
         let duplicates_allowed = self.settings().allow_duplicate_certs;
-        let mut held = if duplicates_allowed {
-            HashMap::new()
-        } else {
-            let names: Vec<&str> = items
-                .iter()
-                .filter_map(|(_, _, c)| c.as_ref().ok().map(|c| c.common_name.as_str()))
-                .collect();
-            tx.name_states(&names).await?
+        let mut held = {
+            let names: Vec<&str> = if duplicates_allowed {
+                Vec::new()
+            } else {
+                items
+                    .iter()
+                    .filter_map(|(_, _, c)| c.as_ref().ok().map(|c| c.common_name.as_str()))
+                    .collect()
+            };
+            tx.name_states_before_audit(&names, items.len()).await?
         };
         // Decided in order: a name stored earlier in this transaction is held for those after it.
         let mut decided = Vec::with_capacity(items.len());
@@ -179,7 +182,6 @@ impl Authority {
         }
         rows.reverse();
         let now = unix(self.now());
-        tx.put_requests(&rows, now, true).await?;
         let texts: Vec<(String, Option<String>)> = decided
             .iter()
             .map(|(_, certname, o)| match o {
@@ -195,7 +197,7 @@ impl Authority {
                 Some(d) => AuditRecord::refused(now, actor, "submit").on(name).detail(d),
             })
             .collect();
-        tx.audit_all(&records).await?;
+        tx.store_requests(&rows, now, true, &records).await?;
         tx.commit().await?;
         Ok(decided.into_iter().map(|(_, _, o)| o).collect())
     }

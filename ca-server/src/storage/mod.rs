@@ -1505,6 +1505,28 @@ impl WriteTx {
         certnames: &[&str],
         audits: usize,
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
+        let (head, named, ids) = self.before_audit(audits);
+        let (requests, ends) = queries::requests_and_audit_ends(&mut self.tx, certnames, named, ids).await?;
+        self.audit_ends_read(head, ends);
+        Ok(requests)
+    }
+
+    /// What each of `certnames` holds (like [`WriteTx::name_states`]), read with what the
+    /// transaction's `audits` audit rows need first (see [`WriteTx::requests_named_before_audit`]).
+    pub async fn name_states_before_audit(
+        &mut self,
+        certnames: &[&str],
+        audits: usize,
+    ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
+        let (head, named, ids) = self.before_audit(audits);
+        let (states, ends) = queries::name_states_and_audit_ends(&mut self.tx, certnames, named, ids).await?;
+        self.audit_ends_read(head, ends);
+        Ok(states)
+    }
+
+    /// Before a read of the audit log's ends: the head file (when still to be checked), the record
+    /// it names, and how many ids to draw ahead for `audits` rows (PostgreSQL).
+    fn before_audit(&self, audits: usize) -> (Option<Head>, Option<i64>, usize) {
         let head = self.head_file_unchecked();
         let named = head.as_ref().and_then(head_named);
         let ids = if self.backend == Backend::Postgres {
@@ -1512,7 +1534,11 @@ impl WriteTx {
         } else {
             0
         };
-        let (requests, ends) = queries::requests_and_audit_ends(&mut self.tx, certnames, named, ids).await?;
+        (head, named, ids)
+    }
+
+    /// After a read of the audit log's ends: the head file checked, the last row and the ids kept.
+    fn audit_ends_read(&mut self, head: Option<Head>, ends: queries::AuditEnds) {
         if let Some(head) = head {
             self.check_head_file(head, &ends);
         }
@@ -1520,7 +1546,6 @@ impl WriteTx {
             self.head = ends.last;
         }
         self.audit_ids.extend(ends.ids);
-        Ok(requests)
     }
 
     /// A signing round's writes in one round trip: stores `certs`, removes the pending requests
@@ -1533,24 +1558,7 @@ impl WriteTx {
         audits: &[AuditRecord<'_>],
         reserve: u64,
     ) -> Result<std::ops::Range<u64>, StoreError> {
-        let prev = if audits.is_empty() {
-            None
-        } else {
-            self.audit_head().await?
-        };
-        let (rows, last) = if audits.is_empty() {
-            (Vec::new(), prev)
-        } else {
-            queries::audit_inserts(
-                &mut self.tx,
-                self.backend,
-                audits,
-                self.seal.as_deref(),
-                prev,
-                &mut self.audit_ids,
-            )
-            .await?
-        };
+        let (rows, last) = self.audit_rows(audits).await?;
         let mut w = queries::Writes::default();
         w.certificates(certs, issued_at)?;
         w.delete_requests(taken)?;
@@ -1567,6 +1575,47 @@ impl WriteTx {
             }
             None => Ok(0..0),
         }
+    }
+
+    /// Certificate requests' writes in one round trip: stores `rows` (like
+    /// [`WriteTx::put_requests`]) and appends `audits`.
+    pub async fn store_requests(
+        &mut self,
+        rows: &[NewRequest<'_>],
+        now: i64,
+        replace: bool,
+        audits: &[AuditRecord<'_>],
+    ) -> Result<(), StoreError> {
+        let (inserts, last) = self.audit_rows(audits).await?;
+        let mut w = queries::Writes::default();
+        w.requests(rows, now, replace)?;
+        w.audit(&inserts)?;
+        w.run(&mut self.tx, self.backend).await?;
+        if !audits.is_empty() {
+            self.head = last;
+        }
+        Ok(())
+    }
+
+    /// The rows that append `audits` to the chain (ids, hashes, seals), and the chain's new end;
+    /// nothing when there are none.
+    async fn audit_rows<'r>(
+        &mut self,
+        audits: &'r [AuditRecord<'r>],
+    ) -> Result<(Vec<queries::AuditInsert<'r>>, Option<(i64, String)>), StoreError> {
+        if audits.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let prev = self.audit_head().await?;
+        queries::audit_inserts(
+            &mut self.tx,
+            self.backend,
+            audits,
+            self.seal.as_deref(),
+            prev,
+            &mut self.audit_ids,
+        )
+        .await
     }
 }
 

@@ -523,6 +523,19 @@ pub struct NewRequest<'a> {
 
 /// Stores pending requests in one statement, replacing any stored for the same names when `replace`
 /// (a name may appear once).
+/// How a stored request is replaced by a new one for its name.
+const REPLACE_REQUEST: &str = " ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, \
+     fingerprint = excluded.fingerprint, status_json = excluded.status_json, \
+     submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by";
+
+/// The error text of a request refused because its name has one already.
+fn duplicate_request(names: &[&str]) -> String {
+    match names {
+        [one] => format!("a certificate request for {one}"),
+        _ => "a certificate request for one of these names".into(),
+    }
+}
+
 pub(super) async fn put_requests(
     c: &mut AnyConnection,
     rows: &[NewRequest<'_>],
@@ -533,12 +546,7 @@ pub(super) async fn put_requests(
         return Ok(());
     }
     let values = tuples(rows.len(), 6, 1);
-    let conflict = if replace {
-        " ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, fingerprint = excluded.fingerprint, \
-         status_json = excluded.status_json, submitted_at = excluded.submitted_at, submitted_by = excluded.submitted_by"
-    } else {
-        ""
-    };
+    let conflict = if replace { REPLACE_REQUEST } else { "" };
     let sql = format!(
         "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
          VALUES {values}{conflict}"
@@ -554,10 +562,10 @@ pub(super) async fn put_requests(
             .bind(r.by);
     }
     match q.execute(&mut *c).await {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Duplicate(match rows {
-            [one] => format!("a certificate request for {}", one.certname),
-            _ => "a certificate request for one of these names".into(),
-        })),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            let names: Vec<&str> = rows.iter().map(|r| r.certname).collect();
+            Err(StoreError::Duplicate(duplicate_request(&names)))
+        }
         other => other.map(|_| ()).map_err(StoreError::from),
     }
 }
@@ -626,16 +634,7 @@ pub(super) async fn name_states<'e, E: Executor<'e, Database = Any>>(
         q = q.bind(*n);
     }
     for (name, state) in q.fetch_all(e).await? {
-        let state = match state {
-            1 => "signed",
-            2 => "revoked",
-            _ => "requested",
-        };
-        // A certificate says more than a request for the same name.
-        let held = out.entry(name).or_insert(state);
-        if *held == "requested" {
-            *held = state;
-        }
+        name_state(&mut out, name, state);
     }
     Ok(out)
 }
@@ -1493,6 +1492,8 @@ pub(super) struct Writes<'q> {
     next: usize,
     /// The serials of the stored certificates, for the error on a duplicate.
     serials: Vec<u64>,
+    /// The names of the requests stored, for the error on a duplicate.
+    requests: Vec<&'q str>,
 }
 
 impl<'q> Writes<'q> {
@@ -1529,6 +1530,35 @@ impl<'q> Writes<'q> {
             self.bind(n.row.not_after)?;
             self.bind(issued_at)?;
             self.bind(n.by)?;
+        }
+        Ok(())
+    }
+
+    /// Stores pending requests (each name once), replacing those stored for the same names when
+    /// `replace` (see [`put_requests`]).
+    pub(super) fn requests(
+        &mut self,
+        rows: &[NewRequest<'q>],
+        now: i64,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.statements.push(format!(
+            "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
+             VALUES {}{}",
+            tuples(rows.len(), 6, self.next + 1),
+            if replace { REPLACE_REQUEST } else { "" }
+        ));
+        for r in rows {
+            self.requests.push(r.certname);
+            self.bind(r.certname)?;
+            self.bind(r.csr_der)?;
+            self.bind(sha256(r.csr_der))?;
+            self.bind(r.status_json)?;
+            self.bind(now)?;
+            self.bind(r.by)?;
         }
         Ok(())
     }
@@ -1595,6 +1625,7 @@ impl<'q> Writes<'q> {
             reserve,
             args,
             serials,
+            requests,
             ..
         } = self;
         let reserves = reserve.is_some();
@@ -1630,6 +1661,9 @@ impl<'q> Writes<'q> {
                     "a certificate with serial {}",
                     serials.join(" or ")
                 )))
+            }
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() && !requests.is_empty() => {
+                Err(StoreError::Duplicate(duplicate_request(&requests)))
             }
             Err(e) => Err(e.into()),
         }
@@ -1670,18 +1704,89 @@ pub(super) async fn requests_and_audit_ends(
     named: Option<i64>,
     ids: usize,
 ) -> Result<(std::collections::HashMap<String, RequestRow>, AuditEnds), StoreError> {
-    // One column list for the three kinds of row: what, certname, csr_der, submitted_at or id, hash.
     // The requests first: PostgreSQL types a `UNION`'s columns from left to right, and the untyped
-    // NULLs of the other kinds then take the requests' types.
+    // NULLs of the audit rows then take the requests' types.
+    let branch = format!(
+        "SELECT CAST(0 AS BIGINT), certname, csr_der, submitted_at, NULL FROM requests \
+         WHERE certname IN ({})",
+        list(certnames.len(), 2)
+    );
+    let mut requests = std::collections::HashMap::new();
+    let ends = names_and_audit_ends(c, &[branch], certnames, named, ids, |r| {
+        let row = RequestRow {
+            certname: r.try_get(1)?,
+            csr_der: r.try_get(2)?,
+            submitted_at: r.try_get(3)?,
+        };
+        requests.insert(row.certname.clone(), row);
+        Ok(())
+    })
+    .await?;
+    Ok((requests, ends))
+}
+
+/// What each of `certnames` holds (see [`name_states`]), with the audit log's ends and, on
+/// PostgreSQL, `ids` ids drawn from its sequence (see [`requests_and_audit_ends`]): one statement.
+pub(super) async fn name_states_and_audit_ends(
+    c: &mut AnyConnection,
+    certnames: &[&str],
+    named: Option<i64>,
+    ids: usize,
+) -> Result<(std::collections::HashMap<String, &'static str>, AuditEnds), StoreError> {
+    // Every column typed in the first branches: both would otherwise leave the id and the hash
+    // untyped NULLs, which PostgreSQL makes text before it meets the audit rows' ids.
+    let list = list(certnames.len(), 2);
+    let branches = [
+        format!(
+            "SELECT CAST(0 AS BIGINT), c.certname, CAST(CASE WHEN r.serial IS NULL THEN 1 ELSE 2 END AS BIGINT), \
+             CAST(NULL AS BIGINT), CAST(NULL AS TEXT) FROM certificates c \
+             LEFT JOIN revocations r ON r.serial = c.serial \
+             WHERE c.certname IN ({list}) AND {CURRENT}"
+        ),
+        format!(
+            "SELECT CAST(0 AS BIGINT), certname, CAST(3 AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT) \
+             FROM requests WHERE certname IN ({list})"
+        ),
+    ];
+    let mut out = std::collections::HashMap::new();
+    let ends = names_and_audit_ends(c, &branches, certnames, named, ids, |r| {
+        name_state(&mut out, r.try_get(1)?, r.try_get(2)?);
+        Ok(())
+    })
+    .await?;
+    Ok((out, ends))
+}
+
+/// Notes what `name` holds (1 signed, 2 revoked, else requested): a certificate says more than a
+/// request for the same name.
+fn name_state(out: &mut std::collections::HashMap<String, &'static str>, name: String, state: i64) {
+    let state = match state {
+        1 => "signed",
+        2 => "revoked",
+        _ => "requested",
+    };
+    let held = out.entry(name).or_insert(state);
+    if *held == "requested" {
+        *held = state;
+    }
+}
+
+/// One statement: `name_branches` (rows of kind 0, their IN lists over `$2...`, handed to `on_name`),
+/// the audit log's ends and the ids drawn ahead. The columns: kind, then four that each kind uses as
+/// it needs, the audit rows with the id fourth and the hash fifth. Names empty: only the audit part.
+async fn names_and_audit_ends(
+    c: &mut AnyConnection,
+    name_branches: &[String],
+    certnames: &[&str],
+    named: Option<i64>,
+    ids: usize,
+    mut on_name: impl FnMut(&sqlx::any::AnyRow) -> Result<(), StoreError>,
+) -> Result<AuditEnds, StoreError> {
     let mut args = sqlx::any::AnyArguments::default();
     arg(&mut args, named.unwrap_or(-1))?;
-    let mut branches = Vec::with_capacity(3);
+    let mut branches: Vec<String> = Vec::with_capacity(name_branches.len() + 2);
     if !certnames.is_empty() {
-        branches.push(format!(
-            "SELECT CAST(0 AS BIGINT), certname, csr_der, submitted_at, NULL FROM requests \
-             WHERE certname IN ({})",
-            list(certnames.len(), 2)
-        ));
+        branches.extend(name_branches.iter().cloned());
         for n in certnames {
             arg(&mut args, *n)?;
         }
@@ -1703,7 +1808,6 @@ pub(super) async fn requests_and_audit_ends(
         ));
     }
     let sql = branches.join(" UNION ALL ");
-    let mut requests = std::collections::HashMap::new();
     let mut ends = AuditEnds {
         named_hash: None,
         last: None,
@@ -1712,14 +1816,7 @@ pub(super) async fn requests_and_audit_ends(
     let rows = sqlx::query_with(&sql, args).fetch_all(&mut *c).await?;
     for r in rows {
         match r.try_get::<i64, _>(0)? {
-            0 => {
-                let row = RequestRow {
-                    certname: r.try_get(1)?,
-                    csr_der: r.try_get(2)?,
-                    submitted_at: r.try_get(3)?,
-                };
-                requests.insert(row.certname.clone(), row);
-            }
+            0 => on_name(&r)?,
             1 => {
                 let (id, hash): (i64, String) = (r.try_get(3)?, r.try_get(4)?);
                 if Some(id) == named {
@@ -1733,7 +1830,7 @@ pub(super) async fn requests_and_audit_ends(
         }
     }
     ends.ids.sort_unstable();
-    Ok((requests, ends))
+    Ok(ends)
 }
 
 /// The last audit row: (id, hash, seal).
