@@ -1244,7 +1244,7 @@ impl WriteTx {
             status_json,
             by,
         };
-        queries::put_requests(&mut self.tx, &[row], now, replace).await
+        queries::put_requests(&mut self.tx, self.backend, &[row], now, replace).await
     }
     /// What each of `certnames` holds: `signed` or `revoked` (its current certificate), else
     /// `requested`; names holding nothing are left out.
@@ -1262,7 +1262,7 @@ impl WriteTx {
         now: i64,
         replace: bool,
     ) -> Result<(), StoreError> {
-        queries::put_requests(&mut self.tx, rows, now, replace).await
+        queries::put_requests(&mut self.tx, self.backend, rows, now, replace).await
     }
     /// A pending request.
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {

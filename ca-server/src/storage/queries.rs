@@ -521,8 +521,6 @@ pub struct NewRequest<'a> {
     pub by: &'a str,
 }
 
-/// Stores pending requests in one statement, replacing any stored for the same names when `replace`
-/// (a name may appear once).
 /// How a stored request is replaced by a new one for its name.
 const REPLACE_REQUEST: &str = " ON CONFLICT (certname) DO UPDATE SET csr_der = excluded.csr_der, \
      fingerprint = excluded.fingerprint, status_json = excluded.status_json, \
@@ -536,38 +534,18 @@ fn duplicate_request(names: &[&str]) -> String {
     }
 }
 
+/// Stores pending requests in one statement, replacing any stored for the same names when `replace`
+/// (a name may appear once).
 pub(super) async fn put_requests(
     c: &mut AnyConnection,
+    backend: super::Backend,
     rows: &[NewRequest<'_>],
     now: i64,
     replace: bool,
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let values = tuples(rows.len(), 6, 1);
-    let conflict = if replace { REPLACE_REQUEST } else { "" };
-    let sql = format!(
-        "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
-         VALUES {values}{conflict}"
-    );
-    let mut q = sqlx::query(&sql);
-    for r in rows {
-        q = q
-            .bind(r.certname)
-            .bind(r.csr_der)
-            .bind(sha256(r.csr_der))
-            .bind(r.status_json)
-            .bind(now)
-            .bind(r.by);
-    }
-    match q.execute(&mut *c).await {
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            let names: Vec<&str> = rows.iter().map(|r| r.certname).collect();
-            Err(StoreError::Duplicate(duplicate_request(&names)))
-        }
-        other => other.map(|_| ()).map_err(StoreError::from),
-    }
+    let mut w = Writes::default();
+    w.requests(rows, now, replace)?;
+    w.run(c, backend).await.map(|_| ())
 }
 
 /// Removes the pending requests of `certnames` in one statement; how many there were.
