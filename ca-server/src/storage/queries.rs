@@ -1690,7 +1690,7 @@ pub(super) async fn requests_and_audit_ends(
         list(certnames.len(), 2)
     );
     let mut requests = std::collections::HashMap::new();
-    let ends = names_and_audit_ends(c, &[branch], certnames, named, ids, |r| {
+    let ends = names_and_audit_ends(c, vec![branch], certnames, named, ids, |r| {
         let row = RequestRow {
             certname: r.try_get(1)?,
             csr_der: r.try_get(2)?,
@@ -1714,7 +1714,7 @@ pub(super) async fn name_states_and_audit_ends(
     // Every column typed in the first branches: both would otherwise leave the id and the hash
     // untyped NULLs, which PostgreSQL makes text before it meets the audit rows' ids.
     let list = list(certnames.len(), 2);
-    let branches = [
+    let branches = vec![
         format!(
             "SELECT CAST(0 AS BIGINT), c.certname, CAST(CASE WHEN r.serial IS NULL THEN 1 ELSE 2 END AS BIGINT), \
              CAST(NULL AS BIGINT), CAST(NULL AS TEXT) FROM certificates c \
@@ -1727,7 +1727,7 @@ pub(super) async fn name_states_and_audit_ends(
         ),
     ];
     let mut out = std::collections::HashMap::new();
-    let ends = names_and_audit_ends(c, &branches, certnames, named, ids, |r| {
+    let ends = names_and_audit_ends(c, branches, certnames, named, ids, |r| {
         name_state(&mut out, r.try_get(1)?, r.try_get(2)?);
         Ok(())
     })
@@ -1754,7 +1754,7 @@ fn name_state(out: &mut std::collections::HashMap<String, &'static str>, name: S
 /// it needs, the audit rows with the id fourth and the hash fifth. Names empty: only the audit part.
 async fn names_and_audit_ends(
     c: &mut AnyConnection,
-    name_branches: &[String],
+    name_branches: Vec<String>,
     certnames: &[&str],
     named: Option<i64>,
     ids: usize,
@@ -1762,9 +1762,9 @@ async fn names_and_audit_ends(
 ) -> Result<AuditEnds, StoreError> {
     let mut args = sqlx::any::AnyArguments::default();
     arg(&mut args, named.unwrap_or(-1))?;
-    let mut branches: Vec<String> = Vec::with_capacity(name_branches.len() + 2);
+    let mut branches = Vec::with_capacity(name_branches.len() + 2);
     if !certnames.is_empty() {
-        branches.extend(name_branches.iter().cloned());
+        branches.extend(name_branches);
         for n in certnames {
             arg(&mut args, *n)?;
         }
