@@ -22,6 +22,7 @@ use super::{unix, AuthorityError};
 use crate::ca::crl::{self, RevokedEntry, RevokedSerials};
 use crate::ca::{pem_encode, CaSigner};
 use crate::clock::Clock;
+use crate::storage::crl_mark::{self, CrlMarkSeen};
 use crate::storage::{CrlLayout, CrlRow, CrlUpdate, Store, StoreError, TwinPieces, WriteTx};
 
 /// Our own CRL, as a snapshot holds it.
@@ -290,6 +291,9 @@ pub struct Revocations {
     publishing: tokio::sync::Mutex<()>,
     /// The next CRL's start, made while one is signed.
     ahead: Arc<super::ahead::Ahead>,
+    /// SQLite: `<database>-crl` as seen before the last read of the database that succeeded, and
+    /// when (see [`Revocations::refresh_if_changed`]).
+    checked: std::sync::Mutex<Option<(CrlMarkSeen, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -326,6 +330,7 @@ impl Revocations {
             reload: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
             ahead: Arc::default(),
+            checked: std::sync::Mutex::new(None),
         }
     }
 
@@ -333,6 +338,34 @@ impl Revocations {
     /// [`Revocations::refresh`] or publication).
     pub fn snapshot(&self) -> Option<Arc<CrlSnapshot>> {
         self.current.load_full()
+    }
+
+    /// [`Revocations::refresh`], skipped on SQLite while `<database>-crl` is as it was before the
+    /// last read of the database that succeeded, less than [`crl_mark::RECHECK`] ago: every commit
+    /// that changes the CRLs, in any process, grows that file before it returns (see
+    /// [`crate::storage::crl_mark`]). For each request and handshake: a revocation by `ca revoke` on
+    /// the database is in force for the next one, for one `stat` instead of a database read.
+    pub async fn refresh_if_changed(&self) -> Result<Arc<CrlSnapshot>, AuthorityError> {
+        let seen = self.store.crl_mark_seen();
+        if let (Some(seen), Some(s)) = (seen, self.snapshot()) {
+            let checked = *self
+                .checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if checked.is_some_and(|(m, at)| m == seen && at.elapsed() < crl_mark::RECHECK) {
+                return Ok(s);
+            }
+        }
+        // Seen before the read: a change made during the read shows at the next call.
+        let started = std::time::Instant::now();
+        let s = self.refresh().await?;
+        if let Some(seen) = seen {
+            *self
+                .checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((seen, started));
+        }
+        Ok(s)
     }
 
     /// Brings the snapshot up to date with the database (one cheap read when nothing changed; else

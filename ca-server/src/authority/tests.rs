@@ -215,6 +215,51 @@ fn a_crl_left_behind_its_number_is_signed_again_from_the_database() {
     });
 }
 
+/// A revocation by another process on the SQLite database (here a second authority on it, as `ca
+/// revoke` in local mode) is in this one's next check, although this one checked a moment before
+/// and the file it checks first changed within the same clock tick; an unchanged file keeps the
+/// snapshot; a file that went away is a change too.
+#[test]
+fn a_revocation_by_another_process_is_in_the_next_check() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let names: Vec<String> = (0..3).map(|i| format!("other{i}.example.test")).collect();
+        let mut serials = Vec::new();
+        for name in &names {
+            f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
+            serials.push(f.a.sign("t", name, SignRequest::default()).await.unwrap().serial);
+        }
+        let cli = Authority::open(&f.a.dir(), (*f.a.settings()).clone(), Arc::clone(&f.a.clock))
+            .await
+            .unwrap();
+        let server = f.a.revocations();
+        let before = server.refresh_if_changed().await.unwrap();
+        for (name, serial) in names.iter().zip(&serials) {
+            let held = server.refresh_if_changed().await.unwrap();
+            assert!(!held.revoked().contains(&serial.to_be_bytes()));
+            cli.revoke("t", name, crate::ca::crl::Reason::default())
+                .await
+                .unwrap();
+            let after = server.refresh_if_changed().await.unwrap();
+            assert!(
+                after.revoked().contains(&serial.to_be_bytes()),
+                "{name}: revoked by the other process, not in the next check"
+            );
+            assert!(after.number() > held.number());
+        }
+        let last = server.refresh_if_changed().await.unwrap();
+        assert!(Arc::ptr_eq(&last, &server.refresh_if_changed().await.unwrap()));
+        assert!(last.number() > before.number());
+        // The file removed (by hand): read from the database again, nothing lost.
+        let mark = f.a.dir().db().with_file_name("ca.db-crl");
+        std::fs::remove_file(&mark).unwrap();
+        let again = server.refresh_if_changed().await.unwrap();
+        assert_eq!(again.number(), last.number());
+        assert!(serials.iter().all(|s| again.revoked().contains(&s.to_be_bytes())));
+        cli.store().close().await;
+    });
+}
+
 /// With a CRL of more than 7,000 entries, each revocation's CRL is begun on another thread while the
 /// previous one is signed (`authority/ahead.rs`): revocations in the same second that add an entry
 /// as long as the last one are signed from that start, others (a later second, so another

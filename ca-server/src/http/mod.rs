@@ -92,13 +92,16 @@ impl AppState {
         self.authority.revocations().refresh().await
     }
 
-    /// Before a handshake or an authenticated request: on SQLite, [`AppState::refresh`] (one cheap
-    /// read of a local file catches a revocation by the CLI at once). On a shared PostgreSQL database
-    /// nothing: the change feed keeps this replica current (see `server::revocation_feed`), so no
-    /// connection or request waits on the database.
+    /// Before a handshake or an authenticated request: on SQLite, a revocation by the CLI on the
+    /// database is loaded at once (a `stat` of `<database>-crl`, and a read of the database when it
+    /// moved: see [`Revocations::refresh_if_changed`]). On a shared PostgreSQL database nothing: the
+    /// change feed keeps this replica current (see `server::revocation_feed`), so no connection or
+    /// request waits on the database.
+    ///
+    /// [`Revocations::refresh_if_changed`]: crate::authority::revocations::Revocations::refresh_if_changed
     pub async fn refresh_local(&self) -> Result<(), AuthorityError> {
         if self.authority.store().backend() == crate::storage::Backend::Sqlite {
-            self.refresh().await.map(drop)
+            self.authority.revocations().refresh_if_changed().await.map(drop)
         } else {
             Ok(())
         }
@@ -112,7 +115,7 @@ impl AppState {
                 return Ok(s);
             }
         }
-        self.refresh().await
+        self.authority.revocations().refresh_if_changed().await
     }
 }
 

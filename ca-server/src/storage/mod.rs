@@ -11,6 +11,7 @@
 //! (serial allocation, CRL numbering and its append base, the audit chain head, the duplicate-request
 //! check) hold with several processes and replicas.
 
+pub mod crl_mark;
 mod failover;
 pub mod pg_hosts;
 mod queries;
@@ -215,6 +216,8 @@ pub struct Store {
     /// SQLite: commits since the start, read by the background checkpointer (see
     /// [`start_checkpointer`]); alive while any handle on this store is.
     commits: Option<Arc<AtomicU64>>,
+    /// SQLite: `<database>-crl`, grown after each commit that changes the CRLs (see [`crl_mark`]).
+    crl_mark: Option<Arc<crl_mark::CrlMark>>,
 }
 
 /// The writer lock file of the SQLite database at `db` (`<db>-lock`, beside SQLite's `-wal` and
@@ -430,6 +433,7 @@ impl Store {
             writers: Arc::default(),
             lock_file,
             commits,
+            crl_mark: Some(Arc::new(crl_mark::CrlMark::of(path))),
         })
     }
 
@@ -467,6 +471,7 @@ impl Store {
             seal: None,
             writers: Arc::default(),
             lock_file: None,
+            crl_mark: None,
             commits: None,
         })
     }
@@ -491,6 +496,12 @@ impl Store {
             }
             None => Ok(dir.db().exists()),
         }
+    }
+
+    /// SQLite: `<database>-crl` as it is now (see [`crl_mark`]); `None` on PostgreSQL or when it
+    /// cannot be told.
+    pub fn crl_mark_seen(&self) -> Option<crl_mark::CrlMarkSeen> {
+        self.crl_mark.as_ref().and_then(|m| m.seen())
     }
 
     /// The change feed of a shared (PostgreSQL) database; None on SQLite.
@@ -527,6 +538,8 @@ impl Store {
             failover: self.failover.clone(),
             commits: self.commits.clone(),
             audit_ids: std::collections::VecDeque::new(),
+            crl_mark: self.crl_mark.clone(),
+            crl_changed: false,
         }
     }
 
@@ -1144,6 +1157,10 @@ pub struct WriteTx {
     commits: Option<Arc<AtomicU64>>,
     /// PostgreSQL: audit ids drawn ahead ([`WriteTx::requests_named_before_audit`]).
     audit_ids: std::collections::VecDeque<i64>,
+    /// SQLite: grown once this transaction, which changed the CRLs, commits.
+    crl_mark: Option<Arc<crl_mark::CrlMark>>,
+    /// Whether this transaction changed the CRLs ([`WriteTx::notify_crl_change`]).
+    crl_changed: bool,
 }
 
 impl WriteTx {
@@ -1158,6 +1175,9 @@ impl WriteTx {
         )?;
         if let Some(c) = &self.commits {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (true, Some(mark)) = (self.crl_changed, &self.crl_mark) {
+            mark.grow();
         }
         if let (Some(seal), Some((id, hash)), Some(true)) = (self.seal, self.head, self.advance_head) {
             seal.write_head(id, &hash);
@@ -1341,9 +1361,11 @@ impl WriteTx {
         queries::set_parent_crl(&mut self.tx, position, der).await?;
         self.notify_crl_change().await
     }
-    /// On PostgreSQL, tells every replica's [`ChangeFeed`] at commit that the CRLs changed (a
-    /// notification sent in the transaction is delivered only if it commits).
+    /// Tells the other processes on the database, at commit, that the CRLs changed: on PostgreSQL
+    /// every replica's [`ChangeFeed`] (a notification sent in the transaction is delivered only if
+    /// it commits), on SQLite the readers of `<database>-crl` ([`crl_mark`]).
     async fn notify_crl_change(&mut self) -> Result<(), StoreError> {
+        self.crl_changed = true;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CRL_CHANNEL)
