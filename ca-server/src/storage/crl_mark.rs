@@ -24,6 +24,7 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 /// `<database>-crl`, beside SQLite's `-wal` and `-shm`.
 #[derive(Debug)]
 pub struct CrlMark {
+    db: PathBuf,
     path: PathBuf,
 }
 
@@ -37,18 +38,32 @@ impl CrlMark {
     pub fn of(db: &Path) -> CrlMark {
         let mut name = db.as_os_str().to_owned();
         name.push("-crl");
-        CrlMark { path: name.into() }
+        CrlMark {
+            db: db.to_path_buf(),
+            path: name.into(),
+        }
     }
 
-    /// After a commit that changed the CRLs: grows the file by one byte (created 0600 when missing).
+    /// After a commit that changed the CRLs: grows the file by one byte. Created when missing with
+    /// the database file's permission bits and, when that is allowed (as root), its owner, as SQLite
+    /// does for `-wal` and `-shm`: `ca` run as root leaves a file the server's user can grow.
     /// A failure is logged: readers then notice the change within [`RECHECK`].
     pub fn grow(&self) {
+        let db = std::fs::metadata(&self.db).ok();
         let grown = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
-            .mode(0o600)
+            .mode(db.as_ref().map_or(0o600, |m| m.mode() & 0o666))
             .open(&self.path)
-            .and_then(|mut f| f.write_all(b"\n"));
+            .and_then(|mut f| {
+                if let (Some(db), Ok(mark)) = (&db, f.metadata()) {
+                    if (mark.uid(), mark.gid()) != (db.uid(), db.gid()) {
+                        // Allowed to root only; anyone else keeps the file as it is.
+                        let _ = std::os::unix::fs::fchown(&f, Some(db.uid()), Some(db.gid()));
+                    }
+                }
+                f.write_all(b"\n")
+            });
         if let Err(e) = grown {
             tracing::warn!(
                 path = %self.path.display(),
@@ -74,9 +89,12 @@ mod tests {
 
     #[test]
     fn every_growth_shows_and_an_absent_file_is_a_state() {
-        let dir = std::env::temp_dir().join(format!("crl-mark-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mark = CrlMark::of(&dir.join("ca.db"));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let db = dir.join("ca.db");
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        let mark = CrlMark::of(&db);
         let absent = mark.seen().unwrap();
         assert_eq!(absent, CrlMarkSeen(None));
         let mut last = absent;
@@ -87,8 +105,10 @@ mod tests {
             last = now;
         }
         assert_eq!(mark.seen().unwrap(), last, "unchanged without a growth");
+        let created = std::fs::metadata(dir.join("ca.db-crl")).unwrap();
+        assert_eq!(created.mode() & 0o777, 0o640, "the database's permission bits");
+        assert_eq!(created.len(), 3);
         std::fs::remove_file(dir.join("ca.db-crl")).unwrap();
         assert_eq!(mark.seen().unwrap(), absent);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
