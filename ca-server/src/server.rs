@@ -551,22 +551,22 @@ pub async fn serve(
                     return;
                 }
             };
-            let cert_der = tls
+            let cert = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(|c| c.to_vec());
+                .map(|c| Arc::new(crate::tls::PeerCert::read(c.to_vec())));
             // A resumed session skips the certificate verifier: its certificate is checked again here
             // against the current revocations and validity dates (and on every request after).
-            if let Some(der) = &cert_der {
+            if let Some(cert) = &cert {
                 let now = state.authority.now().unix_timestamp();
-                if let Err(why) = state.tls.check_client_cert(der, now) {
+                if let Err(why) = state.tls.check_peer(cert, now) {
                     tracing::info!(%addr, reason = %why, "client certificate refused after the handshake: closed");
                     return;
                 }
             }
-            let peer = PeerInfo { addr, cert_der };
+            let peer = PeerInfo { addr, cert };
             let svc = app.map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 req

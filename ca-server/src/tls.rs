@@ -89,6 +89,38 @@ fn is_revoked(revocations: &Revocations, serial: &[u8]) -> bool {
         .is_none_or(|s| s.revoked().contains(serial))
 }
 
+/// A certificate's notBefore and notAfter (Unix seconds); `None` when it cannot be read.
+fn validity_of(der: &[u8]) -> Option<(i64, i64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// A TLS client certificate, read once for its connection and checked again on each of its
+/// requests ([`TlsState::check_peer`]) against the revocations and the clock of that moment. Read
+/// per request, it cost two parses and three copies of the DER, each copy a large allocation
+/// (BENCHMARKS.md, session 18).
+#[derive(Debug)]
+pub struct PeerCert {
+    /// Its DER (shared with each request's [`crate::http::extract::Caller`]).
+    pub der: Arc<[u8]>,
+    /// Its notBefore and notAfter; `None` when unreadable (refused).
+    validity: Option<(i64, i64)>,
+    /// The identity it carries; `None` when unreadable.
+    pub identity: Option<crate::policy::access::Identity>,
+}
+
+impl PeerCert {
+    /// Reads `der`'s dates and identity.
+    pub fn read(der: Vec<u8>) -> PeerCert {
+        PeerCert {
+            validity: validity_of(&der),
+            identity: crate::http::extract::identity_from_der(&der),
+            der: der.into(),
+        }
+    }
+}
+
 /// The live TLS configuration.
 pub struct TlsState {
     material: Material,
@@ -318,6 +350,16 @@ impl TlsState {
     /// Checked after every handshake (a resumed session skips the verifier) and on every request (a
     /// keep-alive connection outlives a revocation).
     pub fn check_client_cert(&self, der: &[u8], now: i64) -> Result<(), Rejection> {
+        self.check_validity(der, validity_of(der), now)
+    }
+
+    /// [`TlsState::check_client_cert`] for a connection's certificate, its dates read once (its
+    /// issuer and serial are found again, without parsing: the signing CA may have changed since).
+    pub fn check_peer(&self, peer: &PeerCert, now: i64) -> Result<(), Rejection> {
+        self.check_validity(&peer.der, peer.validity, now)
+    }
+
+    fn check_validity(&self, der: &[u8], validity: Option<(i64, i64)>, now: i64) -> Result<(), Rejection> {
         let (issuer, serial) = cert_issuer_and_serial(der).ok_or(Rejection::Unreadable)?;
         if issuer != self.material.issuer.as_slice() {
             return Err(Rejection::NotOurs);
@@ -325,12 +367,11 @@ impl TlsState {
         if is_revoked(&self.material.revocations, serial) {
             return Err(Rejection::Revoked);
         }
-        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| Rejection::Unreadable)?;
-        let validity = cert.validity();
-        if now < validity.not_before.timestamp() {
+        let (not_before, not_after) = validity.ok_or(Rejection::Unreadable)?;
+        if now < not_before {
             return Err(Rejection::NotYetValid);
         }
-        if now > validity.not_after.timestamp() {
+        if now > not_after {
             return Err(Rejection::Expired);
         }
         Ok(())

@@ -16,8 +16,8 @@ use crate::policy::access::Identity;
 pub struct PeerInfo {
     /// Remote address.
     pub addr: SocketAddr,
-    /// DER of the verified client certificate, if one was presented.
-    pub cert_der: Option<Vec<u8>>,
+    /// The verified client certificate, if one was presented.
+    pub cert: Option<std::sync::Arc<crate::tls::PeerCert>>,
 }
 
 /// The caller as the handlers see it.
@@ -26,7 +26,7 @@ pub struct Caller {
     /// Identity (None = unauthenticated).
     pub identity: Option<Identity>,
     /// The client certificate (TLS or proxy header) for renewal.
-    pub cert_der: Option<Vec<u8>>,
+    pub cert_der: Option<std::sync::Arc<[u8]>>,
     /// Remote address.
     pub addr: Option<SocketAddr>,
 }

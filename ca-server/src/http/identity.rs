@@ -8,6 +8,7 @@
 //! TLS client certificate counts, as without header mode.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -63,7 +64,7 @@ impl From<Rejection> for Refused {
 /// The outcome of identifying a request.
 pub enum Identified {
     /// The caller (None = unauthenticated) and the certificate it authenticated with.
-    Caller(Option<Identity>, Option<Vec<u8>>),
+    Caller(Option<Identity>, Option<Arc<[u8]>>),
     /// A malformed proxy header: 400.
     BadRequest(ApiError),
     /// A certificate that does not authenticate (revoked, expired, forged...): 403 and close.
@@ -88,15 +89,15 @@ pub async fn identify(state: &AppState, peer: Option<&PeerInfo>, headers: &Heade
             Err(e) => Identified::BadRequest(e),
         };
     }
-    let Some(der) = peer.and_then(|p| p.cert_der.clone()) else {
+    let Some(cert) = peer.and_then(|p| p.cert.as_deref()) else {
         return Identified::Caller(None, None);
     };
     // A revocation made by another process (`ca revoke` on the database) is loaded first.
     if let Err(e) = state.refresh_local().await {
         tracing::warn!(error = %crate::error::Chain(&e), "could not refresh the revocations");
     }
-    match state.tls.check_client_cert(&der, now) {
-        Ok(()) => Identified::Caller(identity_from_der(&der), Some(der)),
+    match state.tls.check_peer(cert, now) {
+        Ok(()) => Identified::Caller(cert.identity.clone(), Some(Arc::clone(&cert.der))),
         Err(r) => Identified::Refused(r.into()),
     }
 }
@@ -109,7 +110,7 @@ async fn proxied(
     identity: Option<Identity>,
     cert: Option<Vec<u8>>,
     now: i64,
-) -> Result<(Option<Identity>, Option<Vec<u8>>), Refused> {
+) -> Result<(Option<Identity>, Option<Arc<[u8]>>), Refused> {
     let Some(claimed) = identity else {
         return Ok((None, None));
     };
@@ -150,7 +151,7 @@ async fn proxied(
             "X-Client-DN does not name the certificate in X-Client-Cert",
         ));
     }
-    Ok((Some(from_cert), Some(der)))
+    Ok((Some(from_cert), Some(der.into())))
 }
 
 /// The certificate's signature checked with the signing CA's key.
