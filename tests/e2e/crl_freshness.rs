@@ -5,7 +5,7 @@ use std::time::{Duration as StdDuration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::{Method, StatusCode};
 use time::Duration;
-use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+use x509_parser::prelude::{CertificateRevocationList, FromDer};
 
 use crate::server::{As, TestServer};
 
@@ -45,16 +45,6 @@ fn assert_this_update_covers_revocations(this_update: i64, entries: &[(u64, i64)
     }
 }
 
-fn serial_of(cert_pem: &std::path::Path) -> u64 {
-    let text = std::fs::read_to_string(cert_pem).unwrap();
-    let der = pem::parse(text).unwrap().into_contents();
-    let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    cert.tbs_certificate
-        .raw_serial()
-        .iter()
-        .fold(0u64, |acc, b| acc * 256 + u64::from(*b))
-}
-
 const CRL: &str = "/puppet-ca/v1/certificate_revocation_list/ca";
 
 fn revoke(s: &TestServer, name: &str) {
@@ -84,7 +74,7 @@ fn crl_revoked_in_the_same_second_is_not_answered_304() {
     let serials: Vec<u64> = names
         .iter()
         .map(|n| match s.identity(n) {
-            As::Cert(cert, _) => serial_of(&cert),
+            As::Cert(cert, _) => crate::harness::serial_of_cert_file(&cert),
             _ => unreachable!(),
         })
         .collect();

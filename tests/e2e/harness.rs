@@ -359,6 +359,18 @@ pub fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// The serial of the certificate in a PEM file.
+pub fn serial_of_cert_file(cert_pem: &Path) -> u64 {
+    use x509_parser::prelude::FromDer as _;
+    let text = std::fs::read_to_string(cert_pem).expect("a certificate file");
+    let der = pem::parse(text).expect("a PEM certificate").into_contents();
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).expect("a certificate");
+    cert.tbs_certificate
+        .raw_serial()
+        .iter()
+        .fold(0u64, |acc, b| acc * 256 + u64::from(*b))
+}
+
 /// The serials our CRL lists: the first CRL of a PEM chain, as served.
 pub fn crl_serials_of(pem_text: &str) -> std::collections::BTreeSet<u64> {
     let der = pem::parse(pem_text).expect("a PEM CRL").into_contents();

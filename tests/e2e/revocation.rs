@@ -238,6 +238,15 @@ fn an_open_keep_alive_connection_is_refused_after_revocation() {
             );
             assert_eq!(r.status, StatusCode::NO_CONTENT);
         }
+        // The next CRL the server serves lists it (a CRL GET reads no database unless `ca.db-crl`
+        // moved: the CLI's commit grows it).
+        let served = s.get(&As::Anonymous, "/puppet-ca/v1/certificate_revocation_list/ca");
+        assert_eq!(served.status, StatusCode::OK);
+        assert!(
+            crate::harness::crl_serials_of(&served.text())
+                .contains(&crate::harness::serial_of_cert_file(&identity_paths(&agent).0)),
+            "{name}: revoked, not in the next CRL served"
+        );
         let after = conn.get("/puppet-ca/v1/expirations");
         match &after {
             Ok((status, body)) => {
