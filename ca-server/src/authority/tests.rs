@@ -42,6 +42,35 @@ fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    /// Submits and signs a request for each of `names`: their serials, in order.
+    async fn issue_all(&self, names: &[String]) -> Vec<u64> {
+        let mut serials = Vec::with_capacity(names.len());
+        for name in names {
+            self.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
+            serials.push(
+                self.a
+                    .sign("t", name, SignRequest::default())
+                    .await
+                    .unwrap()
+                    .serial,
+            );
+        }
+        serials
+    }
+
+    /// Another authority on the same data directory (as a second process, `ca` in local mode, would be).
+    async fn another(&self) -> Authority {
+        Authority::open(
+            &self.a.dir(),
+            (*self.a.settings()).clone(),
+            Arc::clone(&self.a.clock),
+        )
+        .await
+        .unwrap()
+    }
+}
+
 /// A CSR for `name` with a new EC P-256 key: (PEM, the key's SubjectPublicKeyInfo DER).
 fn csr(name: &str) -> (String, Vec<u8>) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -202,9 +231,7 @@ fn a_crl_left_behind_its_number_is_signed_again_from_the_database() {
             .unwrap();
         let number = tx.next_crl_number().await.unwrap();
         tx.commit().await.unwrap();
-        let reopened = Authority::open(&f.a.dir(), (*f.a.settings()).clone(), Arc::clone(&f.a.clock))
-            .await
-            .unwrap();
+        let reopened = f.another().await;
         let crl = reopened.revocations().refresh().await.unwrap();
         assert!(crl.number() > number, "a new CRL after the lost one");
         assert!(crl.revoked().contains(&issued.serial.to_be_bytes()));
@@ -224,14 +251,8 @@ fn a_revocation_by_another_process_is_in_the_next_check() {
     let f = fixture();
     f.rt.block_on(async {
         let names: Vec<String> = (0..3).map(|i| format!("other{i}.example.test")).collect();
-        let mut serials = Vec::new();
-        for name in &names {
-            f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
-            serials.push(f.a.sign("t", name, SignRequest::default()).await.unwrap().serial);
-        }
-        let cli = Authority::open(&f.a.dir(), (*f.a.settings()).clone(), Arc::clone(&f.a.clock))
-            .await
-            .unwrap();
+        let serials = f.issue_all(&names).await;
+        let cli = f.another().await;
         let server = f.a.revocations();
         let before = server.refresh_if_changed().await.unwrap();
         for (name, serial) in names.iter().zip(&serials) {
@@ -271,11 +292,7 @@ fn crls_begun_ahead_are_the_crls_signed_whole() {
     let f = fixture();
     f.rt.block_on(async {
         let names: Vec<String> = (0..4).map(|i| format!("r{i}.example.test")).collect();
-        let mut serials = Vec::new();
-        for name in &names {
-            f.a.submit("t", name, csr(name).0.as_bytes()).await.unwrap();
-            serials.push(f.a.sign("t", name, SignRequest::default()).await.unwrap().serial);
-        }
+        let serials = f.issue_all(&names).await;
         let mut tx = f.a.store().write().await.unwrap();
         for serial in 1_000_000..1_008_000u64 {
             tx.revoke(serial, None, f.t0.unix_timestamp() - 60, 1)
