@@ -122,11 +122,10 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     assert_eq!(pending.len(), 2, "{:?}", pending.keys());
     assert_eq!(pending["round-a.example.test"].csr_der, b"round-a.example.test");
     let next = tx
-        .store_round(&new, 300, &["round-a.example.test"], &audits, 2)
+        .store_round_and_commit(&new, 300, &["round-a.example.test"], &audits, 2)
         .await
         .unwrap();
     assert_eq!(next, 103..105, "the serials after the last reserved");
-    tx.commit().await.unwrap();
     assert!(store.request("round-a.example.test").await.unwrap().is_none());
     assert!(store.request("round-b.example.test").await.unwrap().is_some());
     let cert = store
@@ -148,7 +147,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         .await
         .unwrap();
     let refused = tx
-        .store_round(
+        .store_round_and_commit(
             &dup,
             301,
             &["round-b.example.test"],
@@ -159,7 +158,6 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         )
         .await;
     assert!(matches!(refused, Err(StoreError::Duplicate(_))), "{refused:?}");
-    drop(tx);
     assert!(store.request("round-b.example.test").await.unwrap().is_some());
     assert_eq!(store.peek_serial().await.unwrap(), 105);
     audit_intact(&store, 102, "after a signing round").await;
@@ -192,16 +190,18 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
             .on("round-a.example.test")
             .detail("has a certificate"),
     ];
-    tx.store_requests(&rows, 303, true, &submitted).await.unwrap();
-    tx.commit().await.unwrap();
+    tx.store_requests_and_commit(&rows, 303, true, &submitted)
+        .await
+        .unwrap();
     let stored = store.request("new-a.example.test").await.unwrap().unwrap();
     assert_eq!((stored.csr_der, stored.submitted_at), (b"new-a".to_vec(), 303));
     // The same name again without replacing: refused, and nothing of the transaction kept.
     let mut tx = store.write().await.unwrap();
     tx.name_states_before_audit(&[], 1).await.unwrap();
-    let again = tx.store_requests(&rows, 304, false, &submitted[..1]).await;
+    let again = tx
+        .store_requests_and_commit(&rows, 304, false, &submitted[..1])
+        .await;
     assert!(matches!(again, Err(StoreError::Duplicate(_))), "{again:?}");
-    drop(tx);
     assert_eq!(
         store
             .request("new-a.example.test")

@@ -405,9 +405,9 @@ impl Authority {
             self.store.write_unsynced().await?
         };
         let now = self.now();
-        // Four round trips per round, whatever its size (on PostgreSQL each a wake-up of another
-        // process, on SQLite of the connection's thread): the begin, the reads, the writes and the
-        // commit.
+        // Four round trips per round on PostgreSQL, whatever its size (each a wake-up of another
+        // process): the begin, the reads, the writes and the commit. Two on SQLite (each a wake-up
+        // of the connection's thread): the begin goes with the reads, the commit with the writes.
         // Every item is still in `round`, so a failure answers each one with the error.
         let mut pending = {
             let ok = round.signed.iter().filter(|(_, made)| made.is_ok());
@@ -451,7 +451,7 @@ impl Authority {
                 } else {
                     Vec::new()
                 };
-                tx.store_round(&new, at, &taken, &records, round.reserved.len() as u64)
+                tx.store_round_and_commit(&new, at, &taken, &records, round.reserved.len() as u64)
                     .await
                     .map_err(AuthorityError::from)
             }
@@ -466,8 +466,16 @@ impl Authority {
             };
             round.answers.push((r.reply, Ok(issued), Some(r.queued)));
         }
-        assign_serials(round, written?)?;
-        tx.commit().await?;
+        let serials = written?;
+        // Committed: the certificates stored stand whatever follows; only the reservations fail.
+        if let Err(e) = assign_serials(round, serials) {
+            tracing::error!(error = %e, "signing: reserving serials failed");
+            for r in std::mem::take(&mut round.reserved) {
+                round
+                    .answers
+                    .push((r.reply, Err(AuthorityError::Internal(e.to_string())), None));
+            }
+        }
         if !durable && !round.refusals.is_empty() {
             let records: Vec<AuditRecord<'_>> = refusal_records(&round.refusals, at).collect();
             let mut tx = self.store.write().await?;

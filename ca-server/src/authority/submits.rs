@@ -197,8 +197,7 @@ impl Authority {
                 Some(d) => AuditRecord::refused(now, actor, "submit").on(name).detail(d),
             })
             .collect();
-        tx.store_requests(&rows, now, true, &records).await?;
-        tx.commit().await?;
+        tx.store_requests_and_commit(&rows, now, true, &records).await?;
         Ok(decided.into_iter().map(|(_, _, o)| o).collect())
     }
 }

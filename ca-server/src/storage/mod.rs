@@ -13,6 +13,7 @@
 
 pub mod crl_mark;
 mod failover;
+mod kept;
 pub mod pg_hosts;
 mod queries;
 mod seal;
@@ -194,12 +195,15 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// SQLite: the one connection durable write transactions use. Always the same connection, so its
-    /// page cache stays valid from one transaction to the next (a connection whose cache another
-    /// connection's commit made stale reads its pages again).
+    /// PostgreSQL: the write transactions' pool.
     writer: Option<AnyPool>,
-    /// SQLite: one connection with `synchronous = NORMAL`, for [`Store::write_unsynced`].
-    unsynced: Option<AnyPool>,
+    /// SQLite: the one connection durable write transactions use, kept out of any pool (see
+    /// [`kept`]). Always the same connection, so its page cache stays valid from one transaction to
+    /// the next (a connection whose cache another connection's commit made stale reads its pages
+    /// again).
+    kept: Option<Arc<kept::Kept>>,
+    /// SQLite: one kept connection with `synchronous = NORMAL`, for [`Store::write_unsynced`].
+    kept_unsynced: Option<Arc<kept::Kept>>,
     backend: Backend,
     /// PostgreSQL: the server list and which one the pool uses (followed on failover).
     failover: Option<Arc<failover::Failover>>,
@@ -241,24 +245,6 @@ fn open_lock_file(db: &Path) -> Option<Arc<std::fs::File>> {
             None
         }
     }
-}
-
-/// SQLite: a pool of one connection, opened when first used, set up with `pragmas`. The connection
-/// is kept for good (no idle or age limit): it is reopened only after an error, so that it stays
-/// the one [`Store::reopen_write_connections`] opened.
-fn one_connection(opts: AnyConnectOptions, pragmas: &'static str) -> AnyPool {
-    AnyPoolOptions::new()
-        .max_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .test_before_acquire(false)
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move {
-                conn.execute(pragmas).await?;
-                Ok(())
-            })
-        })
-        .connect_lazy_with(opts)
 }
 
 /// SQLite: how often the background checkpointer looks for new commits.
@@ -411,12 +397,14 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
-        let writer = one_connection(
+        // Opened when first used, kept for good (no idle or age limit): reopened only after an error
+        // or by `reopen_write_connections`.
+        let kept = kept::Kept::new(
             opts.clone(),
             "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
         );
-        let unsynced = one_connection(
+        let kept_unsynced = kept::Kept::new(
             opts,
             "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
@@ -425,8 +413,9 @@ impl Store {
         let lock_file = open_lock_file(path);
         Ok(Store {
             pool,
-            writer: Some(writer),
-            unsynced: Some(unsynced),
+            writer: None,
+            kept: Some(kept),
+            kept_unsynced: Some(kept_unsynced),
             backend: Backend::Sqlite,
             failover: None,
             seal: None,
@@ -465,7 +454,8 @@ impl Store {
         Ok(Store {
             pool,
             writer: Some(writer),
-            unsynced: None,
+            kept: None,
+            kept_unsynced: None,
             backend: Backend::Postgres,
             failover: Some(failover),
             seal: None,
@@ -522,12 +512,27 @@ impl Store {
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
-        let queued = self.queue().await;
-        let tx = self.begin_write().await?;
-        Ok(self.write_tx(queued, tx))
+        self.write_on(self.kept.as_ref(), &PG_BEGIN_WRITE).await
     }
 
-    fn write_tx(&self, queued: Queued, tx: Transaction<'static, Any>) -> WriteTx {
+    /// A write transaction on `kept` (SQLite) when it is free, else on a pooled connection, begun
+    /// with `pg_begin` on PostgreSQL.
+    async fn write_on(
+        &self,
+        kept: Option<&Arc<kept::Kept>>,
+        pg_begin: &'static str,
+    ) -> Result<WriteTx, StoreError> {
+        let queued = self.queue().await;
+        if let Some(kept) = kept {
+            if let Some(conn) = kept.take().await? {
+                return Ok(self.write_tx(Queued::default(), Tx::Kept(kept.transaction(conn, queued))));
+            }
+        }
+        let tx = self.begin_write_with(pg_begin).await?;
+        Ok(self.write_tx(queued, Tx::Pooled(tx)))
+    }
+
+    fn write_tx(&self, queued: Queued, tx: Tx) -> WriteTx {
         WriteTx {
             _queued: queued,
             tx,
@@ -549,12 +554,8 @@ impl Store {
     /// order). The signing pipeline reserves serials in it: a certificate is answered only after the
     /// durable commit that stores it.
     pub async fn write_unsynced(&self) -> Result<WriteTx, StoreError> {
-        let queued = self.queue().await;
-        let tx = match (&self.backend, &self.unsynced) {
-            (Backend::Sqlite, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
-            _ => self.begin_write_with(&PG_BEGIN_WRITE_UNSYNCED).await?,
-        };
-        Ok(self.write_tx(queued, tx))
+        self.write_on(self.kept_unsynced.as_ref(), &PG_BEGIN_WRITE_UNSYNCED)
+            .await
     }
 
     /// Closes the write connections and opens one again from the calling thread (in this process's
@@ -565,7 +566,13 @@ impl Store {
     /// thread that opens it: the writers' runtime is woken by PostgreSQL's answers itself.
     pub async fn reopen_write_connections(&self) -> Result<(), StoreError> {
         let _turn = self.queue().await;
-        for pool in [&self.writer, &self.unsynced].into_iter().flatten() {
+        for kept in [&self.kept, &self.kept_unsynced].into_iter().flatten() {
+            kept.close().await?;
+            if let Some(conn) = kept.take().await? {
+                kept.put(conn);
+            }
+        }
+        for pool in [&self.writer].into_iter().flatten() {
             // Each connection the pool has, waited for: one the last transaction released may still
             // be on its way back (sqlx pings it first), and is not idle yet.
             let mut held = Vec::new();
@@ -612,13 +619,7 @@ impl Store {
         pg_begin: &'static str,
     ) -> Result<Transaction<'static, Any>, StoreError> {
         let res = match self.backend {
-            Backend::Sqlite => {
-                self.writer
-                    .as_ref()
-                    .unwrap_or(&self.pool)
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-            }
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
                 self.writer
                     .as_ref()
@@ -677,7 +678,12 @@ impl Store {
 
     /// Closes the pool (flushes WAL on last connection).
     pub async fn close(&self) {
-        for p in [&self.writer, &self.unsynced].into_iter().flatten() {
+        for k in [&self.kept, &self.kept_unsynced].into_iter().flatten() {
+            if let Err(e) = k.close().await {
+                tracing::debug!(error = %crate::error::Chain(&e), "closing a write connection");
+            }
+        }
+        if let Some(p) = &self.writer {
             p.close().await;
         }
         self.pool.close().await;
@@ -1139,11 +1145,57 @@ struct Queued {
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
+/// A write transaction's connection.
+enum Tx {
+    /// sqlx's transaction on a pooled connection: PostgreSQL, and SQLite when the kept connection is
+    /// in another transaction (a writer that stopped waiting for its turn).
+    Pooled(Transaction<'static, Any>),
+    /// SQLite: the kept connection (see [`kept`]).
+    Kept(kept::KeptTx),
+}
+
+impl Tx {
+    /// The connection, the transaction begun on it.
+    async fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
+        match self {
+            Tx::Pooled(t) => Ok(&mut **t),
+            Tx::Kept(k) => k.conn().await,
+        }
+    }
+
+    /// What to send before a statement that can carry the transaction's `BEGIN`, and the
+    /// connection (see [`kept::KeptTx::begin_in_statement`]).
+    fn begin_in_statement(&mut self) -> Result<(&'static str, &mut sqlx::AnyConnection), StoreError> {
+        match self {
+            Tx::Pooled(t) => Ok(("", &mut **t)),
+            Tx::Kept(k) => k.begin_in_statement(),
+        }
+    }
+
+    /// What to send after the transaction's last write so that it commits in the same round trip:
+    /// [`kept::COMMIT_AFTER`] on a kept connection, nothing otherwise.
+    fn commit_after(&self) -> &'static str {
+        match self {
+            Tx::Pooled(_) => "",
+            Tx::Kept(_) => kept::COMMIT_AFTER,
+        }
+    }
+
+    /// Commits; `sent`: the last statement carried [`Tx::commit_after`] and succeeded.
+    async fn commit(self, sent: bool) -> Result<(), StoreError> {
+        match self {
+            Tx::Pooled(t) => t.commit().await.map_err(StoreError::from),
+            Tx::Kept(k) => k.commit(sent).await,
+        }
+    }
+}
+
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    tx: Tx,
     /// This process's turn to write and the writer lock (SQLite), released after `tx` commits or
-    /// rolls back (fields drop in declaration order, and `commit` moves `tx` out first).
+    /// rolls back (fields drop in declaration order, and `commit` moves `tx` out first). A kept
+    /// connection's transaction holds its own (see [`kept::KeptTx`]).
     _queued: Queued,
     seal: Option<Arc<AuditSeal>>,
     /// The last audit row appended in this transaction.
@@ -1169,10 +1221,13 @@ impl WriteTx {
     /// A commit that fails is not retried: its outcome may be unknown (the server died after it), and
     /// only an acknowledged change must never be lost.
     pub async fn commit(self) -> Result<(), StoreError> {
-        noted(
-            self.failover.as_ref(),
-            self.tx.commit().await.map_err(StoreError::from),
-        )?;
+        self.finish(false).await
+    }
+
+    /// [`WriteTx::commit`]; `sent`: the transaction's last statement carried the `COMMIT` (see
+    /// [`Tx::commit_after`]) and succeeded.
+    async fn finish(self, sent: bool) -> Result<(), StoreError> {
+        noted(self.failover.as_ref(), self.tx.commit(sent).await)?;
         if let Some(c) = &self.commits {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -1188,11 +1243,11 @@ impl WriteTx {
     /// The chains of a key rollover: the next CA's (after `start`) and the previous CA's (after
     /// `switch`).
     pub async fn rollover_chains(&mut self) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::rollover_chains(&mut *self.tx).await
+        queries::rollover_chains(self.tx.conn().await?).await
     }
     /// Publishes (or, with `None`, withdraws) the next CA's chain.
     pub async fn set_next_chain(&mut self, chain_pem: Option<&str>, now: i64) -> Result<(), StoreError> {
-        queries::set_next_chain(&mut self.tx, chain_pem, now).await
+        queries::set_next_chain(self.tx.conn().await?, chain_pem, now).await
     }
     /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one;
     /// `audit_key_wrap`: the audit log's sealing key wrapped for the next CA key.
@@ -1202,15 +1257,15 @@ impl WriteTx {
         audit_key_wrap: &[u8],
         now: i64,
     ) -> Result<(), StoreError> {
-        queries::switch_ca(&mut self.tx, key_id, audit_key_wrap, now).await
+        queries::switch_ca(self.tx.conn().await?, key_id, audit_key_wrap, now).await
     }
     /// Forgets the previous CA (the end of a rollover).
     pub async fn end_rollover(&mut self, now: i64) -> Result<(), StoreError> {
-        queries::end_rollover(&mut self.tx, now).await
+        queries::end_rollover(self.tx.conn().await?, now).await
     }
     /// Replaces the CA's chain (an extension: same key and subject), stored at `now`.
     pub async fn replace_ca_chain(&mut self, chain_pem: &str, now: i64) -> Result<(), StoreError> {
-        queries::replace_ca_chain(&mut self.tx, chain_pem, now).await
+        queries::replace_ca_chain(self.tx.conn().await?, chain_pem, now).await
     }
     /// Records the CA and its counters (setup and import).
     pub async fn init_ca(
@@ -1220,31 +1275,31 @@ impl WriteTx {
         first_serial: u64,
         now: i64,
     ) -> Result<(), StoreError> {
-        queries::init_ca(&mut self.tx, chain_pem, key_id, first_serial, now).await
+        queries::init_ca(self.tx.conn().await?, chain_pem, key_id, first_serial, now).await
     }
     /// Allocates `n` consecutive serials (the counter holds the next serial to issue).
     pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
         // One statement for the whole range: a row updated once per serial in one transaction slows
         // PostgreSQL down quadratically (every update adds a row version the next one walks).
-        let end = queries::bump_by(&mut self.tx, "serial", queries::to_i64(n)?).await?;
+        let end = queries::bump_by(self.tx.conn().await?, "serial", queries::to_i64(n)?).await?;
         let end = queries::to_u64(end, "serial")?;
         Ok(end - n..end)
     }
     /// The next serial (see [`WriteTx::reserve_serials`] for several).
     pub async fn next_serial(&mut self) -> Result<u64, StoreError> {
         // The counter holds the next serial to issue: hand out the value before the increment.
-        let next = queries::bump(&mut self.tx, "serial").await?;
+        let next = queries::bump(self.tx.conn().await?, "serial").await?;
         queries::to_u64(next - 1, "serial")
     }
     /// The `Last-Modified` of the CRL being signed: `at_least` (now, rounded up to the second) or one
     /// second after the previous CRL's, whichever is later.
     pub async fn next_crl_last_modified(&mut self, at_least: i64) -> Result<i64, StoreError> {
-        queries::next_crl_last_modified(&mut self.tx, at_least).await
+        queries::next_crl_last_modified(self.tx.conn().await?, at_least).await
     }
     /// Allocates the next CRL number.
     pub async fn next_crl_number(&mut self) -> Result<u64, StoreError> {
         // The counter holds the number of the last CRL (-1 before the first, so the first is 0).
-        let n = queries::bump(&mut self.tx, "crl_number").await?;
+        let n = queries::bump(self.tx.conn().await?, "crl_number").await?;
         self.notify_crl_change().await?;
         queries::to_u64(n, "crl number")
     }
@@ -1264,7 +1319,7 @@ impl WriteTx {
             status_json,
             by,
         };
-        queries::put_requests(&mut self.tx, self.backend, &[row], now, replace).await
+        queries::put_requests(self.tx.conn().await?, self.backend, &[row], now, replace).await
     }
     /// What each of `certnames` holds: `signed` or `revoked` (its current certificate), else
     /// `requested`; names holding nothing are left out.
@@ -1272,7 +1327,7 @@ impl WriteTx {
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
-        queries::name_states(&mut *self.tx, certnames).await
+        queries::name_states(self.tx.conn().await?, certnames).await
     }
     /// Stores pending requests in one statement (each name once), replacing those stored for the
     /// same names when `replace`.
@@ -1282,26 +1337,33 @@ impl WriteTx {
         now: i64,
         replace: bool,
     ) -> Result<(), StoreError> {
-        queries::put_requests(&mut self.tx, self.backend, rows, now, replace).await
+        queries::put_requests(self.tx.conn().await?, self.backend, rows, now, replace).await
     }
     /// A pending request.
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
-        queries::request(&mut *self.tx, certname).await
+        queries::request(self.tx.conn().await?, certname).await
     }
-    /// The pending requests of `certnames`, by name (one statement).
+    /// The pending requests of `certnames`, by name (one statement; on SQLite the transaction's
+    /// `BEGIN` with it when it is the first).
     pub async fn requests_named(
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
-        queries::requests_named(&mut *self.tx, certnames).await
+        match self.tx.begin_in_statement()? {
+            ("", c) => queries::requests_named(c, certnames).await,
+            // The statement that carries a `BEGIN` (with the audit log's ends, unused here).
+            (begin, c) => Ok(queries::requests_and_audit_ends(c, begin, certnames, None, 0)
+                .await?
+                .0),
+        }
     }
     /// Removes a pending request; false when there was none.
     pub async fn delete_request(&mut self, certname: &str) -> Result<bool, StoreError> {
-        Ok(queries::delete_requests(&mut self.tx, &[certname]).await? > 0)
+        Ok(queries::delete_requests(self.tx.conn().await?, &[certname]).await? > 0)
     }
     /// Removes the pending requests of `certnames` (one statement); how many there were.
     pub async fn delete_requests(&mut self, certnames: &[&str]) -> Result<u64, StoreError> {
-        queries::delete_requests(&mut self.tx, certnames).await
+        queries::delete_requests(self.tx.conn().await?, certnames).await
     }
     /// Stores an issued certificate.
     pub async fn insert_certificate(
@@ -1312,7 +1374,7 @@ impl WriteTx {
         by: &str,
     ) -> Result<(), StoreError> {
         let new = NewCertificate { row, status_json, by };
-        queries::insert_certificates(&mut self.tx, self.backend, &[new], issued_at).await
+        queries::insert_certificates(self.tx.conn().await?, self.backend, &[new], issued_at).await
     }
     /// Stores issued certificates (one statement).
     pub async fn insert_certificates(
@@ -1320,15 +1382,15 @@ impl WriteTx {
         certs: &[NewCertificate<'_>],
         issued_at: i64,
     ) -> Result<(), StoreError> {
-        queries::insert_certificates(&mut self.tx, self.backend, certs, issued_at).await
+        queries::insert_certificates(self.tx.conn().await?, self.backend, certs, issued_at).await
     }
     /// The current certificate of a certname.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
-        queries::current_certificate(&mut *self.tx, certname).await
+        queries::current_certificate(self.tx.conn().await?, certname).await
     }
     /// Serials of a certname's certificates that are neither cleaned, revoked nor expired at `now`.
     pub async fn revocable_serials(&mut self, certname: &str, now: i64) -> Result<Vec<u64>, StoreError> {
-        queries::revocable_serials(&mut self.tx, certname, now).await
+        queries::revocable_serials(self.tx.conn().await?, certname, now).await
     }
     /// Records a revocation; false when the serial was already revoked.
     pub async fn revoke(
@@ -1338,27 +1400,27 @@ impl WriteTx {
         at: i64,
         reason: i64,
     ) -> Result<bool, StoreError> {
-        queries::revoke(&mut self.tx, serial, certname, at, reason).await
+        queries::revoke(self.tx.conn().await?, serial, certname, at, reason).await
     }
     /// Marks every certificate of a certname cleaned; returns how many.
     pub async fn clean_certificates(&mut self, certname: &str, at: i64) -> Result<u64, StoreError> {
-        queries::clean_certificates(&mut self.tx, certname, at).await
+        queries::clean_certificates(self.tx.conn().await?, certname, at).await
     }
     /// Every revocation, by serial.
     pub async fn revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
-        queries::revocations(&mut self.tx).await
+        queries::revocations(self.tx.conn().await?).await
     }
     /// Revoked serials whose certificates expired before `now`.
     pub async fn expired_revocations(&mut self, now: i64) -> Result<Vec<u64>, StoreError> {
-        queries::expired_revocations(&mut self.tx, now).await
+        queries::expired_revocations(self.tx.conn().await?, now).await
     }
     /// Removes a revocation (prune: its certificate has expired).
     pub async fn delete_revocation(&mut self, serial: u64) -> Result<(), StoreError> {
-        queries::delete_revocation(&mut self.tx, serial).await
+        queries::delete_revocation(self.tx.conn().await?, serial).await
     }
     /// Replaces the CRL of the parent at `position` (1 = direct parent).
     pub async fn set_parent_crl(&mut self, position: u32, der: &[u8]) -> Result<(), StoreError> {
-        queries::set_parent_crl(&mut self.tx, position, der).await?;
+        queries::set_parent_crl(self.tx.conn().await?, position, der).await?;
         self.notify_crl_change().await
     }
     /// Tells the other processes on the database, at commit, that the CRLs changed: on PostgreSQL
@@ -1369,106 +1431,106 @@ impl WriteTx {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CRL_CHANNEL)
-                .execute(&mut *self.tx)
+                .execute(self.tx.conn().await?)
                 .await?;
         }
         Ok(())
     }
     /// The infrastructure nodes' certnames.
     pub async fn infra_nodes(&mut self) -> Result<Vec<String>, StoreError> {
-        queries::infra_nodes(&mut *self.tx).await
+        queries::infra_nodes(self.tx.conn().await?).await
     }
     /// Adds (`add`) or removes an infrastructure node; whether anything changed.
     pub async fn set_infra_node(&mut self, certname: &str, add: bool) -> Result<bool, StoreError> {
-        queries::set_infra_node(&mut self.tx, certname, add).await
+        queries::set_infra_node(self.tx.conn().await?, certname, add).await
     }
     /// The revocations of infrastructure nodes' certificates.
     pub async fn infra_revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
-        queries::infra_revocations(&mut self.tx).await
+        queries::infra_revocations(self.tx.conn().await?).await
     }
     /// Whether any of these (revoked) serials is an infrastructure node's.
     pub async fn any_infra_serial(&mut self, serials: &[u64]) -> Result<bool, StoreError> {
-        queries::any_infra_serial(&mut self.tx, serials).await
+        queries::any_infra_serial(self.tx.conn().await?, serials).await
     }
     /// The infrastructure CRL.
     pub async fn infra_crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
-        queries::infra_crl(&mut *self.tx).await
+        queries::infra_crl(self.tx.conn().await?).await
     }
     /// Replaces the infrastructure CRL (readers reload the served chain).
     pub async fn store_infra_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
-        queries::store_infra_crl(&mut self.tx, row).await?;
+        queries::store_infra_crl(self.tx.conn().await?, row).await?;
         self.notify_crl_change().await
     }
     /// The parents' CRLs.
     pub async fn parent_crls(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
-        queries::parent_crls(&mut *self.tx).await
+        queries::parent_crls(self.tx.conn().await?).await
     }
     /// Sets the serial counter (the next serial to issue; import) — never lowers it.
     pub async fn raise_next_serial(&mut self, next: u64) -> Result<(), StoreError> {
-        let current = queries::counter(&mut *self.tx, "serial").await?;
+        let current = queries::counter(self.tx.conn().await?, "serial").await?;
         if next > current {
-            queries::set_counter(&mut self.tx, "serial", queries::to_i64(next)?).await?;
+            queries::set_counter(self.tx.conn().await?, "serial", queries::to_i64(next)?).await?;
         }
         Ok(())
     }
     /// Sets the number of the current CRL (import) — never lowers it.
     pub async fn raise_crl_number(&mut self, number: u64) -> Result<(), StoreError> {
         let current: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.tx.conn().await?)
             .await?;
         let n = queries::to_i64(number)?;
         if n > current {
-            queries::set_counter(&mut self.tx, "crl_number", n).await?;
+            queries::set_counter(self.tx.conn().await?, "crl_number", n).await?;
             self.notify_crl_change().await?;
         }
         Ok(())
     }
     /// Keeps an imported inventory line (a certificate we hold no copy of).
     pub async fn insert_inventory_line(&mut self, serial: u64, line: &str) -> Result<(), StoreError> {
-        queries::insert_inventory_line(&mut self.tx, serial, line).await
+        queries::insert_inventory_line(self.tx.conn().await?, serial, line).await
     }
     /// Who `serial` was issued to: a stored certificate's certname, else an imported inventory line.
     pub async fn serial_owner(
         &mut self,
         serial: u64,
     ) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::serial_owner(&mut self.tx, serial).await
+        queries::serial_owner(self.tx.conn().await?, serial).await
     }
     /// Whether `serial` is revoked.
     pub async fn is_revoked(&mut self, serial: u64) -> Result<bool, StoreError> {
-        queries::is_revoked(&mut self.tx, serial).await
+        queries::is_revoked(self.tx.conn().await?, serial).await
     }
     /// The next serial to issue, as this transaction sees it.
     pub async fn peek_serial(&mut self) -> Result<u64, StoreError> {
-        queries::counter(&mut *self.tx, "serial").await
+        queries::counter(self.tx.conn().await?, "serial").await
     }
     /// Whether a certificate with this serial is stored.
     pub async fn certificate_exists(&mut self, serial: u64) -> Result<bool, StoreError> {
-        queries::certificate_exists(&mut self.tx, serial).await
+        queries::certificate_exists(self.tx.conn().await?, serial).await
     }
     /// The CA chain PEM and key id.
     pub async fn ca(&mut self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        queries::ca(&mut *self.tx).await
+        queries::ca(self.tx.conn().await?).await
     }
     /// The stored CRL's number, nextUpdate and the relying parties' CRL's nextUpdate, without reading
     /// its entries.
     pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64, Option<i64>)>, StoreError> {
-        Ok(queries::crl_meta(&mut self.tx)
+        Ok(queries::crl_meta(self.tx.conn().await?)
             .await?
             .map(|m| (m.row.number, m.row.next_update, m.row.relying_next_update)))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
-        queries::crl_number(&mut *self.tx).await
+        queries::crl_number(self.tx.conn().await?).await
     }
     /// What changed in the stored CRL since CRL `held` (see [`Store::crl_since`]).
     pub async fn crl_since(&mut self, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
-        crl_since(&mut self.tx, held).await
+        crl_since(self.tx.conn().await?, held).await
     }
     /// Replaces the current CRL with a newer one: stores only what it appends to the stored one when
     /// `layout` says it does (see [`CrlLayout`]).
     pub async fn store_crl(&mut self, row: &CrlRow, layout: &CrlLayout) -> Result<(), StoreError> {
-        queries::store_crl(&mut self.tx, row, layout).await
+        queries::store_crl(self.tx.conn().await?, row, layout).await
     }
     /// Appends an audit row (sealed, when the CA key is loaded).
     pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
@@ -1481,7 +1543,7 @@ impl WriteTx {
         }
         let prev = self.audit_head().await?;
         self.head = queries::audit(
-            &mut self.tx,
+            self.tx.conn().await?,
             self.backend,
             recs,
             self.seal.as_deref(),
@@ -1499,7 +1561,7 @@ impl WriteTx {
         let Some(head) = self.head_file_unchecked() else {
             return Ok(prev);
         };
-        let ends = queries::audit_ends(&mut self.tx, head_named(&head)).await?;
+        let ends = queries::audit_ends(self.tx.conn().await?, head_named(&head)).await?;
         self.check_head_file(head, &ends);
         Ok(prev.or(ends.last))
     }
@@ -1528,7 +1590,8 @@ impl WriteTx {
         audits: usize,
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
         let (head, named, ids) = self.before_audit(audits);
-        let (requests, ends) = queries::requests_and_audit_ends(&mut self.tx, certnames, named, ids).await?;
+        let (begin, c) = self.tx.begin_in_statement()?;
+        let (requests, ends) = queries::requests_and_audit_ends(c, begin, certnames, named, ids).await?;
         self.audit_ends_read(head, ends);
         Ok(requests)
     }
@@ -1541,7 +1604,8 @@ impl WriteTx {
         audits: usize,
     ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
         let (head, named, ids) = self.before_audit(audits);
-        let (states, ends) = queries::name_states_and_audit_ends(&mut self.tx, certnames, named, ids).await?;
+        let (begin, c) = self.tx.begin_in_statement()?;
+        let (states, ends) = queries::name_states_and_audit_ends(c, begin, certnames, named, ids).await?;
         self.audit_ends_read(head, ends);
         Ok(states)
     }
@@ -1570,10 +1634,11 @@ impl WriteTx {
         self.audit_ids.extend(ends.ids);
     }
 
-    /// A signing round's writes in one round trip: stores `certs`, removes the pending requests
-    /// `taken`, appends `audits` and reserves `reserve` consecutive serials (returned).
-    pub async fn store_round(
-        &mut self,
+    /// A signing round's writes in one round trip, then the commit: stores `certs`, removes the
+    /// pending requests `taken`, appends `audits` and reserves `reserve` consecutive serials
+    /// (returned). On SQLite the `COMMIT` goes in the same round trip as the writes.
+    pub async fn store_round_and_commit(
+        mut self,
         certs: &[NewCertificate<'_>],
         issued_at: i64,
         taken: &[&str],
@@ -1586,10 +1651,11 @@ impl WriteTx {
         w.delete_requests(taken)?;
         w.audit(&rows)?;
         w.reserve_serials(reserve)?;
-        let end = w.run(&mut self.tx, self.backend).await?;
+        let (end, sent) = self.run_last(w).await?;
         if !audits.is_empty() {
             self.head = last;
         }
+        self.finish(sent).await?;
         match end {
             Some(end) => {
                 let end = queries::to_u64(end, "serial")?;
@@ -1599,10 +1665,11 @@ impl WriteTx {
         }
     }
 
-    /// Certificate requests' writes in one round trip: stores `rows` (like
-    /// [`WriteTx::put_requests`]) and appends `audits`.
-    pub async fn store_requests(
-        &mut self,
+    /// Certificate requests' writes in one round trip, then the commit: stores `rows` (like
+    /// [`WriteTx::put_requests`]) and appends `audits`. On SQLite the `COMMIT` goes in the same
+    /// round trip as the writes.
+    pub async fn store_requests_and_commit(
+        mut self,
         rows: &[NewRequest<'_>],
         now: i64,
         replace: bool,
@@ -1612,11 +1679,23 @@ impl WriteTx {
         let mut w = queries::Writes::default();
         w.requests(rows, now, replace)?;
         w.audit(&inserts)?;
-        w.run(&mut self.tx, self.backend).await?;
+        let (_, sent) = self.run_last(w).await?;
         if !audits.is_empty() {
             self.head = last;
         }
-        Ok(())
+        self.finish(sent).await
+    }
+
+    /// Runs the transaction's last writes, with its `COMMIT` when the connection takes it in the
+    /// same round trip (see [`Tx::commit_after`]); the writes' answer and whether the `COMMIT` went
+    /// with them.
+    async fn run_last(&mut self, w: queries::Writes<'_>) -> Result<(Option<i64>, bool), StoreError> {
+        if w.is_empty() {
+            return Ok((None, false));
+        }
+        let after = self.tx.commit_after();
+        let end = w.run(self.tx.conn().await?, self.backend, after).await?;
+        Ok((end, !after.is_empty()))
     }
 
     /// The rows that append `audits` to the chain (ids, hashes, seals), and the chain's new end;
@@ -1630,7 +1709,7 @@ impl WriteTx {
         }
         let prev = self.audit_head().await?;
         queries::audit_inserts(
-            &mut self.tx,
+            self.tx.conn().await?,
             self.backend,
             audits,
             self.seal.as_deref(),
@@ -1858,7 +1937,7 @@ impl Store {
     pub async fn copy_into(&self, dest: &Store) -> Result<CopyReport, StoreError> {
         use sqlx::Row;
         let mut out = dest.write().await?;
-        if queries::ca(&mut *out.tx).await?.is_some() {
+        if queries::ca(out.tx.conn().await?).await?.is_some() {
             return Err(StoreError::Duplicate("a CA in the destination database".into()));
         }
         // The source's write lock: no writer changes it while it is read (and the read is one snapshot).
@@ -1886,7 +1965,7 @@ impl Store {
                         Col::OptBlob => q.bind(row.try_get::<Option<Vec<u8>>, _>(i)?),
                     };
                 }
-                q.execute(&mut *out.tx).await?;
+                q.execute(out.tx.conn().await?).await?;
             }
             report.tables.push((table, rows.len() as u64));
         }
@@ -1895,10 +1974,10 @@ impl Store {
             sqlx::query(
                 "SELECT setval(pg_get_serial_sequence('audit', 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)",
             )
-            .execute(&mut *out.tx)
+            .execute(out.tx.conn().await?)
             .await?;
         }
-        out.tx.commit().await?;
+        out.commit().await?;
         src.rollback().await?;
         Ok(report)
     }

@@ -545,7 +545,7 @@ pub(super) async fn put_requests(
 ) -> Result<(), StoreError> {
     let mut w = Writes::default();
     w.requests(rows, now, replace)?;
-    w.run(c, backend).await.map(|_| ())
+    w.run(c, backend, "").await.map(|_| ())
 }
 
 /// Removes the pending requests of `certnames` in one statement; how many there were.
@@ -650,7 +650,7 @@ pub(super) async fn insert_certificates(
 ) -> Result<(), StoreError> {
     let mut w = Writes::default();
     w.certificates(certs, issued_at)?;
-    w.run(c, backend).await?;
+    w.run(c, backend, "").await?;
     Ok(())
 }
 
@@ -1376,7 +1376,7 @@ pub(super) async fn audit(
     let (rows, last) = audit_inserts(c, backend, recs, seal, prev, ids).await?;
     let mut w = Writes::default();
     w.audit(&rows)?;
-    w.run(c, backend).await?;
+    w.run(c, backend, "").await?;
     Ok(last)
 }
 
@@ -1580,6 +1580,11 @@ impl<'q> Writes<'q> {
         Ok(())
     }
 
+    /// Whether there is nothing to write.
+    pub(super) fn is_empty(&self) -> bool {
+        self.statements.is_empty() && self.reserve.is_none()
+    }
+
     /// Reserves `n` consecutive serials (answered by [`Writes::run`]).
     pub(super) fn reserve_serials(&mut self, n: u64) -> Result<(), StoreError> {
         if n == 0 {
@@ -1592,11 +1597,13 @@ impl<'q> Writes<'q> {
         self.bind(to_i64(n)?)
     }
 
-    /// Sends the writes in one round trip; the counter's new value when serials were reserved.
+    /// Sends the writes in one round trip, followed by `after` (SQLite: the transaction's `COMMIT`,
+    /// see [`super::kept`], or nothing); the counter's new value when serials were reserved.
     pub(super) async fn run(
         self,
         c: &mut AnyConnection,
         backend: super::Backend,
+        after: &str,
     ) -> Result<Option<i64>, StoreError> {
         let Writes {
             mut statements,
@@ -1612,11 +1619,15 @@ impl<'q> Writes<'q> {
             return Ok(None);
         };
         let sql = match backend {
-            super::Backend::Sqlite => statements
-                .into_iter()
-                .chain([main])
-                .collect::<Vec<_>>()
-                .join("; "),
+            super::Backend::Sqlite => {
+                let mut sql = statements
+                    .into_iter()
+                    .chain([main])
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                sql.push_str(after);
+                sql
+            }
             super::Backend::Postgres if statements.is_empty() => main,
             super::Backend::Postgres => {
                 let with: Vec<String> = statements
@@ -1670,14 +1681,16 @@ pub(super) struct AuditEnds {
 /// The hash of audit record `named` (when given and held) and the last record (id, hash), in one
 /// look-up.
 pub(super) async fn audit_ends(c: &mut AnyConnection, named: Option<i64>) -> Result<AuditEnds, StoreError> {
-    Ok(requests_and_audit_ends(c, &[], named, 0).await?.1)
+    Ok(requests_and_audit_ends(c, "", &[], named, 0).await?.1)
 }
 
 /// The pending requests of `certnames`, with the audit log's ends (see [`audit_ends`]) and, on
 /// PostgreSQL, `ids` ids drawn from its sequence: one statement where a write transaction that
-/// reads requests and then appends audit rows would send three.
+/// reads requests and then appends audit rows would send three. `begin`: sent before it in the same
+/// round trip (SQLite: the transaction's `BEGIN`, see [`super::kept`], or nothing).
 pub(super) async fn requests_and_audit_ends(
     c: &mut AnyConnection,
+    begin: &str,
     certnames: &[&str],
     named: Option<i64>,
     ids: usize,
@@ -1690,7 +1703,7 @@ pub(super) async fn requests_and_audit_ends(
         list(certnames.len(), 2)
     );
     let mut requests = std::collections::HashMap::new();
-    let ends = names_and_audit_ends(c, vec![branch], certnames, named, ids, |r| {
+    let ends = names_and_audit_ends(c, begin, vec![branch], certnames, named, ids, |r| {
         let row = RequestRow {
             certname: r.try_get(1)?,
             csr_der: r.try_get(2)?,
@@ -1707,6 +1720,7 @@ pub(super) async fn requests_and_audit_ends(
 /// PostgreSQL, `ids` ids drawn from its sequence (see [`requests_and_audit_ends`]): one statement.
 pub(super) async fn name_states_and_audit_ends(
     c: &mut AnyConnection,
+    begin: &str,
     certnames: &[&str],
     named: Option<i64>,
     ids: usize,
@@ -1727,7 +1741,7 @@ pub(super) async fn name_states_and_audit_ends(
         ),
     ];
     let mut out = std::collections::HashMap::new();
-    let ends = names_and_audit_ends(c, branches, certnames, named, ids, |r| {
+    let ends = names_and_audit_ends(c, begin, branches, certnames, named, ids, |r| {
         name_state(&mut out, r.try_get(1)?, r.try_get(2)?);
         Ok(())
     })
@@ -1754,6 +1768,7 @@ fn name_state(out: &mut std::collections::HashMap<String, &'static str>, name: S
 /// it needs, the audit rows with the id fourth and the hash fifth. Names empty: only the audit part.
 async fn names_and_audit_ends(
     c: &mut AnyConnection,
+    begin: &str,
     name_branches: Vec<String>,
     certnames: &[&str],
     named: Option<i64>,
@@ -1785,7 +1800,7 @@ async fn names_and_audit_ends(
              FROM generate_series(1, {ids})"
         ));
     }
-    let sql = branches.join(" UNION ALL ");
+    let sql = format!("{begin}{}", branches.join(" UNION ALL "));
     let mut ends = AuditEnds {
         named_hash: None,
         last: None,

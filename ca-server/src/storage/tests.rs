@@ -154,3 +154,69 @@ fn the_audit_log_names_the_first_record_changed_removed_or_sealed_by_another_key
         s.close().await;
     });
 }
+
+/// One submission's transaction as the request writer runs it: the read that begins it (on SQLite
+/// with the `BEGIN` in the same round trip), then the writes that end it (with the `COMMIT`).
+async fn submit(s: &Store, name: &str, csr: &[u8], replace: bool) -> Result<(), StoreError> {
+    let mut tx = s.write().await?;
+    tx.name_states_before_audit(&[name], 1).await?;
+    let row = NewRequest {
+        certname: name,
+        csr_der: csr,
+        status_json: "{}",
+        by: "t",
+    };
+    let audit = [AuditRecord::ok(100, "t", "submit").on(name)];
+    tx.store_requests_and_commit(&[row], 100, replace, &audit).await
+}
+
+fn audit_records(v: &AuditVerdict) -> u64 {
+    match v {
+        AuditVerdict::Intact {
+            records, head_file, ..
+        } => {
+            assert!(head_file, "the head file follows the commits");
+            *records
+        }
+        other => panic!("not intact: {other:?}"),
+    }
+}
+
+#[test]
+fn a_transaction_begun_with_its_read_and_committed_with_its_writes_is_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(async {
+        let s = store(tmp.path(), 1).await;
+        submit(&s, "a", b"csr-a", false).await.unwrap();
+        assert_eq!(s.request("a").await.unwrap().unwrap().csr_der, b"csr-a");
+        assert_eq!(audit_records(&s.verify_audit().await.unwrap()), 1);
+
+        // Dropped after the read that began it: rolled back, and the next transaction begins.
+        let mut tx = s.write().await.unwrap();
+        tx.name_states_before_audit(&["b"], 1).await.unwrap();
+        drop(tx);
+        // Its last write fails (a second request for "a"): nothing of it stays, the audit row neither.
+        let twice = submit(&s, "a", b"csr-a2", false).await;
+        assert!(matches!(twice, Err(StoreError::Duplicate(_))), "{twice:?}");
+        assert_eq!(s.request("a").await.unwrap().unwrap().csr_der, b"csr-a");
+        assert_eq!(audit_records(&s.verify_audit().await.unwrap()), 1);
+
+        // The same connection goes on, and another process (the CLI) can write at once: no
+        // transaction was left open holding the database's write lock.
+        submit(&s, "b", b"csr-b", false).await.unwrap();
+        let cli = store(tmp.path(), 1).await;
+        let other = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            submit(&cli, "c", b"csr-c", false),
+        )
+        .await
+        .expect("the write lock is free");
+        other.unwrap();
+        cli.close().await;
+        submit(&s, "a", b"csr-a3", true).await.unwrap();
+        assert_eq!(s.request("a").await.unwrap().unwrap().csr_der, b"csr-a3");
+        assert!(s.request("c").await.unwrap().is_some());
+        assert_eq!(audit_records(&s.verify_audit().await.unwrap()), 4);
+        s.close().await;
+    });
+}
