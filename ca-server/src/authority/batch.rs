@@ -406,8 +406,9 @@ impl Authority {
         };
         let now = self.now();
         // Four round trips per round on PostgreSQL, whatever its size (each a wake-up of another
-        // process): the begin, the reads, the writes and the commit. Two on SQLite (each a wake-up
-        // of the connection's thread): the begin goes with the reads, the commit with the writes.
+        // process): the begin, the reads, the writes and the commit. On SQLite (each a wake-up of
+        // the connection's thread) the begin goes with the reads, and the commit with the writes
+        // unless they reserve serials (whose answer must be read before the commit): two or three.
         // Every item is still in `round`, so a failure answers each one with the error.
         let mut pending = {
             let ok = round.signed.iter().filter(|(_, made)| made.is_ok());

@@ -7,8 +7,8 @@
 //! write took five: `BEGIN IMMEDIATE`, the read, the write, `COMMIT`, and the ping sqlx sends to every
 //! connection returned to its pool. Here the connection never goes back to a pool, the `BEGIN` goes
 //! with the transaction's first statement when that statement can carry it
-//! ([`KeptTx::begin_in_statement`]) and the `COMMIT` with its last write
-//! ([`KeptTx::commit_in_statement`]): two round trips for the same transaction.
+//! ([`KeptTx::begin_in_statement`]) and the `COMMIT` with its last write when that write answers
+//! nothing ([`COMMIT_AFTER`]): two round trips for the same transaction.
 //!
 //! A transaction dropped without a commit is rolled back by a task that keeps the writers' turn
 //! (and the cross-process writer lock) until the `ROLLBACK` is done; without a runtime to run it,

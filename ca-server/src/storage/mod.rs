@@ -1687,13 +1687,15 @@ impl WriteTx {
     }
 
     /// Runs the transaction's last writes, with its `COMMIT` when the connection takes it in the
-    /// same round trip (see [`Tx::commit_after`]); the writes' answer and whether the `COMMIT` went
-    /// with them.
+    /// same round trip (see [`Tx::commit_after`]) and the writes answer nothing; the writes' answer
+    /// and whether the `COMMIT` went with them. Writes that answer (serials reserved) commit apart:
+    /// an answer that could not be read after a `COMMIT` sent with it would be an error about a
+    /// transaction that committed.
     async fn run_last(&mut self, w: queries::Writes<'_>) -> Result<(Option<i64>, bool), StoreError> {
         if w.is_empty() {
             return Ok((None, false));
         }
-        let after = self.tx.commit_after();
+        let after = if w.answers() { "" } else { self.tx.commit_after() };
         let end = w.run(self.tx.conn().await?, self.backend, after).await?;
         Ok((end, !after.is_empty()))
     }

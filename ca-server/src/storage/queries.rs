@@ -1585,6 +1585,11 @@ impl<'q> Writes<'q> {
         self.statements.is_empty() && self.reserve.is_none()
     }
 
+    /// Whether the writes answer something ([`Writes::run`]'s counter value).
+    pub(super) fn answers(&self) -> bool {
+        self.reserve.is_some()
+    }
+
     /// Reserves `n` consecutive serials (answered by [`Writes::run`]).
     pub(super) fn reserve_serials(&mut self, n: u64) -> Result<(), StoreError> {
         if n == 0 {
