@@ -216,19 +216,17 @@ impl Drop for KeptTx {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    // "No transaction is active" when a failed statement or COMMIT ended it already.
-                    match conn.execute("ROLLBACK").await {
-                        Ok(_) => kept.put(conn),
-                        Err(sqlx::Error::Database(e)) => {
-                            // SQLite answered: the connection is sound. Should a transaction still
-                            // be open, the next `BEGIN` fails, and its own rollback ends both.
-                            tracing::debug!(error = %e, "write transaction: rollback");
-                            kept.put(conn);
+                    if let Err(e) = conn.execute("ROLLBACK").await {
+                        // Most often "no transaction is active": a failed `BEGIN` or `COMMIT` ended
+                        // it already. Whatever the cause, a closed connection holds no transaction
+                        // (and no write lock); the next transaction opens another.
+                        tracing::debug!(error = %crate::error::Chain(&e), "write transaction: rollback; the connection is closed");
+                        if let Err(e) = conn.close().await {
+                            tracing::debug!(error = %crate::error::Chain(&e), "write transaction: closing the connection");
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %crate::error::Chain(&e), "write transaction: rollback failed; the connection is closed");
-                            *kept.slot() = Slot::Closed;
-                        }
+                        *kept.slot() = Slot::Closed;
+                    } else {
+                        kept.put(conn);
                     }
                     drop(queued);
                 });
