@@ -109,7 +109,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
             .on("none.example.test")
             .detail("no request"),
     ];
-    let mut tx = store.write().await.unwrap();
+    let mut tx = store.write_batch().await.unwrap();
     let names = [
         "round-a.example.test",
         "round-b.example.test",
@@ -135,6 +135,15 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         .unwrap();
     assert_eq!((cert.serial, cert.der), (102, vec![4, 5, 6]));
     assert_eq!(store.peek_serial().await.unwrap(), 105);
+    // The next round sees it (its policy checks read a name's current certificate).
+    let mut tx = store.write_batch().await.unwrap();
+    let seen = tx
+        .current_certificate("round-a.example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((seen.serial, seen.der, seen.revoked), (102, vec![4, 5, 6], None));
+    drop(tx);
     // A serial stored twice is refused, and the whole round with it.
     let again = cert_row(102, "round-b.example.test", vec![4, 5, 6]);
     let dup = [NewCertificate {
@@ -142,7 +151,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
         status_json: "{}",
         by: "test",
     }];
-    let mut tx = store.write().await.unwrap();
+    let mut tx = store.write_batch().await.unwrap();
     tx.requests_named_before_audit(&["round-b.example.test"], 1)
         .await
         .unwrap();
@@ -163,7 +172,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     audit_intact(&store, 102, "after a signing round").await;
     // Certificate requests as a submission stores them: what their names hold, read with the audit
     // log's ends; the requests and their audit rows written in one round trip.
-    let mut tx = store.write().await.unwrap();
+    let mut tx = store.write_batch().await.unwrap();
     let held = tx
         .name_states_before_audit(
             &[
@@ -196,7 +205,7 @@ async fn contract(open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<O
     let stored = store.request("new-a.example.test").await.unwrap().unwrap();
     assert_eq!((stored.csr_der, stored.submitted_at), (b"new-a".to_vec(), 303));
     // The same name again without replacing: refused, and nothing of the transaction kept.
-    let mut tx = store.write().await.unwrap();
+    let mut tx = store.write_batch().await.unwrap();
     tx.name_states_before_audit(&[], 1).await.unwrap();
     let again = tx
         .store_requests_and_commit(&rows, 304, false, &submitted[..1])

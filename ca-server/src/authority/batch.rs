@@ -400,9 +400,9 @@ impl Authority {
         // Its refusals, which are answered, are audited in a durable transaction of their own.
         let durable = !round.signed.is_empty() || !round.refusals.is_empty();
         let mut tx = if durable {
-            self.store.write().await?
+            self.store.write_batch().await?
         } else {
-            self.store.write_unsynced().await?
+            self.store.write_batch_unsynced().await?
         };
         let now = self.now();
         // Four round trips per round on PostgreSQL, whatever its size (each a wake-up of another

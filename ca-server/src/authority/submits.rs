@@ -128,7 +128,7 @@ impl Authority {
         &self,
         items: Vec<(String, String, Result<Csr, AuthorityError>)>,
     ) -> Result<Vec<Result<Csr, AuthorityError>>, AuthorityError> {
-        let mut tx = self.store.write().await?;
+        let mut tx = self.store.write_batch().await?;
         let duplicates_allowed = self.settings().allow_duplicate_certs;
         let mut held = {
             let names: Vec<&str> = if duplicates_allowed {

@@ -7,13 +7,17 @@
 //!   takes the CA's global write lock, a transaction-scoped advisory lock, which dies with the
 //!   connection of a crashed writer.
 //!
+//! The batched writers' transactions (CSR submission groups, signing rounds) run on SQLite on a
+//! connection driven directly from their thread instead (see [`direct`], [`Store::write_batch`]),
+//! with the same statement text and the same lock.
+//!
 //! Either way, writers are serialized by one explicit lock: the invariants that need a single writer
 //! (serial allocation, CRL numbering and its append base, the audit chain head, the duplicate-request
 //! check) hold with several processes and replicas.
 
 pub mod crl_mark;
+mod direct;
 mod failover;
-mod kept;
 pub mod pg_hosts;
 mod queries;
 mod seal;
@@ -81,6 +85,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error")]
     Db(#[from] sqlx::Error),
+    /// A database error on a direct SQLite connection (see [`direct`]).
+    #[error("database error")]
+    Direct(#[from] rusqlite::Error),
     /// A file the store writes (a backup) cannot be written where asked.
     #[error("{0}")]
     File(String),
@@ -197,13 +204,14 @@ pub struct Store {
     pool: AnyPool,
     /// PostgreSQL: the write transactions' pool.
     writer: Option<AnyPool>,
-    /// SQLite: the one connection durable write transactions use, kept out of any pool (see
-    /// [`kept`]). Always the same connection, so its page cache stays valid from one transaction to
-    /// the next (a connection whose cache another connection's commit made stale reads its pages
-    /// again).
-    kept: Option<Arc<kept::Kept>>,
-    /// SQLite: one kept connection with `synchronous = NORMAL`, for [`Store::write_unsynced`].
-    kept_unsynced: Option<Arc<kept::Kept>>,
+    /// SQLite: the one connection the batched writers' durable transactions use, driven directly
+    /// (see [`direct`]). Always the same connection, so its page cache stays valid from one
+    /// transaction to the next (a connection whose cache another connection's commit made stale
+    /// reads its pages again).
+    direct: Option<Arc<direct::Direct>>,
+    /// SQLite: one direct connection with `synchronous = NORMAL`, for
+    /// [`Store::write_batch_unsynced`].
+    direct_unsynced: Option<Arc<direct::Direct>>,
     backend: Backend,
     /// PostgreSQL: the server list and which one the pool uses (followed on failover).
     failover: Option<Arc<failover::Failover>>,
@@ -399,13 +407,13 @@ impl Store {
         SQLITE_MIGRATOR.run(&pool).await?;
         // Opened when first used, kept for good (no idle or age limit): reopened only after an error
         // or by `reopen_write_connections`.
-        let kept = kept::Kept::new(
-            opts.clone(),
+        let direct = direct::Direct::new(
+            path.to_path_buf(),
             "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
         );
-        let kept_unsynced = kept::Kept::new(
-            opts,
+        let direct_unsynced = direct::Direct::new(
+            path.to_path_buf(),
             "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0",
         );
@@ -414,8 +422,8 @@ impl Store {
         Ok(Store {
             pool,
             writer: None,
-            kept: Some(kept),
-            kept_unsynced: Some(kept_unsynced),
+            direct: Some(direct),
+            direct_unsynced: Some(direct_unsynced),
             backend: Backend::Sqlite,
             failover: None,
             seal: None,
@@ -454,8 +462,8 @@ impl Store {
         Ok(Store {
             pool,
             writer: Some(writer),
-            kept: None,
-            kept_unsynced: None,
+            direct: None,
+            direct_unsynced: None,
             backend: Backend::Postgres,
             failover: Some(failover),
             seal: None,
@@ -512,20 +520,32 @@ impl Store {
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
-        self.write_on(self.kept.as_ref(), &PG_BEGIN_WRITE).await
+        self.write_on(None, &PG_BEGIN_WRITE).await
     }
 
-    /// A write transaction on `kept` (SQLite) when it is free, else on a pooled connection, begun
-    /// with `pg_begin` on PostgreSQL.
+    /// A write transaction for the batched writers (CSR submission groups, signing rounds): like
+    /// [`Store::write`], but on SQLite on a connection driven from the calling thread (see
+    /// [`direct`]), whose statements block that thread (the writers' thread is there for them).
+    /// Such a transaction runs only what those writers need: [`WriteTx::requests_named`],
+    /// [`WriteTx::requests_named_before_audit`], [`WriteTx::name_states_before_audit`],
+    /// [`WriteTx::current_certificate`], [`WriteTx::store_round_and_commit`],
+    /// [`WriteTx::store_requests_and_commit`] and [`WriteTx::commit`]; anything else answers
+    /// [`StoreError::Unsupported`].
+    pub async fn write_batch(&self) -> Result<WriteTx, StoreError> {
+        self.write_on(self.direct.as_ref(), &PG_BEGIN_WRITE).await
+    }
+
+    /// A write transaction on `direct` (SQLite) when given and free, else on a pooled connection,
+    /// begun with `pg_begin` on PostgreSQL.
     async fn write_on(
         &self,
-        kept: Option<&Arc<kept::Kept>>,
+        direct: Option<&Arc<direct::Direct>>,
         pg_begin: &'static str,
     ) -> Result<WriteTx, StoreError> {
         let queued = self.queue().await;
-        if let Some(kept) = kept {
-            if let Some(conn) = kept.take().await? {
-                return Ok(self.write_tx(Queued::default(), Tx::Kept(kept.transaction(conn, queued))));
+        if let Some(direct) = direct {
+            if let Some(tx) = direct.begin()? {
+                return Ok(self.write_tx(queued, Tx::Direct(tx)));
             }
         }
         let tx = self.begin_write_with(pg_begin).await?;
@@ -548,29 +568,25 @@ impl Store {
         }
     }
 
-    /// A write transaction (under the same global write lock) whose commit does not wait for the
-    /// disk: for changes that may be lost in a crash without losing anything handed out, and that a
-    /// later durable commit makes durable with it (SQLite's WAL and PostgreSQL's log are written in
-    /// order). The signing pipeline reserves serials in it: a certificate is answered only after the
-    /// durable commit that stores it.
-    pub async fn write_unsynced(&self) -> Result<WriteTx, StoreError> {
-        self.write_on(self.kept_unsynced.as_ref(), &PG_BEGIN_WRITE_UNSYNCED)
+    /// A batched writer's transaction (see [`Store::write_batch`]), under the same global write
+    /// lock, whose commit does not wait for the disk: for changes that may be lost in a crash
+    /// without losing anything handed out, and that a later durable commit makes durable with it
+    /// (SQLite's WAL and PostgreSQL's log are written in order). The signing pipeline reserves
+    /// serials in it: a certificate is answered only after the durable commit that stores it.
+    pub async fn write_batch_unsynced(&self) -> Result<WriteTx, StoreError> {
+        self.write_on(self.direct_unsynced.as_ref(), &PG_BEGIN_WRITE_UNSYNCED)
             .await
     }
 
     /// Closes the write connections and opens one again from the calling thread (in this process's
-    /// turn to write), which its writes then run with. SQLite: a connection's thread is started by
-    /// the thread that opens it and inherits its CPU placement: the writers' thread, kept on one
-    /// core, shares it with the threads of the connections it writes through (see
-    /// [`crate::priority`]). PostgreSQL: a connection's socket is watched by the runtime of the
-    /// thread that opens it: the writers' runtime is woken by PostgreSQL's answers itself.
+    /// turn to write), which its writes then run with. SQLite: the direct connections are closed,
+    /// and opened again by the next batched writer (they run on the thread that uses them).
+    /// PostgreSQL: a connection's socket is watched by the runtime of the thread that opens it:
+    /// the writers' runtime is woken by PostgreSQL's answers itself.
     pub async fn reopen_write_connections(&self) -> Result<(), StoreError> {
         let _turn = self.queue().await;
-        for kept in [&self.kept, &self.kept_unsynced].into_iter().flatten() {
-            kept.close().await?;
-            if let Some(conn) = kept.take().await? {
-                kept.put(conn);
-            }
+        for direct in [&self.direct, &self.direct_unsynced].into_iter().flatten() {
+            direct.close();
         }
         for pool in [&self.writer].into_iter().flatten() {
             // Each connection the pool has, waited for: one the last transaction released may still
@@ -678,10 +694,8 @@ impl Store {
 
     /// Closes the pool (flushes WAL on last connection).
     pub async fn close(&self) {
-        for k in [&self.kept, &self.kept_unsynced].into_iter().flatten() {
-            if let Err(e) = k.close().await {
-                tracing::debug!(error = %crate::error::Chain(&e), "closing a write connection");
-            }
+        for d in [&self.direct, &self.direct_unsynced].into_iter().flatten() {
+            d.close();
         }
         if let Some(p) = &self.writer {
             p.close().await;
@@ -1147,45 +1161,38 @@ struct Queued {
 
 /// A write transaction's connection.
 enum Tx {
-    /// sqlx's transaction on a pooled connection: PostgreSQL, and SQLite when the kept connection is
-    /// in another transaction (a writer that stopped waiting for its turn).
+    /// sqlx's transaction on a pooled connection: PostgreSQL, SQLite's transactions other than the
+    /// batched writers', and theirs when the direct connection is in another transaction (a writer
+    /// that stopped waiting for its turn).
     Pooled(Transaction<'static, Any>),
-    /// SQLite: the kept connection (see [`kept`]).
-    Kept(kept::KeptTx),
+    /// SQLite: a batched writer's transaction on a direct connection (see [`direct`]).
+    Direct(direct::DirectTx),
 }
 
 impl Tx {
-    /// The connection, the transaction begun on it.
-    async fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
+    /// sqlx's connection, the transaction begun on it: for all but the statements of the batched
+    /// writers' transactions (see [`Store::write_batch`]).
+    fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
         match self {
             Tx::Pooled(t) => Ok(&mut **t),
-            Tx::Kept(k) => k.conn().await,
+            Tx::Direct(_) => Err(StoreError::Unsupported(
+                "this write does not run in a batched writer's transaction".into(),
+            )),
         }
     }
 
-    /// What to send before a statement that can carry the transaction's `BEGIN`, and the
-    /// connection (see [`kept::KeptTx::begin_in_statement`]).
-    fn begin_in_statement(&mut self) -> Result<(&'static str, &mut sqlx::AnyConnection), StoreError> {
+    /// The connection, for the statements of the batched writers' transactions.
+    fn either(&mut self) -> Result<queries::Conn<'_>, StoreError> {
         match self {
-            Tx::Pooled(t) => Ok(("", &mut **t)),
-            Tx::Kept(k) => k.begin_in_statement(),
+            Tx::Pooled(t) => Ok(queries::Conn::Sqlx(t)),
+            Tx::Direct(d) => Ok(queries::Conn::Direct(d.conn()?)),
         }
     }
 
-    /// What to send after the transaction's last write so that it commits in the same round trip:
-    /// [`kept::COMMIT_AFTER`] on a kept connection, nothing otherwise.
-    fn commit_after(&self) -> &'static str {
-        match self {
-            Tx::Pooled(_) => "",
-            Tx::Kept(_) => kept::COMMIT_AFTER,
-        }
-    }
-
-    /// Commits; `sent`: the last statement carried [`Tx::commit_after`] and succeeded.
-    async fn commit(self, sent: bool) -> Result<(), StoreError> {
+    async fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Pooled(t) => t.commit().await.map_err(StoreError::from),
-            Tx::Kept(k) => k.commit(sent).await,
+            Tx::Direct(d) => d.commit(),
         }
     }
 }
@@ -1194,8 +1201,7 @@ impl Tx {
 pub struct WriteTx {
     tx: Tx,
     /// This process's turn to write and the writer lock (SQLite), released after `tx` commits or
-    /// rolls back (fields drop in declaration order, and `commit` moves `tx` out first). A kept
-    /// connection's transaction holds its own (see [`kept::KeptTx`]).
+    /// rolls back (fields drop in declaration order, and `commit` moves `tx` out first).
     _queued: Queued,
     seal: Option<Arc<AuditSeal>>,
     /// The last audit row appended in this transaction.
@@ -1221,13 +1227,7 @@ impl WriteTx {
     /// A commit that fails is not retried: its outcome may be unknown (the server died after it), and
     /// only an acknowledged change must never be lost.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.finish(false).await
-    }
-
-    /// [`WriteTx::commit`]; `sent`: the transaction's last statement carried the `COMMIT` (see
-    /// [`Tx::commit_after`]) and succeeded.
-    async fn finish(self, sent: bool) -> Result<(), StoreError> {
-        noted(self.failover.as_ref(), self.tx.commit(sent).await)?;
+        noted(self.failover.as_ref(), self.tx.commit().await)?;
         if let Some(c) = &self.commits {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -1243,11 +1243,11 @@ impl WriteTx {
     /// The chains of a key rollover: the next CA's (after `start`) and the previous CA's (after
     /// `switch`).
     pub async fn rollover_chains(&mut self) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::rollover_chains(self.tx.conn().await?).await
+        queries::rollover_chains(self.tx.conn()?).await
     }
     /// Publishes (or, with `None`, withdraws) the next CA's chain.
     pub async fn set_next_chain(&mut self, chain_pem: Option<&str>, now: i64) -> Result<(), StoreError> {
-        queries::set_next_chain(self.tx.conn().await?, chain_pem, now).await
+        queries::set_next_chain(self.tx.conn()?, chain_pem, now).await
     }
     /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one;
     /// `audit_key_wrap`: the audit log's sealing key wrapped for the next CA key.
@@ -1257,15 +1257,15 @@ impl WriteTx {
         audit_key_wrap: &[u8],
         now: i64,
     ) -> Result<(), StoreError> {
-        queries::switch_ca(self.tx.conn().await?, key_id, audit_key_wrap, now).await
+        queries::switch_ca(self.tx.conn()?, key_id, audit_key_wrap, now).await
     }
     /// Forgets the previous CA (the end of a rollover).
     pub async fn end_rollover(&mut self, now: i64) -> Result<(), StoreError> {
-        queries::end_rollover(self.tx.conn().await?, now).await
+        queries::end_rollover(self.tx.conn()?, now).await
     }
     /// Replaces the CA's chain (an extension: same key and subject), stored at `now`.
     pub async fn replace_ca_chain(&mut self, chain_pem: &str, now: i64) -> Result<(), StoreError> {
-        queries::replace_ca_chain(self.tx.conn().await?, chain_pem, now).await
+        queries::replace_ca_chain(self.tx.conn()?, chain_pem, now).await
     }
     /// Records the CA and its counters (setup and import).
     pub async fn init_ca(
@@ -1275,31 +1275,31 @@ impl WriteTx {
         first_serial: u64,
         now: i64,
     ) -> Result<(), StoreError> {
-        queries::init_ca(self.tx.conn().await?, chain_pem, key_id, first_serial, now).await
+        queries::init_ca(self.tx.conn()?, chain_pem, key_id, first_serial, now).await
     }
     /// Allocates `n` consecutive serials (the counter holds the next serial to issue).
     pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
         // One statement for the whole range: a row updated once per serial in one transaction slows
         // PostgreSQL down quadratically (every update adds a row version the next one walks).
-        let end = queries::bump_by(self.tx.conn().await?, "serial", queries::to_i64(n)?).await?;
+        let end = queries::bump_by(self.tx.conn()?, "serial", queries::to_i64(n)?).await?;
         let end = queries::to_u64(end, "serial")?;
         Ok(end - n..end)
     }
     /// The next serial (see [`WriteTx::reserve_serials`] for several).
     pub async fn next_serial(&mut self) -> Result<u64, StoreError> {
         // The counter holds the next serial to issue: hand out the value before the increment.
-        let next = queries::bump(self.tx.conn().await?, "serial").await?;
+        let next = queries::bump(self.tx.conn()?, "serial").await?;
         queries::to_u64(next - 1, "serial")
     }
     /// The `Last-Modified` of the CRL being signed: `at_least` (now, rounded up to the second) or one
     /// second after the previous CRL's, whichever is later.
     pub async fn next_crl_last_modified(&mut self, at_least: i64) -> Result<i64, StoreError> {
-        queries::next_crl_last_modified(self.tx.conn().await?, at_least).await
+        queries::next_crl_last_modified(self.tx.conn()?, at_least).await
     }
     /// Allocates the next CRL number.
     pub async fn next_crl_number(&mut self) -> Result<u64, StoreError> {
         // The counter holds the number of the last CRL (-1 before the first, so the first is 0).
-        let n = queries::bump(self.tx.conn().await?, "crl_number").await?;
+        let n = queries::bump(self.tx.conn()?, "crl_number").await?;
         self.notify_crl_change().await?;
         queries::to_u64(n, "crl number")
     }
@@ -1319,7 +1319,7 @@ impl WriteTx {
             status_json,
             by,
         };
-        queries::put_requests(self.tx.conn().await?, self.backend, &[row], now, replace).await
+        queries::put_requests(self.tx.conn()?, self.backend, &[row], now, replace).await
     }
     /// What each of `certnames` holds: `signed` or `revoked` (its current certificate), else
     /// `requested`; names holding nothing are left out.
@@ -1327,7 +1327,7 @@ impl WriteTx {
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
-        queries::name_states(self.tx.conn().await?, certnames).await
+        queries::name_states(self.tx.conn()?, certnames).await
     }
     /// Stores pending requests in one statement (each name once), replacing those stored for the
     /// same names when `replace`.
@@ -1337,33 +1337,32 @@ impl WriteTx {
         now: i64,
         replace: bool,
     ) -> Result<(), StoreError> {
-        queries::put_requests(self.tx.conn().await?, self.backend, rows, now, replace).await
+        queries::put_requests(self.tx.conn()?, self.backend, rows, now, replace).await
     }
     /// A pending request.
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
-        queries::request(self.tx.conn().await?, certname).await
+        queries::request(self.tx.conn()?, certname).await
     }
-    /// The pending requests of `certnames`, by name (one statement; on SQLite the transaction's
-    /// `BEGIN` with it when it is the first).
+    /// The pending requests of `certnames`, by name (one statement).
     pub async fn requests_named(
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
-        match self.tx.begin_in_statement()? {
-            ("", c) => queries::requests_named(c, certnames).await,
-            // The statement that carries a `BEGIN` (with the audit log's ends, unused here).
-            (begin, c) => Ok(queries::requests_and_audit_ends(c, begin, certnames, None, 0)
+        match &mut self.tx {
+            Tx::Pooled(t) => queries::requests_named(&mut **t, certnames).await,
+            // The same read as the one before audit rows (the audit log's ends unused here).
+            tx => Ok(queries::requests_and_audit_ends(tx.either()?, certnames, None, 0)
                 .await?
                 .0),
         }
     }
     /// Removes a pending request; false when there was none.
     pub async fn delete_request(&mut self, certname: &str) -> Result<bool, StoreError> {
-        Ok(queries::delete_requests(self.tx.conn().await?, &[certname]).await? > 0)
+        Ok(queries::delete_requests(self.tx.conn()?, &[certname]).await? > 0)
     }
     /// Removes the pending requests of `certnames` (one statement); how many there were.
     pub async fn delete_requests(&mut self, certnames: &[&str]) -> Result<u64, StoreError> {
-        queries::delete_requests(self.tx.conn().await?, certnames).await
+        queries::delete_requests(self.tx.conn()?, certnames).await
     }
     /// Stores an issued certificate.
     pub async fn insert_certificate(
@@ -1374,7 +1373,7 @@ impl WriteTx {
         by: &str,
     ) -> Result<(), StoreError> {
         let new = NewCertificate { row, status_json, by };
-        queries::insert_certificates(self.tx.conn().await?, self.backend, &[new], issued_at).await
+        queries::insert_certificates(self.tx.conn()?, self.backend, &[new], issued_at).await
     }
     /// Stores issued certificates (one statement).
     pub async fn insert_certificates(
@@ -1382,15 +1381,15 @@ impl WriteTx {
         certs: &[NewCertificate<'_>],
         issued_at: i64,
     ) -> Result<(), StoreError> {
-        queries::insert_certificates(self.tx.conn().await?, self.backend, certs, issued_at).await
+        queries::insert_certificates(self.tx.conn()?, self.backend, certs, issued_at).await
     }
     /// The current certificate of a certname.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
-        queries::current_certificate(self.tx.conn().await?, certname).await
+        queries::current_certificate_in(self.tx.either()?, certname).await
     }
     /// Serials of a certname's certificates that are neither cleaned, revoked nor expired at `now`.
     pub async fn revocable_serials(&mut self, certname: &str, now: i64) -> Result<Vec<u64>, StoreError> {
-        queries::revocable_serials(self.tx.conn().await?, certname, now).await
+        queries::revocable_serials(self.tx.conn()?, certname, now).await
     }
     /// Records a revocation; false when the serial was already revoked.
     pub async fn revoke(
@@ -1400,27 +1399,27 @@ impl WriteTx {
         at: i64,
         reason: i64,
     ) -> Result<bool, StoreError> {
-        queries::revoke(self.tx.conn().await?, serial, certname, at, reason).await
+        queries::revoke(self.tx.conn()?, serial, certname, at, reason).await
     }
     /// Marks every certificate of a certname cleaned; returns how many.
     pub async fn clean_certificates(&mut self, certname: &str, at: i64) -> Result<u64, StoreError> {
-        queries::clean_certificates(self.tx.conn().await?, certname, at).await
+        queries::clean_certificates(self.tx.conn()?, certname, at).await
     }
     /// Every revocation, by serial.
     pub async fn revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
-        queries::revocations(self.tx.conn().await?).await
+        queries::revocations(self.tx.conn()?).await
     }
     /// Revoked serials whose certificates expired before `now`.
     pub async fn expired_revocations(&mut self, now: i64) -> Result<Vec<u64>, StoreError> {
-        queries::expired_revocations(self.tx.conn().await?, now).await
+        queries::expired_revocations(self.tx.conn()?, now).await
     }
     /// Removes a revocation (prune: its certificate has expired).
     pub async fn delete_revocation(&mut self, serial: u64) -> Result<(), StoreError> {
-        queries::delete_revocation(self.tx.conn().await?, serial).await
+        queries::delete_revocation(self.tx.conn()?, serial).await
     }
     /// Replaces the CRL of the parent at `position` (1 = direct parent).
     pub async fn set_parent_crl(&mut self, position: u32, der: &[u8]) -> Result<(), StoreError> {
-        queries::set_parent_crl(self.tx.conn().await?, position, der).await?;
+        queries::set_parent_crl(self.tx.conn()?, position, der).await?;
         self.notify_crl_change().await
     }
     /// Tells the other processes on the database, at commit, that the CRLs changed: on PostgreSQL
@@ -1431,106 +1430,106 @@ impl WriteTx {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CRL_CHANNEL)
-                .execute(self.tx.conn().await?)
+                .execute(self.tx.conn()?)
                 .await?;
         }
         Ok(())
     }
     /// The infrastructure nodes' certnames.
     pub async fn infra_nodes(&mut self) -> Result<Vec<String>, StoreError> {
-        queries::infra_nodes(self.tx.conn().await?).await
+        queries::infra_nodes(self.tx.conn()?).await
     }
     /// Adds (`add`) or removes an infrastructure node; whether anything changed.
     pub async fn set_infra_node(&mut self, certname: &str, add: bool) -> Result<bool, StoreError> {
-        queries::set_infra_node(self.tx.conn().await?, certname, add).await
+        queries::set_infra_node(self.tx.conn()?, certname, add).await
     }
     /// The revocations of infrastructure nodes' certificates.
     pub async fn infra_revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
-        queries::infra_revocations(self.tx.conn().await?).await
+        queries::infra_revocations(self.tx.conn()?).await
     }
     /// Whether any of these (revoked) serials is an infrastructure node's.
     pub async fn any_infra_serial(&mut self, serials: &[u64]) -> Result<bool, StoreError> {
-        queries::any_infra_serial(self.tx.conn().await?, serials).await
+        queries::any_infra_serial(self.tx.conn()?, serials).await
     }
     /// The infrastructure CRL.
     pub async fn infra_crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
-        queries::infra_crl(self.tx.conn().await?).await
+        queries::infra_crl(self.tx.conn()?).await
     }
     /// Replaces the infrastructure CRL (readers reload the served chain).
     pub async fn store_infra_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
-        queries::store_infra_crl(self.tx.conn().await?, row).await?;
+        queries::store_infra_crl(self.tx.conn()?, row).await?;
         self.notify_crl_change().await
     }
     /// The parents' CRLs.
     pub async fn parent_crls(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
-        queries::parent_crls(self.tx.conn().await?).await
+        queries::parent_crls(self.tx.conn()?).await
     }
     /// Sets the serial counter (the next serial to issue; import) — never lowers it.
     pub async fn raise_next_serial(&mut self, next: u64) -> Result<(), StoreError> {
-        let current = queries::counter(self.tx.conn().await?, "serial").await?;
+        let current = queries::counter(self.tx.conn()?, "serial").await?;
         if next > current {
-            queries::set_counter(self.tx.conn().await?, "serial", queries::to_i64(next)?).await?;
+            queries::set_counter(self.tx.conn()?, "serial", queries::to_i64(next)?).await?;
         }
         Ok(())
     }
     /// Sets the number of the current CRL (import) — never lowers it.
     pub async fn raise_crl_number(&mut self, number: u64) -> Result<(), StoreError> {
         let current: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
-            .fetch_one(self.tx.conn().await?)
+            .fetch_one(self.tx.conn()?)
             .await?;
         let n = queries::to_i64(number)?;
         if n > current {
-            queries::set_counter(self.tx.conn().await?, "crl_number", n).await?;
+            queries::set_counter(self.tx.conn()?, "crl_number", n).await?;
             self.notify_crl_change().await?;
         }
         Ok(())
     }
     /// Keeps an imported inventory line (a certificate we hold no copy of).
     pub async fn insert_inventory_line(&mut self, serial: u64, line: &str) -> Result<(), StoreError> {
-        queries::insert_inventory_line(self.tx.conn().await?, serial, line).await
+        queries::insert_inventory_line(self.tx.conn()?, serial, line).await
     }
     /// Who `serial` was issued to: a stored certificate's certname, else an imported inventory line.
     pub async fn serial_owner(
         &mut self,
         serial: u64,
     ) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::serial_owner(self.tx.conn().await?, serial).await
+        queries::serial_owner(self.tx.conn()?, serial).await
     }
     /// Whether `serial` is revoked.
     pub async fn is_revoked(&mut self, serial: u64) -> Result<bool, StoreError> {
-        queries::is_revoked(self.tx.conn().await?, serial).await
+        queries::is_revoked(self.tx.conn()?, serial).await
     }
     /// The next serial to issue, as this transaction sees it.
     pub async fn peek_serial(&mut self) -> Result<u64, StoreError> {
-        queries::counter(self.tx.conn().await?, "serial").await
+        queries::counter(self.tx.conn()?, "serial").await
     }
     /// Whether a certificate with this serial is stored.
     pub async fn certificate_exists(&mut self, serial: u64) -> Result<bool, StoreError> {
-        queries::certificate_exists(self.tx.conn().await?, serial).await
+        queries::certificate_exists(self.tx.conn()?, serial).await
     }
     /// The CA chain PEM and key id.
     pub async fn ca(&mut self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        queries::ca(self.tx.conn().await?).await
+        queries::ca(self.tx.conn()?).await
     }
     /// The stored CRL's number, nextUpdate and the relying parties' CRL's nextUpdate, without reading
     /// its entries.
     pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64, Option<i64>)>, StoreError> {
-        Ok(queries::crl_meta(self.tx.conn().await?)
+        Ok(queries::crl_meta(self.tx.conn()?)
             .await?
             .map(|m| (m.row.number, m.row.next_update, m.row.relying_next_update)))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
-        queries::crl_number(self.tx.conn().await?).await
+        queries::crl_number(self.tx.conn()?).await
     }
     /// What changed in the stored CRL since CRL `held` (see [`Store::crl_since`]).
     pub async fn crl_since(&mut self, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
-        crl_since(self.tx.conn().await?, held).await
+        crl_since(self.tx.conn()?, held).await
     }
     /// Replaces the current CRL with a newer one: stores only what it appends to the stored one when
     /// `layout` says it does (see [`CrlLayout`]).
     pub async fn store_crl(&mut self, row: &CrlRow, layout: &CrlLayout) -> Result<(), StoreError> {
-        queries::store_crl(self.tx.conn().await?, row, layout).await
+        queries::store_crl(self.tx.conn()?, row, layout).await
     }
     /// Appends an audit row (sealed, when the CA key is loaded).
     pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
@@ -1543,7 +1542,7 @@ impl WriteTx {
         }
         let prev = self.audit_head().await?;
         self.head = queries::audit(
-            self.tx.conn().await?,
+            self.tx.conn()?,
             self.backend,
             recs,
             self.seal.as_deref(),
@@ -1561,7 +1560,7 @@ impl WriteTx {
         let Some(head) = self.head_file_unchecked() else {
             return Ok(prev);
         };
-        let ends = queries::audit_ends(self.tx.conn().await?, head_named(&head)).await?;
+        let ends = queries::audit_ends(self.tx.either()?, head_named(&head)).await?;
         self.check_head_file(head, &ends);
         Ok(prev.or(ends.last))
     }
@@ -1590,8 +1589,8 @@ impl WriteTx {
         audits: usize,
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
         let (head, named, ids) = self.before_audit(audits);
-        let (begin, c) = self.tx.begin_in_statement()?;
-        let (requests, ends) = queries::requests_and_audit_ends(c, begin, certnames, named, ids).await?;
+        let (requests, ends) =
+            queries::requests_and_audit_ends(self.tx.either()?, certnames, named, ids).await?;
         self.audit_ends_read(head, ends);
         Ok(requests)
     }
@@ -1604,8 +1603,8 @@ impl WriteTx {
         audits: usize,
     ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
         let (head, named, ids) = self.before_audit(audits);
-        let (begin, c) = self.tx.begin_in_statement()?;
-        let (states, ends) = queries::name_states_and_audit_ends(c, begin, certnames, named, ids).await?;
+        let (states, ends) =
+            queries::name_states_and_audit_ends(self.tx.either()?, certnames, named, ids).await?;
         self.audit_ends_read(head, ends);
         Ok(states)
     }
@@ -1651,11 +1650,11 @@ impl WriteTx {
         w.delete_requests(taken)?;
         w.audit(&rows)?;
         w.reserve_serials(reserve)?;
-        let (end, sent) = self.run_last(w).await?;
+        let end = self.run_writes(w).await?;
         if !audits.is_empty() {
             self.head = last;
         }
-        self.finish(sent).await?;
+        self.commit().await?;
         match end {
             Some(end) => {
                 let end = queries::to_u64(end, "serial")?;
@@ -1679,25 +1678,19 @@ impl WriteTx {
         let mut w = queries::Writes::default();
         w.requests(rows, now, replace)?;
         w.audit(&inserts)?;
-        let (_, sent) = self.run_last(w).await?;
+        self.run_writes(w).await?;
         if !audits.is_empty() {
             self.head = last;
         }
-        self.finish(sent).await
+        self.commit().await
     }
 
-    /// Runs the transaction's last writes, with its `COMMIT` when the connection takes it in the
-    /// same round trip (see [`Tx::commit_after`]) and the writes answer nothing; the writes' answer
-    /// and whether the `COMMIT` went with them. Writes that answer (serials reserved) commit apart:
-    /// an answer that could not be read after a `COMMIT` sent with it would be an error about a
-    /// transaction that committed.
-    async fn run_last(&mut self, w: queries::Writes<'_>) -> Result<(Option<i64>, bool), StoreError> {
+    /// Runs writes; the counter's new value when they reserved serials.
+    async fn run_writes(&mut self, w: queries::Writes<'_>) -> Result<Option<i64>, StoreError> {
         if w.is_empty() {
-            return Ok((None, false));
+            return Ok(None);
         }
-        let after = if w.answers() { "" } else { self.tx.commit_after() };
-        let end = w.run(self.tx.conn().await?, self.backend, after).await?;
-        Ok((end, !after.is_empty()))
+        w.run(self.tx.either()?, self.backend).await
     }
 
     /// The rows that append `audits` to the chain (ids, hashes, seals), and the chain's new end;
@@ -1711,7 +1704,7 @@ impl WriteTx {
         }
         let prev = self.audit_head().await?;
         queries::audit_inserts(
-            self.tx.conn().await?,
+            self.tx.either()?,
             self.backend,
             audits,
             self.seal.as_deref(),
@@ -1939,7 +1932,7 @@ impl Store {
     pub async fn copy_into(&self, dest: &Store) -> Result<CopyReport, StoreError> {
         use sqlx::Row;
         let mut out = dest.write().await?;
-        if queries::ca(out.tx.conn().await?).await?.is_some() {
+        if queries::ca(out.tx.conn()?).await?.is_some() {
             return Err(StoreError::Duplicate("a CA in the destination database".into()));
         }
         // The source's write lock: no writer changes it while it is read (and the read is one snapshot).
@@ -1967,7 +1960,7 @@ impl Store {
                         Col::OptBlob => q.bind(row.try_get::<Option<Vec<u8>>, _>(i)?),
                     };
                 }
-                q.execute(out.tx.conn().await?).await?;
+                q.execute(out.tx.conn()?).await?;
             }
             report.tables.push((table, rows.len() as u64));
         }
@@ -1976,7 +1969,7 @@ impl Store {
             sqlx::query(
                 "SELECT setval(pg_get_serial_sequence('audit', 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)",
             )
-            .execute(out.tx.conn().await?)
+            .execute(out.tx.conn()?)
             .await?;
         }
         out.commit().await?;

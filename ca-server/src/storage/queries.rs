@@ -3,7 +3,90 @@
 use sqlx::{Any, Executor, Row};
 use sqlx::{AnyConnection, AnyPool};
 
+use super::direct::{self, Val};
 use super::StoreError;
+
+/// A connection a batched writer's transaction runs on (see [`super::direct`]): sqlx's, or one
+/// driven directly (SQLite). Only the statements those transactions need take it.
+pub(super) enum Conn<'c> {
+    Sqlx(&'c mut AnyConnection),
+    Direct(&'c mut rusqlite::Connection),
+}
+
+/// A row's columns, read the same from either driver; `None` for SQL `NULL`.
+pub(super) trait Cells {
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+impl Cells for sqlx::any::AnyRow {
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+impl Cells for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(i)?)
+    }
+}
+
+/// A column that may not be `NULL`.
+fn present<T>(v: Option<T>, what: &str) -> Result<T, StoreError> {
+    v.ok_or_else(|| StoreError::Corrupt(format!("{what} is missing")))
+}
+
+impl Conn<'_> {
+    /// Runs `sql` with `args` (`$N` is `args[N - 1]`), `each` called on every row.
+    async fn rows(
+        &mut self,
+        sql: &str,
+        args: &[Val<'_>],
+        mut each: impl FnMut(&dyn Cells) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlx(c) => {
+                for r in sqlx::query_with(sql, any_args(args)?).fetch_all(&mut **c).await? {
+                    each(&r)?;
+                }
+            }
+            Conn::Direct(c) => {
+                let mut st = direct::prepare(c, sql, args)?;
+                let mut rows = st.raw_query();
+                while let Some(r) = rows.next()? {
+                    each(r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `vals` as sqlx's arguments.
+fn any_args<'a>(vals: &'a [Val<'_>]) -> Result<sqlx::any::AnyArguments<'a>, StoreError> {
+    let mut args = sqlx::any::AnyArguments::default();
+    for v in vals {
+        match v {
+            Val::Int(i) => arg(&mut args, *i)?,
+            Val::Text(t) => arg(&mut args, t.as_deref())?,
+            Val::Blob(b) => arg(&mut args, *b)?,
+        }
+    }
+    Ok(args)
+}
 
 /// A pending request.
 #[derive(Debug, Clone)]
@@ -545,7 +628,7 @@ pub(super) async fn put_requests(
 ) -> Result<(), StoreError> {
     let mut w = Writes::default();
     w.requests(rows, now, replace)?;
-    w.run(c, backend, "").await.map(|_| ())
+    w.run(Conn::Sqlx(c), backend).await.map(|_| ())
 }
 
 /// Removes the pending requests of `certnames` in one statement; how many there were.
@@ -565,15 +648,15 @@ pub(super) async fn delete_requests(c: &mut AnyConnection, certnames: &[&str]) -
 
 const CERT_COLUMNS: &str = "c.serial, c.certname, c.der, c.not_before, c.not_after, r.revoked_at, r.reason";
 
-fn cert_row(r: &sqlx::any::AnyRow) -> Result<CertRow, StoreError> {
-    let revoked_at: Option<i64> = r.get(5);
-    let reason: Option<i64> = r.get(6);
+fn cert_row(r: &dyn Cells) -> Result<CertRow, StoreError> {
+    let revoked_at = r.int(5)?;
+    let reason = r.int(6)?;
     Ok(CertRow {
-        serial: to_u64(r.get(0), "serial")?,
-        certname: r.get(1),
-        der: r.get(2),
-        not_before: r.get(3),
-        not_after: r.get(4),
+        serial: to_u64(present(r.int(0)?, "a certificate's serial")?, "serial")?,
+        certname: present(r.text(1)?, "a certificate's certname")?,
+        der: present(r.blob(2)?, "a certificate")?,
+        not_before: present(r.int(3)?, "a certificate's start")?,
+        not_after: present(r.int(4)?, "a certificate's end")?,
         revoked: revoked_at.map(|at| (at, reason.unwrap_or(0))),
     })
 }
@@ -582,12 +665,32 @@ pub(super) async fn current_certificate<'e, E: Executor<'e, Database = Any>>(
     e: E,
     certname: &str,
 ) -> Result<Option<CertRow>, StoreError> {
-    let sql = format!(
+    let row = sqlx::query(&current_certificate_sql())
+        .bind(certname)
+        .fetch_optional(e)
+        .await?;
+    row.as_ref().map(|r| cert_row(r)).transpose()
+}
+
+/// [`current_certificate`], in a batched writer's transaction.
+pub(super) async fn current_certificate_in(
+    mut c: Conn<'_>,
+    certname: &str,
+) -> Result<Option<CertRow>, StoreError> {
+    let mut row = None;
+    c.rows(&current_certificate_sql(), &[Val::text(certname)], |r| {
+        row = Some(cert_row(r)?);
+        Ok(())
+    })
+    .await?;
+    Ok(row)
+}
+
+fn current_certificate_sql() -> String {
+    format!(
         "SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial \
          WHERE c.certname = $1 AND c.cleaned_at IS NULL ORDER BY c.serial DESC LIMIT 1"
-    );
-    let row = sqlx::query(&sql).bind(certname).fetch_optional(e).await?;
-    row.as_ref().map(cert_row).transpose()
+    )
 }
 
 /// What each of `certnames` holds, in one statement: its current certificate (`signed` or
@@ -628,7 +731,7 @@ pub(super) async fn certificates<'e, E: Executor<'e, Database = Any>>(
          {state} ORDER BY c.certname"
     );
     let rows = sqlx::query(&sql).fetch_all(e).await?;
-    rows.iter().map(cert_row).collect()
+    rows.iter().map(|r| cert_row(r)).collect()
 }
 
 /// An issued certificate to store (see [`insert_certificates`]).
@@ -650,7 +753,7 @@ pub(super) async fn insert_certificates(
 ) -> Result<(), StoreError> {
     let mut w = Writes::default();
     w.certificates(certs, issued_at)?;
-    w.run(c, backend, "").await?;
+    w.run(Conn::Sqlx(c), backend).await?;
     Ok(())
 }
 
@@ -1373,10 +1476,10 @@ pub(super) async fn audit(
     if recs.is_empty() {
         return Ok(prev);
     }
-    let (rows, last) = audit_inserts(c, backend, recs, seal, prev, ids).await?;
+    let (rows, last) = audit_inserts(Conn::Sqlx(&mut *c), backend, recs, seal, prev, ids).await?;
     let mut w = Writes::default();
     w.audit(&rows)?;
-    w.run(c, backend, "").await?;
+    w.run(Conn::Sqlx(c), backend).await?;
     Ok(last)
 }
 
@@ -1396,7 +1499,7 @@ pub(super) struct AuditInsert<'a> {
 /// from `ids` (drawn ahead, see [`requests_and_audit_ends`]) and drawn in one statement when too few.
 /// Ids only grow from one transaction to the next: writers hold the CA's write lock.
 pub(super) async fn audit_inserts<'a>(
-    c: &mut AnyConnection,
+    mut c: Conn<'_>,
     backend: super::Backend,
     recs: &'a [AuditRecord<'a>],
     seal: Option<&super::AuditSeal>,
@@ -1404,24 +1507,31 @@ pub(super) async fn audit_inserts<'a>(
     ids: &mut std::collections::VecDeque<i64>,
 ) -> Result<(Vec<AuditInsert<'a>>, Option<(i64, String)>), StoreError> {
     // Inside the write transaction, so the chain has no forks.
-    let mut last = match prev {
-        Some(p) => Some(p),
-        None => {
-            sqlx::query_as::<_, (i64, String)>("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *c)
-                .await?
-        }
-    };
+    let mut last = prev;
+    if last.is_none() {
+        c.rows("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", &[], |r| {
+            last = Some((
+                present(r.int(0)?, "an audit id")?,
+                present(r.text(1)?, "an audit hash")?,
+            ));
+            Ok(())
+        })
+        .await?;
+    }
     if backend == super::Backend::Sqlite {
         let first = last.as_ref().map_or(1, |(id, _)| id + 1);
         ids.clear();
         ids.extend((first..).take(recs.len()));
     } else if ids.len() < recs.len() {
-        let mut more: Vec<i64> = sqlx::query_scalar(
+        let mut more: Vec<i64> = Vec::new();
+        c.rows(
             "SELECT nextval(pg_get_serial_sequence('audit', 'id')) FROM generate_series(1, $1)",
+            &[Val::Int(Some(to_i64((recs.len() - ids.len()) as u64)?))],
+            |r| {
+                more.push(present(r.int(0)?, "an audit id")?);
+                Ok(())
+            },
         )
-        .bind(to_i64((recs.len() - ids.len()) as u64)?)
-        .fetch_all(&mut *c)
         .await?;
         more.sort_unstable();
         ids.extend(more);
@@ -1466,8 +1576,8 @@ pub(super) struct Writes<'q> {
     statements: Vec<String>,
     /// The statement that reserves serials, if any: last, its `RETURNING` the one row answered.
     reserve: Option<String>,
-    args: sqlx::any::AnyArguments<'q>,
-    next: usize,
+    /// `$N` is `args[N - 1]`, numbered across the statements.
+    args: Vec<Val<'q>>,
     /// The serials of the stored certificates, for the error on a duplicate.
     serials: Vec<u64>,
     /// The names of the requests stored, for the error on a duplicate.
@@ -1475,12 +1585,9 @@ pub(super) struct Writes<'q> {
 }
 
 impl<'q> Writes<'q> {
-    fn bind<T>(&mut self, v: T) -> Result<(), StoreError>
-    where
-        T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
-    {
-        self.next += 1;
-        arg(&mut self.args, v)
+    fn bind(&mut self, v: impl Into<Val<'q>>) -> Result<(), StoreError> {
+        self.args.push(v.into());
+        Ok(())
     }
 
     /// Stores issued certificates.
@@ -1495,7 +1602,7 @@ impl<'q> Writes<'q> {
         self.statements.push(format!(
             "INSERT INTO certificates (serial, certname, der, fingerprint, status_json, not_before, not_after, issued_at, issued_by) \
              VALUES {}",
-            tuples(certs.len(), 9, self.next + 1)
+            tuples(certs.len(), 9, self.args.len() + 1)
         ));
         for n in certs {
             self.serials.push(n.row.serial);
@@ -1526,7 +1633,7 @@ impl<'q> Writes<'q> {
         self.statements.push(format!(
             "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
              VALUES {}{}",
-            tuples(rows.len(), 6, self.next + 1),
+            tuples(rows.len(), 6, self.args.len() + 1),
             if replace { REPLACE_REQUEST } else { "" }
         ));
         for r in rows {
@@ -1548,7 +1655,7 @@ impl<'q> Writes<'q> {
         }
         self.statements.push(format!(
             "DELETE FROM requests WHERE certname IN ({})",
-            list(certnames.len(), self.next + 1)
+            list(certnames.len(), self.args.len() + 1)
         ));
         for n in certnames {
             self.bind(*n)?;
@@ -1563,7 +1670,7 @@ impl<'q> Writes<'q> {
         }
         self.statements.push(format!(
             "INSERT INTO audit (id, at, actor, action, certname, serial, outcome, detail, hash, mac) VALUES {}",
-            tuples(rows.len(), 10, self.next + 1)
+            tuples(rows.len(), 10, self.args.len() + 1)
         ));
         for r in rows {
             self.bind(r.id)?;
@@ -1585,11 +1692,6 @@ impl<'q> Writes<'q> {
         self.statements.is_empty() && self.reserve.is_none()
     }
 
-    /// Whether the writes answer something ([`Writes::run`]'s counter value).
-    pub(super) fn answers(&self) -> bool {
-        self.reserve.is_some()
-    }
-
     /// Reserves `n` consecutive serials (answered by [`Writes::run`]).
     pub(super) fn reserve_serials(&mut self, n: u64) -> Result<(), StoreError> {
         if n == 0 {
@@ -1597,19 +1699,18 @@ impl<'q> Writes<'q> {
         }
         self.reserve = Some(format!(
             "UPDATE counters SET value = value + ${} WHERE name = 'serial' RETURNING value",
-            self.next + 1
+            self.args.len() + 1
         ));
         self.bind(to_i64(n)?)
     }
 
-    /// Sends the writes in one round trip, followed by `after` (SQLite: the transaction's `COMMIT`,
-    /// see [`super::kept`], or nothing); the counter's new value when serials were reserved.
-    pub(super) async fn run(
-        self,
-        c: &mut AnyConnection,
-        backend: super::Backend,
-        after: &str,
-    ) -> Result<Option<i64>, StoreError> {
+    /// Sends the writes (through sqlx in one round trip); the counter's new value when serials
+    /// were reserved.
+    pub(super) async fn run(self, c: Conn<'_>, backend: super::Backend) -> Result<Option<i64>, StoreError> {
+        let c = match c {
+            Conn::Sqlx(c) => c,
+            Conn::Direct(c) => return self.run_direct(c),
+        };
         let Writes {
             mut statements,
             reserve,
@@ -1624,15 +1725,11 @@ impl<'q> Writes<'q> {
             return Ok(None);
         };
         let sql = match backend {
-            super::Backend::Sqlite => {
-                let mut sql = statements
-                    .into_iter()
-                    .chain([main])
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                sql.push_str(after);
-                sql
-            }
+            super::Backend::Sqlite => statements
+                .into_iter()
+                .chain([main])
+                .collect::<Vec<_>>()
+                .join("; "),
             super::Backend::Postgres if statements.is_empty() => main,
             super::Backend::Postgres => {
                 let with: Vec<String> = statements
@@ -1643,25 +1740,57 @@ impl<'q> Writes<'q> {
                 format!("WITH {} {main}", with.join(", "))
             }
         };
-        match sqlx::query_with(&sql, args).fetch_all(&mut *c).await {
+        match sqlx::query_with(&sql, any_args(&args)?).fetch_all(&mut *c).await {
             Ok(rows) if reserves => match rows.last() {
                 Some(r) => Ok(Some(r.try_get(0)?)),
                 None => Err(StoreError::Corrupt("counter serial missing".into())),
             },
             Ok(_) => Ok(None),
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() && !serials.is_empty() => {
-                let serials: Vec<String> = serials.iter().map(u64::to_string).collect();
-                Err(StoreError::Duplicate(format!(
-                    "a certificate with serial {}",
-                    serials.join(" or ")
-                )))
-            }
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() && !requests.is_empty() => {
-                Err(StoreError::Duplicate(duplicate_request(&requests)))
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                Err(duplicate(&serials, &requests).unwrap_or(sqlx::Error::Database(d).into()))
             }
             Err(e) => Err(e.into()),
         }
     }
+
+    /// [`Writes::run`] on a direct connection: each statement in turn, on this thread.
+    fn run_direct(self, c: &mut rusqlite::Connection) -> Result<Option<i64>, StoreError> {
+        let ran = (|| {
+            for sql in &self.statements {
+                direct::prepare(c, sql, &self.args)?.raw_execute()?;
+            }
+            let Some(reserve) = &self.reserve else {
+                return Ok(None);
+            };
+            let mut st = direct::prepare(c, reserve, &self.args)?;
+            let mut rows = st.raw_query();
+            let mut end = None;
+            while let Some(r) = rows.next()? {
+                end = Some(r.get::<_, i64>(0)?);
+            }
+            end.map(Some)
+                .ok_or_else(|| StoreError::Corrupt("counter serial missing".into()))
+        })();
+        match ran {
+            Err(StoreError::Direct(e)) if direct::is_unique_violation(&e) => {
+                Err(duplicate(&self.serials, &self.requests).unwrap_or(StoreError::Direct(e)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The error for a unique constraint's refusal of writes that stored certificates `serials` or
+/// requests `requests`; `None` when they stored neither.
+fn duplicate(serials: &[u64], requests: &[&str]) -> Option<StoreError> {
+    if !serials.is_empty() {
+        let serials: Vec<String> = serials.iter().map(u64::to_string).collect();
+        return Some(StoreError::Duplicate(format!(
+            "a certificate with serial {}",
+            serials.join(" or ")
+        )));
+    }
+    (!requests.is_empty()).then(|| StoreError::Duplicate(duplicate_request(requests)))
 }
 
 pub(super) async fn set_audit_mac(c: &mut AnyConnection, id: i64, mac: &str) -> Result<(), StoreError> {
@@ -1685,17 +1814,15 @@ pub(super) struct AuditEnds {
 
 /// The hash of audit record `named` (when given and held) and the last record (id, hash), in one
 /// look-up.
-pub(super) async fn audit_ends(c: &mut AnyConnection, named: Option<i64>) -> Result<AuditEnds, StoreError> {
-    Ok(requests_and_audit_ends(c, "", &[], named, 0).await?.1)
+pub(super) async fn audit_ends(c: Conn<'_>, named: Option<i64>) -> Result<AuditEnds, StoreError> {
+    Ok(requests_and_audit_ends(c, &[], named, 0).await?.1)
 }
 
 /// The pending requests of `certnames`, with the audit log's ends (see [`audit_ends`]) and, on
 /// PostgreSQL, `ids` ids drawn from its sequence: one statement where a write transaction that
-/// reads requests and then appends audit rows would send three. `begin`: sent before it in the same
-/// round trip (SQLite: the transaction's `BEGIN`, see [`super::kept`], or nothing).
+/// reads requests and then appends audit rows would send three.
 pub(super) async fn requests_and_audit_ends(
-    c: &mut AnyConnection,
-    begin: &str,
+    c: Conn<'_>,
     certnames: &[&str],
     named: Option<i64>,
     ids: usize,
@@ -1708,11 +1835,11 @@ pub(super) async fn requests_and_audit_ends(
         list(certnames.len(), 2)
     );
     let mut requests = std::collections::HashMap::new();
-    let ends = names_and_audit_ends(c, begin, vec![branch], certnames, named, ids, |r| {
+    let ends = names_and_audit_ends(c, vec![branch], certnames, named, ids, |r| {
         let row = RequestRow {
-            certname: r.try_get(1)?,
-            csr_der: r.try_get(2)?,
-            submitted_at: r.try_get(3)?,
+            certname: present(r.text(1)?, "a request's certname")?,
+            csr_der: present(r.blob(2)?, "a request")?,
+            submitted_at: present(r.int(3)?, "a request's time")?,
         };
         requests.insert(row.certname.clone(), row);
         Ok(())
@@ -1724,8 +1851,7 @@ pub(super) async fn requests_and_audit_ends(
 /// What each of `certnames` holds (see [`name_states`]), with the audit log's ends and, on
 /// PostgreSQL, `ids` ids drawn from its sequence (see [`requests_and_audit_ends`]): one statement.
 pub(super) async fn name_states_and_audit_ends(
-    c: &mut AnyConnection,
-    begin: &str,
+    c: Conn<'_>,
     certnames: &[&str],
     named: Option<i64>,
     ids: usize,
@@ -1746,8 +1872,12 @@ pub(super) async fn name_states_and_audit_ends(
         ),
     ];
     let mut out = std::collections::HashMap::new();
-    let ends = names_and_audit_ends(c, begin, branches, certnames, named, ids, |r| {
-        name_state(&mut out, r.try_get(1)?, r.try_get(2)?);
+    let ends = names_and_audit_ends(c, branches, certnames, named, ids, |r| {
+        name_state(
+            &mut out,
+            present(r.text(1)?, "a certname")?,
+            present(r.int(2)?, "a name's state")?,
+        );
         Ok(())
     })
     .await?;
@@ -1772,22 +1902,18 @@ fn name_state(out: &mut std::collections::HashMap<String, &'static str>, name: S
 /// the audit log's ends and the ids drawn ahead. The columns: kind, then four that each kind uses as
 /// it needs, the audit rows with the id fourth and the hash fifth. Names empty: only the audit part.
 async fn names_and_audit_ends(
-    c: &mut AnyConnection,
-    begin: &str,
+    mut c: Conn<'_>,
     name_branches: Vec<String>,
     certnames: &[&str],
     named: Option<i64>,
     ids: usize,
-    mut on_name: impl FnMut(&sqlx::any::AnyRow) -> Result<(), StoreError>,
+    mut on_name: impl FnMut(&dyn Cells) -> Result<(), StoreError>,
 ) -> Result<AuditEnds, StoreError> {
-    let mut args = sqlx::any::AnyArguments::default();
-    arg(&mut args, named.unwrap_or(-1))?;
+    let mut args = vec![Val::from(named.unwrap_or(-1))];
     let mut branches = Vec::with_capacity(name_branches.len() + 2);
     if !certnames.is_empty() {
         branches.extend(name_branches);
-        for n in certnames {
-            arg(&mut args, *n)?;
-        }
+        args.extend(certnames.iter().map(|n| Val::text(n)));
     }
     branches.push(
         "SELECT CAST(1 AS BIGINT), NULL, NULL, id, hash FROM audit \
@@ -1805,18 +1931,18 @@ async fn names_and_audit_ends(
              FROM generate_series(1, {ids})"
         ));
     }
-    let sql = format!("{begin}{}", branches.join(" UNION ALL "));
+    let sql = branches.join(" UNION ALL ");
     let mut ends = AuditEnds {
         named_hash: None,
         last: None,
         ids: Vec::new(),
     };
-    let rows = sqlx::query_with(&sql, args).fetch_all(&mut *c).await?;
-    for r in rows {
-        match r.try_get::<i64, _>(0)? {
-            0 => on_name(&r)?,
+    c.rows(&sql, &args, |r| {
+        match present(r.int(0)?, "a row's kind")? {
+            0 => on_name(r)?,
             1 => {
-                let (id, hash): (i64, String) = (r.try_get(3)?, r.try_get(4)?);
+                let id = present(r.int(3)?, "an audit id")?;
+                let hash = present(r.text(4)?, "an audit hash")?;
                 if Some(id) == named {
                     ends.named_hash = Some(hash.clone());
                 }
@@ -1824,9 +1950,11 @@ async fn names_and_audit_ends(
                     ends.last = Some((id, hash));
                 }
             }
-            _ => ends.ids.push(r.try_get(3)?),
+            _ => ends.ids.push(present(r.int(3)?, "an audit id")?),
         }
-    }
+        Ok(())
+    })
+    .await?;
     ends.ids.sort_unstable();
     Ok(ends)
 }

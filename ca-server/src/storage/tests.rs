@@ -158,7 +158,7 @@ fn the_audit_log_names_the_first_record_changed_removed_or_sealed_by_another_key
 /// One submission's transaction as the request writer runs it: the read that begins it (on SQLite
 /// with the `BEGIN` in the same round trip), then the writes that end it (with the `COMMIT`).
 async fn submit(s: &Store, name: &str, csr: &[u8], replace: bool) -> Result<(), StoreError> {
-    let mut tx = s.write().await?;
+    let mut tx = s.write_batch().await?;
     tx.name_states_before_audit(&[name], 1).await?;
     let row = NewRequest {
         certname: name,
@@ -183,7 +183,7 @@ fn audit_records(v: &AuditVerdict) -> u64 {
 }
 
 #[test]
-fn a_transaction_begun_with_its_read_and_committed_with_its_writes_is_all_or_nothing() {
+fn a_batched_writers_transaction_is_all_or_nothing_and_leaves_no_lock() {
     let tmp = tempfile::tempdir().unwrap();
     run(async {
         let s = store(tmp.path(), 1).await;
@@ -191,10 +191,18 @@ fn a_transaction_begun_with_its_read_and_committed_with_its_writes_is_all_or_not
         assert_eq!(s.request("a").await.unwrap().unwrap().csr_der, b"csr-a");
         assert_eq!(audit_records(&s.verify_audit().await.unwrap()), 1);
 
-        // Dropped after the read that began it: rolled back, and the next transaction begins.
-        let mut tx = s.write().await.unwrap();
+        // Dropped after its read: rolled back, and the next transaction begins.
+        let mut tx = s.write_batch().await.unwrap();
         tx.name_states_before_audit(&["b"], 1).await.unwrap();
         drop(tx);
+        // A write that is not a batched writer's is refused in such a transaction (SQLite), and
+        // the transaction with it leaves nothing.
+        let mut tx = s.write_batch().await.unwrap();
+        tx.name_states_before_audit(&["b"], 1).await.unwrap();
+        let other = tx.put_request("b", b"csr-b0", "{}", 10, "t", false).await;
+        assert!(matches!(other, Err(StoreError::Unsupported(_))), "{other:?}");
+        drop(tx);
+        assert!(s.request("b").await.unwrap().is_none());
         // Its last write fails (a second request for "a"): nothing of it stays, the audit row neither.
         let twice = submit(&s, "a", b"csr-a2", false).await;
         assert!(matches!(twice, Err(StoreError::Duplicate(_))), "{twice:?}");
