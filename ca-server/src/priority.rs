@@ -21,9 +21,11 @@
 //! core: the same rounds took 0.57-1.14 ms, the database's share of a certificate fell from
 //! 0.46-0.76 to 0.24-0.40 ms, signing with 8 clients went from 65-73 to 70-84 % of the ceiling and
 //! CSR submissions from 2,100-4,700 to 3,600-5,300 per second (BENCHMARKS.md, session 15). So the
-//! writers' thread keeps itself on one core ([`pin_writer_thread`]) and opens the SQLite write
-//! connections again, whose threads inherit its placement; the threads started from it for other
-//! work (signers, the CRL thread, blocking tasks) take back every core ([`unpin_this_thread`]).
+//! writers' thread keeps itself on one core ([`pin_writer_thread`]); the threads started from it
+//! for other work (signers, the CRL thread, blocking tasks) take back every core
+//! ([`unpin_this_thread`]). Since session 21 the batched writers' SQLite statements run on the
+//! writers' thread itself (`storage/direct.rs`), with no second thread to wake; its placement on
+//! one core was kept as it was, not measured again.
 //!
 //! How a thread's priority and placement are changed is the binary's business (this library has no
 //! unsafe code): `ca-server`'s `main` installs setpriority(2) with [`set_lower`] and

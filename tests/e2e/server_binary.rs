@@ -318,8 +318,8 @@ fn simple_status(port: u16, ca_cert: &std::path::Path) -> anyhow::Result<String>
 
 /// The binary's signer threads run at the lowest priority (nice 19), so that the request and
 /// database threads of the certificates in flight are scheduled first (BENCHMARKS.md, session 13).
-/// The writers' thread and the SQLite threads of its two write connections share one core, and the
-/// signer threads started from it run on every core (session 15). A signer thread lingers 100 ms
+/// The writers' thread is kept on one core (session 15; it runs the batched writers' SQLite
+/// statements itself since session 21), and the signer threads started from it run on every core. A signer thread lingers 100 ms
 /// after its last signature: watched from /proc while one is made.
 #[test]
 fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_share_one() {
@@ -349,7 +349,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
                 for task in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
                     let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
                     let comm = comm.trim();
-                    if !["ca-signer", "ca-writer", "sqlx-sqlite-wor"].contains(&comm) {
+                    if !["ca-signer", "ca-writer"].contains(&comm) {
                         continue;
                     }
                     // Field 19 of stat is the nice value: the 17th after the ")" that ends comm.
@@ -434,7 +434,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
             .map(|(_, nice, cores)| (nice.clone(), cores.clone()))
             .collect()
     };
-    let (signers, writer, sqlite) = (of("ca-signer"), of("ca-writer"), of("sqlx-sqlite-wor"));
+    let (signers, writer) = (of("ca-signer"), of("ca-writer"));
     assert!(!signers.is_empty(), "no ca-signer thread seen");
     // Each one read again until the watcher stopped: a signer lingers 100 ms after its signature.
     assert!(
@@ -451,16 +451,11 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
         panic!("one ca-writer thread expected: {writer:?}");
     };
     if every.contains([',', '-']) {
-        // Several cores: the writers' thread on one of them, with the SQLite threads of the write
-        // connection and of the unsynced one.
+        // Several cores: the writers' thread (which runs the batched writers' SQLite statements
+        // itself) on one of them.
         assert!(
             !writer_cores.contains([',', '-']),
             "ca-writer on {writer_cores} of {every}"
-        );
-        let along = sqlite.iter().filter(|(_, c)| c == writer_cores).count();
-        assert!(
-            along >= 2,
-            "SQLite threads (nice, cores), the writers' on {writer_cores}: {sqlite:?}"
         );
     } else {
         assert_eq!(*writer_cores, every);

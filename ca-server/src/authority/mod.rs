@@ -358,10 +358,10 @@ impl Authority {
         Ok(authority)
     }
 
-    /// When the binary says how threads are placed (the server): opens the write connections anew
-    /// from the writers' thread, so that on SQLite their threads share its core (kept on one, see
-    /// [`crate::priority`]) and on PostgreSQL their sockets wake it directly. Done on the writers'
-    /// thread, as its first task or between two.
+    /// When the binary says how threads are placed (the server): on SQLite keeps the writers'
+    /// thread on one core (see [`crate::priority`]; its batched transactions run on it, see
+    /// `storage/direct.rs`); on PostgreSQL opens the write connections anew from it, so that their
+    /// sockets wake it directly. Done on the writers' thread, as its first task or between two.
     fn place_writers(&self) {
         if !crate::priority::places_threads() {
             return;
