@@ -543,7 +543,9 @@ impl Store {
         pg_begin: &'static str,
     ) -> Result<WriteTx, StoreError> {
         let queued = self.queue().await;
-        if let Some(direct) = direct {
+        // Only in this process's turn: a writer past the queue's wait may meet another's write
+        // lock, and must wait for it without blocking its thread (see `direct`).
+        if let (Some(direct), true) = (direct, queued.in_turn()) {
             if let Some(tx) = direct.begin()? {
                 return Ok(self.write_tx(queued, Tx::Direct(tx)));
             }
@@ -1157,6 +1159,13 @@ impl Apart {
 struct Queued {
     _file: Option<FileLock>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Queued {
+    /// Whether this writer holds this process's turn (it did not stop waiting for it).
+    fn in_turn(&self) -> bool {
+        self._turn.is_some()
+    }
 }
 
 /// A write transaction's connection.
