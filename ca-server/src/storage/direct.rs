@@ -232,27 +232,70 @@ impl ToSql for Val<'_> {
 
 /// Prepares `sql` (cached) and binds `args` to its `$N` parameters: `$N` takes `args[N - 1]`,
 /// wherever and however often it appears in the text.
+///
+/// The text is prepared with each `$N` written `?N`, SQLite's numbered parameter, whose index is
+/// `N` itself: a `$N` is a named parameter to SQLite, numbered in the order of first appearance, and
+/// finding each one's name (`sqlite3_bind_parameter_name`) walks the list of names, which made the
+/// binding quadratic in the number of parameters (a round of 20 certificates has about 400).
 pub(super) fn prepare<'c>(
     c: &'c rusqlite::Connection,
     sql: &str,
     args: &[Val<'_>],
 ) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
-    let mut st = c.prepare_cached(sql)?;
-    for i in 1..=st.parameter_count() {
-        let arg = st
-            .parameter_name(i)
-            .and_then(|n| n.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|n| args.get(n));
-        let Some(arg) = arg else {
-            return Err(StoreError::Corrupt(format!(
-                "statement parameter {i} has no argument"
-            )));
-        };
-        st.raw_bind_parameter(i, arg)?;
+    let mut st = c.prepare_cached(&numbered(sql))?;
+    let count = st.parameter_count();
+    if count > args.len() {
+        return Err(StoreError::Corrupt(format!(
+            "statement parameter {count} has no argument ({} given)",
+            args.len()
+        )));
+    }
+    for (i, arg) in args.iter().enumerate().take(count) {
+        st.raw_bind_parameter(i + 1, arg)?;
     }
     Ok(st)
+}
+
+/// `sql` with each `$N` parameter written `?N` (none inside a quoted string or name, or a comment).
+fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    // The closing character of the quoted text or comment being copied, if any.
+    let mut inside: Option<&str> = None;
+    while let Some(ch) = chars.next() {
+        out.push(ch);
+        match inside {
+            Some("\n") if ch == '\n' => inside = None,
+            Some("*/") if ch == '*' && chars.peek() == Some(&'/') => {
+                out.push('/');
+                chars.next();
+                inside = None;
+            }
+            Some(close) if close.len() == 1 && close.starts_with(ch) => inside = None,
+            Some(_) => {}
+            None => match ch {
+                '\'' => inside = Some("'"),
+                '"' => inside = Some("\""),
+                '`' => inside = Some("`"),
+                '[' => inside = Some("]"),
+                '-' if chars.peek() == Some(&'-') => inside = Some("\n"),
+                '/' if chars.peek() == Some(&'*') => {
+                    out.push('*');
+                    chars.next();
+                    inside = Some("*/");
+                }
+                '$' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                    out.pop();
+                    out.push('?');
+                }
+                _ => {}
+            },
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether `e` is a unique or primary key constraint's refusal.
@@ -261,4 +304,47 @@ pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
         e.sqlite_error().map(|e| e.extended_code),
         Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_parameters_are_numbered_outside_quotes_and_comments() {
+        assert_eq!(numbered("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            numbered("SELECT $2, $10, $1 FROM t WHERE a = $2"),
+            "SELECT ?2, ?10, ?1 FROM t WHERE a = ?2"
+        );
+        assert_eq!(
+            numbered("SELECT '$1', 'it''s $2', \"$3\" -- $4\n, $5 /* $6 */ , $7"),
+            "SELECT '$1', 'it''s $2', \"$3\" -- $4\n, ?5 /* $6 */ , ?7"
+        );
+        assert_eq!(numbered("SELECT $a, $"), "SELECT $a, $");
+    }
+
+    #[test]
+    fn a_parameter_takes_the_argument_its_number_names_and_a_missing_one_is_an_error() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let args = [Val::from(10_i64), Val::from("two"), Val::from(30_i64)];
+        let mut st = prepare(&c, "SELECT $3, $2, $1 + $3, '$2'", &args).unwrap();
+        let row: (i64, String, i64, String) = st
+            .raw_query()
+            .next()
+            .unwrap()
+            .map(|r| {
+                (
+                    r.get(0).unwrap(),
+                    r.get(1).unwrap(),
+                    r.get(2).unwrap(),
+                    r.get(3).unwrap(),
+                )
+            })
+            .unwrap();
+        assert_eq!(row, (30, "two".to_string(), 40, "$2".to_string()));
+        drop(st);
+        let e = prepare(&c, "SELECT $4", &args).err().unwrap();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    }
 }
