@@ -1656,8 +1656,8 @@ impl WriteTx {
         let (rows, last) = self.audit_rows(audits).await?;
         let mut w = queries::Writes::default();
         w.certificates(certs, issued_at)?;
-        w.delete_requests(taken)?;
-        w.audit(&rows)?;
+        w.delete_requests(taken);
+        w.audit(&rows);
         w.reserve_serials(reserve)?;
         let end = self.run_writes(w).await?;
         if !audits.is_empty() {
@@ -1685,8 +1685,8 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         let (inserts, last) = self.audit_rows(audits).await?;
         let mut w = queries::Writes::default();
-        w.requests(rows, now, replace)?;
-        w.audit(&inserts)?;
+        w.requests(rows, now, replace);
+        w.audit(&inserts);
         self.run_writes(w).await?;
         if !audits.is_empty() {
             self.head = last;

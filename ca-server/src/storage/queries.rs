@@ -627,7 +627,7 @@ pub(super) async fn put_requests(
     replace: bool,
 ) -> Result<(), StoreError> {
     let mut w = Writes::default();
-    w.requests(rows, now, replace)?;
+    w.requests(rows, now, replace);
     w.run(Conn::Sqlx(c), backend).await.map(|_| ())
 }
 
@@ -1478,7 +1478,7 @@ pub(super) async fn audit(
     }
     let (rows, last) = audit_inserts(Conn::Sqlx(&mut *c), backend, recs, seal, prev, ids).await?;
     let mut w = Writes::default();
-    w.audit(&rows)?;
+    w.audit(&rows);
     w.run(Conn::Sqlx(c), backend).await?;
     Ok(last)
 }
@@ -1585,9 +1585,8 @@ pub(super) struct Writes<'q> {
 }
 
 impl<'q> Writes<'q> {
-    fn bind(&mut self, v: impl Into<Val<'q>>) -> Result<(), StoreError> {
+    fn bind(&mut self, v: impl Into<Val<'q>>) {
         self.args.push(v.into());
-        Ok(())
     }
 
     /// Stores issued certificates.
@@ -1606,29 +1605,24 @@ impl<'q> Writes<'q> {
         ));
         for n in certs {
             self.serials.push(n.row.serial);
-            self.bind(to_i64(n.row.serial)?)?;
-            self.bind(n.row.certname.as_str())?;
-            self.bind(n.row.der.as_slice())?;
-            self.bind(sha256(&n.row.der))?;
-            self.bind(n.status_json)?;
-            self.bind(n.row.not_before)?;
-            self.bind(n.row.not_after)?;
-            self.bind(issued_at)?;
-            self.bind(n.by)?;
+            self.bind(to_i64(n.row.serial)?);
+            self.bind(n.row.certname.as_str());
+            self.bind(n.row.der.as_slice());
+            self.bind(sha256(&n.row.der));
+            self.bind(n.status_json);
+            self.bind(n.row.not_before);
+            self.bind(n.row.not_after);
+            self.bind(issued_at);
+            self.bind(n.by);
         }
         Ok(())
     }
 
     /// Stores pending requests (each name once), replacing those stored for the same names when
     /// `replace` (see [`put_requests`]).
-    pub(super) fn requests(
-        &mut self,
-        rows: &[NewRequest<'q>],
-        now: i64,
-        replace: bool,
-    ) -> Result<(), StoreError> {
+    pub(super) fn requests(&mut self, rows: &[NewRequest<'q>], now: i64, replace: bool) {
         if rows.is_empty() {
-            return Ok(());
+            return;
         }
         self.statements.push(format!(
             "INSERT INTO requests (certname, csr_der, fingerprint, status_json, submitted_at, submitted_by) \
@@ -1638,53 +1632,50 @@ impl<'q> Writes<'q> {
         ));
         for r in rows {
             self.requests.push(r.certname);
-            self.bind(r.certname)?;
-            self.bind(r.csr_der)?;
-            self.bind(sha256(r.csr_der))?;
-            self.bind(r.status_json)?;
-            self.bind(now)?;
-            self.bind(r.by)?;
+            self.bind(r.certname);
+            self.bind(r.csr_der);
+            self.bind(sha256(r.csr_der));
+            self.bind(r.status_json);
+            self.bind(now);
+            self.bind(r.by);
         }
-        Ok(())
     }
 
     /// Removes the pending requests of `certnames`.
-    pub(super) fn delete_requests(&mut self, certnames: &[&'q str]) -> Result<(), StoreError> {
+    pub(super) fn delete_requests(&mut self, certnames: &[&'q str]) {
         if certnames.is_empty() {
-            return Ok(());
+            return;
         }
         self.statements.push(format!(
             "DELETE FROM requests WHERE certname IN ({})",
             list(certnames.len(), self.args.len() + 1)
         ));
         for n in certnames {
-            self.bind(*n)?;
+            self.bind(*n);
         }
-        Ok(())
     }
 
     /// Appends audit rows made by [`audit_inserts`].
-    pub(super) fn audit(&mut self, rows: &'q [AuditInsert<'q>]) -> Result<(), StoreError> {
+    pub(super) fn audit(&mut self, rows: &'q [AuditInsert<'q>]) {
         if rows.is_empty() {
-            return Ok(());
+            return;
         }
         self.statements.push(format!(
             "INSERT INTO audit (id, at, actor, action, certname, serial, outcome, detail, hash, mac) VALUES {}",
             tuples(rows.len(), 10, self.args.len() + 1)
         ));
         for r in rows {
-            self.bind(r.id)?;
-            self.bind(r.rec.at)?;
-            self.bind(r.rec.actor)?;
-            self.bind(r.rec.action)?;
-            self.bind(r.rec.certname)?;
-            self.bind(r.serial)?;
-            self.bind(r.rec.outcome)?;
-            self.bind(r.rec.detail)?;
-            self.bind(r.hash.as_str())?;
-            self.bind(r.mac.as_deref())?;
+            self.bind(r.id);
+            self.bind(r.rec.at);
+            self.bind(r.rec.actor);
+            self.bind(r.rec.action);
+            self.bind(r.rec.certname);
+            self.bind(r.serial);
+            self.bind(r.rec.outcome);
+            self.bind(r.rec.detail);
+            self.bind(r.hash.as_str());
+            self.bind(r.mac.as_deref());
         }
-        Ok(())
     }
 
     /// Whether there is nothing to write.
@@ -1701,7 +1692,8 @@ impl<'q> Writes<'q> {
             "UPDATE counters SET value = value + ${} WHERE name = 'serial' RETURNING value",
             self.args.len() + 1
         ));
-        self.bind(to_i64(n)?)
+        self.bind(to_i64(n)?);
+        Ok(())
     }
 
     /// Sends the writes (through sqlx in one round trip); the counter's new value when serials
