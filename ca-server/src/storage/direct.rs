@@ -265,7 +265,11 @@ fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
     let mut chars = sql.chars().peekable();
     // The closing character of the quoted text or comment being copied, if any.
     let mut inside: Option<&str> = None;
+    // The previous character, when it was outside quoted text and comments.
+    let mut prev: Option<char> = None;
     while let Some(ch) = chars.next() {
+        let after_name = prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '$');
+        prev = inside.is_none().then_some(ch);
         out.push(ch);
         match inside {
             Some("\n") if ch == '\n' => inside = None,
@@ -287,7 +291,8 @@ fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
                     chars.next();
                     inside = Some("*/");
                 }
-                '$' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                // Not within a name: SQLite and PostgreSQL allow `$` in one after its first character.
+                '$' if chars.peek().is_some_and(char::is_ascii_digit) && !after_name => {
                     out.pop();
                     out.push('?');
                 }
@@ -322,6 +327,7 @@ mod tests {
             "SELECT '$1', 'it''s $2', \"$3\" -- $4\n, ?5 /* $6 */ , ?7"
         );
         assert_eq!(numbered("SELECT $a, $"), "SELECT $a, $");
+        assert_eq!(numbered("SELECT a$1, ($1)"), "SELECT a$1, (?1)");
     }
 
     #[test]
