@@ -655,3 +655,73 @@ fn serials_reserved_apart_and_in_write_transactions_never_overlap() {
         store.close().await;
     });
 }
+
+/// PostgreSQL: the batched writers' transactions run on connections kept out of the pool between
+/// them. One dropped before its commit closes its connection: nothing it wrote stays, no transaction
+/// is left open on the server, and the CA's write lock is free for every other writer (another
+/// store's included) at once. A kept connection whose server process ended while it was idle is not
+/// handed out again: the next batched transaction runs on a new one.
+#[test]
+fn batched_transactions_on_kept_connections_end_cleanly() {
+    use std::time::{Duration, Instant};
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    rt().block_on(async move {
+        let store = Store::open_url(&url).await.unwrap();
+        let other = Store::open_url(&url).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        // Committed, twice: the second runs on the connection the first left.
+        for expected in [2..3, 3..4] {
+            let mut tx = store.write_batch().await.unwrap();
+            assert_eq!(tx.reserve_serials(1).await.unwrap(), expected);
+            tx.commit().await.unwrap();
+        }
+        // Dropped before its commit, holding the write lock.
+        let mut tx = store.write_batch_unsynced().await.unwrap();
+        assert_eq!(tx.reserve_serials(5).await.unwrap(), 4..9);
+        drop(tx);
+        let started = Instant::now();
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), other.write())
+            .await
+            .expect("the write lock of a dropped batched transaction was not released")
+            .unwrap();
+        assert_eq!(
+            tx.reserve_serials(1).await.unwrap(),
+            4..5,
+            "the dropped transaction's draw was kept"
+        );
+        tx.commit().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let open = pg.psql(
+            "ca",
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'",
+        );
+        assert_eq!(open, "0", "a transaction left open on the server");
+        // The kept connection's server process ends while it is idle.
+        let mut tx = store.write_batch().await.unwrap();
+        assert_eq!(tx.reserve_serials(1).await.unwrap(), 5..6);
+        tx.commit().await.unwrap();
+        let ended = pg.psql(
+            "ca",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'ca' AND pid <> pg_backend_pid()",
+        );
+        assert_ne!(ended, "0");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut tx = store.write_batch().await.unwrap();
+        assert_eq!(tx.reserve_serials(1).await.unwrap(), 6..7);
+        tx.commit().await.unwrap();
+        let mut apart = store.apart().await.unwrap();
+        assert_eq!(apart.reserve_serials(2).await.unwrap(), 7..9);
+        drop(apart);
+        assert_eq!(store.peek_serial().await.unwrap(), 9);
+        store.close().await;
+        other.close().await;
+    });
+}

@@ -174,7 +174,7 @@ pub(crate) fn is_failover_error(e: &sqlx::Error) -> bool {
 }
 
 /// How long after its release (when sqlx pinged it) a pooled connection is handed out untested.
-const RECENTLY_TESTED: Duration = Duration::from_secs(1);
+pub(super) const RECENTLY_TESTED: Duration = Duration::from_secs(1);
 
 impl Failover {
     /// Parses the URL, chooses the server, and opens the store's pool on it, and its write pool (no

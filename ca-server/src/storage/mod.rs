@@ -19,6 +19,7 @@ pub mod crl_mark;
 mod direct;
 mod failover;
 pub mod pg_hosts;
+mod pg_kept;
 mod queries;
 mod seal;
 #[cfg(test)]
@@ -204,6 +205,8 @@ pub struct Store {
     pool: AnyPool,
     /// PostgreSQL: the write transactions' pool.
     writer: Option<AnyPool>,
+    /// PostgreSQL: the batched writers' connections, kept out of the write pool (see [`pg_kept`]).
+    kept: Option<Arc<pg_kept::Kept>>,
     /// SQLite: the one connection the batched writers' durable transactions use, driven directly
     /// (see [`direct`]). Always the same connection, so its page cache stays valid from one
     /// transaction to the next (a connection whose cache another connection's commit made stale
@@ -422,6 +425,7 @@ impl Store {
         Ok(Store {
             pool,
             writer: None,
+            kept: None,
             direct: Some(direct),
             direct_unsynced: Some(direct_unsynced),
             backend: Backend::Sqlite,
@@ -459,9 +463,11 @@ impl Store {
             .await;
         migrated?;
         drop(conn);
+        let kept = pg_kept::Kept::new(writer.clone(), Arc::clone(&failover));
         Ok(Store {
             pool,
             writer: Some(writer),
+            kept: Some(kept),
             direct: None,
             direct_unsynced: None,
             backend: Backend::Postgres,
@@ -520,28 +526,37 @@ impl Store {
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
-        self.write_on(None, &PG_BEGIN_WRITE).await
+        self.write_on(None, None, &PG_BEGIN_WRITE).await
     }
 
     /// A write transaction for the batched writers (CSR submission groups, signing rounds): like
     /// [`Store::write`], but on SQLite on a connection driven from the calling thread (see
-    /// [`direct`]), whose statements block that thread (the writers' thread is there for them).
-    /// Such a transaction runs only what those writers need: [`WriteTx::requests_named`],
+    /// [`direct`]), whose statements block that thread (the writers' thread is there for them), and
+    /// on PostgreSQL on a connection kept out of the write pool (see [`pg_kept`]).
+    /// On SQLite such a transaction runs only what those writers need: [`WriteTx::requests_named`],
     /// [`WriteTx::requests_named_before_audit`], [`WriteTx::name_states_before_audit`],
     /// [`WriteTx::current_certificate`], [`WriteTx::store_round_and_commit`],
     /// [`WriteTx::store_requests_and_commit`] and [`WriteTx::commit`]; anything else answers
     /// [`StoreError::Unsupported`].
     pub async fn write_batch(&self) -> Result<WriteTx, StoreError> {
-        self.write_on(self.direct.as_ref(), &PG_BEGIN_WRITE).await
+        self.write_on(self.direct.as_ref(), self.kept.as_ref(), &PG_BEGIN_WRITE)
+            .await
     }
 
-    /// A write transaction on `direct` (SQLite) when given and free, else on a pooled connection,
-    /// begun with `pg_begin` on PostgreSQL.
+    /// A write transaction on `direct` (SQLite) when given and free, on a connection of `kept`
+    /// (PostgreSQL) when given, else on a pooled connection, begun with `pg_begin` on PostgreSQL.
     async fn write_on(
         &self,
         direct: Option<&Arc<direct::Direct>>,
+        kept: Option<&Arc<pg_kept::Kept>>,
         pg_begin: &'static str,
     ) -> Result<WriteTx, StoreError> {
+        if let Some(kept) = kept {
+            let mut conn = kept.take().await?;
+            let begun = conn.conn()?.execute(pg_begin).await.map_err(StoreError::from);
+            noted(self.failover.as_ref(), begun)?;
+            return Ok(self.write_tx(Queued::default(), Tx::Kept(conn)));
+        }
         let queued = self.queue().await;
         // Only in this process's turn: a writer past the queue's wait may meet another's write
         // lock, and must wait for it without blocking its thread (see `direct`).
@@ -576,8 +591,12 @@ impl Store {
     /// (SQLite's WAL and PostgreSQL's log are written in order). The signing pipeline reserves
     /// serials in it: a certificate is answered only after the durable commit that stores it.
     pub async fn write_batch_unsynced(&self) -> Result<WriteTx, StoreError> {
-        self.write_on(self.direct_unsynced.as_ref(), &PG_BEGIN_WRITE_UNSYNCED)
-            .await
+        self.write_on(
+            self.direct_unsynced.as_ref(),
+            self.kept.as_ref(),
+            &PG_BEGIN_WRITE_UNSYNCED,
+        )
+        .await
     }
 
     /// Closes the write connections and opens one again from the calling thread (in this process's
@@ -589,6 +608,9 @@ impl Store {
         let _turn = self.queue().await;
         for direct in [&self.direct, &self.direct_unsynced].into_iter().flatten() {
             direct.close();
+        }
+        if let Some(kept) = &self.kept {
+            kept.close_idle().await;
         }
         for pool in [&self.writer].into_iter().flatten() {
             // Each connection the pool has, waited for: one the last transaction released may still
@@ -698,6 +720,9 @@ impl Store {
     pub async fn close(&self) {
         for d in [&self.direct, &self.direct_unsynced].into_iter().flatten() {
             d.close();
+        }
+        if let Some(kept) = &self.kept {
+            kept.close_idle().await;
         }
         if let Some(p) = &self.writer {
             p.close().await;
@@ -1089,18 +1114,22 @@ impl Store {
     }
 
     /// PostgreSQL: a connection for the reservation of serials outside the CA's write lock, and the
-    /// reads that decide them (see [`Apart`]). Refused on SQLite.
+    /// reads that decide them (see [`Apart`]), kept out of the write pool (see [`pg_kept`]). Refused
+    /// on SQLite.
     pub async fn apart(&self) -> Result<Apart, StoreError> {
         if !self.reserves_apart() {
             return Err(StoreError::Unsupported(
                 "serials are reserved in a write transaction on SQLite".into(),
             ));
         }
-        let pool = self.writer.as_ref().unwrap_or(&self.pool);
-        let conn = noted(
-            self.failover.as_ref(),
-            pool.acquire().await.map_err(StoreError::from),
-        )?;
+        let conn = match &self.kept {
+            Some(kept) => kept.take().await?,
+            None => {
+                return Err(StoreError::Unsupported(
+                    "no connections are kept for the reservations".into(),
+                ))
+            }
+        };
         Ok(Apart {
             conn,
             failover: self.failover.clone(),
@@ -1120,7 +1149,8 @@ fn noted<T>(failover: Option<&Arc<failover::Failover>>, res: Result<T, StoreErro
 /// PostgreSQL: one connection, outside any write transaction, on which the signing pipeline reads
 /// the requests it is asked to sign and reserves their serials (see [`Store::reserves_apart`]).
 pub struct Apart {
-    conn: sqlx::pool::PoolConnection<Any>,
+    /// Kept after the last statement when every statement succeeded (see [`pg_kept`]).
+    conn: pg_kept::KeptConn,
     failover: Option<Arc<failover::Failover>>,
 }
 
@@ -1130,14 +1160,23 @@ impl Apart {
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
-        let read = queries::requests_named(&mut *self.conn, certnames).await;
-        noted(self.failover.as_ref(), read)
+        let read = queries::requests_named(self.conn.conn()?, certnames).await;
+        self.ended(read)
     }
 
     /// The current (highest, not cleaned) certificate of a certname, as committed now.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
-        let read = queries::current_certificate(&mut *self.conn, certname).await;
-        noted(self.failover.as_ref(), read)
+        let read = queries::current_certificate(self.conn.conn()?, certname).await;
+        self.ended(read)
+    }
+
+    /// A statement's outcome: its error noted (a failover may explain it); the connection may be
+    /// kept when it succeeded.
+    fn ended<T>(&mut self, res: Result<T, StoreError>) -> Result<T, StoreError> {
+        if res.is_ok() {
+            self.conn.done();
+        }
+        noted(self.failover.as_ref(), res)
     }
 
     /// Allocates `n` consecutive serials in one statement that is a transaction of its own: the
@@ -1147,8 +1186,8 @@ impl Apart {
     /// log is written (and replicated) in order, so that commit makes this one durable with it; a
     /// crash before it loses nothing anyone holds.
     pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
-        let end = queries::bump_by_unsynced(&mut *self.conn, "serial", queries::to_i64(n)?).await;
-        let end = queries::to_u64(noted(self.failover.as_ref(), end)?, "serial")?;
+        let end = queries::bump_by_unsynced(self.conn.conn()?, "serial", queries::to_i64(n)?).await;
+        let end = queries::to_u64(self.ended(end)?, "serial")?;
         Ok(end - n..end)
     }
 }
@@ -1176,6 +1215,9 @@ enum Tx {
     Pooled(Transaction<'static, Any>),
     /// SQLite: a batched writer's transaction on a direct connection (see [`direct`]).
     Direct(direct::DirectTx),
+    /// PostgreSQL: a batched writer's transaction on a kept connection (see [`pg_kept`]), begun with
+    /// the write lock; kept after its commit, closed (the transaction with it) when dropped before.
+    Kept(pg_kept::KeptConn),
 }
 
 impl Tx {
@@ -1184,6 +1226,7 @@ impl Tx {
     fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
         match self {
             Tx::Pooled(t) => Ok(&mut **t),
+            Tx::Kept(k) => k.conn(),
             Tx::Direct(_) => Err(StoreError::Unsupported(
                 "this write does not run in a batched writer's transaction".into(),
             )),
@@ -1194,6 +1237,7 @@ impl Tx {
     fn either(&mut self) -> Result<queries::Conn<'_>, StoreError> {
         match self {
             Tx::Pooled(t) => Ok(queries::Conn::Sqlx(t)),
+            Tx::Kept(k) => Ok(queries::Conn::Sqlx(k.conn()?)),
             Tx::Direct(d) => Ok(queries::Conn::Direct(d.conn()?)),
         }
     }
@@ -1201,6 +1245,11 @@ impl Tx {
     async fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Pooled(t) => t.commit().await.map_err(StoreError::from),
+            Tx::Kept(mut k) => {
+                k.conn()?.execute("COMMIT").await?;
+                k.done();
+                Ok(())
+            }
             Tx::Direct(d) => d.commit(),
         }
     }
