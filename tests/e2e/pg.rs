@@ -292,6 +292,47 @@ impl PgCluster {
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+
+    /// Stops every process of the server (`SIGSTOP`) until the guard drops: its connections stay
+    /// open and nothing answers, as with a host that lost power or a network dropping packets.
+    pub fn freeze(&self) -> Frozen {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::trim).map(str::to_string))
+            .expect("postmaster.pid");
+        let children = Command::new("pgrep").args(["-P", &pid]).output().expect("pgrep");
+        let mut pids = vec![pid];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let frozen = Frozen { pids };
+        frozen.signal("-STOP");
+        frozen
+    }
+}
+
+/// The processes [`PgCluster::freeze`] stopped; continued when dropped.
+pub struct Frozen {
+    pids: Vec<String>,
+}
+
+impl Frozen {
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(sig)
+            .args(&self.pids)
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {:?}", self.pids);
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").args(&self.pids).status();
+    }
 }
 
 impl Drop for PgCluster {

@@ -725,3 +725,74 @@ fn batched_transactions_on_kept_connections_end_cleanly() {
         other.close().await;
     });
 }
+
+/// PostgreSQL: a write statement that gets no answer (the server's processes stopped, its
+/// connections left open: a primary that lost power, seen from here) fails within the store's
+/// statement limit, whether it waits for the write lock (`BEGIN`) or for a statement's answer,
+/// instead of waiting for the kernel to give up retransmitting (about 15 minutes); once the server
+/// answers again the next write runs on a new connection, and the one that failed left nothing.
+#[test]
+fn a_write_statement_without_an_answer_fails_within_the_limit() {
+    use std::time::{Duration, Instant};
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    rt().block_on(async move {
+        let store = Store::open_url(&url).await.unwrap();
+        store.set_statement_limit(Duration::from_secs(2));
+        let mut tx = store.write().await.unwrap();
+        tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        // A statement in flight.
+        let mut tx = store.write().await.unwrap();
+        let frozen = pg.freeze();
+        let started = Instant::now();
+        let res = tokio::time::timeout(Duration::from_secs(20), tx.reserve_serials(3))
+            .await
+            .expect("a statement without an answer still waits after 20 s");
+        let took = started.elapsed();
+        drop(frozen);
+        let err = res.expect_err("an answer from a stopped server");
+        let mut said = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            said = format!("{said}: {c}");
+            cause = c.source();
+        }
+        assert!(said.contains("no answer from the database within 2 s"), "{said}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
+        drop(tx);
+        let mut tx = store.write().await.unwrap();
+        assert_eq!(
+            tx.reserve_serials(1).await.unwrap(),
+            2..3,
+            "the failed draw was kept"
+        );
+        tx.commit().await.unwrap();
+        // Waiting to begin (a kept connection, checked less than a second ago, or a new one).
+        let frozen = pg.freeze();
+        let started = Instant::now();
+        let res = tokio::time::timeout(Duration::from_secs(20), store.write())
+            .await
+            .expect("a BEGIN without an answer still waits after 20 s");
+        let took = started.elapsed();
+        drop(frozen);
+        assert!(res.is_err(), "a transaction begun on a stopped server");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        // The serial reservations apart from the write lock are bounded the same way.
+        let mut apart = store.apart().await.unwrap();
+        let frozen = pg.freeze();
+        let res = tokio::time::timeout(Duration::from_secs(20), apart.reserve_serials(1))
+            .await
+            .expect("a reservation without an answer still waits after 20 s");
+        drop(frozen);
+        assert!(res.is_err(), "serials from a stopped server");
+        drop(apart);
+        let mut tx = store.write_batch().await.unwrap();
+        assert_eq!(tx.reserve_serials(1).await.unwrap(), 3..4);
+        tx.commit().await.unwrap();
+        store.close().await;
+    });
+}

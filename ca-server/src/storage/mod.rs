@@ -35,6 +35,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
+use pg_kept::within;
+
 pub use queries::{
     audit_hash, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow, MetricsSnapshot,
     NewCertificate, NewRequest, RequestRow, RevocationRow, StatusFilter, TwinPieces,
@@ -525,8 +527,10 @@ impl Store {
     /// Starts a write transaction holding the CA's global write lock until it ends: on SQLite
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
+    /// On PostgreSQL each statement of the transaction may take at most a limit (60 s unless
+    /// [`Store::with_statement_limit`] says otherwise): see [`pg_kept`].
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
-        self.write_on(None, None, &PG_BEGIN_WRITE).await
+        self.write_on(None, self.kept.as_ref(), &PG_BEGIN_WRITE).await
     }
 
     /// A write transaction for the batched writers (CSR submission groups, signing rounds): like
@@ -552,24 +556,27 @@ impl Store {
         pg_begin: &'static str,
     ) -> Result<WriteTx, StoreError> {
         if let Some(kept) = kept {
+            let limit = kept.limit();
             let mut conn = kept.take().await?;
-            let begun = conn.conn()?.execute(pg_begin).await.map_err(StoreError::from);
+            let begun = within(limit.clone(), conn.conn()?.execute(pg_begin))
+                .await
+                .map_err(StoreError::from);
             noted(self.failover.as_ref(), begun)?;
-            return Ok(self.write_tx(Queued::default(), Tx::Kept(conn)));
+            return Ok(self.write_tx(Queued::default(), Tx::Kept(conn), limit));
         }
         let queued = self.queue().await;
         // Only in this process's turn: a writer past the queue's wait may meet another's write
         // lock, and must wait for it without blocking its thread (see `direct`).
         if let (Some(direct), true) = (direct, queued.in_turn()) {
             if let Some(tx) = direct.begin()? {
-                return Ok(self.write_tx(queued, Tx::Direct(tx)));
+                return Ok(self.write_tx(queued, Tx::Direct(tx), pg_kept::Limit::default()));
             }
         }
         let tx = self.begin_write_with(pg_begin).await?;
-        Ok(self.write_tx(queued, Tx::Pooled(tx)))
+        Ok(self.write_tx(queued, Tx::Pooled(tx), pg_kept::Limit::default()))
     }
 
-    fn write_tx(&self, queued: Queued, tx: Tx) -> WriteTx {
+    fn write_tx(&self, queued: Queued, tx: Tx, limit: pg_kept::Limit) -> WriteTx {
         WriteTx {
             _queued: queued,
             tx,
@@ -582,6 +589,7 @@ impl Store {
             audit_ids: std::collections::VecDeque::new(),
             crl_mark: self.crl_mark.clone(),
             crl_changed: false,
+            limit,
         }
     }
 
@@ -597,6 +605,14 @@ impl Store {
             &PG_BEGIN_WRITE_UNSYNCED,
         )
         .await
+    }
+
+    /// PostgreSQL: how long each statement of a write transaction may take from now on (60 s by
+    /// default; see [`pg_kept`]). Nothing on SQLite.
+    pub fn set_statement_limit(&self, limit: Duration) {
+        if let Some(kept) = &self.kept {
+            kept.set_limit(limit);
+        }
     }
 
     /// Closes the write connections and opens one again from the calling thread (in this process's
@@ -1133,6 +1149,7 @@ impl Store {
         Ok(Apart {
             conn,
             failover: self.failover.clone(),
+            limit: self.kept.as_ref().map(|k| k.limit()).unwrap_or_default(),
         })
     }
 }
@@ -1152,6 +1169,8 @@ pub struct Apart {
     /// Kept after the last statement when every statement succeeded (see [`pg_kept`]).
     conn: pg_kept::KeptConn,
     failover: Option<Arc<failover::Failover>>,
+    /// How long each statement may take.
+    limit: pg_kept::Limit,
 }
 
 impl Apart {
@@ -1160,13 +1179,21 @@ impl Apart {
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
-        let read = queries::requests_named(self.conn.conn()?, certnames).await;
+        let read = within(
+            self.limit.clone(),
+            queries::requests_named(self.conn.conn()?, certnames),
+        )
+        .await;
         self.ended(read)
     }
 
     /// The current (highest, not cleaned) certificate of a certname, as committed now.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
-        let read = queries::current_certificate(self.conn.conn()?, certname).await;
+        let read = within(
+            self.limit.clone(),
+            queries::current_certificate(self.conn.conn()?, certname),
+        )
+        .await;
         self.ended(read)
     }
 
@@ -1186,7 +1213,11 @@ impl Apart {
     /// log is written (and replicated) in order, so that commit makes this one durable with it; a
     /// crash before it loses nothing anyone holds.
     pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
-        let end = queries::bump_by_unsynced(self.conn.conn()?, "serial", queries::to_i64(n)?).await;
+        let end = within(
+            self.limit.clone(),
+            queries::bump_by_unsynced(self.conn.conn()?, "serial", queries::to_i64(n)?),
+        )
+        .await;
         let end = queries::to_u64(self.ended(end)?, "serial")?;
         Ok(end - n..end)
     }
@@ -1275,6 +1306,8 @@ pub struct WriteTx {
     audit_ids: std::collections::VecDeque<i64>,
     /// SQLite: grown once this transaction, which changed the CRLs, commits.
     crl_mark: Option<Arc<crl_mark::CrlMark>>,
+    /// PostgreSQL: how long each statement may take (see [`pg_kept::Limit`]).
+    limit: pg_kept::Limit,
     /// Whether this transaction changed the CRLs ([`WriteTx::notify_crl_change`]).
     crl_changed: bool,
 }
@@ -1285,7 +1318,7 @@ impl WriteTx {
     /// A commit that fails is not retried: its outcome may be unknown (the server died after it), and
     /// only an acknowledged change must never be lost.
     pub async fn commit(self) -> Result<(), StoreError> {
-        noted(self.failover.as_ref(), self.tx.commit().await)?;
+        noted(self.failover.as_ref(), within(self.limit, self.tx.commit()).await)?;
         if let Some(c) = &self.commits {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -1301,11 +1334,15 @@ impl WriteTx {
     /// The chains of a key rollover: the next CA's (after `start`) and the previous CA's (after
     /// `switch`).
     pub async fn rollover_chains(&mut self) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::rollover_chains(self.tx.conn()?).await
+        within(self.limit.clone(), queries::rollover_chains(self.tx.conn()?)).await
     }
     /// Publishes (or, with `None`, withdraws) the next CA's chain.
     pub async fn set_next_chain(&mut self, chain_pem: Option<&str>, now: i64) -> Result<(), StoreError> {
-        queries::set_next_chain(self.tx.conn()?, chain_pem, now).await
+        within(
+            self.limit.clone(),
+            queries::set_next_chain(self.tx.conn()?, chain_pem, now),
+        )
+        .await
     }
     /// Makes the next CA the current one (key identifier `key_id`), the current one the previous one;
     /// `audit_key_wrap`: the audit log's sealing key wrapped for the next CA key.
@@ -1315,15 +1352,23 @@ impl WriteTx {
         audit_key_wrap: &[u8],
         now: i64,
     ) -> Result<(), StoreError> {
-        queries::switch_ca(self.tx.conn()?, key_id, audit_key_wrap, now).await
+        within(
+            self.limit.clone(),
+            queries::switch_ca(self.tx.conn()?, key_id, audit_key_wrap, now),
+        )
+        .await
     }
     /// Forgets the previous CA (the end of a rollover).
     pub async fn end_rollover(&mut self, now: i64) -> Result<(), StoreError> {
-        queries::end_rollover(self.tx.conn()?, now).await
+        within(self.limit.clone(), queries::end_rollover(self.tx.conn()?, now)).await
     }
     /// Replaces the CA's chain (an extension: same key and subject), stored at `now`.
     pub async fn replace_ca_chain(&mut self, chain_pem: &str, now: i64) -> Result<(), StoreError> {
-        queries::replace_ca_chain(self.tx.conn()?, chain_pem, now).await
+        within(
+            self.limit.clone(),
+            queries::replace_ca_chain(self.tx.conn()?, chain_pem, now),
+        )
+        .await
     }
     /// Records the CA and its counters (setup and import).
     pub async fn init_ca(
@@ -1333,31 +1378,43 @@ impl WriteTx {
         first_serial: u64,
         now: i64,
     ) -> Result<(), StoreError> {
-        queries::init_ca(self.tx.conn()?, chain_pem, key_id, first_serial, now).await
+        within(
+            self.limit.clone(),
+            queries::init_ca(self.tx.conn()?, chain_pem, key_id, first_serial, now),
+        )
+        .await
     }
     /// Allocates `n` consecutive serials (the counter holds the next serial to issue).
     pub async fn reserve_serials(&mut self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
         // One statement for the whole range: a row updated once per serial in one transaction slows
         // PostgreSQL down quadratically (every update adds a row version the next one walks).
-        let end = queries::bump_by(self.tx.conn()?, "serial", queries::to_i64(n)?).await?;
+        let end = within(
+            self.limit.clone(),
+            queries::bump_by(self.tx.conn()?, "serial", queries::to_i64(n)?),
+        )
+        .await?;
         let end = queries::to_u64(end, "serial")?;
         Ok(end - n..end)
     }
     /// The next serial (see [`WriteTx::reserve_serials`] for several).
     pub async fn next_serial(&mut self) -> Result<u64, StoreError> {
         // The counter holds the next serial to issue: hand out the value before the increment.
-        let next = queries::bump(self.tx.conn()?, "serial").await?;
+        let next = within(self.limit.clone(), queries::bump(self.tx.conn()?, "serial")).await?;
         queries::to_u64(next - 1, "serial")
     }
     /// The `Last-Modified` of the CRL being signed: `at_least` (now, rounded up to the second) or one
     /// second after the previous CRL's, whichever is later.
     pub async fn next_crl_last_modified(&mut self, at_least: i64) -> Result<i64, StoreError> {
-        queries::next_crl_last_modified(self.tx.conn()?, at_least).await
+        within(
+            self.limit.clone(),
+            queries::next_crl_last_modified(self.tx.conn()?, at_least),
+        )
+        .await
     }
     /// Allocates the next CRL number.
     pub async fn next_crl_number(&mut self) -> Result<u64, StoreError> {
         // The counter holds the number of the last CRL (-1 before the first, so the first is 0).
-        let n = queries::bump(self.tx.conn()?, "crl_number").await?;
+        let n = within(self.limit.clone(), queries::bump(self.tx.conn()?, "crl_number")).await?;
         self.notify_crl_change().await?;
         queries::to_u64(n, "crl number")
     }
@@ -1377,7 +1434,11 @@ impl WriteTx {
             status_json,
             by,
         };
-        queries::put_requests(self.tx.conn()?, self.backend, &[row], now, replace).await
+        within(
+            self.limit.clone(),
+            queries::put_requests(self.tx.conn()?, self.backend, &[row], now, replace),
+        )
+        .await
     }
     /// What each of `certnames` holds: `signed` or `revoked` (its current certificate), else
     /// `requested`; names holding nothing are left out.
@@ -1385,7 +1446,11 @@ impl WriteTx {
         &mut self,
         certnames: &[&str],
     ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
-        queries::name_states(self.tx.conn()?, certnames).await
+        within(
+            self.limit.clone(),
+            queries::name_states(self.tx.conn()?, certnames),
+        )
+        .await
     }
     /// Stores pending requests in one statement (each name once), replacing those stored for the
     /// same names when `replace`.
@@ -1395,11 +1460,15 @@ impl WriteTx {
         now: i64,
         replace: bool,
     ) -> Result<(), StoreError> {
-        queries::put_requests(self.tx.conn()?, self.backend, rows, now, replace).await
+        within(
+            self.limit.clone(),
+            queries::put_requests(self.tx.conn()?, self.backend, rows, now, replace),
+        )
+        .await
     }
     /// A pending request.
     pub async fn request(&mut self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
-        queries::request(self.tx.conn()?, certname).await
+        within(self.limit.clone(), queries::request(self.tx.conn()?, certname)).await
     }
     /// The pending requests of `certnames`, by name (one statement).
     pub async fn requests_named(
@@ -1409,18 +1478,30 @@ impl WriteTx {
         match &mut self.tx {
             Tx::Pooled(t) => queries::requests_named(&mut **t, certnames).await,
             // The same read as the one before audit rows (the audit log's ends unused here).
-            tx => Ok(queries::requests_and_audit_ends(tx.either()?, certnames, None, 0)
-                .await?
-                .0),
+            tx => Ok(within(
+                self.limit.clone(),
+                queries::requests_and_audit_ends(tx.either()?, certnames, None, 0),
+            )
+            .await?
+            .0),
         }
     }
     /// Removes a pending request; false when there was none.
     pub async fn delete_request(&mut self, certname: &str) -> Result<bool, StoreError> {
-        Ok(queries::delete_requests(self.tx.conn()?, &[certname]).await? > 0)
+        Ok(within(
+            self.limit.clone(),
+            queries::delete_requests(self.tx.conn()?, &[certname]),
+        )
+        .await?
+            > 0)
     }
     /// Removes the pending requests of `certnames` (one statement); how many there were.
     pub async fn delete_requests(&mut self, certnames: &[&str]) -> Result<u64, StoreError> {
-        queries::delete_requests(self.tx.conn()?, certnames).await
+        within(
+            self.limit.clone(),
+            queries::delete_requests(self.tx.conn()?, certnames),
+        )
+        .await
     }
     /// Stores an issued certificate.
     pub async fn insert_certificate(
@@ -1431,7 +1512,11 @@ impl WriteTx {
         by: &str,
     ) -> Result<(), StoreError> {
         let new = NewCertificate { row, status_json, by };
-        queries::insert_certificates(self.tx.conn()?, self.backend, &[new], issued_at).await
+        within(
+            self.limit.clone(),
+            queries::insert_certificates(self.tx.conn()?, self.backend, &[new], issued_at),
+        )
+        .await
     }
     /// Stores issued certificates (one statement).
     pub async fn insert_certificates(
@@ -1439,15 +1524,27 @@ impl WriteTx {
         certs: &[NewCertificate<'_>],
         issued_at: i64,
     ) -> Result<(), StoreError> {
-        queries::insert_certificates(self.tx.conn()?, self.backend, certs, issued_at).await
+        within(
+            self.limit.clone(),
+            queries::insert_certificates(self.tx.conn()?, self.backend, certs, issued_at),
+        )
+        .await
     }
     /// The current certificate of a certname.
     pub async fn current_certificate(&mut self, certname: &str) -> Result<Option<CertRow>, StoreError> {
-        queries::current_certificate_in(self.tx.either()?, certname).await
+        within(
+            self.limit.clone(),
+            queries::current_certificate_in(self.tx.either()?, certname),
+        )
+        .await
     }
     /// Serials of a certname's certificates that are neither cleaned, revoked nor expired at `now`.
     pub async fn revocable_serials(&mut self, certname: &str, now: i64) -> Result<Vec<u64>, StoreError> {
-        queries::revocable_serials(self.tx.conn()?, certname, now).await
+        within(
+            self.limit.clone(),
+            queries::revocable_serials(self.tx.conn()?, certname, now),
+        )
+        .await
     }
     /// Records a revocation; false when the serial was already revoked.
     pub async fn revoke(
@@ -1457,27 +1554,47 @@ impl WriteTx {
         at: i64,
         reason: i64,
     ) -> Result<bool, StoreError> {
-        queries::revoke(self.tx.conn()?, serial, certname, at, reason).await
+        within(
+            self.limit.clone(),
+            queries::revoke(self.tx.conn()?, serial, certname, at, reason),
+        )
+        .await
     }
     /// Marks every certificate of a certname cleaned; returns how many.
     pub async fn clean_certificates(&mut self, certname: &str, at: i64) -> Result<u64, StoreError> {
-        queries::clean_certificates(self.tx.conn()?, certname, at).await
+        within(
+            self.limit.clone(),
+            queries::clean_certificates(self.tx.conn()?, certname, at),
+        )
+        .await
     }
     /// Every revocation, by serial.
     pub async fn revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
-        queries::revocations(self.tx.conn()?).await
+        within(self.limit.clone(), queries::revocations(self.tx.conn()?)).await
     }
     /// Revoked serials whose certificates expired before `now`.
     pub async fn expired_revocations(&mut self, now: i64) -> Result<Vec<u64>, StoreError> {
-        queries::expired_revocations(self.tx.conn()?, now).await
+        within(
+            self.limit.clone(),
+            queries::expired_revocations(self.tx.conn()?, now),
+        )
+        .await
     }
     /// Removes a revocation (prune: its certificate has expired).
     pub async fn delete_revocation(&mut self, serial: u64) -> Result<(), StoreError> {
-        queries::delete_revocation(self.tx.conn()?, serial).await
+        within(
+            self.limit.clone(),
+            queries::delete_revocation(self.tx.conn()?, serial),
+        )
+        .await
     }
     /// Replaces the CRL of the parent at `position` (1 = direct parent).
     pub async fn set_parent_crl(&mut self, position: u32, der: &[u8]) -> Result<(), StoreError> {
-        queries::set_parent_crl(self.tx.conn()?, position, der).await?;
+        within(
+            self.limit.clone(),
+            queries::set_parent_crl(self.tx.conn()?, position, der),
+        )
+        .await?;
         self.notify_crl_change().await
     }
     /// Tells the other processes on the database, at commit, that the CRLs changed: on PostgreSQL
@@ -1486,108 +1603,136 @@ impl WriteTx {
     async fn notify_crl_change(&mut self) -> Result<(), StoreError> {
         self.crl_changed = true;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
+            let notify = sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CRL_CHANNEL)
-                .execute(self.tx.conn()?)
-                .await?;
+                .execute(self.tx.conn()?);
+            within(self.limit.clone(), notify).await?;
         }
         Ok(())
     }
     /// The infrastructure nodes' certnames.
     pub async fn infra_nodes(&mut self) -> Result<Vec<String>, StoreError> {
-        queries::infra_nodes(self.tx.conn()?).await
+        within(self.limit.clone(), queries::infra_nodes(self.tx.conn()?)).await
     }
     /// Adds (`add`) or removes an infrastructure node; whether anything changed.
     pub async fn set_infra_node(&mut self, certname: &str, add: bool) -> Result<bool, StoreError> {
-        queries::set_infra_node(self.tx.conn()?, certname, add).await
+        within(
+            self.limit.clone(),
+            queries::set_infra_node(self.tx.conn()?, certname, add),
+        )
+        .await
     }
     /// The revocations of infrastructure nodes' certificates.
     pub async fn infra_revocations(&mut self) -> Result<Vec<RevocationRow>, StoreError> {
-        queries::infra_revocations(self.tx.conn()?).await
+        within(self.limit.clone(), queries::infra_revocations(self.tx.conn()?)).await
     }
     /// Whether any of these (revoked) serials is an infrastructure node's.
     pub async fn any_infra_serial(&mut self, serials: &[u64]) -> Result<bool, StoreError> {
-        queries::any_infra_serial(self.tx.conn()?, serials).await
+        within(
+            self.limit.clone(),
+            queries::any_infra_serial(self.tx.conn()?, serials),
+        )
+        .await
     }
     /// The infrastructure CRL.
     pub async fn infra_crl(&mut self) -> Result<Option<CrlRow>, StoreError> {
-        queries::infra_crl(self.tx.conn()?).await
+        within(self.limit.clone(), queries::infra_crl(self.tx.conn()?)).await
     }
     /// Replaces the infrastructure CRL (readers reload the served chain).
     pub async fn store_infra_crl(&mut self, row: &CrlRow) -> Result<(), StoreError> {
-        queries::store_infra_crl(self.tx.conn()?, row).await?;
+        within(self.limit.clone(), queries::store_infra_crl(self.tx.conn()?, row)).await?;
         self.notify_crl_change().await
     }
     /// The parents' CRLs.
     pub async fn parent_crls(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
-        queries::parent_crls(self.tx.conn()?).await
+        within(self.limit.clone(), queries::parent_crls(self.tx.conn()?)).await
     }
     /// Sets the serial counter (the next serial to issue; import) — never lowers it.
     pub async fn raise_next_serial(&mut self, next: u64) -> Result<(), StoreError> {
-        let current = queries::counter(self.tx.conn()?, "serial").await?;
+        let current = within(self.limit.clone(), queries::counter(self.tx.conn()?, "serial")).await?;
         if next > current {
-            queries::set_counter(self.tx.conn()?, "serial", queries::to_i64(next)?).await?;
+            within(
+                self.limit.clone(),
+                queries::set_counter(self.tx.conn()?, "serial", queries::to_i64(next)?),
+            )
+            .await?;
         }
         Ok(())
     }
     /// Sets the number of the current CRL (import) — never lowers it.
     pub async fn raise_crl_number(&mut self, number: u64) -> Result<(), StoreError> {
-        let current: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
-            .fetch_one(self.tx.conn()?)
-            .await?;
+        let read = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'crl_number'")
+            .fetch_one(self.tx.conn()?);
+        let current: i64 = within(self.limit.clone(), read).await?;
         let n = queries::to_i64(number)?;
         if n > current {
-            queries::set_counter(self.tx.conn()?, "crl_number", n).await?;
+            within(
+                self.limit.clone(),
+                queries::set_counter(self.tx.conn()?, "crl_number", n),
+            )
+            .await?;
             self.notify_crl_change().await?;
         }
         Ok(())
     }
     /// Keeps an imported inventory line (a certificate we hold no copy of).
     pub async fn insert_inventory_line(&mut self, serial: u64, line: &str) -> Result<(), StoreError> {
-        queries::insert_inventory_line(self.tx.conn()?, serial, line).await
+        within(
+            self.limit.clone(),
+            queries::insert_inventory_line(self.tx.conn()?, serial, line),
+        )
+        .await
     }
     /// Who `serial` was issued to: a stored certificate's certname, else an imported inventory line.
     pub async fn serial_owner(
         &mut self,
         serial: u64,
     ) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::serial_owner(self.tx.conn()?, serial).await
+        within(self.limit.clone(), queries::serial_owner(self.tx.conn()?, serial)).await
     }
     /// Whether `serial` is revoked.
     pub async fn is_revoked(&mut self, serial: u64) -> Result<bool, StoreError> {
-        queries::is_revoked(self.tx.conn()?, serial).await
+        within(self.limit.clone(), queries::is_revoked(self.tx.conn()?, serial)).await
     }
     /// The next serial to issue, as this transaction sees it.
     pub async fn peek_serial(&mut self) -> Result<u64, StoreError> {
-        queries::counter(self.tx.conn()?, "serial").await
+        within(self.limit.clone(), queries::counter(self.tx.conn()?, "serial")).await
     }
     /// Whether a certificate with this serial is stored.
     pub async fn certificate_exists(&mut self, serial: u64) -> Result<bool, StoreError> {
-        queries::certificate_exists(self.tx.conn()?, serial).await
+        within(
+            self.limit.clone(),
+            queries::certificate_exists(self.tx.conn()?, serial),
+        )
+        .await
     }
     /// The CA chain PEM and key id.
     pub async fn ca(&mut self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        queries::ca(self.tx.conn()?).await
+        within(self.limit.clone(), queries::ca(self.tx.conn()?)).await
     }
     /// The stored CRL's number, nextUpdate and the relying parties' CRL's nextUpdate, without reading
     /// its entries.
     pub async fn crl_dates(&mut self) -> Result<Option<(u64, i64, Option<i64>)>, StoreError> {
-        Ok(queries::crl_meta(self.tx.conn()?)
+        Ok(within(self.limit.clone(), queries::crl_meta(self.tx.conn()?))
             .await?
             .map(|m| (m.row.number, m.row.next_update, m.row.relying_next_update)))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&mut self) -> Result<Option<u64>, StoreError> {
-        queries::crl_number(self.tx.conn()?).await
+        within(self.limit.clone(), queries::crl_number(self.tx.conn()?)).await
     }
     /// What changed in the stored CRL since CRL `held` (see [`Store::crl_since`]).
     pub async fn crl_since(&mut self, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
-        crl_since(self.tx.conn()?, held).await
+        within(self.limit.clone(), crl_since(self.tx.conn()?, held)).await
     }
     /// Replaces the current CRL with a newer one: stores only what it appends to the stored one when
     /// `layout` says it does (see [`CrlLayout`]).
     pub async fn store_crl(&mut self, row: &CrlRow, layout: &CrlLayout) -> Result<(), StoreError> {
-        queries::store_crl(self.tx.conn()?, row, layout).await
+        within(
+            self.limit.clone(),
+            queries::store_crl(self.tx.conn()?, row, layout),
+        )
+        .await
     }
     /// Appends an audit row (sealed, when the CA key is loaded).
     pub async fn audit(&mut self, rec: &AuditRecord<'_>) -> Result<(), StoreError> {
@@ -1599,13 +1744,16 @@ impl WriteTx {
             return Ok(());
         }
         let prev = self.audit_head().await?;
-        self.head = queries::audit(
-            self.tx.conn()?,
-            self.backend,
-            recs,
-            self.seal.as_deref(),
-            prev,
-            &mut self.audit_ids,
+        self.head = within(
+            self.limit.clone(),
+            queries::audit(
+                self.tx.conn()?,
+                self.backend,
+                recs,
+                self.seal.as_deref(),
+                prev,
+                &mut self.audit_ids,
+            ),
         )
         .await?;
         Ok(())
@@ -1618,7 +1766,11 @@ impl WriteTx {
         let Some(head) = self.head_file_unchecked() else {
             return Ok(prev);
         };
-        let ends = queries::audit_ends(self.tx.either()?, head_named(&head)).await?;
+        let ends = within(
+            self.limit.clone(),
+            queries::audit_ends(self.tx.either()?, head_named(&head)),
+        )
+        .await?;
         self.check_head_file(head, &ends);
         Ok(prev.or(ends.last))
     }
@@ -1647,8 +1799,11 @@ impl WriteTx {
         audits: usize,
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
         let (head, named, ids) = self.before_audit(audits);
-        let (requests, ends) =
-            queries::requests_and_audit_ends(self.tx.either()?, certnames, named, ids).await?;
+        let (requests, ends) = within(
+            self.limit.clone(),
+            queries::requests_and_audit_ends(self.tx.either()?, certnames, named, ids),
+        )
+        .await?;
         self.audit_ends_read(head, ends);
         Ok(requests)
     }
@@ -1661,8 +1816,11 @@ impl WriteTx {
         audits: usize,
     ) -> Result<std::collections::HashMap<String, &'static str>, StoreError> {
         let (head, named, ids) = self.before_audit(audits);
-        let (states, ends) =
-            queries::name_states_and_audit_ends(self.tx.either()?, certnames, named, ids).await?;
+        let (states, ends) = within(
+            self.limit.clone(),
+            queries::name_states_and_audit_ends(self.tx.either()?, certnames, named, ids),
+        )
+        .await?;
         self.audit_ends_read(head, ends);
         Ok(states)
     }
@@ -1748,7 +1906,7 @@ impl WriteTx {
         if w.is_empty() {
             return Ok(None);
         }
-        w.run(self.tx.either()?, self.backend).await
+        within(self.limit.clone(), w.run(self.tx.either()?, self.backend)).await
     }
 
     /// The rows that append `audits` to the chain (ids, hashes, seals), and the chain's new end;
@@ -1761,13 +1919,16 @@ impl WriteTx {
             return Ok((Vec::new(), None));
         }
         let prev = self.audit_head().await?;
-        queries::audit_inserts(
-            self.tx.either()?,
-            self.backend,
-            audits,
-            self.seal.as_deref(),
-            prev,
-            &mut self.audit_ids,
+        within(
+            self.limit.clone(),
+            queries::audit_inserts(
+                self.tx.either()?,
+                self.backend,
+                audits,
+                self.seal.as_deref(),
+                prev,
+                &mut self.audit_ids,
+            ),
         )
         .await
     }

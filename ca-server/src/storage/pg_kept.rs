@@ -12,12 +12,24 @@
 //! neither committed nor rolled back dies with its connection, and with it the CA's write lock (the
 //! server rolls back a transaction whose client is gone). Connections opened before a failover
 //! switched servers are closed, not used again.
+//!
+//! Every write transaction runs on such a connection (the other writers' too, see
+//! [`super::Store::write`]), and each of its statements, its `BEGIN` (the wait for the CA's write
+//! lock) and its `COMMIT` included, may take at most [`Limit`]: sqlx sets no TCP keepalive on its
+//! sockets and bounds no statement, so a statement in flight to a primary that vanished without
+//! closing its connections (power lost, packets dropped) would wait for the kernel to give up
+//! retransmitting, about 15 minutes, holding up the writers queued behind it (the signing
+//! pipeline, the revocations). Past the limit the statement fails, its connection is closed (its
+//! transaction with it, should the server still be there), and a re-probe looks for the server that
+//! now qualifies.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::failover::{Failover, RECENTLY_TESTED};
 use super::{noted, StoreError};
@@ -26,11 +38,63 @@ use super::{noted, StoreError};
 /// a signing round, a group of CSR submissions and a reservation); one more is closed when it ends.
 const KEEP: usize = 4;
 
+/// At most this many connections in use at once: beyond, a writer waits here (at most
+/// [`PERMIT_WAIT`]) instead of holding a connection while it waits for the server's write lock.
+const IN_USE: usize = 4;
+
+/// The longest wait for a place among [`IN_USE`], and for the check of a connection idle for
+/// [`RECENTLY_TESTED`] or longer (the write pool's acquire timeout is the same).
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long one statement of a write transaction may take by default (see [`Limit`]): far beyond
+/// any of the CA's statements, and beyond the CA's longest hold of its write lock outside an import.
+pub(super) const STATEMENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long each statement of a write transaction may take on PostgreSQL; none on SQLite (a local
+/// file). A statement past it fails with a timed-out I/O error, and the failover looks for the
+/// server that qualifies now.
+#[derive(Clone, Default)]
+pub(super) struct Limit(Option<(Duration, Arc<Failover>)>);
+
+/// `fut`, failed with a timed-out I/O error when it takes longer than `limit`.
+pub(super) async fn within<T, E: From<sqlx::Error>>(
+    limit: Limit,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let Some((d, failover)) = limit.0 else {
+        return fut.await;
+    };
+    match tokio::time::timeout(d, fut).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(
+                limit_s = d.as_secs_f64(),
+                "the database did not answer a write statement in time: its connection is closed"
+            );
+            failover.suspect();
+            Err(E::from(timed_out(d)))
+        }
+    }
+}
+
+/// The error of a statement that took longer than `d`.
+fn timed_out(d: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer from the database within {} s (the server gone, or the CA's write lock held              that long)",
+            d.as_secs()
+        ),
+    ))
+}
+
 /// The kept connections of a store, and the write pool that makes new ones.
 pub(super) struct Kept {
     pool: AnyPool,
     failover: Arc<Failover>,
     idle: Mutex<Vec<Idle>>,
+    permits: Arc<Semaphore>,
+    limit: Mutex<Duration>,
 }
 
 struct Idle {
@@ -52,7 +116,26 @@ impl Kept {
             pool,
             failover,
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(IN_USE)),
+            limit: Mutex::new(STATEMENT_LIMIT),
         })
+    }
+
+    /// The limit of each statement of a write transaction from now on.
+    pub(super) fn set_limit(&self, d: Duration) {
+        *self
+            .limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = d;
+    }
+
+    /// The limit of each statement of a write transaction.
+    pub(super) fn limit(&self) -> Limit {
+        let d = *self
+            .limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Limit(Some((d, Arc::clone(&self.failover))))
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
@@ -65,6 +148,10 @@ impl Kept {
     /// A connection: the one kept last (when still usable), else a new one from the write pool.
     /// Returned unclean: see [`KeptConn::done`].
     pub(super) async fn take(self: &Arc<Self>) -> Result<KeptConn, StoreError> {
+        let permit = tokio::time::timeout(PERMIT_WAIT, Arc::clone(&self.permits).acquire_owned()).await;
+        let Ok(Ok(permit)) = permit else {
+            return noted(Some(&self.failover), Err(sqlx::Error::PoolTimedOut.into()));
+        };
         let generation = self.failover.generation();
         loop {
             let Some(mut idle) = self.idle().pop() else { break };
@@ -73,27 +160,34 @@ impl Kept {
                 continue;
             }
             if idle.since.elapsed() >= RECENTLY_TESTED {
-                if let Err(e) = idle.conn.ping().await {
-                    tracing::debug!(error = %crate::error::Chain(&e), "a kept database connection is gone");
+                let checked = tokio::time::timeout(PERMIT_WAIT, idle.conn.ping()).await;
+                if !matches!(checked, Ok(Ok(()))) {
+                    tracing::debug!("a kept database connection no longer answers: closed");
                     self.failover.suspect();
                     continue;
                 }
             }
-            return Ok(self.held(idle.conn, idle.generation));
+            return Ok(self.held(idle.conn, idle.generation, permit));
         }
         let pooled: PoolConnection<Any> = noted(
             Some(&self.failover),
             self.pool.acquire().await.map_err(StoreError::from),
         )?;
-        Ok(self.held(pooled.detach(), generation))
+        Ok(self.held(pooled.detach(), generation, permit))
     }
 
-    fn held(self: &Arc<Self>, conn: AnyConnection, generation: u64) -> KeptConn {
+    fn held(
+        self: &Arc<Self>,
+        conn: AnyConnection,
+        generation: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> KeptConn {
         KeptConn {
             conn: Some(conn),
             home: Arc::clone(self),
             generation,
             clean: false,
+            _permit: permit,
         }
     }
 
@@ -113,6 +207,8 @@ pub(super) struct KeptConn {
     home: Arc<Kept>,
     generation: u64,
     clean: bool,
+    /// Its place among the connections in use, given back when it ends.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl KeptConn {
