@@ -184,6 +184,7 @@ struct FileLimits {
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
     request_timeout: Option<String>,
+    database_statement_timeout: Option<String>,
 }
 
 /// Where the access rules come from.
@@ -212,6 +213,9 @@ pub struct Limits {
     pub body_read_timeout: std::time::Duration,
     /// Time allowed for a whole request (body included).
     pub request_timeout: std::time::Duration,
+    /// PostgreSQL: time allowed for each statement of a write transaction, its wait for the CA's
+    /// write lock included (a server that vanished without closing its connections).
+    pub database_statement_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -223,6 +227,7 @@ impl Default for Limits {
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(60),
+            database_statement_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -265,7 +270,9 @@ pub struct Settings {
 impl Settings {
     /// The data directory, with the database URL when the state is in PostgreSQL.
     pub fn data_dir(&self) -> crate::datadir::DataDir {
-        crate::datadir::DataDir::new(&self.data_dir).with_database_url(self.database_url.clone())
+        crate::datadir::DataDir::new(&self.data_dir)
+            .with_database_url(self.database_url.clone())
+            .with_statement_limit(Some(self.limits.database_statement_timeout))
     }
 }
 
@@ -530,7 +537,17 @@ impl Settings {
                 fc.limits.request_timeout,
                 dl.request_timeout,
             )?,
+            database_statement_timeout: std_dur(
+                "limits.database-statement-timeout",
+                fc.limits.database_statement_timeout,
+                dl.database_statement_timeout,
+            )?,
         };
+        if limits.database_statement_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "limits.database-statement-timeout must be longer than 0 s".into(),
+            ));
+        }
         if limits.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max-connections must be at least 1".into(),
@@ -621,6 +638,19 @@ mod tests {
         assert_eq!(s.limits.max_connections_per_address, 16);
         assert!(s.trusted_proxies[1].matches("10.1.2.3".parse().unwrap()));
         assert!(!s.trusted_proxies[0].matches("127.0.0.2".parse().unwrap()));
+        assert_eq!(
+            s.limits.database_statement_timeout,
+            std::time::Duration::from_secs(60)
+        );
+        let s = parse("[limits]\ndatabase-statement-timeout = \"5s\"").unwrap();
+        assert_eq!(
+            s.limits.database_statement_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            s.data_dir().statement_limit(),
+            Some(std::time::Duration::from_secs(5))
+        );
         let s = parse("listen = \"127.0.0.1:9\"\n[ca]\nallow-subject-alt-names = true\ncert-ttl = \"90d\"\n")
             .unwrap();
         assert!(s.ca.signing.global.allow_dns_alt_names);
@@ -679,6 +709,8 @@ mod tests {
         assert!(parse("[authorization]\nauth-conf = \"a\"\nlegacy-auth-conf = \"b\"").is_err());
         assert!(parse("[limits]\nmax-connections = 0").is_err());
         assert!(parse("[limits]\nmax-connections-per-address = 0").is_err());
+        assert!(parse("[limits]\ndatabase-statement-timeout = \"0s\"").is_err());
+        assert!(parse("[limits]\ndatabase-statement-timeout = \"soon\"").is_err());
         let e = parse("[authorization]\ntrusted-proxies = [\"10.0.0.0/33\"]")
             .unwrap_err()
             .to_string();

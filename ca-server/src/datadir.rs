@@ -36,6 +36,9 @@ pub fn default_data_dir() -> PathBuf {
 pub struct DataDir {
     root: PathBuf,
     database_url: Option<String>,
+    /// PostgreSQL: the limit of each statement of a write transaction (the store's default when
+    /// none).
+    statement_limit: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -56,7 +59,18 @@ impl DataDir {
         DataDir {
             root: root.into(),
             database_url: None,
+            statement_limit: None,
         }
+    }
+    /// The same directory, its PostgreSQL write statements limited to `limit` each
+    /// (`limits.database-statement-timeout`; `None`: the store's default).
+    pub fn with_statement_limit(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.statement_limit = limit;
+        self
+    }
+    /// The limit of each PostgreSQL write statement, when one was given.
+    pub fn statement_limit(&self) -> Option<std::time::Duration> {
+        self.statement_limit
     }
     /// The same directory with the state in the database at `url` (`None`: its SQLite file).
     pub fn with_database_url(mut self, url: Option<String>) -> Self {

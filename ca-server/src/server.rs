@@ -375,7 +375,12 @@ async fn revocation_feed(state: Arc<AppState>) {
         let res = match feed.wait().await {
             Ok(()) => match tokio::time::timeout(std::time::Duration::from_secs(2), state.refresh()).await {
                 Ok(r) => r.map(drop).map_err(|e| crate::error::Chain(&e).to_string()),
-                Err(_) => Err("the database did not answer within 2 s".to_string()),
+                Err(_) => {
+                    // A server that stopped answering without closing its connections: look for
+                    // the one that qualifies now (a promoted standby) instead of waiting on it.
+                    state.authority.store().suspect_failover();
+                    Err("the database did not answer within 2 s".to_string())
+                }
             },
             Err(e) => Err(crate::error::Chain(&e).to_string()),
         };

@@ -543,3 +543,212 @@ fn target_session_attrs_chooses_the_server_by_its_role_wherever_it_is_listed() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A primary that vanishes without closing its connections (its processes stopped: no answer and
+/// no reset, as when its host loses power or the network drops its packets) while a replica signs
+/// and revokes, then the standby promoted: the replica's writes to the vanished server fail within
+/// `limits.database-statement-timeout` (3 s here), it finds the new primary, and signs and revokes
+/// again within seconds instead of after the kernel's retransmissions give up (about 15 minutes).
+/// Every acknowledged signing and revocation is on the new primary.
+#[test]
+fn a_primary_that_vanishes_silently_is_left_within_the_statement_limit() {
+    let primary = PgCluster::start();
+    let standby = PgCluster::standby_of(&primary);
+    primary.make_synchronous();
+    let url = format!(
+        "postgresql://ca@127.0.0.1:{},127.0.0.1:{}/ca?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let ca = TestCa::setup(&[
+        "--key-type",
+        "ec-p256",
+        "--dns-alt-names",
+        "localhost",
+        "--database-url",
+        &url,
+    ]);
+    let config = ca.path("silent.toml");
+    std::fs::write(&config, "[limits]\ndatabase-statement-timeout = \"3s\"\n").unwrap();
+    let log = ca.path("replica.log");
+    let (child, port) = spawn_until_listening(
+        Command::new(server_binary())
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--data-dir", ca.data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--certname", "ca-0.example.test", "--dns-alt-names", "localhost"])
+            .env("CA_DATABASE_URL", &url)
+            .env(
+                "RUST_LOG",
+                std::env::var("DRILL_RUST_LOG").unwrap_or("info".into()),
+            ),
+        &log,
+        API_LISTENING,
+        Duration::from_secs(30),
+    );
+    let _replica = Replicas(vec![child]);
+    let d = &ca.data;
+    let client = Client::new(
+        &format!("https://localhost:{port}"),
+        &d.join("ca_crt.pem"),
+        Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let revoke = |name: &str| {
+        call(
+            &rt,
+            &client,
+            Method::PUT,
+            &format!("/puppet-ca/v1/certificate_status/{name}"),
+            br#"{"desired_state":"revoked"}"#,
+        )
+        .is_ok_and(|a| a.status == StatusCode::NO_CONTENT)
+    };
+    let mut acknowledged = BTreeMap::new();
+    let mut revoked = BTreeSet::new();
+    for i in 0..3 {
+        let name = format!("before-{i}.example.test");
+        let (ok, cert) = issue(&rt, &client, &name);
+        assert!(ok, "signing before the drill");
+        acknowledged.insert(name.clone(), cert.unwrap());
+        if i == 0 {
+            assert!(revoke(&name), "revoking before the drill");
+            revoked.insert(acknowledged[&name].0);
+        }
+    }
+
+    // Writes in flight when the primary stops answering: the CA's write lock held (here by a
+    // transaction of the test's own), a CSR submitted and a revocation asked meanwhile wait for it
+    // on the primary, and their writers with them.
+    let held = rt.block_on(async {
+        let store = ca_server::storage::Store::open_url(&primary.url("ca"))
+            .await
+            .unwrap();
+        let tx = store.write().await.unwrap();
+        (store, tx)
+    });
+    let in_flight = {
+        let client = Client::new(
+            &format!("https://localhost:{port}"),
+            &d.join("ca_crt.pem"),
+            Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
+        )
+        .unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let started = Instant::now();
+            let (submitted, _) = issue(&rt, &client, "in-flight.example.test");
+            let revoked = call(
+                &rt,
+                &client,
+                Method::PUT,
+                "/puppet-ca/v1/certificate_status/before-1.example.test",
+                br#"{"desired_state":"revoked"}"#,
+            );
+            (submitted, revoked.map(|a| a.status), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // The primary stops answering; the standby is promoted a second later.
+    let frozen = primary.freeze();
+    let vanished = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    standby.promote();
+    assert_eq!(standby.psql("ca", "SELECT pg_is_in_recovery()"), "f");
+
+    // The replica signs and revokes again; with no bound it would wait for minutes.
+    let mut signed_again = None;
+    let mut revoked_again = None;
+    let mut i = 0;
+    while signed_again.is_none() || revoked_again.is_none() {
+        assert!(
+            vanished.elapsed() < Duration::from_secs(60),
+            "the replica did not sign and revoke again within 60 s: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        i += 1;
+        let name = format!("after-{i}.example.test");
+        let (ok, cert) = issue(&rt, &client, &name);
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let Some(cert) = cert else { continue };
+        signed_again.get_or_insert(vanished.elapsed());
+        acknowledged.insert(name.clone(), cert);
+        if revoke(&name) {
+            revoked.insert(acknowledged[&name].0);
+            revoked_again.get_or_insert(vanished.elapsed());
+        }
+    }
+    let (signed_again, revoked_again) = (signed_again.unwrap(), revoked_again.unwrap());
+    // The writes that were in flight were answered (refused or done) instead of waiting on.
+    let (submitted, in_flight_revoke, waited) = in_flight.join().unwrap();
+    println!(
+        "  the writes in flight were answered after {} ms",
+        waited.as_millis()
+    );
+    if submitted {
+        // Acknowledged: stored on the new primary, checked below with the others.
+        acknowledged.insert("in-flight.example.test".to_string(), (u64::MAX, Vec::new()));
+    }
+    if let Ok(StatusCode::NO_CONTENT) = in_flight_revoke {
+        revoked.insert(acknowledged["before-1.example.test"].0);
+    }
+    println!(
+        "silent primary loss: signing again {} ms, revoking again {} ms after the primary stopped \
+         answering (statement limit 3 s, promotion after 1 s)",
+        signed_again.as_millis(),
+        revoked_again.as_millis()
+    );
+    assert!(
+        signed_again < Duration::from_secs(30) && revoked_again < Duration::from_secs(30),
+        "{signed_again:?} {revoked_again:?}"
+    );
+
+    // Everything acknowledged is on the new primary.
+    let stored = rt.block_on(async {
+        let store = ca_server::storage::Store::open_url(&standby.url("ca"))
+            .await
+            .unwrap();
+        let all = store.all_certificates().await.unwrap();
+        store.close().await;
+        all
+    });
+    let by_serial: BTreeMap<u64, &ca_server::storage::CertRow> =
+        stored.iter().map(|(r, _)| (r.serial, r)).collect();
+    assert_eq!(by_serial.len(), stored.len(), "no duplicate serial");
+    for (name, (serial, der)) in &acknowledged {
+        if *serial == u64::MAX {
+            assert!(
+                stored.iter().any(|(r, _)| &r.certname == name),
+                "{name}, acknowledged, lost"
+            );
+            continue;
+        }
+        let row = by_serial
+            .get(serial)
+            .unwrap_or_else(|| panic!("{name} (serial {serial}) lost"));
+        assert_eq!(&row.der, der, "{name} changed");
+        assert_eq!(
+            row.revoked.is_some(),
+            revoked.contains(serial),
+            "{name}: revocation"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("now using 127.0.0.1:{}", standby.port)),
+        "no switch logged: {text}"
+    );
+    if std::env::var("DRILL_LOGS").is_ok() {
+        println!("{text}");
+    }
+    drop(frozen);
+    drop(held);
+}

@@ -238,15 +238,20 @@ impl Failover {
                     if meta.idle_for < RECENTLY_TESTED {
                         return Ok(true);
                     }
-                    match conn.ping().await {
-                        Ok(()) => Ok(true),
-                        Err(e) => {
-                            if let Some(f) = f {
-                                f.suspect();
-                            }
-                            Err(e)
-                        }
+                    // Bounded: a server that vanished without closing its connections never answers,
+                    // and the pool's acquire would wait for it until its own timeout.
+                    let err = match tokio::time::timeout(PROBE_TIMEOUT, conn.ping()).await {
+                        Ok(Ok(())) => return Ok(true),
+                        Ok(Err(e)) => e,
+                        Err(_) => sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the database server did not answer a ping",
+                        )),
+                    };
+                    if let Some(f) = f {
+                        f.suspect();
                     }
+                    Err(err)
                 })
             })
             .after_connect(move |conn, _meta| {
@@ -308,6 +313,16 @@ impl Failover {
     fn opened_before_switch(&self, age: Duration) -> bool {
         let switched = self.switched_at.lock().ok().and_then(|g| *g);
         switched.is_some_and(|t| age > t.elapsed())
+    }
+
+    /// Returns once no re-probe runs, or after `max`: a connection opened meanwhile would go to the
+    /// server that failed (the pool reads its server when it connects, and waits for an answer until
+    /// its acquire timeout).
+    pub(crate) async fn settled(&self, max: Duration) {
+        let until = Instant::now() + max;
+        while self.probing.load(Ordering::Acquire) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Notes an error of an operation: one that suggests a failover starts a re-probe.

@@ -486,7 +486,13 @@ impl Store {
     /// when `create`).
     pub async fn open_for(dir: &crate::datadir::DataDir, create: bool) -> Result<Store, StoreError> {
         match dir.database_url() {
-            Some(url) => Store::open_url(url).await,
+            Some(url) => {
+                let store = Store::open_url(url).await?;
+                if let Some(limit) = dir.statement_limit() {
+                    store.set_statement_limit(limit);
+                }
+                Ok(store)
+            }
             None => Store::open(&dir.db(), create).await,
         }
     }
@@ -605,6 +611,14 @@ impl Store {
             &PG_BEGIN_WRITE_UNSYNCED,
         )
         .await
+    }
+
+    /// PostgreSQL: the server in use did not answer in time; one re-probe in the background looks
+    /// for the server that qualifies now (see [`failover`]). Nothing on SQLite.
+    pub fn suspect_failover(&self) {
+        if let Some(f) = &self.failover {
+            f.suspect();
+        }
     }
 
     /// PostgreSQL: how long each statement of a write transaction may take from now on (60 s by

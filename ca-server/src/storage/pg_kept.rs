@@ -131,11 +131,14 @@ impl Kept {
 
     /// The limit of each statement of a write transaction.
     pub(super) fn limit(&self) -> Limit {
-        let d = *self
+        Limit(Some((self.limit_duration(), Arc::clone(&self.failover))))
+    }
+
+    fn limit_duration(&self) -> Duration {
+        *self
             .limit
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Limit(Some((d, Arc::clone(&self.failover))))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
@@ -160,15 +163,20 @@ impl Kept {
                 continue;
             }
             if idle.since.elapsed() >= RECENTLY_TESTED {
-                let checked = tokio::time::timeout(PERMIT_WAIT, idle.conn.ping()).await;
+                let wait = self.limit_duration().min(PERMIT_WAIT);
+                let checked = tokio::time::timeout(wait, idle.conn.ping()).await;
                 if !matches!(checked, Ok(Ok(()))) {
-                    tracing::debug!("a kept database connection no longer answers: closed");
+                    // The others are on the same server: not one more wait for each.
+                    tracing::debug!("a kept database connection no longer answers: all are closed");
+                    self.idle().clear();
                     self.failover.suspect();
                     continue;
                 }
             }
             return Ok(self.held(idle.conn, idle.generation, permit));
         }
+        // A re-probe under way (this connection's server may be gone): connect where it leads.
+        self.failover.settled(PERMIT_WAIT).await;
         let pooled: PoolConnection<Any> = noted(
             Some(&self.failover),
             self.pool.acquire().await.map_err(StoreError::from),
