@@ -796,3 +796,54 @@ fn a_write_statement_without_an_answer_fails_within_the_limit() {
         store.close().await;
     });
 }
+
+/// PostgreSQL: a read that gets no answer (the server's processes stopped, its connections left
+/// open) fails within the store's statement limit, the CRL read the change feed makes included,
+/// instead of waiting for the kernel to give up retransmitting; its connection is closed, not given
+/// back to the pool; once the server answers again the next read runs.
+#[test]
+fn a_read_without_an_answer_fails_within_the_limit() {
+    use std::time::{Duration, Instant};
+    let pg = PgCluster::start();
+    let url = pg.url("ca");
+    rt().block_on(async move {
+        let store = Store::open_url(&url).await.unwrap();
+        store.set_statement_limit(Duration::from_secs(2));
+        let mut tx = store.write().await.unwrap();
+        tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        for read in 0..2 {
+            // A connection the pool hands out without checking it (used less than a second ago).
+            assert!(store
+                .current_certificate("none.example.test")
+                .await
+                .unwrap()
+                .is_none());
+            let frozen = pg.freeze();
+            let started = Instant::now();
+            let res = tokio::time::timeout(Duration::from_secs(20), async {
+                if read == 0 {
+                    store.current_certificate("none.example.test").await.map(drop)
+                } else {
+                    store.crl_since(None).await.map(drop)
+                }
+            })
+            .await
+            .expect("a read without an answer still waits after 20 s");
+            let took = started.elapsed();
+            drop(frozen);
+            assert!(res.is_err(), "an answer from a stopped server");
+            assert!(
+                took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+                "{took:?}"
+            );
+        }
+        assert!(store
+            .current_certificate("none.example.test")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(store.ca().await.unwrap().unwrap().0, "chain");
+        store.close().await;
+    });
+}

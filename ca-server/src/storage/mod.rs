@@ -37,6 +37,51 @@ use sqlx::{Any, Executor, Transaction};
 
 use pg_kept::within;
 
+/// A read on a connection of the store's pool, `|c| body` with `c: &mut AnyConnection`. On
+/// PostgreSQL it may take at most the statement limit (see [`pg_kept`]). A read that does not end
+/// (past the limit, or abandoned by its caller) closes its connection instead of giving it back to
+/// the pool: sqlx would first ping it, with no limit, and a server that vanished without closing its
+/// connections would keep that place for the kernel's retransmission timeout.
+macro_rules! read {
+    ($store:expr, |$c:ident| $body:expr) => {{
+        let store: &Store = $store;
+        let limit = store.read_limit();
+        let mut held = ReadConn {
+            conn: store.pool.acquire().await?,
+            done: false,
+        };
+        let res = {
+            let $c: &mut sqlx::AnyConnection = &mut *held.conn;
+            let fut = $body;
+            match limit.duration() {
+                None => Ok(fut.await),
+                Some(d) => tokio::time::timeout(d, fut).await.map_err(drop),
+            }
+        };
+        match res {
+            Ok(r) => {
+                held.done = true;
+                r
+            }
+            Err(()) => Err(StoreError::from(limit.exceeded())),
+        }
+    }};
+}
+
+/// A pooled connection a read runs on: closed when dropped before the read ended (see [`read`]).
+struct ReadConn {
+    conn: sqlx::pool::PoolConnection<Any>,
+    done: bool,
+}
+
+impl Drop for ReadConn {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 pub use queries::{
     audit_hash, AuditRecord, AuditRow, CertRow, CrlLayout, CrlRow, CrlUpdate, ExpiringRow, MetricsSnapshot,
     NewCertificate, NewRequest, RequestRow, RevocationRow, StatusFilter, TwinPieces,
@@ -613,6 +658,11 @@ impl Store {
         .await
     }
 
+    /// How long a read may take: the statement limit on PostgreSQL, none on SQLite.
+    fn read_limit(&self) -> pg_kept::Limit {
+        self.kept.as_ref().map(|k| k.limit()).unwrap_or_default()
+    }
+
     /// PostgreSQL: the server in use did not answer in time; one re-probe in the background looks
     /// for the server that qualifies now (see [`failover`]). Nothing on SQLite.
     pub fn suspect_failover(&self) {
@@ -762,43 +812,43 @@ impl Store {
 
     /// The CA chain PEM and its key id, if a CA is set up.
     pub async fn ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        queries::ca(&self.pool).await
+        read!(self, |c| queries::ca(c))
     }
     /// The audit log's sealing key wrapped for the current CA key, once a key rollover switched
     /// ([`crate::ca::CaSigner::adopt_audit_key`]).
     pub async fn audit_key_wrap(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        queries::audit_key_wrap(&self.pool).await
+        read!(self, |c| queries::audit_key_wrap(c))
     }
     /// The chains of a key rollover in progress: the next CA's and the previous CA's.
     pub async fn rollover_chains(&self) -> Result<(Option<String>, Option<String>), StoreError> {
-        queries::rollover_chains(&self.pool).await
+        read!(self, |c| queries::rollover_chains(c))
     }
     /// When the CA chain was stored (Unix seconds).
     pub async fn ca_stored_at(&self) -> Result<Option<i64>, StoreError> {
-        queries::ca_stored_at(&self.pool).await
+        read!(self, |c| queries::ca_stored_at(c))
     }
     /// The DER of a certname's current certificate and when it was issued (Unix seconds).
     pub async fn current_certificate_issued(
         &self,
         certname: &str,
     ) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
-        queries::current_certificate_issued(&self.pool, certname).await
+        read!(self, |c| queries::current_certificate_issued(c, certname))
     }
     /// A pending request.
     pub async fn request(&self, certname: &str) -> Result<Option<RequestRow>, StoreError> {
-        queries::request(&self.pool, certname).await
+        read!(self, |c| queries::request(c, certname))
     }
     /// The current (highest, not cleaned) certificate of a certname.
     pub async fn current_certificate(&self, certname: &str) -> Result<Option<CertRow>, StoreError> {
-        queries::current_certificate(&self.pool, certname).await
+        read!(self, |c| queries::current_certificate(c, certname))
     }
     /// All pending requests, by name.
     pub async fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        queries::requests(&self.pool).await
+        read!(self, |c| queries::requests(c))
     }
     /// Current certificates, by name, filtered by state.
     pub async fn certificates(&self, filter: StatusFilter) -> Result<Vec<CertRow>, StoreError> {
-        queries::certificates(&self.pool, filter).await
+        read!(self, |c| queries::certificates(c, filter))
     }
     /// The status listing (`certificate_statuses`): the pending requests' status objects (when
     /// `requests`), then the current certificates' (those `certificates` selects), each in certname
@@ -853,11 +903,16 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut longest = 0;
         if requests {
-            longest = queries::longest_listed_name(&self.pool, queries::Listed::Requests).await?;
+            longest = read!(self, |c| queries::longest_listed_name(
+                c,
+                queries::Listed::Requests
+            ))?;
         }
         if let Some(f) = certificates {
-            longest = longest
-                .max(queries::longest_listed_name(&self.pool, queries::Listed::Certificates(f)).await?);
+            longest = longest.max(read!(self, |c| queries::longest_listed_name(
+                c,
+                queries::Listed::Certificates(f)
+            ))?);
         }
         Ok(longest)
     }
@@ -896,24 +951,31 @@ impl Store {
 
     /// The current CRL (rebuilt from its pieces, in one read snapshot).
     pub async fn crl(&self) -> Result<Option<CrlRow>, StoreError> {
-        let mut tx = self.read_snapshot().await?;
-        let crl = whole_crl(&mut tx).await?;
-        tx.rollback().await?;
-        Ok(crl)
+        let backend = self.backend;
+        read!(self, |c| async move {
+            let mut tx = snapshot_on(c, backend).await?;
+            let crl = whole_crl(&mut tx).await?;
+            tx.rollback().await?;
+            Ok(crl)
+        })
     }
 
     /// What changed in the CRL since the one numbered `held` (its entries `held_entries` bytes
     /// long): the entries appended since, when the stored CRL continues it; else the whole CRL.
     /// A replica following another's revocations reads a few hundred bytes, not megabytes.
     pub async fn crl_since(&self, held: Option<u64>) -> Result<CrlUpdate, StoreError> {
-        let mut tx = self.read_snapshot().await?;
-        let update = crl_since(&mut tx, held).await?;
-        tx.rollback().await?;
-        Ok(update)
+        let backend = self.backend;
+        read!(self, |c| async move {
+            let mut tx = snapshot_on(c, backend).await?;
+            let update = crl_since(&mut tx, held).await?;
+            tx.rollback().await?;
+            Ok(update)
+        })
     }
 
     /// A read-only transaction that sees one state of the database throughout (SQLite: any
-    /// transaction in WAL mode; PostgreSQL: REPEATABLE READ).
+    /// transaction in WAL mode; PostgreSQL: REPEATABLE READ), on a pooled connection; see
+    /// [`snapshot_on`].
     async fn read_snapshot(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
@@ -925,55 +987,55 @@ impl Store {
     }
     /// Imported inventory lines, by serial.
     pub async fn inventory_lines(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        queries::inventory_lines(&self.pool).await
+        read!(self, |c| queries::inventory_lines(c))
     }
     /// The parents' CRLs, direct parent first.
     pub async fn parent_crls(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        queries::parent_crls(&self.pool).await
+        read!(self, |c| queries::parent_crls(c))
     }
     /// The infrastructure nodes' certnames.
     pub async fn infra_nodes(&self) -> Result<Vec<String>, StoreError> {
-        queries::infra_nodes(&self.pool).await
+        read!(self, |c| queries::infra_nodes(c))
     }
     /// The serials of the infrastructure nodes' current certificates.
     pub async fn infra_serials(&self) -> Result<Vec<u64>, StoreError> {
-        queries::infra_serials(&self.pool).await
+        read!(self, |c| queries::infra_serials(c))
     }
     /// The infrastructure CRL, once one was signed.
     pub async fn infra_crl(&self) -> Result<Option<CrlRow>, StoreError> {
-        queries::infra_crl(&self.pool).await
+        read!(self, |c| queries::infra_crl(c))
     }
     /// The `Last-Modified` of the last change of the parents' CRLs (0 when none).
     pub async fn parent_crls_last_modified(&self) -> Result<i64, StoreError> {
-        queries::parent_crls_last_modified(&self.pool).await
+        read!(self, |c| queries::parent_crls_last_modified(c))
     }
     /// Every certificate ever issued, by serial, with whether it was cleaned (export).
     pub async fn all_certificates(&self) -> Result<Vec<(CertRow, bool)>, StoreError> {
-        queries::all_certificates(&self.pool).await
+        read!(self, |c| queries::all_certificates(c))
     }
     /// What changes when any served CRL changes: (our CRL number, parent CRL updates). One cheap read.
     /// Our number is the last one signed, which a server may hold in memory a moment before storing it.
     pub async fn crl_version(&self) -> Result<(Option<i64>, i64), StoreError> {
-        queries::crl_version(&self.pool).await
+        read!(self, |c| queries::crl_version(c))
     }
     /// The number of the last CRL signed.
     pub async fn crl_number(&self) -> Result<Option<u64>, StoreError> {
-        queries::crl_number(&self.pool).await
+        read!(self, |c| queries::crl_number(c))
     }
     /// Counts for `/metrics`; `window`: the expiry warning window (seconds); certificates named
     /// `except` (renewed by the server itself) are not counted as expiring or expired.
     pub async fn metrics(&self, now: i64, window: i64, except: &str) -> Result<MetricsSnapshot, StoreError> {
-        queries::metrics(&self.pool, now, window, except).await
+        read!(self, |c| queries::metrics(c, now, window, except))
     }
     /// Whether this CA issued `serial` (a certificate or an imported inventory line) and its
     /// revocation (time, reason code), if any.
     pub async fn serial_status(&self, serial: u64) -> Result<(bool, Option<(i64, i64)>), StoreError> {
-        queries::serial_status(&self.pool, serial).await
+        read!(self, |c| queries::serial_status(c, serial))
     }
     /// Current, unrevoked certificates expiring at or before `until`, soonest first, except those
     /// named `except`.
     pub async fn expiring(&self, until: i64, except: &str) -> Result<Vec<ExpiringRow>, StoreError> {
-        queries::expiring(&self.pool, until, except).await
+        read!(self, |c| queries::expiring(c, until, except))
     }
     /// Checks the audit log: the hash chain, every record's seal, and that the head file names a
     /// record still held with the same hash. Pages through the log (constant memory).
@@ -1127,11 +1189,11 @@ impl Store {
     }
     /// Audit rows, oldest first.
     pub async fn audit_rows(&self, certname: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
-        queries::audit_rows(&self.pool, certname).await
+        read!(self, |c| queries::audit_rows(c, certname))
     }
     /// The next serial that will be issued.
     pub async fn peek_serial(&self) -> Result<u64, StoreError> {
-        queries::counter(&self.pool, "serial").await
+        read!(self, |c| queries::counter(c, "serial"))
     }
 
     /// Whether serials are drawn outside the CA's write lock ([`Store::apart`],
@@ -1166,6 +1228,21 @@ impl Store {
             limit: self.kept.as_ref().map(|k| k.limit()).unwrap_or_default(),
         })
     }
+}
+
+/// A read snapshot (see [`Store::read_snapshot`]) on `c`.
+async fn snapshot_on(
+    c: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<Transaction<'_, Any>, StoreError> {
+    use sqlx::Connection;
+    let mut tx = c.begin().await?;
+    if backend == Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
 }
 
 /// `res`, its error noted by `failover` (PostgreSQL), which starts a re-probe when the error
@@ -1491,6 +1568,7 @@ impl WriteTx {
     ) -> Result<std::collections::HashMap<String, RequestRow>, StoreError> {
         match &mut self.tx {
             Tx::Pooled(t) => queries::requests_named(&mut **t, certnames).await,
+            Tx::Kept(k) => within(self.limit.clone(), queries::requests_named(k.conn()?, certnames)).await,
             // The same read as the one before audit rows (the audit log's ends unused here).
             tx => Ok(within(
                 self.limit.clone(),
