@@ -38,6 +38,38 @@ fn start_replica(data: &Path, url: &str, certname: &str, log: &Path) -> (Child, 
     )
 }
 
+/// The admin client of the CA in `data` on the replica at `port`.
+fn admin_client(data: &Path, port: u16) -> Client {
+    Client::new(
+        &format!("https://localhost:{port}"),
+        &data.join("ca_crt.pem"),
+        Some((&data.join("admin/cert.pem"), &data.join("admin/key.pem"))),
+    )
+    .unwrap()
+}
+
+/// A primary with a synchronous streaming standby, the URL naming both (`userinfo@` before the
+/// hosts, `target_session_attrs=read-write`), and a CA set up there (EC P-256, `localhost` among
+/// its server's names).
+fn synchronous_pair(userinfo: &str) -> (PgCluster, PgCluster, String, TestCa) {
+    let primary = PgCluster::start();
+    let standby = PgCluster::standby_of(&primary);
+    primary.make_synchronous();
+    let url = format!(
+        "postgresql://{userinfo}@127.0.0.1:{},127.0.0.1:{}/ca?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let ca = TestCa::setup(&[
+        "--key-type",
+        "ec-p256",
+        "--dns-alt-names",
+        "localhost",
+        "--database-url",
+        &url,
+    ]);
+    (primary, standby, url, ca)
+}
+
 /// Kills the replicas when the test ends, however it ends.
 struct Replicas(Vec<Child>);
 
@@ -142,24 +174,9 @@ struct Seen {
 
 #[test]
 fn killing_the_primary_and_promoting_the_synchronous_standby_loses_nothing_acknowledged() {
-    let primary = PgCluster::start();
-    let standby = PgCluster::standby_of(&primary);
-    primary.make_synchronous();
-    let url = format!(
-        "postgresql://ca:{SECRET}@127.0.0.1:{},127.0.0.1:{}/ca?target_session_attrs=read-write",
-        primary.port, standby.port
-    );
-
     // Replica 0 sets up the CA (on the primary, chosen as the writable server); replica 1 joins with
     // only the CA key.
-    let first = TestCa::setup(&[
-        "--key-type",
-        "ec-p256",
-        "--dns-alt-names",
-        "localhost",
-        "--database-url",
-        &url,
-    ]);
+    let (primary, standby, url, first) = synchronous_pair(&format!("ca:{SECRET}"));
     let tmp = tempfile::tempdir().unwrap();
     let second = tmp.path().join("ca");
     std::fs::create_dir(&second).unwrap();
@@ -175,14 +192,7 @@ fn killing_the_primary_and_promoting_the_synchronous_standby_loses_nothing_ackno
         ports[i] = port;
     }
     let d = &first.data;
-    let admin = |port: u16| {
-        Client::new(
-            &format!("https://localhost:{port}"),
-            &d.join("ca_crt.pem"),
-            Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
-        )
-        .unwrap()
-    };
+    let admin = |port: u16| admin_client(d, port);
 
     // Clients: two per replica, each submitting, signing, fetching, and revoking every other one.
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -552,21 +562,7 @@ fn target_session_attrs_chooses_the_server_by_its_role_wherever_it_is_listed() {
 /// Every acknowledged signing and revocation is on the new primary.
 #[test]
 fn a_primary_that_vanishes_silently_is_left_within_the_statement_limit() {
-    let primary = PgCluster::start();
-    let standby = PgCluster::standby_of(&primary);
-    primary.make_synchronous();
-    let url = format!(
-        "postgresql://ca@127.0.0.1:{},127.0.0.1:{}/ca?target_session_attrs=read-write",
-        primary.port, standby.port
-    );
-    let ca = TestCa::setup(&[
-        "--key-type",
-        "ec-p256",
-        "--dns-alt-names",
-        "localhost",
-        "--database-url",
-        &url,
-    ]);
+    let (primary, standby, url, ca) = synchronous_pair("ca");
     let config = ca.path("silent.toml");
     std::fs::write(&config, "[limits]\ndatabase-statement-timeout = \"3s\"\n").unwrap();
     let log = ca.path("replica.log");
@@ -586,12 +582,7 @@ fn a_primary_that_vanishes_silently_is_left_within_the_statement_limit() {
     );
     let _replica = Replicas(vec![child]);
     let d = &ca.data;
-    let client = Client::new(
-        &format!("https://localhost:{port}"),
-        &d.join("ca_crt.pem"),
-        Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
-    )
-    .unwrap();
+    let client = admin_client(d, port);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -630,12 +621,7 @@ fn a_primary_that_vanishes_silently_is_left_within_the_statement_limit() {
         (store, tx)
     });
     let in_flight = {
-        let client = Client::new(
-            &format!("https://localhost:{port}"),
-            &d.join("ca_crt.pem"),
-            Some((&d.join("admin/cert.pem"), &d.join("admin/key.pem"))),
-        )
-        .unwrap();
+        let client = admin_client(d, port);
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -726,6 +726,16 @@ fn batched_transactions_on_kept_connections_end_cleanly() {
     });
 }
 
+/// A store on `url` holding a CA (first serial 2) whose statements may take 2 s each.
+async fn limited_store(url: &str) -> Store {
+    let store = Store::open_url(url).await.unwrap();
+    store.set_statement_limit(std::time::Duration::from_secs(2));
+    let mut tx = store.write().await.unwrap();
+    tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
+    tx.commit().await.unwrap();
+    store
+}
+
 /// PostgreSQL: a write statement that gets no answer (the server's processes stopped, its
 /// connections left open: a primary that lost power, seen from here) fails within the store's
 /// statement limit, whether it waits for the write lock (`BEGIN`) or for a statement's answer,
@@ -737,11 +747,7 @@ fn a_write_statement_without_an_answer_fails_within_the_limit() {
     let pg = PgCluster::start();
     let url = pg.url("ca");
     rt().block_on(async move {
-        let store = Store::open_url(&url).await.unwrap();
-        store.set_statement_limit(Duration::from_secs(2));
-        let mut tx = store.write().await.unwrap();
-        tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
-        tx.commit().await.unwrap();
+        let store = limited_store(&url).await;
         // A statement in flight.
         let mut tx = store.write().await.unwrap();
         let frozen = pg.freeze();
@@ -807,11 +813,7 @@ fn a_read_without_an_answer_fails_within_the_limit() {
     let pg = PgCluster::start();
     let url = pg.url("ca");
     rt().block_on(async move {
-        let store = Store::open_url(&url).await.unwrap();
-        store.set_statement_limit(Duration::from_secs(2));
-        let mut tx = store.write().await.unwrap();
-        tx.init_ca("chain", b"key-id", 2, 100).await.unwrap();
-        tx.commit().await.unwrap();
+        let store = limited_store(&url).await;
         for read in 0..2 {
             // A connection the pool hands out without checking it (used less than a second ago).
             assert!(store
