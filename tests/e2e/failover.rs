@@ -59,14 +59,7 @@ fn synchronous_pair(userinfo: &str) -> (PgCluster, PgCluster, String, TestCa) {
         "postgresql://{userinfo}@127.0.0.1:{},127.0.0.1:{}/ca?target_session_attrs=read-write",
         primary.port, standby.port
     );
-    let ca = TestCa::setup(&[
-        "--key-type",
-        "ec-p256",
-        "--dns-alt-names",
-        "localhost",
-        "--database-url",
-        &url,
-    ]);
+    let ca = TestCa::setup_on_database(&url, "localhost");
     (primary, standby, url, ca)
 }
 

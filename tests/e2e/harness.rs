@@ -74,6 +74,19 @@ impl TestCa {
         ca
     }
 
+    /// A CA set up with its state in the PostgreSQL database at `url`: an EC P-256 key, `alt_names`
+    /// (`--dns-alt-names`) on its server certificate.
+    pub fn setup_on_database(url: &str, alt_names: &str) -> TestCa {
+        TestCa::setup(&[
+            "--key-type",
+            "ec-p256",
+            "--dns-alt-names",
+            alt_names,
+            "--database-url",
+            url,
+        ])
+    }
+
     /// Runs `ca --data-dir <this CA> args...`.
     pub fn ca<S: AsRef<str>>(&self, args: &[S]) -> Run {
         let mut argv = vec!["--data-dir".to_string(), self.data.display().to_string()];

@@ -16,14 +16,7 @@ use crate::server::{As, TestServer};
 /// The first replica: `ca setup --database-url` on an empty database, then served. The data
 /// directory's config.toml names the database, so the `ca` CLI there works on it too.
 fn first_replica(url: &str) -> TestServer {
-    let ca = TestCa::setup(&[
-        "--key-type",
-        "ec-p256",
-        "--dns-alt-names",
-        "localhost,IP:127.0.0.1",
-        "--database-url",
-        url,
-    ]);
+    let ca = TestCa::setup_on_database(url, "localhost,IP:127.0.0.1");
     assert!(
         !ca.data.join("ca.db").exists(),
         "the state is in PostgreSQL, not in a SQLite file"
@@ -539,14 +532,7 @@ fn kill_9_of_a_replica_under_load_loses_nothing_and_the_others_keep_serving() {
 
     let pg = PgCluster::start();
     let url = pg.url("ca");
-    let first = TestCa::setup(&[
-        "--key-type",
-        "ec-p256",
-        "--dns-alt-names",
-        "localhost",
-        "--database-url",
-        &url,
-    ]);
+    let first = TestCa::setup_on_database(&url, "localhost");
     let mut dirs = vec![first.data.clone()];
     let _keep: Vec<tempfile::TempDir> = (0..2)
         .map(|_| {
