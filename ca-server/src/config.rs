@@ -213,8 +213,8 @@ pub struct Limits {
     pub body_read_timeout: std::time::Duration,
     /// Time allowed for a whole request (body included).
     pub request_timeout: std::time::Duration,
-    /// PostgreSQL: time allowed for each statement of a write transaction, its wait for the CA's
-    /// write lock included (a server that vanished without closing its connections).
+    /// PostgreSQL: time allowed for each statement, a write transaction's wait for the CA's write
+    /// lock included (a server that vanished without closing its connections never answers).
     pub database_statement_timeout: std::time::Duration,
 }
 

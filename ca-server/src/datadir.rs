@@ -36,8 +36,7 @@ pub fn default_data_dir() -> PathBuf {
 pub struct DataDir {
     root: PathBuf,
     database_url: Option<String>,
-    /// PostgreSQL: the limit of each statement of a write transaction (the store's default when
-    /// none).
+    /// PostgreSQL: the limit of each statement (the store's default when none).
     statement_limit: Option<std::time::Duration>,
 }
 
@@ -62,13 +61,13 @@ impl DataDir {
             statement_limit: None,
         }
     }
-    /// The same directory, its PostgreSQL write statements limited to `limit` each
+    /// The same directory, its PostgreSQL statements limited to `limit` each
     /// (`limits.database-statement-timeout`; `None`: the store's default).
     pub fn with_statement_limit(mut self, limit: Option<std::time::Duration>) -> Self {
         self.statement_limit = limit;
         self
     }
-    /// The limit of each PostgreSQL write statement, when one was given.
+    /// The limit of each PostgreSQL statement, when one was given.
     pub fn statement_limit(&self) -> Option<std::time::Duration> {
         self.statement_limit
     }

@@ -579,7 +579,8 @@ impl Store {
     /// `BEGIN IMMEDIATE` (the database's write lock, taken now, never mid-way); on PostgreSQL a
     /// transaction-scoped advisory lock (released at commit, rollback, or when the connection dies).
     /// On PostgreSQL each statement of the transaction may take at most a limit (60 s unless
-    /// [`Store::with_statement_limit`] says otherwise): see [`pg_kept`].
+    /// [`Store::set_statement_limit`] says otherwise), on a connection kept out of the write pool:
+    /// see [`pg_kept`].
     pub async fn write(&self) -> Result<WriteTx, StoreError> {
         self.write_on(None, self.kept.as_ref(), &PG_BEGIN_WRITE).await
     }
@@ -671,8 +672,8 @@ impl Store {
         }
     }
 
-    /// PostgreSQL: how long each statement of a write transaction may take from now on (60 s by
-    /// default; see [`pg_kept`]). Nothing on SQLite.
+    /// PostgreSQL: how long each statement (of a write transaction, a reservation or a read) may take
+    /// from now on (60 s by default; see [`pg_kept`]). Nothing on SQLite.
     pub fn set_statement_limit(&self, limit: Duration) {
         if let Some(kept) = &self.kept {
             kept.set_limit(limit);
@@ -1337,8 +1338,8 @@ enum Tx {
     Pooled(Transaction<'static, Any>),
     /// SQLite: a batched writer's transaction on a direct connection (see [`direct`]).
     Direct(direct::DirectTx),
-    /// PostgreSQL: a batched writer's transaction on a kept connection (see [`pg_kept`]), begun with
-    /// the write lock; kept after its commit, closed (the transaction with it) when dropped before.
+    /// PostgreSQL: a write transaction on a kept connection (see [`pg_kept`]), begun with the write
+    /// lock; kept after its commit, closed (the transaction with it) when dropped before.
     Kept(pg_kept::KeptConn),
 }
 

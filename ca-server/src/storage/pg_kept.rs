@@ -1,5 +1,6 @@
-//! PostgreSQL: the batched writers' connections (signing rounds, CSR submission groups, serial
-//! reservations), kept out of the write pool between their uses.
+//! PostgreSQL: the write transactions' connections (the signing rounds', the CSR submission
+//! groups' and every other writer's) and the serial reservations', kept out of the write pool
+//! between their uses; and the time limit of every statement (see [`Limit`]).
 //!
 //! sqlx pings every connection returned to its pool before it takes it back: one more round trip to
 //! PostgreSQL (a wake-up of another process on the cores the signatures fill) after each write
@@ -46,13 +47,14 @@ const IN_USE: usize = 4;
 /// [`RECENTLY_TESTED`] or longer (the write pool's acquire timeout is the same).
 const PERMIT_WAIT: Duration = Duration::from_secs(5);
 
-/// How long one statement of a write transaction may take by default (see [`Limit`]): far beyond
-/// any of the CA's statements, and beyond the CA's longest hold of its write lock outside an import.
+/// How long one statement may take by default (see [`Limit`]): far beyond any of the CA's
+/// statements, and beyond the CA's longest hold of its write lock outside an import.
 pub(super) const STATEMENT_LIMIT: Duration = Duration::from_secs(60);
 
-/// How long each statement of a write transaction may take on PostgreSQL; none on SQLite (a local
-/// file). A statement past it fails with a timed-out I/O error, and the failover looks for the
-/// server that qualifies now.
+/// How long each statement may take on PostgreSQL (a write transaction's, its `BEGIN` and `COMMIT`
+/// included, a reservation's, a read's: `limits.database-statement-timeout`); none on SQLite (a
+/// local file). A statement past it fails with a timed-out I/O error, its connection is closed, and
+/// the failover looks for the server that qualifies now.
 #[derive(Clone, Default)]
 pub(super) struct Limit(Option<(Duration, Arc<Failover>)>);
 
@@ -69,7 +71,7 @@ pub(super) async fn within<T, E: From<sqlx::Error>>(
         Err(_) => {
             tracing::warn!(
                 limit_s = d.as_secs_f64(),
-                "the database did not answer a write statement in time: its connection is closed"
+                "the database did not answer a statement in time: its connection is closed"
             );
             failover.suspect();
             Err(E::from(timed_out(d)))
@@ -103,7 +105,7 @@ fn timed_out(d: Duration) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         format!(
-            "no answer from the database within {} s (the server gone, or the CA's write lock held              that long)",
+            "no answer from the database within {} s (the server gone, or the CA's write lock held that long)",
             d.as_secs()
         ),
     ))
