@@ -714,10 +714,11 @@ fn a_primary_that_vanishes_silently_is_left_within_the_statement_limit() {
             .get(serial)
             .unwrap_or_else(|| panic!("{name} (serial {serial}) lost"));
         assert_eq!(&row.der, der, "{name} changed");
-        assert_eq!(
-            row.revoked.is_some(),
-            revoked.contains(serial),
-            "{name}: revocation"
+        // A refused revocation may still have committed (its outcome unknown); an acknowledged one
+        // must be there.
+        assert!(
+            row.revoked.is_some() || !revoked.contains(serial),
+            "{name}: acknowledged revocation lost"
         );
     }
     let text = std::fs::read_to_string(&log).unwrap();
