@@ -804,7 +804,8 @@ fn a_write_statement_without_an_answer_fails_within_the_limit() {
 }
 
 /// PostgreSQL: a read that gets no answer (the server's processes stopped, its connections left
-/// open) fails within the store's statement limit, the CRL read the change feed makes included,
+/// open) fails within the store's statement limit, the CRL read the change feed makes and a status
+/// listing's included,
 /// instead of waiting for the kernel to give up retransmitting; its connection is closed, not given
 /// back to the pool; once the server answers again the next read runs.
 #[test]
@@ -814,7 +815,7 @@ fn a_read_without_an_answer_fails_within_the_limit() {
     let url = pg.url("ca");
     rt().block_on(async move {
         let store = limited_store(&url).await;
-        for read in 0..2 {
+        for read in 0..3 {
             // A connection the pool hands out without checking it (used less than a second ago).
             assert!(store
                 .current_certificate("none.example.test")
@@ -824,10 +825,13 @@ fn a_read_without_an_answer_fails_within_the_limit() {
             let frozen = pg.freeze();
             let started = Instant::now();
             let res = tokio::time::timeout(Duration::from_secs(20), async {
-                if read == 0 {
-                    store.current_certificate("none.example.test").await.map(drop)
-                } else {
-                    store.crl_since(None).await.map(drop)
+                match read {
+                    0 => store.current_certificate("none.example.test").await.map(drop),
+                    1 => store.crl_since(None).await.map(drop),
+                    _ => store
+                        .status_list_json(true, Some(StatusFilter::All), "signed", "revoked")
+                        .await
+                        .map(drop),
                 }
             })
             .await
@@ -846,6 +850,11 @@ fn a_read_without_an_answer_fails_within_the_limit() {
             .unwrap()
             .is_none());
         assert_eq!(store.ca().await.unwrap().unwrap().0, "chain");
+        let listed = store
+            .status_list_json(true, Some(StatusFilter::All), "signed", "revoked")
+            .await
+            .unwrap();
+        assert_eq!(listed, "[]");
         store.close().await;
     });
 }

@@ -867,32 +867,44 @@ impl Store {
     ) -> Result<usize, StoreError> {
         const PAGE: i64 = 1000;
         let mut bytes = 0;
-        let mut tx = self.read_snapshot().await?;
+        // Each page's read is bounded like any other read (see `read!`); a listing abandoned or
+        // stopped by the limit closes its connection.
+        let limit = self.read_limit();
+        let mut held = ReadConn {
+            conn: self.pool.acquire().await?,
+            done: false,
+        };
+        let mut tx = within(limit.clone(), snapshot_on(&mut held.conn, self.backend)).await?;
         let kinds = requests
             .then_some(queries::Listed::Requests)
             .into_iter()
             .chain(certificates.map(queries::Listed::Certificates));
         for kind in kinds {
             let mut after = String::new();
-            while let Some((page, last)) = queries::status_list_page(
-                &mut tx,
-                self.backend,
-                kind,
-                &after,
-                PAGE,
-                signed_state,
-                revoked_state,
-            )
-            .await?
-            {
+            loop {
+                let read = queries::status_list_page(
+                    &mut tx,
+                    self.backend,
+                    kind,
+                    &after,
+                    PAGE,
+                    signed_state,
+                    revoked_state,
+                );
+                let Some((page, last)) = within(limit.clone(), read).await? else {
+                    break;
+                };
                 bytes += page.len();
                 if sink.send(Ok(page)).await.is_err() {
+                    within(limit.clone(), tx.rollback()).await?;
+                    held.done = true;
                     return Ok(bytes);
                 }
                 after = last;
             }
         }
-        tx.rollback().await?;
+        within(limit, tx.rollback()).await?;
+        held.done = true;
         Ok(bytes)
     }
 
@@ -974,18 +986,6 @@ impl Store {
         })
     }
 
-    /// A read-only transaction that sees one state of the database throughout (SQLite: any
-    /// transaction in WAL mode; PostgreSQL: REPEATABLE READ), on a pooled connection; see
-    /// [`snapshot_on`].
-    async fn read_snapshot(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(tx)
-    }
     /// Imported inventory lines, by serial.
     pub async fn inventory_lines(&self) -> Result<Vec<(u64, String)>, StoreError> {
         read!(self, |c| queries::inventory_lines(c))
@@ -1231,7 +1231,8 @@ impl Store {
     }
 }
 
-/// A read snapshot (see [`Store::read_snapshot`]) on `c`.
+/// A read-only transaction on `c` that sees one state of the database throughout (SQLite: any
+/// transaction in WAL mode; PostgreSQL: REPEATABLE READ).
 async fn snapshot_on(
     c: &mut sqlx::AnyConnection,
     backend: Backend,
