@@ -37,41 +37,38 @@ use sqlx::{Any, Executor, Transaction};
 
 use pg_kept::within;
 
-/// A read on a connection of the store's pool, `|c| body` with `c: &mut AnyConnection`. On
-/// PostgreSQL it may take at most the statement limit (see [`pg_kept`]). A read that does not end
-/// (past the limit, or abandoned by its caller) closes its connection instead of giving it back to
+/// A read on a connection of the store's pool, `|c| body` with `c: &mut AnyConnection`, within the
+/// statement limit on PostgreSQL (see [`pg_kept::within`]). A read that does not end well (past the
+/// limit, failed, or abandoned by its caller) closes its connection instead of giving it back to
 /// the pool: sqlx would first ping it, with no limit, and a server that vanished without closing its
 /// connections would keep that place for the kernel's retransmission timeout.
 macro_rules! read {
     ($store:expr, |$c:ident| $body:expr) => {{
         let store: &Store = $store;
-        let limit = store.read_limit();
-        let mut held = ReadConn {
-            conn: store.pool.acquire().await?,
-            done: false,
-        };
+        let mut held = ReadConn::acquire(&store.pool).await?;
         let res = {
             let $c: &mut sqlx::AnyConnection = &mut *held.conn;
-            let fut = $body;
-            match limit.duration() {
-                None => Ok(fut.await),
-                Some(d) => tokio::time::timeout(d, fut).await.map_err(drop),
-            }
+            within(store.read_limit(), $body).await
         };
-        match res {
-            Ok(r) => {
-                held.done = true;
-                r
-            }
-            Err(()) => Err(StoreError::from(limit.exceeded())),
-        }
+        held.done = res.is_ok();
+        res
     }};
 }
 
-/// A pooled connection a read runs on: closed when dropped before the read ended (see [`read`]).
+/// A pooled connection a read runs on: closed when dropped before the read ended well (see
+/// [`read`]).
 struct ReadConn {
     conn: sqlx::pool::PoolConnection<Any>,
     done: bool,
+}
+
+impl ReadConn {
+    async fn acquire(pool: &AnyPool) -> Result<ReadConn, StoreError> {
+        Ok(ReadConn {
+            conn: pool.acquire().await?,
+            done: false,
+        })
+    }
 }
 
 impl Drop for ReadConn {
@@ -252,7 +249,8 @@ pub struct Store {
     pool: AnyPool,
     /// PostgreSQL: the write transactions' pool.
     writer: Option<AnyPool>,
-    /// PostgreSQL: the batched writers' connections, kept out of the write pool (see [`pg_kept`]).
+    /// PostgreSQL: the write transactions' and reservations' connections, kept out of the write
+    /// pool, and the statement limit (see [`pg_kept`]).
     kept: Option<Arc<pg_kept::Kept>>,
     /// SQLite: the one connection the batched writers' durable transactions use, driven directly
     /// (see [`direct`]). Always the same connection, so its page cache stays valid from one
@@ -870,10 +868,7 @@ impl Store {
         // Each page's read is bounded like any other read (see `read!`); a listing abandoned or
         // stopped by the limit closes its connection.
         let limit = self.read_limit();
-        let mut held = ReadConn {
-            conn: self.pool.acquire().await?,
-            done: false,
-        };
+        let mut held = ReadConn::acquire(&self.pool).await?;
         let mut tx = within(limit.clone(), snapshot_on(&mut held.conn, self.backend)).await?;
         let kinds = requests
             .then_some(queries::Listed::Requests)

@@ -79,27 +79,6 @@ pub(super) async fn within<T, E: From<sqlx::Error>>(
     }
 }
 
-impl Limit {
-    /// The limit, when there is one (PostgreSQL).
-    pub(super) fn duration(&self) -> Option<Duration> {
-        self.0.as_ref().map(|(d, _)| *d)
-    }
-
-    /// The statement took longer than the limit: a re-probe looks for the server that qualifies
-    /// now; the error to return.
-    pub(super) fn exceeded(&self) -> sqlx::Error {
-        let d = self.duration().unwrap_or_default();
-        tracing::warn!(
-            limit_s = d.as_secs_f64(),
-            "the database did not answer a read in time: its connection is closed"
-        );
-        if let Some((_, failover)) = &self.0 {
-            failover.suspect();
-        }
-        timed_out(d)
-    }
-}
-
 /// The error of a statement that took longer than `d`.
 fn timed_out(d: Duration) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(
