@@ -83,19 +83,57 @@ fn give_back_free_memory() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const SIGNER_NICE: libc::c_int = 19;
 
-/// Lowers the calling thread's scheduling priority to [`SIGNER_NICE`], for the library's signer
-/// threads ([`ca_server::priority`]). On Linux a nice value is a thread's own: `PRIO_PROCESS` with a
-/// thread id sets that thread's alone. Lowering a priority needs no privilege; should it fail, the
-/// thread keeps its priority (nothing else changes).
+/// The signer threads' time slice: the longest the kernel takes (Linux 6.12 and later clamp a
+/// custom slice to 0.1-100 ms), so that any task waking with the usual slice, PostgreSQL's on the
+/// same cores included, runs at once ([`ca_server::priority`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const SIGNER_SLICE_NS: u64 = 100_000_000;
+
+/// The `struct sched_attr` of sched_setattr(2) (its first version, 48 bytes; the kernel takes any
+/// size from it on).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    sched_policy: u32,
+    sched_flags: u64,
+    sched_nice: i32,
+    sched_priority: u32,
+    sched_runtime: u64,
+    sched_deadline: u64,
+    sched_period: u64,
+}
+
+/// Lowers the calling thread's scheduling priority to [`SIGNER_NICE`] and gives it a long time
+/// slice ([`SIGNER_SLICE_NS`]), for the library's signer threads ([`ca_server::priority`]). On
+/// Linux a nice value is a thread's own: `PRIO_PROCESS` with a thread id sets that thread's alone,
+/// as sched_setattr(2) does its policy, nice value and slice. Neither needs a privilege (the
+/// priority is lowered, the policy stays `SCHED_OTHER`); should one fail, the thread keeps what it
+/// had (a kernel before 6.12 takes the nice value and ignores the slice). A thread started with
+/// another policy (the service's `CPUSchedulingPolicy=`) keeps it, with nice 19.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn lower_thread_priority() {
-    // SAFETY: gettid(2) and setpriority(2) take no pointer and touch no memory of the process; they
-    // are called on the thread whose priority they lower.
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        sched_policy: libc::SCHED_OTHER as u32,
+        sched_flags: 0,
+        sched_nice: SIGNER_NICE,
+        sched_priority: 0,
+        sched_runtime: SIGNER_SLICE_NS,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: gettid(2) and setpriority(2) take no pointer and touch no memory of the process;
+    // sched_setattr(2) reads `attr`, a live `struct sched_attr` of the size it carries, and writes
+    // nothing. All are called on the thread whose scheduling they change.
     unsafe {
         let tid = libc::gettid();
-        if let Ok(tid) = libc::id_t::try_from(tid) {
-            libc::setpriority(libc::PRIO_PROCESS, tid, SIGNER_NICE);
+        if let Ok(id) = libc::id_t::try_from(tid) {
+            libc::setpriority(libc::PRIO_PROCESS, id, SIGNER_NICE);
+        }
+        if libc::sched_getscheduler(0) == libc::SCHED_OTHER {
+            libc::syscall(libc::SYS_sched_setattr, tid, &attr as *const SchedAttr, 0u32);
         }
     }
 }

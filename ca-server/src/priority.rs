@@ -11,6 +11,18 @@
 //! nice 19 still takes every core nobody else wants; on a machine whose cores are busy with other
 //! processes, signings wait for them.
 //!
+//! **The signers' time slice.** A nice value weighs how the cores are shared over time, not how
+//! soon a task that wakes gets one: Linux's scheduler (EEVDF) lets the running task finish its time
+//! slice (1.4 ms here) unless the task waking has a shorter slice than it. PostgreSQL on the same
+//! cores runs in another scheduling group (a systemd service, a session), where the signers' nice
+//! value does not count: each answer it owed a write transaction waited for the signature in
+//! progress, the storing rounds took 3.3-3.9 ms and the cores were idle 0.22-0.31 ms per
+//! certificate. The binary gives the signer threads the longest slice the kernel takes (100 ms,
+//! Linux 6.12 and later), so that any task waking with the usual slice runs at once: on PostgreSQL
+//! the rounds took 1.3-2.0 ms, the cores were idle 0.05-0.06 ms per certificate, and one request
+//! per certificate went from 62-65 to 73-75 % of the ceiling; on SQLite, within the noise
+//! (BENCHMARKS.md, session 24).
+//!
 //! **The writers' core.** A SQLite write transaction is a conversation between two threads: the
 //! writers' thread (see `authority::spawn_writer`), which runs the signing pipeline's rounds and
 //! the CSR submissions, and the connection's own SQLite thread, which runs each statement; every
@@ -28,8 +40,8 @@
 //! one core was kept as it was, not measured again.
 //!
 //! How a thread's priority and placement are changed is the binary's business (this library has no
-//! unsafe code): `ca-server`'s `main` installs setpriority(2) with [`set_lower`] and
-//! sched_setaffinity(2) with [`set_placement`]; without them nothing is done.
+//! unsafe code): `ca-server`'s `main` installs setpriority(2) and sched_setattr(2) with
+//! [`set_lower`] and sched_setaffinity(2) with [`set_placement`]; without them nothing is done.
 
 use std::sync::OnceLock;
 

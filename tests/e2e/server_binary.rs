@@ -335,12 +335,12 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
     );
     let tasks = std::path::PathBuf::from(format!("/proc/{}/task", child.id()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Per thread of interest (its id): its name, nice value and cores, as last read: a thread read
-    // in the microseconds between its start and its own setpriority or sched_setaffinity counts by
-    // its later reads.
+    // Per thread of interest (its id): its name, nice value, cores and time slice, as last read: a
+    // thread read in the microseconds between its start and its own setpriority, sched_setattr or
+    // sched_setaffinity counts by its later reads.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
         String,
-        (String, String, String),
+        (String, String, String, Option<u64>),
     >::new()));
     let watcher = {
         let (stop, seen) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&seen));
@@ -356,6 +356,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
                     let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                     let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
                     let cores = allowed_cores(&status);
+                    let slice = time_slice(&task.path());
                     if let (Some(nice), Some(cores)) = (
                         stat.rsplit_once(')')
                             .and_then(|(_, rest)| rest.split_whitespace().nth(16)),
@@ -364,7 +365,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
                         let tid = task.file_name().to_string_lossy().into_owned();
                         seen.lock()
                             .unwrap()
-                            .insert(tid, (comm.to_string(), nice.to_string(), cores));
+                            .insert(tid, (comm.to_string(), nice.to_string(), cores, slice));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(2));
@@ -411,7 +412,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
             .lock()
             .unwrap()
             .values()
-            .any(|(comm, _, _)| comm == "ca-signer")
+            .any(|(comm, _, _, _)| comm == "ca-signer")
         {
             break;
         }
@@ -430,10 +431,24 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
     let seen = seen.lock().unwrap().clone();
     let of = |name: &str| -> Vec<(String, String)> {
         seen.values()
-            .filter(|(comm, _, _)| comm == name)
-            .map(|(_, nice, cores)| (nice.clone(), cores.clone()))
+            .filter(|(comm, _, _, _)| comm == name)
+            .map(|(_, nice, cores, _)| (nice.clone(), cores.clone()))
             .collect()
     };
+    // A long time slice (100 ms), so that a task waking with the usual slice (PostgreSQL's, the
+    // request threads') preempts a signature at once: read where the kernel shows it (its scheduler
+    // statistics), taken where it supports a custom slice for a `SCHED_OTHER` thread (6.12).
+    let slices: Vec<Option<u64>> = seen
+        .values()
+        .filter(|(comm, _, _, _)| comm == "ca-signer")
+        .map(|(_, _, _, slice)| *slice)
+        .collect();
+    if custom_slices() && slices.iter().any(Option::is_some) {
+        assert!(
+            slices.iter().all(|s| *s == Some(100_000_000)),
+            "ca-signer threads' time slices (ns): {slices:?}"
+        );
+    }
     let (signers, writer) = (of("ca-signer"), of("ca-writer"));
     assert!(!signers.is_empty(), "no ca-signer thread seen");
     // Each one read again until the watcher stopped: a signer lingers 100 ms after its signature.
@@ -460,6 +475,22 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
     } else {
         assert_eq!(*writer_cores, every);
     }
+}
+
+/// A task's time slice in nanoseconds (`se.slice` of its /proc `sched`, shown when the kernel keeps
+/// scheduler statistics).
+fn time_slice(task: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(task.join("sched"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("se.slice")?.split(':').nth(1)?.trim().parse().ok())
+}
+
+/// Whether the running kernel takes a custom time slice for a `SCHED_OTHER` thread (Linux 6.12).
+fn custom_slices() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    matches!((parts.next().flatten(), parts.next().flatten()), (Some(major), Some(minor)) if (major, minor) >= (6, 12))
 }
 
 /// The cores a task may run on (`Cpus_allowed_list` of its /proc status, e.g. `0-1`).
