@@ -16,12 +16,12 @@
 //! slice (1.4 ms here) unless the task waking has a shorter slice than it. PostgreSQL on the same
 //! cores runs in another scheduling group (a systemd service, a session), where the signers' nice
 //! value does not count: each answer it owed a write transaction waited for the signature in
-//! progress, the storing rounds took 3.3-3.9 ms and the cores were idle 0.22-0.31 ms per
+//! progress, the storing rounds took 3.2-3.9 ms and the cores were idle 0.22-0.31 ms per
 //! certificate. The binary gives the signer threads the longest slice the kernel takes (100 ms,
 //! Linux 6.12 and later), so that any task waking with the usual slice runs at once: on PostgreSQL
-//! the rounds took 1.3-2.0 ms, the cores were idle 0.05-0.06 ms per certificate, and one request
-//! per certificate went from 62-65 to 73-75 % of the ceiling; on SQLite, within the noise
-//! (BENCHMARKS.md, session 24).
+//! the rounds took 1.1-2.0 ms, the cores were idle 0.05-0.07 ms per certificate, and one request
+//! per certificate went from 62-71 to 73-78 % of the ceiling (five alternated pairs); on SQLite,
+//! within the noise (BENCHMARKS.md, session 24).
 //!
 //! **The writers' core.** A SQLite write transaction is a conversation between two threads: the
 //! writers' thread (see `authority::spawn_writer`), which runs the signing pipeline's rounds and
