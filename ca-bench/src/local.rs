@@ -61,6 +61,8 @@ fn row(phase: &str, value: f64, p50_ms: f64, note: &str) -> Figures {
         server_cpu_by_role: None,
         ceiling_around: None,
         rounds: None,
+        signatures: None,
+        ceiling_at_speed: None,
     }
 }
 

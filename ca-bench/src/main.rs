@@ -368,7 +368,7 @@ async fn https_phases(
     );
     rows.push(meter.done(submitted, "submit"));
     let before_sign = sample();
-    let rounds_before = signing_rounds(target).await;
+    let counters_before = server_counters(target).await;
     let signed = report(
         "sign via certificate_status PUT",
         each_metered(
@@ -382,8 +382,7 @@ async fn https_phases(
         .await,
     );
     let mut signed = meter.done(ratio(signed), "sign");
-    let rounds_after = signing_rounds(target).await;
-    signed.rounds = rounds_between(rounds_before, rounds_after);
+    counted(&mut signed, counters_before, server_counters(target).await, cores);
     let between = sample();
     signed.ceiling_around = Some((before_sign, between));
     rows.push(signed);
@@ -391,7 +390,7 @@ async fn https_phases(
     let bulk = make_csrs(&format!("b{run_id}"), args.csrs)?;
     each(target, false, c, submit_reqs(&bulk), &[StatusCode::OK]).await;
     let bulk_names: Vec<String> = bulk.iter().map(|(n, _)| n.clone()).collect();
-    let rounds_before = signing_rounds(target).await;
+    let counters_before = server_counters(target).await;
     let body = serde_json::json!({ "certnames": bulk_names }).to_string();
     let (lat, wall, err) = each_metered(
         target,
@@ -406,7 +405,7 @@ async fn https_phases(
     f.count = bulk_names.len();
     f.per_sec = bulk_names.len() as f64 / wall.as_secs_f64();
     let mut f = meter.done(ratio(f), "bulk");
-    f.rounds = rounds_between(rounds_before, signing_rounds(target).await);
+    counted(&mut f, counters_before, server_counters(target).await, cores);
     f.ceiling_around = Some((between, sample()));
     rows.push(f);
 
@@ -752,16 +751,20 @@ async fn timed(
     meter.done(f, id)
 }
 
-/// The server's signing rounds so far, from its `/metrics`: their number and their time in all (s);
-/// `None` when the server does not count them (another CA).
-async fn signing_rounds(t: &Target) -> Option<(u64, f64)> {
-    let mut c = t.connect(false).await.ok()?;
-    let reply = c
-        .send(Method::GET, "/metrics", &[], Default::default())
-        .await
-        .ok()
-        .filter(|r| r.status == StatusCode::OK)?;
-    let text = String::from_utf8_lossy(&reply.body);
+/// Counters of the server's `/metrics`, read before and after a signing phase; each `None` when the
+/// server does not give it (another CA).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    /// The signing rounds so far: their number and their time in all (s).
+    rounds: Option<(u64, f64)>,
+    /// The CA key's signatures so far: their number and the CPU time spent in them (s).
+    signatures: Option<(u64, f64)>,
+}
+
+async fn server_counters(t: &Target) -> Counters {
+    let Some(text) = metrics_text(t).await else {
+        return Counters::default();
+    };
     let value = |name: &str| {
         text.lines().find_map(|l| {
             l.strip_prefix(name)?
@@ -771,14 +774,34 @@ async fn signing_rounds(t: &Target) -> Option<(u64, f64)> {
                 .ok()
         })
     };
-    let count = value("ca_signing_round_seconds_count")?;
-    Some((count as u64, value("ca_signing_round_seconds_sum")?))
+    let pair = |count: &str, sum: &str| Some((value(count)? as u64, value(sum)?));
+    Counters {
+        rounds: pair("ca_signing_round_seconds_count", "ca_signing_round_seconds_sum"),
+        signatures: pair("ca_key_signatures_total", "ca_key_signature_cpu_seconds_total"),
+    }
 }
 
-/// The signing rounds between two readings of [`signing_rounds`].
-fn rounds_between(before: Option<(u64, f64)>, after: Option<(u64, f64)>) -> Option<(u64, f64)> {
-    let ((n0, s0), (n1, s1)) = (before?, after?);
-    Some((n1.checked_sub(n0)?, (s1 - s0).max(0.0)))
+async fn metrics_text(t: &Target) -> Option<String> {
+    let mut c = t.connect(false).await.ok()?;
+    let reply = c
+        .send(Method::GET, "/metrics", &[], Default::default())
+        .await
+        .ok()
+        .filter(|r| r.status == StatusCode::OK)?;
+    Some(String::from_utf8_lossy(&reply.body).into_owned())
+}
+
+/// What a signing phase adds to its figures from the counters read around it: its rounds, and its
+/// signatures' CPU time, from which the ceiling at the machine's speed during the phase (`cores`
+/// signatures at a time, each taking the CPU time one took during the phase).
+fn counted(f: &mut stats::Figures, before: Counters, after: Counters, cores: usize) {
+    let between = |a: Option<(u64, f64)>, b: Option<(u64, f64)>| {
+        let ((n0, s0), (n1, s1)) = (a?, b?);
+        Some((n1.checked_sub(n0)?, (s1 - s0).max(0.0)))
+    };
+    f.rounds = between(before.rounds, after.rounds);
+    f.signatures = between(before.signatures, after.signatures).filter(|&(n, cpu)| n > 0 && cpu > 0.0);
+    f.ceiling_at_speed = f.signatures.map(|(n, cpu)| cores as f64 * n as f64 / cpu);
 }
 
 async fn listing(t: &Target, phase: &str, query: &str) -> Figures {

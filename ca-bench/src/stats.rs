@@ -31,6 +31,13 @@ pub struct Figures {
     /// certificates and reserving serials), their number and their time in all (s), from the
     /// server's `/metrics` (`ca_signing_round_seconds`).
     pub rounds: Option<(u64, f64)>,
+    /// For a signing phase: the CA key's signatures the server made in it, their number and the CPU
+    /// time spent in them (s), from its `/metrics` (`ca_key_signatures_total`,
+    /// `ca_key_signature_cpu_seconds_total`).
+    pub signatures: Option<(u64, f64)>,
+    /// The signing ceiling at the machine's speed during the phase (/s): the cores, each signing
+    /// one signature after the other at the CPU time one signature took in the phase.
+    pub ceiling_at_speed: Option<f64>,
 }
 
 impl Figures {
@@ -84,6 +91,9 @@ impl Figures {
             "ratio_around": self.ceiling_around.map(|(a, b)| self.per_sec / ((a + b) / 2.0).max(1e-9)),
             "signing_rounds": self.rounds.map(|(n, _)| n),
             "signing_round_ms_mean": self.rounds.map(|(n, s)| s * 1000.0 / (n.max(1) as f64)),
+            "signature_cpu_ms": self.signatures.map(|(n, cpu)| cpu * 1000.0 / (n.max(1) as f64)),
+            "ceiling_at_speed_per_s": self.ceiling_at_speed,
+            "ratio_at_speed": self.ceiling_at_speed.map(|c| self.per_sec / c.max(1e-9)),
             "note": self.note,
         })
     }
@@ -115,6 +125,8 @@ pub fn figures(phase: &str, mut lat: Vec<Duration>, wall: Duration) -> Figures {
         server_cpu_by_role: None,
         ceiling_around: None,
         rounds: None,
+        signatures: None,
+        ceiling_at_speed: None,
     }
 }
 
@@ -180,6 +192,16 @@ pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
             100.0 * secs / wall.max(1e-9)
         )
     });
+    // The signatures' own CPU time, measured by the server as it signed: the machine's speed during
+    // the phase, whatever it was before and after it.
+    let at_speed = match (f.signatures, f.ceiling_at_speed) {
+        (Some((n, cpu)), Some(c)) => format!(
+            "; the signatures {:.3} ms of CPU each during the phase, a ceiling of {c:.0}/s at that speed: {:.1} %",
+            cpu * 1000.0 / n as f64,
+            100.0 * f.per_sec / c.max(1e-9)
+        ),
+        _ => String::new(),
+    };
     let backend = if backends {
         format!("[{}] ", f.backend)
     } else {
@@ -188,7 +210,7 @@ pub fn account(f: &Figures, cores: usize, backends: bool) -> Option<String> {
     Some(format!(
         "{backend}{}: {time:.3} = signing threads {:.3} (raw signature {raw:.3}, ceiling {before:.0}/s before, \
          {after:.0}/s after: {:.1} %) + requests {:.3} + database {:.3} + other {:.3}{postgres} + ca-bench \
-         {bench:.3} + idle or other processes {:.3}{rounds}",
+         {bench:.3} + idle or other processes {:.3}{at_speed}{rounds}",
         f.json_id(),
         by.signing,
         100.0 * raw / time,

@@ -192,12 +192,34 @@ fn unpin_thread() {
     }
 }
 
+/// The calling thread's CPU time (clock_gettime(2), `CLOCK_THREAD_CPUTIME_ID`): what the CA key's
+/// signatures cost, for `/metrics` (`ca_server::ca::signer::signatures`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes one `timespec` into the one it is given, which lives on this
+    // stack for the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
+}
+
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         ca_server::memory::set_release(give_back_free_memory);
         ca_server::priority::set_lower(lower_thread_priority);
+        ca_server::ca::signer::set_thread_cpu_clock(thread_cpu_time);
         if starting_cores().is_some() {
             ca_server::priority::set_placement(ca_server::priority::Placement {
                 pin: pin_thread,

@@ -100,7 +100,30 @@ fn ca_bench_runs_every_phase_and_writes_its_json() {
             p["signing_round_ms_mean"].as_f64().is_some_and(|ms| ms > 0.0),
             "{p}"
         );
+        // The signatures' CPU time during the phase, from the server's /metrics: the ceiling at the
+        // machine's speed during the phase, and the phase's ratio to it.
+        let sig_ms = p["signature_cpu_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{id}: {p}"));
+        assert!(sig_ms > 0.0, "{p}");
+        let at_speed = p["ceiling_at_speed_per_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{id}: {p}"));
+        let cores = run["cores"].as_f64().unwrap();
+        assert!(
+            (at_speed - cores * 1000.0 / sig_ms).abs() < 1e-6 * at_speed,
+            "{p}"
+        );
+        let r = p["ratio_at_speed"].as_f64().unwrap();
+        assert!(
+            (r - p["ops_per_s"].as_f64().unwrap() / at_speed).abs() < 1e-9,
+            "{p}"
+        );
     }
+    assert!(
+        text.contains("ms of CPU each during the phase, a ceiling of"),
+        "{text}"
+    );
     assert!(phase("rss_idle")["rss_mb"].as_f64().unwrap() > 1.0);
     assert!(phase("rss_peak")["rss_mb"].as_f64().unwrap() >= phase("rss_idle")["rss_mb"].as_f64().unwrap());
 }

@@ -86,6 +86,8 @@ fn metrics_in_prometheus_format_and_request_ids() {
     assert!(put.headers.contains_key("x-request-id"));
     let m = s.get(&As::Anonymous, "/metrics").text();
     assert!(m.contains("ca_pending_requests 1"), "{m}");
+    let signatures_before = metric(&m, "ca_key_signatures_total");
+    let cpu_before = metric(&m, "ca_key_signature_cpu_seconds_total");
     let sign = s.send(
         &As::Admin,
         Method::PUT,
@@ -128,4 +130,28 @@ fn metrics_in_prometheus_format_and_request_ids() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no ca_signing_round_seconds_count in\n{m}"));
     assert!(rounds >= 2, "{m}");
+    // The CA key's signatures and the CPU time they took: the certificate signed above is one of
+    // them. (Their CPU time stays 0 here: only the binary reads its threads' CPU clocks; see
+    // `server_binary`.)
+    for want in [
+        "# TYPE ca_key_signatures_total counter",
+        "# TYPE ca_key_signature_cpu_seconds_total counter",
+    ] {
+        assert!(m.contains(want), "missing {want:?} in\n{m}");
+    }
+    assert!(
+        metric(&m, "ca_key_signatures_total") >= signatures_before + 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "ca_key_signature_cpu_seconds_total") >= cpu_before,
+        "{m}"
+    );
+}
+
+/// A metric's value in a Prometheus text exposition (panics when it is missing).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }

@@ -1,6 +1,9 @@
 //! The CA's signing identity: its certificate chain and its key, ready to issue and to sign CRLs.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
@@ -141,7 +144,8 @@ impl CaSigner {
     /// when the key cannot (a PKCS#11 token's: sign the message instead).
     pub fn sign_digest(&self, digest: &aws_lc_rs::digest::Digest) -> Option<Result<Vec<u8>, CaError>> {
         let fail = |_| CaError::Key("key error: signing a digest".into());
-        Some(match self.digest_key()? {
+        let key = self.digest_key()?;
+        Some(metered(|| match key {
             DigestKey::Rsa(k) => {
                 let mut sig = vec![0; k.public_modulus_len()];
                 k.sign_digest(&aws_lc_rs::signature::RSA_PKCS1_SHA256, digest, &mut sig)
@@ -149,7 +153,7 @@ impl CaSigner {
                     .map_err(fail)
             }
             DigestKey::Ecdsa(k) => k.sign_digest(digest).map(|s| s.as_ref().to_vec()).map_err(fail),
-        })
+        }))
     }
 
     /// Whether [`CaSigner::sign_digest`] can sign.
@@ -289,14 +293,53 @@ impl PublicKeyData for CaKey {
 
 impl rcgen::SigningKey for CaKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        match self {
+        metered(|| match self {
             CaKey::File(k) => k.sign(msg),
             CaKey::Token(t) => t.sign(msg).map_err(|e| {
                 tracing::error!(error = %crate::error::Chain(&e), "the CA key in the token could not sign");
                 rcgen::Error::RemoteKeyError
             }),
+        })
+    }
+}
+
+/// The CA key's signatures made in this process (certificates, CRLs, everything the key signs).
+static SIGNATURES: AtomicU64 = AtomicU64::new(0);
+/// The CPU time the signing threads spent in them, in nanoseconds: the signing primitive alone
+/// (the call into the key, not the certificate built around it), on each thread's own CPU clock,
+/// so time the thread waited for a core is not in it.
+static SIGNATURE_CPU_NS: AtomicU64 = AtomicU64::new(0);
+static THREAD_CPU_CLOCK: OnceLock<fn() -> Option<Duration>> = OnceLock::new();
+
+/// Installs how the calling thread's CPU time is read (once; later calls are ignored). Without it
+/// signatures are counted and their CPU time stays 0.
+pub fn set_thread_cpu_clock(clock: fn() -> Option<Duration>) {
+    let _ = THREAD_CPU_CLOCK.set(clock);
+}
+
+/// The CA key's signatures made in this process so far, and the CPU time spent in them (zero when
+/// no clock was installed). `/metrics` shows both: what one signature costs on this machine at the
+/// moment, measured where the certificates are signed, whatever else runs on the cores.
+pub fn signatures() -> (u64, Duration) {
+    (
+        SIGNATURES.load(Ordering::Relaxed),
+        Duration::from_nanos(SIGNATURE_CPU_NS.load(Ordering::Relaxed)),
+    )
+}
+
+/// Runs one signature, counting it and its CPU time.
+fn metered<T>(sign: impl FnOnce() -> T) -> T {
+    let clock = THREAD_CPU_CLOCK.get();
+    let started = clock.and_then(|c| c());
+    let out = sign();
+    if let (Some(c), Some(started)) = (clock, started) {
+        if let Some(spent) = c().and_then(|now| now.checked_sub(started)) {
+            let ns = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+            SIGNATURE_CPU_NS.fetch_add(ns, Ordering::Relaxed);
         }
     }
+    SIGNATURES.fetch_add(1, Ordering::Relaxed);
+    out
 }
 
 impl CaKey {

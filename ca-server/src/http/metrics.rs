@@ -94,6 +94,22 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
         "The signing pipeline's write transactions (storing signed certificates; on SQLite also reserving serials), start to commit.",
         &a.signing_round_histogram(),
     );
+    let (signatures, cpu) = crate::ca::signer::signatures();
+    let counters = [
+        (
+            "ca_key_signatures_total",
+            "Signatures made with the CA key by this process (certificates, CRLs, OCSP answers).",
+            signatures.to_string(),
+        ),
+        (
+            "ca_key_signature_cpu_seconds_total",
+            "CPU time of this process's threads in those signatures: the signing primitive alone, on each thread's CPU clock.",
+            format!("{:.9}", cpu.as_secs_f64()),
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
     for (name, help, v) in gauges(a, &snap, now, window) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
