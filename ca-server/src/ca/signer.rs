@@ -303,7 +303,8 @@ impl rcgen::SigningKey for CaKey {
     }
 }
 
-/// The CA key's signatures made in this process (certificates, CRLs, everything the key signs).
+/// The CA key's signatures made in this process (certificates, CRLs, everything the key signs;
+/// not the OCSP responder's, whose key is its own).
 static SIGNATURES: AtomicU64 = AtomicU64::new(0);
 /// The CPU time the signing threads spent in them, in nanoseconds: the signing primitive alone
 /// (the call into the key, not the certificate built around it), on each thread's own CPU clock,

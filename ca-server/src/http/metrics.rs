@@ -98,7 +98,7 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
     let counters = [
         (
             "ca_key_signatures_total",
-            "Signatures made with the CA key by this process (certificates, CRLs, OCSP answers).",
+            "Signatures made with the CA key by this process (certificates and CRLs; OCSP answers are signed by the responder's own key).",
             signatures.to_string(),
         ),
         (
