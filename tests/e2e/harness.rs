@@ -213,6 +213,13 @@ pub fn crl_check(ca: &Path, crl: &Path, cert: &Path) -> Result<(), String> {
 }
 
 /// A fixture path.
+/// A metric's value in a Prometheus text exposition (`/metrics`); panics when it is missing.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }

@@ -86,8 +86,8 @@ fn metrics_in_prometheus_format_and_request_ids() {
     assert!(put.headers.contains_key("x-request-id"));
     let m = s.get(&As::Anonymous, "/metrics").text();
     assert!(m.contains("ca_pending_requests 1"), "{m}");
-    let signatures_before = metric(&m, "ca_key_signatures_total");
-    let cpu_before = metric(&m, "ca_key_signature_cpu_seconds_total");
+    let signatures_before = crate::harness::metric(&m, "ca_key_signatures_total");
+    let cpu_before = crate::harness::metric(&m, "ca_key_signature_cpu_seconds_total");
     let sign = s.send(
         &As::Admin,
         Method::PUT,
@@ -140,18 +140,11 @@ fn metrics_in_prometheus_format_and_request_ids() {
         assert!(m.contains(want), "missing {want:?} in\n{m}");
     }
     assert!(
-        metric(&m, "ca_key_signatures_total") >= signatures_before + 1.0,
+        crate::harness::metric(&m, "ca_key_signatures_total") >= signatures_before + 1.0,
         "{m}"
     );
     assert!(
-        metric(&m, "ca_key_signature_cpu_seconds_total") >= cpu_before,
+        crate::harness::metric(&m, "ca_key_signature_cpu_seconds_total") >= cpu_before,
         "{m}"
     );
-}
-
-/// A metric's value in a Prometheus text exposition (panics when it is missing).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }

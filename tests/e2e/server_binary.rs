@@ -430,12 +430,7 @@ fn the_binarys_signers_run_at_the_lowest_priority_on_every_core_and_the_writers_
         .block_on(client.send(Method::GET, "/metrics", &[], Vec::new()))
         .unwrap();
     let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
-    };
+    let value = |name: &str| crate::harness::metric(&metrics, name);
     assert!(value("ca_key_signatures_total") >= 1.0, "{metrics}");
     assert!(value("ca_key_signature_cpu_seconds_total") > 0.0, "{metrics}");
     stop.store(true, std::sync::atomic::Ordering::Release);
