@@ -34,10 +34,11 @@ pub(crate) struct Plan {
     pub entries_len: usize,
 }
 
-/// Where the next CRL's start is made: one at a time.
+/// Where the next CRL's start is made: for one plan, or two when the next revocation may come in
+/// either of two seconds.
 #[derive(Default)]
 pub(crate) struct Ahead {
-    slot: Mutex<Option<Job>>,
+    slot: Mutex<Vec<Job>>,
     /// How many CRLs were signed from a start made ahead.
     used: std::sync::atomic::AtomicU64,
     /// How many of those starts the revocation finished itself.
@@ -90,6 +91,35 @@ impl Work {
     }
 }
 
+/// A start claimed for the CRL being signed ([`Ahead::claim`]).
+pub(crate) struct Claimed<'a> {
+    ahead: &'a Ahead,
+    left: Left,
+}
+
+enum Left {
+    Made(Prepared),
+    Unfinished(Box<Work>),
+}
+
+impl Claimed<'_> {
+    /// The start, finished here when the job's thread had not finished it: on the core this
+    /// revocation runs on (the job's thread, which yields between steps, may be waiting for one).
+    pub(crate) fn finish(self) -> Option<Prepared> {
+        let made = match self.left {
+            Left::Made(p) => Some(p),
+            Left::Unfinished(work) => {
+                self.ahead.finished_by_taker.fetch_add(1, Ordering::Relaxed);
+                work.finish()
+            }
+        };
+        if made.is_some() {
+            self.ahead.used.fetch_add(1, Ordering::Relaxed);
+        }
+        made
+    }
+}
+
 /// Marks a job finished, with nothing, if its thread ends without saying so (a panic): the work it
 /// left, perhaps half a step, is never taken (the revocation signs its CRL whole).
 struct Finished(Arc<Shared>);
@@ -108,12 +138,26 @@ impl Ahead {
     /// The start made for `plan`, finished by the calling thread if the job's has not finished it
     /// yet (waiting at most for the step it is doing); `None` when none was made for it. Whatever
     /// else was being made is cancelled.
+    #[cfg(test)]
     pub(crate) fn take(&self, plan: &Plan) -> Option<Prepared> {
-        let job = lock(&self.slot).take()?;
-        let fits = job.confirmed && job.plan == *plan;
-        if !fits {
-            job.shared.cancel.store(true, Ordering::Relaxed);
+        self.claim(plan)?.finish()
+    }
+
+    /// The start made for `plan`, as far as the job's thread got with it, which stops there (it
+    /// finishes at most the step it is doing); `None` when none was made for it. Whatever else was
+    /// being made is cancelled. [`Claimed::finish`] does the rest on the calling thread: after the
+    /// next CRL's start is given to a thread of its own, so that both go on at once.
+    pub(crate) fn claim(&self, plan: &Plan) -> Option<Claimed<'_>> {
+        let jobs = std::mem::take(&mut *lock(&self.slot));
+        let mut fitting = None;
+        for job in jobs {
+            if fitting.is_none() && job.confirmed && job.plan == *plan {
+                fitting = Some(job);
+            } else {
+                job.cancel();
+            }
         }
+        let job = fitting?;
         let state = {
             let mut state = lock(&job.shared.state);
             // A thread that panicked in a step leaves its lock poisoned: what it left is not used.
@@ -126,20 +170,12 @@ impl Ahead {
             }
         };
         job.shared.changed.notify_all();
-        let taken = match state {
-            State::Done(p) if fits => p,
-            // The rest is done here, on the core this revocation runs on: the job's thread, which
-            // yields between steps, may be waiting for one.
-            State::Running(work) if fits => {
-                self.finished_by_taker.fetch_add(1, Ordering::Relaxed);
-                work.finish()
-            }
-            _ => None,
+        let left = match state {
+            State::Done(Some(p)) => Left::Made(p),
+            State::Running(work) => Left::Unfinished(work),
+            _ => return None,
         };
-        if taken.is_some() {
-            self.used.fetch_add(1, Ordering::Relaxed);
-        }
-        taken
+        Some(Claimed { ahead: self, left })
     }
 
     /// The time since this was last asked, when under `max`, else zero: how soon after this CRL
@@ -170,25 +206,55 @@ impl Ahead {
     /// The CRL numbered `number`, which this process signed, is committed and installed: a start
     /// made on its entries may be used.
     pub(crate) fn confirm(&self, number: u64) {
-        if let Some(job) = lock(&self.slot).as_mut().filter(|j| j.plan.base.0 == number) {
+        for job in lock(&self.slot).iter_mut().filter(|j| j.plan.base.0 == number) {
             job.confirmed = true;
         }
     }
 
-    /// Starts making, on a thread of its own, the start of the CRL of `plan` whose entries begin with
-    /// `known` (the base CRL's). It is freed if nobody takes it within `keep`.
+    /// Starts making, on a thread of its own for each plan, the start of the CRL of each of `plans`
+    /// (two when the next revocation may come in either of two seconds), whose entries begin with
+    /// `known` (the base CRL's); each is freed if nobody takes it within its `Duration`. What was
+    /// being made before is cancelled.
     pub(crate) fn start(
         &self,
+        signer: &CaSigner,
+        plans: &[(Plan, Duration)],
+        known: &[Arc<dyn AsRef<[u8]> + Send + Sync>],
+    ) {
+        for old in std::mem::take(&mut *lock(&self.slot)) {
+            old.cancel();
+        }
+        let jobs: Vec<Job> = plans
+            .iter()
+            .filter_map(|(plan, keep)| Job::spawn(signer, *plan, known.to_vec(), *keep))
+            .collect();
+        // Two callers at once (which the publishing lock rules out) would leave both's jobs: each
+        // is taken only for its own plan.
+        lock(&self.slot).extend(jobs);
+    }
+}
+
+impl Job {
+    /// Stops its thread and frees what it made.
+    fn cancel(self) {
+        self.shared.cancel.store(true, Ordering::Relaxed);
+        *lock(&self.shared.state) = State::Gone;
+        self.shared.changed.notify_all();
+    }
+
+    /// The job making the start of the CRL of `plan` on a thread of its own; `None` when it cannot
+    /// be made (dates out of range) or no thread can be started.
+    fn spawn(
         signer: &CaSigner,
         plan: Plan,
         known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>>,
         keep: Duration,
-    ) {
+    ) -> Option<Job> {
         let (Ok(this_update), Ok(next_update)) = (
             OffsetDateTime::from_unix_timestamp(plan.this_update),
             OffsetDateTime::from_unix_timestamp(plan.next_update),
         ) else {
-            return;
+            return None;
         };
         let known_len: usize = known.iter().map(|k| (**k).as_ref().len()).sum();
         let Ok(preparing) = Preparing::new(
@@ -199,7 +265,7 @@ impl Ahead {
             known_len,
             plan.entries_len.saturating_sub(known_len),
         ) else {
-            return;
+            return None;
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::Running(Box::new(Work { preparing, known }))),
@@ -243,17 +309,10 @@ impl Ahead {
                     return;
                 }
             });
-        if started.is_ok() {
-            let old = lock(&self.slot).replace(Job {
-                plan,
-                confirmed: false,
-                shared,
-            });
-            if let Some(old) = old {
-                old.shared.cancel.store(true, Ordering::Relaxed);
-                *lock(&old.shared.state) = State::Gone;
-                old.shared.changed.notify_all();
-            }
-        }
+        started.ok().map(|_| Job {
+            plan,
+            confirmed: false,
+            shared,
+        })
     }
 }

@@ -558,9 +558,10 @@ impl Revocations {
                 None => vec![&new_der],
             };
             let entries_len: usize = parts.iter().map(|p| p.len()).sum();
-            // This CRL's start, when it was made ahead as predicted.
-            let prepared = base_for_task.as_ref().and_then(|b| {
-                ahead.take(&Plan {
+            // This CRL's start, when it was made ahead as predicted: claimed now, finished (when
+            // its thread had not finished it) once the next one's is under way on another core.
+            let claimed = base_for_task.as_ref().and_then(|b| {
+                ahead.claim(&Plan {
                     base: (b.row.number, b.entries().len()),
                     number,
                     this_update: unix(this_update),
@@ -569,7 +570,7 @@ impl Revocations {
                 })
             });
             // The next one's, on another core while this one is signed.
-            if let Some((plan, keep)) = next_plan(
+            let plans = next_plans(
                 &signer,
                 number,
                 entries_len,
@@ -577,14 +578,16 @@ impl Revocations {
                 clock.now(),
                 ahead.pace(AHEAD_KEPT),
                 crl_lifetime,
-            ) {
+            );
+            if !plans.is_empty() {
                 let mut known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>> = Vec::with_capacity(2);
                 if let Some(b) = &base_for_task {
                     known.push(Arc::clone(b) as _);
                 }
                 known.push(Arc::clone(&new_der) as _);
-                ahead.start(&signer, plan, known, keep);
+                ahead.start(&signer, &plans, &known);
             }
+            let prepared = claimed.and_then(super::ahead::Claimed::finish);
             // In a key rollover, ours signed by the previous key too, beside ours on another core: a
             // revocation still waits for about one signature. (The relying parties' CRL is signed
             // where it is served, see `CrlSnapshot::relying`.)
@@ -775,6 +778,9 @@ impl Revocations {
 /// [`super::ahead`]); below, hashing them costs less than starting a thread.
 const AHEAD_FROM: usize = 256 * 1024;
 
+/// The least uncertainty on when the next revocation comes (see [`next_plans`]).
+const AHEAD_MARGIN: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How long at most a start made ahead waits to be taken.
 const AHEAD_KEPT: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -782,9 +788,11 @@ const AHEAD_KEPT: std::time::Duration = std::time::Duration::from_millis(250);
 /// signed at `now`, the next revocation being expected `pace` later: the next CRL with one more
 /// entry like the last, dated the second the next revocation is expected in, and how long to keep it
 /// (until that second ends; in a burst the next revocation comes within milliseconds, so megabytes,
-/// 40 at 1,000,000 entries, are not held longer than [`AHEAD_KEPT`]). `None` for a small CRL or a
-/// key that cannot sign a digest.
-fn next_plan(
+/// 40 at 1,000,000 entries, are not held longer than [`AHEAD_KEPT`]). When the next revocation may
+/// as well come in the second before or after (expected within half a pace of their boundary; a
+/// revocation's pace moves by that much), that second's CRL too: otherwise it would be signed whole,
+/// its megabytes hashed while it waits. Nothing for a small CRL or a key that cannot sign a digest.
+fn next_plans(
     signer: &CaSigner,
     number: u64,
     entries_len: usize,
@@ -792,23 +800,44 @@ fn next_plan(
     now: OffsetDateTime,
     pace: std::time::Duration,
     crl_lifetime: Duration,
-) -> Option<(Plan, std::time::Duration)> {
-    if entries_len < AHEAD_FROM || !signer.can_sign_digests() {
-        return None;
-    }
-    let expected = now + pace.min(AHEAD_KEPT);
-    let second = expected.replace_nanosecond(0).unwrap_or(expected);
-    let plan = Plan {
-        base: (number, entries_len),
-        number: number.checked_add(1)?,
-        this_update: unix(second),
-        next_update: unix(second + crl_lifetime),
-        entries_len: entries_len + crl::encode_entries(&[last?]).len(),
+) -> Vec<(Plan, std::time::Duration)> {
+    let Some(last) = last else {
+        return Vec::new();
     };
-    let keep = std::time::Duration::try_from(second + Duration::seconds(1) - now)
-        .unwrap_or_default()
-        .min(AHEAD_KEPT);
-    Some((plan, keep))
+    if entries_len < AHEAD_FROM || !signer.can_sign_digests() {
+        return Vec::new();
+    }
+    let Some(next_number) = number.checked_add(1) else {
+        return Vec::new();
+    };
+    let second_of = |t: OffsetDateTime| t.replace_nanosecond(0).unwrap_or(t);
+    let pace = pace.min(AHEAD_KEPT);
+    let expected = now + pace;
+    let margin = (pace / 2).max(AHEAD_MARGIN);
+    let earliest = second_of(now);
+    let mut seconds = vec![second_of(expected)];
+    for other in [second_of(expected - margin), second_of(expected + margin)] {
+        if other >= earliest && !seconds.contains(&other) {
+            seconds.push(other);
+        }
+    }
+    let next_entries_len = entries_len + crl::encode_entries(&[last]).len();
+    seconds
+        .into_iter()
+        .map(|second| {
+            let plan = Plan {
+                base: (number, entries_len),
+                number: next_number,
+                this_update: unix(second),
+                next_update: unix(second + crl_lifetime),
+                entries_len: next_entries_len,
+            };
+            let keep = std::time::Duration::try_from(second + Duration::seconds(1) - now)
+                .unwrap_or_default()
+                .min(AHEAD_KEPT);
+            (plan, keep)
+        })
+        .collect()
 }
 
 /// A CRL made of `head`, the shared `entries` and `tail` (a rollover's twin).
@@ -855,7 +884,9 @@ mod tests {
 
     /// The start begun ahead is dated the second the next revocation is expected in: the same second
     /// in a burst, the next when the pace of the last two crosses the second's end (one CRL per
-    /// second was signed whole before), and it is kept until that second ends, at most 250 ms.
+    /// second was signed whole before), and it is kept until that second ends, at most 250 ms. When
+    /// the next revocation is expected within half a pace of a second's end, the other second's CRL
+    /// is begun too (one in fifty was signed whole before, at 30 ms a revocation).
     #[test]
     fn the_next_start_is_dated_when_the_next_revocation_is_expected() {
         let key = crate::ca::keys::generate(crate::ca::keys::KeyType::EcP256).unwrap();
@@ -869,36 +900,43 @@ mod tests {
             reason: Default::default(),
         };
         let ms = std::time::Duration::from_millis;
-        let plan = |now: OffsetDateTime, pace| {
-            next_plan(
+        let plans = |now_ms: i64, pace| {
+            next_plans(
                 &signer,
                 4,
                 AHEAD_FROM,
                 Some(last.clone()),
-                now,
+                t + Duration::milliseconds(now_ms),
                 pace,
                 Duration::days(5),
             )
-            .unwrap()
+        };
+        let dated = |plans: Vec<(Plan, std::time::Duration)>| -> Vec<(i64, std::time::Duration)> {
+            plans
+                .iter()
+                .map(|(p, keep)| (p.this_update - unix(t), *keep))
+                .collect()
         };
         // Mid-second, a burst: this second, kept 250 ms.
-        let (p, keep) = plan(t + Duration::milliseconds(500), ms(5));
+        let one = plans(500, ms(5));
+        let (p, keep) = one[0];
+        assert_eq!(one.len(), 1);
         assert_eq!((p.number, p.this_update, p.base), (5, unix(t), (4, AHEAD_FROM)));
         assert_eq!(p.next_update, unix(t + Duration::days(5)));
         assert_eq!(keep, AHEAD_KEPT);
         // 2 ms before the second ends, 5 ms apart: the next second, kept until it ends (250 ms).
-        let (p, keep) = plan(t + Duration::milliseconds(998), ms(5));
-        assert_eq!(p.this_update, unix(t) + 1);
-        assert_eq!(keep, AHEAD_KEPT);
-        // 1 ms apart, 2 ms before the end: this second, kept the 2 ms left.
-        let (p, keep) = plan(t + Duration::milliseconds(998), ms(1));
-        assert_eq!(p.this_update, unix(t));
-        assert_eq!(keep, ms(2));
-        // A pace over 250 ms counts as 250 ms.
-        let (p, _) = plan(t + Duration::milliseconds(700), ms(900));
-        assert_eq!(p.this_update, unix(t));
+        assert_eq!(dated(plans(998, ms(5))), [(1, AHEAD_KEPT)]);
+        // 20 ms apart, expected 5 ms into the next second: that one first, and this one (kept the 15
+        // ms left of it).
+        assert_eq!(dated(plans(985, ms(20))), [(1, AHEAD_KEPT), (0, ms(15))]);
+        // 1 ms apart, 2 ms before the end: this second, kept the 2 ms left, and the next.
+        assert_eq!(dated(plans(998, ms(1))), [(0, ms(2)), (1, AHEAD_KEPT)]);
+        // A pace over 250 ms counts as 250 ms: at 700 ms, expected at 950 give or take 125.
+        assert_eq!(dated(plans(700, ms(900))), [(0, AHEAD_KEPT), (1, AHEAD_KEPT)]);
+        // Never a second already over.
+        assert_eq!(dated(plans(1, ms(0))), [(0, AHEAD_KEPT)]);
         // A small CRL: nothing ahead.
-        assert!(next_plan(
+        assert!(next_plans(
             &signer,
             4,
             AHEAD_FROM - 1,
@@ -907,6 +945,6 @@ mod tests {
             ms(5),
             Duration::days(5)
         )
-        .is_none());
+        .is_empty());
     }
 }

@@ -390,12 +390,19 @@ fn a_start_taken_before_it_is_finished_is_finished_by_the_taker() {
     let mut finished_by_taker = 0;
     for round in 0..6 {
         let ahead = Ahead::default();
-        ahead.start(
-            &ca,
-            plan,
-            vec![Arc::clone(&known) as _],
-            std::time::Duration::from_secs(5),
-        );
+        let keep = std::time::Duration::from_secs(5);
+        // Every other round, a second plan beside it (a revocation expected near a second's end).
+        let other_second = Plan {
+            this_update: plan.this_update + 1,
+            next_update: plan.next_update + 1,
+            ..plan
+        };
+        let plans: &[(Plan, std::time::Duration)] = if round % 4 == 2 {
+            &[(other_second, keep), (plan, keep)]
+        } else {
+            &[(plan, keep)]
+        };
+        ahead.start(&ca, plans, &[Arc::clone(&known) as _]);
         ahead.confirm(8);
         if round % 2 == 1 {
             // Another plan: nothing fits, the work is cancelled.
