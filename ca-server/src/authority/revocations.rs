@@ -578,6 +578,7 @@ impl Revocations {
                 clock.now(),
                 ahead.pace(AHEAD_KEPT),
                 crl_lifetime,
+                std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2),
             );
             if !plans.is_empty() {
                 let mut known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>> = Vec::with_capacity(2);
@@ -791,7 +792,9 @@ const AHEAD_KEPT: std::time::Duration = std::time::Duration::from_millis(250);
 /// 40 at 1,000,000 entries, are not held longer than [`AHEAD_KEPT`]). When the next revocation may
 /// as well come in the second before or after (expected within half a pace of their boundary; a
 /// revocation's pace moves by that much), that second's CRL too: otherwise it would be signed whole,
-/// its megabytes hashed while it waits. Nothing for a small CRL or a key that cannot sign a digest.
+/// its megabytes hashed while it waits; not on one core (`spare_core` false), where the two would
+/// take turns with the revocation itself. Nothing for a small CRL or a key that cannot sign a digest.
+#[allow(clippy::too_many_arguments)]
 fn next_plans(
     signer: &CaSigner,
     number: u64,
@@ -800,6 +803,7 @@ fn next_plans(
     now: OffsetDateTime,
     pace: std::time::Duration,
     crl_lifetime: Duration,
+    spare_core: bool,
 ) -> Vec<(Plan, std::time::Duration)> {
     let Some(last) = last else {
         return Vec::new();
@@ -817,7 +821,7 @@ fn next_plans(
     let earliest = second_of(now);
     let mut seconds = vec![second_of(expected)];
     for other in [second_of(expected - margin), second_of(expected + margin)] {
-        if other >= earliest && !seconds.contains(&other) {
+        if spare_core && other >= earliest && !seconds.contains(&other) {
             seconds.push(other);
         }
     }
@@ -900,7 +904,7 @@ mod tests {
             reason: Default::default(),
         };
         let ms = std::time::Duration::from_millis;
-        let plans = |now_ms: i64, pace| {
+        let plans_on = |now_ms: i64, pace, spare_core| {
             next_plans(
                 &signer,
                 4,
@@ -909,8 +913,10 @@ mod tests {
                 t + Duration::milliseconds(now_ms),
                 pace,
                 Duration::days(5),
+                spare_core,
             )
         };
+        let plans = |now_ms: i64, pace| plans_on(now_ms, pace, true);
         let dated = |plans: Vec<(Plan, std::time::Duration)>| -> Vec<(i64, std::time::Duration)> {
             plans
                 .iter()
@@ -933,6 +939,8 @@ mod tests {
         assert_eq!(dated(plans(998, ms(1))), [(0, ms(2)), (1, AHEAD_KEPT)]);
         // A pace over 250 ms counts as 250 ms: at 700 ms, expected at 950 give or take 125.
         assert_eq!(dated(plans(700, ms(900))), [(0, AHEAD_KEPT), (1, AHEAD_KEPT)]);
+        // On one core, the expected second only.
+        assert_eq!(dated(plans_on(998, ms(1), false)), [(0, ms(2))]);
         // Never a second already over.
         assert_eq!(dated(plans(1, ms(0))), [(0, AHEAD_KEPT)]);
         // A small CRL: nothing ahead.
@@ -943,7 +951,8 @@ mod tests {
             Some(last.clone()),
             t,
             ms(5),
-            Duration::days(5)
+            Duration::days(5),
+            true
         )
         .is_empty());
     }
