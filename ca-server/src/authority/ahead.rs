@@ -2,13 +2,16 @@
 //!
 //! A CRL's signature covers a SHA-256 hash of its whole TBSCertList, which can only be computed from
 //! the front, and the front holds the CRL's dates and lengths: at 100,000 entries that hash (4 MB)
-//! costs about as much as the signature. While one CRL is signed, [`Ahead`] copies and hashes, on
-//! another thread, the start of the next one as it will most likely be: one more entry like the
-//! last, signed in the same second (a burst of revocations). A revocation that comes as predicted
-//! then hashes only its entry and the CRL's tail, after finishing itself whatever that thread has
-//! not done yet (it does not wait for that thread to be given a core again); any other finds nothing
-//! that fits, cancels the work and signs its CRL whole, as it would have without it. A prediction is
-//! good only for the second it names: what is not taken by then (or within 250 ms) is freed.
+//! costs about as much as the signature (two or three times as much on a core without SHA
+//! extensions). While one CRL is signed, [`Ahead`] copies and hashes, on another thread, the start
+//! of the next one as it will most likely be: one more entry like the last, signed in the second
+//! the next revocation is expected in (a burst of revocations), and when that may as well be the
+//! second before or after, that second's too, on a thread of its own. A revocation that comes as
+//! predicted claims its start, lets the next one's begin, then finishes itself whatever that thread
+//! has not done yet (it does not wait for that thread to be given a core again) and hashes only its
+//! entry and the CRL's tail; any other finds nothing that fits, cancels the work and signs its CRL
+//! whole, as it would have without it. A prediction is good only for the second it names: what is
+//! not taken by then (or within 250 ms) is freed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
