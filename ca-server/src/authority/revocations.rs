@@ -578,7 +578,7 @@ impl Revocations {
                 clock.now(),
                 ahead.pace(AHEAD_KEPT),
                 crl_lifetime,
-                std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2),
+                spare_core(),
             );
             if !plans.is_empty() {
                 let mut known: Vec<Arc<dyn AsRef<[u8]> + Send + Sync>> = Vec::with_capacity(2);
@@ -778,6 +778,13 @@ impl Revocations {
 /// From this many bytes of entries (some 7,000), the next CRL's start is made ahead (see
 /// [`super::ahead`]); below, hashing them costs less than starting a thread.
 const AHEAD_FROM: usize = 256 * 1024;
+
+/// Whether this process has two cores or more, for a second plan (see [`next_plans`]); read once
+/// (it reads the cgroup's CPU quota).
+fn spare_core() -> bool {
+    static SPARE: OnceLock<bool> = OnceLock::new();
+    *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2))
+}
 
 /// The least uncertainty on when the next revocation comes (see [`next_plans`]).
 const AHEAD_MARGIN: std::time::Duration = std::time::Duration::from_millis(2);
