@@ -212,7 +212,6 @@ pub fn crl_check(ca: &Path, crl: &Path, cert: &Path) -> Result<(), String> {
     }
 }
 
-/// A fixture path.
 /// A metric's value in a Prometheus text exposition (`/metrics`); panics when it is missing.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -220,6 +219,7 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// A fixture path.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
