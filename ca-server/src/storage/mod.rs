@@ -18,6 +18,7 @@
 pub mod crl_mark;
 mod direct;
 mod failover;
+mod migrations;
 pub mod pg_hosts;
 mod pg_kept;
 mod queries;
@@ -145,9 +146,6 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
-
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// The advisory lock key of the CA's global write lock on PostgreSQL ("ca-write" in ASCII).
 const WRITE_LOCK_KEY: i64 = 0x63_61_2d_77_72_69_74_65;
@@ -452,7 +450,7 @@ impl Store {
             })
             .connect_with(opts.clone())
             .await?;
-        SQLITE_MIGRATOR.run(&pool).await?;
+        migrations::sqlite().await?.run(&pool).await?;
         // Opened when first used, kept for good (no idle or age limit): reopened only after an error
         // or by `reopen_write_connections`.
         let direct = direct::Direct::new(
@@ -501,7 +499,10 @@ impl Store {
             .bind(WRITE_LOCK_KEY)
             .execute(&mut *conn)
             .await?;
-        let migrated = POSTGRES_MIGRATOR.run(&mut *conn).await;
+        let migrated = match migrations::postgres().await {
+            Ok(m) => m.run(&mut *conn).await,
+            Err(e) => Err(e),
+        };
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(WRITE_LOCK_KEY)
             .execute(&mut *conn)

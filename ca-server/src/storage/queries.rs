@@ -247,7 +247,7 @@ impl<'a> AuditRecord<'a> {
 }
 
 /// An audit row as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AuditRow {
     /// Row id.
     pub id: i64,
@@ -1987,35 +1987,37 @@ pub(super) async fn audit_page(
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|r| {
-            let row = AuditRow {
-                id: r.try_get("id")?,
-                at: r.try_get("at")?,
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                certname: r.try_get("certname")?,
-                serial: r.try_get("serial")?,
-                outcome: r.try_get("outcome")?,
-                detail: r.try_get("detail")?,
-                hash: r.try_get("hash")?,
-            };
-            Ok((row, r.try_get("mac")?))
-        })
+        .map(|r| Ok((audit_row(&r)?, r.try_get("mac")?)))
         .collect()
+}
+
+/// An audit row from a query selecting its columns by name.
+fn audit_row(r: &sqlx::any::AnyRow) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        certname: r.try_get("certname")?,
+        serial: r.try_get("serial")?,
+        outcome: r.try_get("outcome")?,
+        detail: r.try_get("detail")?,
+        hash: r.try_get("hash")?,
+    })
 }
 
 pub(super) async fn audit_rows<'e, E: Executor<'e, Database = Any>>(
     e: E,
     certname: Option<&str>,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    let rows = sqlx::query_as::<_, AuditRow>(
+    let rows = sqlx::query(
         "SELECT id, at, actor, action, certname, serial, outcome, detail, hash FROM audit \
          WHERE ($1 IS NULL OR certname = $1) ORDER BY id",
     )
     .bind(certname)
     .fetch_all(e)
     .await?;
-    Ok(rows)
+    Ok(rows.iter().map(audit_row).collect::<Result<_, _>>()?)
 }
 
 /// The next CRL's `Last-Modified`: `at_least`, or one second after the previous CRL's, whichever is
