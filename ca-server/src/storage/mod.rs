@@ -493,16 +493,14 @@ impl Store {
         }
         sqlx::any::install_default_drivers();
         let (pool, writer, failover) = failover::Failover::open(url).await?;
+        let migrator = migrations::postgres().await?;
         // Replicas starting together: the migration runs under the write lock (on the chosen server).
         let mut conn = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(WRITE_LOCK_KEY)
             .execute(&mut *conn)
             .await?;
-        let migrated = match migrations::postgres().await {
-            Ok(m) => m.run(&mut *conn).await,
-            Err(e) => Err(e),
-        };
+        let migrated = migrator.run(&mut *conn).await;
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(WRITE_LOCK_KEY)
             .execute(&mut *conn)
